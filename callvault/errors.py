@@ -1,0 +1,39 @@
+"""The root of callvault's error tree.
+
+Every error callvault raises on purpose derives from :class:`CallvaultError`,
+so a caller can catch one type at the edge (CLI, HTTP view, stream agent)::
+
+    CallvaultError
+    ├── ConfigError                 callvault.errors: bad settings / URLs
+    ├── BrokerError                 callvault.errors: embedded broker would not start
+    ├── storage.errors.StorageError
+    │   ├── RecordingNotFound
+    │   ├── IntegrityError          tampered, truncated or spliced object
+    │   ├── KeyringError
+    │   │   └── KeyDestroyed        the subject key was shredded (erasure)
+    │   ├── AudioError
+    │   │   └── UnsupportedAudioFormat
+    │   ├── LandingError            landing audio missing / outside the landing roots
+    │   ├── CatalogError
+    │   └── AuditError
+    ├── policies.errors.PolicyError
+    │   └── PolicyFileError         invalid policy file (with location)
+    └── streams.errors.StreamError
+        └── EventRejected           a bad event (carries a DLQ reason code)
+"""
+
+from __future__ import annotations
+
+__all__ = ["CallvaultError", "ConfigError", "BrokerError"]
+
+
+class CallvaultError(Exception):
+    """Base class of every error callvault raises on purpose."""
+
+
+class ConfigError(CallvaultError):
+    """A setting is missing, malformed or names an unsupported backend."""
+
+
+class BrokerError(CallvaultError):
+    """The embedded Kafka-protocol broker could not be started or reached."""

@@ -1,0 +1,225 @@
+"""Typed, frozen settings, read once at start-up.
+
+Every setting comes from a ``CALLVAULT_*`` environment variable, or from a TOML
+file named by ``CALLVAULT_CONFIG`` (keys are the lower-case setting names, e.g.
+``vault = "s3://bucket"``); the environment wins over the file. Defaults keep
+everything under ``CALLVAULT_DATA_DIR`` (``./var``), which is the embedded default
+that ``make run`` starts.
+
+The table of variables in README.md is generated from :data:`FIELDS` (see
+``callvault config reference``), and a test checks the two agree.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from callvault.errors import ConfigError
+
+__all__ = ["Settings", "FIELDS", "load_settings"]
+
+ENV_PREFIX = "CALLVAULT_"
+
+
+def _meta(help: str, example: str, default_doc: str) -> dict[str, str]:
+    return {"help": help, "example": example, "default_doc": default_doc}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a callvault process needs to know about its surroundings."""
+
+    data_dir: Path = field(
+        default=Path("var"),
+        metadata=_meta("Folder for the embedded default's state.", "/srv/callvault", "./var"),
+    )
+    broker: str | None = field(
+        default=None,
+        metadata=_meta(
+            "Kafka bootstrap URL; unset starts the embedded tansu broker.",
+            "kafka://kafka-1:9092,kafka-2:9092",
+            "(embedded broker)",
+        ),
+    )
+    embedded_broker_port: int = field(
+        default=9092,
+        metadata=_meta("Port of the embedded broker (127.0.0.1).", "19092", "9092"),
+    )
+    vault: str = field(
+        default="",
+        metadata=_meta(
+            "Where encrypted recordings are stored.",
+            "s3://callvault-recordings",
+            "file://$CALLVAULT_DATA_DIR/vault",
+        ),
+    )
+    s3_endpoint: str | None = field(
+        default=None,
+        metadata=_meta("S3 endpoint for non-AWS S3 (MinIO, moto).", "http://minio:9000", "(AWS)"),
+    )
+    s3_region: str = field(
+        default="us-east-1", metadata=_meta("S3 / KMS region.", "eu-central-1", "us-east-1")
+    )
+    catalog: str = field(
+        default="",
+        metadata=_meta(
+            "Catalog database URL.",
+            "postgresql://callvault@db/callvault",
+            "sqlite:///$CALLVAULT_DATA_DIR/catalog.sqlite3",
+        ),
+    )
+    keyring: str = field(
+        default="",
+        metadata=_meta(
+            "Master keyring: a local key file or an AWS KMS key.",
+            "kms://alias/callvault",
+            "file://$CALLVAULT_DATA_DIR/keys/master.json",
+        ),
+    )
+    policy: Path | None = field(
+        default=None,
+        metadata=_meta(
+            "Policy file (purposes, roles, retention).",
+            "/etc/callvault/policy.yaml",
+            "(the policy shipped in policies/data/policy.yaml)",
+        ),
+    )
+    web_host: str = field(
+        default="127.0.0.1", metadata=_meta("Web server bind address.", "0.0.0.0", "127.0.0.1")
+    )
+    web_port: int = field(default=8080, metadata=_meta("Web server port.", "8081", "8080"))
+    landing_roots: tuple[str, ...] = field(
+        default=(),
+        metadata=_meta(
+            "Comma-separated file:// and s3:// prefixes audio may be read from.",
+            "file:///var/spool/asterisk/monitor,s3://pbx-landing/calls/",
+            "file://$CALLVAULT_DATA_DIR/landing",
+        ),
+    )
+    reconcile_after_seconds: int = field(
+        default=600,
+        metadata=_meta(
+            "Age after which a landing file with no catalog entry is re-announced.", "300", "600"
+        ),
+    )
+    max_audio_bytes: int = field(
+        default=512 * 1024 * 1024,
+        metadata=_meta("Largest landing audio accepted, in bytes.", "104857600", "536870912"),
+    )
+    worker_id: str = field(
+        default="",
+        metadata=_meta("Name of this worker in logs and audit records.", "worker-2", "(hostname)"),
+    )
+    log_level: str = field(default="info", metadata=_meta("Log level.", "debug", "info"))
+
+    # Derived paths --------------------------------------------------------------
+    @property
+    def landing_dir(self) -> Path:
+        return self.data_dir / "landing"
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        """A copy with some settings replaced (used by tests and the CLI)."""
+        merged = {f.name: getattr(self, f.name) for f in fields(self)}
+        merged.update(changes)
+        return _finish(merged)
+
+
+FIELDS = tuple(fields(Settings))
+
+
+def _parse_int(name: str, raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a whole number") from None
+    if value < 0:
+        raise ConfigError(f"{ENV_PREFIX}{name.upper()}={raw!r} must not be negative")
+    return value
+
+
+def _parse_roots(name: str, raw: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    items = raw.split(",") if isinstance(raw, str) else list(raw)
+    roots = tuple(item.strip() for item in items if item.strip())
+    for root in roots:
+        if not root.startswith(("file:///", "s3://")):
+            raise ConfigError(
+                f"{ENV_PREFIX}LANDING_ROOTS entry {root!r} must start with file:/// or s3://"
+            )
+    return roots
+
+
+_PARSERS: dict[str, Callable[[str, Any], Any]] = {
+    "embedded_broker_port": _parse_int,
+    "web_port": _parse_int,
+    "reconcile_after_seconds": _parse_int,
+    "max_audio_bytes": _parse_int,
+    "landing_roots": _parse_roots,
+    "data_dir": lambda _n, raw: Path(raw),
+    "policy": lambda _n, raw: Path(raw) if raw else None,
+}
+
+
+def _finish(values: dict[str, Any]) -> Settings:
+    data_dir = Path(values["data_dir"]).absolute()
+    values["data_dir"] = data_dir
+    if not values.get("vault"):
+        values["vault"] = f"file://{data_dir / 'vault'}"
+    if not values.get("catalog"):
+        values["catalog"] = f"sqlite:///{data_dir / 'catalog.sqlite3'}"
+    if not values.get("keyring"):
+        values["keyring"] = f"file://{data_dir / 'keys' / 'master.json'}"
+    if not values.get("landing_roots"):
+        values["landing_roots"] = (f"file://{data_dir / 'landing'}",)
+    if not values.get("worker_id"):
+        values["worker_id"] = os.uname().nodename
+    if values.get("broker") and not str(values["broker"]).startswith("kafka://"):
+        raise ConfigError(f"{ENV_PREFIX}BROKER={values['broker']!r} must look like kafka://host:port")
+    for url_field, schemes in (
+        ("vault", ("file://", "s3://")),
+        ("catalog", ("sqlite:///", "postgresql://", "postgres://")),
+        ("keyring", ("file://", "kms://")),
+    ):
+        if not str(values[url_field]).startswith(schemes):
+            raise ConfigError(
+                f"{ENV_PREFIX}{url_field.upper()}={values[url_field]!r}: "
+                f"expected a URL starting with {' or '.join(schemes)}"
+            )
+    return Settings(**values)
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, config_file: Path | None = None
+) -> Settings:
+    """Read settings from ``environ`` (default ``os.environ``) and an optional TOML file.
+
+    Raises:
+        ConfigError: a value is malformed, a key is unknown, or the file is unreadable.
+    """
+    env = dict(os.environ if environ is None else environ)
+    values: dict[str, Any] = {f.name: f.default for f in FIELDS}
+    names = {f.name for f in FIELDS}
+
+    path = config_file or (Path(env[f"{ENV_PREFIX}CONFIG"]) if env.get(f"{ENV_PREFIX}CONFIG") else None)
+    if path is not None:
+        try:
+            from_file = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+        for key, raw in from_file.items():
+            if key not in names:
+                raise ConfigError(f"{path}: unknown setting {key!r} (known: {', '.join(sorted(names))})")
+            parser = _PARSERS.get(key)
+            values[key] = parser(key, raw) if parser and isinstance(raw, str | list) else raw
+
+    for name in names:
+        raw = env.get(f"{ENV_PREFIX}{name.upper()}")
+        if raw is None or raw == "":
+            continue
+        parser = _PARSERS.get(name)
+        values[name] = parser(name, raw) if parser else raw
+    return _finish(values)
