@@ -1,0 +1,475 @@
+"""Master keyrings: the top of the key hierarchy (master key -> subject key -> data key).
+
+A :class:`Keyring` wraps and unwraps per-subject keys, signs small payloads (bearer
+tokens, deletion receipts) and pseudonymizes customer identifiers. What a caller may
+rely on:
+
+- ``wrap_key`` returns a self-describing blob naming the master key that wrapped it;
+  ``unwrap_key`` keeps working for blobs made under any earlier master key after
+  :meth:`Keyring.rotate`, and raises :class:`~storage.errors.KeyringError` on a wrong
+  encryption context, a tampered blob or an unknown master key. Never returns garbage.
+- ``pseudonymize`` is stable for the life of the keyring: rotation does not change it.
+- ``sign`` returns ``"<signing-key-id>.<urlsafe-b64 signature>"``; ``verify`` accepts a
+  signature from any signing key that is not retired and returns ``False`` (never
+  raises) for anything else.
+
+Backends are chosen by URL in :func:`open_keyring`: ``file:///path`` opens a
+:class:`LocalKeyring` (the embedded default); ``kms://key-id`` is the seam for the AWS
+KMS keyring (``KmsKeyring``), which is not available yet.
+
+Local key file layout (JSON, mode 0600, parent directory 0700)::
+
+    {"format": "callvault-keyring/1",
+     "current_master_key": "mk-…", "current_signing_key": "sk-…",
+     "pseudonym_secret": "<b64>",
+     "master_keys":  [{"id": "mk-…", "key": "<b64 32 bytes>", "created_at": "<iso>"}],
+     "signing_keys": [{"id": "sk-…", "key": "<b64 32 bytes>", "created_at": "<iso>",
+                       "retired_at": null}]}
+
+Wrapped-key blob (LocalKeyring): ``b"CVKW"`` | version ``0x01`` | u8 length of the
+master key id | master key id (ASCII) | 12-byte random nonce | AES-256-GCM ciphertext
+and tag. The associated data is the blob's prefix up to the nonce followed by the
+canonical JSON of the context (sorted keys, no whitespace), so the context and the
+key id are both authenticated.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import fcntl
+import hashlib
+import hmac
+import json
+import os
+import re
+import secrets
+import stat
+import struct
+import threading
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+from urllib.parse import unquote, urlsplit
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from callvault.errors import ConfigError
+from storage.errors import KeyringError
+
+__all__ = ["Keyring", "LocalKeyring", "open_keyring", "KEY_FILE_FORMAT"]
+
+KEY_FILE_FORMAT = "callvault-keyring/1"
+_WRAP_MAGIC = b"CVKW"
+_WRAP_VERSION = 1
+_NONCE_SIZE = 12
+_KEY_SIZE = 32
+_PSEUDONYM_DOMAIN = b"callvault-pseudonym/1"
+# Only ids shaped like ours trigger a re-read of the key file, so garbage input cannot.
+_KEY_ID_PATTERN = re.compile(r"(mk|sk)-[0-9a-f]{16}")
+
+
+@runtime_checkable
+class Keyring(Protocol):
+    """The master keyring: wraps subject keys, signs, pseudonymizes."""
+
+    @property
+    def current_key_id(self) -> str:
+        """Id of the master key new wraps use."""
+        ...
+
+    def wrap_key(self, plaintext: bytes, context: Mapping[str, str]) -> bytes:
+        """Encrypt ``plaintext`` (a key) under the current master key, binding ``context``.
+
+        Raises:
+            KeyringError: the key could not be wrapped (bad context, backend failure).
+        """
+        ...
+
+    def unwrap_key(self, blob: bytes, context: Mapping[str, str]) -> bytes:
+        """Decrypt a blob made by :meth:`wrap_key` with the same ``context``.
+
+        Raises:
+            KeyringError: wrong context, tampered or malformed blob, unknown master key.
+        """
+        ...
+
+    def pseudonymize(self, tenant: str, value: str) -> str:
+        """HMAC-SHA256 hex of ``value`` within ``tenant``; stable across rotation.
+
+        Raises:
+            KeyringError: ``tenant`` or ``value`` is empty.
+        """
+        ...
+
+    def sign(self, payload: bytes) -> str:
+        """``"<signing-key-id>.<urlsafe-b64 signature>"`` with the current signing key."""
+        ...
+
+    def verify(self, payload: bytes, signature: str) -> bool:
+        """True if ``signature`` was made over ``payload`` by a non-retired signing key."""
+        ...
+
+    def rotate(self) -> str:
+        """Add a new master key and signing key, make them current, return the master id.
+
+        Raises:
+            KeyringError: the new keys could not be stored.
+        """
+        ...
+
+    def master_key_created_at(self) -> datetime:
+        """When the current master key was created (UTC)."""
+        ...
+
+
+def canonical_context(context: Mapping[str, str]) -> bytes:
+    """The bytes a context is bound as: sorted-key compact JSON (UTF-8).
+
+    Raises:
+        KeyringError: a key or value is not a string.
+    """
+    for name, value in context.items():
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise KeyringError(
+                f"encryption context entries must be strings, got {name!r}: {value!r}"
+            )
+    return json.dumps(dict(context), sort_keys=True, separators=(",", ":")).encode()
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _new_key_entry(prefix: str) -> dict[str, Any]:
+    """A fresh random key entry; ``prefix`` is "mk" (master) or "sk" (signing)."""
+    entry: dict[str, Any] = {
+        "id": f"{prefix}-{secrets.token_hex(8)}",
+        "key": _b64(os.urandom(_KEY_SIZE)),
+        "created_at": _now().isoformat(),
+    }
+    if prefix == "sk":
+        entry["retired_at"] = None
+    return entry
+
+
+class LocalKeyring:
+    """A keyring kept in a local JSON key file (the embedded default).
+
+    The file is created on first open (parent directory 0700, file 0600, written
+    atomically). A file that group or others may access is refused. Several processes
+    may share one file: a process that meets a key id it does not know re-reads the
+    file once, and :meth:`rotate` holds an exclusive lock (``<file>.lock``) while it
+    reads, extends and rewrites the file.
+
+    Raises (constructor):
+        KeyringError: the file is readable by group/others, corrupt, or cannot be created.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = Path(path)
+        self._lock = threading.RLock()
+        self._aead: dict[str, AESGCM] = {}
+        self._stamp: tuple[int, int] = (0, 0)  # (inode, mtime) of the file last read
+        with self._file_lock():
+            if not self._path.exists():
+                self._write(self._fresh_state())
+            self._state = self._read()
+
+    # -- Keyring protocol -----------------------------------------------------------
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def current_key_id(self) -> str:
+        self._refresh_if_changed()
+        return str(self._state["current_master_key"])
+
+    def wrap_key(self, plaintext: bytes, context: Mapping[str, str]) -> bytes:
+        aad_context = canonical_context(context)
+        with self._lock:
+            key_id = self.current_key_id
+            aead = self._master_aead(key_id)
+        key_id_bytes = key_id.encode("ascii")
+        head = _WRAP_MAGIC + bytes([_WRAP_VERSION, len(key_id_bytes)]) + key_id_bytes
+        nonce = os.urandom(_NONCE_SIZE)
+        return head + nonce + aead.encrypt(nonce, plaintext, head + aad_context)
+
+    def unwrap_key(self, blob: bytes, context: Mapping[str, str]) -> bytes:
+        aad_context = canonical_context(context)
+        view = memoryview(blob)
+        if len(view) < 6 or bytes(view[:4]) != _WRAP_MAGIC:
+            raise KeyringError("not a wrapped key (bad magic)")
+        if view[4] != _WRAP_VERSION:
+            raise KeyringError(f"unsupported wrapped-key version {view[4]}")
+        id_len = view[5]
+        head_len = 6 + id_len
+        if len(view) < head_len + _NONCE_SIZE + 16:
+            raise KeyringError("wrapped key is truncated")
+        try:
+            key_id = bytes(view[6:head_len]).decode("ascii")
+        except UnicodeDecodeError:
+            raise KeyringError("wrapped key names a malformed master key id") from None
+        aead = self._master_aead(key_id, reload_if_unknown=True)
+        nonce = view[head_len : head_len + _NONCE_SIZE]
+        try:
+            return aead.decrypt(
+                nonce, view[head_len + _NONCE_SIZE :], bytes(view[:head_len]) + aad_context
+            )
+        except InvalidTag as exc:
+            raise KeyringError(
+                f"cannot unwrap key under master key {key_id}: wrong context or tampered blob"
+            ) from exc
+
+    def pseudonymize(self, tenant: str, value: str) -> str:
+        if not tenant or not value:
+            raise KeyringError("pseudonymize needs a non-empty tenant and value")
+        t, v = tenant.encode(), value.encode()
+        # Length prefixes keep ("ab", "c") and ("a", "bc") apart.
+        message = _PSEUDONYM_DOMAIN + struct.pack(">I", len(t)) + t + struct.pack(">I", len(v)) + v
+        return hmac.new(self._pseudonym_secret, message, hashlib.sha256).hexdigest()
+
+    def sign(self, payload: bytes) -> str:
+        self._refresh_if_changed()
+        with self._lock:
+            key_id = str(self._state["current_signing_key"])
+            key = self._signing_key(key_id)
+        assert key is not None  # the current signing key is never retired
+        mac = hmac.new(key, payload, hashlib.sha256).digest()
+        return f"{key_id}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode('ascii')}"
+
+    def verify(self, payload: bytes, signature: str) -> bool:
+        if not isinstance(signature, str) or signature.count(".") != 1:
+            return False
+        key_id, encoded = signature.split(".")
+        try:
+            mac = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+        except (binascii.Error, ValueError):
+            return False
+        key = self._signing_key(key_id)
+        if key is None and _KEY_ID_PATTERN.fullmatch(key_id):
+            with self._lock:
+                known = self._find("signing_keys", key_id) is not None
+            if not known:  # maybe another process rotated: re-read once
+                try:
+                    self._reload()
+                except KeyringError:
+                    return False
+                key = self._signing_key(key_id)
+        if key is None:
+            return False
+        return hmac.compare_digest(hmac.new(key, payload, hashlib.sha256).digest(), mac)
+
+    def rotate(self) -> str:
+        with self._lock, self._file_lock():
+            state = self._read()  # another process may have rotated meanwhile
+            master, signing = _new_key_entry("mk"), _new_key_entry("sk")
+            state["master_keys"].append(master)
+            state["signing_keys"].append(signing)
+            master_id, signing_id = master["id"], signing["id"]
+            state["current_master_key"] = master_id
+            state["current_signing_key"] = signing_id
+            self._write(state)
+            self._state = self._read()
+            return str(master_id)
+
+    def master_key_created_at(self) -> datetime:
+        with self._lock:
+            entry = self._find("master_keys", self.current_key_id)
+        assert entry is not None
+        return datetime.fromisoformat(entry["created_at"])
+
+    # -- extra operations (LocalKeyring only) ------------------------------------------
+    def retire_signing_key(self, key_id: str) -> None:
+        """Stop accepting signatures by ``key_id`` (e.g. after a leak).
+
+        Raises:
+            KeyringError: unknown key id, or it is the current signing key.
+        """
+        with self._lock, self._file_lock():
+            state = self._read()
+            if key_id == state["current_signing_key"]:
+                raise KeyringError(f"{key_id} is the current signing key; rotate first")
+            for entry in state["signing_keys"]:
+                if entry["id"] == key_id:
+                    entry["retired_at"] = entry.get("retired_at") or _now().isoformat()
+                    break
+            else:
+                raise KeyringError(f"unknown signing key {key_id!r}")
+            self._write(state)
+            self._state = self._read()
+
+    # -- internals ----------------------------------------------------------------------
+    @property
+    def _pseudonym_secret(self) -> bytes:
+        return base64.b64decode(self._state["pseudonym_secret"])
+
+    def _find(self, section: str, key_id: str) -> dict[str, Any] | None:
+        for entry in self._state[section]:
+            if entry["id"] == key_id:
+                return dict(entry)
+        return None
+
+    def _signing_key(self, key_id: str) -> bytes | None:
+        with self._lock:
+            entry = self._find("signing_keys", key_id)
+        if entry is None or entry.get("retired_at"):
+            return None
+        return base64.b64decode(entry["key"])
+
+    def _reload(self) -> None:
+        """Re-read the key file (another process may have rotated)."""
+        with self._lock:
+            self._state = self._read()
+
+    def _refresh_if_changed(self) -> None:
+        """Re-read the key file if it was replaced since we read it (one stat call)."""
+        try:
+            st = self._path.stat()
+        except OSError:
+            return  # keep serving from memory; the next write reports the problem
+        if (st.st_ino, st.st_mtime_ns) != self._stamp:
+            self._reload()
+
+    def _master_aead(self, key_id: str, *, reload_if_unknown: bool = False) -> AESGCM:
+        with self._lock:
+            aead = self._aead.get(key_id)
+            if aead is not None:
+                return aead
+            entry = self._find("master_keys", key_id)
+            if entry is None and reload_if_unknown and _KEY_ID_PATTERN.fullmatch(key_id):
+                self._reload()
+                entry = self._find("master_keys", key_id)
+            if entry is None:
+                raise KeyringError(f"unknown master key {key_id!r} (not in {self._path})")
+            aead = AESGCM(base64.b64decode(entry["key"]))
+            self._aead[key_id] = aead
+            return aead
+
+    @staticmethod
+    def _fresh_state() -> dict[str, Any]:
+        master, signing = _new_key_entry("mk"), _new_key_entry("sk")
+        return {
+            "format": KEY_FILE_FORMAT,
+            "current_master_key": master["id"],
+            "current_signing_key": signing["id"],
+            "pseudonym_secret": _b64(os.urandom(_KEY_SIZE)),
+            "master_keys": [master],
+            "signing_keys": [signing],
+        }
+
+    @contextlib.contextmanager
+    def _file_lock(self) -> Iterator[None]:
+        try:
+            self._path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(
+                self._path.with_name(self._path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600
+            )
+        except OSError as exc:
+            raise KeyringError(
+                f"cannot create key file directory {self._path.parent}: {exc}"
+            ) from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
+
+    def _write(self, state: dict[str, Any]) -> None:
+        tmp = self._path.with_name(f".{self._path.name}.{secrets.token_hex(4)}.tmp")
+        data = json.dumps(state, indent=2, sort_keys=True).encode()
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                os.write(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, self._path)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise KeyringError(f"cannot write key file {self._path}: {exc}") from exc
+
+    def _read(self) -> dict[str, Any]:
+        try:
+            st = self._path.stat()
+            mode = st.st_mode
+            if mode & (stat.S_IRWXG | stat.S_IRWXO):
+                raise KeyringError(
+                    f"key file {self._path} is accessible by group/others "
+                    f"(mode {stat.S_IMODE(mode):o}); run: chmod 600 {self._path}"
+                )
+            raw = self._path.read_bytes()
+            stamp = (st.st_ino, st.st_mtime_ns)
+        except OSError as exc:
+            raise KeyringError(f"cannot read key file {self._path}: {exc}") from exc
+        try:
+            state = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise KeyringError(f"key file {self._path} is corrupt (not JSON: {exc})") from exc
+        valid = self._validate(state)
+        self._stamp = stamp
+        return valid
+
+    def _validate(self, state: Any) -> dict[str, Any]:
+        where = f"key file {self._path} is corrupt"
+        if not isinstance(state, dict) or state.get("format") != KEY_FILE_FORMAT:
+            raise KeyringError(f"{where}: expected format {KEY_FILE_FORMAT!r}")
+        try:
+            for section in ("master_keys", "signing_keys"):
+                entries = state[section]
+                if not isinstance(entries, list) or not entries:
+                    raise KeyringError(f"{where}: {section} must be a non-empty list")
+                for entry in entries:
+                    if len(base64.b64decode(entry["key"], validate=True)) != _KEY_SIZE:
+                        raise KeyringError(f"{where}: key {entry['id']!r} is not {_KEY_SIZE} bytes")
+                    datetime.fromisoformat(entry["created_at"])
+                    if not str(entry["id"]).isascii() or "." in entry["id"]:
+                        raise KeyringError(f"{where}: malformed key id {entry['id']!r}")
+            if len(base64.b64decode(state["pseudonym_secret"], validate=True)) < 16:
+                raise KeyringError(f"{where}: pseudonym_secret is too short")
+            ids = {e["id"] for e in state["master_keys"]}
+            if state["current_master_key"] not in ids:
+                raise KeyringError(f"{where}: current_master_key is not among master_keys")
+            current_signing = [
+                e for e in state["signing_keys"] if e["id"] == state["current_signing_key"]
+            ]
+            if not current_signing or current_signing[0].get("retired_at"):
+                raise KeyringError(f"{where}: current_signing_key is missing or retired")
+        except (KeyError, TypeError, ValueError, binascii.Error) as exc:
+            raise KeyringError(f"{where}: {exc!r}") from exc
+        return state
+
+
+def open_keyring(url: str, *, region: str = "us-east-1", endpoint: str | None = None) -> Keyring:
+    """Open the keyring named by ``url`` (``CALLVAULT_KEYRING``).
+
+    ``file:///abs/path/master.json`` opens (creating if needed) a :class:`LocalKeyring`.
+    ``kms://key-id`` will open a ``KmsKeyring`` (AWS KMS via boto3, using ``region`` and
+    ``endpoint``); it is not available yet.
+
+    Raises:
+        ConfigError: unsupported scheme, malformed URL, or KMS requested.
+        KeyringError: the local key file is unsafe, corrupt or cannot be created.
+    """
+    parts = urlsplit(url)
+    if parts.scheme == "file":
+        if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
+            raise ConfigError(f"keyring URL {url!r}: expected file:///absolute/path")
+        return LocalKeyring(Path(unquote(parts.path)))
+    if parts.scheme == "kms":
+        # Seam for KmsKeyring(key_id=parts.netloc + parts.path, region=region, endpoint=endpoint).
+        raise ConfigError(
+            f"keyring URL {url!r}: the AWS KMS keyring is not available yet; "
+            "use a file:///path key file"
+        )
+    raise ConfigError(f"keyring URL {url!r}: expected file:///path or kms://key-id")

@@ -1,0 +1,323 @@
+"""Subject keys and the service that seals and opens recordings with them.
+
+Key hierarchy: the master :class:`~storage.keyring.Keyring` wraps one key per data
+subject (customer, per tenant), kept in a :class:`SubjectKeyStore` (the catalog);
+each subject key wraps one fresh data key per recording, kept in the object header
+(:mod:`storage.envelope`).
+
+What a caller of :class:`KeyService` may rely on:
+
+- ``seal_recording`` creates the subject's key on first use (a race between two
+  workers ends with both using the one key the store kept).
+- The store is asked on every seal and open whether the subject key is still live;
+  the in-memory LRU cache only saves keyring unwraps. So once ``destroy_subject``
+  ran in any process sharing the store, every ``open_*`` of that subject's
+  recordings raises :class:`~storage.errors.KeyDestroyed`, everywhere, at once.
+- ``rewrap_all`` rewraps subject keys (never audio) under the keyring's current
+  master key; it skips keys already current, so it can be re-run after a crash.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Protocol, runtime_checkable
+
+from storage import envelope
+from storage.envelope import EnvelopeHeader
+from storage.errors import IntegrityError, KeyDestroyed, KeyringError
+from storage.keyring import Keyring
+from storage.types import SubjectKeyRecord
+
+__all__ = ["SubjectKeyStore", "KeyService", "SealedRecording", "subject_key_context"]
+
+_SUBJECT_KEY_SIZE = 32
+
+
+@runtime_checkable
+class SubjectKeyStore(Protocol):
+    """Where wrapped subject keys live (implemented by the catalog).
+
+    At most one live (not destroyed) key exists per ``subject_ref``.
+    """
+
+    def get_subject_key(self, subject_ref: str) -> SubjectKeyRecord | None:
+        """The live key of ``subject_ref``, or None."""
+        ...
+
+    def get_subject_key_by_id(self, key_id: str) -> SubjectKeyRecord | None:
+        """The key ``key_id`` (live or destroyed), or None if never stored."""
+        ...
+
+    def put_subject_key(self, record: SubjectKeyRecord) -> SubjectKeyRecord:
+        """Insert ``record`` unless its subject already has a live key; return the live one."""
+        ...
+
+    def destroy_subject_key(self, key_id: str) -> None:
+        """Forget the wrapped key for good (``wrapped_key`` NULL, ``destroyed_at`` set)."""
+        ...
+
+    def replace_wrapped_subject_key(
+        self, key_id: str, wrapped_key: bytes, master_key_id: str
+    ) -> None:
+        """Store a rewrapped key (master-key rotation)."""
+        ...
+
+    def iter_subject_keys(self) -> Iterator[SubjectKeyRecord]:
+        """Every subject key, live and destroyed (updates during iteration must be safe)."""
+        ...
+
+
+@dataclass(frozen=True)
+class SealedRecording:
+    """A sealed object and the subject key that protects it."""
+
+    blob: bytes
+    subject_key_id: str
+
+
+def subject_key_context(record: SubjectKeyRecord) -> dict[str, str]:
+    """The keyring encryption context a subject key is wrapped under."""
+    return {
+        "purpose": "subject-key",
+        "tenant": record.tenant,
+        "subject_ref": record.subject_ref,
+        "key_id": record.key_id,
+    }
+
+
+class KeyService:
+    """Seals and opens recordings under per-subject keys; crypto-shreds subjects.
+
+    Thread-safe. ``cache_size`` bounds the number of unwrapped subject keys kept in
+    memory (0 disables the cache).
+    """
+
+    def __init__(self, keyring: Keyring, store: SubjectKeyStore, *, cache_size: int = 4096) -> None:
+        if cache_size < 0:
+            raise ValueError("cache_size must not be negative")
+        self._keyring = keyring
+        self._store = store
+        self._cache_size = cache_size
+        self._cache: OrderedDict[str, bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @property
+    def keyring(self) -> Keyring:
+        return self._keyring
+
+    def subject_ref(self, tenant: str, customer_ref: str) -> str:
+        """The pseudonymous subject reference of a customer (keyed hash, per tenant).
+
+        Raises:
+            KeyringError: ``tenant`` or ``customer_ref`` is empty.
+        """
+        return self._keyring.pseudonymize(tenant, customer_ref)
+
+    # -- sealing / opening ------------------------------------------------------------
+    def seal_recording(
+        self,
+        *,
+        recording_id: str,
+        tenant: str,
+        subject_ref: str,
+        plaintext: bytes | bytearray | memoryview,
+        content_type: str = "audio/wav",
+        chunk_size: int = envelope.DEFAULT_CHUNK_SIZE,
+    ) -> SealedRecording:
+        """Encrypt ``plaintext`` under a fresh data key wrapped by the subject's key.
+
+        Raises:
+            KeyringError: the subject key could not be created or unwrapped, or the
+                subject ref belongs to another tenant.
+            ValueError: empty ids or a bad chunk size.
+        """
+        if not recording_id or not tenant or not subject_ref:
+            raise ValueError("recording_id, tenant and subject_ref must not be empty")
+        record = self._live_or_new_subject_key(tenant, subject_ref)
+        subject_key = self._subject_key(record)
+        data_key = envelope.new_data_key()
+        wrapped = envelope.wrap_data_key(
+            subject_key, data_key, recording_id=recording_id, subject_key_id=record.key_id
+        )
+        blob = envelope.seal(
+            recording_id,
+            plaintext,
+            data_key=data_key,
+            wrapped_data_key=wrapped,
+            subject_key_id=record.key_id,
+            chunk_size=chunk_size,
+            content_type=content_type,
+        )
+        return SealedRecording(blob=blob, subject_key_id=record.key_id)
+
+    def open_recording(self, blob: bytes | memoryview) -> bytes:
+        """Decrypt a whole sealed object.
+
+        Raises:
+            IntegrityError: the object is tampered, truncated, extended or spliced.
+            KeyDestroyed: the subject was erased (crypto-shredded).
+            KeyringError: the subject key is unknown or cannot be unwrapped.
+        """
+        header = envelope.parse_header(blob)
+        data_key = self.data_key(header[0])
+        return envelope.open_sealed(blob, data_key, header=header)
+
+    def open_recording_range(
+        self,
+        fetch: Callable[[int, int], bytes],
+        start: int,
+        end: int,
+        *,
+        header: tuple[EnvelopeHeader, int] | None = None,
+    ) -> bytes:
+        """Plaintext bytes ``[start, end]`` (inclusive), fetching only what is needed.
+
+        ``fetch(start, end_inclusive)`` reads ciphertext bytes of the stored object (it
+        may return fewer bytes only at the end of the object). ``header`` may pass a
+        :meth:`read_header` result to save one fetch.
+
+        Raises:
+            ValueError: the range is outside ``[0, plaintext_size)``.
+            IntegrityError, KeyDestroyed, KeyringError: as :meth:`open_recording`.
+        """
+        parsed, header_len = header if header is not None else self.read_header(fetch)
+        data_key = self.data_key(parsed)
+        cipher_start, cipher_end, first = envelope.ciphertext_span(parsed, header_len, start, end)
+        ciphertext = fetch(cipher_start, cipher_end)
+        return envelope.open_range(parsed, header_len, ciphertext, first, data_key, start, end)
+
+    def read_header(self, fetch: Callable[[int, int], bytes]) -> tuple[EnvelopeHeader, int]:
+        """The object's header and header length, e.g. for Content-Length / Content-Type.
+
+        Raises:
+            IntegrityError: not a valid sealed object.
+        """
+        return envelope.read_header(fetch)
+
+    def plaintext_size(self, fetch: Callable[[int, int], bytes]) -> int:
+        """Size of the decrypted recording (for Content-Length).
+
+        Raises:
+            IntegrityError: not a valid sealed object.
+        """
+        return self.read_header(fetch)[0].plaintext_size
+
+    def data_key(self, header: EnvelopeHeader) -> bytes:
+        """The recording's data key, unwrapped from its header.
+
+        Raises:
+            KeyDestroyed: the subject key was destroyed.
+            KeyringError: the subject key is unknown or cannot be unwrapped.
+            IntegrityError: the wrapped data key does not belong to this recording.
+        """
+        record = self._store.get_subject_key_by_id(header.subject_key_id)
+        if record is None:
+            raise KeyringError(
+                f"recording {header.recording_id}: subject key {header.subject_key_id} "
+                "is unknown to the catalog"
+            )
+        if record.wrapped_key is None or record.destroyed_at is not None:
+            self._forget(record.key_id)
+            raise KeyDestroyed(
+                f"recording {header.recording_id}: its subject key was destroyed "
+                "(customer erased); the audio is unrecoverable"
+            )
+        return envelope.unwrap_data_key(
+            self._subject_key(record),
+            header.wrapped_data_key,
+            recording_id=header.recording_id,
+            subject_key_id=header.subject_key_id,
+        )
+
+    # -- erasure and rotation ------------------------------------------------------------
+    def destroy_subject(self, subject_ref: str) -> bool:
+        """Crypto-shred ``subject_ref``: every recording sealed for it becomes unreadable.
+
+        Returns True if a live key was destroyed, False if there was none.
+
+        Raises:
+            KeyringError / CatalogError: the store failed (nothing is half-done).
+        """
+        record = self._store.get_subject_key(subject_ref)
+        if record is None:
+            return False
+        self._store.destroy_subject_key(record.key_id)
+        self._forget(record.key_id)
+        return True
+
+    def rewrap_all(self, progress: Callable[[int], None] | None = None) -> int:
+        """Rewrap every live subject key under the keyring's current master key.
+
+        Keys already under the current master key, and destroyed keys, are skipped, so
+        an interrupted run can simply be repeated. ``progress(1)`` is called after each
+        key examined (fits ``tqdm.update``). Returns how many keys were rewrapped.
+
+        Raises:
+            KeyringError: a key could not be unwrapped or wrapped (earlier ones stay done).
+        """
+        current = self._keyring.current_key_id
+        rewrapped = 0
+        for record in self._store.iter_subject_keys():
+            if record.wrapped_key is not None and record.master_key_id != current:
+                context = subject_key_context(record)
+                subject_key = self._keyring.unwrap_key(record.wrapped_key, context)
+                new_blob = self._keyring.wrap_key(subject_key, context)
+                self._store.replace_wrapped_subject_key(record.key_id, new_blob, current)
+                rewrapped += 1
+            if progress is not None:
+                progress(1)
+        return rewrapped
+
+    # -- internals ----------------------------------------------------------------------
+    def _live_or_new_subject_key(self, tenant: str, subject_ref: str) -> SubjectKeyRecord:
+        record = self._store.get_subject_key(subject_ref)
+        if record is None:
+            key = secrets.token_bytes(_SUBJECT_KEY_SIZE)
+            draft = SubjectKeyRecord(
+                key_id=f"sk_{secrets.token_hex(16)}",
+                subject_ref=subject_ref,
+                tenant=tenant,
+                wrapped_key=None,
+                master_key_id=self._keyring.current_key_id,
+                created_at=datetime.now(UTC),
+            )
+            wrapped = self._keyring.wrap_key(key, subject_key_context(draft))
+            new = replace(draft, wrapped_key=wrapped)
+            record = self._store.put_subject_key(new)
+            if record.key_id == new.key_id:
+                self._remember(new.key_id, key)
+        if record.tenant != tenant:
+            raise KeyringError(f"subject ref belongs to tenant {record.tenant!r}, not {tenant!r}")
+        return record
+
+    def _subject_key(self, record: SubjectKeyRecord) -> bytes:
+        with self._lock:
+            key = self._cache.get(record.key_id)
+            if key is not None:
+                self._cache.move_to_end(record.key_id)
+                return key
+        if record.wrapped_key is None:
+            raise KeyDestroyed(f"subject key {record.key_id} was destroyed")
+        key = self._keyring.unwrap_key(record.wrapped_key, subject_key_context(record))
+        if len(key) != _SUBJECT_KEY_SIZE:
+            raise IntegrityError(f"subject key {record.key_id} unwrapped to a wrong length")
+        self._remember(record.key_id, key)
+        return key
+
+    def _remember(self, key_id: str, key: bytes) -> None:
+        if self._cache_size == 0:
+            return
+        with self._lock:
+            self._cache[key_id] = key
+            self._cache.move_to_end(key_id)
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+
+    def _forget(self, key_id: str) -> None:
+        with self._lock:
+            self._cache.pop(key_id, None)
