@@ -1,0 +1,247 @@
+"""The faust-streaming application: topics, the ingest agent, the audit publisher,
+the landing reconciler and the HTTP server, all in one worker process.
+
+Agents stay thin: the ingest agent buffers events (``take_events``, acked only after
+the batch body finished), hands them to :class:`~streams.ingest.IngestPipeline` in a
+thread, publishes DLQ entries, and only then lets faust ack (commit) the offsets.
+An infrastructure failure is retried with back-off inside the body, so offsets of
+an unprocessed batch are never committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import json
+import logging
+import time
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+from aiohttp import web
+from mode import Service
+
+from callvault.errors import CallvaultError
+from callvault.services import Services
+from storage.types import AuditEntry
+from streams.auth import LocalTokens, TokenVerifier
+from streams.ingest import IngestOutcome, IngestPipeline
+from streams.metrics import Metrics
+from streams.web import WebContext, build_web_app
+
+__all__ = ["Worker", "TOPICS", "create_worker"]
+
+log = logging.getLogger(__name__)
+
+TOPICS = {
+    "recordings": "callvault.recordings",
+    "privacy": "callvault.privacy-requests",
+    "audit": "callvault.audit",
+    "dlq": "callvault.dlq",
+}
+BATCH_MAX = 256
+BATCH_WITHIN = 0.2
+PARTITIONS = 4
+
+
+def _entry_json(entry: AuditEntry) -> bytes:
+    data = asdict(entry)
+    data["at"] = entry.at.isoformat()
+    return json.dumps(data, separators=(",", ":"), sort_keys=True).encode()
+
+
+class Worker:
+    """One callvault worker: the faust app plus the collaborators it drives."""
+
+    def __init__(
+        self,
+        services: Services,
+        *,
+        broker_url: str,
+        metrics: Metrics | None = None,
+        tokens: TokenVerifier | None = None,
+        web_port: int | None = None,
+        reconcile_interval: float | None = None,
+    ) -> None:
+        self.services = services
+        self.metrics = metrics or Metrics()
+        self.broker_url = broker_url
+        self.started_at = time.monotonic()
+        self._audit_buffer: collections.deque[AuditEntry] = collections.deque()
+        settings = services.settings
+        self.tokens = tokens or LocalTokens(services.keyring, frozenset(services.policy.roles))
+        self.web_port = settings.web_port if web_port is None else web_port
+        self.reconcile_interval = reconcile_interval or max(5.0, settings.reconcile_after_seconds / 4)
+        self._reannounced: dict[str, float] = {}
+        services.audit.on_append = self._audit_buffer.append  # publish committed entries
+
+        self.app = faust.App(
+            "callvault",
+            broker=broker_url,
+            store="memory://",
+            autodiscover=False,
+            web_enabled=False,
+            topic_partitions=PARTITIONS,
+            topic_replication_factor=1,
+            broker_session_timeout=6,
+            broker_rebalance_timeout=6,
+            broker_heartbeat_interval=1,
+            broker_commit_interval=0.5,
+            consumer_auto_offset_reset="earliest",
+            producer_acks=-1,
+            stream_wait_empty=False,
+        )
+        self.recordings = self.app.topic(TOPICS["recordings"], value_serializer="raw", partitions=PARTITIONS)
+        self.privacy_requests = self.app.topic(TOPICS["privacy"], value_serializer="raw", partitions=PARTITIONS)
+        self.audit_topic = self.app.topic(TOPICS["audit"], value_serializer="raw", partitions=1)
+        self.dlq = self.app.topic(TOPICS["dlq"], value_serializer="raw", partitions=1)
+        self.pipeline = IngestPipeline(
+            landing=services.landing,
+            vault=services.vault,
+            keys=services.keys,
+            catalog=services.catalog,
+            audit=services.audit,
+            policy=services.policy,
+            metrics=self.metrics,
+            actor=f"worker:{settings.worker_id}",
+            clock=services.clock,
+        )
+        self._register()
+
+    # -- wiring ---------------------------------------------------------------------------
+    def _register(self) -> None:
+        app = self.app
+
+        @app.agent(self.recordings, name="ingest")
+        async def ingest(stream: faust.StreamT[bytes]) -> None:
+            async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN):
+                await self._ingest_batch([event.value for event in events])
+
+        @app.timer(1.0, name="audit-publisher")
+        async def publish_audit() -> None:
+            await self._flush_audit()
+
+        @app.timer(self.reconcile_interval, name="landing-reconciler")
+        async def reconcile() -> None:
+            await self.reconcile_landing()
+
+        worker = self
+
+        class WebServer(Service):
+            runner: web.AppRunner | None = None
+
+            async def on_start(self) -> None:
+                ctx = WebContext(
+                    services=worker.services,
+                    metrics=worker.metrics,
+                    tokens=worker.tokens,
+                    publish_recording=worker.publish_recording,
+                    health=worker.health,
+                )
+                self.runner = web.AppRunner(build_web_app(ctx), access_log=None)
+                await self.runner.setup()
+                site = web.TCPSite(self.runner, worker.services.settings.web_host, worker.web_port)
+                await site.start()
+                log.info("web server on http://%s:%d", worker.services.settings.web_host, worker.web_port)
+
+            async def on_stop(self) -> None:
+                if self.runner is not None:
+                    await self.runner.cleanup()
+
+        app.service(WebServer)
+
+    # -- behaviour ------------------------------------------------------------------------
+    async def _ingest_batch(self, payloads: list[bytes]) -> list[IngestOutcome]:
+        loop = asyncio.get_running_loop()
+        delay = 0.5
+        while True:
+            try:
+                outcomes = await loop.run_in_executor(None, self.pipeline.process_batch, payloads)
+                break
+            except CallvaultError as exc:
+                # Infrastructure failure: retry the same batch; never commit past it.
+                log.error("ingest batch failed (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+        for outcome in outcomes:
+            if outcome.status == "dlq":
+                await self.dlq.send(value=self._dlq_message(outcome))
+        await self._flush_audit()
+        return outcomes
+
+    def _dlq_message(self, outcome: IngestOutcome) -> bytes:
+        body: dict[str, Any] = {
+            "reason": outcome.reason,
+            "detail": outcome.detail,
+            "recording_id": outcome.recording_id,
+            "at": datetime.now(UTC).isoformat(),
+            "worker": self.services.settings.worker_id,
+        }
+        # The original event goes along so an operator can replay it once fixed.
+        body["event"] = (outcome.payload or b"").decode("utf-8", "replace")
+        return json.dumps(body).encode()
+
+    async def _flush_audit(self) -> None:
+        while self._audit_buffer:
+            entry = self._audit_buffer.popleft()
+            await self.audit_topic.send(value=_entry_json(entry))
+
+    async def publish_recording(self, event: bytes) -> None:
+        await self.recordings.send(value=event)
+
+    async def reconcile_landing(self) -> int:
+        """Re-announce landing audio whose event was lost (e.g. the in-memory broker
+        restarted): stale files with a sidecar event and no catalog entry."""
+        services = self.services
+        loop = asyncio.get_running_loop()
+        older = float(services.settings.reconcile_after_seconds)
+        stale = await loop.run_in_executor(None, lambda: list(services.landing.iter_stale(older)))
+        self.metrics.landing_backlog.set(len(stale))
+        sent = 0
+        now = time.monotonic()
+        for item in stale:
+            if not item.has_sidecar:
+                continue
+            last = self._reannounced.get(item.uri)
+            if last is not None and now - last < older:
+                continue  # already re-announced recently; give the worker time
+            event = await loop.run_in_executor(None, services.landing.read_sidecar, item.uri)
+            if not isinstance(event, dict):
+                continue
+            rid = event.get("recording_id")
+            present = await loop.run_in_executor(None, services.catalog.recording_ids_present, [rid])
+            if rid in present:
+                continue
+            await self.recordings.send(value=json.dumps(event).encode())
+            self._reannounced[item.uri] = now
+            self.metrics.reconciled.inc()
+            sent += 1
+        if sent:
+            log.warning("re-announced %d landing recordings with no catalog entry", sent)
+        return sent
+
+    def health(self) -> dict[str, Any]:
+        status: dict[str, Any] = {"status": "ok", "worker": self.services.settings.worker_id}
+        try:
+            self.services.catalog.recording_ids_present([])
+            status["catalog"] = "ok"
+        except CallvaultError as exc:
+            status.update(status="degraded", catalog=str(exc))
+        status["uptime_seconds"] = round(time.monotonic() - self.started_at, 1)
+        return status
+
+    def run(self) -> None:
+        """Run the worker until SIGINT/SIGTERM (blocks)."""
+        from faust.worker import Worker as FaustWorker
+
+        level = self.services.settings.log_level.lower()
+        worker = FaustWorker(self.app, loglevel={"warning": "warn"}.get(level, level), quiet=True)
+        with contextlib.suppress(SystemExit):
+            worker.execute_from_commandline()
+
+
+def create_worker(services: Services, *, broker_url: str, **kwargs: Any) -> Worker:
+    return Worker(services, broker_url=broker_url, **kwargs)

@@ -1,0 +1,94 @@
+"""Prometheus metrics of a callvault process (names start with ``callvault_``).
+
+Each :class:`Metrics` owns its own ``CollectorRegistry`` (no global state), so tests
+and benchmarks can build several pipelines in one process. Label values are
+bounded sets (outcomes, reason codes, stage names, roles, purposes); no label ever
+carries a person's identifier, a recording id or a customer reference.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+__all__ = ["Metrics", "STAGES"]
+
+STAGES = ("validate", "read", "decode", "redact", "encrypt", "vault", "catalog", "landing")
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+class Metrics:
+    """All series callvault exports. Construct one per process (or per test)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.ingest_events = Counter(
+            "callvault_ingest_events",
+            "Recording events processed, by outcome (stored, duplicate, declined, dlq) and reason.",
+            ["outcome", "reason"],
+            registry=r,
+        )
+        self.ingest_bytes = Counter(
+            "callvault_ingest_bytes",
+            "Audio bytes read from landing (in) and written to the vault (out).",
+            ["direction"],
+            registry=r,
+        )
+        self.stage_seconds = Histogram(
+            "callvault_ingest_stage_seconds",
+            "Time spent per ingest stage and recording (catalog: per batch).",
+            ["stage"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.oldest_event_age = Gauge(
+            "callvault_ingest_oldest_event_age_seconds",
+            "Age of the oldest event in the batch being processed (call end to now).",
+            registry=r,
+        )
+        self.landing_backlog = Gauge(
+            "callvault_landing_backlog",
+            "Landing audio files older than the reconcile age with no catalog entry.",
+            registry=r,
+        )
+        self.reconciled = Counter(
+            "callvault_landing_reannounced",
+            "Landing files re-announced by the reconciler (event presumed lost).",
+            registry=r,
+        )
+        self.pci_redacted_seconds = Counter(
+            "callvault_pci_redacted_seconds",
+            "Seconds of audio silenced because a PCI pause covered them.",
+            registry=r,
+        )
+        self.audit_records = Counter(
+            "callvault_audit_records",
+            "Audit records appended, by action family.",
+            ["family"],
+            registry=r,
+        )
+        self.http_requests = Counter(
+            "callvault_http_requests",
+            "HTTP requests by route and status code class.",
+            ["route", "status"],
+            registry=r,
+        )
+        for stage in STAGES:
+            self.stage_seconds.labels(stage)
+        for direction in ("in", "out"):
+            self.ingest_bytes.labels(direction)
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.stage_seconds.labels(name).observe(time.perf_counter() - start)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
