@@ -1,0 +1,209 @@
+"""Versioned schema migrations of the catalog, shared by SQLite and PostgreSQL.
+
+What a caller may rely on:
+
+- :data:`MIGRATIONS` is ordered by version; a migration is never edited once
+  released, a change of schema is a new migration appended at the end.
+- :func:`apply_migrations` applies, in order, every migration not yet recorded in the
+  ``schema_migrations`` table, each in its own transaction together with its record,
+  so it is idempotent (running it twice changes nothing) and safe when several workers
+  start at once (SQLite: ``BEGIN IMMEDIATE``; PostgreSQL: a transaction-scoped
+  advisory lock). A database that is ahead of this code raises :class:`CatalogError`.
+- The same statements serve both databases: portable SQL, with ``{bytes}`` standing
+  for ``BLOB`` / ``BYTEA`` (see :meth:`storage.sql.Dialect.ddl`). Timestamps are
+  ISO-8601 UTC text and booleans 0/1 integers (see :mod:`storage.sql`).
+
+Tables: ``recordings`` (one row per stored recording; ``purposes`` as a JSON array of
+strings), ``subject_keys`` (at most one live key per ``subject_ref``, enforced by a
+partial unique index), ``audit_log`` + ``audit_head`` (the hash chain and its anchor:
+the last seq and hash), ``daily_stats`` (anonymous per day/tenant/queue counters).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from storage.errors import CatalogError
+from storage.sql import Database, Transaction, to_db_time
+
+__all__ = ["MIGRATIONS", "Migration", "apply_migrations", "applied_versions"]
+
+# Arbitrary constant ("cvmigr" in ASCII) naming the advisory lock that serializes migrators.
+_PG_MIGRATION_LOCK = 0x63766D69_6772
+
+GENESIS_HASH = "0" * 64
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One schema step: its version, a short name and the statements it runs."""
+
+    version: int
+    name: str
+    statements: tuple[str, ...]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "initial catalog: recordings, subject keys, audit log, daily stats",
+        (
+            """
+            CREATE TABLE recordings (
+                recording_id TEXT PRIMARY KEY,
+                call_id TEXT NOT NULL,
+                tenant TEXT NOT NULL,
+                subject_ref TEXT NOT NULL,
+                agent_id TEXT NOT NULL,
+                queue TEXT NOT NULL,
+                direction TEXT NOT NULL,
+                started_at TEXT NOT NULL,
+                ended_at TEXT NOT NULL,
+                duration_ms BIGINT NOT NULL,
+                consent TEXT NOT NULL,
+                purposes TEXT NOT NULL,
+                retention_class TEXT NOT NULL,
+                retain_until TEXT NOT NULL,
+                object_key TEXT NOT NULL,
+                subject_key_id TEXT NOT NULL,
+                ciphertext_sha256 TEXT NOT NULL,
+                stored_size BIGINT NOT NULL,
+                audio_bytes BIGINT NOT NULL,
+                audio_format TEXT NOT NULL,
+                sample_rate INTEGER NOT NULL,
+                channels INTEGER NOT NULL,
+                pci_redacted_ms BIGINT NOT NULL,
+                created_at TEXT NOT NULL,
+                state TEXT NOT NULL CHECK (state IN ('stored', 'expired', 'erased')),
+                restricted INTEGER NOT NULL DEFAULT 0 CHECK (restricted IN (0, 1)),
+                updated_at TEXT
+            )
+            """,
+            "CREATE INDEX recordings_tenant_started"
+            " ON recordings (tenant, started_at, recording_id)",
+            "CREATE INDEX recordings_started ON recordings (started_at, recording_id)",
+            "CREATE INDEX recordings_agent ON recordings (agent_id, started_at)",
+            "CREATE INDEX recordings_queue ON recordings (queue, started_at)",
+            "CREATE INDEX recordings_subject ON recordings (subject_ref)",
+            "CREATE INDEX recordings_state ON recordings (state, started_at)",
+            "CREATE INDEX recordings_due ON recordings (state, retain_until)",
+            "CREATE INDEX recordings_retain_until ON recordings (retain_until)",
+            """
+            CREATE TABLE subject_keys (
+                key_id TEXT PRIMARY KEY,
+                subject_ref TEXT NOT NULL,
+                tenant TEXT NOT NULL,
+                wrapped_key {bytes},
+                master_key_id TEXT NOT NULL,
+                created_at TEXT NOT NULL,
+                destroyed_at TEXT,
+                CHECK ((destroyed_at IS NULL) = (wrapped_key IS NOT NULL))
+            )
+            """,
+            # One live key per data subject: the rule crypto-shredding depends on.
+            """
+            CREATE UNIQUE INDEX subject_keys_one_live ON subject_keys (subject_ref)
+            WHERE destroyed_at IS NULL
+            """,
+            "CREATE INDEX subject_keys_subject ON subject_keys (subject_ref)",
+            """
+            CREATE TABLE audit_log (
+                seq BIGINT PRIMARY KEY CHECK (seq > 0),
+                at TEXT NOT NULL,
+                actor TEXT NOT NULL,
+                action TEXT NOT NULL,
+                outcome TEXT NOT NULL,
+                reason TEXT NOT NULL,
+                recording_id TEXT,
+                details TEXT NOT NULL,
+                prev_hash TEXT NOT NULL,
+                hash TEXT NOT NULL
+            )
+            """,
+            "CREATE INDEX audit_log_recording ON audit_log (recording_id, seq)",
+            """
+            CREATE TABLE audit_head (
+                id INTEGER PRIMARY KEY CHECK (id = 1),
+                seq BIGINT NOT NULL,
+                hash TEXT NOT NULL
+            )
+            """,
+            f"INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, '{GENESIS_HASH}')",
+            """
+            CREATE TABLE daily_stats (
+                day TEXT NOT NULL,
+                tenant TEXT NOT NULL,
+                queue TEXT NOT NULL,
+                recordings BIGINT NOT NULL,
+                duration_ms BIGINT NOT NULL,
+                PRIMARY KEY (day, tenant, queue)
+            )
+            """,
+        ),
+    ),
+)
+
+_CREATE_MIGRATIONS_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    applied_at TEXT NOT NULL
+)
+"""
+
+
+def _lock(tx: Transaction) -> None:
+    if tx.dialect.name == "postgresql":
+        tx.fetch_all(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})")
+    # SQLite: BEGIN IMMEDIATE already holds the database's write lock.
+
+
+def applied_versions(database: Database) -> list[int]:
+    """The versions recorded in ``schema_migrations`` (empty for a fresh database).
+
+    Raises:
+        CatalogError: the database cannot be read.
+    """
+    with database.transaction() as tx:
+        _lock(tx)
+        tx.execute(_CREATE_MIGRATIONS_TABLE)
+        return [int(row[0]) for row in tx.fetch_all("SELECT version FROM schema_migrations")]
+
+
+def apply_migrations(
+    database: Database, migrations: tuple[Migration, ...] = MIGRATIONS
+) -> list[int]:
+    """Apply every migration not yet applied; return the versions applied now.
+
+    Raises:
+        CatalogError: a migration failed (its transaction is rolled back), the list is
+            not strictly ordered, or the database holds a version this code does not know.
+    """
+    versions = [migration.version for migration in migrations]
+    if versions != sorted(set(versions)):
+        raise CatalogError(f"migrations must have strictly increasing versions: {versions}")
+    known = set(versions)
+    unknown = sorted(set(applied_versions(database)) - known)
+    if unknown:
+        raise CatalogError(
+            f"catalog schema has version(s) {unknown} that this callvault does not know "
+            f"(latest known: {max(known, default=0)}); upgrade callvault"
+        )
+    applied_now: list[int] = []
+    for migration in migrations:
+        with database.transaction() as tx:
+            _lock(tx)
+            done = tx.fetch_one(
+                "SELECT 1 FROM schema_migrations WHERE version = ?", (migration.version,)
+            )
+            if done is not None:
+                continue
+            for statement in migration.statements:
+                tx.execute(tx.dialect.ddl(statement))
+            tx.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                (migration.version, migration.name, to_db_time(datetime.now(UTC))),
+            )
+        applied_now.append(migration.version)
+    return applied_now

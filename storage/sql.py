@@ -1,0 +1,556 @@
+"""One thin SQL layer over stdlib ``sqlite3`` and ``psycopg`` 3.
+
+What a caller may rely on:
+
+- ``open_database(url)`` accepts ``sqlite:///abs/path.sqlite3`` (also the
+  four-slash spelling ``sqlite:////abs/path``; the path is always absolute, its parent
+  folder is created) and ``postgresql://...`` / ``postgres://...`` (any libpq URI).
+  Any other scheme raises :class:`~callvault.errors.ConfigError`; a database that
+  cannot be opened raises :class:`~storage.errors.CatalogError`. The URL's password
+  never appears in an error message.
+- SQL is written once, with ``?`` placeholders; the PostgreSQL backend translates
+  them to ``%s`` (and doubles a literal ``%``). Both dialects understand
+  ``INSERT ... ON CONFLICT`` and ``RETURNING``; the few remaining differences live in
+  :class:`Dialect` (DDL type names, row locking).
+- Portable value conventions (used by the catalog and the audit log): timestamps are
+  stored as fixed-width ISO-8601 UTC text, ``YYYY-MM-DDTHH:MM:SS.ffffffZ``
+  (:func:`to_db_time` / :func:`from_db_time`), so text order is time order and the
+  value round-trips to the microsecond on both databases; bytes are ``BLOB`` /
+  ``bytea``; booleans are integers 0/1.
+- Connections: one connection per thread, opened lazily and closed by
+  :meth:`Database.close`. The object may therefore be shared by the asyncio thread
+  and any number of worker threads (a faust worker calling the catalog from a thread
+  pool). Calls block; call them from an executor when on the event loop.
+- :meth:`Database.transaction` yields a :class:`Transaction`. On SQLite it starts with
+  ``BEGIN IMMEDIATE`` so writers serialize across threads and processes; on
+  PostgreSQL it is an ordinary READ COMMITTED transaction. A nested ``transaction()``
+  in the same thread joins the outer one. Callbacks registered with
+  :meth:`Transaction.on_commit` run after the outermost commit, never on rollback.
+- SQLite runs in WAL mode with foreign keys on, a 30 s busy timeout and
+  ``synchronous=FULL`` (each commit is durable on disk; the audit log relies on it).
+  ``?synchronous=normal`` in the URL trades that for speed.
+- Every sqlite3 / psycopg error is raised as :class:`~storage.errors.CatalogError`
+  (``from`` the driver error); no caller ever sees a driver exception.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit, urlunsplit
+
+from callvault.errors import ConfigError
+from storage.errors import CatalogError
+
+__all__ = [
+    "Database",
+    "Dialect",
+    "PostgresDatabase",
+    "Row",
+    "SqliteDatabase",
+    "Transaction",
+    "from_db_time",
+    "open_database",
+    "redact_url",
+    "to_db_time",
+]
+
+Row = tuple[Any, ...]
+Params = Sequence[Any]
+
+_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+_BUSY_TIMEOUT_S = 30.0
+
+
+def to_db_time(value: datetime) -> str:
+    """Render an aware datetime as the stored text form (UTC, microseconds, ``Z``).
+
+    Raises:
+        CatalogError: ``value`` is naive (no time zone).
+    """
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise CatalogError(f"naive datetime {value.isoformat()} given; use an aware UTC datetime")
+    return value.astimezone(UTC).strftime(_TIME_FORMAT)
+
+
+def from_db_time(text: str) -> datetime:
+    """Parse the stored text form back into an aware UTC datetime.
+
+    Raises:
+        CatalogError: the text is not in the stored form.
+    """
+    try:
+        return datetime.strptime(text, _TIME_FORMAT).replace(tzinfo=UTC)
+    except (TypeError, ValueError) as exc:
+        raise CatalogError(f"malformed timestamp in the catalog: {text!r}") from exc
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (safe for messages and logs)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable url>"
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """The few places where SQLite and PostgreSQL differ."""
+
+    name: str  # "sqlite" | "postgresql"
+    bytes_type: str  # column type for raw bytes
+    begin: str  # statement that opens a write transaction
+    for_update: str  # suffix that row-locks a SELECT ("" where the transaction already does)
+    substring_test: str  # "{column} contains the ? parameter", exactly and case-sensitively
+
+    def contains(self, column: str) -> str:
+        """SQL that is true when ``column`` contains the next ``?`` parameter verbatim."""
+        return self.substring_test.format(column=column)
+
+    def ddl(self, statement: str) -> str:
+        """Fill the ``{bytes}`` type token of a migration statement."""
+        return statement.replace("{bytes}", self.bytes_type)
+
+
+SQLITE = Dialect(
+    name="sqlite",
+    bytes_type="BLOB",
+    begin="BEGIN IMMEDIATE",
+    for_update="",
+    substring_test="instr({column}, ?) > 0",
+)
+POSTGRESQL = Dialect(
+    name="postgresql",
+    bytes_type="BYTEA",
+    begin="BEGIN",
+    for_update=" FOR UPDATE",
+    substring_test="strpos({column}, ?) > 0",
+)
+
+
+class Transaction:
+    """One open transaction on one thread's connection.
+
+    Obtained from :meth:`Database.transaction`; valid only inside that ``with`` block
+    and on the thread that opened it.
+    """
+
+    def __init__(self, database: Database, connection: Any) -> None:
+        self._database = database
+        self._connection = connection
+        self._on_commit: list[Callable[[], None]] = []
+        self.failed = False  # a statement failed: the transaction can only roll back
+
+    @property
+    def dialect(self) -> Dialect:
+        """The database's dialect."""
+        return self._database.dialect
+
+    def execute(self, sql: str, params: Params = ()) -> int:
+        """Run one statement; returns the affected row count (-1 when unknown).
+
+        Raises:
+            CatalogError: the database rejected the statement.
+        """
+        count: int = self._guard(self._database._execute, sql, params)
+        return count
+
+    def executemany(self, sql: str, rows: Iterable[Params]) -> None:
+        """Run one statement for each parameter row (batched by the driver).
+
+        Raises:
+            CatalogError: the database rejected a row.
+        """
+        rows = list(rows)
+        if rows:
+            self._guard(self._database._executemany, sql, rows)
+
+    def fetch_all(self, sql: str, params: Params = ()) -> list[Row]:
+        """Run a query and return every row.
+
+        Raises:
+            CatalogError: the query failed.
+        """
+        result: list[Row] = self._guard(self._database._fetch_all, sql, params)
+        return result
+
+    def fetch_one(self, sql: str, params: Params = ()) -> Row | None:
+        """Run a query and return its first row, or ``None``.
+
+        Raises:
+            CatalogError: the query failed.
+        """
+        rows = self.fetch_all(sql, params)
+        return rows[0] if rows else None
+
+    def on_commit(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` after the outermost transaction commits (dropped on rollback)."""
+        self._on_commit.append(callback)
+
+    def _guard(self, operation: Callable[[Any, str, Any], Any], sql: str, params: Any) -> Any:
+        if self.failed:
+            raise CatalogError("an earlier statement of this transaction failed; roll it back")
+        try:
+            return operation(self._connection, sql, params)
+        except CatalogError:
+            self.failed = True
+            raise
+
+
+@dataclass
+class _ThreadState:
+    connection: Any
+    transaction: Transaction | None = None
+    depth: int = 0
+    thread: threading.Thread = field(default_factory=threading.current_thread)
+
+
+class Database(ABC):
+    """A catalog database: per-thread connections, transactions, translated errors."""
+
+    dialect: Dialect
+
+    def __init__(self, url: str) -> None:
+        self.url = redact_url(url)
+        self._lock = threading.Lock()
+        self._states: dict[int, _ThreadState] = {}
+        self._closed = False
+
+    # -- public -------------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """Open (or join) this thread's write transaction; commit on success.
+
+        Raises:
+            CatalogError: the transaction could not begin or commit (it is rolled back).
+        """
+        state = self._state()
+        if state.transaction is not None:
+            state.depth += 1
+            try:
+                yield state.transaction
+            finally:
+                state.depth -= 1
+            return
+        connection = state.connection
+        self._execute(connection, self.dialect.begin, ())
+        tx = Transaction(self, connection)
+        state.transaction, state.depth = tx, 1
+        try:
+            yield tx
+        except BaseException:
+            state.transaction, state.depth = None, 0
+            self._rollback(connection)
+            raise
+        state.transaction, state.depth = None, 0
+        if tx.failed:
+            # A caller swallowed a failed statement; committing would silently drop work.
+            self._rollback(connection)
+            raise CatalogError("transaction rolled back: one of its statements failed")
+        try:
+            self._execute(connection, "COMMIT", ())
+        except CatalogError:
+            self._rollback(connection)
+            raise
+        for callback in tx._on_commit:
+            callback()
+
+    def fetch_all(self, sql: str, params: Params = ()) -> list[Row]:
+        """Run one read query (joins this thread's open transaction, if any).
+
+        Raises:
+            CatalogError: the query failed.
+        """
+        state = self._state()
+        return self._fetch_all(state.connection, sql, params)
+
+    def fetch_one(self, sql: str, params: Params = ()) -> Row | None:
+        """Like :meth:`fetch_all`, first row only (``None`` when there is none).
+
+        Raises:
+            CatalogError: the query failed.
+        """
+        rows = self.fetch_all(sql, params)
+        return rows[0] if rows else None
+
+    def close(self) -> None:
+        """Close every thread's connection. Further use raises :class:`CatalogError`."""
+        with self._lock:
+            self._closed = True
+            states, self._states = list(self._states.values()), {}
+        for state in states:
+            self._close_connection(state.connection)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"
+
+    # -- connection per thread ----------------------------------------------------------
+
+    def _state(self) -> _ThreadState:
+        ident = threading.get_ident()
+        state = self._states.get(ident)
+        if state is not None:
+            if state.transaction is not None or self._is_usable(state.connection):
+                return state
+            self._close_connection(state.connection)  # lost (e.g. server restart): reconnect
+            state.connection = self._connect()
+            return state
+        with self._lock:
+            if self._closed:
+                raise CatalogError(f"catalog database {self.url} is closed")
+            # Threads of a finished pool leave their connection behind: reclaim them.
+            dead = [key for key, st in self._states.items() if not st.thread.is_alive()]
+            stale = [self._states.pop(key).connection for key in dead]
+        for connection in stale:
+            self._close_connection(connection)
+        state = _ThreadState(connection=self._connect())
+        with self._lock:
+            if self._closed:
+                self._close_connection(state.connection)
+                raise CatalogError(f"catalog database {self.url} is closed")
+            self._states[ident] = state
+        return state
+
+    # -- driver specifics ---------------------------------------------------------------
+
+    @abstractmethod
+    def _connect(self) -> Any: ...
+
+    @abstractmethod
+    def _close_connection(self, connection: Any) -> None: ...
+
+    def _is_usable(self, connection: Any) -> bool:
+        return True
+
+    @abstractmethod
+    def _execute(self, connection: Any, sql: str, params: Params) -> int: ...
+
+    @abstractmethod
+    def _executemany(self, connection: Any, sql: str, rows: list[Params]) -> None: ...
+
+    @abstractmethod
+    def _fetch_all(self, connection: Any, sql: str, params: Params) -> list[Row]: ...
+
+    def _rollback(self, connection: Any) -> None:
+        # The original error matters more than a failed rollback.
+        with suppress(CatalogError):
+            self._execute(connection, "ROLLBACK", ())
+
+
+def _sql_excerpt(sql: str) -> str:
+    text = " ".join(sql.split())
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+class SqliteDatabase(Database):
+    """SQLite file in WAL mode (the embedded default)."""
+
+    dialect = SQLITE
+
+    def __init__(self, url: str, path: Path, *, synchronous: str = "FULL") -> None:
+        super().__init__(url)
+        self.path = path
+        self._synchronous = synchronous
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CatalogError(f"cannot create the folder for {path}: {exc}") from exc
+        self._close_connection(self._connect())  # fail now, not at first use
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            connection = sqlite3.connect(
+                self.path,
+                timeout=_BUSY_TIMEOUT_S,
+                isolation_level=None,  # we issue BEGIN/COMMIT ourselves
+                check_same_thread=False,  # close() may run on another thread
+            )
+            connection.execute(f"PRAGMA busy_timeout = {int(_BUSY_TIMEOUT_S * 1000)}")
+            connection.execute("PRAGMA journal_mode = WAL")
+            connection.execute(f"PRAGMA synchronous = {self._synchronous}")
+            connection.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.Error as exc:
+            raise CatalogError(f"cannot open SQLite catalog {self.path}: {exc}") from exc
+        return connection
+
+    def _close_connection(self, connection: Any) -> None:
+        with suppress(sqlite3.Error):
+            connection.close()
+
+    def _execute(self, connection: Any, sql: str, params: Params) -> int:
+        try:
+            cursor = connection.execute(sql, tuple(params))
+            count = int(cursor.rowcount)
+            cursor.close()
+            return count
+        except sqlite3.Error as exc:
+            raise CatalogError(f"SQLite failed on {_sql_excerpt(sql)!r}: {exc}") from exc
+
+    def _executemany(self, connection: Any, sql: str, rows: list[Params]) -> None:
+        try:
+            connection.executemany(sql, rows)
+        except sqlite3.Error as exc:
+            raise CatalogError(f"SQLite failed on {_sql_excerpt(sql)!r}: {exc}") from exc
+
+    def _fetch_all(self, connection: Any, sql: str, params: Params) -> list[Row]:
+        try:
+            cursor = connection.execute(sql, tuple(params))
+            rows = cursor.fetchall()
+            cursor.close()
+            return [tuple(row) for row in rows]
+        except sqlite3.Error as exc:
+            raise CatalogError(f"SQLite failed on {_sql_excerpt(sql)!r}: {exc}") from exc
+
+
+_PLACEHOLDER_TOKENS = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|--[^\n]*|\?|%")
+
+
+def _to_pyformat(sql: str) -> str:
+    """``?`` -> ``%s`` and ``%`` -> ``%%`` outside quoted text and comments."""
+
+    def replace(match: re.Match[str]) -> str:
+        token = match.group(0)
+        if token == "?":
+            return "%s"
+        if token == "%":
+            return "%%"
+        return token
+
+    return _PLACEHOLDER_TOKENS.sub(replace, sql)
+
+
+class PostgresDatabase(Database):
+    """PostgreSQL through psycopg 3 (production)."""
+
+    dialect = POSTGRESQL
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self._conninfo = url
+        self._translated: dict[str, str] = {}
+        self._close_connection(self._connect())  # fail now, not at first use
+
+    def _sql(self, sql: str) -> str:
+        translated = self._translated.get(sql)
+        if translated is None:
+            translated = self._translated[sql] = _to_pyformat(sql)
+        return translated
+
+    def _connect(self) -> Any:
+        import psycopg
+
+        try:
+            return psycopg.connect(self._conninfo, autocommit=True, connect_timeout=10)
+        except psycopg.Error as exc:
+            message = str(exc).replace(self._conninfo, self.url).strip()
+            raise CatalogError(
+                f"cannot connect to PostgreSQL catalog {self.url}: {message}"
+            ) from exc
+
+    def _is_usable(self, connection: Any) -> bool:
+        return not connection.closed
+
+    def _close_connection(self, connection: Any) -> None:
+        import psycopg
+
+        with suppress(psycopg.Error):
+            connection.close()
+
+    def _execute(self, connection: Any, sql: str, params: Params) -> int:
+        import psycopg
+
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(self._sql(sql), tuple(params) or None)
+                return int(cursor.rowcount)
+        except psycopg.Error as exc:
+            raise CatalogError(f"PostgreSQL failed on {_sql_excerpt(sql)!r}: {exc}") from exc
+
+    def _executemany(self, connection: Any, sql: str, rows: list[Params]) -> None:
+        import psycopg
+
+        try:
+            with connection.cursor() as cursor:
+                cursor.executemany(self._sql(sql), rows)
+        except psycopg.Error as exc:
+            raise CatalogError(f"PostgreSQL failed on {_sql_excerpt(sql)!r}: {exc}") from exc
+
+    def _fetch_all(self, connection: Any, sql: str, params: Params) -> list[Row]:
+        import psycopg
+
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(self._sql(sql), tuple(params) or None)
+                return [tuple(row) for row in cursor.fetchall()]
+        except psycopg.Error as exc:
+            raise CatalogError(f"PostgreSQL failed on {_sql_excerpt(sql)!r}: {exc}") from exc
+
+
+_SYNCHRONOUS = {"full": "FULL", "normal": "NORMAL", "extra": "EXTRA"}
+
+
+def _open_sqlite(url: str) -> SqliteDatabase:
+    rest = url[len("sqlite://") :]
+    location, _, query = rest.partition("?")
+    if not location.strip("/"):
+        raise ConfigError(f"catalog URL {url!r} names no file; use sqlite:///abs/path.sqlite3")
+    if location.strip("/") == ":memory:":
+        raise ConfigError(
+            "an in-memory SQLite catalog is not supported (each thread would see its own "
+            "database); use sqlite:///abs/path.sqlite3"
+        )
+    path = Path("/" + location.lstrip("/"))
+    options = parse_qs(query, keep_blank_values=True)
+    unknown = sorted(set(options) - {"synchronous"})
+    if unknown:
+        raise ConfigError(f"catalog URL {url!r}: unknown option(s) {', '.join(unknown)}")
+    synchronous = options.get("synchronous", ["full"])[-1].lower()
+    if synchronous not in _SYNCHRONOUS:
+        raise ConfigError(
+            f"catalog URL {url!r}: synchronous must be one of {', '.join(_SYNCHRONOUS)}"
+        )
+    return SqliteDatabase(url, path, synchronous=_SYNCHRONOUS[synchronous])
+
+
+def open_database(url: str) -> Database:
+    """Open the catalog database named by ``url``.
+
+    Raises:
+        ConfigError: the URL is empty, malformed or names an unsupported scheme.
+        CatalogError: the database cannot be opened or reached.
+    """
+    if not isinstance(url, str) or not url.strip():
+        raise ConfigError("catalog URL is empty; use sqlite:///abs/path or postgresql://...")
+    url = url.strip()
+    scheme = url.split(":", 1)[0].lower() if ":" in url else ""
+    if scheme == "sqlite":
+        if not url.lower().startswith("sqlite:///"):
+            raise ConfigError(
+                f"catalog URL {redact_url(url)!r} must look like sqlite:///abs/path.sqlite3"
+            )
+        return _open_sqlite(url)
+    if scheme in ("postgresql", "postgres"):
+        try:
+            parts = urlsplit(url)
+            _ = parts.port  # raises ValueError on a non-numeric port
+        except ValueError as exc:
+            raise ConfigError(f"catalog URL {redact_url(url)!r} is malformed: {exc}") from exc
+        return PostgresDatabase(url)
+    raise ConfigError(
+        f"unsupported catalog URL {redact_url(url)!r}: expected sqlite:///abs/path.sqlite3 "
+        "or postgresql://user@host/db"
+    )
