@@ -1,0 +1,551 @@
+"""Audio decoding, PCI-pause silencing and the canonical stored WAV.
+
+What a caller may rely on:
+
+- :func:`decode` turns landing audio into :class:`DecodedAudio`: 16-bit signed
+  little-endian linear PCM, interleaved, with its sample rate, channel count and the
+  codec it came from. WAV (PCM 8/16/24/32-bit, IEEE float, A-law, mu-law, also inside
+  ``WAVE_FORMAT_EXTENSIBLE``) and headerless G.711 / signed-linear files (as Asterisk
+  writes them) are parsed here without any external tool. G.711 is expanded to 16 bits
+  with :func:`audioop.ulaw2lin` / :func:`audioop.alaw2lin`, never through pydub's
+  8-bit path. Compressed formats (mp3, ogg, opus, flac, gsm, m4a, webm) go through
+  ffmpeg with an explicit ``pcm_s16le`` output codec.
+- :func:`silence` zeroes time ranges (PCI DSS 3.3.1: card codes spoken during a
+  recording pause are never stored); everything outside the ranges is bit-identical.
+- :func:`encode_wav` writes the canonical stored WAV: G.711 sources stay G.711
+  (8 bits/sample), everything else becomes 16-bit PCM. ``decode(encode_wav(a))``
+  gives back ``a.pcm`` exactly for G.711-sourced and PCM audio.
+- :func:`wav_info` reads the header of a WAV written by :func:`encode_wav` (or any
+  WAV :func:`decode` accepts) without decoding it, for range requests and playback.
+
+:class:`DecodedAudio` converts to a :class:`pydub.AudioSegment` (``to_segment``) for
+anything pydub does well (effects, export). Every failure is an
+:class:`~storage.errors.AudioError` (or its subclass
+:class:`~storage.errors.UnsupportedAudioFormat`); no ``struct``, ``audioop``,
+pydub or ffmpeg error escapes.
+
+A-law has no code for zero: its silence byte ``0xD5`` decodes to +8 (of 32768,
+about -72 dBFS) under G.711. Silenced A-law regions are therefore stored as
+``0xD5`` and decode to that constant, not to 0; mu-law silence (``0xFF``) decodes
+to exactly 0.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import struct
+import subprocess
+import tempfile
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from storage.errors import AudioError, UnsupportedAudioFormat
+
+with warnings.catch_warnings():
+    # Deprecated on 3.11/3.12 (PEP 594); provided by ``audioop-lts`` on 3.13+.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import audioop
+
+if TYPE_CHECKING:
+    from pydub import AudioSegment
+
+__all__ = [
+    "DecodedAudio",
+    "WavInfo",
+    "SUPPORTED_FORMATS",
+    "FFMPEG_FORMATS",
+    "decode",
+    "silence",
+    "encode_wav",
+    "wav_info",
+]
+
+MIN_SAMPLE_RATE = 4000
+MAX_SAMPLE_RATE = 192000
+MAX_CHANNELS = 8
+FFMPEG_TIMEOUT_S = 300.0
+
+_FFMPEG_MISSING = "install ffmpeg (apt-get install ffmpeg); without it only WAV/G.711 is supported"
+# Declared format -> ffmpeg demuxer name.
+_FFMPEG_DEMUXERS = {
+    "mp3": "mp3",
+    "ogg": "ogg",
+    "opus": "ogg",
+    "flac": "flac",
+    "gsm": "gsm",
+    "m4a": "mov",
+    "webm": "matroska",
+}
+# Headerless formats: declared format -> (source codec, sample rate).
+_RAW_FORMATS = {
+    "ulaw": ("mulaw", 8000),
+    "mulaw": ("mulaw", 8000),
+    "alaw": ("alaw", 8000),
+    "sln": ("pcm_s16le", 8000),
+    "sln16": ("pcm_s16le", 16000),
+}
+FFMPEG_FORMATS: frozenset[str] = frozenset(_FFMPEG_DEMUXERS)
+SUPPORTED_FORMATS: frozenset[str] = frozenset({"wav", *_RAW_FORMATS, *_FFMPEG_DEMUXERS})
+
+_TAG_PCM = 0x0001
+_TAG_FLOAT = 0x0003
+_TAG_ALAW = 0x0006
+_TAG_MULAW = 0x0007
+_TAG_EXTENSIBLE = 0xFFFE
+# WAV codecs ffmpeg can expand when it is installed.
+_FFMPEG_WAV_TAGS = {
+    0x0002: "MS ADPCM",
+    0x0011: "IMA ADPCM",
+    0x0031: "GSM 6.10",
+    0x0055: "MPEG layer 3",
+}
+_UNKNOWN_SIZE = 0xFFFFFFFF  # streaming writers (ffmpeg to a pipe) leave sizes unset
+_SILENCE_BYTE = {"mulaw": b"\xff", "alaw": b"\xd5"}
+_ENCODE_CODECS = ("pcm_s16le", "mulaw", "alaw")
+
+
+@dataclass(frozen=True)
+class DecodedAudio:
+    """Linear 16-bit little-endian PCM, channels interleaved.
+
+    ``source_codec`` is one of ``pcm_s16le``, ``pcm_u8``, ``pcm_s24le``,
+    ``pcm_s32le``, ``pcm_f32le``, ``pcm_f64le``, ``mulaw``, ``alaw`` or the codec
+    name ffmpeg reported (``mp3``, ``flac``, ``opus``...).
+
+    Raises:
+        AudioError: on construction, if the rate or channel count is out of range
+            or ``pcm`` is not a whole number of frames.
+    """
+
+    pcm: bytes
+    sample_rate: int
+    channels: int
+    source_codec: str
+    # The original G.711 codes, kept by decode()/silence() so encode_wav() need not
+    # re-quantize (audioop.lin2ulaw costs ~25x ulaw2lin). Not an init field, so
+    # dataclasses.replace() and direct construction never carry stale codes.
+    _g711: bytes | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        _check_layout(self.sample_rate, self.channels)
+        if len(self.pcm) % (2 * self.channels):
+            raise AudioError(
+                f"PCM length {len(self.pcm)} is not a whole number of "
+                f"{self.channels}-channel 16-bit frames"
+            )
+
+    @property
+    def frames(self) -> int:
+        """Number of sample frames (one sample per channel)."""
+        return len(self.pcm) // (2 * self.channels)
+
+    @property
+    def duration_ms(self) -> int:
+        """Duration in whole milliseconds (rounded down)."""
+        return self.frames * 1000 // self.sample_rate
+
+    def to_segment(self) -> AudioSegment:
+        """This audio as a 16-bit :class:`pydub.AudioSegment` (no re-decoding)."""
+        with warnings.catch_warnings():
+            # pydub warns at import when ffmpeg is absent; raw PCM does not need it.
+            warnings.simplefilter("ignore", RuntimeWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            from pydub import AudioSegment
+
+        return AudioSegment(
+            data=self.pcm, sample_width=2, frame_rate=self.sample_rate, channels=self.channels
+        )
+
+
+@dataclass(frozen=True)
+class WavInfo:
+    """Header facts of a WAV file; the samples are ``data[data_offset:data_offset + data_size]``."""
+
+    codec: str  # "pcm_s16le", "mulaw", "alaw", ...
+    sample_rate: int
+    channels: int
+    bits: int
+    data_offset: int
+    data_size: int
+    duration_ms: int
+
+
+@dataclass(frozen=True)
+class _WavLayout:
+    format_tag: int
+    codec: str | None  # None: a tag only ffmpeg can expand
+    sample_rate: int
+    channels: int
+    bits: int
+    block_align: int
+    data_offset: int
+    data_size: int  # whole frames only
+
+
+def decode(
+    data: bytes,
+    fmt: str,
+    *,
+    which: Callable[[str], str | None] = shutil.which,
+) -> DecodedAudio:
+    """Decode ``data`` declared as ``fmt`` to 16-bit linear PCM.
+
+    ``fmt`` is case-insensitive, with or without a leading dot: ``wav``; headerless
+    8 kHz mono ``ulaw``/``mulaw``/``alaw`` and signed-linear ``sln`` (8 kHz) /
+    ``sln16`` (16 kHz); or, through ffmpeg, ``mp3``, ``ogg``, ``opus``, ``flac``,
+    ``gsm``, ``m4a``, ``webm``. ``which`` locates ffmpeg (injectable for tests).
+
+    Raises:
+        UnsupportedAudioFormat: unknown ``fmt``; a WAV codec that cannot be handled
+            (the message names the format tag); an ffmpeg format while ffmpeg is not
+            installed.
+        AudioError: empty, truncated or garbage data; a data chunk shorter than its
+            header says; zero or more than 8 channels; a sample rate outside
+            4000-192000 Hz; audio without a single sample.
+    """
+    name = fmt.strip().lower().lstrip(".") if isinstance(fmt, str) else ""
+    if name not in SUPPORTED_FORMATS:
+        raise UnsupportedAudioFormat(
+            f"unsupported audio format {fmt!r}; supported: {', '.join(sorted(SUPPORTED_FORMATS))}"
+        )
+    if not data:
+        raise AudioError(f"no audio data (0 bytes declared as {name})")
+    if name == "wav":
+        return _decode_wav(data, which)
+    if name in _RAW_FORMATS:
+        codec, rate = _RAW_FORMATS[name]
+        return _expand(memoryview(data), codec, rate, 1, 8 if codec != "pcm_s16le" else 16)
+    return _decode_ffmpeg(data, name, _FFMPEG_DEMUXERS[name], which)
+
+
+def silence(audio: DecodedAudio, intervals: Sequence[tuple[int, int]]) -> tuple[DecodedAudio, int]:
+    """Zero every sample in each ``[start_ms, end_ms)``; return the audio and the ms silenced.
+
+    Intervals may be unsorted and overlap (they are merged) and may reach past the
+    end (they are clamped). A sample is zeroed when any part of its period falls in
+    an interval, so nothing spoken inside a pause survives at the edges. The
+    returned count is the merged, clamped length in milliseconds.
+
+    Raises:
+        AudioError: an interval that is not two integers, has a negative start, or
+            has ``start_ms >= end_ms``.
+    """
+    spans: list[tuple[int, int]] = []
+    for interval in intervals:
+        try:
+            start, end = interval
+        except (TypeError, ValueError) as exc:
+            raise AudioError(
+                f"silence interval {interval!r} is not a (start_ms, end_ms) pair"
+            ) from exc
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (start, end)):
+            raise AudioError(f"silence interval {interval!r} must hold integer milliseconds")
+        if start < 0:
+            raise AudioError(f"silence interval {interval!r} starts before 0 ms")
+        if start >= end:
+            raise AudioError(f"silence interval {interval!r} is empty or reversed (start >= end)")
+        spans.append((start, end))
+    if not spans:
+        return audio, 0
+
+    rate, frames = audio.sample_rate, audio.frames
+    total_ms = -(-frames * 1000 // rate)  # ceil: the last partial ms still counts
+    merged: list[list[int]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+
+    frame_bytes = 2 * audio.channels
+    pcm = memoryview(audio.pcm)
+    parts: list[bytes | memoryview] = []
+    cuts: list[tuple[int, int]] = []
+    position = 0
+    silenced_ms = 0
+    for start_ms, end_ms in merged:
+        if start_ms >= total_ms:
+            break
+        end_ms = min(end_ms, total_ms)
+        silenced_ms += end_ms - start_ms
+        first = start_ms * rate // 1000
+        last = min(-(-end_ms * rate // 1000), frames)
+        parts.append(pcm[position : first * frame_bytes])
+        parts.append(bytes((last - first) * frame_bytes))
+        cuts.append((first, last))
+        position = last * frame_bytes
+    if not silenced_ms:
+        return audio, 0
+    parts.append(pcm[position:])
+    silenced = DecodedAudio(b"".join(parts), audio.sample_rate, audio.channels, audio.source_codec)
+    if audio._g711 is not None:
+        # Same cut in the G.711 codes: 1 byte per sample, the codec's silence byte.
+        fill = _SILENCE_BYTE[audio.source_codec]
+        codes = memoryview(audio._g711)
+        code_parts: list[bytes | memoryview] = []
+        position = 0
+        for first, last in cuts:
+            code_parts.append(codes[position : first * audio.channels])
+            code_parts.append(fill * ((last - first) * audio.channels))
+            position = last * audio.channels
+        code_parts.append(codes[position:])
+        _attach_g711(silenced, b"".join(code_parts))
+    return silenced, silenced_ms
+
+
+def encode_wav(audio: DecodedAudio, codec: str | None = None) -> tuple[bytes, str]:
+    """Write the canonical stored WAV; return ``(wav_bytes, "wav/<codec>")``.
+
+    ``codec`` is ``"pcm_s16le"``, ``"mulaw"`` or ``"alaw"``; by default G.711 sources
+    stay G.711 (format tag 7/6, 8 bits, half the size) and everything else is 16-bit
+    PCM. Zeroed samples become the G.711 silence byte (mu-law ``0xFF``, A-law ``0xD5``).
+
+    Raises:
+        UnsupportedAudioFormat: an unknown ``codec``.
+    """
+    if codec is None:
+        codec = audio.source_codec if audio.source_codec in _SILENCE_BYTE else "pcm_s16le"
+    if codec not in _ENCODE_CODECS:
+        raise UnsupportedAudioFormat(
+            f"cannot encode WAV as {codec!r}; choose one of {', '.join(_ENCODE_CODECS)}"
+        )
+    rate, channels = audio.sample_rate, audio.channels
+    if codec == "pcm_s16le":
+        body = audio.pcm
+        block = 2 * channels
+        fmt_chunk = struct.pack(
+            "<4sIHHIIHH", b"fmt ", 16, _TAG_PCM, channels, rate, rate * block, block, 16
+        )
+        fact_chunk = b""
+    else:
+        if audio._g711 is not None and codec == audio.source_codec:
+            body = audio._g711
+        else:
+            convert = audioop.lin2ulaw if codec == "mulaw" else audioop.lin2alaw
+            body = convert(audio.pcm, 2)
+        tag = _TAG_MULAW if codec == "mulaw" else _TAG_ALAW
+        fmt_chunk = struct.pack(
+            "<4sIHHIIHHH", b"fmt ", 18, tag, channels, rate, rate * channels, channels, 8, 0
+        )
+        # Non-PCM WAVs carry a fact chunk with the frame count (RIFF spec; sox does too).
+        fact_chunk = struct.pack("<4sII", b"fact", 4, audio.frames)
+    pad = b"\x00" if len(body) % 2 else b""
+    riff_size = 4 + len(fmt_chunk) + len(fact_chunk) + 8 + len(body) + len(pad)
+    header = b"".join(
+        (
+            struct.pack("<4sI4s", b"RIFF", riff_size, b"WAVE"),
+            fmt_chunk,
+            fact_chunk,
+            struct.pack("<4sI", b"data", len(body)),
+        )
+    )
+    return b"".join((header, body, pad)), f"wav/{codec}"
+
+
+def wav_info(data: bytes) -> WavInfo:
+    """Header facts of a WAV without decoding its samples.
+
+    Raises:
+        UnsupportedAudioFormat: a WAV codec :func:`decode` cannot handle natively.
+        AudioError: not a WAV, or a truncated / inconsistent header.
+    """
+    layout = _parse_wav(memoryview(data))
+    if layout.codec is None:
+        raise _unsupported_tag(layout.format_tag, ffmpeg_would_help=True)
+    frames = layout.data_size // layout.block_align
+    return WavInfo(
+        codec=layout.codec,
+        sample_rate=layout.sample_rate,
+        channels=layout.channels,
+        bits=layout.bits,
+        data_offset=layout.data_offset,
+        data_size=layout.data_size,
+        duration_ms=frames * 1000 // layout.sample_rate,
+    )
+
+
+# -- WAV parsing ------------------------------------------------------------------
+
+
+def _check_layout(sample_rate: int, channels: int) -> None:
+    if channels < 1:
+        raise AudioError(f"audio declares {channels} channels")
+    if channels > MAX_CHANNELS:
+        raise AudioError(f"audio declares {channels} channels; at most {MAX_CHANNELS} supported")
+    if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
+        raise AudioError(
+            f"sample rate {sample_rate} Hz is outside {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz"
+        )
+
+
+def _unsupported_tag(tag: int, *, ffmpeg_would_help: bool = False) -> UnsupportedAudioFormat:
+    name = _FFMPEG_WAV_TAGS.get(tag)
+    label = f"WAV format tag 0x{tag:04X}" + (f" ({name})" if name else "")
+    if ffmpeg_would_help and name:
+        return UnsupportedAudioFormat(f"{label} needs ffmpeg: {_FFMPEG_MISSING}")
+    return UnsupportedAudioFormat(
+        f"{label} is not supported (PCM, IEEE float, A-law and mu-law are)"
+    )
+
+
+def _codec_for(tag: int, bits: int) -> str | None:
+    if tag == _TAG_PCM:
+        codec = {8: "pcm_u8", 16: "pcm_s16le", 24: "pcm_s24le", 32: "pcm_s32le"}.get(bits)
+    elif tag == _TAG_FLOAT:
+        codec = {32: "pcm_f32le", 64: "pcm_f64le"}.get(bits)
+    elif tag in (_TAG_MULAW, _TAG_ALAW):
+        codec = ("mulaw" if tag == _TAG_MULAW else "alaw") if bits == 8 else None
+    elif tag in _FFMPEG_WAV_TAGS:
+        return None
+    else:
+        raise _unsupported_tag(tag)
+    if codec is None:
+        raise UnsupportedAudioFormat(
+            f"WAV format tag 0x{tag:04X} with {bits} bits per sample is not supported"
+        )
+    return codec
+
+
+def _parse_wav(data: memoryview) -> _WavLayout:
+    head = bytes(data[0:12])
+    if len(head) < 12 or head[0:4] != b"RIFF" or head[8:12] != b"WAVE":
+        if head[0:4] in (b"RIFX", b"RF64"):
+            raise UnsupportedAudioFormat(f"{head[0:4].decode()} WAV files are not supported")
+        raise AudioError("not a WAV file (no RIFF/WAVE header)")
+    fmt: tuple[int, int, int, int, int] | None = None
+    pos = 12
+    while pos + 8 <= len(data):
+        chunk_id = bytes(data[pos : pos + 4])
+        (size,) = struct.unpack_from("<I", data, pos + 4)
+        body = pos + 8
+        if chunk_id == b"fmt ":
+            if size < 16 or body + size > len(data):
+                raise AudioError(f"WAV fmt chunk is truncated ({size} bytes declared)")
+            tag, channels, rate, _, block_align, bits = struct.unpack_from("<HHIIHH", data, body)
+            if tag == _TAG_EXTENSIBLE:
+                if size < 40:
+                    raise AudioError("WAVE_FORMAT_EXTENSIBLE fmt chunk is shorter than 40 bytes")
+                (tag,) = struct.unpack_from("<H", data, body + 24)  # SubFormat GUID prefix
+            fmt = (tag, channels, rate, block_align, bits)
+        elif chunk_id == b"data":
+            if fmt is None:
+                raise AudioError("WAV data chunk comes before the fmt chunk")
+            available = len(data) - body
+            if size == _UNKNOWN_SIZE:
+                size = available
+            elif size > available:
+                raise AudioError(
+                    f"WAV data chunk is truncated: {size} bytes declared, {available} present"
+                )
+            return _layout(fmt, body, size)
+        pos = body + size + (size & 1)
+    if fmt is None:
+        raise AudioError("WAV file has no fmt chunk (truncated or not audio)")
+    raise AudioError("WAV file has no data chunk (truncated)")
+
+
+def _layout(fmt: tuple[int, int, int, int, int], offset: int, size: int) -> _WavLayout:
+    tag, channels, rate, block_align, bits = fmt
+    _check_layout(rate, channels)
+    codec = _codec_for(tag, bits)
+    if codec is not None and block_align != channels * (bits // 8):
+        raise AudioError(
+            f"WAV block align {block_align} does not match {channels} channels x {bits} bits"
+        )
+    if block_align < 1:
+        raise AudioError(f"WAV block align {block_align} is invalid")
+    whole = size - size % block_align  # a trailing partial frame is dropped
+    return _WavLayout(tag, codec, rate, channels, bits, block_align, offset, whole)
+
+
+def _decode_wav(data: bytes, which: Callable[[str], str | None]) -> DecodedAudio:
+    view = memoryview(data)
+    layout = _parse_wav(view)
+    if layout.codec is None:
+        if which("ffmpeg") is None:
+            raise _unsupported_tag(layout.format_tag, ffmpeg_would_help=True)
+        return _decode_ffmpeg(data, "wav", "wav", which)
+    samples = view[layout.data_offset : layout.data_offset + layout.data_size]
+    return _expand(samples, layout.codec, layout.sample_rate, layout.channels, layout.bits)
+
+
+def _expand(samples: memoryview, codec: str, rate: int, channels: int, bits: int) -> DecodedAudio:
+    """Convert whole frames of ``codec`` samples to 16-bit linear PCM."""
+    _check_layout(rate, channels)
+    frame_bytes = channels * (bits // 8)
+    samples = samples[: len(samples) - len(samples) % frame_bytes]
+    if not samples:
+        raise AudioError("audio contains no samples")
+    if codec in _SILENCE_BYTE:
+        expand = audioop.ulaw2lin if codec == "mulaw" else audioop.alaw2lin
+        decoded = DecodedAudio(expand(samples, 2), rate, channels, codec)
+        _attach_g711(decoded, bytes(samples))
+        return decoded
+    if codec == "pcm_s16le":
+        pcm = bytes(samples)
+    elif codec == "pcm_u8":
+        pcm = audioop.lin2lin(audioop.bias(samples, 1, -128), 1, 2)
+    elif codec in ("pcm_s24le", "pcm_s32le"):
+        pcm = audioop.lin2lin(samples, bits // 8, 2)
+    else:  # pcm_f32le / pcm_f64le: no C-level float path without numpy
+        floats = samples.cast("f" if bits == 32 else "d")
+        pcm = struct.pack(f"<{len(floats)}h", *map(_float_to_s16, floats))
+    return DecodedAudio(pcm, rate, channels, codec)
+
+
+def _attach_g711(audio: DecodedAudio, codes: bytes) -> None:
+    object.__setattr__(audio, "_g711", codes)
+
+
+def _float_to_s16(x: float) -> int:
+    # Same scaling and clipping as ffmpeg's flt->s16 conversion; NaN becomes silence.
+    if x != x:
+        return 0
+    if x >= 1.0:
+        return 32767
+    if x <= -1.0:
+        return -32768
+    return min(32767, round(x * 32768))
+
+
+# -- ffmpeg -------------------------------------------------------------------------
+
+_STREAM_CODEC = re.compile(r"Stream #\d+:\d+.*?: Audio: ([\w-]+)")
+
+
+def _decode_ffmpeg(
+    data: bytes, name: str, demuxer: str, which: Callable[[str], str | None]
+) -> DecodedAudio:
+    ffmpeg = which("ffmpeg")
+    if ffmpeg is None:
+        raise UnsupportedAudioFormat(f"cannot decode {name}: {_FFMPEG_MISSING}")
+    # A file, not a pipe: m4a/mp4 may keep their index at the end and need seeking.
+    with tempfile.NamedTemporaryFile(prefix="callvault-audio-", suffix=f".{name}") as source:
+        source.write(data)
+        source.flush()
+        command = [
+            ffmpeg, "-nostdin", "-hide_banner", "-f", demuxer, "-i", source.name,
+            "-map", "0:a:0", "-vn", "-acodec", "pcm_s16le", "-f", "wav", "-",
+        ]  # fmt: skip
+        try:
+            result = subprocess.run(command, capture_output=True, timeout=FFMPEG_TIMEOUT_S)
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise AudioError(f"ffmpeg could not decode {name}: {exc}") from exc
+    log = result.stderr.decode("utf-8", "replace")
+    if result.returncode != 0 or not result.stdout:
+        lines = [line.strip() for line in log.splitlines() if line.strip()]
+        reason = lines[-1] if lines else f"exit status {result.returncode}"
+        raise AudioError(f"ffmpeg could not decode the {name} data: {reason}")
+    view = memoryview(result.stdout)
+    layout = _parse_wav(view)
+    if layout.codec != "pcm_s16le":
+        raise AudioError(f"ffmpeg returned {layout.codec} instead of pcm_s16le for {name}")
+    match = _STREAM_CODEC.search(log)
+    samples = view[layout.data_offset : layout.data_offset + layout.data_size]
+    decoded = _expand(samples, "pcm_s16le", layout.sample_rate, layout.channels, 16)
+    return DecodedAudio(
+        decoded.pcm, decoded.sample_rate, decoded.channels, match.group(1) if match else name
+    )
