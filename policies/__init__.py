@@ -1,0 +1,112 @@
+"""What is allowed: the policy data and pure decisions over it.
+
+``policies`` imports neither ``storage`` nor ``streams``; apart from the loader
+reading the policy file, nothing here does I/O or reads the clock (``now`` is
+always passed in). See policies/README.md for the decision table.
+
+    from policies import load_policy, decide_access, Principal, AccessRequest
+    policy = load_policy()                      # packaged default, validated
+    decision = decide_access(principal, AccessRequest("play", "quality-improvement",
+                             justification="QA-123"), facts, policy, now)
+    decision.decision, decision.reason, decision.rule
+"""
+
+from __future__ import annotations
+
+from policies.access import could_use, decide_access, decide_capability
+from policies.clauses import ClauseCoverage, clause_report, format_clause_report, uncovered_clauses
+from policies.errors import PolicyError, PolicyFileError, PolicyInputError
+from policies.ingest import (
+    CONSENT_VALUES,
+    IngestDecision,
+    IngestReason,
+    decide_ingest,
+    resolve_purposes,
+)
+from policies.loader import Problem, check_policy, default_policy_path, load_policy, parse_policy
+from policies.model import (
+    BUILTIN_RULES,
+    LEGAL_BASES,
+    AccessDecision,
+    AccessRequest,
+    Action,
+    Anchor,
+    Capability,
+    Clause,
+    Decision,
+    LegalBasis,
+    Organisation,
+    Policy,
+    Principal,
+    Purpose,
+    RateLimit,
+    Reason,
+    RecordingFacts,
+    RecordingStatus,
+    RetentionClass,
+    RetentionRule,
+    Role,
+)
+from policies.retention import (
+    RetentionDecision,
+    RetentionReason,
+    deletion_decision,
+    erasure_decision,
+    retain_until,
+    retention_class_for,
+)
+
+__all__ = [
+    # loading
+    "load_policy",
+    "check_policy",
+    "parse_policy",
+    "default_policy_path",
+    "Problem",
+    # model
+    "Policy",
+    "Purpose",
+    "Role",
+    "RetentionClass",
+    "RetentionRule",
+    "LegalBasis",
+    "Organisation",
+    "RateLimit",
+    "Clause",
+    "Principal",
+    "RecordingFacts",
+    "RecordingStatus",
+    "AccessRequest",
+    "AccessDecision",
+    "Action",
+    "Capability",
+    "Anchor",
+    "Decision",
+    "Reason",
+    "BUILTIN_RULES",
+    "LEGAL_BASES",
+    # decisions
+    "decide_access",
+    "decide_capability",
+    "could_use",
+    "decide_ingest",
+    "resolve_purposes",
+    "IngestDecision",
+    "IngestReason",
+    "CONSENT_VALUES",
+    "retention_class_for",
+    "retain_until",
+    "deletion_decision",
+    "erasure_decision",
+    "RetentionDecision",
+    "RetentionReason",
+    # clauses
+    "clause_report",
+    "uncovered_clauses",
+    "format_clause_report",
+    "ClauseCoverage",
+    # errors
+    "PolicyError",
+    "PolicyFileError",
+    "PolicyInputError",
+]

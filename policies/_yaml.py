@@ -1,0 +1,94 @@
+"""Read YAML into plain data while remembering where each value was (private).
+
+:func:`read_located` returns the data (dicts, lists, scalars as PyYAML's safe
+loader builds them) plus a map from YAML path (``roles.qa-vendor.purposes[1]``)
+to the 1-based line it starts on, and the problems found while reading:
+syntax errors (with line and column), duplicate keys, non-string keys. A
+scalar PyYAML cannot build (``2026-13-01``) is kept as its source text so the
+validator can report it as malformed with its location.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+__all__ = ["Located", "read_located", "child_path"]
+
+
+@dataclass
+class Located:
+    data: Any = None
+    lines: dict[str, int] = field(default_factory=dict)
+    # (path, line, message); the loader turns them into Problems
+    problems: list[tuple[str, int | None, str]] = field(default_factory=list)
+
+
+def child_path(parent: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{parent}[{key}]"
+    return f"{parent}.{key}" if parent else key
+
+
+def read_located(text: str) -> Located:
+    """Parse one YAML document from ``text`` (never raises for bad YAML: see ``problems``)."""
+    located = Located()
+    loader = yaml.SafeLoader(text)
+    try:
+        try:
+            node = loader.get_single_node()
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            line = mark.line + 1 if mark else None
+            where = f" (column {mark.column + 1})" if mark else ""
+            what = " ".join(str(part) for part in (exc.context, exc.problem) if part)
+            located.problems.append(("", line, f"YAML syntax error{where}: {what}"))
+            return located
+        except yaml.YAMLError as exc:
+            located.problems.append(("", None, f"YAML error: {exc}"))
+            return located
+        if node is None:
+            located.problems.append(("", 1, "the policy file is empty"))
+            return located
+        located.data = _build(loader, node, "", located)
+        return located
+    finally:
+        loader.dispose()
+
+
+def _build(loader: yaml.SafeLoader, node: yaml.Node, path: str, located: Located) -> Any:
+    located.lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        loader.flatten_mapping(node)  # resolve YAML merge keys (<<)
+        result: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            key = _scalar(loader, key_node) if isinstance(key_node, yaml.ScalarNode) else None
+            line = key_node.start_mark.line + 1
+            if not isinstance(key, str):
+                located.problems.append(
+                    (path, line, f"keys must be strings, got {key_node.value!r}")
+                )
+                continue
+            child = child_path(path, key)
+            if key in result:
+                located.problems.append((child, line, f"duplicate key {key!r}"))
+                continue
+            located.lines[child] = line
+            result[key] = _build(loader, value_node, child, located)
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        return [
+            _build(loader, item, child_path(path, index), located)
+            for index, item in enumerate(node.value)
+        ]
+    return _scalar(loader, node)
+
+
+def _scalar(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+    try:
+        return loader.construct_object(node, deep=True)
+    except (ValueError, TypeError, yaml.constructor.ConstructorError):
+        # e.g. an impossible date: keep the text, the validator reports it in context
+        return node.value

@@ -1,0 +1,198 @@
+"""Access decisions: may this principal do this with this recording, now?
+
+Pure functions of (principal, request, recording facts, policy, now): no I/O, no
+clock, no state. Anything not granted by a rule below is denied (default deny).
+Checks run in a fixed order and the first failing one gives the reason, so a
+caller without a right learns nothing about the recording's state:
+
+1. the role is defined (``unknown-role``);
+2. an entrusted role names a listed organisation (``no-org``, ``unknown-org``)
+   whose contract is live: ``start <= now < end`` (``contract-not-live``);
+3. ``list``/``metadata`` need the ``list-recordings`` capability
+   (``capability-not-granted``) and, for a recording, :func:`could_use` for the
+   request's purpose if one is given, else for some purpose of the role;
+4. ``play``/``download`` need a recording (``no-recording``), a declared
+   (``no-purpose``) and known (``unknown-purpose``) purpose the role may use
+   (``role-not-allowed-purpose``), that the recording was tagged with if the
+   purpose is tag-bound (``purpose-not-tagged``); the recording stored
+   (``recording-not-stored``) and not restricted by the customer unless the
+   purpose overrides restrictions (``recording-restricted``); then the evidence
+   the purpose requires: a justification (``justification-required``), a legal
+   basis from the closed list (``legal-basis-required``, ``legal-basis-unknown``),
+   a reference (``reference-required``).
+
+A grant cites the purpose's rule (``purpose:<id>``) or, for capabilities and
+listing, the role's (``role:<id>``); a denial cites the built-in rule that
+failed (``access:...``). Rate limiting needs state and is the caller's job;
+the limit is ``policy.rate_limit_for(role)``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from policies.model import (
+    LEGAL_BASES,
+    AccessDecision,
+    AccessRequest,
+    Action,
+    Capability,
+    Decision,
+    Policy,
+    Principal,
+    Reason,
+    RecordingFacts,
+    RecordingStatus,
+    require_aware,
+)
+
+__all__ = ["decide_access", "decide_capability", "could_use"]
+
+
+def _deny(reason: Reason, rule: str) -> AccessDecision:
+    return AccessDecision(Decision.DENY, reason, rule)
+
+
+def _allow(rule: str) -> AccessDecision:
+    return AccessDecision(Decision.ALLOW, Reason.GRANTED, rule)
+
+
+def _principal_check(principal: Principal, policy: Policy, now: datetime) -> AccessDecision | None:
+    """A denial when the principal may do nothing at all now, else None."""
+    role = policy.roles.get(principal.role)
+    if role is None:
+        return _deny(Reason.UNKNOWN_ROLE, "access:unknown-role")
+    if role.entrusted:
+        if not principal.org:
+            return _deny(Reason.NO_ORG, "access:entrusted-contract")
+        organisation = policy.organisations.get(principal.org)
+        if organisation is None:
+            return _deny(Reason.UNKNOWN_ORG, "access:entrusted-contract")
+        if not organisation.is_live(now):
+            return _deny(Reason.CONTRACT_NOT_LIVE, "access:entrusted-contract")
+    return None
+
+
+def _purpose_check(
+    principal: Principal, recording: RecordingFacts, purpose_id: str, policy: Policy
+) -> AccessDecision | None:
+    """A denial when ``purpose_id`` cannot be used on ``recording`` by this role, else None.
+
+    Covers everything but the per-request evidence (justification, basis, reference).
+    """
+    purpose = policy.purposes.get(purpose_id)
+    if purpose is None:
+        return _deny(Reason.UNKNOWN_PURPOSE, "access:unknown-purpose")
+    if purpose_id not in policy.roles[principal.role].purposes:
+        return _deny(Reason.ROLE_NOT_ALLOWED_PURPOSE, "access:role-purpose")
+    if purpose.tag_bound and purpose_id not in recording.purposes:
+        return _deny(Reason.PURPOSE_NOT_TAGGED, "access:tag-bound")
+    if recording.state != RecordingStatus.STORED:
+        return _deny(Reason.RECORDING_NOT_STORED, "access:stored-only")
+    if recording.restricted and not purpose.overrides_restriction:
+        return _deny(Reason.RECORDING_RESTRICTED, "access:restriction")
+    return None
+
+
+def could_use(
+    principal: Principal,
+    recording: RecordingFacts,
+    policy: Policy,
+    now: datetime,
+    purpose: str | None = None,
+) -> bool:
+    """True when the principal could be granted audio of ``recording`` for ``purpose``
+    (any purpose of its role when ``None``), given the evidence that purpose requires.
+
+    This is what ``GET /v1/recordings`` filters by: a listing shows only recordings
+    the caller could use.
+
+    Raises:
+        PolicyInputError: ``now`` is naive.
+    """
+    require_aware(now, "now")
+    if _principal_check(principal, policy, now) is not None:
+        return False
+    candidates = (purpose,) if purpose is not None else policy.roles[principal.role].purposes
+    return any(_purpose_check(principal, recording, p, policy) is None for p in candidates)
+
+
+def decide_capability(
+    principal: Principal, capability: str, policy: Policy, now: datetime
+) -> AccessDecision:
+    """May the principal use a non-audio capability (``ingest``, ``read-audit``,
+    ``manage-holds``, ``privacy-requests``, ``view-metrics``, ``list-recordings``)?
+
+    Raises:
+        PolicyInputError: ``now`` is naive.
+    """
+    require_aware(now, "now")
+    denied = _principal_check(principal, policy, now)
+    if denied is not None:
+        return denied
+    if capability not in set(Capability):
+        return _deny(Reason.UNKNOWN_CAPABILITY, "access:capability")
+    role = policy.roles[principal.role]
+    if Capability(capability) not in role.capabilities:
+        return _deny(Reason.CAPABILITY_NOT_GRANTED, "access:capability")
+    return _allow(role.rule)
+
+
+def decide_access(
+    principal: Principal,
+    request: AccessRequest,
+    recording: RecordingFacts | None,
+    policy: Policy,
+    now: datetime,
+) -> AccessDecision:
+    """Decide one request on one recording (``recording`` may be ``None`` only for ``list``:
+    "may this principal list at all?").
+
+    Raises:
+        PolicyInputError: ``now`` is naive.
+    """
+    require_aware(now, "now")
+    denied = _principal_check(principal, policy, now)
+    if denied is not None:
+        return denied
+    role = policy.roles[principal.role]
+    action = Action(request.action)
+
+    if not action.is_audio:
+        if Capability.LIST_RECORDINGS not in role.capabilities:
+            return _deny(Reason.CAPABILITY_NOT_GRANTED, "access:capability")
+        if recording is None:
+            if action is Action.LIST:
+                return _allow(role.rule)
+            return _deny(Reason.NO_RECORDING, "access:default-deny")
+        candidates = (request.purpose,) if request.purpose is not None else role.purposes
+        first_denial: AccessDecision | None = None
+        for purpose_id in candidates:
+            denial = _purpose_check(principal, recording, purpose_id, policy)
+            if denial is None:
+                return _allow(role.rule)
+            first_denial = first_denial or denial
+        return first_denial or _deny(Reason.ROLE_NOT_ALLOWED_PURPOSE, "access:role-purpose")
+
+    if recording is None:
+        return _deny(Reason.NO_RECORDING, "access:default-deny")
+    if not request.purpose:
+        return _deny(Reason.NO_PURPOSE, "access:purpose-declared")
+    denial = _purpose_check(principal, recording, request.purpose, policy)
+    if denial is not None:
+        return denial
+    purpose = policy.purposes[request.purpose]
+    if purpose.requires_justification and not _given(request.justification):
+        return _deny(Reason.JUSTIFICATION_REQUIRED, "access:justification")
+    if purpose.requires_legal_basis:
+        if not _given(request.legal_basis):
+            return _deny(Reason.LEGAL_BASIS_REQUIRED, "access:legal-basis")
+        if request.legal_basis not in LEGAL_BASES or request.legal_basis not in policy.legal_bases:
+            return _deny(Reason.LEGAL_BASIS_UNKNOWN, "access:legal-basis")
+    if purpose.requires_reference and not _given(request.reference):
+        return _deny(Reason.REFERENCE_REQUIRED, "access:reference")
+    return _allow(purpose.rule)
+
+
+def _given(value: str | None) -> bool:
+    return value is not None and bool(value.strip())
