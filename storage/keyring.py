@@ -60,7 +60,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from callvault.errors import ConfigError
 from storage.errors import KeyringError
 
-__all__ = ["Keyring", "LocalKeyring", "open_keyring", "KEY_FILE_FORMAT"]
+__all__ = ["Keyring", "LocalKeyring", "open_keyring", "canonical_context", "KEY_FILE_FORMAT"]
 
 KEY_FILE_FORMAT = "callvault-keyring/1"
 _WRAP_MAGIC = b"CVKW"
@@ -178,10 +178,11 @@ class LocalKeyring:
         self._lock = threading.RLock()
         self._aead: dict[str, AESGCM] = {}
         self._stamp: tuple[int, int] = (0, 0)  # (inode, mtime) of the file last read
-        with self._file_lock():
-            if not self._path.exists():
-                self._write(self._fresh_state())
-            self._state = self._read()
+        if not self._path.exists():  # an existing file may sit on a read-only mount
+            with self._file_lock():
+                if not self._path.exists():
+                    self._write(self._fresh_state())
+        self._state = self._read()
 
     # -- Keyring protocol -----------------------------------------------------------
     @property
@@ -374,9 +375,7 @@ class LocalKeyring:
                 self._path.with_name(self._path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600
             )
         except OSError as exc:
-            raise KeyringError(
-                f"cannot create key file directory {self._path.parent}: {exc}"
-            ) from exc
+            raise KeyringError(f"cannot lock key file {self._path}: {exc}") from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
