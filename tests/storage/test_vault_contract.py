@@ -1,0 +1,508 @@
+"""One contract for every vault backend, then what is specific to each.
+
+``TestVaultContract`` runs against a LocalVault on tmp_path and an S3Vault talking
+to a moto server over HTTP (reset before each test, versioned bucket, key prefix).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+
+import storage.s3
+from callvault.errors import ConfigError
+from storage.errors import RecordingNotFound, StorageError
+from storage.s3 import S3Vault
+from storage.types import ObjectInfo
+from storage.vault import LocalVault, Vault, open_vault
+
+TAGS = {"purpose": "qa", "retention": "standard-90d"}
+BLOB = bytes(range(256)) * 40  # every byte value, 10240 bytes
+
+
+@pytest.fixture(params=["local", "s3"])
+def vault(request: pytest.FixtureRequest, tmp_path: Path) -> Vault:
+    if request.param == "local":
+        return LocalVault(tmp_path / "vault")
+    client = request.getfixturevalue("s3_client")
+    bucket = request.getfixturevalue("s3_bucket")
+    return S3Vault(bucket, "vault", client=client)
+
+
+BAD_KEYS = [
+    "",
+    "/abs/key",
+    "../escape",
+    "a/../b",
+    "a/./b",
+    "..",
+    "a//b",
+    "a/",
+    "a b",
+    "a\\b",
+    "a\x00b",
+    "caf\u00e9",
+    "a?b",
+    ".hidden",
+    "a/.tags/b",
+    "x" * 513,
+    "x" * 201,
+]
+
+BAD_TAGS = [
+    {f"k{i}": "v" for i in range(11)},
+    {"k" * 129: "v"},
+    {"k": "v" * 257},
+    {"": "v"},
+    {"a*b": "v"},
+    {"k": "semi;colon"},
+    {"aws:purpose": "qa"},
+    {"k": 3},
+    "purpose=qa",
+]
+
+
+class TestVaultContract:
+    def test_is_a_vault_with_url(self, vault: Vault) -> None:
+        assert isinstance(vault, Vault)
+        assert vault.url.startswith(("file:///", "s3://"))
+
+    def test_put_get_round_trip(self, vault: Vault) -> None:
+        info = vault.put("recordings/ab/rec-1.cvr", BLOB, tags=TAGS)
+        assert isinstance(info, ObjectInfo)
+        assert (info.key, info.size, info.tags) == ("recordings/ab/rec-1.cvr", len(BLOB), TAGS)
+        assert vault.get("recordings/ab/rec-1.cvr") == BLOB
+
+    def test_empty_object(self, vault: Vault) -> None:
+        vault.put("empty", b"", tags={})
+        assert vault.get("empty") == b""
+        assert vault.head("empty").size == 0
+        with pytest.raises(StorageError, match="not satisfiable") as caught:
+            vault.get_range("empty", 0, 0)
+        assert not isinstance(caught.value, RecordingNotFound)
+
+    @pytest.mark.parametrize(
+        ("start", "end", "expected"),
+        [
+            (0, 0, BLOB[:1]),
+            (5, 9, BLOB[5:10]),
+            (10000, 99999, BLOB[10000:]),
+            (10239, 10239, BLOB[-1:]),
+        ],
+    )
+    def test_get_range_is_inclusive_and_clipped(
+        self, vault: Vault, start: int, end: int, expected: bytes
+    ) -> None:
+        vault.put("k", BLOB, tags={})
+        assert vault.get_range("k", start, end) == expected
+
+    @pytest.mark.parametrize(("start", "end"), [(-1, 3), (5, 4), (len(BLOB), len(BLOB) + 10)])
+    def test_get_range_rejects_bad_ranges(self, vault: Vault, start: int, end: int) -> None:
+        vault.put("k", BLOB, tags={})
+        with pytest.raises(StorageError) as caught:
+            vault.get_range("k", start, end)
+        assert not isinstance(caught.value, RecordingNotFound)
+
+    def test_head_reports_size_and_tags(self, vault: Vault) -> None:
+        vault.put("a/b/c", b"12345", tags=TAGS)
+        info = vault.head("a/b/c")
+        assert (info.key, info.size, info.tags) == ("a/b/c", 5, TAGS)
+
+    def test_exists(self, vault: Vault) -> None:
+        assert not vault.exists("k")
+        vault.put("k", b"x", tags={})
+        assert vault.exists("k")
+        assert not vault.exists("k2")
+
+    def test_overwrite_replaces_data_and_tags(self, vault: Vault) -> None:
+        vault.put("k", b"first version", tags={"purpose": "qa", "old": "1"})
+        info = vault.put("k", b"second", tags={"purpose": "training"})
+        assert info.size == 6
+        assert vault.get("k") == b"second"
+        assert vault.head("k").tags == {"purpose": "training"}
+        assert list(vault.iter_keys()) == ["k"]
+
+    def test_put_tags_replaces_all_tags(self, vault: Vault) -> None:
+        vault.put("k", b"data", tags=TAGS)
+        vault.put_tags("k", {"restricted": "true"})
+        assert vault.head("k").tags == {"restricted": "true"}
+        assert vault.get("k") == b"data"
+
+    def test_put_tags_on_missing_key(self, vault: Vault) -> None:
+        with pytest.raises(RecordingNotFound):
+            vault.put_tags("missing", TAGS)
+
+    def test_delete(self, vault: Vault) -> None:
+        vault.put("k", b"data", tags=TAGS)
+        vault.delete("k")
+        assert not vault.exists("k")
+        with pytest.raises(RecordingNotFound):
+            vault.get("k")
+        vault.delete("k")  # again: not an error
+        vault.delete("never-existed")
+
+    def test_delete_many(self, vault: Vault) -> None:
+        for name in ("a", "b/c", "b/d"):
+            vault.put(name, name.encode(), tags=TAGS)
+        vault.put("keep", b"keep", tags={})
+        assert vault.delete_many(["a", "b/c", "b/d", "missing"]) == []
+        assert list(vault.iter_keys()) == ["keep"]
+        assert vault.delete_many([]) == []
+
+    def test_delete_many_rejects_bad_key_before_deleting(self, vault: Vault) -> None:
+        vault.put("a", b"a", tags={})
+        with pytest.raises(StorageError, match="must not start with '/'"):
+            vault.delete_many(["a", "/bad"])
+        assert vault.exists("a")
+
+    def test_iter_keys_with_prefixes(self, vault: Vault) -> None:
+        keys = ["rec-1", "recordings/ab/1", "recordings/ab/2", "recordings/cd/3", "other/x"]
+        for key in keys:
+            vault.put(key, b"x", tags={})
+        assert sorted(vault.iter_keys()) == sorted(keys)
+        assert sorted(vault.iter_keys("rec")) == [
+            "rec-1",
+            "recordings/ab/1",
+            "recordings/ab/2",
+            "recordings/cd/3",
+        ]
+        assert sorted(vault.iter_keys("recordings/")) == [
+            "recordings/ab/1",
+            "recordings/ab/2",
+            "recordings/cd/3",
+        ]
+        assert sorted(vault.iter_keys("recordings/a")) == ["recordings/ab/1", "recordings/ab/2"]
+        assert list(vault.iter_keys("nothing/")) == []
+        with pytest.raises(StorageError):
+            list(vault.iter_keys("../"))
+
+    def test_iter_keys_on_empty_vault(self, vault: Vault) -> None:
+        assert list(vault.iter_keys()) == []
+
+    @pytest.mark.parametrize("method", ["get", "head"])
+    def test_missing_key(self, vault: Vault, method: str) -> None:
+        with pytest.raises(RecordingNotFound, match="missing/key"):
+            getattr(vault, method)("missing/key")
+
+    def test_missing_key_range(self, vault: Vault) -> None:
+        with pytest.raises(RecordingNotFound):
+            vault.get_range("missing", 0, 10)
+
+    @pytest.mark.parametrize("key", BAD_KEYS, ids=repr)
+    def test_invalid_key(self, vault: Vault, key: str) -> None:
+        for call in (
+            lambda: vault.put(key, b"x", tags={}),
+            lambda: vault.get(key),
+            lambda: vault.get_range(key, 0, 1),
+            lambda: vault.head(key),
+            lambda: vault.exists(key),
+            lambda: vault.delete(key),
+            lambda: vault.put_tags(key, {}),
+        ):
+            with pytest.raises(StorageError, match="vault key") as caught:
+                call()
+            assert not isinstance(caught.value, RecordingNotFound)
+        assert list(vault.iter_keys()) == []
+
+    def test_key_limits(self, vault: Vault) -> None:
+        longest = "/".join(["k" * 200, "k" * 200, "k" * 110])
+        assert len(longest) == 512
+        vault.put(longest, b"x", tags={})
+        assert vault.get(longest) == b"x"
+        assert list(vault.iter_keys()) == [longest]
+        with pytest.raises(StorageError, match="512"):
+            vault.put(longest + "k", b"x", tags={})
+        with pytest.raises(StorageError, match="200"):
+            vault.put("k" * 201, b"x", tags={})
+        with pytest.raises(StorageError, match="must be a str"):
+            vault.get(None)  # type: ignore[arg-type]
+
+    @pytest.mark.parametrize("tags", BAD_TAGS, ids=repr)
+    def test_invalid_tags(self, vault: Vault, tags: Any) -> None:
+        with pytest.raises(StorageError, match="tag"):
+            vault.put("k", b"x", tags=tags)
+        assert not vault.exists("k")
+        vault.put("k", b"x", tags=TAGS)
+        with pytest.raises(StorageError, match="tag"):
+            vault.put_tags("k", tags)
+        assert vault.head("k").tags == TAGS
+
+    def test_tag_limits_and_charset(self, vault: Vault) -> None:
+        tags = {f"k{i}": f"v{i}" for i in range(8)}
+        tags["K" * 128] = "v" * 256
+        tags["Gr\u00f6\u00dfe"] = "a b+c-d=e.f_g:h/i@j"
+        vault.put("k", b"x", tags=tags)
+        assert vault.head("k").tags == tags
+
+    def test_data_must_be_bytes(self, vault: Vault) -> None:
+        with pytest.raises(StorageError, match="bytes"):
+            vault.put("k", "text", tags={})  # type: ignore[arg-type]
+
+
+# -- S3 only -----------------------------------------------------------------------
+
+
+def _versions(client: Any, bucket: str, key: str) -> list[dict[str, Any]]:
+    response = client.list_object_versions(Bucket=bucket, Prefix=key)
+    return [
+        item
+        for item in [*response.get("Versions", []), *response.get("DeleteMarkers", [])]
+        if item["Key"] == key
+    ]
+
+
+class _SpyClient:
+    """A real client that remembers the DeleteObjects batch sizes."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.batches: list[int] = []
+
+    def delete_objects(self, **kwargs: Any) -> Any:
+        self.batches.append(len(kwargs["Delete"]["Objects"]))
+        return self._client.delete_objects(**kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+class TestS3Vault:
+    def test_objects_live_under_prefix_with_tags_set_by_put(
+        self, s3_client: Any, s3_bucket: str
+    ) -> None:
+        vault = S3Vault(s3_bucket, "/tenant-a/", client=s3_client)
+        assert vault.url == f"s3://{s3_bucket}/tenant-a"
+        info = vault.put("rec/1", b"abc", tags={"purpose": "qa", "note": "a b"})
+        assert info.version_id
+        tagging = s3_client.get_object_tagging(Bucket=s3_bucket, Key="tenant-a/rec/1")
+        assert {t["Key"]: t["Value"] for t in tagging["TagSet"]} == {"purpose": "qa", "note": "a b"}
+        other = S3Vault(s3_bucket, "tenant-b", client=s3_client)
+        other.put("rec/2", b"x", tags={})
+        assert list(vault.iter_keys()) == ["rec/1"]
+        assert list(other.iter_keys()) == ["rec/2"]
+
+    def test_delete_removes_every_version_and_marker(self, s3_client: Any, s3_bucket: str) -> None:
+        vault = S3Vault(s3_bucket, client=s3_client)
+        for i in range(3):
+            vault.put("k", f"v{i}".encode(), tags={})
+        s3_client.delete_object(Bucket=s3_bucket, Key="k")  # a delete marker
+        vault.put("k", b"v3", tags={})
+        vault.put("kk", b"sibling", tags={})
+        assert len(_versions(s3_client, s3_bucket, "k")) == 5
+        vault.delete("k")
+        assert _versions(s3_client, s3_bucket, "k") == []
+        assert vault.get("kk") == b"sibling"
+
+    def test_delete_many_batches_all_versions(
+        self, s3_client: Any, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(storage.s3, "DELETE_BATCH_SIZE", 3)
+        spy = _SpyClient(s3_client)
+        vault = S3Vault(s3_bucket, client=spy)
+        keys = [f"r/{i}" for i in range(4)]
+        for key in keys:
+            vault.put(key, b"1", tags={})
+            vault.put(key, b"2", tags={})
+        assert vault.delete_many(keys) == []
+        assert spy.batches == [3, 3, 2]
+        assert s3_client.list_object_versions(Bucket=s3_bucket).get("Versions") is None
+
+    def test_delete_many_on_unversioned_bucket(self, s3_client: Any) -> None:
+        vault = S3Vault("plain-bucket", client=s3_client)
+        vault.ensure_bucket()
+        vault.ensure_bucket()  # idempotent
+        assert "Status" not in s3_client.get_bucket_versioning(Bucket="plain-bucket")
+        vault.put("a", b"a", tags={})
+        vault.put("b", b"b", tags={})
+        assert vault.delete_many(["a", "b", "c"]) == []
+        assert list(vault.iter_keys()) == []
+
+    def test_ensure_bucket_with_versioning(self, s3_client: Any) -> None:
+        S3Vault("versioned-bucket", client=s3_client).ensure_bucket(versioning=True)
+        status = s3_client.get_bucket_versioning(Bucket="versioned-bucket")["Status"]
+        assert status == "Enabled"
+
+    def test_missing_bucket_is_a_clear_storage_error(self, s3_client: Any) -> None:
+        vault = S3Vault("no-such-bucket", client=s3_client)
+        calls = {
+            "put": lambda: vault.put("k", b"x", tags={}),
+            "get": lambda: vault.get("k"),
+            "get_range": lambda: vault.get_range("k", 0, 1),
+            "head": lambda: vault.head("k"),
+            "exists": lambda: vault.exists("k"),
+            "delete": lambda: vault.delete("k"),
+            "delete_many": lambda: vault.delete_many(["k"]),
+            "iter_keys": lambda: list(vault.iter_keys()),
+            "put_tags": lambda: vault.put_tags("k", {}),
+        }
+        for name, call in calls.items():
+            with pytest.raises(
+                StorageError, match="bucket 'no-such-bucket' does not exist"
+            ) as caught:
+                call()
+            assert not isinstance(caught.value, RecordingNotFound), name
+            assert type(caught.value).__module__ == "storage.errors", name
+            assert type(caught.value.__cause__).__module__.startswith("botocore"), name
+
+    def test_unreachable_endpoint_raises_storage_error(
+        self, s3_credentials: dict[str, str]
+    ) -> None:
+        import socket
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        client = boto3.session.Session().client(
+            "s3",
+            endpoint_url=f"http://127.0.0.1:{port}",
+            config=Config(retries={"max_attempts": 1}, connect_timeout=2),
+            **s3_credentials,
+        )
+        vault = S3Vault("some-bucket", client=client)
+        for call in (
+            lambda: vault.get("k"),
+            lambda: vault.exists("k"),
+            lambda: list(vault.iter_keys()),
+        ):
+            with pytest.raises(StorageError, match="failed") as caught:
+                call()
+            assert type(caught.value.__cause__).__module__.startswith("botocore")
+
+    @pytest.mark.parametrize("bucket", ["", "ab", "Upper", "under_score", "a..b", "-lead"])
+    def test_invalid_bucket_name(self, bucket: str, s3_client: Any) -> None:
+        with pytest.raises(ConfigError, match="bucket"):
+            S3Vault(bucket, client=s3_client)
+
+    def test_invalid_prefix(self, s3_client: Any) -> None:
+        with pytest.raises(ConfigError, match="prefix"):
+            S3Vault("good-bucket", "a/../b", client=s3_client)
+
+    def test_open_vault_s3_uses_default_credential_chain(
+        self, s3_endpoint: str, s3_reset: None, s3_env: None
+    ) -> None:
+        vault = open_vault("s3://opened-bucket/pre/fix", s3_endpoint=s3_endpoint)
+        assert isinstance(vault, S3Vault)
+        assert (vault.bucket, vault.prefix, vault.url) == (
+            "opened-bucket", "pre/fix", "s3://opened-bucket/pre/fix",
+        )  # fmt: skip
+        vault.ensure_bucket()
+        vault.put("k", b"payload", tags={"purpose": "qa"})
+        assert vault.get("k") == b"payload"
+
+
+# -- local only --------------------------------------------------------------------
+
+
+def _all_paths(root: Path) -> list[Path]:
+    return sorted(root.rglob("*"))
+
+
+class TestLocalVault:
+    def test_layout_and_no_temp_leftovers(self, tmp_path: Path) -> None:
+        vault = LocalVault(tmp_path / "v")
+        vault.put("a/b", b"1", tags={"purpose": "qa"})
+        vault.put("a/b", b"22", tags={"purpose": "qa"})
+        vault.put_tags("a/b", {"purpose": "training"})
+        names = [p.relative_to(tmp_path / "v").as_posix() for p in _all_paths(tmp_path / "v")]
+        assert names == [".tags", ".tags/a", ".tags/a/b.json", "a", "a/b"]
+        assert (tmp_path / "v" / "a" / "b").read_bytes() == b"22"
+        assert list(vault.iter_keys()) == ["a/b"]
+
+    def test_permissions_do_not_depend_on_umask(self, tmp_path: Path) -> None:
+        old = os.umask(0)
+        try:
+            vault = LocalVault(tmp_path / "new" / "vault")
+            vault.put("x/y/z", b"secret", tags={"purpose": "qa"})
+        finally:
+            os.umask(old)
+        root = tmp_path / "new" / "vault"
+        for path in [tmp_path / "new", root, *_all_paths(root)]:
+            mode = stat.S_IMODE(path.stat().st_mode)
+            assert mode == (0o700 if path.is_dir() else 0o600), path
+
+    def test_failed_write_keeps_old_object_and_leaves_no_temp(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        vault = LocalVault(tmp_path / "v")
+        vault.put("k", b"old", tags={"purpose": "qa"})
+
+        def broken_replace(src: str, dst: str) -> None:
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(os, "replace", broken_replace)
+        with pytest.raises(StorageError, match="No space left") as caught:
+            vault.put("k", b"new", tags={"purpose": "training"})
+        assert isinstance(caught.value.__cause__, OSError)
+        monkeypatch.undo()
+        assert vault.get("k") == b"old"
+        assert vault.head("k").tags == {"purpose": "qa"}
+        assert not [p for p in _all_paths(tmp_path / "v") if p.name.startswith(".tmp-")]
+
+    def test_reader_never_sees_a_partial_object(self, tmp_path: Path) -> None:
+        vault = LocalVault(tmp_path / "v")
+        versions = [b"a" * (1 << 20), b"b" * (1 << 19)]
+        vault.put("k", versions[0], tags={})
+        seen: list[bytes] = []
+        done = threading.Event()
+
+        def read() -> None:
+            while not done.is_set():
+                seen.append(vault.get("k"))
+
+        reader = threading.Thread(target=read)
+        reader.start()
+        try:
+            for i in range(40):
+                vault.put("k", versions[i % 2], tags={})
+        finally:
+            done.set()
+            reader.join()
+        assert seen
+        assert all(data in versions for data in seen)
+
+    def test_key_that_is_also_a_prefix(self, tmp_path: Path) -> None:
+        vault = LocalVault(tmp_path / "v")
+        vault.put("a/b", b"x", tags={})
+        with pytest.raises(StorageError, match="prefix of other keys"):
+            vault.put("a", b"y", tags={})
+        with pytest.raises(StorageError, match="extends an existing key"):
+            vault.put("a/b/c", b"y", tags={})
+        with pytest.raises(RecordingNotFound):
+            vault.get("a")
+
+    def test_root_that_is_a_file(self, tmp_path: Path) -> None:
+        (tmp_path / "file").write_bytes(b"")
+        with pytest.raises(StorageError, match="not a folder|cannot create"):
+            LocalVault(tmp_path / "file")
+
+    def test_corrupt_tags_file(self, tmp_path: Path) -> None:
+        vault = LocalVault(tmp_path / "v")
+        vault.put("k", b"x", tags={"purpose": "qa"})
+        (tmp_path / "v" / ".tags" / "k.json").write_text("{not json")
+        with pytest.raises(StorageError, match="not valid JSON"):
+            vault.head("k")
+
+
+class TestOpenVault:
+    def test_file_url(self, tmp_path: Path) -> None:
+        vault = open_vault((tmp_path / "my vault").as_uri())
+        assert isinstance(vault, LocalVault)
+        assert vault.root == tmp_path / "my vault"
+        assert vault.url == (tmp_path / "my vault").as_uri()
+        assert open_vault(f"file://localhost{tmp_path}/v2").url == (tmp_path / "v2").as_uri()
+
+    @pytest.mark.parametrize(
+        "url",
+        ["", "file://relative/path", "file:relative", "ftp://host/x", "/abs/path",
+         "s3://Bad_Bucket", "file:///tmp/x?mode=1", "memory://"],
+    )  # fmt: skip
+    def test_bad_urls(self, url: str) -> None:
+        with pytest.raises(ConfigError):
+            open_vault(url)
