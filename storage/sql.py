@@ -9,7 +9,7 @@ What a caller may rely on:
   cannot be opened raises :class:`~storage.errors.CatalogError`. The URL's password
   never appears in an error message.
 - SQL is written once, with ``?`` placeholders; the PostgreSQL backend translates
-  them to ``%s`` (and doubles a literal ``%``). Both dialects understand
+  them to ``%s`` (a ``?`` inside quotes stays; a literal ``%`` is doubled). Both dialects understand
   ``INSERT ... ON CONFLICT`` and ``RETURNING``; the few remaining differences live in
   :class:`Dialect` (DDL type names, row locking).
 - Portable value conventions (used by the catalog and the audit log): timestamps are
@@ -420,15 +420,14 @@ _PLACEHOLDER_TOKENS = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|--[^\n]*|\
 
 
 def _to_pyformat(sql: str) -> str:
-    """``?`` -> ``%s`` and ``%`` -> ``%%`` outside quoted text and comments."""
+    """``?`` -> ``%s`` outside quoted text and comments; every ``%`` -> ``%%``."""
 
     def replace(match: re.Match[str]) -> str:
         token = match.group(0)
         if token == "?":
             return "%s"
-        if token == "%":
-            return "%%"
-        return token
+        # psycopg reads every % as a placeholder, even inside quotes: always double it.
+        return token.replace("%", "%%")
 
     return _PLACEHOLDER_TOKENS.sub(replace, sql)
 

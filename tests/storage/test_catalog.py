@@ -1,0 +1,513 @@
+"""Catalog contract, run against SQLite and a real PostgreSQL (``catalog_url`` fixture)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from callvault.errors import ConfigError
+from storage.audit import AuditDraft
+from storage.catalog import Catalog, DailyStat, listing_cursor, open_catalog
+from storage.errors import AuditError, CatalogError, KeyDestroyed, RecordingNotFound
+from storage.sql import open_database
+from storage.types import RecordingRow, RecordingState, SubjectKeyRecord
+
+T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+
+
+def make_row(recording_id: str, **changes: object) -> RecordingRow:
+    started_at = changes.pop("started_at", T0)
+    assert isinstance(started_at, datetime)
+    row = RecordingRow(
+        recording_id=recording_id,
+        call_id=f"call-{recording_id}",
+        tenant="acme",
+        subject_ref="subj-1",
+        agent_id="agent-1",
+        queue="billing",
+        direction="inbound",
+        started_at=started_at,
+        ended_at=started_at + timedelta(minutes=3),
+        duration_ms=180_000,
+        consent="notified",
+        purposes=("quality", "training"),
+        retention_class="standard",
+        retain_until=started_at + timedelta(days=90),
+        object_key=f"obj/{recording_id}",
+        subject_key_id="key-1",
+        ciphertext_sha256="ab" * 32,
+        stored_size=2048,
+        audio_bytes=1900,
+        audio_format="wav/mulaw",
+        sample_rate=8000,
+        channels=1,
+        pci_redacted_ms=1500,
+        created_at=started_at + timedelta(minutes=4),
+    )
+    return replace(row, **changes)  # type: ignore[arg-type]
+
+
+def stored(recording_id: str) -> AuditDraft:
+    return AuditDraft(actor="worker:test", action="ingest.stored", outcome="ok")
+
+
+def make_key(key_id: str, subject_ref: str = "subj-1") -> SubjectKeyRecord:
+    return SubjectKeyRecord(
+        key_id=key_id,
+        subject_ref=subject_ref,
+        tenant="acme",
+        wrapped_key=b"wrapped:" + key_id.encode(),
+        master_key_id="master-1",
+        created_at=T0,
+    )
+
+
+@pytest.fixture
+def catalog(catalog_url: str) -> Iterator[Catalog]:
+    with open_catalog(catalog_url) as opened:
+        yield opened
+
+
+def audit_count(catalog: Catalog) -> int:
+    return len(list(catalog.audit.iter_entries()))
+
+
+# -- migrations -----------------------------------------------------------------------
+
+
+def test_migrations_apply_once_and_are_idempotent(catalog_url: str) -> None:
+    with open_catalog(catalog_url, migrate=False) as first:
+        assert first.migrate() == [1]
+        assert first.migrate() == []
+    with open_catalog(catalog_url, migrate=False) as second:
+        assert second.migrate() == []
+        rows = second.database.fetch_all("SELECT version FROM schema_migrations")
+        assert rows == [(1,)]
+        assert second.audit.verify().ok
+
+
+def test_migrate_refuses_a_schema_newer_than_the_code(catalog: Catalog) -> None:
+    with catalog.database.transaction() as tx:
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+            (99, "from the future", "2030-01-01T00:00:00.000000Z"),
+        )
+    with pytest.raises(CatalogError, match=r"version\(s\) \[99\].*upgrade"):
+        catalog.migrate()
+
+
+# -- storing recordings ---------------------------------------------------------------
+
+
+def test_stored_recording_round_trips(catalog: Catalog) -> None:
+    paris = timezone(timedelta(hours=1))
+    row = make_row("r1", started_at=T0.astimezone(paris), restricted=True)
+    assert catalog.store_recordings([(row, stored("r1"))]) == [True]
+    got = catalog.get_recording("r1")
+    assert got == row
+    assert got is not None and got.started_at.tzinfo == UTC
+    assert got.purposes == ("quality", "training")
+    assert catalog.get_recording("nope") is None
+
+
+def test_storing_the_same_recording_twice_keeps_one_row_and_one_audit_record(
+    catalog: Catalog,
+) -> None:
+    row = make_row("r1")
+    assert catalog.store_recordings([(row, stored("r1"))]) == [True]
+    assert catalog.store_recordings([(replace(row, queue="other"), stored("r1"))]) == [False]
+    assert catalog.database.fetch_all("SELECT COUNT(*) FROM recordings") == [(1,)]
+    entries = list(catalog.audit.iter_entries())
+    assert [(e.recording_id, e.action) for e in entries] == [("r1", "ingest.stored")]
+    assert catalog.get_recording("r1") == row  # the second write changed nothing
+    assert catalog.daily_stats() == [DailyStat(T0.date(), "acme", "billing", 1, 180_000)]
+
+
+def test_batch_of_new_and_existing_recordings(catalog: Catalog) -> None:
+    catalog.store_recordings([(make_row(i), stored(i)) for i in ("r1", "r3")])
+    batch = [make_row(i) for i in ("r1", "r2", "r3", "r4", "r2")]
+    assert catalog.store_recordings([(row, stored(row.recording_id)) for row in batch]) == [
+        False,
+        True,
+        False,
+        True,
+        False,
+    ]
+    assert catalog.recording_ids_present(["r1", "r2", "r4", "r5"]) == {"r1", "r2", "r4"}
+    assert [e.recording_id for e in catalog.audit.iter_entries()] == ["r1", "r3", "r2", "r4"]
+    assert catalog.daily_stats()[0].recordings == 4
+    assert catalog.audit.verify().ok
+
+
+def test_recording_ids_present_handles_large_batches(catalog: Catalog) -> None:
+    rows = [make_row(f"r{i:04d}") for i in range(1200)]
+    flags = catalog.store_recordings([(row, stored(row.recording_id)) for row in rows])
+    assert all(flags)
+    asked = [f"r{i:04d}" for i in range(0, 2400, 2)]
+    assert catalog.recording_ids_present(asked) == {f"r{i:04d}" for i in range(0, 1200, 2)}
+
+
+def test_a_bad_item_rolls_back_the_whole_batch(catalog: Catalog) -> None:
+    leaky = AuditDraft("worker:test", "ingest.stored", "ok", details={"phone": "555"})
+    with pytest.raises(AuditError, match="personal data"):
+        catalog.store_recordings([(make_row("r1"), stored("r1")), (make_row("r2"), leaky)])
+    naive = make_row("r3", started_at=datetime(2026, 1, 1))
+    with pytest.raises(CatalogError, match="naive datetime"):
+        catalog.store_recordings([(make_row("r1"), stored("r1")), (naive, stored("r3"))])
+    other = AuditDraft("worker:test", "ingest.stored", "ok", recording_id="r9")
+    with pytest.raises(CatalogError, match="not about 'r1'"):
+        catalog.store_recordings([(make_row("r1"), other)])
+    assert catalog.recording_ids_present(["r1", "r2", "r3"]) == set()
+    assert audit_count(catalog) == 0
+    assert catalog.daily_stats() == []
+
+
+# -- subject keys ---------------------------------------------------------------------
+
+
+def test_subject_key_protocol(catalog: Catalog) -> None:
+    first = make_key("k1")
+    assert catalog.get_subject_key("subj-1") is None
+    assert catalog.put_subject_key(first) == first
+    assert catalog.get_subject_key("subj-1") == first
+    # A second key for the same subject loses: the live one comes back.
+    assert catalog.put_subject_key(make_key("k2")) == first
+    assert catalog.get_subject_key_by_id("k2") is None
+
+    catalog.replace_wrapped_subject_key("k1", b"rewrapped", "master-2")
+    rewrapped = catalog.get_subject_key("subj-1")
+    assert rewrapped is not None
+    assert (rewrapped.wrapped_key, rewrapped.master_key_id) == (b"rewrapped", "master-2")
+
+    catalog.destroy_subject_key("k1")
+    catalog.destroy_subject_key("k1")  # idempotent
+    assert catalog.get_subject_key("subj-1") is None
+    destroyed = catalog.get_subject_key_by_id("k1")
+    assert destroyed is not None
+    assert destroyed.wrapped_key is None and destroyed.destroyed_at is not None
+    with pytest.raises(KeyDestroyed):
+        catalog.replace_wrapped_subject_key("k1", b"again", "master-3")
+
+    # After shredding, the subject may get a new key.
+    assert catalog.put_subject_key(make_key("k3")).key_id == "k3"
+    catalog.put_subject_key(make_key("k4", subject_ref="subj-2"))
+    assert [k.key_id for k in catalog.iter_subject_keys()] == ["k1", "k3", "k4"]
+
+
+def test_subject_key_bad_calls(catalog: Catalog) -> None:
+    with pytest.raises(CatalogError, match="no subject key 'ghost'"):
+        catalog.destroy_subject_key("ghost")
+    with pytest.raises(CatalogError, match="no subject key 'ghost'"):
+        catalog.replace_wrapped_subject_key("ghost", b"x", "m")
+    with pytest.raises(CatalogError, match="live key"):
+        catalog.put_subject_key(replace(make_key("k1"), wrapped_key=None))
+    catalog.put_subject_key(make_key("k1"))
+    catalog.destroy_subject_key("k1")
+    with pytest.raises(CatalogError, match="already used"):
+        catalog.put_subject_key(make_key("k1", subject_ref="subj-9"))
+
+
+def test_database_enforces_one_live_key_per_subject(catalog: Catalog) -> None:
+    catalog.put_subject_key(make_key("k1"))
+    with pytest.raises(CatalogError), catalog.database.transaction() as tx:
+        tx.execute(
+            "INSERT INTO subject_keys (key_id, subject_ref, tenant, wrapped_key, master_key_id,"
+            " created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            ("k2", "subj-1", "acme", b"w", "m", "2026-01-01T00:00:00.000000Z"),
+        )
+
+
+def test_racing_writers_agree_on_one_live_key(catalog_url: str) -> None:
+    with open_catalog(catalog_url) as one, open_catalog(catalog_url, migrate=False) as two:
+        workers = 8
+        barrier = threading.Barrier(workers)
+
+        def put(index: int) -> str:
+            barrier.wait()
+            target = one if index % 2 else two
+            return target.put_subject_key(make_key(f"k{index}")).key_id
+
+        with ThreadPoolExecutor(workers) as pool:
+            winners = set(pool.map(put, range(workers)))
+        assert len(winners) == 1
+        live = one.database.fetch_all(
+            "SELECT key_id FROM subject_keys WHERE subject_ref = ? AND destroyed_at IS NULL",
+            ("subj-1",),
+        )
+        assert live == [(winners.pop(),)]
+
+
+# -- listing --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def populated(catalog: Catalog) -> list[RecordingRow]:
+    rows: list[RecordingRow] = []
+    for i in range(24):
+        rows.append(
+            make_row(
+                f"r{i:02d}",
+                tenant="acme" if i % 3 else "globex",
+                agent_id=f"agent-{i % 4}",
+                queue="billing" if i % 2 else "support",
+                subject_ref=f"subj-{i % 5}",
+                purposes=("quality",) if i % 2 else ("quality", "training"),
+                started_at=T0 + timedelta(minutes=i // 2),  # pairs share started_at
+            )
+        )
+    catalog.store_recordings([(row, stored(row.recording_id)) for row in rows])
+    draft = AuditDraft("user:privacy", "privacy.erased", "ok")
+    catalog.set_state("r05", RecordingState.ERASED, audit=draft)
+    catalog.set_state("r06", RecordingState.EXPIRED, audit=draft)
+    catalog.set_restricted(["r07"], True, audit=draft)
+    return [catalog.get_recording(row.recording_id) for row in rows]  # type: ignore[misc]
+
+
+def ids(rows: list[RecordingRow]) -> list[str]:
+    return [row.recording_id for row in rows]
+
+
+def test_listing_filters(catalog: Catalog, populated: list[RecordingRow]) -> None:
+    def expect(predicate: object) -> list[str]:
+        return ids([r for r in populated if r.state == "stored" and predicate(r)])  # type: ignore[operator]
+
+    def listed(**filters: object) -> list[str]:
+        return ids(catalog.list_recordings(limit=100, **filters))  # type: ignore[arg-type]
+
+    assert listed() == expect(lambda r: True)
+    assert "r05" not in listed() and "r06" not in listed()
+    assert listed(tenant="globex") == expect(lambda r: r.tenant == "globex")
+    assert listed(agent_id="agent-2") == expect(lambda r: r.agent_id == "agent-2")
+    assert listed(queue="support") == expect(lambda r: r.queue == "support")
+    assert listed(subject_ref="subj-3") == expect(lambda r: r.subject_ref == "subj-3")
+    assert listed(purpose="training") == expect(lambda r: "training" in r.purposes)
+    assert listed(purpose="Training") == []
+    assert listed(restricted=True) == ["r07"]
+    start, end = T0 + timedelta(minutes=2), T0 + timedelta(minutes=5)
+    assert listed(started_from=start, started_to=end) == expect(
+        lambda r: start <= r.started_at < end
+    )
+    assert listed(tenant="acme", queue="billing", agent_id="agent-1") == expect(
+        lambda r: (r.tenant, r.queue, r.agent_id) == ("acme", "billing", "agent-1")
+    )
+    assert listed(states=[RecordingState.ERASED, RecordingState.EXPIRED]) == ["r05", "r06"]
+    assert listed(states=None) == ids(populated)
+
+
+def test_keyset_pagination_has_no_duplicates_or_gaps(
+    catalog: Catalog, populated: list[RecordingRow]
+) -> None:
+    pages: list[list[str]] = []
+    after = None
+    while True:
+        page = catalog.list_recordings(states=None, limit=5, after=after)
+        if not page:
+            break
+        pages.append(ids(page))
+        if len(pages) == 2:
+            # Rows added mid-listing before the cursor never shift later pages.
+            early = make_row("r-early", started_at=T0 - timedelta(days=1))
+            catalog.store_recordings([(early, stored("r-early"))])
+        after = listing_cursor(page[-1])
+    flat = [rid for page in pages for rid in page]
+    assert flat == ids(sorted(populated, key=lambda r: (r.started_at, r.recording_id)))
+    assert [len(p) for p in pages] == [5, 5, 5, 5, 4]
+
+
+def test_listing_rejects_bad_arguments(catalog: Catalog) -> None:
+    with pytest.raises(CatalogError, match="invalid listing cursor"):
+        catalog.list_recordings(after="not-a-cursor")
+    with pytest.raises(CatalogError, match="limit"):
+        catalog.list_recordings(limit=0)
+    with pytest.raises(CatalogError, match="limit"):
+        catalog.list_recordings(limit=5000)
+    with pytest.raises(CatalogError, match="at least one state"):
+        catalog.list_recordings(states=[])
+    with pytest.raises(CatalogError, match="naive"):
+        catalog.list_recordings(started_from=datetime(2026, 1, 1))
+
+
+# -- state changes --------------------------------------------------------------------
+
+
+def test_set_state_changes_row_and_audits_atomically(catalog: Catalog) -> None:
+    catalog.store_recordings([(make_row("r1"), stored("r1"))])
+    draft = AuditDraft("user:privacy", "privacy.erased", "ok", reason="erasure_request")
+    catalog.set_state("r1", RecordingState.ERASED, audit=draft)
+    row = catalog.get_recording("r1")
+    assert row is not None and row.state is RecordingState.ERASED
+    assert row.updated_at is not None
+    last = catalog.audit.head()
+    assert last is not None
+    assert (last.recording_id, last.action, last.reason) == (
+        "r1",
+        "privacy.erased",
+        "erasure_request",
+    )
+
+    before = audit_count(catalog)
+    with pytest.raises(CatalogError, match="cannot go from erased to stored"):
+        catalog.set_state("r1", RecordingState.STORED, audit=draft)
+    with pytest.raises(RecordingNotFound):
+        catalog.set_state("ghost", RecordingState.EXPIRED, audit=draft)
+    with pytest.raises(AuditError, match="personal data"):
+        catalog.set_state("r1", RecordingState.ERASED, audit=replace(draft, details={"email": "x"}))
+    assert audit_count(catalog) == before
+    assert catalog.audit.verify().ok
+
+
+def test_set_restricted_is_all_or_nothing_with_one_record_each(catalog: Catalog) -> None:
+    catalog.store_recordings([(make_row(i), stored(i)) for i in ("r1", "r2", "r3")])
+    draft = AuditDraft("user:privacy", "privacy.restricted", "ok")
+    catalog.set_restricted(["r1", "r2"], True, audit=draft)
+    assert [catalog.get_recording(i).restricted for i in ("r1", "r2", "r3")] == [  # type: ignore[union-attr]
+        True,
+        True,
+        False,
+    ]
+    restricted = list(catalog.audit.iter_entries(action_prefix="privacy.restricted"))
+    assert sorted(e.recording_id or "" for e in restricted) == ["r1", "r2"]
+
+    with pytest.raises(RecordingNotFound, match="1 recording"):
+        catalog.set_restricted(["r3", "ghost"], True, audit=draft)
+    assert catalog.get_recording("r3").restricted is False  # type: ignore[union-attr]
+    catalog.set_restricted(["r1"], False, audit=draft)
+    assert catalog.get_recording("r1").restricted is False  # type: ignore[union-attr]
+    assert len(list(catalog.audit.iter_entries(action_prefix="privacy."))) == 3
+
+
+def test_iter_due_boundary(catalog: Catalog) -> None:
+    due_at = datetime(2027, 2, 1, 12, 0, 0, 500_000, tzinfo=UTC)
+    catalog.store_recordings(
+        [
+            (make_row("r1", retain_until=due_at), stored("r1")),
+            (make_row("r2", retain_until=due_at + timedelta(days=1)), stored("r2")),
+            (make_row("r0", retain_until=due_at - timedelta(days=1)), stored("r0")),
+        ]
+    )
+    assert ids(catalog.iter_due(due_at - timedelta(microseconds=1), 10)) == ["r0"]
+    assert ids(catalog.iter_due(due_at, 10)) == ["r0", "r1"]
+    assert ids(catalog.iter_due(due_at, 1)) == ["r0"]
+    catalog.set_state(
+        "r0",
+        RecordingState.EXPIRED,
+        audit=AuditDraft("system:retention", "retention.expired", "ok"),
+    )
+    assert ids(catalog.iter_due(due_at, 10)) == ["r1"]
+    with pytest.raises(CatalogError, match="limit"):
+        catalog.iter_due(due_at, 0)
+
+
+def test_daily_stats_are_anonymous_and_survive_state_changes(catalog: Catalog) -> None:
+    day2 = T0 + timedelta(days=1)
+    catalog.store_recordings(
+        [
+            (make_row("r1"), stored("r1")),
+            (make_row("r2", duration_ms=1000), stored("r2")),
+            (make_row("r3", queue="support", started_at=day2), stored("r3")),
+        ]
+    )
+    expected = [
+        DailyStat(T0.date(), "acme", "billing", 2, 181_000),
+        DailyStat(day2.date(), "acme", "support", 1, 180_000),
+    ]
+    assert catalog.daily_stats() == expected
+    draft = AuditDraft("user:privacy", "privacy.erased", "ok")
+    catalog.set_state("r1", RecordingState.ERASED, audit=draft)
+    catalog.set_state("r3", RecordingState.EXPIRED, audit=draft)
+    assert catalog.daily_stats() == expected
+    assert catalog.daily_stats(queue="support") == expected[1:]
+    assert catalog.daily_stats(day_from=day2.date()) == expected[1:]
+    assert catalog.daily_stats(day_to=T0.date(), tenant="acme") == expected[:1]
+    assert catalog.daily_stats(tenant="globex", day_from=date(2020, 1, 1)) == []
+    columns = catalog.database.fetch_all("SELECT * FROM daily_stats")[0]
+    assert len(columns) == 5  # day, tenant, queue, count, duration: no identifiers
+
+
+# -- the SQL layer --------------------------------------------------------------------
+
+
+def test_placeholders_percent_signs_and_quoted_question_marks(catalog: Catalog) -> None:
+    row = catalog.database.fetch_one("SELECT 'a?b', ?, '100%', 'it''s?'", ("x",))
+    assert row == ("a?b", "x", "100%", "it's?")
+
+
+def test_transaction_rolls_back_and_skips_commit_callbacks(catalog: Catalog) -> None:
+    called: list[str] = []
+    with pytest.raises(RuntimeError), catalog.database.transaction() as tx:
+        tx.on_commit(lambda: called.append("outer"))
+        with catalog.database.transaction() as inner:  # joins the outer transaction
+            inner.execute(
+                "INSERT INTO daily_stats VALUES (?, ?, ?, ?, ?)", ("2026-01-01", "t", "q", 1, 1)
+            )
+        raise RuntimeError("boom")
+    assert called == []
+    assert catalog.daily_stats() == []
+    with catalog.database.transaction() as tx:
+        tx.on_commit(lambda: called.append("committed"))
+    assert called == ["committed"]
+
+
+def test_a_swallowed_statement_error_cannot_be_committed(catalog: Catalog) -> None:
+    with pytest.raises(CatalogError, match="rolled back"), catalog.database.transaction() as tx:
+        tx.execute("INSERT INTO daily_stats VALUES (?, ?, ?, ?, ?)", ("d", "t", "q", 1, 1))
+        with pytest.raises(CatalogError, match="no_such_table"):
+            tx.execute("SELECT * FROM no_such_table")
+    assert catalog.daily_stats() == []
+
+
+def test_closed_catalog_raises_catalog_error(catalog_url: str) -> None:
+    opened = open_catalog(catalog_url)
+    opened.close()
+    with pytest.raises(CatalogError, match="closed"):
+        opened.get_recording("r1")
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("", "empty"),
+        ("mysql://db/callvault", "unsupported catalog URL"),
+        ("catalog.sqlite3", "unsupported catalog URL"),
+        ("sqlite://relative.sqlite3", "sqlite:///abs/path"),
+        ("sqlite:///", "names no file"),
+        ("sqlite:///:memory:", "in-memory"),
+        ("sqlite:////tmp/x.sqlite3?journal=off", "unknown option"),
+        ("sqlite:////tmp/x.sqlite3?synchronous=never", "synchronous must be"),
+        ("postgresql://u:pw@localhost:notaport/db", "malformed"),
+    ],
+)
+def test_bad_urls_raise_config_error(url: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        open_catalog(url)
+
+
+def test_unreachable_or_unusable_databases_raise_catalog_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(CatalogError, match="cannot create the folder"):
+        open_database(f"sqlite:///{blocker}/catalog.sqlite3")
+    with pytest.raises(CatalogError, match="cannot connect") as caught:
+        open_database("postgresql://postgres:s3cret@127.0.0.1:1/nothing")
+    assert "s3cret" not in str(caught.value)
+    assert "***" in str(caught.value)
+    garbage = tmp_path / "garbage.sqlite3"
+    garbage.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(CatalogError):
+        open_catalog(f"sqlite:///{garbage}")
+
+
+def test_the_four_slash_spelling_settings_produce_works(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'nested' / 'catalog.sqlite3'}"
+    assert url.startswith("sqlite:////")
+    with open_catalog(url) as catalog:
+        catalog.store_recordings([(make_row("r1"), stored("r1"))])
+    assert (tmp_path / "nested" / "catalog.sqlite3").exists()
+    with open_catalog(url) as again:
+        assert again.recording_ids_present(["r1"]) == {"r1"}
