@@ -9,9 +9,9 @@ What a caller may rely on:
   cannot be opened raises :class:`~storage.errors.CatalogError`. The URL's password
   never appears in an error message.
 - SQL is written once, with ``?`` placeholders; the PostgreSQL backend translates
-  them to ``%s`` (a ``?`` inside quotes stays; a literal ``%`` is doubled). Both dialects understand
-  ``INSERT ... ON CONFLICT`` and ``RETURNING``; the few remaining differences live in
-  :class:`Dialect` (DDL type names, row locking).
+  them to ``%s`` (a ``?`` inside quotes stays; a literal ``%`` is doubled). Both
+  dialects understand ``INSERT ... ON CONFLICT`` and ``RETURNING``; the few remaining
+  differences live in :class:`Dialect` (DDL type names, row locking, substring test).
 - Portable value conventions (used by the catalog and the audit log): timestamps are
   stored as fixed-width ISO-8601 UTC text, ``YYYY-MM-DDTHH:MM:SS.ffffffZ``
   (:func:`to_db_time` / :func:`from_db_time`), so text order is time order and the
