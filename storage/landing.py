@@ -1,0 +1,570 @@
+"""The landing area: where telephony drops raw audio before ingest.
+
+A :class:`Landing` knows a few roots (``file:///abs/dir``, ``s3://bucket/prefix/``)
+and reads, writes and deletes audio only inside them. What a caller may rely on:
+
+- :meth:`Landing.resolve` accepts a ``file://`` or ``s3://`` URI only if it lies
+  inside a root, after percent-decoding once and resolving symlinks; a rejected URI
+  raises :class:`LandingRejected` with a machine-readable ``reason``:
+
+  ========================= ==================================================
+  ``uri-invalid``           not a string, NUL/control characters, unknown scheme,
+                            host in a file URI, query/fragment, double encoding,
+                            empty path segment, a sidecar or the root itself
+  ``uri-outside-landing``   ``.``/``..`` segments (also ``%2e%2e``), a symlink or
+                            path leading out of every root, another bucket, or a
+                            key beside the prefix (``s3://b/prefixEVIL``)
+  ``landing-missing``       the audio is gone (read)
+  ``landing-too-large``     more than ``max_bytes`` (checked before reading)
+  ========================= ==================================================
+
+  Any other failure (S3 down, permissions, missing landing bucket) raises a plain
+  :class:`LandingError` without ``reason``: it is worth retrying, not dead-lettering.
+- A URI is returned in canonical form: ``file://`` URIs name the real path
+  (percent-encoded like :meth:`pathlib.Path.as_uri`), ``s3://`` URIs are not encoded.
+- :meth:`Landing.land` writes atomically (temp file + rename, or one PutObject) into
+  the FIRST root, overwriting a file of the same name (retries are idempotent).
+- Next to ``<audio>`` a sidecar ``<audio>.event.json`` may hold the
+  ``RecordingCompleted`` event, so a reconciler can re-announce audio whose event the
+  broker lost (:meth:`Landing.iter_stale` lists audio, never sidecars or ``.tmp-*``).
+- Deleting is idempotent; on S3 it removes every version of the object.
+- Files are written ``0600`` in folders ``0700``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from callvault.errors import ConfigError
+from storage.errors import LandingError
+from storage.vault import write_file_atomically
+
+__all__ = [
+    "Landing",
+    "LandingRef",
+    "LandingRejected",
+    "StaleLanding",
+    "REASONS",
+    "SIDECAR_SUFFIX",
+]
+
+REASONS = frozenset({"uri-invalid", "uri-outside-landing", "landing-missing", "landing-too-large"})
+SIDECAR_SUFFIX = ".event.json"
+MAX_SIDECAR_BYTES = 1 << 20
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\\]")
+_NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
+
+
+class LandingRejected(LandingError):
+    """The landing URI or its audio is refused for good; ``reason`` is one of :data:`REASONS`."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class LandingRef:
+    """A URI checked to lie inside a landing root (made by :meth:`Landing.resolve`)."""
+
+    uri: str  # canonical form
+    root: str  # the root URI it lies in
+    path: Path | None = None  # real path, for file:// roots
+    bucket: str | None = None  # for s3:// roots
+    key: str | None = None
+
+    @property
+    def scheme(self) -> str:
+        return "file" if self.path is not None else "s3"
+
+
+@dataclass(frozen=True)
+class StaleLanding:
+    """Landing audio older than asked, and whether its event sidecar is there."""
+
+    uri: str
+    age_seconds: float
+    has_sidecar: bool
+
+
+@dataclass(frozen=True)
+class _FileRoot:
+    uri: str
+    path: Path  # real path
+
+
+@dataclass(frozen=True)
+class _S3Root:
+    uri: str
+    bucket: str
+    prefix: str  # "" or ending with "/"
+
+
+def _reject(reason: str, message: str) -> LandingRejected:
+    return LandingRejected(reason, message)
+
+
+class Landing:
+    """Read, write and delete landing audio inside ``roots`` (see the module docstring).
+
+    ``s3_client_factory`` makes the boto3 S3 client used for ``s3://`` roots (called
+    once, lazily); by default :func:`storage.s3.make_s3_client` with boto3's usual
+    credential chain.
+
+    Raises:
+        ConfigError: no roots, a malformed root, or ``max_bytes`` not a positive int.
+    """
+
+    def __init__(
+        self,
+        roots: Sequence[str],
+        *,
+        s3_client_factory: Callable[[], Any] | None = None,
+        max_bytes: int,
+    ) -> None:
+        if isinstance(roots, str) or not roots:
+            raise ConfigError("landing roots must be a non-empty sequence of file:// / s3:// URIs")
+        if not isinstance(max_bytes, int) or isinstance(max_bytes, bool) or max_bytes <= 0:
+            raise ConfigError(f"landing max_bytes must be a positive int, not {max_bytes!r}")
+        self._roots: list[_FileRoot | _S3Root] = [_parse_root(root) for root in roots]
+        self.max_bytes = max_bytes
+        self._s3_client_factory = s3_client_factory
+        self._s3_client: Any = None
+
+    @property
+    def roots(self) -> list[str]:
+        """The roots in canonical form, first (where :meth:`land` writes) first."""
+        return [root.uri for root in self._roots]
+
+    # -- resolving -------------------------------------------------------------------
+
+    def resolve(self, uri: str) -> LandingRef:
+        """Check that ``uri`` names audio inside a landing root; return its canonical ref.
+
+        Does not check that the audio exists (:meth:`read` does).
+
+        Raises:
+            LandingRejected: ``uri-invalid`` or ``uri-outside-landing`` (module docstring).
+        """
+        if not isinstance(uri, str) or not uri:
+            raise _reject("uri-invalid", "landing URI must be a non-empty str")
+        if len(uri) > 4096:
+            raise _reject("uri-invalid", "landing URI is longer than 4096 characters")
+        if _CONTROL.search(uri):
+            raise _reject("uri-invalid", "landing URI contains NUL, control or '\\' characters")
+        try:
+            parts = urlsplit(uri)
+        except ValueError as exc:
+            raise _reject("uri-invalid", f"malformed landing URI: {exc}") from None
+        if parts.scheme not in ("file", "s3"):
+            raise _reject("uri-invalid", f"landing URI scheme {parts.scheme!r} is not file or s3")
+        if parts.query or parts.fragment or "?" in uri or "#" in uri:
+            raise _reject("uri-invalid", "landing URI must not have a query or fragment")
+        path = unquote(parts.path)
+        if "%" in path:
+            raise _reject("uri-invalid", "landing URI is percent-encoded twice (or names a '%')")
+        if _CONTROL.search(path):
+            raise _reject("uri-invalid", "landing URI encodes NUL, control or '\\' characters")
+        segments = path.split("/")[1:]
+        if any(segment in (".", "..") for segment in segments):
+            raise _reject("uri-outside-landing", "landing URI has '.' or '..' segments")
+        if path.endswith(SIDECAR_SUFFIX):
+            raise _reject("uri-invalid", "landing URI names an event sidecar, not audio")
+        if parts.scheme == "file":
+            return self._resolve_file(parts.netloc, path)
+        return self._resolve_s3(parts.netloc, path)
+
+    def _resolve_file(self, host: str, path: str) -> LandingRef:
+        if host not in ("", "localhost"):
+            raise _reject("uri-invalid", "file URIs take no host (file:///abs/path)")
+        if not path.startswith("/"):
+            raise _reject("uri-invalid", "file URI path must be absolute")
+        real = Path(os.path.realpath(os.path.normpath(path)))
+        for root in self._roots:
+            if isinstance(root, _FileRoot) and real.is_relative_to(root.path):
+                if real == root.path:
+                    raise _reject("uri-invalid", "landing URI names the landing root itself")
+                return LandingRef(uri=real.as_uri(), root=root.uri, path=real)
+        raise _reject("uri-outside-landing", "file URI does not lie inside a landing root")
+
+    def _resolve_s3(self, bucket: str, path: str) -> LandingRef:
+        key = path[1:]
+        if not bucket:
+            raise _reject("uri-invalid", "s3 URI needs a bucket (s3://bucket/key)")
+        if not key or "//" in path or key.endswith("/"):
+            raise _reject("uri-invalid", "s3 URI needs a key without empty segments")
+        for root in self._roots:
+            if isinstance(root, _S3Root) and bucket == root.bucket and key.startswith(root.prefix):
+                if len(key.encode("utf-8")) > 1024:
+                    raise _reject("uri-invalid", "s3 key is longer than 1024 bytes")
+                return LandingRef(uri=f"s3://{bucket}/{key}", root=root.uri, bucket=bucket, key=key)
+        raise _reject("uri-outside-landing", "s3 URI does not lie inside a landing root")
+
+    def _ref(self, ref_or_uri: LandingRef | str) -> LandingRef:
+        # A ref is re-resolved: it may be hand-made, or a symlink may have appeared since.
+        return self.resolve(ref_or_uri.uri if isinstance(ref_or_uri, LandingRef) else ref_or_uri)
+
+    # -- audio -----------------------------------------------------------------------
+
+    def read(self, ref: LandingRef | str) -> bytes:
+        """Return the landing audio (at most ``max_bytes``).
+
+        Raises:
+            LandingRejected: ``landing-missing``, ``landing-too-large`` (size checked before
+                reading), ``uri-outside-landing`` (a symlink was swapped in), ``uri-invalid``.
+            LandingError: any other failure (worth retrying).
+        """
+        ref = self._ref(ref)
+        if ref.path is not None:
+            return self._read_file(ref, self.max_bytes, too_large="landing-too-large")
+        return self._read_s3(ref, self.max_bytes, too_large="landing-too-large")
+
+    def delete(self, ref: LandingRef | str) -> None:
+        """Delete the landing audio (every version on S3); already gone is fine.
+
+        Raises:
+            LandingRejected: the URI is invalid or outside the roots.
+            LandingError: the audio could not be deleted.
+        """
+        ref = self._ref(ref)
+        if ref.path is not None:
+            self._unlink(ref.path)
+        else:
+            self._s3_delete(ref)
+
+    def land(self, name: str, data: bytes) -> str:
+        """Write ``data`` as ``name`` into the first root, atomically; return its URI.
+
+        Raises:
+            LandingRejected: ``uri-invalid`` (``name`` is not ``[A-Za-z0-9][A-Za-z0-9._-]*``
+                of at most 200 characters, or ends with the sidecar suffix),
+                ``landing-too-large``.
+            LandingError: the write failed.
+        """
+        if not isinstance(name, str) or not _NAME.fullmatch(name) or name.endswith(SIDECAR_SUFFIX):
+            raise _reject(
+                "uri-invalid",
+                f"landing name {name!r} must match [A-Za-z0-9][A-Za-z0-9._-]{{0,199}}",
+            )
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise LandingError(f"landing data must be bytes, not {type(data).__name__}")
+        if len(data) > self.max_bytes:
+            raise _reject(
+                "landing-too-large", f"{len(data)} bytes exceed the limit of {self.max_bytes}"
+            )
+        root = self._roots[0]
+        if isinstance(root, _FileRoot):
+            path = root.path / name
+            self._write_file(path, bytes(data))
+            return path.as_uri()
+        key = root.prefix + name
+        self._s3_call("put", key, "put_object", Bucket=root.bucket, Key=key, Body=bytes(data))
+        return f"s3://{root.bucket}/{key}"
+
+    # -- event sidecars ----------------------------------------------------------------
+
+    def write_sidecar(self, ref_or_uri: LandingRef | str, event: Mapping[str, Any]) -> str:
+        """Store ``event`` as JSON in ``<audio>.event.json``, atomically; return its URI.
+
+        Raises:
+            LandingRejected: the audio URI is invalid or outside the roots.
+            LandingError: ``event`` is not JSON-serialisable, or the write failed.
+        """
+        ref = self._ref(ref_or_uri)
+        try:
+            payload = json.dumps(dict(event), sort_keys=True).encode("utf-8")
+        except (TypeError, ValueError) as exc:
+            raise LandingError(f"event for {ref.uri} is not JSON-serialisable: {exc}") from exc
+        if ref.path is not None:
+            path = _sidecar_path(ref.path)
+            self._write_file(path, payload)
+            return path.as_uri()
+        key = f"{ref.key}{SIDECAR_SUFFIX}"
+        self._s3_call(
+            "put", key, "put_object",
+            Bucket=ref.bucket, Key=key, Body=payload, ContentType="application/json",
+        )  # fmt: skip
+        return f"s3://{ref.bucket}/{key}"
+
+    def read_sidecar(self, ref_or_uri: LandingRef | str) -> dict[str, Any] | None:
+        """Return the event stored beside the audio, or ``None`` if there is none.
+
+        Raises:
+            LandingRejected: the audio URI is invalid or outside the roots.
+            LandingError: the sidecar is not a JSON object, or could not be read.
+        """
+        ref = self._ref(ref_or_uri)
+        sidecar = _sidecar_ref(ref)
+        try:
+            if sidecar.path is not None:
+                raw = self._read_file(sidecar, MAX_SIDECAR_BYTES, too_large="landing-too-large")
+            else:
+                raw = self._read_s3(sidecar, MAX_SIDECAR_BYTES, too_large="landing-too-large")
+        except LandingRejected as exc:
+            if exc.reason == "landing-missing":
+                return None
+            raise LandingError(f"event sidecar {sidecar.uri} is unusable: {exc}") from exc
+        try:
+            event = json.loads(raw)
+        except ValueError as exc:
+            raise LandingError(f"event sidecar {sidecar.uri} is not valid JSON") from exc
+        if not isinstance(event, dict):
+            raise LandingError(f"event sidecar {sidecar.uri} is not a JSON object")
+        return event
+
+    def delete_sidecar(self, ref_or_uri: LandingRef | str) -> None:
+        """Delete the event sidecar of the audio; already gone is fine.
+
+        Raises:
+            LandingRejected: the audio URI is invalid or outside the roots.
+            LandingError: the sidecar could not be deleted.
+        """
+        sidecar = _sidecar_ref(self._ref(ref_or_uri))
+        if sidecar.path is not None:
+            self._unlink(sidecar.path)
+        else:
+            self._s3_delete(sidecar)
+
+    # -- reconciling -----------------------------------------------------------------
+
+    def iter_stale(
+        self, older_than_seconds: float, now: float | None = None
+    ) -> Iterator[StaleLanding]:
+        """Yield landing audio (not sidecars, not temp files) at least this old, all roots.
+
+        ``now`` is a Unix timestamp (default: the current time); age is measured from
+        the file's mtime or the object's LastModified.
+
+        Raises:
+            LandingError: a negative age, or a root could not be listed.
+        """
+        if not isinstance(older_than_seconds, int | float) or older_than_seconds < 0:
+            raise LandingError(f"older_than_seconds must be >= 0, not {older_than_seconds!r}")
+        current = time.time() if now is None else float(now)
+        for root in self._roots:
+            listing = self._list_file(root) if isinstance(root, _FileRoot) else self._list_s3(root)
+            for uri, modified, has_sidecar in listing:
+                age = current - modified
+                if age >= older_than_seconds:
+                    yield StaleLanding(uri=uri, age_seconds=age, has_sidecar=has_sidecar)
+
+    def _list_file(self, root: _FileRoot) -> Iterator[tuple[str, float, bool]]:
+        def fail(exc: OSError) -> None:
+            raise LandingError(f"cannot list landing folder {root.uri}: {exc}") from exc
+
+        if not root.path.is_dir():
+            return
+        for folder, dirnames, filenames in os.walk(root.path, onerror=fail):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            names = set(filenames)
+            for name in sorted(names):
+                if name.startswith(".") or name.endswith(SIDECAR_SUFFIX):
+                    continue
+                path = Path(folder, name)
+                try:
+                    info = os.lstat(path)
+                except FileNotFoundError:
+                    continue  # deleted while listing
+                except OSError as exc:
+                    raise LandingError(f"cannot stat landing file {path}: {exc}") from exc
+                if not stat.S_ISREG(info.st_mode) or not self._resolvable(path.as_uri()):
+                    continue
+                yield path.as_uri(), info.st_mtime, name + SIDECAR_SUFFIX in names
+
+    def _list_s3(self, root: _S3Root) -> Iterator[tuple[str, float, bool]]:
+        items: dict[str, float] = {}
+
+        def collect() -> None:
+            paginator = self._client().get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=root.bucket, Prefix=root.prefix):
+                for item in page.get("Contents", []):
+                    items[item["Key"]] = item["LastModified"].timestamp()
+
+        self._s3_guard("list", root.uri, collect)
+        for key in sorted(items):
+            uri = f"s3://{root.bucket}/{key}"
+            if key.endswith(SIDECAR_SUFFIX) or not self._resolvable(uri):
+                continue
+            yield uri, items[key], key + SIDECAR_SUFFIX in items
+
+    def _resolvable(self, uri: str) -> bool:
+        """Whether ``uri`` resolves to itself (so the reconciler can use it as is)."""
+        try:
+            return self.resolve(uri).uri == uri
+        except LandingRejected:
+            return False
+
+    # -- file helpers ----------------------------------------------------------------
+
+    def _read_file(self, ref: LandingRef, limit: int, *, too_large: str) -> bytes:
+        assert ref.path is not None
+        # Re-check: a symlink may have been swapped in since resolve().
+        real = Path(os.path.realpath(ref.path))
+        if not any(isinstance(r, _FileRoot) and real.is_relative_to(r.path) for r in self._roots):
+            raise _reject("uri-outside-landing", f"{ref.uri} now leads outside the landing roots")
+        try:
+            fd = os.open(ref.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise _reject("landing-missing", f"landing audio {ref.uri} does not exist") from None
+        except OSError as exc:
+            raise LandingError(f"cannot open landing file {ref.uri}: {exc}") from exc
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            os.close(fd)
+            raise _reject("uri-invalid", f"{ref.uri} is not a regular file")
+        with os.fdopen(fd, "rb") as handle:
+            if info.st_size > limit:
+                raise _reject(too_large, f"{ref.uri} has {info.st_size} bytes; limit {limit}")
+            try:
+                data = handle.read(limit + 1)
+            except OSError as exc:
+                raise LandingError(f"cannot read landing file {ref.uri}: {exc}") from exc
+        if len(data) > limit:  # grew while we read
+            raise _reject(too_large, f"{ref.uri} has more than {limit} bytes")
+        return data
+
+    def _write_file(self, path: Path, data: bytes) -> None:
+        try:
+            write_file_atomically(path, data)
+        except OSError as exc:
+            raise LandingError(f"cannot write landing file {path.as_uri()}: {exc}") from exc
+
+    def _unlink(self, path: Path) -> None:
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise LandingError(f"cannot delete landing file {path.as_uri()}: {exc}") from exc
+
+    # -- s3 helpers ------------------------------------------------------------------
+
+    def _client(self) -> Any:
+        if self._s3_client is None:
+            if self._s3_client_factory is not None:
+                self._s3_client = self._s3_client_factory()
+            else:
+                from storage.s3 import make_s3_client
+
+                self._s3_client = make_s3_client()
+        return self._s3_client
+
+    def _s3_guard(self, action: str, where: str, call: Callable[[], Any]) -> Any:
+        """Run ``call``; turn botocore errors into landing errors."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return call()
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in _NOT_FOUND:
+                raise _reject("landing-missing", f"landing object {where} does not exist") from exc
+            if code == "NoSuchBucket":
+                raise LandingError(f"landing bucket of {where} does not exist") from exc
+            raise LandingError(f"S3 {action} of {where} failed: {code}") from exc
+        except BotoCoreError as exc:
+            raise LandingError(f"S3 {action} of {where} failed: {exc}") from exc
+
+    def _s3_call(self, action: str, key: str, method: str, **kwargs: Any) -> Any:
+        where = f"s3://{kwargs.get('Bucket')}/{key}"
+        return self._s3_guard(action, where, lambda: getattr(self._client(), method)(**kwargs))
+
+    def _read_s3(self, ref: LandingRef, limit: int, *, too_large: str) -> bytes:
+        def fetch() -> bytes:
+            response = self._client().get_object(Bucket=ref.bucket, Key=ref.key)
+            body = response["Body"]
+            try:
+                size = int(response.get("ContentLength", 0))
+                if size > limit:
+                    raise _reject(too_large, f"{ref.uri} has {size} bytes; limit {limit}")
+                data = bytes(body.read(limit + 1))
+            finally:
+                body.close()
+            if len(data) > limit:
+                raise _reject(too_large, f"{ref.uri} has more than {limit} bytes")
+            return data
+
+        result: bytes = self._s3_guard("read", ref.uri, fetch)
+        return result
+
+    def _s3_delete(self, ref: LandingRef) -> None:
+        def remove() -> None:
+            client = self._client()
+            try:
+                pages = client.get_paginator("list_object_versions").paginate(
+                    Bucket=ref.bucket, Prefix=ref.key
+                )
+                entries = [
+                    {"Key": item["Key"], "VersionId": item["VersionId"]}
+                    for page in pages
+                    for item in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]
+                    if item["Key"] == ref.key
+                ]
+            except Exception as exc:
+                if getattr(exc, "response", {}).get("Error", {}).get("Code") == "NoSuchBucket":
+                    raise
+                # Not allowed to list versions: a plain delete is the best we can do.
+                client.delete_object(Bucket=ref.bucket, Key=ref.key)
+                return
+            for start in range(0, len(entries), 1000):
+                response = client.delete_objects(
+                    Bucket=ref.bucket,
+                    Delete={"Objects": entries[start : start + 1000], "Quiet": True},
+                )
+                if response.get("Errors"):
+                    error = response["Errors"][0]
+                    raise LandingError(f"could not delete {ref.uri}: {error.get('Code')}")
+
+        try:
+            self._s3_guard("delete", ref.uri, remove)
+        except LandingRejected as exc:
+            if exc.reason != "landing-missing":
+                raise
+
+
+def _sidecar_path(audio: Path) -> Path:
+    return audio.with_name(audio.name + SIDECAR_SUFFIX)
+
+
+def _sidecar_ref(ref: LandingRef) -> LandingRef:
+    if ref.path is not None:
+        path = _sidecar_path(ref.path)
+        return LandingRef(uri=path.as_uri(), root=ref.root, path=path)
+    key = f"{ref.key}{SIDECAR_SUFFIX}"
+    return LandingRef(uri=f"s3://{ref.bucket}/{key}", root=ref.root, bucket=ref.bucket, key=key)
+
+
+def _parse_root(uri: str) -> _FileRoot | _S3Root:
+    """Parse one landing root URI into its canonical form.
+
+    Raises:
+        ConfigError: the root is not ``file:///abs/dir`` or ``s3://bucket[/prefix/]``.
+    """
+    if not isinstance(uri, str) or _CONTROL.search(uri) or "%" in uri:
+        raise ConfigError(f"landing root {uri!r} is not a plain file:// or s3:// URI")
+    parts = urlsplit(uri)
+    if parts.query or parts.fragment:
+        raise ConfigError(f"landing root {uri!r} must not have a query or fragment")
+    segments = [s for s in parts.path.split("/") if s]
+    if any(s in (".", "..") for s in segments):
+        raise ConfigError(f"landing root {uri!r} must not contain '.' or '..' segments")
+    if parts.scheme == "file":
+        if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
+            raise ConfigError(f"landing root {uri!r} must be file:///absolute/dir")
+        real = Path(os.path.realpath(parts.path))
+        return _FileRoot(uri=real.as_uri(), path=real)
+    if parts.scheme == "s3":
+        if not _BUCKET.fullmatch(parts.netloc):
+            raise ConfigError(f"landing root {uri!r} names an invalid bucket {parts.netloc!r}")
+        prefix = "/".join(segments) + "/" if segments else ""
+        return _S3Root(uri=f"s3://{parts.netloc}/{prefix}", bucket=parts.netloc, prefix=prefix)
+    raise ConfigError(f"landing root {uri!r} must be a file:// or s3:// URI")
