@@ -302,8 +302,9 @@ class Database(ABC):
 
     def _state(self) -> _ThreadState:
         ident = threading.get_ident()
+        current = threading.current_thread()
         state = self._states.get(ident)
-        if state is not None:
+        if state is not None and state.thread is current:
             if state.transaction is not None or self._is_usable(state.connection):
                 return state
             self._close_connection(state.connection)  # lost (e.g. server restart): reconnect
@@ -312,8 +313,11 @@ class Database(ABC):
         with self._lock:
             if self._closed:
                 raise CatalogError(f"catalog database {self.url} is closed")
-            # Threads of a finished pool leave their connection behind: reclaim them.
-            dead = [key for key, st in self._states.items() if not st.thread.is_alive()]
+            # Threads of a finished pool leave their connection behind: reclaim them,
+            # including one whose thread id the OS has just recycled for this thread.
+            dead = [
+                key for key, st in self._states.items() if key == ident or not st.thread.is_alive()
+            ]
             stale = [self._states.pop(key).connection for key in dead]
         for connection in stale:
             self._close_connection(connection)

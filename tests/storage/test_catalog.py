@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -15,7 +16,7 @@ from callvault.errors import ConfigError
 from storage.audit import AuditDraft
 from storage.catalog import Catalog, DailyStat, listing_cursor, open_catalog
 from storage.errors import AuditError, CatalogError, KeyDestroyed, RecordingNotFound
-from storage.sql import open_database
+from storage.sql import Database, open_database
 from storage.types import RecordingRow, RecordingState, SubjectKeyRecord
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -511,3 +512,37 @@ def test_the_four_slash_spelling_settings_produce_works(tmp_path: Path) -> None:
     assert (tmp_path / "nested" / "catalog.sqlite3").exists()
     with open_catalog(url) as again:
         assert again.recording_ids_present(["r1"]) == {"r1"}
+
+
+def _settled_count(database: Database, marker: str, at_most: int) -> int:
+    """Backends exit a moment after their client closes: wait (bounded) for the count."""
+    count = -1
+    for _ in range(100):
+        row = database.fetch_one(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = ?", (marker,)
+        )
+        count = int(row[0]) if row else -1
+        if 0 <= count <= at_most:
+            break
+        time.sleep(0.05)
+    return count
+
+
+@pytest.mark.integration
+def test_connections_of_finished_threads_are_reclaimed(postgres_url: str) -> None:
+    marker = "callvault_reclaim_test"
+    database = open_database(f"{postgres_url}?application_name={marker}")
+    probe = open_database(postgres_url)
+    try:
+        for _ in range(12):  # one short-lived thread after another, like a recycled pool
+            worker = threading.Thread(target=database.fetch_all, args=("SELECT 1",))
+            worker.start()
+            worker.join()
+        database.fetch_all("SELECT 1")
+        # Without reclaiming, 12 dead threads would still hold 12 connections.
+        assert _settled_count(probe, marker, at_most=2) <= 2
+        database.close()
+        assert _settled_count(probe, marker, at_most=0) == 0
+    finally:
+        database.close()
+        probe.close()
