@@ -523,17 +523,17 @@ def _decode_ffmpeg(
     if ffmpeg is None:
         raise UnsupportedAudioFormat(f"cannot decode {name}: {_FFMPEG_MISSING}")
     # A file, not a pipe: m4a/mp4 may keep their index at the end and need seeking.
-    with tempfile.NamedTemporaryFile(prefix="callvault-audio-", suffix=f".{name}") as source:
-        source.write(data)
-        source.flush()
-        command = [
-            ffmpeg, "-nostdin", "-hide_banner", "-f", demuxer, "-i", source.name,
-            "-map", "0:a:0", "-vn", "-acodec", "pcm_s16le", "-f", "wav", "-",
-        ]  # fmt: skip
-        try:
+    try:
+        with tempfile.NamedTemporaryFile(prefix="callvault-audio-", suffix=f".{name}") as source:
+            source.write(data)
+            source.flush()
+            command = [
+                ffmpeg, "-nostdin", "-hide_banner", "-f", demuxer, "-i", source.name,
+                "-map", "0:a:0", "-vn", "-acodec", "pcm_s16le", "-f", "wav", "-",
+            ]  # fmt: skip
             result = subprocess.run(command, capture_output=True, timeout=FFMPEG_TIMEOUT_S)
-        except (OSError, subprocess.SubprocessError) as exc:
-            raise AudioError(f"ffmpeg could not decode {name}: {exc}") from exc
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise AudioError(f"ffmpeg could not decode {name}: {exc}") from exc
     log = result.stderr.decode("utf-8", "replace")
     if result.returncode != 0 or not result.stdout:
         lines = [line.strip() for line in log.splitlines() if line.strip()]

@@ -241,6 +241,27 @@ def test_adpcm_wav_goes_through_ffmpeg_or_names_the_tag(sox_dir: Path) -> None:
         wav_info(blob)
 
 
+@needs_ffmpeg
+@needs_sox
+@pytest.mark.parametrize(("fmt", "args", "codec", "rate"), [
+    ("ogg", ("-c:a", "libvorbis", "-f", "ogg"), "vorbis", 8000),
+    ("opus", ("-c:a", "libopus", "-f", "ogg"), "opus", 48000),
+    ("webm", ("-c:a", "libopus", "-f", "webm"), "opus", 48000),
+    ("m4a", ("-c:a", "aac", "-f", "ipod"), "aac", 8000),  # index at the end: needs seeking
+    ("gsm", ("-c:a", "libgsm", "-f", "gsm"), "gsm", 8000),
+])  # fmt: skip
+def test_compressed_formats_decode_through_ffmpeg(sox_dir, fmt, args, codec, rate) -> None:
+    src, out = str(sox_dir / "src.wav"), sox_dir / f"out.{fmt}"
+    try:  # to a file: the mp4 muxer cannot write to a pipe
+        _run("ffmpeg", "-nostdin", "-v", "error", "-y", "-i", src, *args, str(out))
+    except subprocess.CalledProcessError:
+        pytest.skip(f"this ffmpeg cannot encode {fmt}")
+    audio = decode(out.read_bytes(), fmt)
+    assert (audio.source_codec, audio.sample_rate, audio.channels) == (codec, rate, 1)
+    assert 1450 <= audio.duration_ms <= 1600
+    assert audioop.rms(audio.pcm, 2) > 1000
+
+
 @pytest.mark.parametrize("fmt", sorted(FFMPEG_FORMATS))
 def test_ffmpeg_formats_without_ffmpeg_say_what_to_install(fmt: str) -> None:
     with pytest.raises(UnsupportedAudioFormat) as info:
