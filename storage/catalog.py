@@ -2,7 +2,7 @@
 
 What a caller may rely on:
 
-- ``open_catalog(url)`` opens (and by default migrates) a SQLite or PostgreSQL catalog;
+- ``open_catalog(url, migrate=True)`` opens (and migrates) a SQLite or PostgreSQL catalog;
   ``Catalog(database)`` wraps an already open :class:`storage.sql.Database`. Both are
   safe to share between the asyncio thread and worker threads (one connection per
   thread); every call blocks.
@@ -595,14 +595,17 @@ class Catalog:
 def open_catalog(
     url: str,
     *,
-    migrate: bool = True,
+    migrate: bool = False,
     on_append: Callable[[AuditEntry], None] | None = None,
     clock: Callable[[], datetime] | None = None,
 ) -> Catalog:
     """Open the catalog at ``url`` (``sqlite:///abs/path`` or ``postgresql://...``).
 
-    ``migrate`` applies pending migrations (idempotent); ``on_append`` is handed to the
-    :class:`AuditLog` (called with each committed entry).
+    ``migrate=True`` applies pending migrations (idempotent; the worker does this at
+    start, or calls :meth:`Catalog.migrate`); read-only tools leave the schema alone.
+    ``on_append`` is handed to the catalog's :class:`AuditLog` (``catalog.audit``), which
+    is called with every committed entry, including those written by
+    :meth:`Catalog.store_recordings` / :meth:`Catalog.set_state` / ``set_restricted``.
 
     Raises:
         ConfigError: the URL is malformed or names an unsupported database.

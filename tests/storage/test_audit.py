@@ -26,7 +26,7 @@ from storage.types import AuditEntry
 
 @pytest.fixture
 def catalog(catalog_url: str) -> Iterator[Catalog]:
-    with open_catalog(catalog_url) as opened:
+    with open_catalog(catalog_url, migrate=True) as opened:
         yield opened
 
 
@@ -242,7 +242,7 @@ def test_forged_row_appended_by_raw_sql_is_named(catalog: Catalog) -> None:
 def test_concurrent_appends_never_fork_the_chain(catalog: Catalog, catalog_url: str) -> None:
     # Two independent catalogs (separate connections, as two worker processes would
     # have) on the same database, each used by several threads at once.
-    with open_catalog(catalog_url, migrate=False) as second:
+    with open_catalog(catalog_url) as second:
         logs = [catalog.audit, second.audit]
         threads, rounds = 6, 8
         barrier = threading.Barrier(threads)

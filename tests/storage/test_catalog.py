@@ -17,7 +17,7 @@ from storage.audit import AuditDraft
 from storage.catalog import Catalog, DailyStat, listing_cursor, open_catalog
 from storage.errors import AuditError, CatalogError, KeyDestroyed, RecordingNotFound
 from storage.sql import Database, open_database
-from storage.types import RecordingRow, RecordingState, SubjectKeyRecord
+from storage.types import AuditEntry, RecordingRow, RecordingState, SubjectKeyRecord
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
@@ -71,7 +71,7 @@ def make_key(key_id: str, subject_ref: str = "subj-1") -> SubjectKeyRecord:
 
 @pytest.fixture
 def catalog(catalog_url: str) -> Iterator[Catalog]:
-    with open_catalog(catalog_url) as opened:
+    with open_catalog(catalog_url, migrate=True) as opened:
         yield opened
 
 
@@ -83,10 +83,10 @@ def audit_count(catalog: Catalog) -> int:
 
 
 def test_migrations_apply_once_and_are_idempotent(catalog_url: str) -> None:
-    with open_catalog(catalog_url, migrate=False) as first:
+    with open_catalog(catalog_url) as first:
         assert first.migrate() == [1]
         assert first.migrate() == []
-    with open_catalog(catalog_url, migrate=False) as second:
+    with open_catalog(catalog_url) as second:
         assert second.migrate() == []
         rows = second.database.fetch_all("SELECT version FROM schema_migrations")
         assert rows == [(1,)]
@@ -225,7 +225,7 @@ def test_database_enforces_one_live_key_per_subject(catalog: Catalog) -> None:
 
 
 def test_racing_writers_agree_on_one_live_key(catalog_url: str) -> None:
-    with open_catalog(catalog_url) as one, open_catalog(catalog_url, migrate=False) as two:
+    with open_catalog(catalog_url, migrate=True) as one, open_catalog(catalog_url) as two:
         workers = 8
         barrier = threading.Barrier(workers)
 
@@ -464,7 +464,7 @@ def test_a_swallowed_statement_error_cannot_be_committed(catalog: Catalog) -> No
 
 
 def test_closed_catalog_raises_catalog_error(catalog_url: str) -> None:
-    opened = open_catalog(catalog_url)
+    opened = open_catalog(catalog_url, migrate=True)
     opened.close()
     with pytest.raises(CatalogError, match="closed"):
         opened.get_recording("r1")
@@ -501,16 +501,16 @@ def test_unreachable_or_unusable_databases_raise_catalog_error(tmp_path: Path) -
     garbage = tmp_path / "garbage.sqlite3"
     garbage.write_bytes(b"this is not a database" * 100)
     with pytest.raises(CatalogError):
-        open_catalog(f"sqlite:///{garbage}")
+        open_catalog(f"sqlite:///{garbage}", migrate=True)
 
 
 def test_the_four_slash_spelling_settings_produce_works(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'nested' / 'catalog.sqlite3'}"
     assert url.startswith("sqlite:////")
-    with open_catalog(url) as catalog:
+    with open_catalog(url, migrate=True) as catalog:
         catalog.store_recordings([(make_row("r1"), stored("r1"))])
     assert (tmp_path / "nested" / "catalog.sqlite3").exists()
-    with open_catalog(url) as again:
+    with open_catalog(url, migrate=True) as again:
         assert again.recording_ids_present(["r1"]) == {"r1"}
 
 
@@ -546,3 +546,23 @@ def test_connections_of_finished_threads_are_reclaimed(postgres_url: str) -> Non
     finally:
         database.close()
         probe.close()
+
+
+def test_catalog_writes_reach_the_on_append_hook_after_commit(catalog_url: str) -> None:
+    published: list[AuditEntry] = []
+    with open_catalog(catalog_url, migrate=True, on_append=published.append) as catalog:
+        catalog.store_recordings([(make_row("r1"), stored("r1")), (make_row("r2"), stored("r2"))])
+        catalog.set_state("r1", RecordingState.EXPIRED, audit=stored("r1"))
+        catalog.set_restricted(["r2"], True, audit=stored("r2"))
+        assert published == list(catalog.audit.iter_entries())
+        assert [e.recording_id for e in published] == ["r1", "r2", "r1", "r2"]
+        with pytest.raises(RecordingNotFound):
+            catalog.set_state("ghost", RecordingState.EXPIRED, audit=stored("ghost"))
+        assert len(published) == 4
+
+
+def test_opening_without_migrate_leaves_the_schema_alone(catalog_url: str) -> None:
+    with open_catalog(catalog_url) as catalog:
+        with pytest.raises(CatalogError):
+            catalog.get_recording("r1")
+        assert catalog.migrate() == [1]
