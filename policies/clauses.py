@@ -28,6 +28,11 @@ class ClauseCoverage:
     tests: tuple[str, ...]
 
     @property
+    def title(self) -> str:
+        """Same as ``heading`` (the spelling ``callvault policy clauses`` uses)."""
+        return self.heading
+
+    @property
     def covered(self) -> bool:
         return self.organizational or bool(self.mechanism.strip())
 

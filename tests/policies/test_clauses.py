@@ -39,6 +39,7 @@ def test_every_clause_is_covered(policy: Policy) -> None:
     assert [entry.clause_id for entry in report] == list(policy.clauses)
     assert uncovered_clauses(policy) == []
     assert all(entry.covered for entry in report)
+    assert report[0].title == report[0].heading == policy.clauses[report[0].clause_id].heading
     # the check is real: a clause stripped of its mechanism is reported
     stripped = dict(policy.clauses)
     stripped["storage-period"] = dataclasses.replace(stripped["storage-period"], mechanism="")

@@ -43,6 +43,14 @@ def test_missing_purposes_default_to_the_operational_ones(policy: Policy) -> Non
     decision = ingest(policy, "notified")
     assert decision.purposes == ("customer-response", "quality-improvement")
     assert resolve_purposes(None, policy) == policy.default_purposes
+    assert (
+        policy.ingest_purposes
+        == policy.taggable_purposes
+        == (
+            "customer-response",
+            "quality-improvement",
+        )
+    )
 
 
 @pytest.mark.parametrize("consent", ["", "yes", "DECLINED", "unknown"])
