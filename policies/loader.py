@@ -141,6 +141,7 @@ class _Checker:
         self.problems: list[Problem] = []
         self.lines: dict[str, int] = {}
         self.clause_paths: dict[str, str] = {}
+        self.declared_classes: set[str] = set()
 
     # ------------------------------------------------------------------ helpers
 
@@ -403,7 +404,9 @@ class _Checker:
 
     def retention_classes(self, value: Any) -> dict[str, RetentionClass]:
         found: dict[str, RetentionClass] = {}
-        for cid, raw in (self.mapping(value, "retention_classes") or {}).items():
+        section = self.mapping(value, "retention_classes") or {}
+        self.declared_classes = set(section)
+        for cid, raw in section.items():
             p = child_path("retention_classes", cid)
             fields = self.entry(raw, p, ("description", "clause", "anchor", "days"), ("max_days",))
             if fields is None:
@@ -475,7 +478,8 @@ class _Checker:
                         child_path(p, "purpose"),
                         f"{pid!r} is a disclosure purpose: recordings are never tagged with it",
                     )
-            if cid is not None and cid not in classes:
+            # a class that is declared but invalid was reported already: no cascade
+            if cid is not None and cid not in classes and cid not in self.declared_classes:
                 self.problem(child_path(p, "class"), f"unknown retention class {cid!r}")
             if pid and cid:
                 rules.append(RetentionRule(pid, cid, self.clause_ref(fields, p)))

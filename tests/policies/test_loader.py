@@ -560,3 +560,8 @@ def test_parse_policy_names_its_source() -> None:
         parse_policy(MINIMAL.replace("days: 30", "days: -1"), "inline.yaml")
     assert raised.value.path == "inline.yaml"
     assert raised.value.problems[0].startswith("inline.yaml:")
+
+
+def test_an_invalid_class_is_not_reported_again_where_it_is_used(tmp_path: Path) -> None:
+    problems = check_policy(write(tmp_path, MINIMAL.replace("days: 30", "days: 0")))
+    assert [p.path for p in problems] == ["retention_classes.short.days"]
