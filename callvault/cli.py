@@ -212,17 +212,16 @@ def audit_verify(ctx: click.Context) -> None:
     """Recompute the hash chain; name the first broken record if any."""
     from tqdm import tqdm
 
-    from storage.audit import AuditLog
     from storage.catalog import open_catalog
 
     settings = _settings(ctx)
     try:
         catalog = open_catalog(settings.catalog)
-        log = AuditLog(catalog.database)
+        log = catalog.audit
         head = log.head()
         total = head.seq if head else 0
         with tqdm(total=total, unit="rec", desc="verifying", disable=total < 1000, file=sys.stderr) as bar:
-            result = log.verify(progress=bar.update)
+            result = log.verify(progress=lambda done: bar.update(done - bar.n))
     except CallvaultError as exc:
         _fail(str(exc))
     if result.ok:

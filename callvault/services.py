@@ -8,8 +8,9 @@ bundle that the worker, the CLI commands, the benchmarks and the tests share.
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from callvault.settings import Settings
@@ -19,6 +20,7 @@ from storage.catalog import Catalog, open_catalog
 from storage.keyring import Keyring, open_keyring
 from storage.keys import KeyService
 from storage.landing import Landing
+from storage.s3 import make_s3_client
 from storage.types import AuditEntry
 from storage.vault import Vault, open_vault
 
@@ -38,6 +40,8 @@ class Services:
     vault: Vault
     landing: Landing
     clock: Callable[[], datetime]
+    #: Called with every audit entry after it committed (the worker publishes them).
+    audit_listeners: list[Callable[[AuditEntry], None]] = field(default_factory=list)
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -50,9 +54,7 @@ def _utcnow() -> datetime:
 
 def _s3_client_factory(settings: Settings) -> Callable[[], object]:
     def make() -> object:
-        import boto3
-
-        return boto3.client("s3", endpoint_url=settings.s3_endpoint, region_name=settings.s3_region)
+        return make_s3_client(endpoint_url=settings.s3_endpoint, region=settings.s3_region)
 
     return make
 
@@ -60,7 +62,6 @@ def _s3_client_factory(settings: Settings) -> Callable[[], object]:
 def build_services(
     settings: Settings,
     *,
-    on_audit: Callable[[AuditEntry], None] | None = None,
     clock: Callable[[], datetime] = _utcnow,
     migrate: bool = True,
 ) -> Services:
@@ -72,17 +73,18 @@ def build_services(
         StorageError: a backend could not be opened.
     """
     policy = load_policy(settings.policy)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     for root in settings.landing_roots:
         if root.startswith("file://"):
-            from pathlib import Path
-
-            Path(root.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
+            Path(root.removeprefix("file://")).mkdir(mode=0o700, parents=True, exist_ok=True)
     keyring = open_keyring(settings.keyring, region=settings.s3_region, endpoint=settings.s3_endpoint)
-    catalog = open_catalog(settings.catalog)
-    if migrate:
-        catalog.migrate()
-    audit = AuditLog(catalog.database, on_append=on_audit)
+    listeners: list[Callable[[AuditEntry], None]] = []
+
+    def fan_out(entry: AuditEntry) -> None:
+        for listener in listeners:
+            listener(entry)
+
+    catalog = open_catalog(settings.catalog, migrate=migrate, on_append=fan_out, clock=clock)
     keys = KeyService(keyring, catalog)
     vault = open_vault(settings.vault, s3_endpoint=settings.s3_endpoint, region=settings.s3_region)
     landing = Landing(
@@ -95,9 +97,10 @@ def build_services(
         policy=policy,
         keyring=keyring,
         catalog=catalog,
-        audit=audit,
+        audit=catalog.audit,
         keys=keys,
         vault=vault,
         landing=landing,
         clock=clock,
+        audit_listeners=listeners,
     )

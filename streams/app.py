@@ -76,7 +76,7 @@ class Worker:
         self.web_port = settings.web_port if web_port is None else web_port
         self.reconcile_interval = reconcile_interval or max(5.0, settings.reconcile_after_seconds / 4)
         self._reannounced: dict[str, float] = {}
-        services.audit.on_append = self._audit_buffer.append  # publish committed entries
+        services.audit_listeners.append(self._audit_buffer.append)  # publish committed entries
 
         self.app = faust.App(
             "callvault",

@@ -32,13 +32,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from policies import Policy, retain_until, retention_class_for
+from policies import IngestDecision, Policy, PolicyInputError, decide_ingest
 from storage.audio import decode, encode_wav, silence
 from storage.audit import AuditDraft, AuditLog
 from storage.catalog import Catalog
-from storage.errors import AudioError, LandingError, UnsupportedAudioFormat
+from storage.errors import AudioError, UnsupportedAudioFormat
 from storage.keys import KeyService
-from storage.landing import Landing, LandingRef
+from storage.landing import Landing, LandingRef, LandingRejected
 from storage.types import RecordingRow
 from storage.vault import Vault
 from streams.errors import EventRejected
@@ -70,6 +70,7 @@ class IngestOutcome:
 class _Prepared:
     event: RecordingEvent
     ref: LandingRef
+    decision: IngestDecision
     row: RecordingRow | None = None
     bytes_in: int = 0
 
@@ -148,7 +149,7 @@ class IngestPipeline:
             for index, payload in enumerate(payloads):
                 try:
                     event = parse_recording_event(payload, now=now)
-                    self._check_purposes(event)
+                    decision = self._decide(event)
                     ref = self._resolve(event)
                 except EventRejected as exc:
                     outcomes[index] = self._dlq(payload, exc, rejected_audit)
@@ -157,7 +158,7 @@ class IngestPipeline:
                     outcomes[index] = IngestOutcome("duplicate", event.recording_id)
                     continue
                 seen[event.recording_id] = index
-                prepared[index] = _Prepared(event, ref)
+                prepared[index] = _Prepared(event, ref, decision)
 
         if prepared:
             oldest = min(p.event.ended_at for p in prepared.values())
@@ -168,7 +169,7 @@ class IngestPipeline:
                 self._discard_landing(item.ref)
                 outcomes[index] = IngestOutcome("duplicate", item.event.recording_id)
 
-            for index in [i for i, p in prepared.items() if p.event.consent == "declined"]:
+            for index in [i for i, p in prepared.items() if not p.decision.store]:
                 item = prepared.pop(index)
                 outcomes[index] = self._decline(item)
 
@@ -210,36 +211,31 @@ class IngestPipeline:
         return final
 
     # -- stages ---------------------------------------------------------------------------
-    def _check_purposes(self, event: RecordingEvent) -> None:
-        if event.purposes is None:
-            return
-        unknown = [p for p in event.purposes if p not in self.policy.purposes]
-        if unknown:
-            raise EventRejected(
-                str(RejectReason.UNKNOWN_PURPOSE), f"purposes not in the policy: {', '.join(unknown)}"
+    def _decide(self, event: RecordingEvent) -> IngestDecision:
+        try:
+            return decide_ingest(
+                event.consent,
+                event.purposes,
+                self.policy,
+                started_at=event.started_at,
+                ended_at=event.ended_at,
             )
-        not_ingestable = [p for p in event.purposes if p not in self.policy.ingest_purposes]
-        if not_ingestable:
-            raise EventRejected(
-                str(RejectReason.UNKNOWN_PURPOSE),
-                f"purposes cannot be given at ingest: {', '.join(not_ingestable)}",
-            )
+        except PolicyInputError as exc:
+            raise EventRejected(str(RejectReason.UNKNOWN_PURPOSE), str(exc)) from exc
 
     def _resolve(self, event: RecordingEvent) -> LandingRef:
         try:
             return self.landing.resolve(event.audio.uri)
-        except LandingError as exc:
-            raise EventRejected(getattr(exc, "reason", str(RejectReason.URI_INVALID)), str(exc)) from exc
+        except LandingRejected as exc:  # a plain LandingError is transient: it propagates
+            raise EventRejected(exc.reason, str(exc)) from exc
 
     def _prepare(self, item: _Prepared) -> _Prepared:
         event = item.event
         with self.metrics.stage("read"):
             try:
                 data = self.landing.read(item.ref)
-            except LandingError as exc:
-                raise EventRejected(
-                    getattr(exc, "reason", str(RejectReason.LANDING_MISSING)), str(exc)
-                ) from exc
+            except LandingRejected as exc:  # missing / too large; S3 outages propagate
+                raise EventRejected(exc.reason, str(exc)) from exc
             if hashlib.sha256(data).hexdigest() != event.audio.sha256:
                 raise EventRejected(
                     str(RejectReason.SHA256_MISMATCH), "landing audio does not match audio.sha256"
@@ -267,12 +263,12 @@ class IngestPipeline:
                 subject_ref=subject_ref,
                 plaintext=wav,
             )
-        purposes = event.purposes or tuple(self.policy.default_purposes)
-        retention = retention_class_for(purposes, self.policy)
+        decision = item.decision
+        assert decision.retention_class is not None and decision.retain_until is not None
         key = object_key_for(self.keys, event.tenant, event.recording_id)
         tags = {
-            "purposes": "/".join(purposes),
-            "retention-class": retention.name,
+            "purposes": "/".join(decision.purposes),
+            "retention-class": decision.retention_class,
             "data-class": DATA_CLASS,
             "format": "cvlt1",
         }
@@ -291,9 +287,9 @@ class IngestPipeline:
             ended_at=event.ended_at,
             duration_ms=audio.duration_ms,
             consent=event.consent,
-            purposes=tuple(purposes),
-            retention_class=retention.name,
-            retain_until=retain_until(event.started_at, event.ended_at, retention, self.policy),
+            purposes=decision.purposes,
+            retention_class=decision.retention_class,
+            retain_until=decision.retain_until,
             object_key=key,
             subject_key_id=sealed.subject_key_id,
             ciphertext_sha256=hashlib.sha256(sealed.blob).hexdigest(),

@@ -1,0 +1,158 @@
+"""Ingest benchmark: N one-minute 8 kHz mu-law calls through the real broker into the vault.
+
+    .venv/bin/python bench/ingest.py [--calls 600] [--paths file,s3]
+
+For each vault path (file folder; S3 on a moto server over HTTP) it starts a fresh
+tansu broker and a ``callvault worker`` process, lands N calls, produces their
+events, and times produce -> last catalog row. The baseline, run in the same
+invocation, writes the same bytes with a plain durable file write (file path) or a
+plain ``put_object`` with the worker's parallelism (S3 path). Printed: calls/s,
+MB/s of landing audio, the per-stage time breakdown (from the worker's /metrics),
+and ratio = pipeline calls/s / baseline calls/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import tempfile
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from callvault.broker import EmbeddedBroker, free_port  # noqa: E402
+from callvault.demo import demo_event  # noqa: E402
+from callvault.synth import call_wav  # noqa: E402
+from tests.e2e.harness import WorkerProcess, e2e_settings, open_services, produce, wait_until  # noqa: E402
+
+STAGES = ("validate", "read", "decode", "redact", "encrypt", "vault", "catalog", "landing")
+
+
+def stage_sums(web_url: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    with urllib.request.urlopen(f"{web_url}/metrics", timeout=5) as resp:
+        for line in resp.read().decode().splitlines():
+            if line.startswith("callvault_ingest_stage_seconds_sum{"):
+                stage = line.split('stage="', 1)[1].split('"', 1)[0]
+                out[stage] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def baseline_file(blobs: list[bytes], folder: Path) -> float:
+    folder.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    for i, blob in enumerate(blobs):
+        tmp = folder / f"{i}.tmp"
+        with open(tmp, "wb") as fh:
+            fh.write(blob)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, folder / f"{i}.bin")
+    return time.perf_counter() - start
+
+
+def baseline_s3(blobs: list[bytes], endpoint: str, bucket: str, workers: int = 4) -> float:
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+    start = time.perf_counter()
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(lambda ib: client.put_object(Bucket=bucket, Key=f"baseline/{ib[0]}", Body=ib[1]), enumerate(blobs)))
+    return time.perf_counter() - start
+
+
+def run_pipeline(path: str, calls: int, clip: bytes, workdir: Path, s3_endpoint: str | None) -> dict[str, object]:
+    broker = EmbeddedBroker(free_port(), log_file=workdir / f"broker-{path}.log").start()
+    extra: dict[str, str] = {}
+    if path == "s3":
+        assert s3_endpoint
+        extra = {"CALLVAULT_VAULT": "s3://bench-vault", "CALLVAULT_S3_ENDPOINT": s3_endpoint}
+    env = e2e_settings(workdir / f"data-{path}", broker.url, CALLVAULT_LOG_LEVEL="warning", **extra)
+    services = open_services(env)
+    if path == "s3":
+        services.vault.ensure_bucket()  # type: ignore[attr-defined]
+    worker = WorkerProcess(env, workdir / f"worker-{path}.log")
+    try:
+        worker.start()
+        payloads, blobs = [], []
+        for i in range(calls):
+            audio = clip[:-1] + bytes([i % 256])
+            blobs.append(audio)
+            path_ = services.settings.landing_dir / f"bench-{i:05d}.wav"
+            path_.write_bytes(audio)
+            event = demo_event(f"bench-{i:05d}", audio=audio, uri=f"file://{path_}", seconds=60,
+                               customer=f"cust-{i % 500}", sha256=hashlib.sha256(audio).hexdigest())
+            payloads.append(json.dumps(event).encode())
+        before = stage_sums(worker.web_url)
+        ids = [f"bench-{i:05d}" for i in range(calls)]
+        start = time.perf_counter()
+        produce(broker.url.removeprefix("kafka://"), "callvault.recordings", payloads)
+        wait_until(lambda: len(services.catalog.recording_ids_present(ids)) == calls, 1200, "all calls", 0.05)
+        elapsed = time.perf_counter() - start
+        after = stage_sums(worker.web_url)
+        stages = {s: after.get(s, 0.0) - before.get(s, 0.0) for s in STAGES}
+        return {"elapsed": elapsed, "stages": stages, "blobs": blobs}
+    finally:
+        worker.stop()
+        services.close()
+        broker.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--calls", type=int, default=600)
+    parser.add_argument("--paths", default="file,s3")
+    args = parser.parse_args()
+    clip = call_wav(60.0, codec="mulaw", seed=1)
+    mb = len(clip) * args.calls / 1e6
+    print(f"{args.calls} one-minute 8 kHz mu-law calls, {len(clip) / 1024:.0f} KiB each, {mb:.0f} MB in all")
+    with tempfile.TemporaryDirectory(prefix="callvault-bench-") as tmp:
+        workdir = Path(tmp)
+        moto = None
+        endpoint = None
+        if "s3" in args.paths:
+            from moto.server import ThreadedMotoServer
+
+            port = free_port()
+            moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+            moto.start()
+            endpoint = f"http://127.0.0.1:{port}"
+            os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
+            os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
+        try:
+            for path in args.paths.split(","):
+                result = run_pipeline(path, args.calls, clip, workdir, endpoint)
+                blobs: list[bytes] = result["blobs"]  # type: ignore[assignment]
+                if path == "file":
+                    base = baseline_file(blobs, workdir / "baseline")
+                    base_name = "plain durable file write"
+                else:
+                    import boto3
+
+                    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket="bench-base")
+                    base = baseline_s3(blobs, endpoint or "", "bench-base")
+                    base_name = "plain put_object x4 threads"
+                elapsed: float = result["elapsed"]  # type: ignore[assignment]
+                rate, base_rate = args.calls / elapsed, args.calls / base
+                print(f"\n[{path}] pipeline: {rate:8.1f} calls/s  {mb / elapsed:7.1f} MB/s  ({elapsed:.2f} s)")
+                print(f"[{path}] baseline ({base_name}): {base_rate:8.1f} calls/s  {mb / base:7.1f} MB/s")
+                print(f"[{path}] ratio pipeline/baseline: {rate / base_rate:.2f}")
+                stages: dict[str, float] = result["stages"]  # type: ignore[assignment]
+                total = sum(stages.values()) or 1.0
+                print(f"[{path}] stage time (summed over worker threads, ms per call):")
+                for stage in STAGES:
+                    print(f"    {stage:<9} {1000 * stages[stage] / args.calls:7.2f}  {100 * stages[stage] / total:5.1f}%")
+        finally:
+            if moto is not None:
+                moto.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,162 @@
+"""Helpers for end-to-end tests: a real worker process against the real broker."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from callvault.broker import free_port
+from callvault.demo import demo_event
+from callvault.services import Services, build_services
+from callvault.settings import Settings, load_settings
+
+__all__ = ["WorkerProcess", "e2e_settings", "wait_until", "produce", "consume_all", "landed_call"]
+
+
+def e2e_settings(data_dir: Path, broker_url: str, **extra: str) -> dict[str, str]:
+    env = {
+        "CALLVAULT_DATA_DIR": str(data_dir),
+        "CALLVAULT_BROKER": broker_url,
+        "CALLVAULT_WEB_PORT": str(free_port()),
+        "CALLVAULT_RECONCILE_AFTER_SECONDS": "3600",
+        "CALLVAULT_LOG_LEVEL": "info",
+        "CALLVAULT_WORKER_ID": "e2e",
+    }
+    env.update(extra)
+    return env
+
+
+def settings_from(env: dict[str, str]) -> Settings:
+    return load_settings(env)
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+@dataclass
+class WorkerProcess:
+    """``callvault worker`` as a child process (so it can be SIGKILLed)."""
+
+    env: dict[str, str]
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
+
+    @property
+    def web_url(self) -> str:
+        return f"http://127.0.0.1:{self.env['CALLVAULT_WEB_PORT']}"
+
+    def start(self, timeout: float = 60.0) -> WorkerProcess:
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("CALLVAULT_")}
+        full_env.update(self.env)
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "callvault.cli", "worker"],
+                env=full_env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        wait_until(self._healthy, timeout, f"worker health (log: {self.log_path})")
+        return self
+
+    def _healthy(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"worker exited with {self.proc.returncode}:\n{self.log()}")
+        try:
+            with urllib.request.urlopen(f"{self.web_url}/healthz", timeout=1) as resp:
+                return resp.status == 200
+        except OSError:
+            return False
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-6000:]
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+def produce(bootstrap: str, topic: str, payloads: Iterable[bytes]) -> None:
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
+    for payload in payloads:
+        producer.produce(topic, payload)
+    remaining = producer.flush(30)
+    assert remaining == 0, f"{remaining} messages not delivered"
+
+
+def consume_all(bootstrap: str, topic: str, expect: int, timeout: float = 30.0) -> list[dict[str, Any]]:
+    from confluent_kafka import Consumer
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"test-{time.monotonic_ns()}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe([topic])
+    out: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(out) < expect and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is None or msg.error():
+                continue
+            out.append(json.loads(msg.value()))
+        # a little longer, to catch anything beyond what was expected
+        end = time.monotonic() + 1.0
+        while time.monotonic() < end:
+            msg = consumer.poll(0.2)
+            if msg is not None and not msg.error():
+                out.append(json.loads(msg.value()))
+    finally:
+        consumer.close()
+    return out
+
+
+def landed_call(
+    services: Services, rid: str, audio: bytes, *, write: bool = True, **event_kw: Any
+) -> dict[str, Any]:
+    """Put ``audio`` in the landing area (unless ``write`` is False) and return its event."""
+    path = services.settings.landing_dir / f"{rid}.wav"
+    if write:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(audio)
+    event_kw.setdefault("sha256", hashlib.sha256(audio).hexdigest())
+    return demo_event(rid, audio=audio, uri=f"file://{path}", **event_kw)
+
+
+def open_services(env: dict[str, str]) -> Services:
+    return build_services(settings_from(env))
