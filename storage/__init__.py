@@ -1,0 +1,77 @@
+"""storage: where bytes and facts live.
+
+Vault backends (``file://`` folder, ``s3://`` through boto3), the envelope object
+format and key hierarchy (master keyring -> subject key -> data key), audio
+decoding and PCI redaction (pydub), the SQL catalog (SQLite, PostgreSQL) and the
+hash-chained audit log. See storage/README.md. Never imports ``streams`` or
+``policies``.
+"""
+
+from storage.audio import DecodedAudio, WavInfo, decode, encode_wav, silence, wav_info
+from storage.audit import AuditDraft, AuditLog, AuditVerification
+from storage.catalog import Catalog, DailyStat, open_catalog
+from storage.errors import (
+    AuditError,
+    AudioError,
+    CatalogError,
+    IntegrityError,
+    KeyDestroyed,
+    KeyringError,
+    LandingError,
+    ObjectExists,
+    RecordingNotFound,
+    StorageError,
+    UnsupportedAudioFormat,
+)
+from storage.keyring import Keyring, LocalKeyring, open_keyring
+from storage.keys import KeyService, SealedRecording, SubjectKeyStore
+from storage.landing import Landing, LandingRef, LandingRejected, StaleLanding
+from storage.s3 import S3Vault, make_s3_client
+from storage.types import AuditEntry, ObjectInfo, RecordingRow, RecordingState, SubjectKeyRecord
+from storage.vault import LocalVault, Vault, open_vault
+
+__all__ = [
+    "AuditDraft",
+    "AuditEntry",
+    "AuditError",
+    "AuditLog",
+    "AuditVerification",
+    "AudioError",
+    "Catalog",
+    "CatalogError",
+    "DailyStat",
+    "DecodedAudio",
+    "IntegrityError",
+    "KeyDestroyed",
+    "KeyService",
+    "Keyring",
+    "KeyringError",
+    "Landing",
+    "LandingError",
+    "LandingRef",
+    "LandingRejected",
+    "LocalKeyring",
+    "LocalVault",
+    "ObjectExists",
+    "ObjectInfo",
+    "RecordingNotFound",
+    "RecordingRow",
+    "RecordingState",
+    "S3Vault",
+    "SealedRecording",
+    "StaleLanding",
+    "StorageError",
+    "SubjectKeyRecord",
+    "SubjectKeyStore",
+    "UnsupportedAudioFormat",
+    "Vault",
+    "WavInfo",
+    "decode",
+    "encode_wav",
+    "make_s3_client",
+    "open_catalog",
+    "open_keyring",
+    "open_vault",
+    "silence",
+    "wav_info",
+]

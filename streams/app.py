@@ -238,7 +238,12 @@ class Worker:
         from faust.worker import Worker as FaustWorker
 
         level = self.services.settings.log_level.lower()
-        worker = FaustWorker(self.app, loglevel={"warning": "warn"}.get(level, level), quiet=True)
+        worker = FaustWorker(
+            self.app,
+            loglevel={"warning": "warn"}.get(level, level),
+            quiet=True,
+            redirect_stdouts=False,
+        )
         with contextlib.suppress(SystemExit):
             worker.execute_from_commandline()
 

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from storage.audio import SUPPORTED_FORMATS
 from streams.errors import EventRejected
 
 __all__ = [
@@ -34,9 +35,7 @@ MAX_EVENT_BYTES = 64 * 1024
 MAX_CALL = timedelta(hours=24)
 FUTURE_SLACK = timedelta(minutes=5)
 MAX_PCI_PAUSES = 200
-AUDIO_FORMATS = frozenset(
-    {"wav", "ulaw", "mulaw", "alaw", "mp3", "ogg", "opus", "flac", "gsm", "m4a", "webm"}
-)
+AUDIO_FORMATS = SUPPORTED_FORMATS
 DIRECTIONS = frozenset({"inbound", "outbound", "internal"})
 CONSENTS = frozenset({"notified", "granted", "declined"})
 
