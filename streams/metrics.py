@@ -77,6 +77,35 @@ class Metrics:
             ["route", "status"],
             registry=r,
         )
+        # Governance gauges, refreshed from the catalog by streams.governance (every worker
+        # reports the same catalog-wide values: aggregate with max(), not sum()).
+        self.recordings_stored = Gauge(
+            "callvault_recordings_stored",
+            "Recordings currently stored (state stored), by retention class.",
+            ["retention_class"],
+            registry=r,
+        )
+        self.recordings_overdue_deletion = Gauge(
+            "callvault_recordings_overdue_deletion",
+            "Stored recordings past retain-until and not under a legal hold (normally 0).",
+            registry=r,
+        )
+        self.master_key_age = Gauge(
+            "callvault_master_key_age_seconds",
+            "Age of the current master key (time since it was created or rotated).",
+            registry=r,
+        )
+        self.governance_refreshed = Gauge(
+            "callvault_governance_refresh_timestamp_seconds",
+            "Unix time of the last successful refresh of the governance gauges.",
+            registry=r,
+        )
+        self.consumer_lag = Gauge(
+            "callvault_consumer_lag",
+            "Messages not yet committed by this worker, per assigned topic partition.",
+            ["topic", "partition"],
+            registry=r,
+        )
         for stage in STAGES:
             self.stage_seconds.labels(stage)
         for direction in ("in", "out"):
