@@ -142,6 +142,88 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    # Version 2 (disclosure ledger) is added by its own change; versions apply in order.
+    Migration(
+        3,
+        "retention and privacy: legal holds, contract terminations, deletion intents, "
+        "deletion receipts, privacy requests, retention settings",
+        (
+            """
+            CREATE TABLE legal_holds (
+                hold_id TEXT PRIMARY KEY,
+                tenant TEXT NOT NULL,
+                scope TEXT NOT NULL CHECK (scope IN ('recording', 'subject', 'call')),
+                target TEXT NOT NULL,
+                reason TEXT NOT NULL,
+                reference TEXT NOT NULL,
+                placed_by TEXT NOT NULL,
+                placed_at TEXT NOT NULL,
+                released_at TEXT,
+                released_by TEXT,
+                release_reason TEXT
+            )
+            """,
+            "CREATE INDEX legal_holds_active ON legal_holds (released_at, scope, target)",
+            """
+            CREATE TABLE contract_terminations (
+                subject_ref TEXT PRIMARY KEY,
+                tenant TEXT NOT NULL,
+                terminated_at TEXT NOT NULL,
+                recorded_at TEXT NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE deletion_intents (
+                recording_id TEXT PRIMARY KEY,
+                object_key TEXT NOT NULL,
+                reason TEXT NOT NULL,
+                rule TEXT NOT NULL,
+                request_id TEXT,
+                actor TEXT NOT NULL,
+                marked_at TEXT NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE deletion_receipts (
+                receipt_id TEXT PRIMARY KEY,
+                recording_id TEXT NOT NULL,
+                reason TEXT NOT NULL,
+                issued_at TEXT NOT NULL,
+                payload TEXT NOT NULL,
+                signature TEXT NOT NULL
+            )
+            """,
+            "CREATE INDEX deletion_receipts_recording ON deletion_receipts (recording_id)",
+            """
+            CREATE TABLE privacy_requests (
+                request_id TEXT PRIMARY KEY,
+                kind TEXT NOT NULL,
+                tenant TEXT NOT NULL,
+                subject_ref TEXT NOT NULL,
+                status TEXT NOT NULL,
+                requested_by TEXT NOT NULL,
+                verified_by TEXT,
+                verification_method TEXT,
+                verified_at TEXT,
+                received_at TEXT NOT NULL,
+                due_at TEXT NOT NULL,
+                updated_at TEXT NOT NULL,
+                completed_at TEXT,
+                params TEXT NOT NULL,
+                progress TEXT NOT NULL,
+                result TEXT NOT NULL
+            )
+            """,
+            "CREATE INDEX privacy_requests_status ON privacy_requests (status, due_at)",
+            """
+            CREATE TABLE retention_settings (
+                name TEXT PRIMARY KEY,
+                value TEXT NOT NULL,
+                updated_at TEXT NOT NULL
+            )
+            """,
+        ),
+    ),
 )
 
 _CREATE_MIGRATIONS_TABLE = """
