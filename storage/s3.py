@@ -113,7 +113,13 @@ class S3Vault:
 
     # -- Vault ---------------------------------------------------------------------
 
-    def put(self, key: str, data: bytes, *, tags: Mapping[str, str]) -> ObjectInfo:
+    def flush(self) -> None:
+        """Nothing to do: S3 acknowledges a PUT only once it is durable."""
+
+    def put(
+        self, key: str, data: bytes, *, tags: Mapping[str, str], durable: bool = True
+    ) -> ObjectInfo:
+        del durable  # every PUT is durable when S3 answers
         full = self._full_key(key)
         checked = validate_tags(tags)
         if not isinstance(data, bytes | bytearray | memoryview):

@@ -33,6 +33,7 @@ What a caller may rely on, whatever the backend:
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import json
 import os
@@ -79,11 +80,25 @@ class Vault(Protocol):
 
     url: str
 
-    def put(self, key: str, data: bytes, *, tags: Mapping[str, str]) -> ObjectInfo:
+    def put(
+        self, key: str, data: bytes, *, tags: Mapping[str, str], durable: bool = True
+    ) -> ObjectInfo:
         """Store ``data`` under ``key`` with exactly ``tags``, atomically; overwrite allowed.
+
+        With ``durable=False`` the object is visible at once but may only survive a
+        crash after the next :meth:`flush` (group commit: ingest writes a batch of
+        objects, flushes once, then commits the catalog).
 
         Raises:
             StorageError: bad key or tags, or the backend failed.
+        """
+        ...
+
+    def flush(self) -> None:
+        """Make every object put so far durable (a no-op where puts are durable anyway).
+
+        Raises:
+            StorageError: the backend failed.
         """
         ...
 
@@ -287,15 +302,17 @@ class LocalVault:
 
     # -- Vault ---------------------------------------------------------------------
 
-    def put(self, key: str, data: bytes, *, tags: Mapping[str, str]) -> ObjectInfo:
+    def put(
+        self, key: str, data: bytes, *, tags: Mapping[str, str], durable: bool = True
+    ) -> ObjectInfo:
         path = self._object_path(key)
         checked = validate_tags(tags)
         if not isinstance(data, bytes | bytearray | memoryview):
             raise StorageError(f"vault data must be bytes, not {type(data).__name__}")
         try:
             # Tags first: the object never becomes visible without its tags.
-            write_file_atomically(self._tags_path(key), _encode_tags(checked))
-            write_file_atomically(path, bytes(data))
+            write_file_atomically(self._tags_path(key), _encode_tags(checked), sync=durable)
+            write_file_atomically(path, data, sync=durable)
         except IsADirectoryError as exc:
             raise StorageError(f"vault key {key!r} is a prefix of other keys here") from exc
         except NotADirectoryError as exc:
@@ -303,6 +320,13 @@ class LocalVault:
         except OSError as exc:
             raise StorageError(f"cannot write vault object {key!r}: {exc}") from exc
         return ObjectInfo(key=key, size=len(data), tags=checked)
+
+    def flush(self) -> None:
+        """One ``syncfs`` of the vault's filesystem instead of an fsync per file."""
+        try:
+            _syncfs(self.root)
+        except OSError as exc:
+            raise StorageError(f"cannot flush vault {str(self.root)!r}: {exc}") from exc
 
     def get(self, key: str) -> bytes:
         path = self._object_path(key)
@@ -472,12 +496,29 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_file_atomically(path: Path, data: bytes) -> None:
+def _syncfs(path: Path) -> None:
+    """Flush the whole filesystem holding ``path`` (Linux ``syncfs``; else ``sync``)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        syncfs = getattr(libc, "syncfs", None)
+        if syncfs is None:  # pragma: no cover - non-Linux
+            os.sync()
+        elif syncfs(fd) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err))
+    finally:
+        os.close(fd)
+
+
+def write_file_atomically(path: Path, data: bytes | bytearray | memoryview, *, sync: bool = True) -> None:
     """Write ``data`` to ``path`` so a reader sees all of it or the previous content.
 
     Missing folders are created with mode 0700. A temp file ``.tmp-*`` in the same
     folder (mode 0600) is written, fsynced, renamed over ``path`` and the folder
     fsynced, so the rename survives a crash; no temp file is left behind on error.
+    With ``sync=False`` both fsyncs are skipped: the caller makes the write durable
+    later (``LocalVault.flush``).
 
     Raises:
         OSError: as raised by the filesystem (callers translate it).
@@ -488,14 +529,16 @@ def write_file_atomically(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+            if sync:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    _fsync_dir(folder)
+    if sync:
+        _fsync_dir(folder)
 
 
 def _raise_walk_error(exc: OSError) -> None:

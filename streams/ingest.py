@@ -182,6 +182,9 @@ class IngestPipeline:
             except EventRejected as exc:
                 outcomes[index] = self._dlq(payloads[index], exc, rejected_audit)
 
+        if stored:
+            with self.metrics.stage("vault"):
+                self.vault.flush()
         if stored or rejected_audit:
             with self.metrics.stage("catalog"):
                 items = []
@@ -273,7 +276,8 @@ class IngestPipeline:
             "format": "cvlt1",
         }
         with self.metrics.stage("vault"):
-            self.vault.put(key, sealed.blob, tags=tags)
+            # Group commit: the batch is flushed once before the catalog commit.
+            self.vault.put(key, sealed.blob, tags=tags, durable=False)
         self.metrics.pci_redacted_seconds.inc(redacted_ms / 1000)
         item.row = RecordingRow(
             recording_id=event.recording_id,

@@ -80,6 +80,16 @@ class TestVaultContract:
         assert (info.key, info.size, info.tags) == ("recordings/ab/rec-1.cvr", len(BLOB), TAGS)
         assert vault.get("recordings/ab/rec-1.cvr") == BLOB
 
+    def test_group_commit_put_is_visible_and_flushes(self, vault: Vault) -> None:
+        keys = [f"batch/rec-{i}.cvr" for i in range(5)]
+        for key in keys:
+            vault.put(key, BLOB + key.encode(), tags=TAGS, durable=False)
+        vault.flush()
+        for key in keys:
+            assert vault.get(key) == BLOB + key.encode()
+            assert vault.head(key).tags == TAGS
+        assert not [p for p in _all_names(vault) if ".tmp-" in p]
+
     def test_empty_object(self, vault: Vault) -> None:
         vault.put("empty", b"", tags={})
         assert vault.get("empty") == b""
@@ -506,3 +516,9 @@ class TestOpenVault:
     def test_bad_urls(self, url: str) -> None:
         with pytest.raises(ConfigError):
             open_vault(url)
+
+
+def _all_names(vault: Vault) -> list[str]:
+    """Every file name under a LocalVault root (temp files included); [] for S3."""
+    root = getattr(vault, "root", None)
+    return [str(p) for p in root.rglob("*")] if root is not None else []
