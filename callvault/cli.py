@@ -136,13 +136,13 @@ def token() -> None:
 def token_issue(ctx: click.Context, user: str, role: str, org: str | None, ttl: str) -> None:
     """Print a signed, expiring bearer token."""
     from policies import load_policy
-    from storage.keyring import open_keyring
+    from callvault.services import keyring_for
     from streams.auth import LocalTokens, parse_ttl
 
     settings = _settings(ctx)
     try:
         policy = load_policy(settings.policy)
-        keyring = open_keyring(settings.keyring, region=settings.s3_region, endpoint=settings.s3_endpoint)
+        keyring = keyring_for(settings)
         tokens = LocalTokens(keyring, frozenset(policy.roles))
         click.echo(tokens.issue(user=user, role=role, org=org, ttl=parse_ttl(ttl)))
     except ValueError as exc:

@@ -24,7 +24,7 @@ from storage.s3 import make_s3_client
 from storage.types import AuditEntry
 from storage.vault import Vault, open_vault
 
-__all__ = ["Services", "build_services"]
+__all__ = ["Services", "build_services", "keyring_for"]
 
 
 @dataclass
@@ -59,6 +59,22 @@ def _s3_client_factory(settings: Settings) -> Callable[[], object]:
     return make
 
 
+def keyring_for(settings: Settings) -> Keyring:
+    """The master keyring ``settings`` names (``kms://`` uses ``kms_endpoint`` and keeps
+    its secrets file in ``$CALLVAULT_DATA_DIR/keys/kms-secrets.json`` unless the URL says).
+
+    Raises:
+        ConfigError: the keyring URL is malformed.
+        KeyringError: the keyring could not be opened.
+    """
+    return open_keyring(
+        settings.keyring,
+        region=settings.s3_region,
+        endpoint=settings.kms_endpoint,
+        secrets_path=settings.data_dir / "keys" / "kms-secrets.json",
+    )
+
+
 def build_services(
     settings: Settings,
     *,
@@ -77,7 +93,7 @@ def build_services(
     for root in settings.landing_roots:
         if root.startswith("file://"):
             Path(root.removeprefix("file://")).mkdir(mode=0o700, parents=True, exist_ok=True)
-    keyring = open_keyring(settings.keyring, region=settings.s3_region, endpoint=settings.s3_endpoint)
+    keyring = keyring_for(settings)
     listeners: list[Callable[[AuditEntry], None]] = []
 
     def fan_out(entry: AuditEntry) -> None:

@@ -65,6 +65,14 @@ class Settings:
     s3_region: str = field(
         default="us-east-1", metadata=_meta("S3 / KMS region.", "eu-central-1", "us-east-1")
     )
+    kms_endpoint: str | None = field(
+        default=None,
+        metadata=_meta(
+            "KMS endpoint for non-AWS KMS (moto, LocalStack); used by kms:// keyrings.",
+            "http://localstack:4566",
+            "(AWS)",
+        ),
+    )
     catalog: str = field(
         default="",
         metadata=_meta(
@@ -116,6 +124,12 @@ class Settings:
         metadata=_meta("Name of this worker in logs and audit records.", "worker-2", "(hostname)"),
     )
     log_level: str = field(default="info", metadata=_meta("Log level.", "debug", "info"))
+    metrics_interval_seconds: int = field(
+        default=15,
+        metadata=_meta(
+            "How often a worker refreshes the catalog-wide gauges and consumer lag.", "30", "15"
+        ),
+    )
 
     # Derived paths --------------------------------------------------------------
     @property
@@ -157,6 +171,7 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "embedded_broker_port": _parse_int,
     "web_port": _parse_int,
     "reconcile_after_seconds": _parse_int,
+    "metrics_interval_seconds": _parse_int,
     "max_audio_bytes": _parse_int,
     "landing_roots": _parse_roots,
     "data_dir": lambda _n, raw: Path(raw),

@@ -14,8 +14,8 @@ rely on:
   raises) for anything else.
 
 Backends are chosen by URL in :func:`open_keyring`: ``file:///path`` opens a
-:class:`LocalKeyring` (the embedded default); ``kms://key-id`` is the seam for the AWS
-KMS keyring (``KmsKeyring``), which is not available yet.
+:class:`LocalKeyring` (the embedded default); ``kms://key-id`` opens the AWS
+KMS keyring (:class:`storage.kms.KmsKeyring`).
 
 Local key file layout (JSON, mode 0600, parent directory 0700)::
 
@@ -449,16 +449,25 @@ class LocalKeyring:
         return state
 
 
-def open_keyring(url: str, *, region: str = "us-east-1", endpoint: str | None = None) -> Keyring:
+def open_keyring(
+    url: str,
+    *,
+    region: str = "us-east-1",
+    endpoint: str | None = None,
+    secrets_path: Path | None = None,
+) -> Keyring:
     """Open the keyring named by ``url`` (``CALLVAULT_KEYRING``).
 
     ``file:///abs/path/master.json`` opens (creating if needed) a :class:`LocalKeyring`.
-    ``kms://key-id`` will open a ``KmsKeyring`` (AWS KMS via boto3, using ``region`` and
-    ``endpoint``); it is not available yet.
+    ``kms://key-id`` (a key id, ``alias/name`` or key ARN) opens a
+    :class:`storage.kms.KmsKeyring` through boto3, with ``region`` and ``endpoint``
+    (non-AWS KMS such as moto); its secrets file is ``?secrets=/abs/path`` in the URL,
+    else ``secrets_path``.
 
     Raises:
-        ConfigError: unsupported scheme, malformed URL, or KMS requested.
-        KeyringError: the local key file is unsafe, corrupt or cannot be created.
+        ConfigError: unsupported scheme, malformed URL, or a KMS URL without a secrets path.
+        KeyringError: the local key file is unsafe, corrupt or cannot be created; KMS
+            refused the key or could not be reached.
     """
     parts = urlsplit(url)
     if parts.scheme == "file":
@@ -466,9 +475,16 @@ def open_keyring(url: str, *, region: str = "us-east-1", endpoint: str | None = 
             raise ConfigError(f"keyring URL {url!r}: expected file:///absolute/path")
         return LocalKeyring(Path(unquote(parts.path)))
     if parts.scheme == "kms":
-        # Seam for KmsKeyring(key_id=parts.netloc + parts.path, region=region, endpoint=endpoint).
-        raise ConfigError(
-            f"keyring URL {url!r}: the AWS KMS keyring is not available yet; "
-            "use a file:///path key file"
-        )
+        from urllib.parse import parse_qs
+
+        from storage.kms import KmsKeyring
+
+        key_id = url[len("kms://") :].split("?", 1)[0]
+        query = parse_qs(url.split("?", 1)[1]) if "?" in url else {}
+        if not key_id or set(query) - {"secrets"}:
+            raise ConfigError(f"keyring URL {url!r}: expected kms://key-id[?secrets=/abs/path]")
+        secrets = Path(query["secrets"][0]) if "secrets" in query else secrets_path
+        if secrets is None or not secrets.is_absolute():
+            raise ConfigError(f"keyring URL {url!r}: the KMS secrets file needs an absolute path")
+        return KmsKeyring(key_id, secrets_path=secrets, region=region, endpoint=endpoint)
     raise ConfigError(f"keyring URL {url!r}: expected file:///path or kms://key-id")
