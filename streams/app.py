@@ -28,6 +28,7 @@ from callvault.errors import CallvaultError
 from callvault.services import Services
 from storage.types import AuditEntry
 from streams.auth import LocalTokens, TokenVerifier
+from streams.governance import GovernanceCollector, refresh_worker_gauges
 from streams.ingest import IngestOutcome, IngestPipeline
 from streams.metrics import Metrics
 from streams.web import WebContext, build_web_app
@@ -109,6 +110,13 @@ class Worker:
             actor=f"worker:{settings.worker_id}",
             clock=services.clock,
         )
+        self.governance = GovernanceCollector(
+            catalog=services.catalog,
+            keyring=services.keyring,
+            metrics=self.metrics,
+            retention_classes=services.policy.retention_classes,
+            clock=services.clock,
+        )
         self._register()
 
     # -- wiring ---------------------------------------------------------------------------
@@ -127,6 +135,13 @@ class Worker:
         @app.timer(self.reconcile_interval, name="landing-reconciler")
         async def reconcile() -> None:
             await self.reconcile_landing()
+
+        @app.timer(max(1, self.services.settings.metrics_interval_seconds), name="governance-gauges")
+        async def governance_gauges() -> None:
+            await refresh_worker_gauges(
+                self.governance, app, self.metrics,
+                recordings_topic=TOPICS["recordings"], topics=set(TOPICS.values()),
+            )  # fmt: skip
 
         worker = self
 
