@@ -142,7 +142,30 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
-    # Version 2 (disclosure ledger) is added by its own change; versions apply in order.
+    Migration(
+        2,
+        "disclosure ledger: every release of a recording for a disclosure purpose",
+        (
+            """
+            CREATE TABLE disclosures (
+                disclosure_id TEXT PRIMARY KEY,
+                recording_id TEXT NOT NULL,
+                tenant TEXT NOT NULL,
+                disclosed_at TEXT NOT NULL,
+                actor TEXT NOT NULL,
+                role TEXT NOT NULL,
+                org TEXT,
+                purpose TEXT NOT NULL,
+                legal_basis TEXT,
+                reference TEXT NOT NULL,
+                mode TEXT NOT NULL CHECK (mode IN ('play', 'download')),
+                audit_seq BIGINT NOT NULL
+            )
+            """,
+            "CREATE INDEX disclosures_recording ON disclosures (recording_id, disclosed_at)",
+            "CREATE INDEX disclosures_at ON disclosures (disclosed_at, disclosure_id)",
+        ),
+    ),
     Migration(
         3,
         "retention and privacy: legal holds, contract terminations, deletion intents, "
