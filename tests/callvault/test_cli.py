@@ -1,0 +1,95 @@
+"""The command line: exit codes and messages a user relies on."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from callvault.cli import cli, config_table
+from callvault.settings import load_settings
+from storage import open_catalog
+from storage.audit import AuditDraft
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return {"CALLVAULT_DATA_DIR": str(tmp_path / "data")}
+
+
+def run(env: dict[str, str], *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def test_token_issue_prints_a_token_that_verifies(env: dict[str, str]) -> None:
+    from callvault.services import build_services
+    from streams.auth import LocalTokens
+
+    code, out = run(env, "token", "issue", "--user", "alice", "--role", "qa-reviewer", "--ttl", "1h")
+    assert code == 0
+    token = out.strip().splitlines()[-1]
+    services = build_services(load_settings(env))
+    principal = LocalTokens(services.keyring, frozenset(services.policy.roles)).verify(
+        token, datetime.now(UTC)
+    )
+    assert (principal.user, principal.role) == ("alice", "qa-reviewer")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--role", "admin"], "unknown role 'admin'"),
+        (["--role", "qa-reviewer", "--ttl", "forever"], "must look like 30m, 8h or 2d"),
+        (["--role", "qa-reviewer", "--ttl", "90d"], "longer than 30 days"),
+    ],
+)
+def test_token_issue_refuses_bad_input(env: dict[str, str], args: list[str], message: str) -> None:
+    code, out = run(env, "token", "issue", "--user", "alice", *args)
+    assert code == 2
+    assert message in out
+
+
+def test_policy_check_accepts_the_shipped_policy(env: dict[str, str]) -> None:
+    code, out = run(env, "policy", "check")
+    assert code == 0 and "ok" in out
+
+
+def test_policy_check_reports_located_problems(env: dict[str, str], tmp_path: Path) -> None:
+    bad = tmp_path / "policy.yaml"
+    bad.write_text("purposes: [\n")
+    code, out = run(env, "policy", "check", str(bad))
+    assert code == 1
+    assert str(bad) in out
+
+
+def test_audit_verify_names_the_first_broken_record(env: dict[str, str]) -> None:
+    settings = load_settings(env)
+    settings.data_dir.mkdir(parents=True)
+    catalog = open_catalog(settings.catalog, migrate=True)
+    for i in range(3):
+        catalog.audit.append(AuditDraft(actor="test", action="test.event", outcome="ok", reason=str(i)))
+    code, out = run(env, "audit", "verify")
+    assert code == 0 and "3 records verified" in out
+    with catalog.database.transaction() as tx:
+        tx.execute("UPDATE audit_log SET reason = ? WHERE seq = ?", ("forged", 2))
+    catalog.close()
+    code, out = run(env, "audit", "verify")
+    assert code == 1
+    assert "BROKEN at record 2" in out
+
+
+def test_bad_setting_is_a_usage_error(env: dict[str, str]) -> None:
+    code, out = run({**env, "CALLVAULT_VAULT": "ftp://nope"}, "policy", "check")
+    assert code == 2 and "CALLVAULT_VAULT" in out
+
+
+def test_config_reference_lists_every_variable(env: dict[str, str]) -> None:
+    code, out = run(env, "config", "reference")
+    assert code == 0
+    assert out.strip() == config_table()
+    for name in ("CALLVAULT_BROKER", "CALLVAULT_VAULT", "CALLVAULT_CATALOG", "CALLVAULT_KEYRING",
+                 "CALLVAULT_POLICY", "CALLVAULT_WEB_PORT", "CALLVAULT_DATA_DIR", "CALLVAULT_LANDING_ROOTS"):
+        assert f"`{name}`" in out
