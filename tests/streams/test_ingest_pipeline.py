@@ -1,0 +1,205 @@
+"""IngestPipeline without the broker: every outcome, on the file path and on S3 (moto)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import subprocess
+import wave
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from callvault.demo import demo_event
+from callvault.services import Services, build_services
+from callvault.settings import load_settings
+from callvault.synth import call_wav
+from storage import StorageError, decode
+from streams.ingest import IngestPipeline
+from streams.metrics import Metrics
+
+
+def _pipeline(services: Services, metrics: Metrics | None = None) -> IngestPipeline:
+    return IngestPipeline(
+        landing=services.landing,
+        vault=services.vault,
+        keys=services.keys,
+        catalog=services.catalog,
+        audit=services.audit,
+        policy=services.policy,
+        metrics=metrics or Metrics(),
+        actor="worker:test",
+        clock=services.clock,
+    )
+
+
+@pytest.fixture
+def services(tmp_path: Path) -> Iterator[Services]:
+    built = build_services(load_settings({"CALLVAULT_DATA_DIR": str(tmp_path / "data")}))
+    yield built
+    built.close()
+
+
+def _land(services: Services, rid: str, audio: bytes, suffix: str = "wav", **kw: Any) -> bytes:
+    path = services.settings.landing_dir / f"{rid}.{suffix}"
+    path.write_bytes(audio)
+    kw.setdefault("sha256", hashlib.sha256(audio).hexdigest())
+    event = demo_event(rid, audio=audio, uri=f"file://{path}", **kw)
+    return json.dumps(event).encode()
+
+
+def test_redelivered_batch_changes_nothing(services: Services) -> None:
+    pipeline = _pipeline(services)
+    audio = call_wav(3.0, codec="mulaw", seed=1)
+    payload = _land(services, "p-1", audio)
+    first = pipeline.process_batch([payload])
+    assert [o.status for o in first] == ["stored"]
+    key = first[0].object_key
+    assert key is not None and "p-1" not in key  # no ids in object keys
+    stored_blob = services.vault.get(key)
+    again = pipeline.process_batch([payload, payload])
+    assert [o.status for o in again] == ["duplicate", "duplicate"]
+    assert services.vault.get(key) == stored_blob
+    assert sum(1 for e in services.audit.iter_entries() if e.action == "ingest.stored") == 1
+
+
+def test_declined_consent_destroys_audio_once_even_when_redelivered(services: Services) -> None:
+    pipeline = _pipeline(services)
+    payload = _land(services, "p-dec", call_wav(2.0, codec="mulaw", seed=2), consent="declined")
+    assert [o.status for o in pipeline.process_batch([payload])] == ["declined"]
+    assert not (services.settings.landing_dir / "p-dec.wav").exists()
+    assert [o.status for o in pipeline.process_batch([payload])] == ["declined"]
+    declined = [e for e in services.audit.iter_entries() if e.action == "ingest.declined"]
+    assert len(declined) == 1 and declined[0].reason == "consent-declined"
+    assert services.catalog.get_recording("p-dec") is None
+    assert list(services.vault.iter_keys()) == []
+
+
+def test_alaw_input_is_stored_as_alaw_and_decodes_to_the_same_samples(services: Services) -> None:
+    pipeline = _pipeline(services)
+    audio = call_wav(2.0, codec="alaw", seed=3)
+    (outcome,) = pipeline.process_batch([_land(services, "p-alaw", audio)])
+    assert outcome.status == "stored"
+    row = services.catalog.get_recording("p-alaw")
+    assert row is not None and row.audio_format == "wav/alaw"
+    plain = services.keys.open_recording(services.vault.get(row.object_key))
+    assert decode(plain, "wav").pcm == decode(audio, "wav").pcm
+
+
+def test_ffmpeg_format_is_stored_as_pcm(services: Services, tmp_path: Path) -> None:
+    pcm_wav = call_wav(2.0, codec="pcm16", seed=4)
+    flac = tmp_path / "in.flac"
+    src = tmp_path / "in.wav"
+    src.write_bytes(pcm_wav)
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(src), str(flac)], check=True)
+    audio = flac.read_bytes()
+    payload = json.loads(_land(services, "p-flac", audio, suffix="flac"))
+    payload["audio"]["format"] = "flac"
+    (outcome,) = _pipeline(services).process_batch([json.dumps(payload).encode()])
+    assert outcome.status == "stored", outcome
+    row = services.catalog.get_recording("p-flac")
+    assert row is not None and row.audio_format == "wav/pcm_s16le"
+    with wave.open(io.BytesIO(services.keys.open_recording(services.vault.get(row.object_key)))) as w:
+        assert w.getsampwidth() == 2 and w.getframerate() == 8000
+
+
+@pytest.mark.parametrize(
+    ("audio", "fmt", "reason"),
+    [
+        (b"RIFF\x00\x00\x00\x00WAVEjunk", "wav", "audio-undecodable"),
+        (b"not audio at all" * 100, "mp3", "audio-undecodable"),
+        (b"", "wav", "audio-undecodable"),
+    ],
+)
+def test_undecodable_audio_is_dead_lettered_and_kept(
+    services: Services, audio: bytes, fmt: str, reason: str
+) -> None:
+    payload = json.loads(_land(services, "p-bad", audio))
+    payload["audio"]["format"] = fmt
+    (outcome,) = _pipeline(services).process_batch([json.dumps(payload).encode()])
+    assert (outcome.status, outcome.reason) == ("dlq", reason)
+    assert (services.settings.landing_dir / "p-bad.wav").exists()
+    assert outcome.payload is not None and json.loads(outcome.payload)["recording_id"] == "p-bad"
+
+
+def test_unknown_purpose_is_dead_lettered(services: Services) -> None:
+    payload = _land(services, "p-purp", call_wav(1.0, codec="mulaw", seed=5), customer="c")
+    event = json.loads(payload)
+    event["purposes"] = ["marketing"]
+    (outcome,) = _pipeline(services).process_batch([json.dumps(event).encode()])
+    assert (outcome.status, outcome.reason) == ("dlq", "unknown-purpose")
+
+
+def test_a_failing_vault_raises_instead_of_dead_lettering(services: Services) -> None:
+    class BrokenVault:
+        url = "file:///broken"
+
+        def put(self, *args: Any, **kwargs: Any) -> Any:
+            raise StorageError("disk full")
+
+        def flush(self) -> None:
+            pass
+
+    services.vault = BrokenVault()  # type: ignore[assignment]
+    payload = _land(services, "p-down", call_wav(1.0, codec="mulaw", seed=6))
+    with pytest.raises(StorageError, match="disk full"):
+        _pipeline(services).process_batch([payload])
+    # nothing was lost: the landing copy stays for the retry
+    assert (services.settings.landing_dir / "p-down.wav").exists()
+    assert services.catalog.get_recording("p-down") is None
+
+
+def test_metrics_count_outcomes_without_identifiers(services: Services) -> None:
+    metrics = Metrics()
+    pipeline = _pipeline(services, metrics)
+    good = _land(services, "p-m1", call_wav(1.0, codec="mulaw", seed=7), customer="Jane Roe +1 555 0100")
+    pipeline.process_batch([good, b"{oops"])
+    text = metrics.exposition().decode()
+    assert 'callvault_ingest_events_total{outcome="stored",reason=""} 1.0' in text
+    assert 'callvault_ingest_events_total{outcome="dlq",reason="malformed"} 1.0' in text
+    assert "p-m1" not in text and "Jane" not in text and "555" not in text
+
+
+@pytest.mark.integration
+def test_s3_landing_and_s3_vault(tmp_path: Path, s3_endpoint: str, s3_client: Any, s3_env: None) -> None:
+    s3_client.create_bucket(Bucket="landing")
+    s3_client.create_bucket(Bucket="vault")
+    settings = load_settings(
+        {
+            "CALLVAULT_DATA_DIR": str(tmp_path / "data"),
+            "CALLVAULT_VAULT": "s3://vault/recordings",
+            "CALLVAULT_S3_ENDPOINT": s3_endpoint,
+            "CALLVAULT_LANDING_ROOTS": "s3://landing/pbx/",
+        }
+    )
+    services = build_services(settings)
+    audio = call_wav(3.0, codec="mulaw", seed=8)
+    s3_client.put_object(Bucket="landing", Key="pbx/s3-1.wav", Body=audio)
+    s3_client.put_object(Bucket="landing", Key="other/s3-2.wav", Body=audio)
+    good = demo_event("s3-1", audio=audio, uri="s3://landing/pbx/s3-1.wav")
+    outside = demo_event("s3-2", audio=audio, uri="s3://landing/other/s3-2.wav")
+    evil = demo_event("s3-3", audio=audio, uri="s3://other-bucket/pbx/x.wav")
+    outcomes = _pipeline(services).process_batch([json.dumps(e).encode() for e in (good, outside, evil)])
+    assert [(o.status, o.reason) for o in outcomes] == [
+        ("stored", ""),
+        ("dlq", "uri-outside-landing"),
+        ("dlq", "uri-outside-landing"),
+    ]
+    row = services.catalog.get_recording("s3-1")
+    assert row is not None
+    listed = s3_client.list_objects_v2(Bucket="vault")["Contents"]
+    assert [o["Key"] for o in listed] == [f"recordings/{row.object_key}"]
+    tags = {t["Key"]: t["Value"] for t in s3_client.get_object_tagging(Bucket="vault", Key=listed[0]["Key"])["TagSet"]}
+    assert tags["retention-class"] == row.retention_class
+    assert set(tags["purposes"].split("/")) == set(row.purposes)
+    assert "cust-0001" not in json.dumps(tags) and "s3-1" not in json.dumps(tags)
+    body = s3_client.get_object(Bucket="vault", Key=listed[0]["Key"])["Body"].read()
+    assert b"RIFF" not in body and b"WAVE" not in body
+    assert decode(services.keys.open_recording(body), "wav").pcm == decode(audio, "wav").pcm
+    # the landing copy is gone (all versions), the outside one untouched
+    assert "Contents" not in s3_client.list_objects_v2(Bucket="landing", Prefix="pbx/")
+    assert s3_client.list_objects_v2(Bucket="landing", Prefix="other/")["KeyCount"] == 1
+    services.close()
