@@ -8,6 +8,8 @@
     callvault policy clauses     privacy-policy clause -> rules, mechanism, tests
     callvault audit verify       prove the audit chain intact
     callvault config reference   the CALLVAULT_* table (README)
+    callvault keys rotate|status master key rotation (rewraps subject keys), key status
+    callvault import PATH --manifest FILE   backfill an archive through the ingest pipeline
 
 Every command exits 0 on success, 1 when the thing checked is bad (invalid policy,
 broken audit chain), 2 on usage or configuration errors.
@@ -255,6 +257,17 @@ def config_table() -> str:
         )
     lines.append(f"| `{ENV_PREFIX}CONFIG` | (none) | `/etc/callvault/callvault.toml` | TOML file with any of the settings above (lower-case keys); the environment wins. |")
     return "\n".join(lines)
+
+
+def _register_commands() -> None:
+    from callvault.backfill import import_command
+    from callvault.keyadmin import keys
+
+    cli.add_command(keys)
+    cli.add_command(import_command)
+
+
+_register_commands()
 
 
 def main() -> None:

@@ -1,0 +1,729 @@
+"""Backfill: bring an existing archive of recordings under governance (``callvault import``).
+
+An archive is a folder (``/srv/old-calls``) or an S3 prefix (``s3://bucket/calls/``)
+plus a manifest (CSV, JSON array, or JSON lines) with one row per file:
+
+=============== ======== ==========================================================
+column          required meaning
+=============== ======== ==========================================================
+file            yes      path of the audio relative to the archive root
+recording_id    yes      the idempotency key (as in ``RecordingCompleted``)
+call_id, tenant yes      as in the event
+started_at      yes      ISO 8601 with offset
+ended_at        yes      ISO 8601 with offset
+agent_id, queue yes      as in the event
+customer_ref    yes      pseudonymized on import, never logged or reported
+direction       yes      inbound / outbound / internal
+consent         yes      notified / granted / declined
+format          yes      wav, ulaw, ... (empty: taken from the file's extension)
+purposes        no       ``;``-separated (CSV) or a list (JSON); empty: policy default
+pci_pauses      no       ``start_ms-end_ms;...`` or a JSON list of {start_ms, end_ms}
+sha256          no       expected digest; empty: computed from the file
+=============== ======== ==========================================================
+
+What a caller may rely on:
+
+- Every row goes through the SAME pipeline as live calls
+  (:meth:`streams.ingest.IngestPipeline.process_batch`, in batches): event
+  validation, consent, landing-URI checks (the archive root is the only landing root,
+  so ``..`` and symlinks out of it are refused), sha256, decoding, PCI redaction,
+  encryption, vault, catalog and audit (actor ``import:<worker id>``).
+- Originals are never deleted unless ``move=True``; then the original of a row
+  stored or declined in this run is deleted after the catalog commit.
+- One bad row never stops the import: it ends as ``failed`` with the pipeline's
+  reason code (``landing-missing``, ``audio-undecodable``, ``audio-unsupported``,
+  ``schema``, ``invalid-field``, ``sha256-mismatch``, ...) and, when it has a valid
+  recording id, an ``ingest.rejected`` audit record. A read error worth retrying
+  (S3 down, permissions) ends as ``failed``/``read-error`` and is not recorded.
+  Vault or catalog failures stop the import (:class:`~storage.errors.StorageError`);
+  re-running resumes.
+- Re-running is safe and cheap: rows whose recording id is in the catalog are
+  ``skipped`` (``already-stored``) without reading the file, rows declined before
+  are ``skipped`` (``already-declined``), and rows that failed in an earlier import
+  are ``skipped`` (``previously-failed``) unless ``retry_failed=True``. A recording
+  id that repeats within one manifest is a ``duplicate`` after its first success.
+- One ``import.completed`` audit record per run (counts only).
+- Malformed manifests (not CSV/JSON, required columns missing) raise
+  :class:`ManifestError` before anything is imported.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import io
+import json
+import logging
+import re
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import IO, TYPE_CHECKING, Any
+
+from callvault.errors import CallvaultError, ConfigError
+
+if TYPE_CHECKING:
+    from callvault.services import Services
+    from storage.landing import Landing
+
+__all__ = [
+    "REQUIRED_COLUMNS",
+    "OPTIONAL_COLUMNS",
+    "ManifestError",
+    "RowOutcome",
+    "ImportSummary",
+    "read_manifest",
+    "run_import",
+    "import_command",
+]
+
+REQUIRED_COLUMNS = (
+    "file",
+    "recording_id",
+    "call_id",
+    "tenant",
+    "started_at",
+    "ended_at",
+    "agent_id",
+    "customer_ref",
+    "queue",
+    "direction",
+    "consent",
+    "format",
+)
+OPTIONAL_COLUMNS = ("purposes", "pci_pauses", "sha256")
+STATUSES = ("stored", "duplicate", "declined", "skipped", "failed")
+_PLACEHOLDER_SHA = "0" * 64  # audio we could not read: the pipeline rejects it with its reason
+_PAUSE = re.compile(r"^\s*(\d+)\s*-\s*(\d+)\s*$")
+_ACTOR_PREFIX = "import:"
+
+
+class ManifestError(CallvaultError):
+    """The manifest cannot be used at all (unreadable, not CSV/JSON, columns missing)."""
+
+
+@dataclass(frozen=True)
+class RowOutcome:
+    """What became of one manifest row (one line of the ``--report`` file).
+
+    ``status`` is one of :data:`STATUSES`; ``reason`` a stable code. Never carries the
+    customer reference.
+    """
+
+    row: int  # 1-based data row number in the manifest
+    file: str
+    recording_id: str | None
+    status: str
+    reason: str = ""
+    detail: str = ""
+    bytes_in: int = 0
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data.pop("bytes_in")
+        return json.dumps(data, sort_keys=True)
+
+
+@dataclass
+class ImportSummary:
+    """Counts of one run; ``failed_by_reason`` includes previously failed rows skipped."""
+
+    rows: int = 0
+    by_status: Counter[str] = field(default_factory=Counter)
+    failed_by_reason: Counter[str] = field(default_factory=Counter)
+    skipped_by_reason: Counter[str] = field(default_factory=Counter)
+    bytes_in: int = 0
+    seconds: float = 0.0
+
+    def add(self, outcome: RowOutcome) -> None:
+        self.rows += 1
+        self.by_status[outcome.status] += 1
+        self.bytes_in += outcome.bytes_in
+        if outcome.status == "failed":
+            self.failed_by_reason[outcome.reason] += 1
+        if outcome.status == "skipped":
+            self.skipped_by_reason[outcome.reason] += 1
+
+    @property
+    def incomplete(self) -> int:
+        """Rows that are not under governance (failed now or earlier)."""
+        return self.by_status["failed"] + self.skipped_by_reason["previously-failed"]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows,
+            **{status: self.by_status[status] for status in STATUSES},
+            "failed_by_reason": dict(sorted(self.failed_by_reason.items())),
+            "skipped_by_reason": dict(sorted(self.skipped_by_reason.items())),
+        }
+
+
+# -- manifest ----------------------------------------------------------------------------
+
+
+def read_manifest(path: Path) -> list[dict[str, Any]]:
+    """Read every row of a CSV / JSON / JSON-lines manifest.
+
+    The format is taken from the extension (``.csv``, ``.json``, ``.jsonl``,
+    ``.ndjson``) or, failing that, from the content.
+
+    Raises:
+        ManifestError: unreadable, not CSV/JSON, rows not objects, or a required
+            column missing (CSV: from the header; JSON: from every row).
+    """
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"cannot read manifest {path}: {exc}") from exc
+    suffix = path.suffix.lower()
+    head = text.lstrip()[:1]
+    if suffix in (".jsonl", ".ndjson") or (suffix != ".csv" and suffix != ".json" and head == "{"):
+        rows = _json_lines(path, text)
+    elif suffix == ".json" or (suffix != ".csv" and head == "["):
+        rows = _json_array(path, text)
+    else:
+        rows = _csv_rows(path, text)
+    return rows
+
+
+def _json_array(path: Path, text: str) -> list[dict[str, Any]]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ManifestError(f"manifest {path} is not valid JSON: {exc}") from exc
+    if not isinstance(data, list) or not all(isinstance(row, dict) for row in data):
+        raise ManifestError(f"manifest {path}: a JSON manifest is an array of objects")
+    _check_columns(path, {key for row in data for key in row}, bool(data))
+    return data
+
+
+def _json_lines(path: Path, text: str) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ManifestError(f"manifest {path} line {number} is not JSON: {exc}") from exc
+        if not isinstance(row, dict):
+            raise ManifestError(f"manifest {path} line {number} is not a JSON object")
+        rows.append(row)
+    _check_columns(path, {key for row in rows for key in row}, bool(rows))
+    return rows
+
+
+def _csv_rows(path: Path, text: str) -> list[dict[str, Any]]:
+    if "\x00" in text:
+        raise ManifestError(f"manifest {path} is neither CSV nor JSON (binary content)")
+    try:
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        header = [name.strip() for name in (reader.fieldnames or [])]
+        if not header:
+            raise ManifestError(f"manifest {path} is empty: expected a CSV header or JSON")
+        reader.fieldnames = header
+        _check_columns(path, set(header), True)
+        return [
+            {key: (value or "").strip() for key, value in row.items() if key is not None}
+            for row in reader
+        ]
+    except csv.Error as exc:
+        raise ManifestError(f"manifest {path} is not valid CSV: {exc}") from exc
+
+
+def _check_columns(path: Path, present: set[str], have_rows: bool) -> None:
+    if not have_rows:
+        return
+    missing = [name for name in REQUIRED_COLUMNS if name not in present]
+    if missing:
+        raise ManifestError(
+            f"manifest {path} is missing required column(s): {', '.join(missing)} "
+            f"(required: {', '.join(REQUIRED_COLUMNS)})"
+        )
+
+
+def _text(value: Any) -> str:
+    return value.strip() if isinstance(value, str) else "" if value is None else str(value)
+
+
+def _purposes(value: Any) -> Any:
+    if isinstance(value, list):
+        return value or None
+    text = _text(value)
+    if not text:
+        return None
+    if text.startswith("["):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            return text  # the pipeline rejects it (schema)
+    return [p.strip() for p in re.split(r"[;,]", text) if p.strip()]
+
+
+def _pci_pauses(value: Any) -> Any:
+    if isinstance(value, list):
+        return value
+    text = _text(value)
+    if not text:
+        return None
+    if text.startswith("["):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            return text
+    pauses = []
+    for part in text.split(";"):
+        match = _PAUSE.match(part)
+        if match is None:
+            return text  # not understood: the pipeline rejects it (schema)
+        pauses.append({"start_ms": int(match[1]), "end_ms": int(match[2])})
+    return pauses
+
+
+def _recording_id(row: dict[str, Any]) -> str | None:
+    from streams.events import RECORDING_ID
+
+    rid = row.get("recording_id")
+    return rid if isinstance(rid, str) and RECORDING_ID.match(rid) else None
+
+
+# -- the archive ---------------------------------------------------------------------------
+
+
+def _archive_landing(root: str, *, s3_client_factory: Callable[[], Any], max_bytes: int) -> Landing:
+    """A Landing whose only root is the archive, and whose deletes are no-ops: the
+    pipeline deletes landing copies, but an archive's originals stay unless moved
+    (``remove_original``)."""
+    from storage.landing import Landing, LandingRef
+
+    class KeepOriginals(Landing):
+        def delete(self, ref: LandingRef | str) -> None:
+            return None
+
+        def delete_sidecar(self, ref_or_uri: LandingRef | str) -> None:
+            return None
+
+        def remove_original(self, uri: str) -> None:
+            Landing.delete(self, uri)
+
+    return KeepOriginals([root], s3_client_factory=s3_client_factory, max_bytes=max_bytes)
+
+
+def archive_root(source: str) -> str:
+    """The landing-root URI of ``source`` (a folder path or an ``s3://bucket/prefix``).
+
+    Raises:
+        ConfigError: the folder does not exist.
+    """
+    if source.startswith("s3://"):
+        return source if source.endswith("/") else source + "/"
+    if source.startswith("file://"):
+        source = source.removeprefix("file://")
+    folder = Path(source).resolve()
+    if not folder.is_dir():
+        raise ConfigError(f"archive {source!r} is not a folder (or an s3://bucket/prefix)")
+    return folder.as_uri()
+
+
+def _row_uri(root: str, relative: str) -> str:
+    if root.startswith("s3://"):
+        return root + relative.lstrip("/") if relative else root
+    base = Path(root.removeprefix("file://"))
+    return (base / relative).as_uri() if relative else base.as_uri()
+
+
+# -- the import ------------------------------------------------------------------------------
+
+
+@dataclass
+class _Pending:
+    index: int
+    row: dict[str, Any]
+    file: str
+    recording_id: str | None
+    uri: str = ""
+    sha256: str = ""
+
+
+def run_import(
+    services: Services,
+    source: str,
+    rows: Sequence[dict[str, Any]],
+    *,
+    move: bool = False,
+    retry_failed: bool = False,
+    batch_size: int = 32,
+    on_outcome: Callable[[RowOutcome], None] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> ImportSummary:
+    """Import ``rows`` (from :func:`read_manifest`) of the archive at ``source``.
+
+    ``on_outcome`` receives each row's outcome (in manifest order within a batch);
+    ``progress(n)`` is called after each batch with the rows it finished.
+
+    Raises:
+        ConfigError: bad ``source`` or ``batch_size``.
+        StorageError: the vault, catalog or audit log failed (re-run to resume).
+    """
+    from storage.audit import AuditDraft
+    from storage.s3 import make_s3_client
+    from streams.ingest import IngestPipeline
+    from streams.metrics import Metrics
+
+    if batch_size < 1:
+        raise ConfigError("batch size must be at least 1")
+    settings = services.settings
+    root = archive_root(source)
+    landing = _archive_landing(
+        root,
+        s3_client_factory=lambda: make_s3_client(
+            endpoint_url=settings.s3_endpoint, region=settings.s3_region
+        ),
+        max_bytes=settings.max_audio_bytes,
+    )
+    actor = f"{_ACTOR_PREFIX}{settings.worker_id}"
+    pipeline = IngestPipeline(
+        landing=landing,
+        vault=services.vault,
+        keys=services.keys,
+        catalog=services.catalog,
+        audit=services.audit,
+        policy=services.policy,
+        metrics=Metrics(),
+        actor=actor,
+        clock=services.clock,
+    )
+    summary = ImportSummary()
+    done_ids: set[str] = set()  # stored or declined in this run
+    started = time.perf_counter()
+
+    def emit(outcome: RowOutcome) -> None:
+        summary.add(outcome)
+        if outcome.status in ("stored", "declined") and outcome.recording_id:
+            done_ids.add(outcome.recording_id)
+        if on_outcome is not None:
+            on_outcome(outcome)
+
+    try:
+        with ThreadPoolExecutor(max_workers=4, thread_name_prefix="import-hash") as hashers:
+            for batch in _batches(rows, batch_size):
+                finished = _import_batch(
+                    batch, root, landing, pipeline, services, hashers, done_ids,
+                    move=move, retry_failed=retry_failed, actor=actor,
+                )  # fmt: skip
+                for outcome in finished:
+                    emit(outcome)
+                if progress is not None:
+                    progress(len(batch))
+    finally:
+        pipeline.close()
+        summary.seconds = time.perf_counter() - started
+        # If we are already failing, the original error matters more than this record.
+        with contextlib.suppress(CallvaultError):
+            services.audit.append(
+                AuditDraft(
+                    actor=actor,
+                    action="import.completed",
+                    outcome="ok" if summary.rows == len(rows) else "interrupted",
+                    details={**summary.as_dict(), "moved": move},
+                )
+            )
+    return summary
+
+
+def _batches(rows: Sequence[dict[str, Any]], size: int) -> Iterator[list[_Pending]]:
+    """Batches of at most ``size`` rows, never two rows with one recording id together
+    (the second must see the first's fate)."""
+    batch: list[_Pending] = []
+    ids: set[str] = set()
+    for index, row in enumerate(rows, 1):
+        rid = _recording_id(row)
+        if len(batch) >= size or (rid is not None and rid in ids):
+            yield batch
+            batch, ids = [], set()
+        batch.append(_Pending(index, row, _text(row.get("file")), rid))
+        if rid is not None:
+            ids.add(rid)
+    if batch:
+        yield batch
+
+
+def _previous(services: Services, rid: str) -> tuple[str, str] | None:
+    """(status, reason) of an earlier run's decision about ``rid``, from the audit log."""
+    failed: tuple[str, str] | None = None
+    for entry in services.audit.iter_entries(recording_id=rid, action_prefix="ingest."):
+        if entry.action == "ingest.declined":
+            return ("declined", "already-declined")
+        if entry.action == "ingest.rejected" and entry.actor.startswith(_ACTOR_PREFIX):
+            failed = ("failed", entry.reason)
+    return failed
+
+
+def _import_batch(
+    batch: list[_Pending],
+    root: str,
+    landing: Any,
+    pipeline: Any,
+    services: Services,
+    hashers: ThreadPoolExecutor,
+    done_ids: set[str],
+    *,
+    move: bool,
+    retry_failed: bool,
+    actor: str,
+) -> list[RowOutcome]:
+    from storage.errors import LandingError
+    from storage.landing import LandingRejected
+    from streams.events import SCHEMA_V1
+
+    results: dict[int, RowOutcome] = {}
+
+    def finish(
+        item: _Pending, status: str, reason: str = "", detail: str = "", size: int = 0
+    ) -> None:
+        results[item.index] = RowOutcome(
+            item.index, item.file, item.recording_id, status, reason, detail, size
+        )
+
+    # 1. what earlier runs (or earlier rows of this run) already decided
+    ids = [p.recording_id for p in batch if p.recording_id is not None]
+    present = services.catalog.recording_ids_present(ids) if ids else set()
+    todo: list[_Pending] = []
+    for item in batch:
+        rid = item.recording_id
+        if rid is not None and rid in done_ids:
+            finish(
+                item,
+                "duplicate",
+                "duplicate-row",
+                "an earlier row of this manifest has this recording_id",
+            )
+        elif rid is not None and rid in present:
+            finish(item, "skipped", "already-stored")
+        else:
+            previous = _previous(services, rid) if rid is not None else None
+            if previous is not None and previous[0] == "declined":
+                finish(item, "skipped", "already-declined")
+            elif previous is not None and not retry_failed:
+                finish(item, "skipped", "previously-failed", f"failed before: {previous[1]}")
+            else:
+                todo.append(item)
+
+    # 2. locate and fingerprint the audio (the event carries its sha256)
+    def fingerprint(item: _Pending) -> _Pending:
+        item.uri = _row_uri(root, item.file)
+        given = _text(item.row.get("sha256")).lower()
+        if given:
+            item.sha256 = given
+            return item
+        try:
+            item.sha256 = hashlib.sha256(landing.read(item.uri)).hexdigest()
+        except LandingRejected:
+            item.sha256 = _PLACEHOLDER_SHA  # the pipeline rejects it with the same reason
+        return item
+
+    events: list[dict[str, Any]] = []
+    sent: list[_Pending] = []
+    for future, item in [(hashers.submit(fingerprint, item), item) for item in todo]:
+        try:
+            future.result()
+        except LandingError as exc:  # not a verdict on the row: retry it next run
+            finish(item, "failed", "read-error", str(exc))
+            continue
+        events.append(_event(item, SCHEMA_V1))
+        sent.append(item)
+
+    # 3. the same pipeline as live calls
+    if events:
+        outcomes = pipeline.process_batch(events)
+        for item, outcome in zip(sent, outcomes, strict=True):
+            if outcome.status == "dlq":
+                finish(item, "failed", outcome.reason, outcome.detail)
+            elif outcome.status == "duplicate":
+                finish(item, "duplicate", "already-stored")
+            else:
+                finish(item, outcome.status, outcome.reason, size=outcome.bytes_in)
+                if move:
+                    landing.remove_original(item.uri)
+    return [results[item.index] for item in batch]
+
+
+def _event(item: _Pending, schema: str) -> dict[str, Any]:
+    row = item.row
+    fmt = _text(row.get("format")).lower() or PurePosixPath(item.file).suffix.lstrip(".").lower()
+    event: dict[str, Any] = {
+        "schema": schema,
+        **{
+            name: _text(row.get(name))
+            for name in (
+                "recording_id",
+                "call_id",
+                "tenant",
+                "started_at",
+                "ended_at",
+                "agent_id",
+                "customer_ref",
+                "queue",
+                "direction",
+            )
+        },  # fmt: skip
+        "consent": {"recording": _text(row.get("consent"))},
+        "audio": {"uri": item.uri, "format": fmt, "sha256": item.sha256},
+    }
+    purposes = _purposes(row.get("purposes"))
+    if purposes is not None:
+        event["purposes"] = purposes
+    pauses = _pci_pauses(row.get("pci_pauses"))
+    if pauses is not None:
+        event["pci_pauses"] = pauses
+    return event
+
+
+# -- CLI ------------------------------------------------------------------------------------
+
+
+def _write_report(handle: IO[str] | None, outcome: RowOutcome) -> None:
+    if handle is not None:
+        handle.write(outcome.to_json() + "\n")
+        handle.flush()
+
+
+def format_summary(summary: ImportSummary, source: str) -> str:
+    seconds = max(summary.seconds, 1e-9)
+    stored = summary.by_status["stored"]
+    lines = [
+        f"imported {summary.rows} manifest row(s) from {source} in {summary.seconds:.1f} s "
+        f"({stored / seconds:.1f} files/s, {summary.bytes_in / seconds / 1e6:.1f} MB/s stored)"
+    ]
+    for status in STATUSES:
+        line = f"  {status:<10}{summary.by_status[status]:>8}"
+        reasons = (
+            summary.failed_by_reason
+            if status == "failed"
+            else summary.skipped_by_reason
+            if status == "skipped"
+            else None
+        )
+        if reasons:
+            line += (
+                "  (" + ", ".join(f"{reason} {n}" for reason, n in sorted(reasons.items())) + ")"
+            )
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _import_cli(
+    settings: Any,
+    source: str,
+    manifest: Path,
+    report: Path | None,
+    move: bool,
+    retry_failed: bool,
+    batch_size: int,
+) -> int:
+    import sys
+
+    import click
+    from tqdm import tqdm
+
+    from callvault.services import build_services
+
+    try:
+        rows = read_manifest(manifest)
+        archive_root(source)
+        if batch_size < 1:
+            raise ConfigError("--batch-size must be at least 1")
+    except CallvaultError as exc:
+        click.secho(f"error: {exc}", fg="red", err=True)
+        return 2
+    try:
+        services = build_services(settings)
+    except CallvaultError as exc:
+        click.secho(f"error: {exc}", fg="red", err=True)
+        return 2
+    # Each row's fate goes to the summary and --report; per-row warnings would bury the bar.
+    logging.getLogger("streams.ingest").setLevel(logging.ERROR)
+    handle = None
+    try:
+        handle = report.open("w", encoding="utf-8") if report is not None else None
+        with tqdm(total=len(rows), unit="file", desc="importing", file=sys.stderr) as bar:
+            summary = run_import(
+                services, source, rows,
+                move=move, retry_failed=retry_failed, batch_size=batch_size,
+                on_outcome=lambda outcome: _write_report(handle, outcome),
+                progress=bar.update,
+            )  # fmt: skip
+    except OSError as exc:
+        click.secho(f"error: cannot write report {report}: {exc}", fg="red", err=True)
+        return 2
+    except KeyboardInterrupt:
+        click.secho("error: interrupted; re-run the same command to resume", fg="red", err=True)
+        return 1
+    except CallvaultError as exc:
+        click.secho(
+            f"error: import stopped: {exc}; re-run the same command to resume", fg="red", err=True
+        )
+        return 1
+    finally:
+        if handle is not None:
+            handle.close()
+        services.close()
+    click.echo(format_summary(summary, source))
+    declined_kept = summary.by_status["declined"] if not move else 0
+    if declined_kept:
+        click.echo(
+            f"note: {declined_kept} original(s) with declined consent remain in the archive "
+            "(not stored; delete them, or re-run with --move)"
+        )
+    if summary.incomplete:
+        click.echo(
+            f"{summary.incomplete} row(s) are not under governance; see --report, fix them, "
+            "and re-run with --retry-failed"
+        )
+        return 1
+    return 0
+
+
+def _define_command() -> Any:
+    import click
+
+    @click.command("import")
+    @click.argument("source")
+    @click.option(
+        "--manifest", required=True, type=click.Path(dir_okay=False, path_type=Path),
+        help="CSV, JSON or JSON-lines manifest: one row per file (see README).",
+    )  # fmt: skip
+    @click.option(
+        "--report", type=click.Path(dir_okay=False, path_type=Path),
+        help="Write one JSON line per manifest row (status, reason) to this file.",
+    )  # fmt: skip
+    @click.option("--move", is_flag=True, help="Delete each original once stored (or declined).")
+    @click.option(
+        "--retry-failed", is_flag=True, help="Retry rows that failed in an earlier import."
+    )
+    @click.option("--batch-size", default=32, show_default=True, help="Rows per pipeline batch.")
+    @click.pass_context
+    def import_command(
+        ctx: click.Context,
+        source: str,
+        manifest: Path,
+        report: Path | None,
+        move: bool,
+        retry_failed: bool,
+        batch_size: int,
+    ) -> None:
+        """Bring an archive (folder or s3://bucket/prefix) under governance via the ingest pipeline.
+
+        Re-running skips what is done. Exit 0: every row is governed; 1: some rows
+        failed (see --report); 2: bad manifest or configuration.
+        """
+        ctx.exit(_import_cli(ctx.obj, source, manifest, report, move, retry_failed, batch_size))
+
+    return import_command
+
+
+import_command = _define_command()

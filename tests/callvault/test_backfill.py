@@ -1,0 +1,337 @@
+"""`callvault import`: a mixed archive through the real ingest pipeline, exact outcomes,
+resumability, originals kept (or moved), an S3-prefix archive on moto, bad manifests."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from callvault.backfill import REQUIRED_COLUMNS, ManifestError, read_manifest
+from callvault.cli import cli
+from callvault.services import Services, build_services
+from callvault.settings import load_settings
+from callvault.synth import call_wav
+
+START = (datetime.now(UTC) - timedelta(days=3)).replace(microsecond=0)
+
+
+def invoke(env: dict[str, str], *args: str) -> Result:
+    clean: dict[str, str | None] = {k: None for k in os.environ if k.startswith("CALLVAULT_")}
+    clean.update(env)
+    return CliRunner().invoke(cli, list(args), env=clean, catch_exceptions=False)
+
+
+def row(rid: str, file: str, **extra: str) -> dict[str, str]:
+    values = {
+        "file": file,
+        "recording_id": rid,
+        "call_id": f"call-{rid}",
+        "tenant": "acme",
+        "started_at": START.isoformat(),
+        "ended_at": (START + timedelta(seconds=3)).isoformat(),
+        "agent_id": "agent-7",
+        "customer_ref": f"+4930555{rid[-3:]}",
+        "queue": "billing",
+        "direction": "inbound",
+        "consent": "notified",
+        "format": "wav",
+        "purposes": "",
+        "pci_pauses": "",
+    }
+    values.update(extra)
+    return values
+
+
+def write_csv(path: Path, rows: list[dict[str, str]]) -> Path:
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def report_of(path: Path) -> dict[int, dict[str, Any]]:
+    return {entry["row"]: entry for entry in map(json.loads, path.read_text().splitlines())}
+
+
+def open_services(env: dict[str, str]) -> Services:
+    return build_services(load_settings(env))
+
+
+@pytest.fixture
+def archive(tmp_path: Path) -> Path:
+    folder = tmp_path / "archive"
+    (folder / "2024" / "05").mkdir(parents=True)
+    for n in (1, 2, 5):
+        (folder / "2024" / "05" / f"good-{n}.wav").write_bytes(call_wav(3, seed=n))
+    (folder / "2024" / "05" / "declined.wav").write_bytes(call_wav(3, seed=9))
+    (folder / "2024" / "05" / "corrupt.wav").write_bytes(b"RIFF\x10\x00\x00\x00WAVEgarbage" * 50)
+    (folder / "2024" / "05" / "call.aiff").write_bytes(b"FORM\x00\x00\x00\x10AIFFCOMM" * 20)
+    (tmp_path / "outside.wav").write_bytes(call_wav(3, seed=3))
+    return folder
+
+
+MIXED = [
+    row("rec-001", "2024/05/good-1.wav"),
+    row("rec-002", "2024/05/good-2.wav", pci_pauses="500-1500", purposes="quality-improvement"),
+    row("rec-003", "2024/05/corrupt.wav"),
+    row("rec-004", "2024/05/call.aiff", format="aiff"),
+    row("rec-001", "2024/05/good-1.wav"),  # duplicate row
+    row("rec-006", "2024/05/gone.wav"),  # missing file
+    row("rec-007", "2024/05/declined.wav", consent="declined"),
+    row("rec-008", "../outside.wav"),  # escapes the archive
+    row("rec-009", "2024/05/good-5.wav", ended_at="yesterday"),  # bad manifest row
+    row("rec-010", "2024/05/good-5.wav", format=""),  # format from the extension
+]
+EXPECTED = {
+    1: ("stored", ""),
+    2: ("stored", ""),
+    3: ("failed", "audio-undecodable"),
+    4: ("failed", "audio-unsupported"),
+    5: ("duplicate", "duplicate-row"),
+    6: ("failed", "landing-missing"),
+    7: ("declined", "consent-declined"),
+    8: ("failed", "uri-outside-landing"),
+    9: ("failed", "invalid-field"),
+    10: ("stored", ""),
+}
+
+
+def test_mixed_archive_exact_outcomes_then_rerun_skips_everything(
+    tmp_path: Path, archive: Path
+) -> None:
+    env = {"CALLVAULT_DATA_DIR": str(tmp_path / "var"), "CALLVAULT_WORKER_ID": "t1"}
+    manifest = write_csv(tmp_path / "manifest.csv", MIXED)
+    before = {p: p.read_bytes() for p in archive.rglob("*") if p.is_file()}
+
+    result = invoke(
+        env,
+        "import",
+        str(archive),
+        "--manifest",
+        str(manifest),
+        "--report",
+        str(tmp_path / "r1.jsonl"),
+        "--batch-size",
+        "4",
+    )
+    assert result.exit_code == 1, result.output  # some rows are not under governance
+    report = report_of(tmp_path / "r1.jsonl")
+    assert {n: (e["status"], e["reason"]) for n, e in report.items()} == EXPECTED
+    assert report[1]["recording_id"] == "rec-001" and report[1]["file"] == "2024/05/good-1.wav"
+    assert "555" not in (tmp_path / "r1.jsonl").read_text()  # no customer refs in the report
+    assert "stored           3" in result.output and "failed           5" in result.output
+    assert "audio-undecodable 1" in result.output
+    assert "1 original(s) with declined consent remain" in result.output
+
+    # originals untouched (no --move), and nothing written into the archive
+    assert {p: p.read_bytes() for p in archive.rglob("*") if p.is_file()} == before
+
+    services = open_services(env)
+    try:
+        stored = {r: services.catalog.get_recording(r) for r in ("rec-001", "rec-002", "rec-010")}
+        assert all(stored.values())
+        assert services.catalog.recording_ids_present([f"rec-{n:03}" for n in range(1, 11)]) == set(
+            stored
+        )
+        assert stored["rec-002"].pci_redacted_ms == 1000  # type: ignore[union-attr]
+        blob = services.vault.get(stored["rec-001"].object_key)  # type: ignore[union-attr]
+        audio = services.keys.open_recording(blob)
+        assert audio[:4] == b"RIFF" and len(audio) > 3 * 8000
+        entries = list(services.audit.iter_entries())
+        actions = Counter((e.action, e.reason) for e in entries)
+        assert actions[("ingest.stored", "")] == 3
+        assert actions[("ingest.declined", "consent-declined")] == 1
+        rejected = {e.recording_id: e.reason for e in entries if e.action == "ingest.rejected"}
+        assert rejected == {
+            "rec-003": "audio-undecodable",
+            "rec-004": "audio-unsupported",
+            "rec-006": "landing-missing",
+            "rec-008": "uri-outside-landing",
+            "rec-009": "invalid-field",
+        }
+        assert {e.actor for e in entries if e.action.startswith("ingest.")} == {"import:t1"}
+        completed = [e for e in entries if e.action == "import.completed"]
+        assert len(completed) == 1 and completed[0].details["stored"] == 3
+        assert completed[0].details["failed_by_reason"]["landing-missing"] == 1
+        seq_after_first = entries[-1].seq
+    finally:
+        services.close()
+
+    # re-run: everything already decided is skipped, nothing is read or re-audited
+    result = invoke(
+        env,
+        "import",
+        str(archive),
+        "--manifest",
+        str(manifest),
+        "--report",
+        str(tmp_path / "r2.jsonl"),
+    )
+    assert result.exit_code == 1
+    rerun = report_of(tmp_path / "r2.jsonl")
+    assert {n: (e["status"], e["reason"]) for n, e in rerun.items()} == {
+        1: ("skipped", "already-stored"),
+        2: ("skipped", "already-stored"),
+        3: ("skipped", "previously-failed"),
+        4: ("skipped", "previously-failed"),
+        5: ("skipped", "already-stored"),
+        6: ("skipped", "previously-failed"),
+        7: ("skipped", "already-declined"),
+        8: ("skipped", "previously-failed"),
+        9: ("skipped", "previously-failed"),
+        10: ("skipped", "already-stored"),
+    }
+    assert rerun[6]["detail"] == "failed before: landing-missing"
+    services = open_services(env)
+    try:
+        new = [e.action for e in services.audit.iter_entries(after_seq=seq_after_first)]
+        assert new == ["import.completed"]
+    finally:
+        services.close()
+
+    # the missing file turns up: --retry-failed imports it (the others fail again)
+    (archive / "2024" / "05" / "gone.wav").write_bytes(call_wav(3, seed=6))
+    result = invoke(
+        env,
+        "import",
+        str(archive),
+        "--manifest",
+        str(manifest),
+        "--report",
+        str(tmp_path / "r3.jsonl"),
+        "--retry-failed",
+    )
+    assert result.exit_code == 1
+    third = report_of(tmp_path / "r3.jsonl")
+    assert third[6]["status"] == "stored"
+    assert [third[n]["status"] for n in (3, 4, 8, 9)] == ["failed"] * 4
+    services = open_services(env)
+    try:
+        assert services.catalog.get_recording("rec-006") is not None
+    finally:
+        services.close()
+
+
+def test_clean_archive_exits_zero_and_move_deletes_originals(tmp_path: Path, archive: Path) -> None:
+    env = {"CALLVAULT_DATA_DIR": str(tmp_path / "var")}
+    manifest = tmp_path / "m.jsonl"
+    rows = [
+        row("rec-101", "2024/05/good-1.wav"),
+        row("rec-102", "2024/05/declined.wav", consent="declined"),
+    ]
+    manifest.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    result = invoke(env, "import", str(archive), "--manifest", str(manifest), "--move")
+    assert result.exit_code == 0, result.output
+    assert not (archive / "2024" / "05" / "good-1.wav").exists()
+    assert not (archive / "2024" / "05" / "declined.wav").exists()
+    assert (archive / "2024" / "05" / "good-2.wav").exists()  # not in the manifest
+
+
+def test_s3_prefix_archive_keeps_originals(
+    tmp_path: Path, s3_endpoint: str, s3_env: None, s3_client: Any, s3_bucket: str
+) -> None:
+    audio = {f"calls/2024/c{n}.wav": call_wav(3, seed=n) for n in (1, 2)}
+    for key, data in audio.items():
+        s3_client.put_object(Bucket=s3_bucket, Key=key, Body=data)
+    s3_client.put_object(Bucket=s3_bucket, Key="other/c9.wav", Body=call_wav(3, seed=9))
+    rows = [
+        row(
+            "rec-201", "2024/c1.wav", sha256=hashlib.sha256(audio["calls/2024/c1.wav"]).hexdigest()
+        ),
+        row("rec-202", "2024/c2.wav"),
+        row("rec-203", "2024/c3.wav"),  # missing
+        row("rec-204", "../other/c9.wav"),  # beside the prefix
+    ]
+    manifest = tmp_path / "m.json"
+    manifest.write_text(json.dumps(rows))
+    env = {"CALLVAULT_DATA_DIR": str(tmp_path / "var"), "CALLVAULT_S3_ENDPOINT": s3_endpoint}
+    report = tmp_path / "r.jsonl"
+    result = invoke(
+        env,
+        "import",
+        f"s3://{s3_bucket}/calls",
+        "--manifest",
+        str(manifest),
+        "--report",
+        str(report),
+    )
+    assert result.exit_code == 1, result.output
+    outcomes = {n: (e["status"], e["reason"]) for n, e in report_of(report).items()}
+    assert outcomes == {
+        1: ("stored", ""),
+        2: ("stored", ""),
+        3: ("failed", "landing-missing"),
+        4: ("failed", "uri-outside-landing"),
+    }
+    for key in audio:  # originals kept
+        assert s3_client.get_object(Bucket=s3_bucket, Key=key)["Body"].read() == audio[key]
+    services = open_services(env)
+    try:
+        assert services.catalog.recording_ids_present(["rec-201", "rec-202"]) == {
+            "rec-201",
+            "rec-202",
+        }
+    finally:
+        services.close()
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("m.csv", "file,recording_id\nx.wav,rec-1\n", "missing required column(s): call_id"),
+        ("m.json", json.dumps([{"file": "x.wav"}]), "missing required column(s): recording_id"),
+        ("m.json", "{not json", "not valid JSON"),
+        ("m.json", json.dumps({"file": "x"}), "array of objects"),
+        ("m.jsonl", '{"file": "x"}\n[1]\n', "line 2 is not a JSON object"),
+        ("m.bin", "\x00\x01\x02binary", "neither CSV nor JSON"),
+        ("m.txt", "", "empty"),
+    ],
+)
+def test_bad_manifest_is_a_clear_error_exit_2(
+    tmp_path: Path, archive: Path, name: str, content: str, message: str
+) -> None:
+    manifest = tmp_path / name
+    manifest.write_text(content)
+    with pytest.raises(ManifestError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        read_manifest(manifest)
+    result = invoke(
+        {"CALLVAULT_DATA_DIR": str(tmp_path / "var")},
+        "import",
+        str(archive),
+        "--manifest",
+        str(manifest),
+    )
+    assert result.exit_code == 2
+    assert message in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "var").exists()  # nothing was opened
+
+
+def test_bad_source_and_missing_manifest_exit_2(tmp_path: Path) -> None:
+    manifest = write_csv(tmp_path / "m.csv", [row("rec-1", "a.wav")])
+    result = invoke(
+        {"CALLVAULT_DATA_DIR": str(tmp_path / "var")},
+        "import",
+        str(tmp_path / "nope"),
+        "--manifest",
+        str(manifest),
+    )
+    assert result.exit_code == 2 and "is not a folder" in result.output
+    result = invoke(
+        {"CALLVAULT_DATA_DIR": str(tmp_path / "var")},
+        "import",
+        str(tmp_path),
+        "--manifest",
+        str(tmp_path / "none.csv"),
+    )
+    assert result.exit_code == 2 and "cannot read manifest" in result.output
+    assert set(REQUIRED_COLUMNS) <= set(row("rec-1", "a.wav"))
