@@ -25,6 +25,7 @@ from storage.errors import (
 )
 from storage.keyring import Keyring, LocalKeyring, open_keyring
 from storage.keys import KeyService, SealedRecording, SubjectKeyStore
+from storage.kms import KmsKeyring
 from storage.landing import Landing, LandingRef, LandingRejected, StaleLanding
 from storage.s3 import S3Vault, make_s3_client
 from storage.types import AuditEntry, ObjectInfo, RecordingRow, RecordingState, SubjectKeyRecord
@@ -46,6 +47,7 @@ __all__ = [
     "KeyService",
     "Keyring",
     "KeyringError",
+    "KmsKeyring",
     "Landing",
     "LandingError",
     "LandingRef",
