@@ -31,6 +31,7 @@ from streams.auth import LocalTokens, TokenVerifier
 from streams.governance import GovernanceCollector, refresh_worker_gauges
 from streams.ingest import IngestOutcome, IngestPipeline
 from streams.metrics import Metrics
+from streams.qa import QaAccess
 from streams.web import WebContext, build_web_app
 
 __all__ = ["Worker", "TOPICS", "create_worker"]
@@ -156,7 +157,9 @@ class Worker:
                     publish_recording=worker.publish_recording,
                     health=worker.health,
                 )
-                self.runner = web.AppRunner(build_web_app(ctx), access_log=None)
+                self.runner = web.AppRunner(
+                    build_web_app(ctx, QaAccess().routes()), access_log=None
+                )
                 await self.runner.setup()
                 site = web.TCPSite(self.runner, worker.services.settings.web_host, worker.web_port)
                 await site.start()

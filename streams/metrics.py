@@ -106,10 +106,36 @@ class Metrics:
             ["topic", "partition"],
             registry=r,
         )
+        # QA access (streams.qa): labels are bounded (policy roles/purposes, reason codes).
+        self.access_decisions = Counter(
+            "callvault_access_decisions",
+            "Access decisions on recordings, by outcome, reason code, role, purpose and action.",
+            ["outcome", "reason", "role", "purpose", "action"],
+            registry=r,
+        )
+        self.rate_guard_trips = Counter(
+            "callvault_access_rate_guard_trips",
+            "Audio requests denied because the principal exceeded its recordings-per-hour limit.",
+            ["role"],
+            registry=r,
+        )
+        self.integrity_failures = Counter(
+            "callvault_access_integrity_failures",
+            "Reads of a stored recording that failed authentication (tampered or missing object).",
+            registry=r,
+        )
+        self.audio_bytes_served = Counter(
+            "callvault_access_audio_bytes_served",
+            "Decrypted audio bytes sent to clients, by mode (play, download).",
+            ["mode"],
+            registry=r,
+        )
         for stage in STAGES:
             self.stage_seconds.labels(stage)
         for direction in ("in", "out"):
             self.ingest_bytes.labels(direction)
+        for mode in ("play", "download"):
+            self.audio_bytes_served.labels(mode)
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
