@@ -1,0 +1,184 @@
+"""The QA page in headless Chromium (system browser, Selenium): sign in, list, play,
+and see why a request is denied."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from storage.audit import AuditDraft
+from tests.streams.qa_support import QaEnv, make_env
+
+pytestmark = [pytest.mark.browser]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+CALLS = {
+    "rec-page-1": {"agent": "agent-3", "queue": "billing"},
+    "rec-page-2": {"agent": "agent-4", "queue": "support"},
+    "rec-page-cr": {"purposes": ["customer-response"]},
+}
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[QaEnv]:
+    made = make_env(tmp_path, CALLS)
+    yield made
+    made.close()
+
+
+@pytest.fixture
+def driver(tmp_path: Path) -> Iterator[Any]:
+    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+        pytest.skip("Debian chromium and chromedriver are not installed")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    profile = tempfile.mkdtemp(prefix="cv-chromium-", dir=tmp_path)
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={profile}",
+        "--autoplay-policy=no-user-gesture-required",
+        "--mute-audio",
+    ):
+        options.add_argument(flag)
+    browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        yield browser
+    finally:
+        browser.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def _wait(driver: Any, condition: Any, what: str, timeout: float = 20) -> Any:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(condition, message=what)
+
+
+def _sign_in(driver: Any, env: QaEnv, token: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.get(env.server.url + "/")
+    field = driver.find_element(By.ID, "token")
+    assert driver.find_element(By.CSS_SELECTOR, "label[for=token]").text == "Access token"
+    field.send_keys(token)
+    driver.find_element(By.ID, "signin-button").click()
+    _wait(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#rows tr")) > 0, "recordings")
+
+
+def _review(driver: Any, rid: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    row = driver.find_element(By.CSS_SELECTOR, f'#rows tr[data-recording-id="{rid}"]')
+    row.find_element(By.CSS_SELECTOR, "button.review-button").click()
+    _wait(driver, lambda d: d.find_element(By.ID, "review").is_displayed(), "review panel")
+
+
+def _listed(driver: Any) -> list[str]:
+    from selenium.webdriver.common.by import By
+
+    rows = driver.find_elements(By.CSS_SELECTOR, "#rows tr")
+    return [row.get_attribute("data-recording-id") for row in rows]
+
+
+def test_reviewer_signs_in_lists_and_plays(env: QaEnv, driver: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    _sign_in(driver, env, env.token("alice", "qa-reviewer"))
+    assert sorted(_listed(driver)) == ["rec-page-1", "rec-page-2"]  # not the untagged one
+    assert "alice" in driver.find_element(By.ID, "who-text").text
+    # Filters narrow the list.
+    driver.find_element(By.ID, "f-queue").send_keys("billing")
+    driver.find_element(By.ID, "search").click()
+    _wait(driver, lambda d: _listed(d) == ["rec-page-1"], "filtered list")
+
+    _review(driver, "rec-page-1")
+    driver.find_element(By.ID, "justification").send_keys("EVAL-2026-314")
+    driver.find_element(By.ID, "listen").click()
+    state = _wait(
+        driver,
+        lambda d: d.execute_script(
+            "const a = document.getElementById('player');"
+            "return a.readyState >= 1 && a.duration > 0 ? [a.readyState, a.duration] : null;"
+        ),
+        "audio metadata",
+    )
+    assert state[1] == pytest.approx(20.0, abs=0.1)
+    # Seeking issues Range requests under the same playback grant.
+    driver.execute_script("document.getElementById('player').currentTime = 12;")
+    _wait(
+        driver,
+        lambda d: d.execute_script(
+            "const a = document.getElementById('player'); return !a.seeking && a.currentTime >= 12;"
+        ),
+        "seek",
+    )
+    assert driver.execute_script("return document.getElementById('player').error") is None
+    assert not driver.find_element(By.ID, "error").is_displayed()
+    assert "audit log" in driver.find_element(By.ID, "grant-info").text
+    plays = [e for e in env.audit_after(0) if e.action == "access.play"]
+    assert [(e.outcome, e.recording_id) for e in plays] == [("granted", "rec-page-1")]
+    assert plays[0].details["justification"] == "EVAL-2026-314"
+
+
+def test_denied_requests_show_the_reason(env: QaEnv, driver: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    _sign_in(driver, env, env.token("alice", "qa-reviewer"))
+    _review(driver, "rec-page-2")
+    driver.find_element(By.ID, "listen").click()  # no justification
+    error = _wait(
+        driver,
+        lambda d: (
+            d.find_element(By.ID, "error")
+            if d.find_element(By.ID, "error").is_displayed()
+            else None
+        ),
+        "denial message",
+    )
+    assert "justification-required" in error.text
+    assert error.get_attribute("role") == "alert"
+    assert not driver.find_element(By.ID, "player").is_displayed()
+
+    # The customer asks to stop using it while the reviewer has it open.
+    env.services.catalog.set_restricted(
+        ["rec-page-2"], True, audit=AuditDraft("user:privacy", "privacy.restricted", "ok")
+    )
+    driver.find_element(By.ID, "justification").send_keys("EVAL-9")
+    driver.find_element(By.ID, "listen").click()
+    _wait(
+        driver,
+        lambda d: "recording-restricted" in d.find_element(By.ID, "error").text,
+        "restriction message",
+    )
+    denied = [e.reason for e in env.audit_after(0) if e.outcome == "denied"]
+    assert denied == ["justification-required", "recording-restricted"]
+
+
+def test_vendor_outside_its_contract_sees_the_reason(env: QaEnv, driver: Any) -> None:
+    from datetime import UTC, datetime
+
+    from selenium.webdriver.common.by import By
+
+    env.clock.now = datetime(2028, 1, 2, tzinfo=UTC)
+    driver.get(env.server.url + "/")
+    driver.find_element(By.ID, "token").send_keys(env.token("vera", "qa-vendor", org="acme-qa"))
+    driver.find_element(By.ID, "signin-button").click()
+    _wait(
+        driver,
+        lambda d: "contract-not-live" in d.find_element(By.ID, "error").text,
+        "contract message",
+    )
+    assert _listed(driver) == []
