@@ -123,7 +123,9 @@ def _committed_offsets(consumer: Any) -> Mapping[Any, int | None]:
     return committed if isinstance(committed, Mapping) else {}
 
 
-async def update_consumer_lag(app: Any, metrics: Metrics, topics: Collection[str]) -> dict[tuple[str, int], int]:
+async def update_consumer_lag(
+    app: Any, metrics: Metrics, topics: Collection[str]
+) -> dict[tuple[str, int], int]:
     """Set ``callvault_consumer_lag`` for this worker's partitions of ``topics``.
 
     ``app`` is the worker's faust app. Returns ``{(topic, partition): lag}``; empty
@@ -159,7 +161,12 @@ async def update_consumer_lag(app: Any, metrics: Metrics, topics: Collection[str
 
 
 async def refresh_worker_gauges(
-    collector: GovernanceCollector, app: Any, metrics: Metrics, *, recordings_topic: str, topics: Collection[str]
+    collector: GovernanceCollector,
+    app: Any,
+    metrics: Metrics,
+    *,
+    recordings_topic: str,
+    topics: Collection[str],
 ) -> None:
     """The worker timer's body: governance gauges (in a thread) and consumer lag."""
     loop = asyncio.get_running_loop()

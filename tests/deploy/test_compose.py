@@ -48,7 +48,9 @@ def substitute(value: str, env: dict[str, str]) -> str:
 
 def example_env() -> dict[str, str]:
     pairs = (line.split("=", 1) for line in (DEPLOY / ".env.example").read_text().splitlines())
-    return {k.strip(): v.strip() for k, v in (p for p in pairs if len(p) == 2) if not k.startswith("#")}
+    return {
+        k.strip(): v.strip() for k, v in (p for p in pairs if len(p) == 2) if not k.startswith("#")
+    }
 
 
 def test_the_stack_has_every_service(compose: dict[str, Any]) -> None:
@@ -74,7 +76,9 @@ def test_workers_scale_and_web_publishes_the_port(compose: dict[str, Any]) -> No
         service = services[name]
         assert "container_name" not in service, name
         assert service["build"]["dockerfile"] == "deploy/Dockerfile"
-        assert (COMPOSE.parent / service["build"]["context"] / service["build"]["dockerfile"]).is_file()
+        assert (
+            COMPOSE.parent / service["build"]["context"] / service["build"]["dockerfile"]
+        ).is_file()
         assert service["command"] == ["worker"]
     assert "ports" not in services["worker"], "a fixed host port would break --scale worker=N"
     assert services["web"]["ports"] == ["8080:8080"]
@@ -106,7 +110,12 @@ def test_worker_environment_is_valid_callvault_settings(compose: dict[str, Any])
     assert env == compose["services"]["web"]["environment"]
     callvault_vars = {k for k in env if k.startswith("CALLVAULT_")}
     assert callvault_vars <= SETTING_NAMES, callvault_vars - SETTING_NAMES
-    assert {"CALLVAULT_BROKER", "CALLVAULT_VAULT", "CALLVAULT_CATALOG", "CALLVAULT_KEYRING"} <= callvault_vars
+    assert {
+        "CALLVAULT_BROKER",
+        "CALLVAULT_VAULT",
+        "CALLVAULT_CATALOG",
+        "CALLVAULT_KEYRING",
+    } <= callvault_vars
     resolved = {k: substitute(str(v), example_env()) for k, v in env.items()}
     settings = load_settings({k: v for k, v in resolved.items() if k.startswith("CALLVAULT_")})
     assert settings.broker == "kafka://kafka:9092"
@@ -123,7 +132,9 @@ def test_prometheus_and_grafana_mounts_match_their_configs(compose: dict[str, An
     prom_mounts = dict(m.split(":")[:2] for m in services["prometheus"]["volumes"])
     assert prom_mounts["./prometheus"] == "/etc/prometheus"
     prom = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
-    rule_files = [p for pattern in prom["rule_files"] for p in (DEPLOY / "prometheus").glob(pattern)]
+    rule_files = [
+        p for pattern in prom["rule_files"] for p in (DEPLOY / "prometheus").glob(pattern)
+    ]
     assert [p.name for p in rule_files] == ["callvault.rules.yml"]  # not the .test.yml
     worker_job = next(j for j in prom["scrape_configs"] if j["job_name"] == "callvault-worker")
     assert set(worker_job["dns_sd_configs"][0]["names"]) == {"worker", "web"}
@@ -180,13 +191,18 @@ def _compose_plugin() -> bool:
     docker = shutil.which("docker")
     if docker is None:
         return False
-    probe = subprocess.run([docker, "compose", "version"], capture_output=True, timeout=30, check=False)
+    probe = subprocess.run(
+        [docker, "compose", "version"], capture_output=True, timeout=30, check=False
+    )
     return probe.returncode == 0
 
 
 def test_docker_compose_config_accepts_the_file(tmp_path: Path) -> None:
     if not _compose_plugin():
-        pytest.skip("docker compose plugin not installed (no Docker engine here); structure tests above still ran")
+        pytest.skip(
+            "docker compose plugin not installed (no Docker engine here); "
+            "the structure tests above still ran"
+        )
     env_file = tmp_path / ".env"
     env_file.write_text((DEPLOY / ".env.example").read_text())
     result = subprocess.run(

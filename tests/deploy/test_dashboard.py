@@ -22,6 +22,7 @@ DASHBOARD = GRAFANA / "dashboards" / "callvault.json"
 #: the dashboard and alerts can use them before that code lands.
 PENDING = {
     "callvault_holds_active",
+    "callvault_legal_holds_active",  # working name in the retention change; alias in the panel
     "callvault_privacy_requests_open",
     "callvault_privacy_requests_overdue",
     "callvault_deletions_total",
@@ -91,19 +92,25 @@ def test_layout_has_no_overlaps() -> None:
     taken: set[tuple[int, int]] = set()
     for panel in dashboard()["panels"]:
         pos = panel["gridPos"]
-        assert 0 <= pos["x"] and pos["x"] + pos["w"] <= 24, panel["title"]
-        cells = {(x, y) for x in range(pos["x"], pos["x"] + pos["w"]) for y in range(pos["y"], pos["y"] + pos["h"])}
+        assert pos["x"] >= 0 and pos["x"] + pos["w"] <= 24, panel["title"]
+        cells = {
+            (x, y)
+            for x in range(pos["x"], pos["x"] + pos["w"])
+            for y in range(pos["y"], pos["y"] + pos["h"])
+        }
         assert not cells & taken, f"{panel['title']} overlaps another panel"
         taken |= cells
 
 
 def test_required_panels_are_there() -> None:
     titles = {p["title"] for p in panels()}
-    assert REQUIRED_PANELS <= titles, REQUIRED_PANELS - titles
+    assert titles >= REQUIRED_PANELS, REQUIRED_PANELS - titles
 
 
 def test_panels_use_the_provisioned_datasource() -> None:
-    provisioned = yaml.safe_load((GRAFANA / "provisioning" / "datasources" / "prometheus.yaml").read_text())
+    provisioned = yaml.safe_load(
+        (GRAFANA / "provisioning" / "datasources" / "prometheus.yaml").read_text()
+    )
     uid = provisioned["datasources"][0]["uid"]
     for panel in panels():
         assert panel["datasource"] == {"type": "prometheus", "uid": uid}, panel["title"]
@@ -122,12 +129,19 @@ def test_queries_use_only_exported_series() -> None:
             assert names <= known, (panel["title"], names - known)
             used |= names
     # Every governance and access series shows up somewhere.
-    for prefix in ("callvault_recordings_", "callvault_access_", "callvault_consumer_lag", "callvault_master_key"):
+    for prefix in (
+        "callvault_recordings_",
+        "callvault_access_",
+        "callvault_consumer_lag",
+        "callvault_master_key",
+    ):
         assert any(name.startswith(prefix) for name in used), prefix
     # Catalog-wide gauges are the same on every worker: never summed.
     for panel in panels():
         for target in panel["targets"]:
-            assert not re.search(r"sum\b[^(]*\(\s*callvault_(recordings_|master_key|holds|privacy)", target["expr"])
+            assert not re.search(
+                r"sum\b[^(]*\(\s*callvault_(recordings_|master_key|holds|privacy)", target["expr"]
+            )
 
 
 def test_no_label_used_for_grouping_carries_identifiers() -> None:

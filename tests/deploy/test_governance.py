@@ -62,7 +62,10 @@ def catalog(catalog_url: str) -> Iterator[Catalog]:
             make_row("r5", "standard-90d", T0 + timedelta(days=5)),
         ]
         opened.store_recordings(
-            [(row, AuditDraft(actor="worker:test", action="ingest.stored", outcome="ok")) for row in rows]
+            [
+                (row, AuditDraft(actor="worker:test", action="ingest.stored", outcome="ok"))
+                for row in rows
+            ]
         )
         # r5 was already expired by the sweep: neither stored nor overdue.
         opened.set_state(
@@ -82,7 +85,9 @@ def samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], f
 
 
 def test_counts_by_class_and_overdue_at_the_boundary(catalog: Catalog) -> None:
-    before = governance_counts(catalog.database, T0 + timedelta(days=10) - timedelta(microseconds=1))
+    before = governance_counts(
+        catalog.database, T0 + timedelta(days=10) - timedelta(microseconds=1)
+    )
     assert before.stored_by_class == {"standard-90d": 3, "end-of-contract": 1}
     assert before.overdue == 0
     at = governance_counts(catalog.database, T0 + timedelta(days=10))
@@ -135,7 +140,9 @@ def test_collector_sets_the_gauges(catalog: Catalog, tmp_path: Path) -> None:
     assert got[("callvault_recordings_stored", (("retention_class", "end-of-contract"),))] == 1
     assert got[("callvault_recordings_stored", (("retention_class", "unused-class"),))] == 0
     assert got[("callvault_recordings_overdue_deletion", ())] == 3
-    assert got[("callvault_master_key_age_seconds", ())] == pytest.approx((now - created).total_seconds())
+    assert got[("callvault_master_key_age_seconds", ())] == pytest.approx(
+        (now - created).total_seconds()
+    )
     assert got[("callvault_governance_refresh_timestamp_seconds", ())] == now.timestamp()
     assert snapshot.counts is not None and snapshot.counts.overdue == 3
 
@@ -174,4 +181,3 @@ def test_a_failing_source_keeps_the_rest_and_the_last_value(catalog: Catalog) ->
     assert got[("callvault_recordings_overdue_deletion", ())] == 2
     # Not a complete refresh: the freshness timestamp stays where it was.
     assert got[("callvault_governance_refresh_timestamp_seconds", ())] == 0
-

@@ -59,11 +59,16 @@ def test_selectors_match_the_pod_labels() -> None:
     pdb = one("PodDisruptionBudget")
     assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
     monitor = one("ServiceMonitor")
-    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    )
     port_names = {p["name"] for p in service["spec"]["ports"]}
     assert {e["port"] for e in monitor["spec"]["endpoints"]} <= port_names
     assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
-    assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == one("ServiceAccount")["metadata"]["name"]
+    assert (
+        deployment["spec"]["template"]["spec"]["serviceAccountName"]
+        == one("ServiceAccount")["metadata"]["name"]
+    )
 
 
 def test_worker_deployment_probes_resources_and_scrape_annotations() -> None:
@@ -92,7 +97,10 @@ def test_environment_names_are_callvault_settings_and_load() -> None:
     names = set(configmap["data"]) | {e["name"] for e in container["env"]}
     assert names <= SETTING_NAMES, names - SETTING_NAMES
     catalog = next(e for e in container["env"] if e["name"] == "CALLVAULT_CATALOG")
-    assert catalog["valueFrom"]["secretKeyRef"] == {"name": "callvault-secrets", "key": "catalog-url"}
+    assert catalog["valueFrom"]["secretKeyRef"] == {
+        "name": "callvault-secrets",
+        "key": "catalog-url",
+    }
     env = dict(configmap["data"], CALLVAULT_CATALOG="postgresql://u:p@db/callvault")
     settings = load_settings(env)
     assert settings.keyring.startswith("kms://")
