@@ -191,6 +191,7 @@ class KmsKeyring:
         )
         self._path = Path(secrets_path)
         self._lock = threading.RLock()
+        self._stamp: tuple[int, int, int] = (0, 0, 0)  # (inode, mtime, size) last read
         meta = _kms("DescribeKey", lambda: self._client.describe_key(KeyId=key_id))["KeyMetadata"]
         if meta.get("KeyState", "Enabled") != "Enabled" or meta.get("Enabled") is False:
             raise KeyringError(
@@ -287,8 +288,13 @@ class KmsKeyring:
         except (binascii.Error, ValueError):
             return False
         key = self._signing_key(key_id)
-        if key is None and _SIGNING_ID.fullmatch(key_id) and not self._knows_signing_key(key_id):
-            try:  # another process may have rotated: re-read once
+        if (
+            key is None
+            and _SIGNING_ID.fullmatch(key_id)
+            and not self._knows_signing_key(key_id)
+            and self._file_changed()  # forged ids must not cost a KMS call each
+        ):
+            try:  # another process rotated: re-read once
                 with self._lock:
                     self._secrets = self._read()
             except KeyringError:
@@ -326,6 +332,13 @@ class KmsKeyring:
     @property
     def _pseudonym_secret(self) -> bytes:
         return base64.b64decode(self._secrets["pseudonym_secret"])
+
+    def _file_changed(self) -> bool:
+        try:
+            stat = self._path.stat()
+        except OSError:
+            return False
+        return (stat.st_ino, stat.st_mtime_ns, stat.st_size) != self._stamp
 
     def _knows_signing_key(self, key_id: str) -> bool:
         with self._lock:
@@ -399,7 +412,9 @@ class KmsKeyring:
     def _read(self) -> dict[str, Any]:
         where = f"KMS secrets file {self._path}"
         try:
+            stat = self._path.stat()
             raw = self._path.read_bytes()
+            self._stamp = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
         except OSError as exc:
             raise KeyringError(f"cannot read {where}: {exc}") from exc
         try:

@@ -271,3 +271,35 @@ def test_seal_open_shred_and_rotate_through_key_service(
         assert moved_keys.open_recording(sealed[1][0].blob) == sealed[1][1]
     finally:
         catalog.close()
+
+
+class CountingClient:
+    """Delegates to a real boto3 KMS client and counts Decrypt calls."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.decrypts = 0
+
+    def decrypt(self, **kwargs: Any) -> Any:
+        self.decrypts += 1
+        return self._client.decrypt(**kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def test_forged_signing_key_ids_cost_no_kms_call(
+    kms_client: Any, kms_key: str, tmp_path: Path
+) -> None:
+    counting = CountingClient(kms_client)
+    path = tmp_path / "s.json"
+    keyring = KmsKeyring(kms_key, secrets_path=path, client=counting)
+    assert counting.decrypts == 1  # the secrets file, once
+    for n in range(20):
+        assert not keyring.verify(b"x", f"sk-{n:016x}.AAAA")
+    assert counting.decrypts == 1
+    # after a real rotation elsewhere, the file changed: one re-read picks up the new key
+    other = KmsKeyring(kms_key, secrets_path=path, client=kms_client)
+    other.rotate()
+    assert keyring.verify(b"x", other.sign(b"x"))
+    assert counting.decrypts == 2
