@@ -7,6 +7,9 @@
     callvault policy check       validate the policy file
     callvault policy clauses     privacy-policy clause -> rules, mechanism, tests
     callvault audit verify       prove the audit chain intact
+    callvault retention sweep    delete what is due (also: reschedule, receipt verify|show)
+    callvault hold place|release|list   legal holds
+    callvault privacy submit|status     customers' privacy requests
     callvault config reference   the CALLVAULT_* table (README)
     callvault keys rotate|status master key rotation (rewraps subject keys), key status
     callvault import PATH --manifest FILE   backfill an archive through the ingest pipeline
@@ -268,6 +271,16 @@ def _register_commands() -> None:
 
 
 _register_commands()
+
+
+def _add_lifecycle_commands() -> None:
+    from callvault.lifecycle_cli import hold, privacy, retention
+
+    for command in (retention, hold, privacy):
+        cli.add_command(command)
+
+
+_add_lifecycle_commands()
 
 
 def main() -> None:

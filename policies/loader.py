@@ -70,7 +70,7 @@ _TOP_LEVEL_REQUIRED = (
     "legal_bases",
     "clauses",
 )
-_TOP_LEVEL_OPTIONAL = ("entrusted_organisations", "rate_limits")
+_TOP_LEVEL_OPTIONAL = ("entrusted_organisations", "rate_limits", "privacy_requests")
 
 
 @dataclass(frozen=True)
@@ -280,6 +280,12 @@ class _Checker:
         organisations = self.organisations(top.get("entrusted_organisations", {}))
         rate_limits = self.rate_limits(top.get("rate_limits", {}), roles)
         clauses = self.clauses(top.get("clauses"))
+        response_days, response_clause = 30, ""
+        if "privacy_requests" in top:
+            requests = self.entry(top.get("privacy_requests"), "privacy_requests", ("response_days", "clause"))
+            if requests is not None:
+                response_days = self.get(requests, "response_days", "privacy_requests", self.positive) or 30
+                response_clause = self.clause_ref(requests, "privacy_requests")
 
         policy = Policy(
             source=self.source,
@@ -293,7 +299,9 @@ class _Checker:
             organisations=organisations,
             rate_limits=rate_limits,
             clauses=clauses,
+            request_response_days=response_days,
         )
+        self.known_clause(policy, response_clause, "privacy_requests.clause")
         self.cross_checks(policy)
         return None if self.problems else policy
 

@@ -339,6 +339,9 @@ class Policy:
     organisations: Mapping[str, Organisation]
     rate_limits: Mapping[str, RateLimit]
     clauses: Mapping[str, Clause]
+    #: Days within which a customer's privacy request must be answered
+    #: (``privacy_requests.response_days``); an open request past it is overdue.
+    request_response_days: int = 30
 
     def rate_limit_for(self, role: str) -> int | None:
         """Recordings per hour a principal of ``role`` may fetch; ``None`` = no audio limit set."""

@@ -30,6 +30,7 @@ from storage.types import AuditEntry
 from streams.auth import LocalTokens, TokenVerifier
 from streams.governance import GovernanceCollector, refresh_worker_gauges
 from streams.ingest import IngestOutcome, IngestPipeline
+from streams.lifecycle import Lifecycle, lifecycle_routes
 from streams.metrics import Metrics
 from streams.qa import QaAccess
 from streams.web import WebContext, build_web_app
@@ -67,6 +68,7 @@ class Worker:
         tokens: TokenVerifier | None = None,
         web_port: int | None = None,
         reconcile_interval: float | None = None,
+        sweep_interval: float | None = None,
     ) -> None:
         self.services = services
         self.metrics = metrics or Metrics()
@@ -78,6 +80,7 @@ class Worker:
         self.web_port = settings.web_port if web_port is None else web_port
         self.reconcile_interval = reconcile_interval or max(5.0, settings.reconcile_after_seconds / 4)
         self._reannounced: dict[str, float] = {}
+        self.sweep_interval = sweep_interval or 60.0
         services.audit_listeners.append(self._audit_buffer.append)  # publish committed entries
 
         self.app = faust.App(
@@ -111,12 +114,16 @@ class Worker:
             actor=f"worker:{settings.worker_id}",
             clock=services.clock,
         )
+        self.lifecycle = Lifecycle.from_services(
+            services, actor=f"worker:{settings.worker_id}", metrics=self.metrics
+        )
         self.governance = GovernanceCollector(
             catalog=services.catalog,
             keyring=services.keyring,
             metrics=self.metrics,
             retention_classes=services.policy.retention_classes,
             clock=services.clock,
+            held=self.lifecycle.held_filter,
         )
         self._register()
 
@@ -132,6 +139,22 @@ class Worker:
         @app.timer(1.0, name="audit-publisher")
         async def publish_audit() -> None:
             await self._flush_audit()
+
+        @app.agent(self.privacy_requests, name="privacy-requests")
+        async def privacy_requests(stream: faust.StreamT[bytes]) -> None:
+            async for payload in stream:
+                await asyncio.get_running_loop().run_in_executor(
+                    None, self.lifecycle.handle_message, payload
+                )
+                await self._flush_audit()
+
+        @app.timer(self.sweep_interval, name="retention-sweep")
+        async def retention_sweep() -> None:
+            await self.run_sweep()
+
+        @app.task
+        async def retention_on_start() -> None:
+            await self.run_sweep()  # a changed policy reschedules at once
 
         @app.timer(self.reconcile_interval, name="landing-reconciler")
         async def reconcile() -> None:
@@ -160,6 +183,7 @@ class Worker:
                 self.runner = web.AppRunner(
                     build_web_app(ctx, QaAccess().routes()), access_log=None
                 )
+                self.runner.app.router.add_routes(lifecycle_routes(worker.lifecycle))
                 await self.runner.setup()
                 site = web.TCPSite(self.runner, worker.services.settings.web_host, worker.web_port)
                 await site.start()
@@ -240,6 +264,14 @@ class Worker:
         if sent:
             log.warning("re-announced %d landing recordings with no catalog entry", sent)
         return sent
+
+    async def run_sweep(self) -> None:
+        """One retention sweep off the event loop (errors logged; the next tick retries)."""
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, self.lifecycle.sweep_and_resume)
+        except CallvaultError as exc:
+            log.error("retention sweep failed: %s", exc)
+        await self._flush_audit()
 
     def health(self) -> dict[str, Any]:
         status: dict[str, Any] = {"status": "ok", "worker": self.services.settings.worker_id}

@@ -130,6 +130,34 @@ class Metrics:
             ["mode"],
             registry=r,
         )
+        # Retention, legal holds and privacy requests (streams.retention / streams.privacy).
+        self.deletions = Counter(
+            "callvault_deletions",
+            "Recordings ended, by reason (retention, erasure).",
+            ["reason"],
+            registry=r,
+        )
+        self.legal_holds_active = Gauge(
+            "callvault_legal_holds_active", "Legal holds placed and not released.", registry=r
+        )
+        self.privacy_requests_open = Gauge(
+            "callvault_privacy_requests_open",
+            "Privacy requests received and not yet answered (received, in progress, failed).",
+            registry=r,
+        )
+        self.privacy_requests_overdue = Gauge(
+            "callvault_privacy_requests_overdue",
+            "Open privacy requests past the policy's response deadline (normally 0).",
+            registry=r,
+        )
+        self.retention_sweep_seconds = Histogram(
+            "callvault_retention_sweep_seconds",
+            "Duration of one retention sweep.",
+            buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300),
+            registry=r,
+        )
+        for reason in ("retention", "erasure"):
+            self.deletions.labels(reason)
         for stage in STAGES:
             self.stage_seconds.labels(stage)
         for direction in ("in", "out"):

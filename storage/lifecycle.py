@@ -1,0 +1,494 @@
+"""End-of-life bookkeeping of recordings: schedules, contract terminations, deletion
+intents, expiry and erasure tombstones (tables of migration 3).
+
+What a caller may rely on:
+
+- **Crash safety of a deletion** is built from three steps, each durable before the
+  next: :meth:`LifecycleStore.mark` writes a *deletion intent* per recording; the
+  caller then deletes the vault objects (every version); :meth:`LifecycleStore.finish_expiry`
+  / :meth:`LifecycleStore.finish_erasure` change the catalog state, append the audit
+  records, store the signed receipts and drop the intents, in ONE transaction. A
+  crash between the steps leaves intents behind: :meth:`pending_intents` returns
+  them and the caller re-runs the (idempotent) object deletion and the finish.
+  A recording with an intent is never half-deleted: it either still has its object
+  and ``stored`` state, or it reaches ``expired`` / ``erased`` with its receipt.
+- :meth:`due` returns STORED recordings with ``retain_until <= now`` that no active
+  legal hold covers and that have no pending intent, oldest first; :meth:`held_due`
+  the ones a hold keeps. Both are single queries (holds are matched in SQL).
+- **Tombstones**: :meth:`finish_erasure` turns a row into a tombstone without
+  personal data: state ``erased``, ``subject_ref``, ``call_id`` and ``agent_id``
+  emptied, the restriction flag cleared. It keeps the recording id, tenant, queue,
+  direction, call times and duration (for the anonymous statistics and the receipt),
+  purposes, retention class, object key (a keyed hash), subject key id (of a
+  destroyed key) and the ciphertext digest and sizes.
+- Contract terminations are kept per subject (``subject_ref``, earliest termination
+  wins); :meth:`reschedule` batch-updates retention class and retain-until with one
+  audit record per changed recording.
+- A small key/value table (``retention_settings``) holds e.g. the digest of the
+  retention rules the schedules were computed with.
+
+Errors: :class:`~storage.errors.CatalogError` (database failures, bad arguments),
+:class:`~storage.errors.AuditError` (audit drafts).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from storage.audit import AuditDraft
+from storage.catalog import Catalog
+from storage.errors import CatalogError
+from storage.holds import hold_match_sql
+from storage.receipts import DeletionReceipt, ReceiptStore
+from storage.sql import from_db_time, to_db_time
+from storage.types import RecordingRow, RecordingState
+
+__all__ = ["DeletionIntent", "LifecycleStore", "ScheduleChange"]
+
+_IN_CHUNK = 500
+_COLUMNS = (
+    "recording_id", "call_id", "tenant", "subject_ref", "agent_id", "queue", "direction",
+    "started_at", "ended_at", "duration_ms", "consent", "purposes", "retention_class",
+    "retain_until", "object_key", "subject_key_id", "ciphertext_sha256", "stored_size",
+    "audio_bytes", "audio_format", "sample_rate", "channels", "pci_redacted_ms",
+    "created_at", "state", "restricted", "updated_at",
+)  # fmt: skip
+_SELECT = "SELECT " + ", ".join(f"r.{c}" for c in _COLUMNS) + " FROM recordings r"
+_TIMES = frozenset({"started_at", "ended_at", "retain_until", "created_at", "updated_at"})
+
+
+def _row(values: Sequence[Any]) -> RecordingRow:
+    data = dict(zip(_COLUMNS, values, strict=True))
+    for column in _TIMES:
+        if data[column] is not None:
+            data[column] = from_db_time(data[column])
+    data["purposes"] = tuple(json.loads(data["purposes"]))
+    data["state"] = RecordingState(data["state"])
+    data["restricted"] = bool(data["restricted"])
+    return RecordingRow(**data)
+
+
+@dataclass(frozen=True)
+class DeletionIntent:
+    """A recording whose deletion was decided but not yet finished."""
+
+    recording_id: str
+    object_key: str
+    reason: str
+    rule: str
+    request_id: str | None
+    actor: str
+    marked_at: datetime
+
+
+@dataclass(frozen=True)
+class ScheduleChange:
+    """A new retention class / retain-until for one recording, with its audit record."""
+
+    recording_id: str
+    retention_class: str
+    retain_until: datetime
+    audit: AuditDraft
+
+
+class LifecycleStore:
+    """Schedules, intents, expiry and tombstones over the catalog database."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        receipts: ReceiptStore | None = None,
+        *,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self._catalog = catalog
+        self._db = catalog.database
+        self._receipts = receipts or ReceiptStore(catalog)
+        self._clock = clock or (lambda: datetime.now(UTC))
+
+    # -- settings -----------------------------------------------------------------------
+    def get_setting(self, name: str) -> str | None:
+        """The stored value of ``name`` or ``None``.
+
+        Raises:
+            CatalogError: the database failed.
+        """
+        row = self._db.fetch_one("SELECT value FROM retention_settings WHERE name = ?", (name,))
+        return None if row is None else str(row[0])
+
+    def set_setting(self, name: str, value: str) -> None:
+        """Store ``value`` under ``name`` (insert or replace).
+
+        Raises:
+            CatalogError: the database failed.
+        """
+        with self._db.transaction() as tx:
+            tx.execute(
+                "INSERT INTO retention_settings (name, value, updated_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET value = excluded.value, "
+                "updated_at = excluded.updated_at",
+                (name, value, to_db_time(self._clock())),
+            )
+
+    # -- contract terminations ----------------------------------------------------------
+    def record_termination(self, tenant: str, subject_ref: str, terminated_at: datetime) -> datetime:
+        """Remember that ``subject_ref``'s contract terminated; return the effective
+        (earliest recorded) termination time.
+
+        Raises:
+            CatalogError: empty ids, a naive datetime, or a database failure.
+        """
+        if not tenant or not subject_ref:
+            raise CatalogError("a contract termination needs a tenant and a subject_ref")
+        stamp = to_db_time(terminated_at)
+        with self._db.transaction() as tx:
+            tx.execute(
+                "INSERT INTO contract_terminations (subject_ref, tenant, terminated_at, recorded_at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (subject_ref) DO UPDATE SET terminated_at = "
+                "CASE WHEN excluded.terminated_at < contract_terminations.terminated_at "
+                "THEN excluded.terminated_at ELSE contract_terminations.terminated_at END",
+                (subject_ref, tenant, stamp, to_db_time(self._clock())),
+            )
+            row = tx.fetch_one(
+                "SELECT terminated_at FROM contract_terminations WHERE subject_ref = ?",
+                (subject_ref,),
+            )
+        assert row is not None
+        return from_db_time(row[0])
+
+    def terminations(self, subject_refs: Iterable[str] | None = None) -> dict[str, datetime]:
+        """Termination times by subject_ref (all, or only for ``subject_refs``).
+
+        Raises:
+            CatalogError: the database failed.
+        """
+        if subject_refs is None:
+            rows = self._db.fetch_all("SELECT subject_ref, terminated_at FROM contract_terminations")
+        else:
+            refs = sorted({ref for ref in subject_refs if ref})
+            rows = []
+            for start in range(0, len(refs), _IN_CHUNK):
+                chunk = refs[start : start + _IN_CHUNK]
+                rows.extend(
+                    self._db.fetch_all(
+                        "SELECT subject_ref, terminated_at FROM contract_terminations "
+                        f"WHERE subject_ref IN ({', '.join('?' for _ in chunk)})",
+                        chunk,
+                    )
+                )
+        return {ref: from_db_time(at) for ref, at in rows}
+
+    # -- queries ------------------------------------------------------------------------
+    def due(self, now: datetime, limit: int) -> list[RecordingRow]:
+        """STORED, ``retain_until <= now``, not held, no pending intent; oldest first.
+
+        Raises:
+            CatalogError: ``limit`` < 1, naive ``now``, or a database failure.
+        """
+        return self._due(now, limit, held=False)
+
+    def held_due(self, now: datetime, limit: int) -> list[RecordingRow]:
+        """STORED recordings past ``retain_until`` that an active legal hold keeps.
+
+        Raises:
+            CatalogError: as :meth:`due`.
+        """
+        return self._due(now, limit, held=True)
+
+    def _due(self, now: datetime, limit: int, *, held: bool) -> list[RecordingRow]:
+        if not isinstance(limit, int) or limit < 1:
+            raise CatalogError(f"limit must be a positive integer, got {limit!r}")
+        hold = hold_match_sql("r")
+        rows = self._db.fetch_all(
+            f"{_SELECT} WHERE r.state = ? AND r.retain_until <= ? AND "
+            f"{'' if held else 'NOT '}{hold} AND NOT EXISTS "
+            "(SELECT 1 FROM deletion_intents i WHERE i.recording_id = r.recording_id) "
+            "ORDER BY r.retain_until, r.recording_id LIMIT ?",
+            (RecordingState.STORED.value, to_db_time(now), limit),
+        )
+        return [_row(values) for values in rows]
+
+    def count_overdue(self, now: datetime) -> tuple[int, int]:
+        """(unheld, held) counts of STORED recordings with ``retain_until <= now``.
+
+        The first is the ``past retain-until and not deleted`` gauge: normally 0.
+
+        Raises:
+            CatalogError: the database failed.
+        """
+        row = self._db.fetch_one(
+            f"SELECT COALESCE(SUM(CASE WHEN {hold_match_sql('r')} THEN 0 ELSE 1 END), 0), "
+            f"COALESCE(SUM(CASE WHEN {hold_match_sql('r')} THEN 1 ELSE 0 END), 0) "
+            "FROM recordings r WHERE r.state = ? AND r.retain_until <= ?",
+            (RecordingState.STORED.value, to_db_time(now)),
+        )
+        assert row is not None
+        return int(row[0]), int(row[1])
+
+    def rows_by_id(self, recording_ids: Iterable[str]) -> dict[str, RecordingRow]:
+        """Catalog rows of ``recording_ids`` (any state), by id; unknown ids are absent.
+
+        Raises:
+            CatalogError: the database failed.
+        """
+        ids = list(dict.fromkeys(recording_ids))
+        found: dict[str, RecordingRow] = {}
+        for start in range(0, len(ids), _IN_CHUNK):
+            chunk = ids[start : start + _IN_CHUNK]
+            for values in self._db.fetch_all(
+                f"{_SELECT} WHERE r.recording_id IN ({', '.join('?' for _ in chunk)})", chunk
+            ):
+                row = _row(values)
+                found[row.recording_id] = row
+        return found
+
+    def rows_of_subject(
+        self, tenant: str, subject_ref: str, states: Sequence[RecordingState] | None = None
+    ) -> list[RecordingRow]:
+        """Every recording of a subject (optionally only in ``states``), by start time.
+
+        Raises:
+            CatalogError: the database failed.
+        """
+        sql = f"{_SELECT} WHERE r.tenant = ? AND r.subject_ref = ?"
+        params: list[Any] = [tenant, subject_ref]
+        if states is not None:
+            sql += f" AND r.state IN ({', '.join('?' for _ in states)})"
+            params.extend(RecordingState(s).value for s in states)
+        sql += " ORDER BY r.started_at, r.recording_id"
+        return [_row(values) for values in self._db.fetch_all(sql, params)]
+
+    def iter_stored(self, page: int = 500) -> Iterable[list[RecordingRow]]:
+        """Pages of STORED recordings in recording_id order (for a full reschedule).
+
+        Raises:
+            CatalogError: the database failed.
+        """
+        after = ""
+        while True:
+            rows = [
+                _row(values)
+                for values in self._db.fetch_all(
+                    f"{_SELECT} WHERE r.state = ? AND r.recording_id > ? "
+                    "ORDER BY r.recording_id LIMIT ?",
+                    (RecordingState.STORED.value, after, page),
+                )
+            ]
+            if rows:
+                yield rows
+            if len(rows) < page:
+                return
+            after = rows[-1].recording_id
+
+    def count_stored(self) -> int:
+        """How many recordings are STORED.
+
+        Raises:
+            CatalogError: the database failed.
+        """
+        row = self._db.fetch_one(
+            "SELECT COUNT(*) FROM recordings WHERE state = ?", (RecordingState.STORED.value,)
+        )
+        return int(row[0]) if row else 0
+
+    # -- schedule -----------------------------------------------------------------------
+    def reschedule(self, changes: Sequence[ScheduleChange]) -> int:
+        """Apply new classes / retain-until to STORED recordings, audited, in one commit.
+
+        Returns how many rows changed (a recording no longer stored is left alone and
+        its audit record is not written).
+
+        Raises:
+            CatalogError / AuditError: nothing is written.
+        """
+        if not changes:
+            return 0
+        now = to_db_time(self._clock())
+        with self._db.transaction() as tx:
+            self._catalog.audit.lock_head(tx)
+            stored = self._stored_ids(tx, [c.recording_id for c in changes])
+            todo = [c for c in changes if c.recording_id in stored]
+            tx.executemany(
+                "UPDATE recordings SET retention_class = ?, retain_until = ?, updated_at = ? "
+                "WHERE recording_id = ? AND state = ?",
+                [
+                    (c.retention_class, to_db_time(c.retain_until), now, c.recording_id,
+                     RecordingState.STORED.value)
+                    for c in todo
+                ],
+            )  # fmt: skip
+            self._catalog.audit.append_many([c.audit for c in todo], tx=tx)
+        return len(todo)
+
+    def _stored_ids(self, tx: Any, ids: list[str]) -> set[str]:
+        found: set[str] = set()
+        for start in range(0, len(ids), _IN_CHUNK):
+            chunk = ids[start : start + _IN_CHUNK]
+            rows = tx.fetch_all(
+                f"SELECT recording_id FROM recordings WHERE state = ? AND recording_id IN "
+                f"({', '.join('?' for _ in chunk)})",
+                [RecordingState.STORED.value, *chunk],
+            )
+            found.update(row[0] for row in rows)
+        return found
+
+    # -- deletion: mark, (delete objects), finish ---------------------------------------
+    def mark(
+        self,
+        rows: Sequence[RecordingRow],
+        *,
+        reason: str,
+        rule: str,
+        actor: str,
+        request_id: str | None = None,
+    ) -> None:
+        """Record deletion intents for ``rows`` (idempotent per recording).
+
+        Raises:
+            CatalogError: the database failed.
+        """
+        if not rows:
+            return
+        now = to_db_time(self._clock())
+        with self._db.transaction() as tx:
+            tx.executemany(
+                "INSERT INTO deletion_intents "
+                "(recording_id, object_key, reason, rule, request_id, actor, marked_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (recording_id) DO NOTHING",
+                [(r.recording_id, r.object_key, reason, rule, request_id, actor, now) for r in rows],
+            )
+
+    def pending_intents(self, *, request_id: str | None = None) -> list[DeletionIntent]:
+        """Intents left by an interrupted deletion (all, or one request's), oldest first.
+
+        Raises:
+            CatalogError: the database failed.
+        """
+        sql = (
+            "SELECT recording_id, object_key, reason, rule, request_id, actor, marked_at "
+            "FROM deletion_intents"
+        )
+        params: tuple[Any, ...] = ()
+        if request_id is not None:
+            sql += " WHERE request_id = ?"
+            params = (request_id,)
+        sql += " ORDER BY marked_at, recording_id"
+        return [
+            DeletionIntent(rid, key, reason, rule, req, actor, from_db_time(at))
+            for rid, key, reason, rule, req, actor, at in self._db.fetch_all(sql, params)
+        ]
+
+    def drop_intents(self, recording_ids: Iterable[str]) -> None:
+        """Forget intents (e.g. of recordings that turned out not to be stored any more).
+
+        Raises:
+            CatalogError: the database failed.
+        """
+        ids = list(recording_ids)
+        if not ids:
+            return
+        with self._db.transaction() as tx:
+            tx.executemany("DELETE FROM deletion_intents WHERE recording_id = ?", [(i,) for i in ids])
+
+    def finish_expiry(
+        self, items: Sequence[tuple[str, AuditDraft, DeletionReceipt]]
+    ) -> list[str]:
+        """``stored -> expired`` for each (recording id, audit draft, receipt), with the
+        receipts, in one commit; drops their intents. Recordings no longer STORED are
+        skipped (no audit record, no receipt). Returns the ids that expired.
+
+        Raises:
+            CatalogError / AuditError: nothing is written.
+        """
+        return self._finish(items, RecordingState.EXPIRED, (RecordingState.STORED,), scrub=False)
+
+    def finish_erasure(
+        self, items: Sequence[tuple[str, AuditDraft, DeletionReceipt]]
+    ) -> list[str]:
+        """``stored|expired -> erased`` tombstones (see the module docstring) with their
+        audit records and receipts, in one commit; drops their intents. Already erased
+        recordings are skipped. Returns the ids erased now.
+
+        Raises:
+            CatalogError / AuditError: nothing is written.
+        """
+        return self._finish(
+            items,
+            RecordingState.ERASED,
+            (RecordingState.STORED, RecordingState.EXPIRED),
+            scrub=True,
+        )
+
+    def _finish(
+        self,
+        items: Sequence[tuple[str, AuditDraft, DeletionReceipt]],
+        target: RecordingState,
+        sources: tuple[RecordingState, ...],
+        *,
+        scrub: bool,
+    ) -> list[str]:
+        if not items:
+            return []
+        now = to_db_time(self._clock())
+        ids = [rid for rid, _, _ in items]
+        marks = ", ".join("?" for _ in sources)
+        with self._db.transaction() as tx:
+            self._catalog.audit.lock_head(tx)
+            eligible: set[str] = set()
+            for start in range(0, len(ids), _IN_CHUNK):
+                chunk = ids[start : start + _IN_CHUNK]
+                rows = tx.fetch_all(
+                    f"SELECT recording_id FROM recordings WHERE state IN ({marks}) "
+                    f"AND recording_id IN ({', '.join('?' for _ in chunk)})",
+                    [*(s.value for s in sources), *chunk],
+                )
+                eligible.update(row[0] for row in rows)
+            todo = [item for item in items if item[0] in eligible]
+            if scrub:
+                tx.executemany(
+                    "UPDATE recordings SET state = ?, subject_ref = '', call_id = '', "
+                    "agent_id = '', restricted = 0, updated_at = ? WHERE recording_id = ?",
+                    [(target.value, now, rid) for rid, _, _ in todo],
+                )
+            else:
+                tx.executemany(
+                    "UPDATE recordings SET state = ?, updated_at = ? WHERE recording_id = ?",
+                    [(target.value, now, rid) for rid, _, _ in todo],
+                )
+            self._catalog.audit.append_many([draft for _, draft, _ in todo], tx=tx)
+            self._receipts.insert_many([receipt for _, _, receipt in todo], tx=tx)
+            tx.executemany(
+                "DELETE FROM deletion_intents WHERE recording_id = ?", [(rid,) for rid in ids]
+            )
+        return [rid for rid, _, _ in todo]
+
+    # -- corrections ----------------------------------------------------------------------
+    def update_fields(
+        self, recording_id: str, changes: dict[str, Any], *, audit: AuditDraft
+    ) -> None:
+        """Change ``queue`` / ``agent_id`` / ``subject_ref`` / ``subject_key_id`` /
+        ``object_key`` / ``ciphertext_sha256`` / ``stored_size`` of one recording, audited.
+
+        Raises:
+            CatalogError: an unknown field, an unknown recording, or a database failure.
+        """
+        allowed = {"queue", "agent_id", "subject_ref", "subject_key_id", "object_key",
+                   "ciphertext_sha256", "stored_size"}  # fmt: skip
+        unknown = set(changes) - allowed
+        if unknown or not changes:
+            raise CatalogError(f"cannot correct field(s) {sorted(unknown) or 'none'}")
+        columns = sorted(changes)
+        with self._db.transaction() as tx:
+            self._catalog.audit.lock_head(tx)
+            changed = tx.execute(
+                f"UPDATE recordings SET {', '.join(f'{c} = ?' for c in columns)}, updated_at = ? "
+                "WHERE recording_id = ?",
+                [*(changes[c] for c in columns), to_db_time(self._clock()), recording_id],
+            )
+            if changed == 0:
+                raise CatalogError(f"recording {recording_id!r} is not in the catalog")
+            self._catalog.audit.append(audit, tx=tx)
