@@ -18,8 +18,10 @@ What a caller may rely on:
 
 - Every decision is audited before its response: ``access.list``, ``access.metadata``,
   ``access.play`` / ``access.download`` (granted or denied, with the reason code).
-  The audit record of an audio grant is committed BEFORE the first audio byte is sent;
-  when the audit write fails the answer is 503 ``audit-unavailable`` and no audio.
+  The audit record of an audio grant is committed BEFORE the first audio byte is sent
+  (reading and decrypting the first window may overlap the commit, but nothing is
+  written to the client until it returned); when the audit write fails the answer is
+  503 ``audit-unavailable`` and no audio.
 - Audio by bearer token (``GET .../audio?purpose=...``): each request is one decision,
   one audit record (``details.range`` / ``details.continuation`` say which bytes).
   Audio by playback grant (``POST .../grants`` then ``GET .../audio?grant=...``, what
@@ -33,16 +35,20 @@ What a caller may rely on:
 - The rate guard (:mod:`streams.rateguard`) limits distinct recordings per principal
   per hour; over the limit: 429 ``rate-limited`` (audited, metric
   ``callvault_access_rate_guard_trips_total{role}``).
-- Audio is decrypted chunk by chunk, only the chunks a range covers; the first
-  window is authenticated before the status line goes out, so a tampered object
-  gives 502 ``integrity-failure`` (audited, metric) and no byte. A chunk that fails
-  later in a long response cuts the connection before any of its bytes (the client
-  sees a short body); bytes are never sent unauthenticated.
+- Audio is decrypted chunk by chunk, only the chunks a range covers
+  (:mod:`streams.audio_stream`); the first window is authenticated before the status
+  line goes out, so a tampered object gives 502 ``integrity-failure`` (audited, metric)
+  and no byte. A chunk that fails later in a long response cuts the connection before
+  any of its bytes (the client sees a short body); bytes are never sent unauthenticated.
+- The stored WAV is served as stored (G.711 mu-law/A-law or PCM16): Chromium plays
+  G.711 WAV natively (verified by the browser test), so no transcoding happens and
+  byte ranges map 1:1 onto the stored plaintext.
 - Responses never carry ``subject_ref``, object keys or subject key ids.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Mapping
@@ -63,25 +69,18 @@ from policies import (
     could_use,
     decide_access,
 )
-from storage import envelope
 from storage.audit import AuditDraft, check_details
 from storage.catalog import listing_cursor
 from storage.disclosures import REFERENCE_PATTERN, DisclosureLedger
-from storage.envelope import EnvelopeHeader
 from storage.errors import (
     AuditError,
     CatalogError,
-    IntegrityError,
-    KeyDestroyed,
-    KeyringError,
-    RecordingNotFound,
-    StorageError,
 )
 from storage.types import AuditEntry, RecordingRow, RecordingState
-from storage.vault import Vault
+from streams.audio_stream import AudioFailure, PreparedAudio, prepare_audio, stream_audio
 from streams.auth import AuthError
 from streams.playback import PlaybackGrant, PlaybackGrants
-from streams.ranges import RangeNotSatisfiable, content_range, parse_range
+from streams.ranges import RangeNotSatisfiable
 from streams.rateguard import RATE_LIMITED, RateGuard
 from streams.web import WebContext, _run, authenticate, ctx_of, json_error, require
 
@@ -104,10 +103,6 @@ _PAGE_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Cache-Control": "no-store",
 }
-# Extra failure codes (beyond policies.Reason) that audit records and errors carry.
-INTEGRITY_FAILURE = "integrity-failure"
-OBJECT_MISSING = "object-missing"
-KEY_DESTROYED = "key-destroyed"
 
 
 class BadRequest(Exception):
@@ -116,14 +111,6 @@ class BadRequest(Exception):
     def __init__(self, detail: str, reason: str = "bad-parameter") -> None:
         self.detail = detail
         self.reason = reason
-        super().__init__(detail)
-
-
-class _AudioFailure(Exception):
-    """Reading/decrypting failed: answer ``status`` with ``error``/``reason``."""
-
-    def __init__(self, status: int, error: str, reason: str, detail: str) -> None:
-        self.status, self.error, self.reason, self.detail = status, error, reason, detail
         super().__init__(detail)
 
 
@@ -559,12 +546,20 @@ class QaAccess:
         )
 
     async def _decide_audio(
-        self, request: web.Request, ask: _AudioAsk, rid: str, **details: Any
-    ) -> tuple[RecordingRow | None, web.Response | int]:
+        self,
+        request: web.Request,
+        ask: _AudioAsk,
+        rid: str,
+        *,
+        prefetch: bool = False,
+        **details: Any,
+    ) -> tuple[RecordingRow | None, web.Response | int, asyncio.Future[PreparedAudio] | None]:
         """Decide, rate-guard and audit one audio request.
 
-        Returns the row and either the error response (already audited) or the seq
-        of the committed audit record of the grant."""
+        Returns the row, then either the error response (already audited) or the seq
+        of the committed audit record of the grant, then (``prefetch``) the reading of
+        the object's first window, started once the decision allowed it so that it
+        overlaps the audit commit; nothing of it is sent unless the commit succeeded."""
         ctx = ctx_of(request)
         now = ctx.now()
         policy = ctx.services.policy
@@ -579,7 +574,7 @@ class QaAccess:
             denial = await self._deny(
                 request, principal, mode, str(decision.reason), rid, purpose, **details
             )
-            return row, denial
+            return row, denial, None
         verdict = self.rate_guard(ctx).admit(principal, rid, now)
         if not verdict.allowed:
             ctx.metrics.rate_guard_trips.labels(
@@ -590,7 +585,7 @@ class QaAccess:
                 headers={"Retry-After": str(verdict.retry_after)},
                 limit=verdict.limit, **details,
             )  # fmt: skip
-            return row, denial
+            return row, denial, None
         draft = self._draft(
             principal,
             f"access.{mode}",
@@ -605,6 +600,7 @@ class QaAccess:
             **details,
         )
         assert purpose is not None  # a granted audio decision always has one
+        prepared = self._prefetch(request, row) if prefetch else None
         try:
             if policy.purposes[purpose].tag_bound:
                 seq = (await self._audit(request, draft)).seq
@@ -627,11 +623,17 @@ class QaAccess:
                 seq = disclosure.audit_seq
         except (AuditError, CatalogError) as exc:
             log.error("audit write failed; no audio is sent: %s", exc)
-            return row, json_error(
-                503, "audit-unavailable", "the access could not be audited; no audio was sent"
+            if prepared is not None:
+                prepared.cancel()
+            return (
+                row,
+                json_error(
+                    503, "audit-unavailable", "the access could not be audited; no audio was sent"
+                ),
+                None,
             )
         self._count(ctx, principal, mode, purpose, "granted", str(Reason.GRANTED))
-        return row, seq
+        return row, seq, prepared
 
     # -- POST /v1/recordings/{id}/grants -------------------------------------------------------
     async def issue_grant(self, request: web.Request) -> web.StreamResponse:
@@ -652,7 +654,7 @@ class QaAccess:
             ask = self._ask(principal, {k: v for k, v in body.items() if v is not None})
         except BadRequest as exc:
             return _bad(exc)
-        row, outcome = await self._decide_audio(request, ask, rid, via="grant")
+        row, outcome, _ = await self._decide_audio(request, ask, rid, via="grant")
         if isinstance(outcome, web.Response):
             return outcome
         assert row is not None and ask.request.purpose is not None
@@ -688,14 +690,14 @@ class QaAccess:
         except BadRequest as exc:
             return _bad(exc)
         continuation = range_header is not None and not _starts_at_zero(range_header)
-        row, outcome = await self._decide_audio(
-            request, ask, rid, via="bearer", range=(range_header or "")[:64] or None,
-            continuation=continuation,
+        row, outcome, prepared = await self._decide_audio(
+            request, ask, rid, prefetch=True, via="bearer",
+            range=(range_header or "")[:64] or None, continuation=continuation,
         )  # fmt: skip
         if isinstance(outcome, web.Response):
             return outcome
-        assert row is not None
-        return await self._send_audio(request, row, ask.principal, ask.mode, range_header)
+        assert row is not None and prepared is not None
+        return await self._send_audio(request, row, ask.principal, ask.mode, prepared)
 
     async def _audio_by_grant(
         self, request: web.Request, rid: str, grant_text: str, range_header: str | None
@@ -737,82 +739,56 @@ class QaAccess:
                 request, grant.principal, grant.mode, reason, rid, grant.purpose,
                 via="grant", grant_id=grant.grant_id,
             )  # fmt: skip
-        return await self._send_audio(request, row, grant.principal, grant.mode, range_header)
+        prepared = self._prefetch(request, row)
+        return await self._send_audio(request, row, grant.principal, grant.mode, prepared)
 
     # -- streaming -----------------------------------------------------------------------------
+    def _prefetch(self, request: web.Request, row: RecordingRow) -> asyncio.Future[PreparedAudio]:
+        """Start reading the object and decrypting the first window (no side effects)."""
+        ctx = ctx_of(request)
+        return asyncio.get_running_loop().run_in_executor(
+            None,
+            prepare_audio,
+            ctx.services.vault,
+            ctx.services.keys,
+            row,
+            request.headers.get("Range"),
+            request.headers.get("If-Range"),
+            self.first_window,
+        )
+
     async def _send_audio(
         self,
         request: web.Request,
         row: RecordingRow,
         principal: Principal,
         mode: str,
-        range_header: str | None,
+        prepared: asyncio.Future[PreparedAudio],
     ) -> web.StreamResponse:
         ctx = ctx_of(request)
-        reader = _Reader(ctx.services.vault, ctx.services.keys, row)
         try:
-            header = await _run(request, reader.open)
-        except _AudioFailure as failure:
+            audio = await prepared
+        except AudioFailure as failure:
             return await self._failed(request, principal, row, mode, failure)
-        size = header.plaintext_size
-        etag = f'"{row.ciphertext_sha256[:32]}"'
-        if request.headers.get("If-Range") not in (None, etag):
-            range_header = None
-        try:
-            selected = parse_range(range_header, size)
-        except RangeNotSatisfiable:
+        except RangeNotSatisfiable as exc:
             return web.json_response(
-                {"error": "range-not-satisfiable", "detail": f"the audio has {size} bytes"},
+                {"error": "range-not-satisfiable", "detail": f"the audio has {exc.size} bytes"},
                 status=416,
-                headers={"Content-Range": f"bytes */{size}", "Accept-Ranges": "bytes"},
+                headers={"Content-Range": f"bytes */{exc.size}", "Accept-Ranges": "bytes"},
             )
-        start, end = selected if selected is not None else (0, size - 1)
-        chunk = header.chunk_size
-        first_end = min(end, _window_end(start, chunk, self.first_window))
-        try:
-            first = await _run(request, reader.read, start, first_end) if size else b""
-        except _AudioFailure as failure:
-            return await self._failed(request, principal, row, mode, failure)
-        disposition = (
-            f'attachment; filename="{row.recording_id}.wav"' if mode == "download" else "inline"
-        )
-        response = web.StreamResponse(
-            status=206 if selected is not None else 200,
-            headers={
-                "Content-Type": header.content_type or "audio/wav",
-                "Accept-Ranges": "bytes",
-                "Content-Disposition": disposition,
-                "Cache-Control": "no-store, private",
-                "ETag": etag,
-                "X-Content-Type-Options": "nosniff",
-                "Referrer-Policy": "no-referrer",
-            },
-        )
-        if selected is not None:
-            response.headers["Content-Range"] = content_range(start, end, size)
-        response.content_length = end - start + 1 if size else 0
-        await response.prepare(request)
         served = ctx.metrics.audio_bytes_served.labels(mode)
-        await response.write(first)
-        served.inc(len(first))
-        position = first_end + 1
-        while size and position <= end:
-            stop = min(end, _window_end(position, chunk, self.window))
-            try:
-                data = await _run(request, reader.read, position, stop)
-            except _AudioFailure as failure:
-                # Headers are out: cut the connection so the short body is visible as
-                # a failed transfer; the failing chunk's bytes were never produced.
-                await self._failed(request, principal, row, mode, failure, respond=False)
-                response.force_close()
-                if request.transport is not None:
-                    request.transport.close()
-                return response
-            await response.write(data)
-            served.inc(len(data))
-            position = stop + 1
-        await response.write_eof()
-        return response
+
+        async def failed(failure: AudioFailure) -> None:
+            await self._failed(request, principal, row, mode, failure)
+
+        return await stream_audio(
+            request,
+            audio,
+            filename=f"{row.recording_id}.wav" if mode == "download" else None,
+            window=self.window,
+            on_bytes=served.inc,
+            on_failure=failed,
+        )
 
     async def _failed(
         self,
@@ -820,19 +796,15 @@ class QaAccess:
         principal: Principal,
         row: RecordingRow,
         mode: str,
-        failure: _AudioFailure,
-        *,
-        respond: bool = True,
+        failure: AudioFailure,
     ) -> web.Response:
         ctx = ctx_of(request)
-        if failure.error == INTEGRITY_FAILURE:
+        if failure.is_integrity:
             ctx.metrics.integrity_failures.inc()
             log.error(
                 "integrity failure reading recording %s: %s", row.recording_id, failure.detail
             )
-        action = (
-            "access.integrity-failure" if failure.error == INTEGRITY_FAILURE else f"access.{mode}"
-        )
+        action = "access.integrity-failure" if failure.is_integrity else f"access.{mode}"
         try:
             await self._audit(
                 request,
@@ -931,96 +903,6 @@ def _missing_decision(principal: Principal, ask: AccessRequest, policy: Any) -> 
 
 def _starts_at_zero(range_header: str) -> bool:
     return re.match(r"^\s*bytes\s*=\s*0+\s*-", range_header, re.IGNORECASE) is not None
-
-
-def _window_end(start: int, chunk: int, window: int) -> int:
-    """Last byte of a decryption window from ``start``: whole chunks, >= one chunk."""
-    chunks = max(1, window // chunk)
-    return (start // chunk + chunks) * chunk - 1
-
-
-class _Reader:
-    """Reads and decrypts one recording's object by plaintext range (blocking calls)."""
-
-    def __init__(self, vault: Vault, keys: Any, row: RecordingRow) -> None:
-        self._vault = vault
-        self._keys = keys
-        self._row = row
-        self._header: tuple[EnvelopeHeader, int] | None = None
-        self._data_key = b""
-
-    def _fetch(self, start: int, end: int) -> bytes:
-        key = self._row.object_key
-        try:
-            return self._vault.get_range(key, start, end)
-        except RecordingNotFound:
-            raise
-        except StorageError:
-            # A range past the end of a truncated object: let the envelope see it short.
-            if start >= self._vault.head(key).size:
-                return b""
-            raise
-
-    def open(self) -> EnvelopeHeader:
-        row = self._row
-        try:
-            # A truncated or extended object is refused before anything is decrypted.
-            if self._vault.head(row.object_key).size != row.stored_size:
-                raise IntegrityError("the stored object's size differs from the catalog's")
-            header, header_len = self._keys.read_header(self._fetch)
-            if header.recording_id != row.recording_id:
-                raise IntegrityError("the stored object belongs to another recording")
-            if header.sealed_size(header_len) != row.stored_size:
-                raise IntegrityError("the stored object's size differs from the catalog's")
-            self._data_key = self._keys.data_key(header)
-        except RecordingNotFound as exc:
-            raise _AudioFailure(
-                502, INTEGRITY_FAILURE, OBJECT_MISSING, "the recording's object is missing"
-            ) from exc
-        except IntegrityError as exc:
-            raise _AudioFailure(
-                502, INTEGRITY_FAILURE, INTEGRITY_FAILURE,
-                "the stored recording failed its integrity check; nothing was served",
-            ) from exc  # fmt: skip
-        except KeyDestroyed as exc:
-            raise _AudioFailure(
-                410, "gone", KEY_DESTROYED, "the recording was erased (its key was destroyed)"
-            ) from exc
-        except KeyringError as exc:
-            raise _AudioFailure(
-                500, "key-unavailable", "keyring", "the key could not be unwrapped"
-            ) from exc
-        except StorageError as exc:
-            raise _AudioFailure(
-                503, "vault-unavailable", "vault", "the vault could not be read"
-            ) from exc
-        self._header = (header, header_len)
-        return header
-
-    def read(self, start: int, end: int) -> bytes:
-        assert self._header is not None
-        header, header_len = self._header
-        try:
-            cipher_start, cipher_end, first = envelope.ciphertext_span(
-                header, header_len, start, end
-            )
-            ciphertext = self._fetch(cipher_start, cipher_end)
-            return envelope.open_range(
-                header, header_len, ciphertext, first, self._data_key, start, end
-            )
-        except RecordingNotFound as exc:
-            raise _AudioFailure(
-                502, INTEGRITY_FAILURE, OBJECT_MISSING, "the recording's object is missing"
-            ) from exc
-        except IntegrityError as exc:
-            raise _AudioFailure(
-                502, INTEGRITY_FAILURE, INTEGRITY_FAILURE,
-                "the stored recording failed its integrity check",
-            ) from exc  # fmt: skip
-        except StorageError as exc:
-            raise _AudioFailure(
-                503, "vault-unavailable", "vault", "the vault could not be read"
-            ) from exc
 
 
 def qa_routes(**options: Any) -> list[web.RouteDef]:

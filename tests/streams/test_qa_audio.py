@@ -3,10 +3,13 @@ tamper detection, playback grants, the rate guard, and the S3 vault."""
 
 from __future__ import annotations
 
+import http.client
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 
@@ -142,20 +145,51 @@ def test_audio_of_a_pcm16_recording(env: QaEnv) -> None:
 # -- audit before bytes ------------------------------------------------------------------
 
 
-def test_the_grant_is_committed_before_the_vault_is_even_read(env: QaEnv) -> None:
+class SlowAudit:
+    """The real audit log, slowed down, remembering when each append had committed."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.committed: list[tuple[str, float]] = []
+
+    def append(self, draft: AuditDraft, **kwargs: Any) -> Any:
+        time.sleep(0.3)  # a slow disk: the response must wait for the commit
+        entry = self.inner.append(draft, **kwargs)
+        self.committed.append((entry.action, time.monotonic()))
+        return entry
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_no_audio_byte_leaves_before_the_grant_is_committed(env: QaEnv) -> None:
+    slow = SlowAudit(env.services.audit)
+    env.services.audit = slow  # type: ignore[assignment]
+    conn = http.client.HTTPConnection("127.0.0.1", env.server.port, timeout=30)
+    try:
+        conn.request(
+            "GET",
+            "/v1/recordings/rec-a/audio?" + urlencode(QA),
+            headers={"Authorization": f"Bearer {_reviewer(env)}"},
+        )
+        response = conn.getresponse()
+        first_byte_at = time.monotonic()
+        body = response.read()
+    finally:
+        conn.close()
+    assert response.status == 200
+    assert body == env.plaintext("rec-a")
+    assert [action for action, _ in slow.committed] == ["access.play"]
+    assert slow.committed[0][1] < first_byte_at
+
+
+def test_a_grant_url_is_handed_out_only_after_its_audit_record(env: QaEnv) -> None:
     counting = CountingVault(env.services.vault)
     env.services.vault = counting  # type: ignore[assignment]
-    start_seq = env.audit_head()
-    seen: list[str] = []
-
-    def check(_key: str) -> None:
-        # Runs on a worker thread with its own connection: sees committed rows only.
-        grants = [e for e in env.audit_after(start_seq) if e.action == "access.play"]
-        seen.append(grants[-1].outcome if grants else "none")
-
-    counting.on_read = check
-    assert env.audio("rec-a", _reviewer(env), **QA).status == 200
-    assert seen and set(seen) == {"granted"}
+    before = env.audit_head()
+    grant = _grant(env, "rec-a", _reviewer(env))
+    assert counting.ranges == []  # deciding and auditing never touched the audio
+    assert [e.seq for e in env.audit_after(before)] == [grant["grant_id"]]
 
 
 def _break_access_audit(env: QaEnv) -> None:
@@ -169,8 +203,6 @@ def _break_access_audit(env: QaEnv) -> None:
 
 def test_audit_failure_means_no_audio(env: QaEnv) -> None:
     _break_access_audit(env)
-    counting = CountingVault(env.services.vault)
-    env.services.vault = counting  # type: ignore[assignment]
     reply = env.audio("rec-a", _reviewer(env), **QA)
     assert reply.status == 503
     assert reply.json()["error"] == "audit-unavailable"
@@ -178,7 +210,6 @@ def test_audit_failure_means_no_audio(env: QaEnv) -> None:
     grant = env.request("POST", "/v1/recordings/rec-a/grants", token=_reviewer(env), body=QA)
     assert grant.status == 503
     assert "url" not in grant.json()
-    assert counting.ranges == []  # the object was never read
     assert metric(env, "callvault_access_audio_bytes_served_total", {"mode": "play"}) == 0
 
 
