@@ -147,8 +147,10 @@ class ReceiptSigner:
             "actor": actor,
             "effects": dict(effects),
         }
-        payload = json.loads(canonical_json(payload))
-        return DeletionReceipt(payload, self._keyring.sign(canonical_json(payload).encode()))
+        text = canonical_json(payload)  # every value above is already plain JSON
+        receipt = DeletionReceipt(payload, self._keyring.sign(text.encode()))
+        object.__setattr__(receipt, "_text", text)  # stored as signed, not re-encoded
+        return receipt
 
     def verify(self, receipt: DeletionReceipt) -> bool:
         """True when the signature matches the payload under a known signing key."""
@@ -181,7 +183,7 @@ class ReceiptStore:
                     r.recording_id,
                     str(r.payload["reason"]),
                     str(r.payload["deleted_at"]),
-                    canonical_json(dict(r.payload)),
+                    getattr(r, "_text", None) or canonical_json(dict(r.payload)),
                     r.signature,
                 )
                 for r in receipts

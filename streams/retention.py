@@ -38,6 +38,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -75,6 +76,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 RULES_DIGEST_SETTING = "retention_rules_digest"
+_MIN_SLICE = 50
 DATA_KEY_NOTE = "removed with the object (the data key is stored only wrapped in its header)"
 
 
@@ -158,6 +160,7 @@ class RetentionService:
         holds: HoldStore | None = None,
         lifecycle: LifecycleStore | None = None,
         batch_size: int = 1000,
+        delete_workers: int = 8,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be positive")
@@ -173,6 +176,7 @@ class RetentionService:
         self.lifecycle = lifecycle or LifecycleStore(catalog, self.receipts, clock=clock)
         self.signer = ReceiptSigner(keys.keyring)
         self.batch_size = batch_size
+        self.delete_workers = delete_workers
 
     # -- schedules ----------------------------------------------------------------------
     def schedule_for(
@@ -395,7 +399,7 @@ class RetentionService:
 
     def _expire(self, rows: list[RecordingRow], moment: datetime, result: SweepResult) -> int:
         self.lifecycle.mark(rows, reason="retention-due", rule="retention:due", actor=self.actor)
-        failed = set(self.vault.delete_many([row.object_key for row in rows]))
+        failed = self._delete_objects([row.object_key for row in rows])
         done_rows = [row for row in rows if row.object_key not in failed]
         result.failed.extend(row.recording_id for row in rows if row.object_key in failed)
         if failed:
@@ -406,6 +410,17 @@ class RetentionService:
         if self.metrics is not None and expired:
             self.metrics.deletions.labels("retention").inc(len(expired))
         return len(expired)
+
+    def _delete_objects(self, keys: list[str]) -> set[str]:
+        """``Vault.delete_many`` in up to ``delete_workers`` parallel slices (on a versioned
+        S3 bucket each key's versions are listed first: one round trip per key, so the
+        slices overlap those waits). Returns the keys that could not be deleted."""
+        if self.delete_workers <= 1 or len(keys) < 2 * _MIN_SLICE:
+            return set(self.vault.delete_many(keys))
+        size = max(_MIN_SLICE, -(-len(keys) // self.delete_workers))
+        slices = [keys[i : i + size] for i in range(0, len(keys), size)]
+        with ThreadPoolExecutor(len(slices), thread_name_prefix="retention-delete") as pool:
+            return {key for failed in pool.map(self.vault.delete_many, slices) for key in failed}
 
     def _finish(self, rows: list[RecordingRow]) -> list[str]:
         deleted_at = self.clock()
@@ -467,7 +482,7 @@ class RetentionService:
         gone = [i.recording_id for i in intents if i.recording_id not in {r.recording_id for r in stored}]
         self.lifecycle.drop_intents(gone)
         if stored:
-            failed = set(self.vault.delete_many([row.object_key for row in stored]))
+            failed = self._delete_objects([row.object_key for row in stored])
             result.failed.extend(r.recording_id for r in stored if r.object_key in failed)
             expired = self._finish([r for r in stored if r.object_key not in failed])
             result.expired.extend(expired)
