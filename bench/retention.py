@@ -65,28 +65,49 @@ def run(kind: str, n: int, endpoint: str, workdir: Path) -> tuple[float, float]:
     raw_bucket = f"{bucket}-raw"
     client.create_bucket(Bucket=raw_bucket)
     if kind == "versioned":
-        client.put_bucket_versioning(Bucket=raw_bucket, VersioningConfiguration={"Status": "Enabled"})
+        client.put_bucket_versioning(
+            Bucket=raw_bucket, VersioningConfiguration={"Status": "Enabled"}
+        )
 
     policy = services.policy
     now = services.clock()
     ended = now - timedelta(days=400)
     subject = services.keys.subject_ref("acme", "bench-customer")
-    sealed = services.keys.seal_recording(recording_id="bench-0", tenant="acme", subject_ref=subject,
-                                          plaintext=AUDIO)  # fmt: skip
+    sealed = services.keys.seal_recording(
+        recording_id="bench-0", tenant="acme", subject_ref=subject, plaintext=AUDIO
+    )
     blob = sealed.blob
     rows: list[RecordingRow] = []
     for i in range(n):
         rid = f"bench-{i:06d}"
-        rows.append(RecordingRow(
-            recording_id=rid, call_id=f"call-{i}", tenant="acme", subject_ref=subject, agent_id="a1",
-            queue="q1", direction="inbound", started_at=ended - timedelta(minutes=3), ended_at=ended,
-            duration_ms=180_000, consent="notified", purposes=tuple(policy.default_purposes),
-            retention_class="standard-90d", retain_until=ended + timedelta(days=90),
-            object_key=object_key_for(services.keys, "acme", rid), subject_key_id=sealed.subject_key_id,
-            ciphertext_sha256=hashlib.sha256(blob).hexdigest(), stored_size=len(blob),
-            audio_bytes=len(AUDIO), audio_format="wav/pcm_s16le", sample_rate=8000, channels=1,
-            pci_redacted_ms=0, created_at=now,
-        ))  # fmt: skip
+        rows.append(
+            RecordingRow(
+                recording_id=rid,
+                call_id=f"call-{i}",
+                tenant="acme",
+                subject_ref=subject,
+                agent_id="a1",
+                queue="q1",
+                direction="inbound",
+                started_at=ended - timedelta(minutes=3),
+                ended_at=ended,
+                duration_ms=180_000,
+                consent="notified",
+                purposes=tuple(policy.default_purposes),
+                retention_class="standard-90d",
+                retain_until=ended + timedelta(days=90),
+                object_key=object_key_for(services.keys, "acme", rid),
+                subject_key_id=sealed.subject_key_id,
+                ciphertext_sha256=hashlib.sha256(blob).hexdigest(),
+                stored_size=len(blob),
+                audio_bytes=len(AUDIO),
+                audio_format="wav/pcm_s16le",
+                sample_rate=8000,
+                channels=1,
+                pci_redacted_ms=0,
+                created_at=now,
+            )
+        )
     versions: dict[str, str] = {}
 
     def put(row: RecordingRow) -> None:
@@ -100,7 +121,10 @@ def run(kind: str, n: int, endpoint: str, workdir: Path) -> tuple[float, float]:
     for start in range(0, n, 500):
         batch = rows[start : start + 500]
         services.catalog.store_recordings(
-            [(row, AuditDraft(actor="bench", action="ingest.stored", outcome="ok")) for row in batch]
+            [
+                (row, AuditDraft(actor="bench", action="ingest.stored", outcome="ok"))
+                for row in batch
+            ]
         )
 
     # baseline: raw multi-object delete of the same keys
@@ -110,11 +134,19 @@ def run(kind: str, n: int, endpoint: str, workdir: Path) -> tuple[float, float]:
     ]
     started = time.perf_counter()
     for start in range(0, n, 1000):
-        client.delete_objects(Bucket=raw_bucket, Delete={"Objects": entries[start : start + 1000], "Quiet": True})
+        client.delete_objects(
+            Bucket=raw_bucket, Delete={"Objects": entries[start : start + 1000], "Quiet": True}
+        )
     baseline = time.perf_counter() - started
 
-    retention = RetentionService(catalog=services.catalog, vault=services.vault, keys=services.keys,
-                                 policy=policy, clock=services.clock, actor="bench")  # fmt: skip
+    retention = RetentionService(
+        catalog=services.catalog,
+        vault=services.vault,
+        keys=services.keys,
+        policy=policy,
+        clock=services.clock,
+        actor="bench",
+    )
     retention.reschedule_if_policy_changed()  # first start: records the rules digest
     started = time.perf_counter()
     if os.environ.get("BENCH_PROFILE"):
@@ -136,7 +168,9 @@ def run(kind: str, n: int, endpoint: str, workdir: Path) -> tuple[float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--buckets", default="plain")
     args = parser.parse_args()

@@ -4,7 +4,8 @@
     callvault retention reschedule [--force]
     callvault retention receipt verify FILE|RECEIPT_ID
     callvault retention receipt show RECEIPT_ID|--recording ID
-    callvault hold place --scope recording|customer|call --target X [--tenant T] --reason R --reference REF --by USER
+    callvault hold place --scope recording|customer|call --target X [--tenant T]
+                         --reason R --reference REF --by USER
     callvault hold release HOLD_ID --reason R --by USER
     callvault hold list [--all]
     callvault privacy submit FILE --by USER
@@ -69,11 +70,17 @@ def retention() -> None:
 
 @retention.command("sweep")
 @click.option("--dry-run", is_flag=True, help="Report what is due; change nothing.")
-@click.option("--limit", type=click.IntRange(min=1), default=None, help="Expire at most N recordings.")
-@click.option("--now", "now_text", default=None, help="Sweep as of this ISO 8601 time (tests, catch-up).")
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=None, help="Expire at most N recordings."
+)
+@click.option(
+    "--now", "now_text", default=None, help="Sweep as of this ISO 8601 time (tests, catch-up)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
 @click.pass_context
-def retention_sweep(ctx: click.Context, dry_run: bool, limit: int | None, now_text: str | None, as_json: bool) -> None:
+def retention_sweep(
+    ctx: click.Context, dry_run: bool, limit: int | None, now_text: str | None, as_json: bool
+) -> None:
     """Delete every recording past its retain-until that no legal hold keeps."""
     from tqdm import tqdm
 
@@ -90,10 +97,16 @@ def retention_sweep(ctx: click.Context, dry_run: bool, limit: int | None, now_te
             moment = now or lifecycle.services.clock()
             due, held = lifecycle.retention.lifecycle.count_overdue(moment)
             total = min(due, limit) if limit else due
-            with tqdm(total=total, unit="rec", desc="dry run" if dry_run else "expiring",
-                      file=sys.stderr, disable=total == 0) as bar:  # fmt: skip
-                result = lifecycle.sweep_and_resume(now=moment, dry_run=dry_run, limit=limit,
-                                                    progress=bar.update)  # fmt: skip
+            with tqdm(
+                total=total,
+                unit="rec",
+                desc="dry run" if dry_run else "expiring",
+                file=sys.stderr,
+                disable=total == 0,
+            ) as bar:
+                result = lifecycle.sweep_and_resume(
+                    now=moment, dry_run=dry_run, limit=limit, progress=bar.update
+                )
         except CallvaultError as exc:
             _fail(str(exc))
     if as_json:
@@ -125,9 +138,12 @@ def retention_reschedule(ctx: click.Context, force: bool) -> None:
     with _lifecycle(ctx) as lifecycle:
         try:
             total = lifecycle.retention.lifecycle.count_stored()
-            with tqdm(total=total, unit="rec", desc="rescheduling", file=sys.stderr,
-                      disable=total == 0) as bar:  # fmt: skip
-                result = lifecycle.retention.reschedule_if_policy_changed(force=force, progress=bar.update)
+            with tqdm(
+                total=total, unit="rec", desc="rescheduling", file=sys.stderr, disable=total == 0
+            ) as bar:
+                result = lifecycle.retention.reschedule_if_policy_changed(
+                    force=force, progress=bar.update
+                )
         except CallvaultError as exc:
             _fail(str(exc))
     if result.previous_digest == result.digest and not force:
@@ -136,7 +152,11 @@ def retention_reschedule(ctx: click.Context, force: bool) -> None:
     click.echo(
         f"rules {str(result.previous_digest)[:12]} -> {result.digest[:12]}: "
         f"{result.changed} of {result.checked} stored recording(s) rescheduled"
-        + (f"; {len(result.skipped)} kept their schedule (no rule for their purposes)" if result.skipped else "")
+        + (
+            f"; {len(result.skipped)} kept their schedule (no rule for their purposes)"
+            if result.skipped
+            else ""
+        )
     )
 
 
@@ -212,8 +232,15 @@ def hold() -> None:
 @click.option("--reference", required=True, help="Case or matter number.")
 @click.option("--by", "placed_by", required=True, help="Who orders the hold (user id).")
 @click.pass_context
-def hold_place(ctx: click.Context, scope: str, target: str, tenant: str | None, reason: str,
-               reference: str, placed_by: str) -> None:  # fmt: skip
+def hold_place(
+    ctx: click.Context,
+    scope: str,
+    target: str,
+    tenant: str | None,
+    reason: str,
+    reference: str,
+    placed_by: str,
+) -> None:
     """Place a legal hold."""
     from storage.holds import HoldScope
 
@@ -227,7 +254,11 @@ def hold_place(ctx: click.Context, scope: str, target: str, tenant: str | None, 
             if not tenant:
                 _fail(f"--tenant is required for scope {scope}")
             assert tenant is not None
-            key = lifecycle.services.keys.subject_ref(tenant, target) if scope == "customer" else target
+            key = (
+                lifecycle.services.keys.subject_ref(tenant, target)
+                if scope == "customer"
+                else target
+            )
             placed = lifecycle.holds.place(
                 tenant=tenant,
                 scope=HoldScope.SUBJECT if scope == "customer" else HoldScope(scope),
@@ -252,8 +283,9 @@ def hold_release(ctx: click.Context, hold_id: str, reason: str, released_by: str
     """Release a legal hold (the next sweep deletes what is overdue)."""
     with _lifecycle(ctx, actor=f"user:{released_by}") as lifecycle:
         try:
-            released = lifecycle.holds.release(hold_id, released_by=released_by, reason=reason,
-                                               actor=f"user:{released_by}")  # fmt: skip
+            released = lifecycle.holds.release(
+                hold_id, released_by=released_by, reason=reason, actor=f"user:{released_by}"
+            )
         except CallvaultError as exc:
             _fail(str(exc))
     click.echo(f"{released.hold_id}: released at {released.released_at}")
@@ -289,7 +321,9 @@ def privacy() -> None:
 
 @privacy.command("submit")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--by", "requested_by", required=True, help="Who files it (compliance officer's user id).")
+@click.option(
+    "--by", "requested_by", required=True, help="Who files it (compliance officer's user id)."
+)
 @click.pass_context
 def privacy_submit(ctx: click.Context, path: Path, requested_by: str) -> None:
     """File and carry out a privacy request (JSON file; see streams/privacy.py)."""

@@ -123,8 +123,19 @@ def hold_match_sql(alias: str = "r") -> str:
 
 
 def _hold_from_row(values: Row) -> LegalHold:
-    (hold_id, tenant, scope, target, reason, reference, placed_by, placed_at,
-     released_at, released_by, release_reason) = values  # fmt: skip
+    (
+        hold_id,
+        tenant,
+        scope,
+        target,
+        reason,
+        reference,
+        placed_by,
+        placed_at,
+        released_at,
+        released_by,
+        release_reason,
+    ) = values
     return LegalHold(
         hold_id=hold_id,
         tenant=tenant,
@@ -178,9 +189,7 @@ class HoldStore:
         try:
             kind = HoldScope(scope)
         except ValueError:
-            raise HoldError(
-                f"scope must be one of {', '.join(HoldScope)}, got {scope!r}"
-            ) from None
+            raise HoldError(f"scope must be one of {', '.join(HoldScope)}, got {scope!r}") from None
         hold = LegalHold(
             hold_id=f"hold_{secrets.token_hex(8)}",
             tenant=_text(tenant, "tenant"),
@@ -212,9 +221,17 @@ class HoldStore:
             tx.execute(
                 f"INSERT INTO legal_holds ({_HOLD_COLUMNS}) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL)",
-                (hold.hold_id, hold.tenant, kind.value, hold.target, hold.reason,
-                 hold.reference, hold.placed_by, to_db_time(hold.placed_at)),
-            )  # fmt: skip
+                (
+                    hold.hold_id,
+                    hold.tenant,
+                    kind.value,
+                    hold.target,
+                    hold.reason,
+                    hold.reference,
+                    hold.placed_by,
+                    to_db_time(hold.placed_at),
+                ),
+            )
             self._catalog.audit.append(draft, tx=tx)
         return hold
 
@@ -232,7 +249,8 @@ class HoldStore:
         with self._catalog.database.transaction() as tx:
             self._catalog.audit.lock_head(tx)
             row = tx.fetch_one(
-                f"SELECT {_HOLD_COLUMNS} FROM legal_holds WHERE hold_id = ?" + tx.dialect.for_update,
+                f"SELECT {_HOLD_COLUMNS} FROM legal_holds WHERE hold_id = ?"
+                + tx.dialect.for_update,
                 (hold_id,),
             )
             if row is None:
@@ -261,8 +279,9 @@ class HoldStore:
                 ),
                 tx=tx,
             )
-        return LegalHold(**{**hold.__dict__, "released_at": now, "released_by": by,
-                            "release_reason": why})  # fmt: skip
+        return LegalHold(
+            **{**hold.__dict__, "released_at": now, "released_by": by, "release_reason": why}
+        )
 
     def get(self, hold_id: str) -> LegalHold:
         """The hold ``hold_id`` (active or released).

@@ -51,12 +51,34 @@ __all__ = ["DeletionIntent", "LifecycleStore", "ScheduleChange"]
 
 _IN_CHUNK = 500
 _COLUMNS = (
-    "recording_id", "call_id", "tenant", "subject_ref", "agent_id", "queue", "direction",
-    "started_at", "ended_at", "duration_ms", "consent", "purposes", "retention_class",
-    "retain_until", "object_key", "subject_key_id", "ciphertext_sha256", "stored_size",
-    "audio_bytes", "audio_format", "sample_rate", "channels", "pci_redacted_ms",
-    "created_at", "state", "restricted", "updated_at",
-)  # fmt: skip
+    "recording_id",
+    "call_id",
+    "tenant",
+    "subject_ref",
+    "agent_id",
+    "queue",
+    "direction",
+    "started_at",
+    "ended_at",
+    "duration_ms",
+    "consent",
+    "purposes",
+    "retention_class",
+    "retain_until",
+    "object_key",
+    "subject_key_id",
+    "ciphertext_sha256",
+    "stored_size",
+    "audio_bytes",
+    "audio_format",
+    "sample_rate",
+    "channels",
+    "pci_redacted_ms",
+    "created_at",
+    "state",
+    "restricted",
+    "updated_at",
+)
 _SELECT = "SELECT " + ", ".join(f"r.{c}" for c in _COLUMNS) + " FROM recordings r"
 _TIMES = frozenset({"started_at", "ended_at", "retain_until", "created_at", "updated_at"})
 
@@ -135,7 +157,9 @@ class LifecycleStore:
             )
 
     # -- contract terminations ----------------------------------------------------------
-    def record_termination(self, tenant: str, subject_ref: str, terminated_at: datetime) -> datetime:
+    def record_termination(
+        self, tenant: str, subject_ref: str, terminated_at: datetime
+    ) -> datetime:
         """Remember that ``subject_ref``'s contract terminated; return the effective
         (earliest recorded) termination time.
 
@@ -147,8 +171,9 @@ class LifecycleStore:
         stamp = to_db_time(terminated_at)
         with self._db.transaction() as tx:
             tx.execute(
-                "INSERT INTO contract_terminations (subject_ref, tenant, terminated_at, recorded_at) "
-                "VALUES (?, ?, ?, ?) ON CONFLICT (subject_ref) DO UPDATE SET terminated_at = "
+                "INSERT INTO contract_terminations "
+                "(subject_ref, tenant, terminated_at, recorded_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (subject_ref) DO UPDATE SET terminated_at = "
                 "CASE WHEN excluded.terminated_at < contract_terminations.terminated_at "
                 "THEN excluded.terminated_at ELSE contract_terminations.terminated_at END",
                 (subject_ref, tenant, stamp, to_db_time(self._clock())),
@@ -167,7 +192,9 @@ class LifecycleStore:
             CatalogError: the database failed.
         """
         if subject_refs is None:
-            rows = self._db.fetch_all("SELECT subject_ref, terminated_at FROM contract_terminations")
+            rows = self._db.fetch_all(
+                "SELECT subject_ref, terminated_at FROM contract_terminations"
+            )
         else:
             refs = sorted({ref for ref in subject_refs if ref})
             rows = []
@@ -316,11 +343,16 @@ class LifecycleStore:
                 "UPDATE recordings SET retention_class = ?, retain_until = ?, updated_at = ? "
                 "WHERE recording_id = ? AND state = ?",
                 [
-                    (c.retention_class, to_db_time(c.retain_until), now, c.recording_id,
-                     RecordingState.STORED.value)
+                    (
+                        c.retention_class,
+                        to_db_time(c.retain_until),
+                        now,
+                        c.recording_id,
+                        RecordingState.STORED.value,
+                    )
                     for c in todo
                 ],
-            )  # fmt: skip
+            )
             self._catalog.audit.append_many([c.audit for c in todo], tx=tx)
         return len(todo)
 
@@ -359,7 +391,10 @@ class LifecycleStore:
                 "INSERT INTO deletion_intents "
                 "(recording_id, object_key, reason, rule, request_id, actor, marked_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (recording_id) DO NOTHING",
-                [(r.recording_id, r.object_key, reason, rule, request_id, actor, now) for r in rows],
+                [
+                    (r.recording_id, r.object_key, reason, rule, request_id, actor, now)
+                    for r in rows
+                ],
             )
 
     def pending_intents(self, *, request_id: str | None = None) -> list[DeletionIntent]:
@@ -392,11 +427,11 @@ class LifecycleStore:
         if not ids:
             return
         with self._db.transaction() as tx:
-            tx.executemany("DELETE FROM deletion_intents WHERE recording_id = ?", [(i,) for i in ids])
+            tx.executemany(
+                "DELETE FROM deletion_intents WHERE recording_id = ?", [(i,) for i in ids]
+            )
 
-    def finish_expiry(
-        self, items: Sequence[tuple[str, AuditDraft, DeletionReceipt]]
-    ) -> list[str]:
+    def finish_expiry(self, items: Sequence[tuple[str, AuditDraft, DeletionReceipt]]) -> list[str]:
         """``stored -> expired`` for each (recording id, audit draft, receipt), with the
         receipts, in one commit; drops their intents. Recordings no longer STORED are
         skipped (no audit record, no receipt). Returns the ids that expired.
@@ -406,9 +441,7 @@ class LifecycleStore:
         """
         return self._finish(items, RecordingState.EXPIRED, (RecordingState.STORED,), scrub=False)
 
-    def finish_erasure(
-        self, items: Sequence[tuple[str, AuditDraft, DeletionReceipt]]
-    ) -> list[str]:
+    def finish_erasure(self, items: Sequence[tuple[str, AuditDraft, DeletionReceipt]]) -> list[str]:
         """``stored|expired -> erased`` tombstones (see the module docstring) with their
         audit records and receipts, in one commit; drops their intents. Already erased
         recordings are skipped. Returns the ids erased now.
@@ -476,8 +509,15 @@ class LifecycleStore:
         Raises:
             CatalogError: an unknown field, an unknown recording, or a database failure.
         """
-        allowed = {"queue", "agent_id", "subject_ref", "subject_key_id", "object_key",
-                   "ciphertext_sha256", "stored_size"}  # fmt: skip
+        allowed = {
+            "queue",
+            "agent_id",
+            "subject_ref",
+            "subject_key_id",
+            "object_key",
+            "ciphertext_sha256",
+            "stored_size",
+        }
         unknown = set(changes) - allowed
         if unknown or not changes:
             raise CatalogError(f"cannot correct field(s) {sorted(unknown) or 'none'}")

@@ -49,9 +49,17 @@ __all__ = [
 
 RECEIPT_VERSION = 1
 _REQUIRED = (
-    "receipt_id", "version", "recording_id", "tenant", "reason", "rule", "clauses",
-    "deleted_at", "actor", "effects",
-)  # fmt: skip
+    "receipt_id",
+    "version",
+    "recording_id",
+    "tenant",
+    "reason",
+    "rule",
+    "clauses",
+    "deleted_at",
+    "actor",
+    "effects",
+)
 
 
 class ReceiptError(StorageError):
@@ -225,7 +233,8 @@ class ReceiptStore:
         Raises:
             CatalogError: the database failed.
         """
-        where, params = [], []  # type: ignore[var-annotated]
+        where: list[str] = []
+        params: list[Any] = []
         if since is not None:
             where.append("issued_at >= ?")
             params.append(to_db_time(since))

@@ -125,9 +125,24 @@ class PrivacyRequest:
 
 
 def _from_row(values: Row) -> PrivacyRequest:
-    (request_id, kind, tenant, subject_ref, status, requested_by, verified_by, method,
-     verified_at, received_at, due_at, updated_at, completed_at, params, progress,
-     result) = values  # fmt: skip
+    (
+        request_id,
+        kind,
+        tenant,
+        subject_ref,
+        status,
+        requested_by,
+        verified_by,
+        method,
+        verified_at,
+        received_at,
+        due_at,
+        updated_at,
+        completed_at,
+        params,
+        progress,
+        result,
+    ) = values
     return PrivacyRequest(
         request_id=request_id,
         kind=kind,
@@ -178,16 +193,24 @@ class PrivacyRequestStore:
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (request_id) DO NOTHING",
                 (
-                    request.request_id, request.kind, request.tenant, request.subject_ref,
-                    request.status.value, request.requested_by, request.verified_by,
+                    request.request_id,
+                    request.kind,
+                    request.tenant,
+                    request.subject_ref,
+                    request.status.value,
+                    request.requested_by,
+                    request.verified_by,
                     request.verification_method,
                     None if request.verified_at is None else to_db_time(request.verified_at),
-                    to_db_time(request.received_at), to_db_time(request.due_at),
+                    to_db_time(request.received_at),
+                    to_db_time(request.due_at),
                     to_db_time(request.updated_at),
                     None if request.completed_at is None else to_db_time(request.completed_at),
-                    params, progress, result,
+                    params,
+                    progress,
+                    result,
                 ),
-            )  # fmt: skip
+            )
             row = tx.fetch_one(
                 f"SELECT {_COLUMNS} FROM privacy_requests WHERE request_id = ?",
                 (request.request_id,),
@@ -249,9 +272,12 @@ class PrivacyRequestStore:
         return new
 
     def list_requests(
-        self, *, statuses: tuple[RequestStatus, ...] | None = None, kind: str | None = None,
+        self,
+        *,
+        statuses: tuple[RequestStatus, ...] | None = None,
+        kind: str | None = None,
         limit: int = 100,
-    ) -> list[PrivacyRequest]:  # fmt: skip
+    ) -> list[PrivacyRequest]:
         """Requests (optionally by status / kind), oldest received first.
 
         Raises:

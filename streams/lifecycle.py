@@ -139,7 +139,9 @@ class Lifecycle:
         if not isinstance(requested_by, str) or not requested_by.strip():
             requested_by = "topic:callvault.privacy-requests"
         try:
-            request = self.privacy.submit(data if data is not None else payload, requested_by=requested_by)
+            request = self.privacy.submit(
+                data if data is not None else payload, requested_by=requested_by
+            )
         except PrivacyRequestRejected as exc:
             log.warning("privacy request rejected: %s", exc.reason)
             self.services.audit.append(
@@ -304,7 +306,9 @@ def lifecycle_routes(lifecycle: Lifecycle) -> list[web.RouteDef]:
                 known = True
             except PrivacyRequestNotFound:
                 pass
-        stored = await call(request, lambda: lifecycle.privacy.submit(body, requested_by=principal.user))
+        stored = await call(
+            request, lambda: lifecycle.privacy.submit(body, requested_by=principal.user)
+        )
         now = ctx_of(request).now()
         return web.json_response(stored.to_json(now), status=200 if known else 201)
 
@@ -317,7 +321,9 @@ def lifecycle_routes(lifecycle: Lifecycle) -> list[web.RouteDef]:
                 statuses = (RequestStatus(status),)
             except ValueError:
                 raise _bad("bad-field", f"unknown status {status!r}") from None
-        found = await call(request, lambda: lifecycle.privacy.store.list_requests(statuses=statuses))
+        found = await call(
+            request, lambda: lifecycle.privacy.store.list_requests(statuses=statuses)
+        )
         now = ctx_of(request).now()
         return web.json_response({"requests": [r.to_json(now) for r in found]})
 
@@ -329,7 +335,9 @@ def lifecycle_routes(lifecycle: Lifecycle) -> list[web.RouteDef]:
     async def get_receipt(request: web.Request) -> web.Response:
         await require(request, "read-audit")
         receipt = await call(request, lifecycle.receipts.get, request.match_info["receipt_id"])
-        return web.json_response({**receipt.to_json(), "verified": lifecycle.signer.verify(receipt)})
+        return web.json_response(
+            {**receipt.to_json(), "verified": lifecycle.signer.verify(receipt)}
+        )
 
     async def list_receipts(request: web.Request) -> web.Response:
         await require(request, "read-audit")

@@ -94,7 +94,14 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-REQUEST_TYPES = ("disclose", "restrict", "lift-restriction", "erase", "correct", "contract-terminated")
+REQUEST_TYPES = (
+    "disclose",
+    "restrict",
+    "lift-restriction",
+    "erase",
+    "correct",
+    "contract-terminated",
+)
 #: How a compliance officer verified the customer's identity (closed list).
 VERIFICATION_METHODS = ("id-document", "account-authentication", "callback", "in-person", "postal")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
@@ -219,10 +226,14 @@ def parse_privacy_request(data: Any, *, now: datetime) -> RequestInput:
             if key not in _CORRECTABLE:
                 raise PrivacyRequestRejected("bad-field", f"cannot correct {key!r}")
             if not isinstance(value, str) or not value.strip() or len(value) > 256:
-                raise PrivacyRequestRejected("bad-field", f"corrections.{key} must be a non-empty string")
+                raise PrivacyRequestRejected(
+                    "bad-field", f"corrections.{key} must be a non-empty string"
+                )
             corrections[key] = value.strip()
         if corrections.get("customer_ref") == customer_ref:
-            raise PrivacyRequestRejected("bad-field", "corrections.customer_ref equals customer_ref")
+            raise PrivacyRequestRejected(
+                "bad-field", "corrections.customer_ref equals customer_ref"
+            )
     recording_ids = None
     if "recording_ids" in data:
         ids = data["recording_ids"]
@@ -319,7 +330,8 @@ class PrivacyService:
             params["recording_ids"] = list(parsed.recording_ids)
         if parsed.corrections:
             params["corrections"] = {
-                key: self._digest(parsed.tenant, key, value) for key, value in parsed.corrections.items()
+                key: self._digest(parsed.tenant, key, value)
+                for key, value in parsed.corrections.items()
             }
             if "customer_ref" in parsed.corrections:
                 params["new_subject_ref"] = self.keys.subject_ref(
@@ -399,7 +411,9 @@ class PrivacyService:
             done = handler[request.kind](request)
         except CallvaultError as exc:
             log.error("privacy request %s failed: %s", request.request_id, exc)
-            self.store.update(request, status=RequestStatus.FAILED, result={"error": str(exc)[:500]})
+            self.store.update(
+                request, status=RequestStatus.FAILED, result={"error": str(exc)[:500]}
+            )
             self._audit(request, "privacy.failed", "failed", {"error": type(exc).__name__})
             self.refresh_gauges()
             raise
@@ -446,14 +460,20 @@ class PrivacyService:
         """Keyed digest of a corrected value: comparable, not reversible."""
         return self.keys.keyring.pseudonymize(tenant, f"correction:{name}:{value}")[:32]
 
-    def _audit(self, request: PrivacyRequest, action: str, outcome: str, details: dict[str, Any]) -> None:
+    def _audit(
+        self, request: PrivacyRequest, action: str, outcome: str, details: dict[str, Any]
+    ) -> None:
         self.catalog.audit.append(
             AuditDraft(
                 actor=self.actor,
                 action=action,
                 outcome=outcome,
                 reason=request.kind,
-                details={"request_id": request.request_id, "subject_ref": request.subject_ref, **details},
+                details={
+                    "request_id": request.request_id,
+                    "subject_ref": request.subject_ref,
+                    **details,
+                },
             )
         )
 
@@ -471,7 +491,9 @@ class PrivacyService:
         rows = self._rows(request)
         held = self.holds.holds_for(rows)
         folder = self.export_root / request.request_id
-        officer = Principal(user=request.verified_by or request.requested_by, role="compliance-officer")
+        officer = Principal(
+            user=request.verified_by or request.requested_by, role="compliance-officer"
+        )
         access = AccessRequest("download", "customer-disclosure", reference=request.request_id)
         exported: list[dict[str, Any]] = []
         withheld: list[dict[str, str]] = []
@@ -517,7 +539,9 @@ class PrivacyService:
                     },
                 ),
             )
-            exported.append({"recording_id": row.recording_id, "file": path.name, "bytes": len(audio)})
+            exported.append(
+                {"recording_id": row.recording_id, "file": path.name, "bytes": len(audio)}
+            )
         listing = _rows_json(rows, held)
         if rows:
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -525,21 +549,33 @@ class PrivacyService:
             fd = os.open(manifest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as out:
                 json.dump(
-                    {"request_id": request.request_id, "recordings": listing, "exported": exported,
-                     "withheld": withheld, "generated_at": to_db_time(now)},
-                    out, indent=2,
-                )  # fmt: skip
+                    {
+                        "request_id": request.request_id,
+                        "recordings": listing,
+                        "exported": exported,
+                        "withheld": withheld,
+                        "generated_at": to_db_time(now),
+                    },
+                    out,
+                    indent=2,
+                )
         result = {
             "recordings": listing,
             "exported": exported,
             "withheld": withheld,
             "export_dir": str(folder) if rows else None,
         }
-        return self.store.update(request, status=RequestStatus.COMPLETED, result=result,
-                                 progress={"listed": len(rows), "exported": len(exported)})  # fmt: skip
+        return self.store.update(
+            request,
+            status=RequestStatus.COMPLETED,
+            result=result,
+            progress={"listed": len(rows), "exported": len(exported)},
+        )
 
     def _restrict(self, request: PrivacyRequest, flag: bool) -> PrivacyRequest:
-        rows = [row for row in self._rows(request, (RecordingState.STORED,)) if row.restricted != flag]
+        rows = [
+            row for row in self._rows(request, (RecordingState.STORED,)) if row.restricted != flag
+        ]
         if rows:
             self.catalog.set_restricted(
                 [row.recording_id for row in rows],
@@ -553,9 +589,12 @@ class PrivacyService:
                 ),
             )
         changed = [row.recording_id for row in rows]
-        return self.store.update(request, status=RequestStatus.COMPLETED,
-                                 result={"changed": changed, "restricted": flag},
-                                 progress={"changed": len(changed)})  # fmt: skip
+        return self.store.update(
+            request,
+            status=RequestStatus.COMPLETED,
+            result={"changed": changed, "restricted": flag},
+            progress={"changed": len(changed)},
+        )
 
     def _erase(self, request: PrivacyRequest) -> PrivacyRequest:
         rows = self._rows(request, (RecordingState.STORED, RecordingState.EXPIRED))
@@ -570,13 +609,20 @@ class PrivacyService:
                 erasable.append(row)
             else:
                 hold = first_hold(covering.get(row.recording_id, []))
-                held.append({"recording_id": row.recording_id, "rule": decision.rule,
-                             "reason": str(decision.reason),
-                             "hold": hold.summary() if hold else None})  # fmt: skip
+                held.append(
+                    {
+                        "recording_id": row.recording_id,
+                        "rule": decision.rule,
+                        "reason": str(decision.reason),
+                        "hold": hold.summary() if hold else None,
+                    }
+                )
         held_stored = [
             row.recording_id
             for row in rows
-            if row.recording_id in covering and row.state is RecordingState.STORED and not row.restricted
+            if row.recording_id in covering
+            and row.state is RecordingState.STORED
+            and not row.restricted
         ]
         if held_stored:  # the customer asked us to stop: kept only for the law, so unused
             self.catalog.set_restricted(
@@ -591,30 +637,46 @@ class PrivacyService:
                 ),
             )
         partial_scope = request.params.get("recording_ids") is not None
-        self.lifecycle.mark(erasable, reason="erasure-requested", rule="retention:erasure",
-                            actor=self.actor, request_id=request.request_id)  # fmt: skip
+        self.lifecycle.mark(
+            erasable,
+            reason="erasure-requested",
+            rule="retention:erasure",
+            actor=self.actor,
+            request_id=request.request_id,
+        )
         destroyed = False
         if not held and not partial_scope:
             # Crypto-shred first: from here on no copy anywhere can be decrypted.
             destroyed = self.keys.destroy_subject(request.subject_ref)
         failed = set(self.vault.delete_many([row.object_key for row in erasable]))
         if failed:
-            raise StorageError(f"the vault could not delete {len(failed)} object(s); retry the request")
-        erased = self._finish_erasure(request, erasable, destroyed or (not held and not partial_scope))
+            raise StorageError(
+                f"the vault could not delete {len(failed)} object(s); retry the request"
+            )
+        erased = self._finish_erasure(
+            request, erasable, destroyed or (not held and not partial_scope)
+        )
         if self.metrics is not None and erased:
             self.metrics.deletions.labels("erasure").inc(len(erased))
         previous = request.result.get("erased", []) if isinstance(request.result, dict) else []
+        all_erased = sorted(set(previous) | set(erased))
         result = {
-            "erased": sorted(set(previous) | set(erased)),
+            "erased": all_erased,
             "held": held,
             "subject_key_destroyed": bool(destroyed or request.result.get("subject_key_destroyed")),
             "receipts": [r.receipt_id for rid in erased for r in self.receipts.for_recording(rid)],
         }
         status = RequestStatus.HELD if held else RequestStatus.COMPLETED
-        return self.store.update(request, status=status, result=result,
-                                 progress={"erased": len(result["erased"]), "held": len(held)})  # fmt: skip
+        return self.store.update(
+            request,
+            status=status,
+            result=result,
+            progress={"erased": len(all_erased), "held": len(held)},
+        )
 
-    def _finish_erasure(self, request: PrivacyRequest, rows: list[RecordingRow], key_gone: bool) -> list[str]:
+    def _finish_erasure(
+        self, request: PrivacyRequest, rows: list[RecordingRow], key_gone: bool
+    ) -> list[str]:
         clauses = self.policy.clauses_for_rule("retention:erasure")
         deleted_at = self.clock()
         items: list[tuple[str, AuditDraft, DeletionReceipt]] = []
@@ -694,17 +756,23 @@ class PrivacyService:
                     outcome="ok",
                     reason="requests.revision",
                     recording_id=row.recording_id,
-                    details={"request_id": request.request_id, "fields": sorted(before),
-                             "before_digests": before, "after_digests": after},
-                ),  # fmt: skip
+                    details={
+                        "request_id": request.request_id,
+                        "fields": sorted(before),
+                        "before_digests": before,
+                        "after_digests": after,
+                    },
+                ),
             )
             if "object_key" in changes:
                 self.vault.delete(row.object_key)
             changed.append(row.recording_id)
-        return self.store.update(request, status=RequestStatus.COMPLETED,
-                                 result={"corrected": changed,
-                                         "fields": sorted(corrections)},
-                                 progress={"corrected": len(changed)})  # fmt: skip
+        return self.store.update(
+            request,
+            status=RequestStatus.COMPLETED,
+            result={"corrected": changed, "fields": sorted(corrections)},
+            progress={"corrected": len(changed)},
+        )
 
     def _rekey(self, row: RecordingRow, new_subject: str) -> dict[str, Any]:
         """Seal the audio again under ``new_subject``'s key, under a new object key."""
@@ -712,9 +780,14 @@ class PrivacyService:
         audio = self.keys.open_recording(blob)
         tags = self.vault.head(row.object_key).tags
         sealed = self.keys.seal_recording(
-            recording_id=row.recording_id, tenant=row.tenant, subject_ref=new_subject, plaintext=audio
+            recording_id=row.recording_id,
+            tenant=row.tenant,
+            subject_ref=new_subject,
+            plaintext=audio,
         )
-        digest = self.keys.keyring.pseudonymize(row.tenant, f"object:{row.recording_id}:{sealed.subject_key_id}")
+        digest = self.keys.keyring.pseudonymize(
+            row.tenant, f"object:{row.recording_id}:{sealed.subject_key_id}"
+        )
         key = f"rec/{row.tenant}/{digest[:2]}/{digest}.cvlt"
         self.vault.put(key, sealed.blob, tags=tags)
         return {
@@ -733,12 +806,18 @@ class PrivacyService:
             terminated_at=terminated_at,
             request_id=request.request_id,
         )
-        return self.store.update(request, status=RequestStatus.COMPLETED,
-                                 result={"terminated_at": effective.isoformat(), "rescheduled": changed},
-                                 progress={"rescheduled": changed})  # fmt: skip
+        return self.store.update(
+            request,
+            status=RequestStatus.COMPLETED,
+            result={"terminated_at": effective.isoformat(), "rescheduled": changed},
+            progress={"rescheduled": changed},
+        )
 
 
 def _summary(result: Mapping[str, Any]) -> dict[str, Any]:
     """Counts of a result (the audit record stays small)."""
-    return {key: (len(value) if isinstance(value, (list, dict)) else value) for key, value in result.items()
-            if key != "export_dir"}  # fmt: skip
+    return {
+        key: (len(value) if isinstance(value, (list, dict)) else value)
+        for key, value in result.items()
+        if key != "export_dir"
+    }

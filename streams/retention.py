@@ -403,7 +403,10 @@ class RetentionService:
         done_rows = [row for row in rows if row.object_key not in failed]
         result.failed.extend(row.recording_id for row in rows if row.object_key in failed)
         if failed:
-            log.error("retention: the vault could not delete %d object(s); retried next sweep", len(failed))
+            log.error(
+                "retention: the vault could not delete %d object(s); retried next sweep",
+                len(failed),
+            )
         expired = self._finish(done_rows)
         result.expired.extend(expired)
         result.receipts.extend(expired)
@@ -479,7 +482,11 @@ class RetentionService:
             return 0
         rows = self.lifecycle.rows_by_id(i.recording_id for i in intents)
         stored = [row for row in rows.values() if row.state == RecordingState.STORED]
-        gone = [i.recording_id for i in intents if i.recording_id not in {r.recording_id for r in stored}]
+        gone = [
+            i.recording_id
+            for i in intents
+            if i.recording_id not in {r.recording_id for r in stored}
+        ]
         self.lifecycle.drop_intents(gone)
         if stored:
             failed = self._delete_objects([row.object_key for row in stored])

@@ -39,14 +39,30 @@ def test_privacy_requests_topic_erases_restricts_and_rejects(
     saved = services.vault.get(erased.object_key)
     store_call(services, "e2e-restrict", customer="C-RESTRICT")
     requests = [
-        {"type": "erase", "tenant": "acme", "customer_ref": "C-ERASE", "request_id": "PR-E2E-1",
-         "identity_verification": verification(), "requested_by": "officer-7"},
-        {"type": "restrict", "tenant": "acme", "customer_ref": "C-RESTRICT", "request_id": "PR-E2E-2",
-         "identity_verification": verification(), "requested_by": "officer-7"},
+        {
+            "type": "erase",
+            "tenant": "acme",
+            "customer_ref": "C-ERASE",
+            "request_id": "PR-E2E-1",
+            "identity_verification": verification(),
+            "requested_by": "officer-7",
+        },
+        {
+            "type": "restrict",
+            "tenant": "acme",
+            "customer_ref": "C-RESTRICT",
+            "request_id": "PR-E2E-2",
+            "identity_verification": verification(),
+            "requested_by": "officer-7",
+        },
         {"type": "erase", "tenant": "acme", "customer_ref": "C-ERASE", "request_id": "PR-E2E-3"},
-    ]  # fmt: skip
+    ]
     bootstrap = kafka_broker.url.removeprefix("kafka://")
-    produce(bootstrap, "callvault.privacy-requests", [json.dumps(r).encode() for r in requests] + [b"{oops"])
+    produce(
+        bootstrap,
+        "callvault.privacy-requests",
+        [json.dumps(r).encode() for r in requests] + [b"{oops"],
+    )
     worker.start()
     store = PrivacyRequestStore(services.catalog)
 
@@ -56,12 +72,16 @@ def test_privacy_requests_topic_erases_restricts_and_rejects(
         except PrivacyRequestNotFound:
             return None
 
-    wait_until(lambda: status("PR-E2E-1") == "completed" and status("PR-E2E-2") == "completed",
-               90, f"both requests to complete (log: {worker.log()[-2000:]})")  # fmt: skip
+    wait_until(
+        lambda: status("PR-E2E-1") == "completed" and status("PR-E2E-2") == "completed",
+        90,
+        f"both requests to complete (log: {worker.log()[-2000:]})",
+    )
     wait_until(
         lambda: sum(1 for e in services.audit.iter_entries(action_prefix="privacy.rejected")) == 2,
-        30, "the two bad messages to be rejected",
-    )  # fmt: skip
+        30,
+        "the two bad messages to be rejected",
+    )
     assert status("PR-E2E-3") is None  # no identity verification: never stored
     assert services.catalog.get_recording("e2e-erase").state is RecordingState.ERASED  # type: ignore[union-attr]
     assert services.catalog.get_recording("e2e-restrict").restricted  # type: ignore[union-attr]

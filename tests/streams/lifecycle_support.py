@@ -30,7 +30,16 @@ from streams.lifecycle import Lifecycle, lifecycle_routes
 from streams.metrics import Metrics
 from streams.web import WebContext, build_web_app
 
-__all__ = ["Clock", "NOW", "Reply", "WebServer", "make_services", "store_call", "web_app", "request"]
+__all__ = [
+    "Clock",
+    "NOW",
+    "Reply",
+    "WebServer",
+    "make_services",
+    "store_call",
+    "web_app",
+    "request",
+]
 
 NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
 _AUDIO = call_wav(1.0, seed=3)
@@ -47,11 +56,19 @@ class Clock:
 
 
 def make_services(
-    tmp_path: Path, catalog_url: str, vault: str, clock: Clock, *, s3_endpoint: str | None = None,
+    tmp_path: Path,
+    catalog_url: str,
+    vault: str,
+    clock: Clock,
+    *,
+    s3_endpoint: str | None = None,
     policy: Path | None = None,
-) -> Services:  # fmt: skip
-    env = {"CALLVAULT_DATA_DIR": str(tmp_path / "data"), "CALLVAULT_CATALOG": catalog_url,
-           "CALLVAULT_WORKER_ID": "test"}  # fmt: skip
+) -> Services:
+    env = {
+        "CALLVAULT_DATA_DIR": str(tmp_path / "data"),
+        "CALLVAULT_CATALOG": catalog_url,
+        "CALLVAULT_WORKER_ID": "test",
+    }
     if vault == "s3":
         assert s3_endpoint is not None
         env["CALLVAULT_VAULT"] = "s3://callvault-lifecycle"
@@ -81,7 +98,9 @@ def store_call(
     """Seal, store and catalog one recording exactly as ingest does (retain_until from
     the services' policy)."""
     started_at = ended_at - timedelta(seconds=seconds)
-    decision = decide_ingest("notified", purposes, services.policy, started_at=started_at, ended_at=ended_at)
+    decision = decide_ingest(
+        "notified", purposes, services.policy, started_at=started_at, ended_at=ended_at
+    )
     assert decision.store and decision.retain_until is not None and decision.retention_class
     subject_ref = services.keys.subject_ref(tenant, customer)
     sealed = services.keys.seal_recording(
@@ -90,15 +109,31 @@ def store_call(
     key = object_key_for(services.keys, tenant, rid)
     services.vault.put(key, sealed.blob, tags={"retention-class": decision.retention_class})
     row = RecordingRow(
-        recording_id=rid, call_id=call_id or f"call-{rid}", tenant=tenant, subject_ref=subject_ref,
-        agent_id=agent, queue=queue, direction="inbound", started_at=started_at, ended_at=ended_at,
-        duration_ms=int(seconds * 1000), consent="notified", purposes=decision.purposes,
-        retention_class=decision.retention_class, retain_until=decision.retain_until,
-        object_key=key, subject_key_id=sealed.subject_key_id,
-        ciphertext_sha256=hashlib.sha256(sealed.blob).hexdigest(), stored_size=len(sealed.blob),
-        audio_bytes=len(audio), audio_format="wav/pcm_s16le", sample_rate=8000, channels=1,
-        pci_redacted_ms=0, created_at=services.clock(),
-    )  # fmt: skip
+        recording_id=rid,
+        call_id=call_id or f"call-{rid}",
+        tenant=tenant,
+        subject_ref=subject_ref,
+        agent_id=agent,
+        queue=queue,
+        direction="inbound",
+        started_at=started_at,
+        ended_at=ended_at,
+        duration_ms=int(seconds * 1000),
+        consent="notified",
+        purposes=decision.purposes,
+        retention_class=decision.retention_class,
+        retain_until=decision.retain_until,
+        object_key=key,
+        subject_key_id=sealed.subject_key_id,
+        ciphertext_sha256=hashlib.sha256(sealed.blob).hexdigest(),
+        stored_size=len(sealed.blob),
+        audio_bytes=len(audio),
+        audio_format="wav/pcm_s16le",
+        sample_rate=8000,
+        channels=1,
+        pci_redacted_ms=0,
+        created_at=services.clock(),
+    )
     draft = AuditDraft(actor="worker:test", action="ingest.stored", outcome="ok", recording_id=rid)
     assert services.catalog.store_recordings([(row, draft)]) == [True]
     return row
@@ -116,8 +151,13 @@ class Reply:
 class WebServer:
     """The web app with the lifecycle routes (plus any extra), served by a thread's loop."""
 
-    def __init__(self, services: Services, lifecycle: Lifecycle, metrics: Metrics,
-                 extra: list[web.RouteDef] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        services: Services,
+        lifecycle: Lifecycle,
+        metrics: Metrics,
+        extra: list[web.RouteDef] | None = None,
+    ) -> None:
         self.services = services
         self.tokens = LocalTokens(services.keyring, frozenset(services.policy.roles))
         self._routes = [*lifecycle_routes(lifecycle), *(extra or [])]
@@ -138,8 +178,13 @@ class WebServer:
         self._loop.close()
 
     async def _start(self) -> None:
-        ctx = WebContext(services=self.services, metrics=self._metrics, tokens=self.tokens,
-                         publish_recording=_no_publish, health=lambda: {"status": "ok"})  # fmt: skip
+        ctx = WebContext(
+            services=self.services,
+            metrics=self._metrics,
+            tokens=self.tokens,
+            publish_recording=_no_publish,
+            health=lambda: {"status": "ok"},
+        )
         self._runner = web.AppRunner(build_web_app(ctx, self._routes), access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -156,10 +201,13 @@ class WebServer:
         self._thread.join(30)
 
     def token(self, user: str, role: str, org: str | None = None) -> str:
-        return self.tokens.issue(user=user, role=role, org=org, ttl=timedelta(hours=1),
-                                 now=self.services.clock())  # fmt: skip
+        return self.tokens.issue(
+            user=user, role=role, org=org, ttl=timedelta(hours=1), now=self.services.clock()
+        )
 
-    def request(self, method: str, path: str, *, token: str | None = None, body: Any = None) -> Reply:
+    def request(
+        self, method: str, path: str, *, token: str | None = None, body: Any = None
+    ) -> Reply:
         return request(self.port, method, path, token=token, body=body)
 
 
@@ -167,7 +215,9 @@ async def _no_publish(event: bytes) -> None:
     raise AssertionError("no ingest in these tests")
 
 
-def request(port: int, method: str, path: str, *, token: str | None = None, body: Any = None) -> Reply:
+def request(
+    port: int, method: str, path: str, *, token: str | None = None, body: Any = None
+) -> Reply:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     headers = {}
     if token is not None:

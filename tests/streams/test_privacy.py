@@ -19,10 +19,22 @@ from storage.types import RecordingState
 from streams.lifecycle import Lifecycle
 from streams.metrics import Metrics
 from streams.privacy import PrivacyRequestRejected, parse_privacy_request
-from tests.streams.lifecycle_support import NOW, Clock, WebServer, make_services, store_call, verification
+from tests.streams.lifecycle_support import (
+    NOW,
+    Clock,
+    WebServer,
+    make_services,
+    store_call,
+    verification,
+)
 from tests.streams.test_retention import object_versions
 
-ERASE = {"type": "erase", "tenant": "acme", "customer_ref": "C-1001", "identity_verification": verification()}
+ERASE = {
+    "type": "erase",
+    "tenant": "acme",
+    "customer_ref": "C-1001",
+    "identity_verification": verification(),
+}
 
 
 @pytest.fixture(params=["file", "s3"])
@@ -39,8 +51,9 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def services(tmp_path: Path, catalog_url: str, vault_kind: str, clock: Clock,
-             request: pytest.FixtureRequest) -> Iterator[Services]:  # fmt: skip
+def services(
+    tmp_path: Path, catalog_url: str, vault_kind: str, clock: Clock, request: pytest.FixtureRequest
+) -> Iterator[Services]:
     endpoint = request.getfixturevalue("s3_endpoint") if vault_kind == "s3" else None
     opened = make_services(tmp_path, catalog_url, vault_kind, clock, s3_endpoint=endpoint)
     yield opened
@@ -95,7 +108,9 @@ def test_erase_shreds_every_copy_and_leaves_tombstones(services: Services, clock
         assert "C-1001" not in json.dumps(entry.details)
     assert "C-1001" not in json.dumps(lifecycle.privacy.get(done.request_id).to_json())
     # the same request again: nothing more happens
-    again = lifecycle.privacy.submit({**ERASE, "request_id": done.request_id}, requested_by="officer-7")
+    again = lifecycle.privacy.submit(
+        {**ERASE, "request_id": done.request_id}, requested_by="officer-7"
+    )
     assert again.status.value == "completed"
 
 
@@ -104,8 +119,15 @@ def test_a_hold_beats_erasure_until_it_is_released(file_services: Services, cloc
     lifecycle = lifecycle_of(services)
     held = store_call(services, "r-held")
     free = store_call(services, "r-free")
-    hold = lifecycle.holds.place(tenant="acme", scope="recording", target="r-held", reason="litigation",
-                                 reference="CASE-4", placed_by="counsel-1", actor="user:counsel-1")  # fmt: skip
+    hold = lifecycle.holds.place(
+        tenant="acme",
+        scope="recording",
+        target="r-held",
+        reason="litigation",
+        reference="CASE-4",
+        placed_by="counsel-1",
+        actor="user:counsel-1",
+    )
     out = lifecycle.privacy.submit(ERASE, requested_by="officer-7")
     assert out.status.value == "held"
     assert out.result["erased"] == ["r-free"]
@@ -114,10 +136,14 @@ def test_a_hold_beats_erasure_until_it_is_released(file_services: Services, cloc
     assert kept["hold"]["reason"] == "litigation" and kept["hold"]["placed_by"] == "counsel-1"
     assert out.result["subject_key_destroyed"] is False  # the held recording still needs it
     row = services.catalog.get_recording("r-held")
-    assert row is not None and row.state is RecordingState.STORED and row.restricted  # no use but legal
+    assert (
+        row is not None and row.state is RecordingState.STORED and row.restricted
+    )  # no use but legal
     assert services.keys.open_recording(services.vault.get(held.object_key))
     assert not services.vault.exists(free.object_key)
-    lifecycle.holds.release(hold.hold_id, released_by="counsel-1", reason="settled", actor="user:counsel-1")
+    lifecycle.holds.release(
+        hold.hold_id, released_by="counsel-1", reason="settled", actor="user:counsel-1"
+    )
     lifecycle.sweep_and_resume()  # resumes the erasure
     final = lifecycle.privacy.get(out.request_id)
     assert final.status.value == "completed" and final.result["subject_key_destroyed"] is True
@@ -125,10 +151,14 @@ def test_a_hold_beats_erasure_until_it_is_released(file_services: Services, cloc
     assert not services.vault.exists(held.object_key)
 
 
-def test_disclose_lists_and_exports_the_customers_audio(file_services: Services, clock: Clock) -> None:
+def test_disclose_lists_and_exports_the_customers_audio(
+    file_services: Services, clock: Clock
+) -> None:
     services = file_services
     lifecycle = lifecycle_of(services)
-    rows = [store_call(services, f"r-disc-{i}", ended_at=NOW - timedelta(days=i + 1)) for i in range(2)]
+    rows = [
+        store_call(services, f"r-disc-{i}", ended_at=NOW - timedelta(days=i + 1)) for i in range(2)
+    ]
     store_call(services, "r-not-mine", customer="C-OTHER")
     out = lifecycle.privacy.submit({**ERASE, "type": "disclose"}, requested_by="officer-7")
     assert out.status.value == "completed"
@@ -157,7 +187,9 @@ def test_restrict_and_lift_restriction(catalog_url: str, tmp_path: Path, clock: 
         out = lifecycle.privacy.submit({**ERASE, "type": "restrict"}, requested_by="officer-7")
         assert out.result == {"changed": ["r-restrict"], "restricted": True}
         assert services.catalog.get_recording("r-restrict").restricted  # type: ignore[union-attr]
-        lifted = lifecycle.privacy.submit({**ERASE, "type": "lift-restriction"}, requested_by="officer-7")
+        lifted = lifecycle.privacy.submit(
+            {**ERASE, "type": "lift-restriction"}, requested_by="officer-7"
+        )
         assert lifted.result["changed"] == ["r-restrict"]
         assert not services.catalog.get_recording("r-restrict").restricted  # type: ignore[union-attr]
         assert services.audit.verify().ok
@@ -165,14 +197,23 @@ def test_restrict_and_lift_restriction(catalog_url: str, tmp_path: Path, clock: 
         services.close()
 
 
-def test_correcting_the_customer_rekeys_the_recording(file_services: Services, clock: Clock) -> None:
+def test_correcting_the_customer_rekeys_the_recording(
+    file_services: Services, clock: Clock
+) -> None:
     services = file_services
     lifecycle = lifecycle_of(services)
     wrong = store_call(services, "r-wrong", customer="C-WRONG")
     audio = services.keys.open_recording(services.vault.get(wrong.object_key))
     out = lifecycle.privacy.submit(
-        {"type": "correct", "tenant": "acme", "customer_ref": "C-WRONG", "identity_verification": verification(),
-         "corrections": {"customer_ref": "C-RIGHT", "queue": "sales"}}, requested_by="officer-7")  # fmt: skip
+        {
+            "type": "correct",
+            "tenant": "acme",
+            "customer_ref": "C-WRONG",
+            "identity_verification": verification(),
+            "corrections": {"customer_ref": "C-RIGHT", "queue": "sales"},
+        },
+        requested_by="officer-7",
+    )
     assert out.result["corrected"] == ["r-wrong"]
     row = services.catalog.get_recording("r-wrong")
     assert row is not None and row.subject_ref == services.keys.subject_ref("acme", "C-RIGHT")
@@ -194,8 +235,13 @@ def test_correcting_the_customer_rekeys_the_recording(file_services: Services, c
     [
         ({**ERASE, "identity_verification": None}, "identity-not-verified"),
         ({k: v for k, v in ERASE.items() if k != "identity_verification"}, "identity-not-verified"),
-        ({**ERASE, "identity_verification": {"verified_by": "officer-7", "method": "gut-feeling"}},
-         "identity-not-verified"),
+        (
+            {
+                **ERASE,
+                "identity_verification": {"verified_by": "officer-7", "method": "gut-feeling"},
+            },
+            "identity-not-verified",
+        ),
         ({**ERASE, "identity_verification": {"method": "id-document"}}, "missing-field"),
         ({**ERASE, "type": "forget-me"}, "unknown-type"),
         ({**ERASE, "customer_ref": ""}, "missing-field"),
@@ -206,7 +252,7 @@ def test_correcting_the_customer_rekeys_the_recording(file_services: Services, c
         ({**ERASE, "type": "correct", "corrections": {"started_at": "x"}}, "bad-field"),
         ([1, 2], "malformed"),
     ],
-)  # fmt: skip
+)
 def test_malformed_requests_are_rejected_with_a_reason(body: object, reason: str) -> None:
     with pytest.raises(PrivacyRequestRejected) as caught:
         parse_privacy_request(body, now=NOW)
@@ -276,38 +322,73 @@ def test_http_privacy_requests_and_holds_are_compliance_only(server: WebServer) 
         assert server.request("POST", "/v1/holds", token=token, body={}).status == 403
     assert server.request("GET", "/v1/privacy-requests/x").status == 401
 
-    hold = server.request("POST", "/v1/holds", token=officer, body={
-        "scope": "customer", "tenant": "acme", "customer_ref": "C-1001", "reason": "litigation",
-        "reference": "CASE-12"})  # fmt: skip
+    hold = server.request(
+        "POST",
+        "/v1/holds",
+        token=officer,
+        body={
+            "scope": "customer",
+            "tenant": "acme",
+            "customer_ref": "C-1001",
+            "reason": "litigation",
+            "reference": "CASE-12",
+        },
+    )
     assert hold.status == 201, hold.body
     assert hold.json()["covers"] == ["r-http"] and "C-1001" not in hold.body.decode()
-    bad_hold = server.request("POST", "/v1/holds", token=officer, body={"scope": "planet", "tenant": "acme"})
+    bad_hold = server.request(
+        "POST", "/v1/holds", token=officer, body={"scope": "planet", "tenant": "acme"}
+    )
     assert bad_hold.status == 400 and bad_hold.json()["reason"] == "invalid-hold"
-    personal = server.request("POST", "/v1/holds", token=officer, body={
-        "scope": "recording", "recording_id": "r-http", "reason": "complaint by jane@example.com",
-        "reference": "X-1"})  # fmt: skip
+    personal = server.request(
+        "POST",
+        "/v1/holds",
+        token=officer,
+        body={
+            "scope": "recording",
+            "recording_id": "r-http",
+            "reason": "complaint by jane@example.com",
+            "reference": "X-1",
+        },
+    )
     assert personal.status == 400 and personal.json()["reason"] == "personal-data"
 
-    filed = server.request("POST", "/v1/privacy-requests", token=officer, body={**ERASE, "request_id": "PR-77"})
+    filed = server.request(
+        "POST", "/v1/privacy-requests", token=officer, body={**ERASE, "request_id": "PR-77"}
+    )
     assert filed.status == 201, filed.body
     body = filed.json()
     assert body["status"] == "held" and body["result"]["held"][0]["hold"]["reason"] == "litigation"
     assert body["identity_verification"]["verified_by"] == "officer-7"
-    assert server.request("POST", "/v1/privacy-requests", token=officer, body={**ERASE, "request_id": "PR-77"}).status == 200
+    assert (
+        server.request(
+            "POST", "/v1/privacy-requests", token=officer, body={**ERASE, "request_id": "PR-77"}
+        ).status
+        == 200
+    )
     got = server.request("GET", "/v1/privacy-requests/PR-77", token=officer)
     assert got.status == 200 and got.json()["progress"] == {"erased": 0, "held": 1}
     assert server.request("GET", "/v1/privacy-requests/PR-missing", token=officer).status == 404
-    rejected = server.request("POST", "/v1/privacy-requests", token=officer,
-                              body={**ERASE, "identity_verification": None})  # fmt: skip
+    rejected = server.request(
+        "POST", "/v1/privacy-requests", token=officer, body={**ERASE, "identity_verification": None}
+    )
     assert rejected.status == 400 and rejected.json()["reason"] == "identity-not-verified"
 
     hold_id = hold.json()["hold_id"]
     listed = server.request("GET", "/v1/holds", token=officer).json()["holds"]
     assert [h["hold_id"] for h in listed] == [hold_id]
-    released = server.request("DELETE", f"/v1/holds/{hold_id}", token=officer, body={"reason": "settled"})
+    released = server.request(
+        "DELETE", f"/v1/holds/{hold_id}", token=officer, body={"reason": "settled"}
+    )
     assert released.status == 200 and released.json()["active"] is False
-    assert server.request("DELETE", "/v1/holds/hold_nope", token=officer, body={"reason": "x"}).status == 404
-    assert server.request("GET", "/v1/receipts?recording_id=r-http", token=officer).json()["receipts"] == []
+    assert (
+        server.request("DELETE", "/v1/holds/hold_nope", token=officer, body={"reason": "x"}).status
+        == 404
+    )
+    assert (
+        server.request("GET", "/v1/receipts?recording_id=r-http", token=officer).json()["receipts"]
+        == []
+    )
 
 
 def test_after_erase_no_role_or_purpose_obtains_the_audio_over_http(server: WebServer) -> None:
@@ -318,21 +399,32 @@ def test_after_erase_no_role_or_purpose_obtains_the_audio_over_http(server: WebS
         ("supervisor", {"purpose": "customer-response"}),
         ("supervisor", {"purpose": "quality-improvement", "justification": "QA-1 coaching"}),
         ("qa-reviewer", {"purpose": "quality-improvement", "justification": "QA-1 coaching"}),
-        ("compliance-officer", {"purpose": "legal-disclosure", "legal_basis": "legal-requirement",
-                                "reference": "CASE-1"}),
+        (
+            "compliance-officer",
+            {
+                "purpose": "legal-disclosure",
+                "legal_basis": "legal-requirement",
+                "reference": "CASE-1",
+            },
+        ),
         ("compliance-officer", {"purpose": "customer-disclosure", "reference": "PR-1"}),
         ("operator", {"purpose": "customer-response"}),
         ("telephony", {"purpose": "customer-response"}),
-    ]  # fmt: skip
+    ]
     has_audio_route = server.request("GET", "/v1/recordings/r-gone/audio").status == 401
     if has_audio_route:  # before: the supervisor gets the audio (so the route really serves it)
-        before = server.request("GET", "/v1/recordings/r-gone/audio?purpose=customer-response",
-                                token=server.token("sup-1", "supervisor"))  # fmt: skip
+        before = server.request(
+            "GET",
+            "/v1/recordings/r-gone/audio?purpose=customer-response",
+            token=server.token("sup-1", "supervisor"),
+        )
         assert before.status == 200 and before.body[:4] == b"RIFF"
     officer = server.token("officer-7", "compliance-officer")
     filed = server.request("POST", "/v1/privacy-requests", token=officer, body=ERASE)
     assert filed.json()["status"] == "completed"
-    receipts = server.request("GET", "/v1/receipts?recording_id=r-gone", token=officer).json()["receipts"]
+    receipts = server.request("GET", "/v1/receipts?recording_id=r-gone", token=officer).json()[
+        "receipts"
+    ]
     assert receipts and all(r["verified"] for r in receipts)
     with pytest.raises(KeyDestroyed):
         services.keys.open_recording(saved)
@@ -343,7 +435,8 @@ def test_after_erase_no_role_or_purpose_obtains_the_audio_over_http(server: WebS
     for role, params in asks:
         for mode in ("play", "download"):
             reply = server.request(
-                "GET", f"/v1/recordings/r-gone/audio?{urlencode({**params, 'mode': mode})}",
+                "GET",
+                f"/v1/recordings/r-gone/audio?{urlencode({**params, 'mode': mode})}",
                 token=server.token("someone", role),
             )
             assert reply.status in (403, 404, 410), (role, params, reply.status, reply.body[:200])

@@ -39,8 +39,9 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def services(tmp_path: Path, catalog_url: str, vault_kind: str, clock: Clock,
-             request: pytest.FixtureRequest) -> Iterator[Services]:  # fmt: skip
+def services(
+    tmp_path: Path, catalog_url: str, vault_kind: str, clock: Clock, request: pytest.FixtureRequest
+) -> Iterator[Services]:
     endpoint = request.getfixturevalue("s3_endpoint") if vault_kind == "s3" else None
     opened = make_services(tmp_path, catalog_url, vault_kind, clock, s3_endpoint=endpoint)
     yield opened
@@ -61,13 +62,17 @@ def lifecycle_of(services: Services, metrics: Metrics | None = None) -> Lifecycl
 def object_versions(services: Services, key: str) -> int:
     """How many versions / delete markers of ``key`` the vault still holds."""
     if services.settings.vault.startswith("s3://"):
-        client = boto3.client("s3", endpoint_url=services.settings.s3_endpoint, region_name="us-east-1")
+        client = boto3.client(
+            "s3", endpoint_url=services.settings.s3_endpoint, region_name="us-east-1"
+        )
         listing = client.list_object_versions(Bucket="callvault-lifecycle", Prefix=key)
         return len(listing.get("Versions", [])) + len(listing.get("DeleteMarkers", []))
     return 1 if services.vault.exists(key) else 0
 
 
-def test_recordings_expire_exactly_at_the_boundary_everywhere(services: Services, clock: Clock) -> None:
+def test_recordings_expire_exactly_at_the_boundary_everywhere(
+    services: Services, clock: Clock
+) -> None:
     metrics = Metrics()
     lifecycle = lifecycle_of(services, metrics)
     row = store_call(services, "r-boundary")
@@ -99,13 +104,17 @@ def test_recordings_expire_exactly_at_the_boundary_everywhere(services: Services
     # anonymous statistics outlive the recording; the audit chain is intact
     assert services.catalog.daily_stats() == stats_before
     assert services.audit.verify().ok
-    assert [e.action for e in services.audit.iter_entries(recording_id="r-boundary")][-1] == "retention.expired"
+    assert [e.action for e in services.audit.iter_entries(recording_id="r-boundary")][
+        -1
+    ] == "retention.expired"
     assert metrics.deletions.labels("retention")._value.get() == 1
     # a second sweep at the same instant finds nothing more
     assert lifecycle.sweep_and_resume().expired == []
 
 
-def test_a_hold_beats_retention_and_a_released_hold_is_swept(file_services: Services, clock: Clock) -> None:
+def test_a_hold_beats_retention_and_a_released_hold_is_swept(
+    file_services: Services, clock: Clock
+) -> None:
     services = file_services
     lifecycle = lifecycle_of(services)
     by_recording = store_call(services, "r-held-rec")
@@ -113,14 +122,34 @@ def test_a_hold_beats_retention_and_a_released_hold_is_swept(file_services: Serv
     by_call = store_call(services, "r-held-call", call_id="CALL-99")
     free = store_call(services, "r-free", customer="C-FREE")
     holds = [
-        lifecycle.holds.place(tenant="acme", scope="recording", target="r-held-rec", reason="litigation",
-                              reference="CASE-1", placed_by="counsel-1", actor="user:counsel-1"),
-        lifecycle.holds.place(tenant="acme", scope="subject", target=by_customer.subject_ref,
-                              reason="regulator inquiry", reference="REG-7", placed_by="counsel-2",
-                              actor="user:counsel-2"),
-        lifecycle.holds.place(tenant="acme", scope="call", target="CALL-99", reason="fraud case",
-                              reference="FR-3", placed_by="counsel-3", actor="user:counsel-3"),
-    ]  # fmt: skip
+        lifecycle.holds.place(
+            tenant="acme",
+            scope="recording",
+            target="r-held-rec",
+            reason="litigation",
+            reference="CASE-1",
+            placed_by="counsel-1",
+            actor="user:counsel-1",
+        ),
+        lifecycle.holds.place(
+            tenant="acme",
+            scope="subject",
+            target=by_customer.subject_ref,
+            reason="regulator inquiry",
+            reference="REG-7",
+            placed_by="counsel-2",
+            actor="user:counsel-2",
+        ),
+        lifecycle.holds.place(
+            tenant="acme",
+            scope="call",
+            target="CALL-99",
+            reason="fraud case",
+            reference="FR-3",
+            placed_by="counsel-3",
+            actor="user:counsel-3",
+        ),
+    ]
     clock.now = free.retain_until + timedelta(days=400)
     result = lifecycle.sweep_and_resume()
     assert result.expired == ["r-free"]
@@ -132,12 +161,15 @@ def test_a_hold_beats_retention_and_a_released_hold_is_swept(file_services: Serv
     for row in (by_recording, by_customer, by_call):
         assert services.vault.exists(row.object_key)
     # a recording of the held customer ingested later is held too
-    late = store_call(services, "r-held-cust-2", customer="C-LIT", ended_at=clock.now - timedelta(days=100))
+    late = store_call(
+        services, "r-held-cust-2", customer="C-LIT", ended_at=clock.now - timedelta(days=100)
+    )
     assert "r-held-cust-2" in {i["recording_id"] for i in lifecycle.sweep_and_resume().held}
 
     for hold in holds:
-        lifecycle.holds.release(hold.hold_id, released_by="counsel-1", reason="case closed",
-                                actor="user:counsel-1")  # fmt: skip
+        lifecycle.holds.release(
+            hold.hold_id, released_by="counsel-1", reason="case closed", actor="user:counsel-1"
+        )
     assert lifecycle.holds.count_active() == 0
     result = lifecycle.sweep_and_resume()
     assert sorted(result.expired) == ["r-held-call", "r-held-cust", "r-held-cust-2", "r-held-rec"]
@@ -145,7 +177,9 @@ def test_a_hold_beats_retention_and_a_released_hold_is_swept(file_services: Serv
     assert services.audit.verify().ok
 
 
-def test_a_policy_change_reschedules_stored_recordings(catalog_url: str, tmp_path: Path, clock: Clock) -> None:
+def test_a_policy_change_reschedules_stored_recordings(
+    catalog_url: str, tmp_path: Path, clock: Clock
+) -> None:
     services = make_services(tmp_path, catalog_url, "file", clock)
     try:
         row = store_call(services, "r-policy")
@@ -157,16 +191,27 @@ def test_a_policy_change_reschedules_stored_recordings(catalog_url: str, tmp_pat
         shorter.write_text(POLICY.read_text().replace("    days: 90\n", "    days: 30\n", 1))
         from policies import load_policy
 
-        retention = RetentionService(catalog=services.catalog, vault=services.vault, keys=services.keys,
-                                     policy=load_policy(shorter), clock=clock, actor="worker:test")  # fmt: skip
+        retention = RetentionService(
+            catalog=services.catalog,
+            vault=services.vault,
+            keys=services.keys,
+            policy=load_policy(shorter),
+            clock=clock,
+            actor="worker:test",
+        )
         result = retention.reschedule_if_policy_changed()
         assert (result.changed, result.checked) == (1, 1)
         assert result.previous_digest == first.digest != result.digest
         new_until = services.catalog.get_recording("r-policy").retain_until  # type: ignore[union-attr]
         assert new_until == row.ended_at + timedelta(days=30)
         assert retention.lifecycle.get_setting(RULES_DIGEST_SETTING) == result.digest
-        (entry,) = services.audit.iter_entries(recording_id="r-policy", action_prefix="retention.rescheduled")
-        assert entry.details["retain_until"] == [row.retain_until.isoformat(), new_until.isoformat()]
+        (entry,) = services.audit.iter_entries(
+            recording_id="r-policy", action_prefix="retention.rescheduled"
+        )
+        assert entry.details["retain_until"] == [
+            row.retain_until.isoformat(),
+            new_until.isoformat(),
+        ]
         clock.now = new_until
         assert retention.sweep().expired == ["r-policy"]
     finally:
@@ -182,18 +227,28 @@ def test_contract_termination_moves_recordings_to_the_end_of_contract_schedule(
     bystander = store_call(services, "r-stay", customer="C-STAYING")
     terminated = clock.now + timedelta(days=2)
     out = lifecycle.privacy.submit(
-        {"type": "contract-terminated", "tenant": "acme", "customer_ref": "C-LEAVING",
-         "terminated_at": terminated.isoformat()}, requested_by="billing")  # fmt: skip
+        {
+            "type": "contract-terminated",
+            "tenant": "acme",
+            "customer_ref": "C-LEAVING",
+            "terminated_at": terminated.isoformat(),
+        },
+        requested_by="billing",
+    )
     assert out.status.value == "completed" and out.result["rescheduled"] == 1
     until = services.catalog.get_recording("r-contract").retain_until  # type: ignore[union-attr]
     assert until == terminated + timedelta(days=30) < row.retain_until
     assert services.catalog.get_recording("r-stay").retain_until == bystander.retain_until  # type: ignore[union-attr]
     # a call of the former customer after the termination is caught up by the sweep
-    late = store_call(services, "r-contract-late", customer="C-LEAVING", ended_at=terminated + timedelta(days=1))
+    late = store_call(
+        services, "r-contract-late", customer="C-LEAVING", ended_at=terminated + timedelta(days=1)
+    )
     clock.now = until
     result = lifecycle.sweep_and_resume()
     assert result.expired == ["r-contract"] and result.rescheduled == 1
-    assert services.catalog.get_recording("r-contract-late").retain_until == late.ended_at + timedelta(days=30)  # type: ignore[union-attr]
+    assert services.catalog.get_recording(
+        "r-contract-late"
+    ).retain_until == late.ended_at + timedelta(days=30)  # type: ignore[union-attr]
 
 
 def test_a_sweep_interrupted_after_deleting_objects_is_finished_next_time(
@@ -231,17 +286,24 @@ def test_dry_run_changes_nothing(file_services: Services, clock: Clock) -> None:
     assert services.catalog.get_recording("r-dry").state is RecordingState.STORED  # type: ignore[union-attr]
 
 
-def test_a_tampered_receipt_does_not_verify(file_services: Services, clock: Clock, tmp_path: Path) -> None:
+def test_a_tampered_receipt_does_not_verify(
+    file_services: Services, clock: Clock, tmp_path: Path
+) -> None:
     services = file_services
     lifecycle = lifecycle_of(services)
     row = store_call(services, "r-receipt")
     clock.now = row.retain_until
     lifecycle.sweep_and_resume()
     (receipt,) = lifecycle.receipts.for_recording("r-receipt")
-    forged = DeletionReceipt({**receipt.payload, "deleted_at": "2030-01-01T00:00:00.000000Z"}, receipt.signature)
+    forged = DeletionReceipt(
+        {**receipt.payload, "deleted_at": "2030-01-01T00:00:00.000000Z"}, receipt.signature
+    )
     assert lifecycle.signer.verify(receipt) and not lifecycle.signer.verify(forged)
     # through the CLI, by id and from a file
-    env = {"CALLVAULT_DATA_DIR": str(services.settings.data_dir), "CALLVAULT_CATALOG": services.settings.catalog}
+    env = {
+        "CALLVAULT_DATA_DIR": str(services.settings.data_dir),
+        "CALLVAULT_CATALOG": services.settings.catalog,
+    }
     runner = CliRunner()
     ok = runner.invoke(cli, ["retention", "receipt", "verify", receipt.receipt_id], env=env)
     assert ok.exit_code == 0, ok.output
@@ -258,10 +320,31 @@ def test_cli_sweep_holds_and_dry_run(file_services: Services, clock: Clock) -> N
     services = file_services
     row = store_call(services, "r-cli")
     store_call(services, "r-cli-held", customer="C-HOLD")
-    env = {"CALLVAULT_DATA_DIR": str(services.settings.data_dir), "CALLVAULT_CATALOG": services.settings.catalog}
+    env = {
+        "CALLVAULT_DATA_DIR": str(services.settings.data_dir),
+        "CALLVAULT_CATALOG": services.settings.catalog,
+    }
     runner = CliRunner()
-    placed = runner.invoke(cli, ["hold", "place", "--scope", "customer", "--target", "C-HOLD", "--tenant", "acme",
-                                 "--reason", "litigation", "--reference", "CASE-9", "--by", "counsel-1"], env=env)  # fmt: skip
+    placed = runner.invoke(
+        cli,
+        [
+            "hold",
+            "place",
+            "--scope",
+            "customer",
+            "--target",
+            "C-HOLD",
+            "--tenant",
+            "acme",
+            "--reason",
+            "litigation",
+            "--reference",
+            "CASE-9",
+            "--by",
+            "counsel-1",
+        ],
+        env=env,
+    )
     assert placed.exit_code == 0, placed.output
     assert "covers 1 recording" in placed.output
     hold_id = placed.output.split(":")[0]
@@ -273,15 +356,19 @@ def test_cli_sweep_holds_and_dry_run(file_services: Services, clock: Clock) -> N
     assert services.catalog.get_recording("r-cli").state is RecordingState.STORED  # type: ignore[union-attr]
     swept = runner.invoke(cli, ["retention", "sweep", "--now", when, "--json"], env=env)
     assert swept.exit_code == 0, swept.output
-    body = json.loads(swept.output[swept.output.index("{"):])
+    body = json.loads(swept.output[swept.output.index("{") :])
     assert body["expired_ids"] == ["r-cli"] and body["held"][0]["hold"]["hold_id"] == hold_id
-    released = runner.invoke(cli, ["hold", "release", hold_id, "--reason", "closed", "--by", "counsel-1"], env=env)
+    released = runner.invoke(
+        cli, ["hold", "release", hold_id, "--reason", "closed", "--by", "counsel-1"], env=env
+    )
     assert released.exit_code == 0
     again = runner.invoke(cli, ["retention", "sweep", "--now", when], env=env)
     assert "expired 1 recording" in again.output
     bad = runner.invoke(cli, ["retention", "sweep", "--now", "yesterday"], env=env)
     assert bad.exit_code == 2 and "ISO 8601" in bad.output
-    unknown = runner.invoke(cli, ["hold", "release", "hold_nope", "--reason", "x", "--by", "y"], env=env)
+    unknown = runner.invoke(
+        cli, ["hold", "release", "hold_nope", "--reason", "x", "--by", "y"], env=env
+    )
     assert unknown.exit_code == 2 and "no legal hold" in unknown.output
 
 
