@@ -275,6 +275,46 @@ class Catalog:
             raise CatalogError(f"subject key id {record.key_id!r} is already used")
         return _key_from_row(row)
 
+    def put_subject_keys(self, records: Sequence[SubjectKeyRecord]) -> list[SubjectKeyRecord]:
+        """:meth:`put_subject_key` for many subjects in ONE transaction (one commit):
+        ingest creates the keys of a batch's new customers together.
+
+        Returns the live key of each record's subject, in order.
+
+        Raises:
+            CatalogError: as :meth:`put_subject_key`.
+        """
+        for record in records:
+            if record.destroyed_at is not None or not isinstance(record.wrapped_key, bytes):
+                raise CatalogError("put_subject_keys takes live keys (wrapped_key set, not destroyed)")
+        winners: list[SubjectKeyRecord] = []
+        with self._database.transaction() as tx:
+            tx.executemany(
+                f"INSERT INTO subject_keys ({_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, NULL) "
+                "ON CONFLICT DO NOTHING",
+                [
+                    (
+                        r.key_id,
+                        r.subject_ref,
+                        r.tenant,
+                        r.wrapped_key,
+                        r.master_key_id,
+                        to_db_time(r.created_at),
+                    )
+                    for r in records
+                ],
+            )
+            for record in records:
+                row = tx.fetch_one(
+                    f"SELECT {_KEY_COLUMNS} FROM subject_keys "
+                    "WHERE subject_ref = ? AND destroyed_at IS NULL",
+                    (record.subject_ref,),
+                )
+                if row is None:
+                    raise CatalogError(f"subject key id {record.key_id!r} is already used")
+                winners.append(_key_from_row(row))
+        return winners
+
     def destroy_subject_key(self, key_id: str) -> None:
         """Crypto-shred: drop the wrapped key and stamp ``destroyed_at``.
 

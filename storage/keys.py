@@ -22,7 +22,7 @@ from __future__ import annotations
 import secrets
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
@@ -55,6 +55,10 @@ class SubjectKeyStore(Protocol):
 
     def put_subject_key(self, record: SubjectKeyRecord) -> SubjectKeyRecord:
         """Insert ``record`` unless its subject already has a live key; return the live one."""
+        ...
+
+    def put_subject_keys(self, records: Sequence[SubjectKeyRecord]) -> list[SubjectKeyRecord]:
+        """``put_subject_key`` for many records in one transaction; winners in order."""
         ...
 
     def destroy_subject_key(self, key_id: str) -> None:
@@ -273,21 +277,49 @@ class KeyService:
                 progress(1)
         return rewrapped
 
+    def ensure_subject_keys(self, subjects: Iterable[tuple[str, str]]) -> int:
+        """Create the missing live keys of ``(tenant, subject_ref)`` pairs in one store
+        transaction (ingest calls this once per batch, so new customers cost one commit
+        per batch, not one each). Returns how many keys were created.
+
+        Raises:
+            KeyringError: wrapping failed, or a subject belongs to another tenant.
+            CatalogError: the store failed.
+        """
+        drafts: list[tuple[SubjectKeyRecord, bytes]] = []
+        for tenant, subject_ref in dict.fromkeys(subjects):
+            record = self._store.get_subject_key(subject_ref)
+            if record is None:
+                drafts.append(self._new_subject_key(tenant, subject_ref))
+            elif record.tenant != tenant:
+                raise KeyringError(f"subject ref belongs to tenant {record.tenant!r}, not {tenant!r}")
+        if not drafts:
+            return 0
+        winners = self._store.put_subject_keys([draft for draft, _ in drafts])
+        created = 0
+        for (draft, key), winner in zip(drafts, winners, strict=True):
+            if winner.key_id == draft.key_id:
+                self._remember(draft.key_id, key)
+                created += 1
+        return created
+
     # -- internals ----------------------------------------------------------------------
+    def _new_subject_key(self, tenant: str, subject_ref: str) -> tuple[SubjectKeyRecord, bytes]:
+        key = secrets.token_bytes(_SUBJECT_KEY_SIZE)
+        draft = SubjectKeyRecord(
+            key_id=f"sk_{secrets.token_hex(16)}",
+            subject_ref=subject_ref,
+            tenant=tenant,
+            wrapped_key=None,
+            master_key_id=self._keyring.current_key_id,
+            created_at=datetime.now(UTC),
+        )
+        return replace(draft, wrapped_key=self._keyring.wrap_key(key, subject_key_context(draft))), key
+
     def _live_or_new_subject_key(self, tenant: str, subject_ref: str) -> SubjectKeyRecord:
         record = self._store.get_subject_key(subject_ref)
         if record is None:
-            key = secrets.token_bytes(_SUBJECT_KEY_SIZE)
-            draft = SubjectKeyRecord(
-                key_id=f"sk_{secrets.token_hex(16)}",
-                subject_ref=subject_ref,
-                tenant=tenant,
-                wrapped_key=None,
-                master_key_id=self._keyring.current_key_id,
-                created_at=datetime.now(UTC),
-            )
-            wrapped = self._keyring.wrap_key(key, subject_key_context(draft))
-            new = replace(draft, wrapped_key=wrapped)
+            new, key = self._new_subject_key(tenant, subject_ref)
             record = self._store.put_subject_key(new)
             if record.key_id == new.key_id:
                 self._remember(new.key_id, key)

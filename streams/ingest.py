@@ -71,6 +71,7 @@ class _Prepared:
     event: RecordingEvent
     ref: LandingRef
     decision: IngestDecision
+    subject_ref: str
     row: RecordingRow | None = None
     bytes_in: int = 0
 
@@ -158,7 +159,9 @@ class IngestPipeline:
                     outcomes[index] = IngestOutcome("duplicate", event.recording_id)
                     continue
                 seen[event.recording_id] = index
-                prepared[index] = _Prepared(event, ref, decision)
+                prepared[index] = _Prepared(
+                    event, ref, decision, self.keys.subject_ref(event.tenant, event.customer_ref)
+                )
 
         if prepared:
             oldest = min(p.event.ended_at for p in prepared.values())
@@ -173,6 +176,10 @@ class IngestPipeline:
                 item = prepared.pop(index)
                 outcomes[index] = self._decline(item)
 
+        if prepared:
+            # New customers' keys of the whole batch in one commit (not one each).
+            with self.metrics.stage("encrypt"):
+                self.keys.ensure_subject_keys((p.event.tenant, p.subject_ref) for p in prepared.values())
         # Heavy stage: in parallel, each item independently.
         futures = {i: self._executor.submit(self._prepare, p) for i, p in prepared.items()}
         stored: list[tuple[int, _Prepared]] = []
@@ -258,7 +265,7 @@ class IngestPipeline:
             except AudioError as exc:
                 raise EventRejected(str(RejectReason.PCI_OUT_OF_RANGE), str(exc)) from exc
             wav, audio_format = encode_wav(audio)
-        subject_ref = self.keys.subject_ref(event.tenant, event.customer_ref)
+        subject_ref = item.subject_ref
         with self.metrics.stage("encrypt"):
             sealed = self.keys.seal_recording(
                 recording_id=event.recording_id,

@@ -24,6 +24,7 @@ class MemoryKeyStore:
 
     def __init__(self) -> None:
         self.records: dict[str, SubjectKeyRecord] = {}
+        self.batches = 0
 
     def get_subject_key(self, subject_ref: str) -> SubjectKeyRecord | None:
         for record in self.records.values():
@@ -40,6 +41,10 @@ class MemoryKeyStore:
             return live
         self.records[record.key_id] = record
         return record
+
+    def put_subject_keys(self, records: list[SubjectKeyRecord]) -> list[SubjectKeyRecord]:
+        self.batches += 1
+        return [self.put_subject_key(record) for record in records]
 
     def destroy_subject_key(self, key_id: str) -> None:
         self.records[key_id] = replace(
@@ -357,3 +362,17 @@ def test_rewrap_resumes_after_a_partial_run(
     with pytest.raises(Stop):
         service.rewrap_all(progress=stop_after_first)
     assert service.rewrap_all() == 2
+
+
+def test_ensure_subject_keys_creates_only_the_missing_ones_in_one_batch(tmp_path: Path) -> None:
+    store = MemoryKeyStore()
+    service = KeyService(LocalKeyring(tmp_path / "keys" / "master.json"), store)
+    existing = service.seal_recording(recording_id="r-0", tenant="acme", subject_ref="s-0", plaintext=b"x")
+    created = service.ensure_subject_keys([("acme", "s-0"), ("acme", "s-1"), ("acme", "s-2"), ("acme", "s-1")])
+    assert created == 2 and store.batches == 1
+    assert service.ensure_subject_keys([("acme", "s-1"), ("acme", "s-2")]) == 0 and store.batches == 1
+    sealed = service.seal_recording(recording_id="r-1", tenant="acme", subject_ref="s-1", plaintext=b"y")
+    assert sealed.subject_key_id == store.get_subject_key("s-1").key_id  # type: ignore[union-attr]
+    assert service.open_recording(existing.blob) == b"x"
+    with pytest.raises(KeyringError, match="belongs to tenant 'acme'"):
+        service.ensure_subject_keys([("other", "s-0")])
