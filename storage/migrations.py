@@ -247,6 +247,20 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        4,
+        "customer-level restriction of use (storage/restrictions.py)",
+        (
+            """
+            CREATE TABLE subject_restrictions (
+                subject_ref TEXT PRIMARY KEY,
+                tenant TEXT NOT NULL,
+                request_id TEXT NOT NULL,
+                restricted_at TEXT NOT NULL
+            )
+            """,
+        ),
+    ),
 )
 
 _CREATE_MIGRATIONS_TABLE = """

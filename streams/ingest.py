@@ -39,6 +39,7 @@ from storage.catalog import Catalog
 from storage.errors import AudioError, UnsupportedAudioFormat
 from storage.keys import KeyService
 from storage.landing import Landing, LandingRef, LandingRejected
+from storage.restrictions import SubjectRestrictions
 from storage.types import RecordingRow
 from storage.vault import Vault
 from streams.errors import EventRejected
@@ -72,6 +73,7 @@ class _Prepared:
     ref: LandingRef
     decision: IngestDecision
     subject_ref: str
+    restricted: bool = False  # the customer asked to stop use: stored, but unusable
     row: RecordingRow | None = None
     bytes_in: int = 0
 
@@ -128,6 +130,7 @@ class IngestPipeline:
         self.metrics = metrics
         self.actor = actor
         self.clock = clock
+        self.restrictions = SubjectRestrictions(catalog.database)
         self._executor = executor or ThreadPoolExecutor(max_workers=4, thread_name_prefix="ingest")
 
     def close(self) -> None:
@@ -180,6 +183,9 @@ class IngestPipeline:
             # New customers' keys of the whole batch in one commit (not one each).
             with self.metrics.stage("encrypt"):
                 self.keys.ensure_subject_keys((p.event.tenant, p.subject_ref) for p in prepared.values())
+            restricted = self.restrictions.restricted_among(p.subject_ref for p in prepared.values())
+            for item in prepared.values():
+                item.restricted = item.subject_ref in restricted
         # Heavy stage: in parallel, each item independently.
         futures = {i: self._executor.submit(self._prepare, p) for i, p in prepared.items()}
         stored: list[tuple[int, _Prepared]] = []
@@ -311,6 +317,7 @@ class IngestPipeline:
             channels=audio.channels,
             pci_redacted_ms=redacted_ms,
             created_at=self.clock(),
+            restricted=item.restricted,
         )
         return item
 
@@ -328,6 +335,7 @@ class IngestPipeline:
                 "retention_class": row.retention_class,
                 "retain_until": row.retain_until.isoformat(),
                 "pci_redacted_ms": row.pci_redacted_ms,
+                "restricted": row.restricted,
             },
         )
 

@@ -63,6 +63,7 @@ from typing import Any
 
 from callvault.errors import CallvaultError
 from policies import AccessRequest, Policy, Principal, decide_access, erasure_decision
+from storage.restrictions import SubjectRestrictions
 from storage.audit import AuditDraft
 from storage.catalog import Catalog
 from storage.disclosures import DisclosureLedger
@@ -310,6 +311,7 @@ class PrivacyService:
         self.receipts = ReceiptStore(catalog)
         self.signer = ReceiptSigner(keys.keyring)
         self.ledger = DisclosureLedger(catalog.database, catalog.audit, clock=clock)
+        self.restrictions = SubjectRestrictions(catalog.database)
 
     # -- filing -----------------------------------------------------------------------------
     def submit(self, data: Any, *, requested_by: str) -> PrivacyRequest:
@@ -573,6 +575,17 @@ class PrivacyService:
         )
 
     def _restrict(self, request: PrivacyRequest, flag: bool) -> PrivacyRequest:
+        if request.params.get("recording_ids") is None:
+            # The whole customer: recordings ingested later are restricted too.
+            if flag:
+                self.restrictions.restrict(
+                    subject_ref=request.subject_ref,
+                    tenant=request.tenant,
+                    request_id=request.request_id,
+                    at=self.clock(),
+                )
+            else:
+                self.restrictions.lift(request.subject_ref)
         rows = [
             row for row in self._rows(request, (RecordingState.STORED,)) if row.restricted != flag
         ]

@@ -442,3 +442,33 @@ def test_after_erase_no_role_or_purpose_obtains_the_audio_over_http(server: WebS
             assert reply.status in (403, 404, 410), (role, params, reply.status, reply.body[:200])
             assert b"RIFF" not in reply.body
     assert services.audit.verify().ok
+
+
+def test_a_restricted_customer_s_later_recordings_are_restricted_at_ingest(
+    file_services: Services, clock: Clock
+) -> None:
+    from callvault.synth import call_wav
+    from streams.ingest import IngestPipeline
+    from tests.e2e.harness import landed_call
+
+    services = file_services
+    lifecycle = lifecycle_of(services)
+    restrict = {**ERASE, "type": "restrict", "tenant": "demo", "customer_ref": "C-LATER"}
+    lifecycle.privacy.submit(restrict, requested_by="officer-7")
+    pipeline = IngestPipeline(
+        landing=services.landing, vault=services.vault, keys=services.keys,
+        catalog=services.catalog, audit=services.audit, policy=services.policy,
+        metrics=Metrics(), actor="worker:test", clock=services.clock,
+    )
+    audio = call_wav(1.0, codec="mulaw", seed=11)
+    later = landed_call(services, "r-later", audio, customer="C-LATER", ended_at=clock())
+    other = landed_call(services, "r-other", audio + b"\x00", customer="C-OTHER", ended_at=clock())
+    outcomes = pipeline.process_batch([json.dumps(later).encode(), json.dumps(other).encode()])
+    assert [o.status for o in outcomes] == ["stored", "stored"]
+    assert services.catalog.get_recording("r-later").restricted  # type: ignore[union-attr]
+    assert not services.catalog.get_recording("r-other").restricted  # type: ignore[union-attr]
+    lifecycle.privacy.submit({**restrict, "type": "lift-restriction"}, requested_by="officer-7")
+    assert not services.catalog.get_recording("r-later").restricted  # type: ignore[union-attr]
+    again = landed_call(services, "r-after-lift", audio + b"\x01", customer="C-LATER", ended_at=clock())
+    pipeline.process_batch([json.dumps(again).encode()])
+    assert not services.catalog.get_recording("r-after-lift").restricted  # type: ignore[union-attr]
