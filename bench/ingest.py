@@ -32,7 +32,18 @@ from callvault.demo import demo_event  # noqa: E402
 from callvault.synth import call_wav  # noqa: E402
 from tests.e2e.harness import WorkerProcess, e2e_settings, open_services, produce, wait_until  # noqa: E402
 
-STAGES = ("validate", "read", "decode", "redact", "encrypt", "vault", "catalog", "landing")
+STAGES = (
+    "validate",
+    "keys",
+    "read",
+    "decode",
+    "redact",
+    "encrypt",
+    "vault",
+    "flush",
+    "catalog",
+    "landing",
+)
 
 
 def stage_sums(web_url: str) -> dict[str, float]:
@@ -64,11 +75,18 @@ def baseline_s3(blobs: list[bytes], endpoint: str, bucket: str, workers: int = 4
     client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
     start = time.perf_counter()
     with ThreadPoolExecutor(workers) as pool:
-        list(pool.map(lambda ib: client.put_object(Bucket=bucket, Key=f"baseline/{ib[0]}", Body=ib[1]), enumerate(blobs)))
+        list(
+            pool.map(
+                lambda ib: client.put_object(Bucket=bucket, Key=f"baseline/{ib[0]}", Body=ib[1]),
+                enumerate(blobs),
+            )
+        )
     return time.perf_counter() - start
 
 
-def run_pipeline(path: str, calls: int, clip: bytes, workdir: Path, s3_endpoint: str | None) -> dict[str, object]:
+def run_pipeline(
+    path: str, calls: int, clip: bytes, workdir: Path, s3_endpoint: str | None
+) -> dict[str, object]:
     broker = EmbeddedBroker(free_port(), log_file=workdir / f"broker-{path}.log").start()
     extra: dict[str, str] = {}
     if path == "s3":
@@ -87,14 +105,25 @@ def run_pipeline(path: str, calls: int, clip: bytes, workdir: Path, s3_endpoint:
             blobs.append(audio)
             path_ = services.settings.landing_dir / f"bench-{i:05d}.wav"
             path_.write_bytes(audio)
-            event = demo_event(f"bench-{i:05d}", audio=audio, uri=f"file://{path_}", seconds=60,
-                               customer=f"cust-{i % 500}", sha256=hashlib.sha256(audio).hexdigest())
+            event = demo_event(
+                f"bench-{i:05d}",
+                audio=audio,
+                uri=f"file://{path_}",
+                seconds=60,
+                customer=f"cust-{i % 500}",
+                sha256=hashlib.sha256(audio).hexdigest(),
+            )
             payloads.append(json.dumps(event).encode())
         before = stage_sums(worker.web_url)
         ids = [f"bench-{i:05d}" for i in range(calls)]
         start = time.perf_counter()
         produce(broker.url.removeprefix("kafka://"), "callvault.recordings", payloads)
-        wait_until(lambda: len(services.catalog.recording_ids_present(ids)) == calls, 1200, "all calls", 0.05)
+        wait_until(
+            lambda: len(services.catalog.recording_ids_present(ids)) == calls,
+            1200,
+            "all calls",
+            0.05,
+        )
         elapsed = time.perf_counter() - start
         after = stage_sums(worker.web_url)
         stages = {s: after.get(s, 0.0) - before.get(s, 0.0) for s in STAGES}
@@ -106,13 +135,18 @@ def run_pipeline(path: str, calls: int, clip: bytes, workdir: Path, s3_endpoint:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--calls", type=int, default=600)
     parser.add_argument("--paths", default="file,s3")
     args = parser.parse_args()
     clip = call_wav(60.0, codec="mulaw", seed=1)
     mb = len(clip) * args.calls / 1e6
-    print(f"{args.calls} one-minute 8 kHz mu-law calls, {len(clip) / 1024:.0f} KiB each, {mb:.0f} MB in all")
+    print(
+        f"{args.calls} one-minute 8 kHz mu-law calls, {len(clip) / 1024:.0f} KiB each, "
+        f"{mb:.0f} MB in all"
+    )
     with tempfile.TemporaryDirectory(prefix="callvault-bench-") as tmp:
         workdir = Path(tmp)
         moto = None
@@ -136,19 +170,30 @@ def main() -> None:
                 else:
                     import boto3
 
-                    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket="bench-base")
+                    boto3.client(
+                        "s3", endpoint_url=endpoint, region_name="us-east-1"
+                    ).create_bucket(Bucket="bench-base")
                     base = baseline_s3(blobs, endpoint or "", "bench-base")
                     base_name = "plain put_object x4 threads"
                 elapsed: float = result["elapsed"]  # type: ignore[assignment]
                 rate, base_rate = args.calls / elapsed, args.calls / base
-                print(f"\n[{path}] pipeline: {rate:8.1f} calls/s  {mb / elapsed:7.1f} MB/s  ({elapsed:.2f} s)")
-                print(f"[{path}] baseline ({base_name}): {base_rate:8.1f} calls/s  {mb / base:7.1f} MB/s")
+                print(
+                    f"\n[{path}] pipeline: {rate:8.1f} calls/s  {mb / elapsed:7.1f} MB/s  "
+                    f"({elapsed:.2f} s)"
+                )
+                print(
+                    f"[{path}] baseline ({base_name}): {base_rate:8.1f} calls/s  "
+                    f"{mb / base:7.1f} MB/s"
+                )
                 print(f"[{path}] ratio pipeline/baseline: {rate / base_rate:.2f}")
                 stages: dict[str, float] = result["stages"]  # type: ignore[assignment]
                 total = sum(stages.values()) or 1.0
                 print(f"[{path}] stage time (summed over worker threads, ms per call):")
                 for stage in STAGES:
-                    print(f"    {stage:<9} {1000 * stages[stage] / args.calls:7.2f}  {100 * stages[stage] / total:5.1f}%")
+                    print(
+                        f"    {stage:<9} {1000 * stages[stage] / args.calls:7.2f}  "
+                        f"{100 * stages[stage] / total:5.1f}%"
+                    )
         finally:
             if moto is not None:
                 moto.stop()

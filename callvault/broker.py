@@ -126,7 +126,9 @@ class EmbeddedBroker:
                 + (f" (exit code {code})" if code is not None else "")
                 + (f"; see {self.log_file}" if self.log_file else "")
             )
-        log.info("embedded tansu broker listening on 127.0.0.1:%d (pid %d)", self.port, self._proc.pid)
+        log.info(
+            "embedded tansu broker listening on 127.0.0.1:%d (pid %d)", self.port, self._proc.pid
+        )
         return self
 
     def alive(self) -> bool:

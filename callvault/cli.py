@@ -44,7 +44,9 @@ def _fail(message: str, code: int = 2) -> None:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", type=click.Path(dir_okay=False, path_type=Path), help="TOML settings file.")
+@click.option(
+    "--config", type=click.Path(dir_okay=False, path_type=Path), help="TOML settings file."
+)
 @click.pass_context
 def cli(ctx: click.Context, config: Path | None) -> None:
     """callvault: call recordings that are purpose-bound, encrypted, audited and deleted on time.
@@ -56,7 +58,10 @@ def cli(ctx: click.Context, config: Path | None) -> None:
     except ConfigError as exc:
         _fail(str(exc))
     level = ctx.obj.log_level.upper()
-    logging.basicConfig(level=getattr(logging, level, logging.INFO), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=getattr(logging, level, logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
 
 
 def _broker_url(settings: Settings) -> str:
@@ -87,10 +92,13 @@ def up(ctx: click.Context) -> None:
             _run_worker(settings, settings.broker)
             return
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        broker = EmbeddedBroker(settings.embedded_broker_port, log_file=settings.data_dir / "broker.log")
+        broker = EmbeddedBroker(
+            settings.embedded_broker_port, log_file=settings.data_dir / "broker.log"
+        )
         with broker:
             click.echo(
-                f"callvault up: broker {broker.url}, web http://{settings.web_host}:{settings.web_port}, "
+                f"callvault up: broker {broker.url}, "
+                f"web http://{settings.web_host}:{settings.web_port}, "
                 f"state in {settings.data_dir}\n"
                 "  try `callvault demo` in another shell; Ctrl-C stops everything"
             )
@@ -112,8 +120,15 @@ def worker(ctx: click.Context) -> None:
 
 @cli.command()
 @click.option("--url", default=None, help="Web server URL (default: from CALLVAULT_WEB_PORT).")
-@click.option("--calls", default=5, show_default=True, help="Number of ordinary calls besides the special ones.")
-@click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for the outcomes.")
+@click.option(
+    "--calls",
+    default=5,
+    show_default=True,
+    help="Number of ordinary calls besides the special ones.",
+)
+@click.option(
+    "--timeout", default=60.0, show_default=True, help="Seconds to wait for the outcomes."
+)
 @click.pass_context
 def demo(ctx: click.Context, url: str | None, calls: int, timeout: float) -> None:
     """Push synthetic calls (one declined, one with a PCI pause, one bad) and show their fate."""
@@ -121,7 +136,12 @@ def demo(ctx: click.Context, url: str | None, calls: int, timeout: float) -> Non
 
     settings = _settings(ctx)
     try:
-        ok = run_demo(settings, url=url or f"http://127.0.0.1:{settings.web_port}", calls=calls, timeout=timeout)
+        ok = run_demo(
+            settings,
+            url=url or f"http://127.0.0.1:{settings.web_port}",
+            calls=calls,
+            timeout=timeout,
+        )
     except CallvaultError as exc:
         _fail(str(exc))
     sys.exit(0 if ok else 1)
@@ -134,14 +154,16 @@ def token() -> None:
 
 @token.command("issue")
 @click.option("--user", required=True, help="Who the token is for (user id).")
-@click.option("--role", required=True, help="Role, e.g. qa-reviewer, compliance-officer, telephony.")
+@click.option(
+    "--role", required=True, help="Role, e.g. qa-reviewer, compliance-officer, telephony."
+)
 @click.option("--org", default=None, help="Organisation (required for qa-vendor).")
 @click.option("--ttl", default="8h", show_default=True, help="Lifetime: 30m, 8h, 2d (max 30d).")
 @click.pass_context
 def token_issue(ctx: click.Context, user: str, role: str, org: str | None, ttl: str) -> None:
     """Print a signed, expiring bearer token."""
-    from policies import load_policy
     from callvault.services import keyring_for
+    from policies import load_policy
     from streams.auth import LocalTokens, parse_ttl
 
     settings = _settings(ctx)
@@ -225,7 +247,9 @@ def audit_verify(ctx: click.Context) -> None:
         log = catalog.audit
         head = log.head()
         total = head.seq if head else 0
-        with tqdm(total=total, unit="rec", desc="verifying", disable=total < 1000, file=sys.stderr) as bar:
+        with tqdm(
+            total=total, unit="rec", desc="verifying", disable=total < 1000, file=sys.stderr
+        ) as bar:
             result = log.verify(progress=lambda done: bar.update(done - bar.n))
     except CallvaultError as exc:
         _fail(str(exc))
@@ -256,9 +280,13 @@ def config_table() -> str:
     for field in FIELDS:
         meta = field.metadata
         lines.append(
-            f"| `{ENV_PREFIX}{field.name.upper()}` | {meta['default_doc']} | `{meta['example']}` | {meta['help']} |"
+            f"| `{ENV_PREFIX}{field.name.upper()}` | {meta['default_doc']} "
+            f"| `{meta['example']}` | {meta['help']} |"
         )
-    lines.append(f"| `{ENV_PREFIX}CONFIG` | (none) | `/etc/callvault/callvault.toml` | TOML file with any of the settings above (lower-case keys); the environment wins. |")
+    lines.append(
+        f"| `{ENV_PREFIX}CONFIG` | (none) | `/etc/callvault/callvault.toml` "
+        "| TOML file with any of the settings above (lower-case keys); the environment wins. |"
+    )
     return "\n".join(lines)
 
 

@@ -64,7 +64,11 @@ def demo_event(
         "queue": queue,
         "direction": "inbound",
         "consent": {"recording": consent},
-        "audio": {"uri": uri, "format": "wav", "sha256": sha256 or hashlib.sha256(audio).hexdigest()},
+        "audio": {
+            "uri": uri,
+            "format": "wav",
+            "sha256": sha256 or hashlib.sha256(audio).hexdigest(),
+        },
     }
     if pci_pauses:
         event["pci_pauses"] = pci_pauses
@@ -79,7 +83,14 @@ def _calls(count: int, landing: Path) -> list[DemoCall]:
     for i in range(count):
         audio = call_wav(20.0, codec="mulaw", seed=i)
         rid = f"demo-{run}-{i + 1:02d}"
-        calls.append(DemoCall("ordinary call", demo_event(rid, audio=audio, customer=f"cust-{i % 3:04d}"), audio, "http"))
+        calls.append(
+            DemoCall(
+                "ordinary call",
+                demo_event(rid, audio=audio, customer=f"cust-{i % 3:04d}"),
+                audio,
+                "http",
+            )
+        )
     audio = call_wav(20.0, codec="mulaw", seed=101)
     calls.append(
         DemoCall(
@@ -93,7 +104,9 @@ def _calls(count: int, landing: Path) -> list[DemoCall]:
     calls.append(
         DemoCall(
             "PCI pause 5.0-9.5 s",
-            demo_event(f"demo-{run}-pci", audio=audio, pci_pauses=[{"start_ms": 5000, "end_ms": 9500}]),
+            demo_event(
+                f"demo-{run}-pci", audio=audio, pci_pauses=[{"start_ms": 5000, "end_ms": 9500}]
+            ),
             audio,
             "http",
         )
@@ -121,9 +134,12 @@ async def _post(url: str, token: str, call: DemoCall) -> str:
     form = aiohttp.FormData()
     form.add_field("metadata", json.dumps(meta), content_type="application/json")
     form.add_field("audio", call.audio, filename="call.wav", content_type="audio/wav")
-    async with aiohttp.ClientSession() as session, session.post(
-        f"{url}/v1/recordings", data=form, headers={"Authorization": f"Bearer {token}"}
-    ) as resp:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"{url}/v1/recordings", data=form, headers={"Authorization": f"Bearer {token}"}
+        ) as resp,
+    ):
         body = await resp.text()
         if resp.status != 202:
             return f"HTTP {resp.status}: {body}"
@@ -146,7 +162,10 @@ def _outcome(services: Any, rid: str) -> str | None:
     row = services.catalog.get_recording(rid)
     if row is not None:
         extra = f", {row.pci_redacted_ms / 1000:.1f}s silenced" if row.pci_redacted_ms else ""
-        return f"stored ({row.audio_format}, {row.stored_size // 1024} KiB encrypted, keep until {row.retain_until:%Y-%m-%d}{extra})"
+        return (
+            f"stored ({row.audio_format}, {row.stored_size // 1024} KiB encrypted, "
+            f"keep until {row.retain_until:%Y-%m-%d}{extra})"
+        )
     for entry in services.audit.iter_entries(recording_id=rid):
         if entry.action == "ingest.declined":
             return "declined: landing audio destroyed, nothing stored"
@@ -171,13 +190,23 @@ def run_demo(settings: Settings, *, url: str, calls: int, timeout: float) -> boo
                 try:
                     status = asyncio.run(_post(url, token, call))
                 except OSError as exc:
-                    raise CallvaultError(f"cannot reach {url} ({exc}); is `callvault up` running?") from exc
-                click.echo(f"  {call.event['recording_id']:<24} {call.label:<22} POST /v1/recordings: {status}")
-        broker = (settings.broker or f"kafka://127.0.0.1:{settings.embedded_broker_port}").removeprefix("kafka://")
+                    raise CallvaultError(
+                        f"cannot reach {url} ({exc}); is `callvault up` running?"
+                    ) from exc
+                click.echo(
+                    f"  {call.event['recording_id']:<24} {call.label:<22} "
+                    f"POST /v1/recordings: {status}"
+                )
+        broker = (
+            settings.broker or f"kafka://127.0.0.1:{settings.embedded_broker_port}"
+        ).removeprefix("kafka://")
         kafka_events = [c.event for c in demo_calls if c.via == "kafka"]
         asyncio.run(_produce(broker, kafka_events))
         for event in kafka_events:
-            click.echo(f"  {event['recording_id']:<24} {'wrong sha256 (Kafka)':<22} produced to callvault.recordings")
+            click.echo(
+                f"  {event['recording_id']:<24} {'wrong sha256 (Kafka)':<22} "
+                "produced to callvault.recordings"
+            )
 
         click.echo("waiting for the worker ...")
         pending = {c.event["recording_id"]: c for c in demo_calls}
@@ -193,7 +222,9 @@ def run_demo(settings: Settings, *, url: str, calls: int, timeout: float) -> boo
         click.echo("\nwhat became of each call:")
         for call in demo_calls:
             rid = call.event["recording_id"]
-            click.echo(f"  {rid:<24} {call.label:<22} {results.get(rid, 'NO OUTCOME within the timeout')}")
+            click.echo(
+                f"  {rid:<24} {call.label:<22} {results.get(rid, 'NO OUTCOME within the timeout')}"
+            )
         expected = {"declined": "declined", "pci": "stored", "badsum": "dead-lettered"}
         ok = not pending
         for rid, outcome in results.items():

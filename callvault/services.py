@@ -8,10 +8,10 @@ bundle that the worker, the CLI commands, the benchmarks and the tests share.
 from __future__ import annotations
 
 import contextlib
-from pathlib import Path
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 from callvault.settings import Settings
 from policies import Policy, load_policy

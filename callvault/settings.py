@@ -193,7 +193,9 @@ def _finish(values: dict[str, Any]) -> Settings:
     if not values.get("worker_id"):
         values["worker_id"] = os.uname().nodename
     if values.get("broker") and not str(values["broker"]).startswith("kafka://"):
-        raise ConfigError(f"{ENV_PREFIX}BROKER={values['broker']!r} must look like kafka://host:port")
+        raise ConfigError(
+            f"{ENV_PREFIX}BROKER={values['broker']!r} must look like kafka://host:port"
+        )
     for url_field, schemes in (
         ("vault", ("file://", "s3://")),
         ("catalog", ("sqlite:///", "postgresql://", "postgres://")),
@@ -219,7 +221,9 @@ def load_settings(
     values: dict[str, Any] = {f.name: f.default for f in FIELDS}
     names = {f.name for f in FIELDS}
 
-    path = config_file or (Path(env[f"{ENV_PREFIX}CONFIG"]) if env.get(f"{ENV_PREFIX}CONFIG") else None)
+    path = config_file or (
+        Path(env[f"{ENV_PREFIX}CONFIG"]) if env.get(f"{ENV_PREFIX}CONFIG") else None
+    )
     if path is not None:
         try:
             from_file = tomllib.loads(path.read_text())
@@ -227,7 +231,9 @@ def load_settings(
             raise ConfigError(f"cannot read config file {path}: {exc}") from exc
         for key, raw in from_file.items():
             if key not in names:
-                raise ConfigError(f"{path}: unknown setting {key!r} (known: {', '.join(sorted(names))})")
+                raise ConfigError(
+                    f"{path}: unknown setting {key!r} (known: {', '.join(sorted(names))})"
+                )
             parser = _PARSERS.get(key)
             values[key] = parser(key, raw) if parser and isinstance(raw, str | list) else raw
 

@@ -282,9 +282,13 @@ class _Checker:
         clauses = self.clauses(top.get("clauses"))
         response_days, response_clause = 30, ""
         if "privacy_requests" in top:
-            requests = self.entry(top.get("privacy_requests"), "privacy_requests", ("response_days", "clause"))
+            requests = self.entry(
+                top.get("privacy_requests"), "privacy_requests", ("response_days", "clause")
+            )
             if requests is not None:
-                response_days = self.get(requests, "response_days", "privacy_requests", self.positive) or 30
+                response_days = (
+                    self.get(requests, "response_days", "privacy_requests", self.positive) or 30
+                )
                 response_clause = self.clause_ref(requests, "privacy_requests")
 
         policy = Policy(

@@ -11,8 +11,8 @@ from storage.audio import DecodedAudio, WavInfo, decode, encode_wav, silence, wa
 from storage.audit import AuditDraft, AuditLog, AuditVerification
 from storage.catalog import Catalog, DailyStat, open_catalog
 from storage.errors import (
-    AuditError,
     AudioError,
+    AuditError,
     CatalogError,
     IntegrityError,
     KeyDestroyed,

@@ -286,7 +286,9 @@ class Catalog:
         """
         for record in records:
             if record.destroyed_at is not None or not isinstance(record.wrapped_key, bytes):
-                raise CatalogError("put_subject_keys takes live keys (wrapped_key set, not destroyed)")
+                raise CatalogError(
+                    "put_subject_keys takes live keys (wrapped_key set, not destroyed)"
+                )
         winners: list[SubjectKeyRecord] = []
         with self._database.transaction() as tx:
             tx.executemany(

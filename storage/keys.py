@@ -292,7 +292,9 @@ class KeyService:
             if record is None:
                 drafts.append(self._new_subject_key(tenant, subject_ref))
             elif record.tenant != tenant:
-                raise KeyringError(f"subject ref belongs to tenant {record.tenant!r}, not {tenant!r}")
+                raise KeyringError(
+                    f"subject ref belongs to tenant {record.tenant!r}, not {tenant!r}"
+                )
         if not drafts:
             return 0
         winners = self._store.put_subject_keys([draft for draft, _ in drafts])
@@ -314,7 +316,9 @@ class KeyService:
             master_key_id=self._keyring.current_key_id,
             created_at=datetime.now(UTC),
         )
-        return replace(draft, wrapped_key=self._keyring.wrap_key(key, subject_key_context(draft))), key
+        return replace(
+            draft, wrapped_key=self._keyring.wrap_key(key, subject_key_context(draft))
+        ), key
 
     def _live_or_new_subject_key(self, tenant: str, subject_ref: str) -> SubjectKeyRecord:
         record = self._store.get_subject_key(subject_ref)

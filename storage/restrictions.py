@@ -28,7 +28,13 @@ class SubjectRestrictions:
         self._database = database
 
     def restrict(
-        self, *, subject_ref: str, tenant: str, request_id: str, at: datetime, tx: Transaction | None = None
+        self,
+        *,
+        subject_ref: str,
+        tenant: str,
+        request_id: str,
+        at: datetime,
+        tx: Transaction | None = None,
     ) -> None:
         """Record ``subject_ref`` as restricted (idempotent: the first request stays)."""
         sql = (

@@ -511,7 +511,9 @@ def _syncfs(path: Path) -> None:
         os.close(fd)
 
 
-def write_file_atomically(path: Path, data: bytes | bytearray | memoryview, *, sync: bool = True) -> None:
+def write_file_atomically(
+    path: Path, data: bytes | bytearray | memoryview, *, sync: bool = True
+) -> None:
     """Write ``data`` to ``path`` so a reader sees all of it or the previous content.
 
     Missing folders are created with mode 0700. A temp file ``.tmp-*`` in the same

@@ -78,7 +78,9 @@ class Worker:
         settings = services.settings
         self.tokens = tokens or LocalTokens(services.keyring, frozenset(services.policy.roles))
         self.web_port = settings.web_port if web_port is None else web_port
-        self.reconcile_interval = reconcile_interval or max(5.0, settings.reconcile_after_seconds / 4)
+        self.reconcile_interval = reconcile_interval or max(
+            5.0, settings.reconcile_after_seconds / 4
+        )
         self._reannounced: dict[str, float] = {}
         self.sweep_interval = sweep_interval or 60.0
         services.audit_listeners.append(self._audit_buffer.append)  # publish committed entries
@@ -99,8 +101,12 @@ class Worker:
             producer_acks=-1,
             stream_wait_empty=False,
         )
-        self.recordings = self.app.topic(TOPICS["recordings"], value_serializer="raw", partitions=PARTITIONS)
-        self.privacy_requests = self.app.topic(TOPICS["privacy"], value_serializer="raw", partitions=PARTITIONS)
+        self.recordings = self.app.topic(
+            TOPICS["recordings"], value_serializer="raw", partitions=PARTITIONS
+        )
+        self.privacy_requests = self.app.topic(
+            TOPICS["privacy"], value_serializer="raw", partitions=PARTITIONS
+        )
         self.audit_topic = self.app.topic(TOPICS["audit"], value_serializer="raw", partitions=1)
         self.dlq = self.app.topic(TOPICS["dlq"], value_serializer="raw", partitions=1)
         self.pipeline = IngestPipeline(
@@ -133,7 +139,10 @@ class Worker:
 
         @app.agent(self.recordings, name="ingest")
         async def ingest(stream: faust.StreamT[bytes]) -> None:
-            async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN):
+            # take_events acks a batch only after this body finished (faust's StreamT
+            # type stub does not declare it; Stream implements it).
+            batches = stream.take_events(BATCH_MAX, within=BATCH_WITHIN)  # type: ignore[attr-defined]
+            async for events in batches:
                 await self._ingest_batch([event.value for event in events])
 
         @app.timer(1.0, name="audit-publisher")
@@ -160,7 +169,9 @@ class Worker:
         async def reconcile() -> None:
             await self.reconcile_landing()
 
-        @app.timer(max(1, self.services.settings.metrics_interval_seconds), name="governance-gauges")
+        @app.timer(
+            max(1, self.services.settings.metrics_interval_seconds), name="governance-gauges"
+        )
         async def governance_gauges() -> None:
             await refresh_worker_gauges(
                 self.governance, app, self.metrics,
@@ -187,7 +198,9 @@ class Worker:
                 await self.runner.setup()
                 site = web.TCPSite(self.runner, worker.services.settings.web_host, worker.web_port)
                 await site.start()
-                log.info("web server on http://%s:%d", worker.services.settings.web_host, worker.web_port)
+                log.info(
+                    "web server on http://%s:%d", worker.services.settings.web_host, worker.web_port
+                )
 
             async def on_stop(self) -> None:
                 if self.runner is not None:
@@ -254,7 +267,11 @@ class Worker:
             if not isinstance(event, dict):
                 continue
             rid = event.get("recording_id")
-            present = await loop.run_in_executor(None, services.catalog.recording_ids_present, [rid])
+            if not isinstance(rid, str):
+                continue  # a sidecar without an id cannot be re-announced; the backlog shows it
+            present = await loop.run_in_executor(
+                None, services.catalog.recording_ids_present, [rid]
+            )
             if rid in present:
                 continue
             await self.recordings.send(value=json.dumps(event).encode())

@@ -239,7 +239,9 @@ def parse_recording_event(
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in (start, end)):
             raise _reject(RejectReason.SCHEMA, f"pci_pauses[{index}]: integers expected")
         if not 0 <= start < end:
-            raise _reject(RejectReason.PCI_OUT_OF_RANGE, f"pci_pauses[{index}]: need 0 <= start < end")
+            raise _reject(
+                RejectReason.PCI_OUT_OF_RANGE, f"pci_pauses[{index}]: need 0 <= start < end"
+            )
         if start >= duration_ms + 1000:
             raise _reject(
                 RejectReason.PCI_OUT_OF_RANGE, f"pci_pauses[{index}]: starts after the call ended"

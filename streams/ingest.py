@@ -137,7 +137,9 @@ class IngestPipeline:
         self._executor.shutdown(wait=True)
 
     # -- public ---------------------------------------------------------------------------
-    def process_batch(self, payloads: Sequence[bytes | str | dict[str, Any]]) -> list[IngestOutcome]:
+    def process_batch(
+        self, payloads: Sequence[bytes | str | dict[str, Any]]
+    ) -> list[IngestOutcome]:
         """Process a batch; returns one outcome per payload, in order.
 
         Raises:
@@ -169,7 +171,9 @@ class IngestPipeline:
         if prepared:
             oldest = min(p.event.ended_at for p in prepared.values())
             self.metrics.oldest_event_age.set(max(0.0, (now - oldest).total_seconds()))
-            present = self.catalog.recording_ids_present(p.event.recording_id for p in prepared.values())
+            present = self.catalog.recording_ids_present(
+                p.event.recording_id for p in prepared.values()
+            )
             for index in [i for i, p in prepared.items() if p.event.recording_id in present]:
                 item = prepared.pop(index)
                 self._discard_landing(item.ref)
@@ -181,9 +185,13 @@ class IngestPipeline:
 
         if prepared:
             # New customers' keys of the whole batch in one commit (not one each).
-            with self.metrics.stage("encrypt"):
-                self.keys.ensure_subject_keys((p.event.tenant, p.subject_ref) for p in prepared.values())
-            restricted = self.restrictions.restricted_among(p.subject_ref for p in prepared.values())
+            with self.metrics.stage("keys"):
+                self.keys.ensure_subject_keys(
+                    (p.event.tenant, p.subject_ref) for p in prepared.values()
+                )
+            restricted = self.restrictions.restricted_among(
+                p.subject_ref for p in prepared.values()
+            )
             for item in prepared.values():
                 item.restricted = item.subject_ref in restricted
         # Heavy stage: in parallel, each item independently.
@@ -196,7 +204,7 @@ class IngestPipeline:
                 outcomes[index] = self._dlq(payloads[index], exc, rejected_audit)
 
         if stored:
-            with self.metrics.stage("vault"):
+            with self.metrics.stage("flush"):
                 self.vault.flush()
         if stored or rejected_audit:
             with self.metrics.stage("catalog"):
@@ -341,7 +349,9 @@ class IngestPipeline:
 
     def _decline(self, item: _Prepared) -> IngestOutcome:
         rid = item.event.recording_id
-        already = next(self.audit.iter_entries(recording_id=rid, action_prefix="ingest.declined"), None)
+        already = next(
+            self.audit.iter_entries(recording_id=rid, action_prefix="ingest.declined"), None
+        )
         if already is None:
             self.audit.append(
                 AuditDraft(

@@ -16,7 +16,18 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 __all__ = ["Metrics", "STAGES"]
 
-STAGES = ("validate", "read", "decode", "redact", "encrypt", "vault", "catalog", "landing")
+STAGES = (
+    "validate",
+    "keys",
+    "read",
+    "decode",
+    "redact",
+    "encrypt",
+    "vault",
+    "flush",
+    "catalog",
+    "landing",
+)
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
@@ -40,7 +51,7 @@ class Metrics:
         )
         self.stage_seconds = Histogram(
             "callvault_ingest_stage_seconds",
-            "Time spent per ingest stage and recording (catalog: per batch).",
+            "Time per ingest stage: per recording, except keys, flush and catalog (per batch).",
             ["stage"],
             buckets=_LATENCY_BUCKETS,
             registry=r,

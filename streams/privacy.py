@@ -63,7 +63,6 @@ from typing import Any
 
 from callvault.errors import CallvaultError
 from policies import AccessRequest, Policy, Principal, decide_access, erasure_decision
-from storage.restrictions import SubjectRestrictions
 from storage.audit import AuditDraft
 from storage.catalog import Catalog
 from storage.disclosures import DisclosureLedger
@@ -77,6 +76,7 @@ from storage.requests import (
     PrivacyRequestStore,
     RequestStatus,
 )
+from storage.restrictions import SubjectRestrictions
 from storage.sql import to_db_time
 from storage.types import RecordingRow, RecordingState
 from storage.vault import Vault

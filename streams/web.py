@@ -76,8 +76,11 @@ async def authenticate(request: web.Request) -> Principal:
             outcome="denied",
             reason=exc.reason,
             recording_id=None,
-            details={"route": request.match_info.route.resource.canonical
-                     if request.match_info.route.resource else request.path},
+            details={
+                "route": request.match_info.route.resource.canonical
+                if request.match_info.route.resource
+                else request.path
+            },
         )
         await _run(request, ctx.services.audit.append, draft)
         raise web.HTTPUnauthorized(
@@ -107,7 +110,11 @@ async def require(request: web.Request, capability: str) -> Principal:
         )
         raise web.HTTPForbidden(
             text=json.dumps(
-                {"error": "forbidden", "reason": str(decision.reason), "detail": f"{capability} not allowed"}
+                {
+                    "error": "forbidden",
+                    "reason": str(decision.reason),
+                    "detail": f"{capability} not allowed",
+                }
             ),
             content_type="application/json",
         )
@@ -131,7 +138,9 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def metrics_view(request: web.Request) -> web.Response:
     body = ctx_of(request).metrics.exposition()
-    return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+    return web.Response(
+        body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}
+    )
 
 
 async def post_recording(request: web.Request) -> web.Response:
@@ -142,7 +151,9 @@ async def post_recording(request: web.Request) -> web.Response:
     ctx = ctx_of(request)
     principal = await require(request, "ingest")
     if not request.content_type.startswith("multipart/"):
-        return json_error(415, "unsupported-media-type", "send multipart/form-data with metadata and audio")
+        return json_error(
+            415, "unsupported-media-type", "send multipart/form-data with metadata and audio"
+        )
     metadata: dict[str, Any] | None = None
     audio: bytes | None = None
     limit = ctx.services.settings.max_audio_bytes
@@ -156,7 +167,9 @@ async def post_recording(request: web.Request) -> web.Response:
                 try:
                     metadata = json.loads(raw)
                 except ValueError:
-                    return json_error(400, "bad-request", "metadata is not JSON", reason="malformed")
+                    return json_error(
+                        400, "bad-request", "metadata is not JSON", reason="malformed"
+                    )
             elif part.name == "audio":  # type: ignore[union-attr]
                 chunks, size = [], 0
                 while chunk := await part.read_chunk(1 << 16):  # type: ignore[union-attr]
@@ -168,7 +181,9 @@ async def post_recording(request: web.Request) -> web.Response:
     except (ValueError, AssertionError) as exc:
         return json_error(400, "bad-request", f"malformed multipart body: {exc}")
     if not isinstance(metadata, dict) or audio is None:
-        return json_error(400, "bad-request", "need a JSON object part 'metadata' and a part 'audio'")
+        return json_error(
+            400, "bad-request", "need a JSON object part 'metadata' and a part 'audio'"
+        )
     if not audio:
         return json_error(400, "bad-request", "audio part is empty")
 
@@ -176,7 +191,12 @@ async def post_recording(request: web.Request) -> web.Response:
     meta_audio = metadata.get("audio") if isinstance(metadata.get("audio"), dict) else {}
     declared = meta_audio.get("sha256")  # type: ignore[union-attr]
     if declared is not None and declared != digest:
-        return json_error(400, "bad-request", "audio does not match metadata.audio.sha256", reason="sha256-mismatch")
+        return json_error(
+            400,
+            "bad-request",
+            "audio does not match metadata.audio.sha256",
+            reason="sha256-mismatch",
+        )
     audio_format = str(meta_audio.get("format", "wav"))  # type: ignore[union-attr]
     event = {**metadata, "schema": metadata.get("schema", SCHEMA_V1)}
     event["audio"] = {"uri": "file:///pending", "format": audio_format, "sha256": digest}
@@ -185,7 +205,9 @@ async def post_recording(request: web.Request) -> web.Response:
     except EventRejected as exc:
         return json_error(400, "invalid-event", exc.detail, reason=exc.reason)
     try:
-        uri = await _run(request, ctx.services.landing.land, f"{parsed.recording_id}.{audio_format}", audio)
+        uri = await _run(
+            request, ctx.services.landing.land, f"{parsed.recording_id}.{audio_format}", audio
+        )
         event["audio"]["uri"] = uri
         await _run(request, ctx.services.landing.write_sidecar, uri, event)
     except (LandingError, StorageError) as exc:
@@ -199,9 +221,15 @@ async def post_recording(request: web.Request) -> web.Response:
 
 
 @web.middleware
-async def count_requests(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+async def count_requests(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
     ctx = ctx_of(request)
-    route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
+    route = (
+        request.match_info.route.resource.canonical
+        if request.match_info.route.resource
+        else "unmatched"
+    )
     try:
         response = await handler(request)
     except web.HTTPException as exc:
@@ -215,7 +243,9 @@ async def count_requests(request: web.Request, handler: Callable[[web.Request], 
     return response
 
 
-def build_web_app(ctx: WebContext, extra_routes: list[web.RouteDef] | None = None) -> web.Application:
+def build_web_app(
+    ctx: WebContext, extra_routes: list[web.RouteDef] | None = None
+) -> web.Application:
     app = web.Application(
         middlewares=[count_requests],
         client_max_size=ctx.services.settings.max_audio_bytes + (1 << 20),

@@ -28,7 +28,9 @@ def test_token_issue_prints_a_token_that_verifies(env: dict[str, str]) -> None:
     from callvault.services import build_services
     from streams.auth import LocalTokens
 
-    code, out = run(env, "token", "issue", "--user", "alice", "--role", "qa-reviewer", "--ttl", "1h")
+    code, out = run(
+        env, "token", "issue", "--user", "alice", "--role", "qa-reviewer", "--ttl", "1h"
+    )
     assert code == 0
     token = out.strip().splitlines()[-1]
     services = build_services(load_settings(env))
@@ -70,7 +72,9 @@ def test_audit_verify_names_the_first_broken_record(env: dict[str, str]) -> None
     settings.data_dir.mkdir(parents=True)
     catalog = open_catalog(settings.catalog, migrate=True)
     for i in range(3):
-        catalog.audit.append(AuditDraft(actor="test", action="test.event", outcome="ok", reason=str(i)))
+        catalog.audit.append(
+            AuditDraft(actor="test", action="test.event", outcome="ok", reason=str(i))
+        )
     code, out = run(env, "audit", "verify")
     assert code == 0 and "3 records verified" in out
     with catalog.database.transaction() as tx:
@@ -90,6 +94,14 @@ def test_config_reference_lists_every_variable(env: dict[str, str]) -> None:
     code, out = run(env, "config", "reference")
     assert code == 0
     assert out.strip() == config_table()
-    for name in ("CALLVAULT_BROKER", "CALLVAULT_VAULT", "CALLVAULT_CATALOG", "CALLVAULT_KEYRING",
-                 "CALLVAULT_POLICY", "CALLVAULT_WEB_PORT", "CALLVAULT_DATA_DIR", "CALLVAULT_LANDING_ROOTS"):
+    for name in (
+        "CALLVAULT_BROKER",
+        "CALLVAULT_VAULT",
+        "CALLVAULT_CATALOG",
+        "CALLVAULT_KEYRING",
+        "CALLVAULT_POLICY",
+        "CALLVAULT_WEB_PORT",
+        "CALLVAULT_DATA_DIR",
+        "CALLVAULT_LANDING_ROOTS",
+    ):
         assert f"`{name}`" in out

@@ -23,7 +23,11 @@ def test_environment_wins_over_the_config_file(tmp_path: Path) -> None:
     config = tmp_path / "callvault.toml"
     config.write_text('web_port = 9000\nvault = "s3://from-file"\nlanding_roots = ["s3://b/in/"]\n')
     settings = load_settings(
-        {"CALLVAULT_CONFIG": str(config), "CALLVAULT_WEB_PORT": "9100", "CALLVAULT_DATA_DIR": str(tmp_path)}
+        {
+            "CALLVAULT_CONFIG": str(config),
+            "CALLVAULT_WEB_PORT": "9100",
+            "CALLVAULT_DATA_DIR": str(tmp_path),
+        }
     )
     assert settings.web_port == 9100
     assert settings.vault == "s3://from-file"

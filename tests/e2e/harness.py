@@ -40,7 +40,9 @@ def settings_from(env: dict[str, str]) -> Settings:
     return load_settings(env)
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
+def wait_until(
+    predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.2
+) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
@@ -115,7 +117,9 @@ def produce(bootstrap: str, topic: str, payloads: Iterable[bytes]) -> None:
     assert remaining == 0, f"{remaining} messages not delivered"
 
 
-def consume_all(bootstrap: str, topic: str, expect: int, timeout: float = 30.0) -> list[dict[str, Any]]:
+def consume_all(
+    bootstrap: str, topic: str, expect: int, timeout: float = 30.0
+) -> list[dict[str, Any]]:
     from confluent_kafka import Consumer
 
     consumer = Consumer(

@@ -49,15 +49,21 @@ def test_mixed_batch_ends_in_exactly_the_expected_state(
 ) -> None:
     services = open_services(env)
     bootstrap = kafka_broker.url.removeprefix("kafka://")
-    audio = {name: call_wav(6.0, codec="mulaw", seed=seed) for seed, name in enumerate(
-        ["good1", "good2", "pci", "declined", "badsum"])}
+    audio = {
+        name: call_wav(6.0, codec="mulaw", seed=seed)
+        for seed, name in enumerate(["good1", "good2", "pci", "declined", "badsum"])
+    }
     good1 = landed_call(services, "e2e-good1", audio["good1"])
     good2 = landed_call(services, "e2e-good2", audio["good2"], consent="granted")
-    pci = landed_call(services, "e2e-pci", audio["pci"], pci_pauses=[{"start_ms": 1000, "end_ms": 2500}])
+    pci = landed_call(
+        services, "e2e-pci", audio["pci"], pci_pauses=[{"start_ms": 1000, "end_ms": 2500}]
+    )
     declined = landed_call(services, "e2e-declined", audio["declined"], consent="declined")
     badsum = landed_call(services, "e2e-badsum", audio["badsum"], sha256="0" * 64)
     missing = landed_call(services, "e2e-missing", audio["good1"], write=False)
-    outside = dict(good1, recording_id="e2e-outside", audio={**good1["audio"], "uri": "file:///etc/passwd"})
+    outside = dict(
+        good1, recording_id="e2e-outside", audio={**good1["audio"], "uri": "file:///etc/passwd"}
+    )
     payloads = [
         json.dumps(good1).encode(),
         json.dumps(good2).encode(),
@@ -74,7 +80,11 @@ def test_mixed_batch_ends_in_exactly_the_expected_state(
 
     def settled() -> bool:
         actions = _audit_actions(services)
-        return actions["ingest.stored"] >= 3 and actions["ingest.rejected"] >= 4 and actions["ingest.declined"] >= 1
+        return (
+            actions["ingest.stored"] >= 3
+            and actions["ingest.rejected"] >= 4
+            and actions["ingest.declined"] >= 1
+        )
 
     wait_until(settled, 90, "the batch to settle")
     time.sleep(1.5)  # anything extra (a second copy of the duplicate) would show up now
@@ -132,20 +142,34 @@ def test_worker_killed_mid_batch_stores_every_recording_exactly_once(
     events = []
     for i in range(count):
         audio = clip + bytes([i % 250])  # distinct bytes -> distinct sha256
-        events.append(json.dumps(landed_call(services, f"kill-{i:04d}", audio, customer=f"c{i % 17}")).encode())
+        events.append(
+            json.dumps(
+                landed_call(services, f"kill-{i:04d}", audio, customer=f"c{i % 17}")
+            ).encode()
+        )
     produce(bootstrap, TOPIC, events)
     vault_root = Path(services.settings.vault.removeprefix("file://"))
 
     worker.start()
-    wait_until(lambda: any(p.suffix == ".cvlt" for p in vault_root.rglob("*.cvlt")), 60, "first vault write", 0.02)
+    wait_until(
+        lambda: any(p.suffix == ".cvlt" for p in vault_root.rglob("*.cvlt")),
+        60,
+        "first vault write",
+        0.02,
+    )
     worker.kill()
     in_vault_at_kill = len(list(vault_root.rglob("*.cvlt")))
-    rows_at_kill = len(services.catalog.recording_ids_present(f"kill-{i:04d}" for i in range(count)))
+    rows_at_kill = len(
+        services.catalog.recording_ids_present(f"kill-{i:04d}" for i in range(count))
+    )
     assert rows_at_kill < count, "the kill came too late to interrupt anything"
 
     worker.start()
     wait_until(
-        lambda: len(services.catalog.recording_ids_present(f"kill-{i:04d}" for i in range(count))) == count,
+        lambda: (
+            len(services.catalog.recording_ids_present(f"kill-{i:04d}" for i in range(count)))
+            == count
+        ),
         180,
         "all recordings after the restart",
     )
@@ -167,15 +191,23 @@ def test_reconciler_reannounces_landing_audio_whose_event_was_lost(
     services = open_services(env)
     audio = call_wav(4.0, codec="mulaw", seed=3)
     event = landed_call(services, "lost-1", audio)
-    services.landing.write_sidecar(event["audio"]["uri"], event)  # telephony's sidecar; no event sent
-    orphan = landed_call(services, "orphan-1", audio)  # audio without a sidecar: cannot be re-announced
+    services.landing.write_sidecar(
+        event["audio"]["uri"], event
+    )  # telephony's sidecar; no event sent
+    orphan = landed_call(
+        services, "orphan-1", audio
+    )  # audio without a sidecar: cannot be re-announced
     worker = WorkerProcess(env, tmp_path / "worker.log").start()
     try:
-        wait_until(lambda: services.catalog.get_recording("lost-1"), 60, "the re-announced recording")
+        wait_until(
+            lambda: services.catalog.get_recording("lost-1"), 60, "the re-announced recording"
+        )
         assert services.catalog.get_recording("orphan-1") is None
         assert Path(orphan["audio"]["uri"].removeprefix("file://")).exists()
         metrics = wait_until(
-            lambda: _metric(worker, "callvault_landing_reannounced_total"), 10, "the reconcile metric"
+            lambda: _metric(worker, "callvault_landing_reannounced_total"),
+            10,
+            "the reconcile metric",
         )
         assert metrics >= 1
     finally:

@@ -367,11 +367,19 @@ def test_rewrap_resumes_after_a_partial_run(
 def test_ensure_subject_keys_creates_only_the_missing_ones_in_one_batch(tmp_path: Path) -> None:
     store = MemoryKeyStore()
     service = KeyService(LocalKeyring(tmp_path / "keys" / "master.json"), store)
-    existing = service.seal_recording(recording_id="r-0", tenant="acme", subject_ref="s-0", plaintext=b"x")
-    created = service.ensure_subject_keys([("acme", "s-0"), ("acme", "s-1"), ("acme", "s-2"), ("acme", "s-1")])
+    existing = service.seal_recording(
+        recording_id="r-0", tenant="acme", subject_ref="s-0", plaintext=b"x"
+    )
+    created = service.ensure_subject_keys(
+        [("acme", "s-0"), ("acme", "s-1"), ("acme", "s-2"), ("acme", "s-1")]
+    )
     assert created == 2 and store.batches == 1
-    assert service.ensure_subject_keys([("acme", "s-1"), ("acme", "s-2")]) == 0 and store.batches == 1
-    sealed = service.seal_recording(recording_id="r-1", tenant="acme", subject_ref="s-1", plaintext=b"y")
+    assert (
+        service.ensure_subject_keys([("acme", "s-1"), ("acme", "s-2")]) == 0 and store.batches == 1
+    )
+    sealed = service.seal_recording(
+        recording_id="r-1", tenant="acme", subject_ref="s-1", plaintext=b"y"
+    )
     assert sealed.subject_key_id == store.get_subject_key("s-1").key_id  # type: ignore[union-attr]
     assert service.open_recording(existing.blob) == b"x"
     with pytest.raises(KeyringError, match="belongs to tenant 'acme'"):

@@ -51,7 +51,10 @@ def test_good_event_parses_to_typed_fields() -> None:
         (b"[1, 2]", RejectReason.MALFORMED),
         (b"x" * 70_000, RejectReason.MALFORMED),
         (json.dumps(good(schema="callvault.recording.v0")).encode(), RejectReason.SCHEMA_VERSION),
-        (json.dumps({k: v for k, v in good().items() if k != "tenant"}).encode(), RejectReason.SCHEMA),
+        (
+            json.dumps({k: v for k, v in good().items() if k != "tenant"}).encode(),
+            RejectReason.SCHEMA,
+        ),
         (json.dumps(good(extra=1)).encode(), RejectReason.SCHEMA),
         (json.dumps(good(recording_id="../../etc/passwd")).encode(), RejectReason.INVALID_FIELD),
         (json.dumps(good(recording_id="")).encode(), RejectReason.SCHEMA),
@@ -66,15 +69,46 @@ def test_good_event_parses_to_typed_fields() -> None:
         (json.dumps(good(customer_ref="")).encode(), RejectReason.SCHEMA),
         (json.dumps(good(purposes=[])).encode(), RejectReason.SCHEMA),
         (json.dumps(good(purposes=["Marketing!"])).encode(), RejectReason.INVALID_FIELD),
-        (json.dumps(good(audio={"uri": "file:///x", "format": "wav"})).encode(), RejectReason.SCHEMA),
-        (json.dumps(good(audio={"uri": "file:///x", "format": "aiff", "sha256": "a" * 64})).encode(), RejectReason.AUDIO_UNSUPPORTED),
-        (json.dumps(good(audio={"uri": "file:///x", "format": "wav", "sha256": "xyz"})).encode(), RejectReason.INVALID_FIELD),
-        (json.dumps(good(audio={"uri": "file:///x\u0000", "format": "wav", "sha256": "a" * 64})).encode(), RejectReason.URI_INVALID),
-        (json.dumps(good(pci_pauses=[{"start_ms": 5, "end_ms": 5}])).encode(), RejectReason.PCI_OUT_OF_RANGE),
-        (json.dumps(good(pci_pauses=[{"start_ms": -5, "end_ms": 5}])).encode(), RejectReason.PCI_OUT_OF_RANGE),
-        (json.dumps(good(pci_pauses=[{"start_ms": 90_000, "end_ms": 95_000}])).encode(), RejectReason.PCI_OUT_OF_RANGE),
-        (json.dumps(good(pci_pauses=[{"start_ms": "1", "end_ms": 5}])).encode(), RejectReason.SCHEMA),
-        (json.dumps(good(pci_pauses=[{"start_ms": True, "end_ms": 5}])).encode(), RejectReason.SCHEMA),
+        (
+            json.dumps(good(audio={"uri": "file:///x", "format": "wav"})).encode(),
+            RejectReason.SCHEMA,
+        ),
+        (
+            json.dumps(
+                good(audio={"uri": "file:///x", "format": "aiff", "sha256": "a" * 64})
+            ).encode(),
+            RejectReason.AUDIO_UNSUPPORTED,
+        ),
+        (
+            json.dumps(good(audio={"uri": "file:///x", "format": "wav", "sha256": "xyz"})).encode(),
+            RejectReason.INVALID_FIELD,
+        ),
+        (
+            json.dumps(
+                good(audio={"uri": "file:///x\u0000", "format": "wav", "sha256": "a" * 64})
+            ).encode(),
+            RejectReason.URI_INVALID,
+        ),
+        (
+            json.dumps(good(pci_pauses=[{"start_ms": 5, "end_ms": 5}])).encode(),
+            RejectReason.PCI_OUT_OF_RANGE,
+        ),
+        (
+            json.dumps(good(pci_pauses=[{"start_ms": -5, "end_ms": 5}])).encode(),
+            RejectReason.PCI_OUT_OF_RANGE,
+        ),
+        (
+            json.dumps(good(pci_pauses=[{"start_ms": 90_000, "end_ms": 95_000}])).encode(),
+            RejectReason.PCI_OUT_OF_RANGE,
+        ),
+        (
+            json.dumps(good(pci_pauses=[{"start_ms": "1", "end_ms": 5}])).encode(),
+            RejectReason.SCHEMA,
+        ),
+        (
+            json.dumps(good(pci_pauses=[{"start_ms": True, "end_ms": 5}])).encode(),
+            RejectReason.SCHEMA,
+        ),
     ],
 )
 def test_bad_events_are_rejected_with_a_reason(payload: bytes, reason: RejectReason) -> None:

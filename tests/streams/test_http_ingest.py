@@ -38,14 +38,19 @@ def _token(services: Services, role: str, ttl: timedelta = timedelta(hours=1), *
 
 def _form(metadata: Any, audio: bytes | None) -> aiohttp.FormData:
     form = aiohttp.FormData()
-    form.add_field("metadata", metadata if isinstance(metadata, str) else json.dumps(metadata),
-                   content_type="application/json")
+    form.add_field(
+        "metadata",
+        metadata if isinstance(metadata, str) else json.dumps(metadata),
+        content_type="application/json",
+    )
     if audio is not None:
         form.add_field("audio", audio, filename="call.wav", content_type="audio/wav")
     return form
 
 
-async def _call(services: Services, requests: list[tuple[str, dict[str, str], aiohttp.FormData | None]]):  # type: ignore[no-untyped-def]
+async def _call(
+    services: Services, requests: list[tuple[str, dict[str, str], aiohttp.FormData | None]]
+):  # type: ignore[no-untyped-def]
     published: list[bytes] = []
 
     async def publish(event: bytes) -> None:
@@ -78,16 +83,30 @@ def test_pushed_audio_lands_and_its_event_is_ingested(services: Services) -> Non
     results, published = asyncio.run(
         _call(services, [("/v1/recordings", headers, _form(_metadata("h-1", audio), audio))])
     )
-    assert results == [(202, {"recording_id": "h-1", "status": "accepted",
-                              "sha256": hashlib.sha256(audio).hexdigest()})]
+    assert results == [
+        (
+            202,
+            {
+                "recording_id": "h-1",
+                "status": "accepted",
+                "sha256": hashlib.sha256(audio).hexdigest(),
+            },
+        )
+    ]
     (event_bytes,) = published
     event = json.loads(event_bytes)
     uri = event["audio"]["uri"]
     assert uri.startswith(f"file://{services.settings.landing_dir}")
     assert services.landing.read_sidecar(uri) == event  # the reconciler can re-announce it
     pipeline = IngestPipeline(
-        landing=services.landing, vault=services.vault, keys=services.keys, catalog=services.catalog,
-        audit=services.audit, policy=services.policy, metrics=Metrics(), actor="worker:test",
+        landing=services.landing,
+        vault=services.vault,
+        keys=services.keys,
+        catalog=services.catalog,
+        audit=services.audit,
+        policy=services.policy,
+        metrics=Metrics(),
+        actor="worker:test",
     )
     (outcome,) = pipeline.process_batch(published)
     assert outcome.status == "stored"
@@ -98,7 +117,9 @@ def test_pushed_audio_lands_and_its_event_is_ingested(services: Services) -> Non
     ("role", "status", "reason"),
     [("qa-reviewer", 403, None), ("operator", 403, None), ("compliance-officer", 403, None)],
 )
-def test_only_telephony_may_push(services: Services, role: str, status: int, reason: str | None) -> None:
+def test_only_telephony_may_push(
+    services: Services, role: str, status: int, reason: str | None
+) -> None:
     audio = call_wav(1.0, codec="mulaw", seed=2)
     headers = {"Authorization": f"Bearer {_token(services, role)}"}
     results, published = asyncio.run(
@@ -119,13 +140,18 @@ def test_only_telephony_may_push(services: Services, role: str, status: int, rea
         ("Basic dXNlcjpwYXNz", "token-missing"),
     ],
 )
-def test_bad_tokens_get_401_and_are_audited(services: Services, header: str | None, reason: str) -> None:
+def test_bad_tokens_get_401_and_are_audited(
+    services: Services, header: str | None, reason: str
+) -> None:
     audio = call_wav(1.0, codec="mulaw", seed=3)
     headers = {"Authorization": header} if header else {}
     results, published = asyncio.run(
         _call(services, [("/v1/recordings", headers, _form(_metadata("h-3", audio), audio))])
     )
-    assert results[0] == (401, {"error": "unauthorized", "reason": reason, "detail": results[0][1]["detail"]})
+    assert results[0] == (
+        401,
+        {"error": "unauthorized", "reason": reason, "detail": results[0][1]["detail"]},
+    )
     assert published == []
     entries = list(services.audit.iter_entries())
     assert [(e.action, e.reason) for e in entries] == [("auth.denied", reason)]
@@ -138,8 +164,16 @@ def test_expired_token_is_refused(services: Services) -> None:
     token = _token(services, "telephony", ttl=timedelta(hours=1), now=old)
     audio = call_wav(1.0, codec="mulaw", seed=4)
     results, _ = asyncio.run(
-        _call(services, [("/v1/recordings", {"Authorization": f"Bearer {token}"},
-                          _form(_metadata("h-4", audio), audio))])
+        _call(
+            services,
+            [
+                (
+                    "/v1/recordings",
+                    {"Authorization": f"Bearer {token}"},
+                    _form(_metadata("h-4", audio), audio),
+                )
+            ],
+        )
     )
     assert results[0][0] == 401 and results[0][1]["reason"] == "token-expired"
 

@@ -102,7 +102,9 @@ def test_ffmpeg_format_is_stored_as_pcm(services: Services, tmp_path: Path) -> N
     assert outcome.status == "stored", outcome
     row = services.catalog.get_recording("p-flac")
     assert row is not None and row.audio_format == "wav/pcm_s16le"
-    with wave.open(io.BytesIO(services.keys.open_recording(services.vault.get(row.object_key)))) as w:
+    with wave.open(
+        io.BytesIO(services.keys.open_recording(services.vault.get(row.object_key)))
+    ) as w:
         assert w.getsampwidth() == 2 and w.getframerate() == 8000
 
 
@@ -155,7 +157,9 @@ def test_a_failing_vault_raises_instead_of_dead_lettering(services: Services) ->
 def test_metrics_count_outcomes_without_identifiers(services: Services) -> None:
     metrics = Metrics()
     pipeline = _pipeline(services, metrics)
-    good = _land(services, "p-m1", call_wav(1.0, codec="mulaw", seed=7), customer="Jane Roe +1 555 0100")
+    good = _land(
+        services, "p-m1", call_wav(1.0, codec="mulaw", seed=7), customer="Jane Roe +1 555 0100"
+    )
     pipeline.process_batch([good, b"{oops"])
     text = metrics.exposition().decode()
     assert 'callvault_ingest_events_total{outcome="stored",reason=""} 1.0' in text
@@ -165,7 +169,9 @@ def test_metrics_count_outcomes_without_identifiers(services: Services) -> None:
 
 
 @pytest.mark.integration
-def test_s3_landing_and_s3_vault(tmp_path: Path, s3_endpoint: str, s3_client: Any, s3_env: None) -> None:
+def test_s3_landing_and_s3_vault(
+    tmp_path: Path, s3_endpoint: str, s3_client: Any, s3_env: None
+) -> None:
     s3_client.create_bucket(Bucket="landing")
     s3_client.create_bucket(Bucket="vault")
     settings = load_settings(
@@ -183,7 +189,9 @@ def test_s3_landing_and_s3_vault(tmp_path: Path, s3_endpoint: str, s3_client: An
     good = demo_event("s3-1", audio=audio, uri="s3://landing/pbx/s3-1.wav")
     outside = demo_event("s3-2", audio=audio, uri="s3://landing/other/s3-2.wav")
     evil = demo_event("s3-3", audio=audio, uri="s3://other-bucket/pbx/x.wav")
-    outcomes = _pipeline(services).process_batch([json.dumps(e).encode() for e in (good, outside, evil)])
+    outcomes = _pipeline(services).process_batch(
+        [json.dumps(e).encode() for e in (good, outside, evil)]
+    )
     assert [(o.status, o.reason) for o in outcomes] == [
         ("stored", ""),
         ("dlq", "uri-outside-landing"),
@@ -193,7 +201,10 @@ def test_s3_landing_and_s3_vault(tmp_path: Path, s3_endpoint: str, s3_client: An
     assert row is not None
     listed = s3_client.list_objects_v2(Bucket="vault")["Contents"]
     assert [o["Key"] for o in listed] == [f"recordings/{row.object_key}"]
-    tags = {t["Key"]: t["Value"] for t in s3_client.get_object_tagging(Bucket="vault", Key=listed[0]["Key"])["TagSet"]}
+    tags = {
+        t["Key"]: t["Value"]
+        for t in s3_client.get_object_tagging(Bucket="vault", Key=listed[0]["Key"])["TagSet"]
+    }
     assert tags["retention-class"] == row.retention_class
     assert set(tags["purposes"].split("/")) == set(row.purposes)
     assert "cust-0001" not in json.dumps(tags) and "s3-1" not in json.dumps(tags)

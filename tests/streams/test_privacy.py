@@ -456,9 +456,15 @@ def test_a_restricted_customer_s_later_recordings_are_restricted_at_ingest(
     restrict = {**ERASE, "type": "restrict", "tenant": "demo", "customer_ref": "C-LATER"}
     lifecycle.privacy.submit(restrict, requested_by="officer-7")
     pipeline = IngestPipeline(
-        landing=services.landing, vault=services.vault, keys=services.keys,
-        catalog=services.catalog, audit=services.audit, policy=services.policy,
-        metrics=Metrics(), actor="worker:test", clock=services.clock,
+        landing=services.landing,
+        vault=services.vault,
+        keys=services.keys,
+        catalog=services.catalog,
+        audit=services.audit,
+        policy=services.policy,
+        metrics=Metrics(),
+        actor="worker:test",
+        clock=services.clock,
     )
     audio = call_wav(1.0, codec="mulaw", seed=11)
     later = landed_call(services, "r-later", audio, customer="C-LATER", ended_at=clock())
@@ -469,6 +475,8 @@ def test_a_restricted_customer_s_later_recordings_are_restricted_at_ingest(
     assert not services.catalog.get_recording("r-other").restricted  # type: ignore[union-attr]
     lifecycle.privacy.submit({**restrict, "type": "lift-restriction"}, requested_by="officer-7")
     assert not services.catalog.get_recording("r-later").restricted  # type: ignore[union-attr]
-    again = landed_call(services, "r-after-lift", audio + b"\x01", customer="C-LATER", ended_at=clock())
+    again = landed_call(
+        services, "r-after-lift", audio + b"\x01", customer="C-LATER", ended_at=clock()
+    )
     pipeline.process_batch([json.dumps(again).encode()])
     assert not services.catalog.get_recording("r-after-lift").restricted  # type: ignore[union-attr]
