@@ -16,6 +16,7 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
@@ -29,7 +30,7 @@ from callvault.services import Services
 from storage.types import AuditEntry
 from streams.auth import LocalTokens, TokenVerifier
 from streams.governance import GovernanceCollector, refresh_worker_gauges
-from streams.ingest import IngestOutcome, IngestPipeline
+from streams.ingest import IngestOutcome, IngestPipeline, redacted_event
 from streams.lifecycle import Lifecycle, lifecycle_routes
 from streams.metrics import Metrics
 from streams.qa import QaAccess
@@ -139,11 +140,14 @@ class Worker:
 
         @app.agent(self.recordings, name="ingest")
         async def ingest(stream: faust.StreamT[bytes]) -> None:
-            # take_events acks a batch only after this body finished (faust's StreamT
-            # type stub does not declare it; Stream implements it).
-            batches = stream.take_events(BATCH_MAX, within=BATCH_WITHIN)  # type: ignore[attr-defined]
+            # noack_take never acks by itself: a batch is acked (and its offsets become
+            # committable) only after it was processed, never on an error or a
+            # cancellation (faust's StreamT type stub does not declare noack_take).
+            batches = stream.noack_take(BATCH_MAX, within=BATCH_WITHIN)  # type: ignore[attr-defined]
             async for events in batches:
-                await self._ingest_batch([event.value for event in events])
+                await self._ingest_batch(events)
+                for event in events:
+                    await stream.ack(event)
 
         @app.timer(1.0, name="audit-publisher")
         async def publish_audit() -> None:
@@ -209,34 +213,53 @@ class Worker:
         app.service(WebServer)
 
     # -- behaviour ------------------------------------------------------------------------
-    async def _ingest_batch(self, payloads: list[bytes]) -> list[IngestOutcome]:
+    async def _ingest_batch(self, events: Sequence[Any]) -> list[IngestOutcome]:
+        """Process one batch of faust events; retried until it succeeds (never skipped)."""
         loop = asyncio.get_running_loop()
+        payloads = [event.value for event in events]
         delay = 0.5
         while True:
             try:
                 outcomes = await loop.run_in_executor(None, self.pipeline.process_batch, payloads)
                 break
-            except CallvaultError as exc:
-                # Infrastructure failure: retry the same batch; never commit past it.
-                log.error("ingest batch failed (%s); retrying in %.1fs", exc, delay)
+            except Exception as exc:  # any failure: retry, never skip the batch
+                # Infrastructure failure (or a bug): retry the same batch; its offsets are
+                # not acked, so nothing past it is committed either.
+                log.error(
+                    "ingest batch failed (%s: %s); retrying in %.1fs",
+                    type(exc).__name__,
+                    exc,
+                    delay,
+                )
+                self.metrics.ingest_batch_failures.inc()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
-        for outcome in outcomes:
+        for event, outcome in zip(events, outcomes, strict=True):
             if outcome.status == "dlq":
-                await self.dlq.send(value=self._dlq_message(outcome))
+                await self.dlq.send(
+                    key=(outcome.recording_id or "").encode() or None,
+                    value=self._dlq_message(outcome, getattr(event, "message", None)),
+                )
         await self._flush_audit()
         return outcomes
 
-    def _dlq_message(self, outcome: IngestOutcome) -> bytes:
+    def _dlq_message(self, outcome: IngestOutcome, message: Any = None) -> bytes:
+        """A DLQ entry: reason, detail, where the original sits (topic, partition,
+        offset: replay it from there once fixed) and the event with its personal data
+        (customer reference, landing URI) redacted. The landing audio is kept."""
         body: dict[str, Any] = {
             "reason": outcome.reason,
             "detail": outcome.detail,
             "recording_id": outcome.recording_id,
             "at": datetime.now(UTC).isoformat(),
             "worker": self.services.settings.worker_id,
+            "source": (
+                {"topic": message.topic, "partition": message.partition, "offset": message.offset}
+                if message is not None
+                else None
+            ),
+            "event": redacted_event(outcome.payload),
         }
-        # The original event goes along so an operator can replay it once fixed.
-        body["event"] = (outcome.payload or b"").decode("utf-8", "replace")
         return json.dumps(body).encode()
 
     async def _flush_audit(self) -> None:
@@ -244,8 +267,10 @@ class Worker:
             entry = self._audit_buffer.popleft()
             await self.audit_topic.send(value=_entry_json(entry))
 
-    async def publish_recording(self, event: bytes) -> None:
-        await self.recordings.send(value=event)
+    async def publish_recording(self, event: bytes, recording_id: str) -> None:
+        # Keyed by recording id: every (re)delivery of one recording lands on the same
+        # partition, so two workers never process it at the same time.
+        await self.recordings.send(key=recording_id.encode(), value=event)
 
     async def reconcile_landing(self) -> int:
         """Re-announce landing audio whose event was lost (e.g. the in-memory broker
@@ -274,7 +299,7 @@ class Worker:
             )
             if rid in present:
                 continue
-            await self.recordings.send(value=json.dumps(event).encode())
+            await self.publish_recording(json.dumps(event).encode(), rid)
             self._reannounced[item.uri] = now
             self.metrics.reconciled.inc()
             sent += 1

@@ -92,6 +92,41 @@ def _payload_bytes(payload: bytes | str | dict[str, Any]) -> bytes | None:
     return None
 
 
+#: What a DLQ entry / log line says about a landing problem. Never the URI itself:
+#: PBXs often name files after the caller's number.
+_LANDING_DETAIL = {
+    "uri-invalid": "audio.uri is not a valid file:// or s3:// URI",
+    "uri-outside-landing": "audio.uri lies outside CALLVAULT_LANDING_ROOTS",
+    "landing-missing": "the landing audio does not exist (any more)",
+    "landing-too-large": "the landing audio is larger than CALLVAULT_MAX_AUDIO_BYTES",
+}
+
+
+def _landing_rejection(exc: LandingRejected) -> EventRejected:
+    return EventRejected(exc.reason, _LANDING_DETAIL.get(exc.reason, "landing audio rejected"))
+
+
+def redacted_event(payload: bytes | None) -> dict[str, Any] | None:
+    """The event as a DLQ entry may carry it: ``customer_ref`` and ``audio.uri`` replaced
+    by markers (a digest for the URI). ``None`` when the payload is not a JSON object:
+    then only its source offset identifies it."""
+    if not payload:
+        return None
+    try:
+        data = json.loads(payload)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    if "customer_ref" in data:
+        data["customer_ref"] = "[redacted]"
+    audio = data.get("audio")
+    if isinstance(audio, dict) and isinstance(audio.get("uri"), str):
+        digest = hashlib.sha256(audio["uri"].encode()).hexdigest()[:16]
+        audio["uri"] = f"[redacted uri sha256:{digest}]"
+    return data
+
+
 def _loose_recording_id(payload: bytes | str | dict[str, Any]) -> str | None:
     """The recording id of a rejected event, if it has a well-formed one (for audit/DLQ)."""
     data: Any = payload
@@ -176,7 +211,7 @@ class IngestPipeline:
             )
             for index in [i for i, p in prepared.items() if p.event.recording_id in present]:
                 item = prepared.pop(index)
-                self._discard_landing(item.ref)
+                self._discard_landing_if_its_own(item)
                 outcomes[index] = IngestOutcome("duplicate", item.event.recording_id)
 
             for index in [i for i, p in prepared.items() if not p.decision.store]:
@@ -251,7 +286,7 @@ class IngestPipeline:
         try:
             return self.landing.resolve(event.audio.uri)
         except LandingRejected as exc:  # a plain LandingError is transient: it propagates
-            raise EventRejected(exc.reason, str(exc)) from exc
+            raise _landing_rejection(exc) from exc
 
     def _prepare(self, item: _Prepared) -> _Prepared:
         event = item.event
@@ -259,7 +294,7 @@ class IngestPipeline:
             try:
                 data = self.landing.read(item.ref)
             except LandingRejected as exc:  # missing / too large; S3 outages propagate
-                raise EventRejected(exc.reason, str(exc)) from exc
+                raise _landing_rejection(exc) from exc
             if hashlib.sha256(data).hexdigest() != event.audio.sha256:
                 raise EventRejected(
                     str(RejectReason.SHA256_MISMATCH), "landing audio does not match audio.sha256"
@@ -363,7 +398,7 @@ class IngestPipeline:
                     details={"landing_destroyed": True},
                 )
             )
-        self._discard_landing(item.ref)
+        self._discard_landing_if_its_own(item)
         return IngestOutcome("declined", rid, reason="consent-declined")
 
     def _dlq(
@@ -388,6 +423,22 @@ class IngestPipeline:
     def _discard_landing(self, ref: LandingRef) -> None:
         self.landing.delete(ref)
         self.landing.delete_sidecar(ref)
+
+    def _discard_landing_if_its_own(self, item: _Prepared) -> None:
+        """Delete the landing copy of a duplicate or declined event only when it holds
+        the audio the event declares (its sha256): an event with a reused id or a wrong
+        URI must never destroy another call's pending audio."""
+        try:
+            data = self.landing.read(item.ref)
+        except LandingRejected:
+            return  # already gone (the usual case for a redelivered event)
+        if hashlib.sha256(data).hexdigest() == item.event.audio.sha256:
+            self._discard_landing(item.ref)
+        else:
+            log.warning(
+                "landing audio of %s does not match the event's sha256; kept",
+                item.event.recording_id,
+            )
 
     def _count(self, outcomes: list[IngestOutcome]) -> None:
         for outcome in outcomes:

@@ -66,6 +66,11 @@ class Metrics:
             "Landing audio files older than the reconcile age with no catalog entry.",
             registry=r,
         )
+        self.ingest_batch_failures = Counter(
+            "callvault_ingest_batch_failures",
+            "Ingest batches that failed (vault, catalog or landing down) and are being retried.",
+            registry=r,
+        )
         self.reconciled = Counter(
             "callvault_landing_reannounced",
             "Landing files re-announced by the reconciler (event presumed lost).",

@@ -25,6 +25,7 @@ from callvault.services import Services
 from policies import Principal, decide_capability
 from storage.audit import AuditDraft
 from storage.errors import LandingError, StorageError
+from storage.landing import LandingRejected
 from streams.auth import AuthError, TokenVerifier
 from streams.errors import EventRejected
 from streams.events import SCHEMA_V1, parse_recording_event
@@ -42,7 +43,7 @@ class WebContext:
     services: Services
     metrics: Metrics
     tokens: TokenVerifier
-    publish_recording: Callable[[bytes], Awaitable[None]]
+    publish_recording: Callable[[bytes, str], Awaitable[None]]  # (event, recording id)
     health: Callable[[], dict[str, Any]]
 
     def now(self) -> datetime:
@@ -204,16 +205,21 @@ async def post_recording(request: web.Request) -> web.Response:
         parsed = parse_recording_event(event, now=ctx.now())
     except EventRejected as exc:
         return json_error(400, "invalid-event", exc.detail, reason=exc.reason)
+    # The landing file is named by a keyed hash: recording ids may hold characters a
+    # file name may not (":"), or personal data some PBXs put there.
+    name = ctx.services.keyring.pseudonymize(parsed.tenant, f"landing:{parsed.recording_id}")
     try:
         uri = await _run(
-            request, ctx.services.landing.land, f"{parsed.recording_id}.{audio_format}", audio
+            request, ctx.services.landing.land, f"{name[:40]}.{parsed.audio.format}", audio
         )
         event["audio"]["uri"] = uri
         await _run(request, ctx.services.landing.write_sidecar, uri, event)
+    except LandingRejected as exc:
+        return json_error(400, "invalid-event", "cannot land this audio", reason=exc.reason)
     except (LandingError, StorageError) as exc:
         log.error("landing write failed: %s", exc)
         return json_error(503, "landing-unavailable", "could not store the audio for ingest")
-    await ctx.publish_recording(json.dumps(event).encode())
+    await ctx.publish_recording(json.dumps(event).encode(), parsed.recording_id)
     log.info("recording %s accepted over HTTP from %s", parsed.recording_id, principal.user)
     return web.json_response(
         {"recording_id": parsed.recording_id, "status": "accepted", "sha256": digest}, status=202

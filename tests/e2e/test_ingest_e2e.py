@@ -104,6 +104,7 @@ def test_mixed_batch_ends_in_exactly_the_expected_state(
     assert sorted(m["reason"] for m in dlq) == sorted(
         ["malformed", "landing-missing", "sha256-mismatch", "uri-outside-landing"]
     )
+    assert not any("cust-0001" in json.dumps(m) or "/landing/" in json.dumps(m) for m in dlq)
     # Landing: stored and declined copies gone; the bad-checksum copy kept for an operator.
     landing = services.settings.landing_dir
     assert not (landing / "e2e-good1.wav").exists()

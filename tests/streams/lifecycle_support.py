@@ -211,7 +211,7 @@ class WebServer:
         return request(self.port, method, path, token=token, body=body)
 
 
-async def _no_publish(event: bytes) -> None:
+async def _no_publish(event: bytes, recording_id: str) -> None:
     raise AssertionError("no ingest in these tests")
 
 

@@ -250,7 +250,7 @@ def make_env(
     tokens = LocalTokens(services.keyring, frozenset(services.policy.roles))
     qa = QaAccess(**qa_options)
 
-    async def publish(_event: bytes) -> None:
+    async def publish(_event: bytes, _recording_id: str) -> None:
         raise AssertionError("no ingest over HTTP in these tests")
 
     def make_app() -> web.Application:

@@ -56,7 +56,65 @@ def test_ingest_agent_stores_dead_letters_and_publishes_audit(services: Services
     asyncio.run(scenario())
     assert services.catalog.get_recording("agent-1") is not None
     (dead,) = [json.loads(v) for v in dlq.values]
-    assert dead["reason"] == "malformed" and dead["event"] == "{broken"
+    assert dead["reason"] == "malformed" and dead["event"] is None  # not JSON: offset only
+    assert dead["source"]["topic"] == "callvault.recordings"
     published = [json.loads(v) for v in audit.values]
     assert {p["action"] for p in published} == {"ingest.stored", "ingest.rejected"}
     assert all(len(p["hash"]) == 64 for p in published)
+
+
+def test_dead_letters_carry_no_personal_data_but_their_source_offset(services: Services) -> None:
+    worker = Worker(services, broker_url="kafka://127.0.0.1:1")
+    dlq = Recorder()
+    worker.dlq.send = dlq  # type: ignore[method-assign]
+    worker.audit_topic.send = Recorder()  # type: ignore[method-assign]
+    audio = call_wav(1.0, codec="mulaw", seed=2)
+    missing = landed_call(services, "agent-2", audio, write=False, customer="Jane Roe +1 555 0100")
+    missing["audio"]["uri"] = f"file://{services.settings.landing_dir}/+15550100-in.wav"
+
+    async def scenario() -> None:
+        async with worker.app.agents["ingest"].test_context() as agent:
+            await agent.put(json.dumps(missing).encode())
+            for _ in range(100):
+                if dlq.values:
+                    break
+                await asyncio.sleep(0.05)
+
+    asyncio.run(scenario())
+    (raw,) = dlq.values
+    assert b"Jane" not in raw and b"555" not in raw
+    dead = json.loads(raw)
+    assert dead["reason"] == "landing-missing"
+    assert dead["event"]["customer_ref"] == "[redacted]"
+    assert dead["event"]["audio"]["uri"].startswith("[redacted uri sha256:")
+    assert dead["source"]["topic"] == "callvault.recordings" and dead["source"]["offset"] >= 0
+
+
+def test_a_failing_batch_is_retried_not_skipped(services: Services) -> None:
+    worker = Worker(services, broker_url="kafka://127.0.0.1:1")
+    worker.dlq.send = Recorder()  # type: ignore[method-assign]
+    worker.audit_topic.send = Recorder()  # type: ignore[method-assign]
+    real = worker.pipeline.process_batch
+    calls = {"n": 0}
+
+    def flaky(payloads: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("catalog connection reset")  # not a CallvaultError
+        return real(payloads)
+
+    worker.pipeline.process_batch = flaky  # type: ignore[method-assign]
+    good = landed_call(services, "agent-3", call_wav(1.0, codec="mulaw", seed=3))
+
+    async def scenario() -> None:
+        async with worker.app.agents["ingest"].test_context() as agent:
+            await agent.put(json.dumps(good).encode())
+            for _ in range(100):
+                if services.catalog.get_recording("agent-3"):
+                    break
+                await asyncio.sleep(0.1)
+
+    asyncio.run(scenario())
+    assert calls["n"] == 2
+    assert services.catalog.get_recording("agent-3") is not None
+    assert worker.metrics.ingest_batch_failures._value.get() == 1

@@ -53,7 +53,7 @@ async def _call(
 ):  # type: ignore[no-untyped-def]
     published: list[bytes] = []
 
-    async def publish(event: bytes) -> None:
+    async def publish(event: bytes, recording_id: str) -> None:
         published.append(event)
 
     ctx = WebContext(
@@ -204,3 +204,15 @@ def test_bad_requests_get_a_clear_error_and_nothing_lands(
     assert results[0][0] == status and results[0][1]["error"] == error
     assert published == []
     assert list(services.settings.landing_dir.iterdir()) == []
+
+
+def test_ids_with_colons_are_accepted_and_never_name_the_landing_file(services: Services) -> None:
+    audio = call_wav(1.0, codec="mulaw", seed=6)
+    headers = {"Authorization": f"Bearer {_token(services, 'telephony')}"}
+    meta = _metadata("pbx:1700000000.42", audio)
+    results, published = asyncio.run(
+        _call(services, [("/v1/recordings", headers, _form(meta, audio))])
+    )
+    assert results[0][0] == 202
+    uri = json.loads(published[0])["audio"]["uri"]
+    assert "pbx" not in uri and "1700000000" not in uri

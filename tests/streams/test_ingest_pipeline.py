@@ -215,3 +215,21 @@ def test_s3_landing_and_s3_vault(
     assert "Contents" not in s3_client.list_objects_v2(Bucket="landing", Prefix="pbx/")
     assert s3_client.list_objects_v2(Bucket="landing", Prefix="other/")["KeyCount"] == 1
     services.close()
+
+
+def test_a_duplicate_or_declined_event_never_destroys_another_call_s_audio(
+    services: Services,
+) -> None:
+    pipeline = _pipeline(services)
+    first = call_wav(2.0, codec="mulaw", seed=20)
+    assert pipeline.process_batch([_land(services, "p-dup", first)])[0].status == "stored"
+    # Another call's audio waits in the landing area; a stray event reuses the stored
+    # id and names that file; a declined event names it too.
+    pending = call_wav(2.0, codec="mulaw", seed=21)
+    other = services.settings.landing_dir / "pending-call.wav"
+    other.write_bytes(pending)
+    stray = demo_event("p-dup", audio=first, uri=f"file://{other}")
+    declined = demo_event("p-dec2", audio=first, uri=f"file://{other}", consent="declined")
+    outcomes = pipeline.process_batch([json.dumps(stray).encode(), json.dumps(declined).encode()])
+    assert [o.status for o in outcomes] == ["duplicate", "declined"]
+    assert other.read_bytes() == pending
