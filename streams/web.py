@@ -31,7 +31,7 @@ from streams.errors import EventRejected
 from streams.events import SCHEMA_V1, parse_recording_event
 from streams.metrics import Metrics
 
-__all__ = ["WebContext", "build_web_app", "json_error"]
+__all__ = ["WebContext", "build_web_app", "json_error", "authenticate", "require", "audit_or_503"]
 
 log = logging.getLogger(__name__)
 
@@ -83,11 +83,26 @@ async def authenticate(request: web.Request) -> Principal:
                 else request.path
             },
         )
-        await _run(request, ctx.services.audit.append, draft)
+        await audit_or_503(request, draft)
         raise web.HTTPUnauthorized(
             text=json.dumps({"error": "unauthorized", "reason": exc.reason, "detail": exc.detail}),
             content_type="application/json",
             headers={"WWW-Authenticate": 'Bearer realm="callvault"'},
+        ) from None
+
+
+async def audit_or_503(request: web.Request, draft: AuditDraft) -> None:
+    """Append ``draft``; when the audit log cannot be written, answer 503
+    ``audit-unavailable`` (no decision goes out unaudited)."""
+    try:
+        await _run(request, ctx_of(request).services.audit.append, draft)
+    except StorageError as exc:  # AuditError, CatalogError
+        log.error("audit write failed: %s", exc)
+        raise web.HTTPServiceUnavailable(
+            text=json.dumps(
+                {"error": "audit-unavailable", "detail": "the audit log cannot be written; retry"}
+            ),
+            content_type="application/json",
         ) from None
 
 
@@ -97,9 +112,8 @@ async def require(request: web.Request, capability: str) -> Principal:
     principal = await authenticate(request)
     decision = decide_capability(principal, capability, ctx.services.policy, ctx.now())
     if decision.decision != "allow":
-        await _run(
+        await audit_or_503(
             request,
-            ctx.services.audit.append,
             AuditDraft(
                 actor=f"user:{principal.user}",
                 action=f"{capability}.denied",

@@ -216,3 +216,18 @@ def test_ids_with_colons_are_accepted_and_never_name_the_landing_file(services: 
     assert results[0][0] == 202
     uri = json.loads(published[0])["audio"]["uri"]
     assert "pbx" not in uri and "1700000000" not in uri
+
+
+def test_a_refused_token_is_503_when_the_audit_log_cannot_be_written(services: Services) -> None:
+    from storage.errors import AuditError
+
+    def broken(*_: Any, **__: Any) -> Any:
+        raise AuditError("audit database is read-only")
+
+    services.audit.append = broken  # type: ignore[method-assign]
+    audio = call_wav(1.0, codec="mulaw", seed=7)
+    results, published = asyncio.run(
+        _call(services, [("/v1/recordings", {}, _form(_metadata("h-7", audio), audio))])
+    )
+    assert results[0][0] == 503 and results[0][1]["error"] == "audit-unavailable"
+    assert published == []
