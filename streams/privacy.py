@@ -33,6 +33,14 @@ What a caller may rely on:
   disclosure), the others are erased, the subject key is kept (the held recordings
   need it) and the request is ``held``; :meth:`PrivacyService.resume_held` (run by
   every sweep) finishes it once the holds are released.
+- **Resuming**: :meth:`PrivacyService.resume_held` (every sweep, so also at worker
+  start) also processes again every request left ``received``, ``in-progress`` (a
+  crash inside processing) or ``failed``, and every request that still has deletion
+  intents, after deleting objects an interrupted correction superseded. Every request
+  type is idempotent: erase continues from its intents (receipts once), restrict and
+  lift set only what differs, disclose writes its export again (a release already in
+  the disclosure ledger for the request is not recorded twice), correct skips
+  recordings already corrected.
 - ``disclose``: every recording held about the customer (any state) with purposes,
   dates and state, and the decrypted audio of those the policy releases for
   ``customer-disclosure`` (reference = the request id) written as WAV files with a
@@ -45,44 +53,35 @@ What a caller may rely on:
   under a new object key, the old object deleted, so erasing the right customer later
   covers them) and ``queue`` / ``agent_id``. Audited with keyed before/after digests,
   never values. ``recording_ids`` limits it to some recordings (default: all stored).
+
+Modules: this one has :class:`PrivacyService` (filing, processing, restrict,
+contract-terminated); validation is in :mod:`streams.privacy_input`, the constructor
+and shared helpers in :mod:`streams.privacy_base`, and the larger request types in
+:mod:`streams.privacy_export` (disclose), :mod:`streams.privacy_erasure` (erase) and
+:mod:`streams.privacy_correction` (correct).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import os
-import re
-import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from callvault.errors import CallvaultError
-from policies import AccessRequest, Policy, Principal, decide_access, erasure_decision
 from storage.audit import AuditDraft
-from storage.catalog import Catalog
-from storage.disclosures import DisclosureLedger
-from storage.errors import KeyDestroyed, RecordingNotFound, StorageError
-from storage.holds import HoldStore, first_hold
-from storage.keys import KeyService
-from storage.lifecycle import LifecycleStore
-from storage.receipts import DeletionReceipt, ReceiptSigner, ReceiptStore
-from storage.requests import (
-    PrivacyRequest,
-    PrivacyRequestStore,
-    RequestStatus,
+from storage.requests import PrivacyRequest, PrivacyRequestNotFound, RequestStatus
+from storage.types import RecordingState
+from streams.privacy_correction import RecordCorrection
+from streams.privacy_erasure import SubjectErasure
+from streams.privacy_export import DisclosureExport
+from streams.privacy_input import (
+    REQUEST_TYPES,
+    VERIFICATION_METHODS,
+    PrivacyRequestRejected,
+    RequestInput,
+    parse_privacy_request,
 )
-from storage.restrictions import SubjectRestrictions
-from storage.sql import to_db_time
-from storage.types import RecordingRow, RecordingState
-from storage.vault import Vault
-from streams.errors import StreamError
-from streams.metrics import Metrics
-from streams.retention import RetentionService, facts_of
 
 __all__ = [
     "REQUEST_TYPES",
@@ -95,223 +94,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-REQUEST_TYPES = (
-    "disclose",
-    "restrict",
-    "lift-restriction",
-    "erase",
-    "correct",
-    "contract-terminated",
-)
-#: How a compliance officer verified the customer's identity (closed list).
-VERIFICATION_METHODS = ("id-document", "account-authentication", "callback", "in-person", "postal")
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
-_USER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}$")
-_CORRECTABLE = ("customer_ref", "queue", "agent_id")
-_MAX_IDS = 1000
 
-
-class PrivacyRequestRejected(StreamError):
-    """A privacy request is malformed; ``reason`` is a stable code."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        self.reason = reason
-        self.detail = detail
-        super().__init__(f"{reason}: {detail}")
-
-
-@dataclass(frozen=True)
-class RequestInput:
-    """A validated request (still with the raw customer reference; never stored)."""
-
-    request_id: str
-    kind: str
-    tenant: str
-    customer_ref: str
-    verified_by: str | None
-    verification_method: str | None
-    verified_at: datetime | None
-    received_at: datetime
-    terminated_at: datetime | None = None
-    corrections: dict[str, str] = field(default_factory=dict)
-    recording_ids: tuple[str, ...] | None = None
-
-
-def _time(value: Any, name: str) -> datetime:
-    if not isinstance(value, str):
-        raise PrivacyRequestRejected("bad-field", f"{name} must be an ISO 8601 timestamp")
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise PrivacyRequestRejected("bad-field", f"{name} is not an ISO 8601 timestamp") from None
-    if parsed.tzinfo is None:
-        raise PrivacyRequestRejected("bad-field", f"{name} needs a time zone (e.g. +00:00)")
-    return parsed
-
-
-def _text(data: Mapping[str, Any], name: str, *, limit: int = 256) -> str:
-    value = data.get(name)
-    if not isinstance(value, str) or not value.strip():
-        raise PrivacyRequestRejected("missing-field", f"{name} is required (a non-empty string)")
-    if len(value) > limit:
-        raise PrivacyRequestRejected("bad-field", f"{name} is longer than {limit} characters")
-    return value.strip()
-
-
-def parse_privacy_request(data: Any, *, now: datetime) -> RequestInput:
-    """Validate one request body (see the module docstring).
-
-    Raises:
-        PrivacyRequestRejected: with reason ``malformed``, ``unknown-type``,
-            ``missing-field``, ``bad-field`` or ``identity-not-verified``.
-    """
-    if isinstance(data, (bytes, str)):
-        try:
-            data = json.loads(data)
-        except ValueError:
-            raise PrivacyRequestRejected("malformed", "the request is not JSON") from None
-    if not isinstance(data, dict):
-        raise PrivacyRequestRejected("malformed", "the request must be a JSON object")
-    kind = data.get("type")
-    if kind not in REQUEST_TYPES:
-        raise PrivacyRequestRejected(
-            "unknown-type", f"type must be one of {', '.join(REQUEST_TYPES)}, got {kind!r}"
-        )
-    tenant = _text(data, "tenant", limit=64)
-    customer_ref = _text(data, "customer_ref")
-    request_id = data.get("request_id") or f"pr_{secrets.token_hex(10)}"
-    if not isinstance(request_id, str) or not _REQUEST_ID.match(request_id):
-        raise PrivacyRequestRejected(
-            "bad-field", "request_id must be 1-64 letters, digits or . _ : - (no spaces)"
-        )
-    received_at = _time(data["received_at"], "received_at") if "received_at" in data else now
-    if received_at > now + timedelta(minutes=5):
-        raise PrivacyRequestRejected("bad-field", "received_at is in the future")
-    verified_by = method = None
-    verified_at: datetime | None = None
-    identity = data.get("identity_verification")
-    if kind != "contract-terminated" or identity is not None:
-        if not isinstance(identity, dict):
-            raise PrivacyRequestRejected(
-                "identity-not-verified",
-                "identity_verification {verified_by, method} is required: the customer's "
-                "identity must be verified before a request is handled",
-            )
-        verified_by = _text(identity, "verified_by", limit=128)
-        if not _USER.match(verified_by):
-            raise PrivacyRequestRejected("bad-field", "verified_by must be a user id")
-        method = identity.get("method")
-        if method not in VERIFICATION_METHODS:
-            raise PrivacyRequestRejected(
-                "identity-not-verified",
-                f"identity_verification.method must be one of {', '.join(VERIFICATION_METHODS)}",
-            )
-        verified_at = (
-            _time(identity["verified_at"], "identity_verification.verified_at")
-            if "verified_at" in identity
-            else now
-        )
-    terminated_at = None
-    if kind == "contract-terminated":
-        if "terminated_at" not in data:
-            raise PrivacyRequestRejected("missing-field", "terminated_at is required")
-        terminated_at = _time(data["terminated_at"], "terminated_at")
-    corrections: dict[str, str] = {}
-    if kind == "correct":
-        raw = data.get("corrections")
-        if not isinstance(raw, dict) or not raw:
-            raise PrivacyRequestRejected(
-                "missing-field", f"corrections must name at least one of {', '.join(_CORRECTABLE)}"
-            )
-        for key, value in raw.items():
-            if key not in _CORRECTABLE:
-                raise PrivacyRequestRejected("bad-field", f"cannot correct {key!r}")
-            if not isinstance(value, str) or not value.strip() or len(value) > 256:
-                raise PrivacyRequestRejected(
-                    "bad-field", f"corrections.{key} must be a non-empty string"
-                )
-            corrections[key] = value.strip()
-        if corrections.get("customer_ref") == customer_ref:
-            raise PrivacyRequestRejected(
-                "bad-field", "corrections.customer_ref equals customer_ref"
-            )
-    recording_ids = None
-    if "recording_ids" in data:
-        ids = data["recording_ids"]
-        if (
-            not isinstance(ids, list)
-            or not ids
-            or len(ids) > _MAX_IDS
-            or not all(isinstance(i, str) and i for i in ids)
-        ):
-            raise PrivacyRequestRejected(
-                "bad-field", f"recording_ids must be a list of 1-{_MAX_IDS} recording ids"
-            )
-        recording_ids = tuple(dict.fromkeys(ids))
-    return RequestInput(
-        request_id=request_id,
-        kind=kind,
-        tenant=tenant,
-        customer_ref=customer_ref,
-        verified_by=verified_by,
-        verification_method=method,
-        verified_at=verified_at,
-        received_at=received_at,
-        terminated_at=terminated_at,
-        corrections=corrections,
-        recording_ids=recording_ids,
-    )
-
-
-def _rows_json(rows: list[RecordingRow], held: Mapping[str, Any]) -> list[dict[str, Any]]:
-    return [
-        {
-            "recording_id": row.recording_id,
-            "started_at": row.started_at.isoformat(),
-            "ended_at": row.ended_at.isoformat(),
-            "purposes": list(row.purposes),
-            "state": row.state.value,
-            "restricted": row.restricted,
-            "retention_class": row.retention_class,
-            "retain_until": row.retain_until.isoformat(),
-            "legal_hold": row.recording_id in held,
-        }
-        for row in rows
-    ]
-
-
-class PrivacyService:
-    """Files and carries out privacy requests (see the module docstring)."""
-
-    def __init__(
-        self,
-        *,
-        catalog: Catalog,
-        vault: Vault,
-        keys: KeyService,
-        policy: Policy,
-        clock: Callable[[], datetime],
-        retention: RetentionService,
-        export_root: Path,
-        actor: str,
-        metrics: Metrics | None = None,
-    ) -> None:
-        self.catalog = catalog
-        self.vault = vault
-        self.keys = keys
-        self.policy = policy
-        self.clock = clock
-        self.retention = retention
-        self.export_root = export_root
-        self.actor = actor
-        self.metrics = metrics
-        self.store = PrivacyRequestStore(catalog, clock=clock)
-        self.holds: HoldStore = retention.holds
-        self.lifecycle: LifecycleStore = retention.lifecycle
-        self.receipts = ReceiptStore(catalog)
-        self.signer = ReceiptSigner(keys.keyring)
-        self.ledger = DisclosureLedger(catalog.database, catalog.audit, clock=clock)
-        self.restrictions = SubjectRestrictions(catalog.database)
+class PrivacyService(DisclosureExport, SubjectErasure, RecordCorrection):
+    """Files and carries out privacy requests (see the module docstring); the
+    constructor and shared helpers are :class:`streams.privacy_base.PrivacyBase`."""
 
     # -- filing -----------------------------------------------------------------------------
     def submit(self, data: Any, *, requested_by: str) -> PrivacyRequest:
@@ -424,12 +210,14 @@ class PrivacyService:
         return done
 
     def resume_held(self) -> list[str]:
-        """Process again the erasures a legal hold blocked (called by each sweep); returns
-        the ids of requests that are now completed.
+        """Process again the erasures a legal hold blocked, and every request a crash or
+        failure left open or with deletion intents (called by each sweep); returns the
+        ids of held erasures that are now completed.
 
         Raises:
             CallvaultError: an infrastructure failure.
         """
+        self.retention.finish_cleanups()
         finished: list[str] = []
         for request in self.store.list_requests(statuses=(RequestStatus.HELD,), kind="erase"):
             rows = self._rows(request, (RecordingState.STORED, RecordingState.EXPIRED))
@@ -439,7 +227,25 @@ class PrivacyService:
                 continue  # still every remaining recording held
             if self.process(request).status is RequestStatus.COMPLETED:
                 finished.append(request.request_id)
-        for request in self.store.list_requests(statuses=(RequestStatus.FAILED,)):
+        pending: list[PrivacyRequest] = []
+        for request_id in dict.fromkeys(
+            intent.request_id
+            for intent in self.lifecycle.pending_intents()
+            if intent.request_id is not None
+        ):
+            try:
+                pending.append(self.store.get(request_id))
+            except PrivacyRequestNotFound:
+                log.error("deletion intents of unknown privacy request %s", request_id)
+        stuck = self.store.list_requests(
+            statuses=(RequestStatus.RECEIVED, RequestStatus.IN_PROGRESS, RequestStatus.FAILED),
+            limit=1000,
+        )
+        seen: set[str] = set()
+        for request in [*stuck, *pending]:
+            if request.request_id in seen:
+                continue
+            seen.add(request.request_id)
             try:
                 self.process(request)
             except CallvaultError:
@@ -458,10 +264,6 @@ class PrivacyService:
         self.metrics.privacy_requests_overdue.set(overdue)
 
     # -- helpers ------------------------------------------------------------------------------
-    def _digest(self, tenant: str, name: str, value: str) -> str:
-        """Keyed digest of a corrected value: comparable, not reversible."""
-        return self.keys.keyring.pseudonymize(tenant, f"correction:{name}:{value}")[:32]
-
     def _audit(
         self, request: PrivacyRequest, action: str, outcome: str, details: dict[str, Any]
     ) -> None:
@@ -479,101 +281,7 @@ class PrivacyService:
             )
         )
 
-    def _rows(
-        self, request: PrivacyRequest, states: tuple[RecordingState, ...] | None = None
-    ) -> list[RecordingRow]:
-        rows = self.lifecycle.rows_of_subject(request.tenant, request.subject_ref, states)
-        wanted = request.params.get("recording_ids")
-        if wanted is not None:
-            rows = [row for row in rows if row.recording_id in set(wanted)]
-        return rows
-
-    # -- the request types ----------------------------------------------------------------------
-    def _disclose(self, request: PrivacyRequest) -> PrivacyRequest:
-        rows = self._rows(request)
-        held = self.holds.holds_for(rows)
-        folder = self.export_root / request.request_id
-        officer = Principal(
-            user=request.verified_by or request.requested_by, role="compliance-officer"
-        )
-        access = AccessRequest("download", "customer-disclosure", reference=request.request_id)
-        exported: list[dict[str, Any]] = []
-        withheld: list[dict[str, str]] = []
-        now = self.clock()
-        for row in rows:
-            if row.state is not RecordingState.STORED:
-                continue
-            decision = decide_access(officer, access, facts_of(row), self.policy, now)
-            if not decision.allowed:
-                withheld.append({"recording_id": row.recording_id, "reason": str(decision.reason)})
-                continue
-            try:
-                audio = self.keys.open_recording(self.vault.get(row.object_key))
-            except (RecordingNotFound, KeyDestroyed) as exc:
-                withheld.append({"recording_id": row.recording_id, "reason": type(exc).__name__})
-                continue
-            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-            path = folder / f"{row.recording_id}.wav"
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as out:
-                out.write(audio)
-            self.ledger.record(
-                recording_id=row.recording_id,
-                tenant=row.tenant,
-                actor=f"user:{officer.user}",
-                role=officer.role,
-                org=None,
-                purpose="customer-disclosure",
-                legal_basis=None,
-                reference=request.request_id,
-                mode="download",
-                audit=AuditDraft(
-                    actor=f"user:{officer.user}",
-                    action="access.granted",
-                    outcome="granted",
-                    reason=str(decision.reason),
-                    recording_id=row.recording_id,
-                    details={
-                        "purpose": "customer-disclosure",
-                        "reference": request.request_id,
-                        "rule": decision.rule,
-                        "mode": "export",
-                    },
-                ),
-            )
-            exported.append(
-                {"recording_id": row.recording_id, "file": path.name, "bytes": len(audio)}
-            )
-        listing = _rows_json(rows, held)
-        if rows:
-            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-            manifest = folder / "manifest.json"
-            fd = os.open(manifest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as out:
-                json.dump(
-                    {
-                        "request_id": request.request_id,
-                        "recordings": listing,
-                        "exported": exported,
-                        "withheld": withheld,
-                        "generated_at": to_db_time(now),
-                    },
-                    out,
-                    indent=2,
-                )
-        result = {
-            "recordings": listing,
-            "exported": exported,
-            "withheld": withheld,
-            "export_dir": str(folder) if rows else None,
-        }
-        return self.store.update(
-            request,
-            status=RequestStatus.COMPLETED,
-            result=result,
-            progress={"listed": len(rows), "exported": len(exported)},
-        )
-
+    # -- the request types (disclose, erase, correct: see the mixins) --------------------------
     def _restrict(self, request: PrivacyRequest, flag: bool) -> PrivacyRequest:
         if request.params.get("recording_ids") is None:
             # The whole customer: recordings ingested later are restricted too.
@@ -608,208 +316,6 @@ class PrivacyService:
             result={"changed": changed, "restricted": flag},
             progress={"changed": len(changed)},
         )
-
-    def _erase(self, request: PrivacyRequest) -> PrivacyRequest:
-        rows = self._rows(request, (RecordingState.STORED, RecordingState.EXPIRED))
-        covering = self.holds.holds_for(rows)
-        now = self.clock()
-        erasable: list[RecordingRow] = []
-        held: list[dict[str, Any]] = []
-        for row in rows:
-            hold_ids = [hold.hold_id for hold in covering.get(row.recording_id, [])]
-            decision = erasure_decision(facts_of(row), self.policy, now, hold_ids)
-            if decision.delete:
-                erasable.append(row)
-            else:
-                hold = first_hold(covering.get(row.recording_id, []))
-                held.append(
-                    {
-                        "recording_id": row.recording_id,
-                        "rule": decision.rule,
-                        "reason": str(decision.reason),
-                        "hold": hold.summary() if hold else None,
-                    }
-                )
-        held_stored = [
-            row.recording_id
-            for row in rows
-            if row.recording_id in covering
-            and row.state is RecordingState.STORED
-            and not row.restricted
-        ]
-        if held_stored:  # the customer asked us to stop: kept only for the law, so unused
-            self.catalog.set_restricted(
-                held_stored,
-                True,
-                audit=AuditDraft(
-                    actor=self.actor,
-                    action="privacy.restricted",
-                    outcome="ok",
-                    reason="legal-hold",
-                    details={"request_id": request.request_id, "rule": "retention:legal-hold"},
-                ),
-            )
-        partial_scope = request.params.get("recording_ids") is not None
-        self.lifecycle.mark(
-            erasable,
-            reason="erasure-requested",
-            rule="retention:erasure",
-            actor=self.actor,
-            request_id=request.request_id,
-        )
-        destroyed = False
-        if not held and not partial_scope:
-            # Crypto-shred first: from here on no copy anywhere can be decrypted.
-            destroyed = self.keys.destroy_subject(request.subject_ref)
-        failed = set(self.vault.delete_many([row.object_key for row in erasable]))
-        if failed:
-            raise StorageError(
-                f"the vault could not delete {len(failed)} object(s); retry the request"
-            )
-        erased = self._finish_erasure(
-            request, erasable, destroyed or (not held and not partial_scope)
-        )
-        if self.metrics is not None and erased:
-            self.metrics.deletions.labels("erasure").inc(len(erased))
-        previous = request.result.get("erased", []) if isinstance(request.result, dict) else []
-        all_erased = sorted(set(previous) | set(erased))
-        result = {
-            "erased": all_erased,
-            "held": held,
-            "subject_key_destroyed": bool(destroyed or request.result.get("subject_key_destroyed")),
-            "receipts": [r.receipt_id for rid in erased for r in self.receipts.for_recording(rid)],
-        }
-        status = RequestStatus.HELD if held else RequestStatus.COMPLETED
-        return self.store.update(
-            request,
-            status=status,
-            result=result,
-            progress={"erased": len(all_erased), "held": len(held)},
-        )
-
-    def _finish_erasure(
-        self, request: PrivacyRequest, rows: list[RecordingRow], key_gone: bool
-    ) -> list[str]:
-        clauses = self.policy.clauses_for_rule("retention:erasure")
-        deleted_at = self.clock()
-        items: list[tuple[str, AuditDraft, DeletionReceipt]] = []
-        for row in rows:
-            receipt = self.signer.issue(
-                recording_id=row.recording_id,
-                tenant=row.tenant,
-                reason="erasure-requested",
-                rule="retention:erasure",
-                clauses=clauses,
-                deleted_at=deleted_at,
-                actor=self.actor,
-                request_id=request.request_id,
-                effects={
-                    "object_versions_deleted": True,
-                    "data_key": "removed with the object",
-                    "subject_key_destroyed": key_gone,
-                    "catalog_state": "erased",
-                    "tombstone": "no subject_ref, call_id or agent_id",
-                },
-                facts={
-                    "object_key": row.object_key,
-                    "ciphertext_sha256": row.ciphertext_sha256,
-                    "retention_class": row.retention_class,
-                    "previous_state": row.state.value,
-                },
-            )
-            items.append(
-                (
-                    row.recording_id,
-                    AuditDraft(
-                        actor=self.actor,
-                        action="privacy.erased",
-                        outcome="ok",
-                        reason="erasure-requested",
-                        recording_id=row.recording_id,
-                        details={
-                            "request_id": request.request_id,
-                            "rule": "retention:erasure",
-                            "clauses": list(clauses),
-                            "subject_key_destroyed": key_gone,
-                            "receipt_id": receipt.receipt_id,
-                        },
-                    ),
-                    receipt,
-                )
-            )
-        return self.lifecycle.finish_erasure(items)
-
-    def _correct(self, request: PrivacyRequest) -> PrivacyRequest:
-        corrections = request.params.get("corrections", {})
-        new_subject = request.params.get("new_subject_ref")
-        metadata = request.params.get("set", {})
-        rows = self._rows(request, (RecordingState.STORED,))
-        changed: list[str] = []
-        for row in rows:
-            before: dict[str, str] = {}
-            after: dict[str, str] = {}
-            changes: dict[str, Any] = {}
-            for key in ("queue", "agent_id"):
-                if key in metadata and getattr(row, key) != metadata[key]:
-                    before[key] = self._digest(row.tenant, key, getattr(row, key))
-                    after[key] = corrections[key]
-                    changes[key] = metadata[key]
-            if new_subject is not None and row.subject_ref != new_subject:
-                changes.update(self._rekey(row, new_subject))
-                before["subject_ref"] = row.subject_ref  # pseudonyms: keyed hashes already
-                after["subject_ref"] = new_subject
-            if not changes:
-                continue
-            self.lifecycle.update_fields(
-                row.recording_id,
-                changes,
-                audit=AuditDraft(
-                    actor=self.actor,
-                    action="privacy.corrected",
-                    outcome="ok",
-                    reason="requests.revision",
-                    recording_id=row.recording_id,
-                    details={
-                        "request_id": request.request_id,
-                        "fields": sorted(before),
-                        "before_digests": before,
-                        "after_digests": after,
-                    },
-                ),
-            )
-            if "object_key" in changes:
-                self.vault.delete(row.object_key)
-            changed.append(row.recording_id)
-        return self.store.update(
-            request,
-            status=RequestStatus.COMPLETED,
-            result={"corrected": changed, "fields": sorted(corrections)},
-            progress={"corrected": len(changed)},
-        )
-
-    def _rekey(self, row: RecordingRow, new_subject: str) -> dict[str, Any]:
-        """Seal the audio again under ``new_subject``'s key, under a new object key."""
-        blob = self.vault.get(row.object_key)
-        audio = self.keys.open_recording(blob)
-        tags = self.vault.head(row.object_key).tags
-        sealed = self.keys.seal_recording(
-            recording_id=row.recording_id,
-            tenant=row.tenant,
-            subject_ref=new_subject,
-            plaintext=audio,
-        )
-        digest = self.keys.keyring.pseudonymize(
-            row.tenant, f"object:{row.recording_id}:{sealed.subject_key_id}"
-        )
-        key = f"rec/{row.tenant}/{digest[:2]}/{digest}.cvlt"
-        self.vault.put(key, sealed.blob, tags=tags)
-        return {
-            "subject_ref": new_subject,
-            "subject_key_id": sealed.subject_key_id,
-            "object_key": key,
-            "ciphertext_sha256": hashlib.sha256(sealed.blob).hexdigest(),
-            "stored_size": len(sealed.blob),
-        }
 
     def _terminate(self, request: PrivacyRequest) -> PrivacyRequest:
         terminated_at = datetime.fromisoformat(str(request.params["terminated_at"]))

@@ -1,0 +1,98 @@
+"""The ``correct`` request: re-key misattributed recordings under the right customer's
+subject key and fix ``queue`` / ``agent_id`` (see :mod:`streams.privacy`).
+
+Order of effects per re-keyed recording: the new object is put; the catalog switches
+to it and records the old object key for cleanup in the same commit
+(``LifecycleStore.update_fields``); the old object is deleted and its cleanup record
+dropped. A crash before the delete leaves the record, and the sweep's resume path
+(``RetentionService.finish_cleanups``, also run when requests are resumed) deletes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from storage.audit import AuditDraft
+from storage.requests import PrivacyRequest, RequestStatus
+from storage.types import RecordingRow, RecordingState
+from streams.privacy_base import PrivacyBase
+
+__all__ = ["RecordCorrection"]
+
+
+class RecordCorrection(PrivacyBase):
+    """``correct``: audited with keyed before/after digests, never values."""
+
+    def _correct(self, request: PrivacyRequest) -> PrivacyRequest:
+        corrections = request.params.get("corrections", {})
+        new_subject = request.params.get("new_subject_ref")
+        metadata = request.params.get("set", {})
+        rows = self._rows(request, (RecordingState.STORED,))
+        changed: list[str] = []
+        for row in rows:
+            before: dict[str, str] = {}
+            after: dict[str, str] = {}
+            changes: dict[str, Any] = {}
+            for key in ("queue", "agent_id"):
+                if key in metadata and getattr(row, key) != metadata[key]:
+                    before[key] = self._digest(row.tenant, key, getattr(row, key))
+                    after[key] = corrections[key]
+                    changes[key] = metadata[key]
+            if new_subject is not None and row.subject_ref != new_subject:
+                changes.update(self._rekey(row, new_subject))
+                before["subject_ref"] = row.subject_ref  # pseudonyms: keyed hashes already
+                after["subject_ref"] = new_subject
+            if not changes:
+                continue
+            self.lifecycle.update_fields(
+                row.recording_id,
+                changes,
+                audit=AuditDraft(
+                    actor=self.actor,
+                    action="privacy.corrected",
+                    outcome="ok",
+                    reason="requests.revision",
+                    recording_id=row.recording_id,
+                    details={
+                        "request_id": request.request_id,
+                        "fields": sorted(before),
+                        "before_digests": before,
+                        "after_digests": after,
+                    },
+                ),
+            )
+            if "object_key" in changes:
+                self.vault.delete(row.object_key)
+                self.lifecycle.drop_cleanups([row.object_key])
+            changed.append(row.recording_id)
+        return self.store.update(
+            request,
+            status=RequestStatus.COMPLETED,
+            result={"corrected": changed, "fields": sorted(corrections)},
+            progress={"corrected": len(changed)},
+        )
+
+    def _rekey(self, row: RecordingRow, new_subject: str) -> dict[str, Any]:
+        """Seal the audio again under ``new_subject``'s key, under a new object key."""
+        blob = self.vault.get(row.object_key)
+        audio = self.keys.open_recording(blob)
+        tags = self.vault.head(row.object_key).tags
+        sealed = self.keys.seal_recording(
+            recording_id=row.recording_id,
+            tenant=row.tenant,
+            subject_ref=new_subject,
+            plaintext=audio,
+        )
+        digest = self.keys.keyring.pseudonymize(
+            row.tenant, f"object:{row.recording_id}:{sealed.subject_key_id}"
+        )
+        key = f"rec/{row.tenant}/{digest[:2]}/{digest}.cvlt"
+        self.vault.put(key, sealed.blob, tags=tags)
+        return {
+            "subject_ref": new_subject,
+            "subject_key_id": sealed.subject_key_id,
+            "object_key": key,
+            "ciphertext_sha256": hashlib.sha256(sealed.blob).hexdigest(),
+            "stored_size": len(sealed.blob),
+        }

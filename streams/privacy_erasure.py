@@ -1,0 +1,194 @@
+"""The ``erase`` request: crypto-shredding, object deletion, tombstones and receipts;
+a legal hold wins (see :mod:`streams.privacy`).
+
+Order of effects: deletion intents (``LifecycleStore.mark``, which re-checks holds: a
+recording a hold covers by then is reported held) and the marked ids in the request's
+``progress``; the subject key destroyed; the objects deleted; the tombstones, audit
+records and receipts in one commit; the request's status. Re-running after a crash at
+any point continues (the intents are found again, receipts are issued once, and the
+result counts what earlier runs erased).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from policies import erasure_decision
+from storage.audit import AuditDraft
+from storage.errors import StorageError
+from storage.holds import first_hold
+from storage.receipts import DeletionReceipt
+from storage.requests import PrivacyRequest, RequestStatus
+from storage.types import RecordingRow, RecordingState
+from streams.privacy_base import PrivacyBase
+from streams.retention import facts_of
+
+__all__ = ["SubjectErasure"]
+
+
+class SubjectErasure(PrivacyBase):
+    """``erase``: every recording of the customer, or the held ones kept and restricted."""
+
+    def _erase(self, request: PrivacyRequest) -> PrivacyRequest:
+        rows = self._rows(request, (RecordingState.STORED, RecordingState.EXPIRED))
+        covering = self.holds.holds_for(rows)
+        now = self.clock()
+        erasable: list[RecordingRow] = []
+        held: list[dict[str, Any]] = []
+        for row in rows:
+            hold_ids = [hold.hold_id for hold in covering.get(row.recording_id, [])]
+            decision = erasure_decision(facts_of(row), self.policy, now, hold_ids)
+            if decision.delete:
+                erasable.append(row)
+            else:
+                hold = first_hold(covering.get(row.recording_id, []))
+                held.append(
+                    {
+                        "recording_id": row.recording_id,
+                        "rule": decision.rule,
+                        "reason": str(decision.reason),
+                        "hold": hold.summary() if hold else None,
+                    }
+                )
+        held_stored = [
+            row.recording_id
+            for row in rows
+            if row.recording_id in covering
+            and row.state is RecordingState.STORED
+            and not row.restricted
+        ]
+        if held_stored:  # the customer asked us to stop: kept only for the law, so unused
+            self.catalog.set_restricted(
+                held_stored,
+                True,
+                audit=AuditDraft(
+                    actor=self.actor,
+                    action="privacy.restricted",
+                    outcome="ok",
+                    reason="legal-hold",
+                    details={"request_id": request.request_id, "rule": "retention:legal-hold"},
+                ),
+            )
+        partial_scope = request.params.get("recording_ids") is not None
+        marked = set(
+            self.lifecycle.mark(
+                erasable,
+                reason="erasure-requested",
+                rule="retention:erasure",
+                actor=self.actor,
+                request_id=request.request_id,
+                states=(RecordingState.STORED, RecordingState.EXPIRED),
+            )
+        )
+        late = [row for row in erasable if row.recording_id not in marked]
+        for row_id, holds in self.holds.holds_for(late).items():  # held since listed
+            hold = first_hold(holds)
+            held.append(
+                {
+                    "recording_id": row_id,
+                    "rule": "retention:legal-hold",
+                    "reason": "legal-hold",
+                    "hold": hold.summary() if hold else None,
+                }
+            )
+        erasable = [row for row in erasable if row.recording_id in marked]
+        shred = not held and not partial_scope
+        earlier = sorted(set(request.progress.get("marked", [])) | marked)
+        request = self.store.update(
+            request, progress={**request.progress, "marked": earlier, "shred": shred}
+        )
+        destroyed = False
+        if shred:
+            # Crypto-shred first: from here on no copy anywhere can be decrypted.
+            destroyed = self.keys.destroy_subject(request.subject_ref)
+        failed = set(self.vault.delete_many([row.object_key for row in erasable]))
+        if failed:
+            raise StorageError(
+                f"the vault could not delete {len(failed)} object(s); retry the request"
+            )
+        erased = self._finish_erasure(request, erasable, destroyed or shred)
+        if self.metrics is not None and erased:
+            self.metrics.deletions.labels("erasure").inc(len(erased))
+        previous = request.result.get("erased", []) if isinstance(request.result, dict) else []
+        # what an interrupted earlier run marked and finished counts too
+        finished = [
+            rid
+            for rid, row in self.lifecycle.rows_by_id(earlier).items()
+            if row.state is RecordingState.ERASED
+        ]
+        all_erased = sorted(set(previous) | set(erased) | set(finished))
+        key_destroyed = bool(
+            destroyed
+            or request.result.get("subject_key_destroyed")
+            or (shred and self.catalog.get_subject_key(request.subject_ref) is None and earlier)
+        )
+        result = {
+            "erased": all_erased,
+            "held": held,
+            "subject_key_destroyed": key_destroyed,
+            "receipts": [
+                r.receipt_id
+                for rid in all_erased
+                for r in self.receipts.for_recording(rid)
+                if r.payload.get("request_id") == request.request_id
+            ],
+        }
+        status = RequestStatus.HELD if held else RequestStatus.COMPLETED
+        return self.store.update(
+            request,
+            status=status,
+            result=result,
+            progress={"erased": len(all_erased), "held": len(held)},
+        )
+
+    def _finish_erasure(
+        self, request: PrivacyRequest, rows: list[RecordingRow], key_gone: bool
+    ) -> list[str]:
+        clauses = self.policy.clauses_for_rule("retention:erasure")
+        deleted_at = self.clock()
+        items: list[tuple[str, AuditDraft, DeletionReceipt]] = []
+        for row in rows:
+            receipt = self.signer.issue(
+                recording_id=row.recording_id,
+                tenant=row.tenant,
+                reason="erasure-requested",
+                rule="retention:erasure",
+                clauses=clauses,
+                deleted_at=deleted_at,
+                actor=self.actor,
+                request_id=request.request_id,
+                effects={
+                    "object_versions_deleted": True,
+                    "data_key": "removed with the object",
+                    "subject_key_destroyed": key_gone,
+                    "catalog_state": "erased",
+                    "tombstone": "no subject_ref, call_id or agent_id",
+                },
+                facts={
+                    "object_key": row.object_key,
+                    "ciphertext_sha256": row.ciphertext_sha256,
+                    "retention_class": row.retention_class,
+                    "previous_state": row.state.value,
+                },
+            )
+            items.append(
+                (
+                    row.recording_id,
+                    AuditDraft(
+                        actor=self.actor,
+                        action="privacy.erased",
+                        outcome="ok",
+                        reason="erasure-requested",
+                        recording_id=row.recording_id,
+                        details={
+                            "request_id": request.request_id,
+                            "rule": "retention:erasure",
+                            "clauses": list(clauses),
+                            "subject_key_destroyed": key_gone,
+                            "receipt_id": receipt.receipt_id,
+                        },
+                    ),
+                    receipt,
+                )
+            )
+        return self.lifecycle.finish_erasure(items)

@@ -1,0 +1,133 @@
+"""The ``disclose`` request: list the customer's recordings and export the audio the
+policy releases for ``customer-disclosure`` (see :mod:`streams.privacy`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from policies import AccessRequest, Principal, decide_access
+from storage.audit import AuditDraft
+from storage.errors import KeyDestroyed, RecordingNotFound
+from storage.requests import PrivacyRequest, RequestStatus
+from storage.sql import to_db_time
+from storage.types import RecordingRow, RecordingState
+from streams.privacy_base import PrivacyBase
+from streams.retention import facts_of
+
+__all__ = ["DisclosureExport"]
+
+
+def _rows_json(rows: list[RecordingRow], held: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return [
+        {
+            "recording_id": row.recording_id,
+            "started_at": row.started_at.isoformat(),
+            "ended_at": row.ended_at.isoformat(),
+            "purposes": list(row.purposes),
+            "state": row.state.value,
+            "restricted": row.restricted,
+            "retention_class": row.retention_class,
+            "retain_until": row.retain_until.isoformat(),
+            "legal_hold": row.recording_id in held,
+        }
+        for row in rows
+    ]
+
+
+class DisclosureExport(PrivacyBase):
+    """``disclose``: a listing, WAV files and ``manifest.json`` under the export root."""
+
+    # -- the request types ----------------------------------------------------------------------
+    def _disclose(self, request: PrivacyRequest) -> PrivacyRequest:
+        rows = self._rows(request)
+        held = self.holds.holds_for(rows)
+        folder = self.export_root / request.request_id
+        officer = Principal(
+            user=request.verified_by or request.requested_by, role="compliance-officer"
+        )
+        access = AccessRequest("download", "customer-disclosure", reference=request.request_id)
+        exported: list[dict[str, Any]] = []
+        withheld: list[dict[str, str]] = []
+        now = self.clock()
+        for row in rows:
+            if row.state is not RecordingState.STORED:
+                continue
+            decision = decide_access(officer, access, facts_of(row), self.policy, now)
+            if not decision.allowed:
+                withheld.append({"recording_id": row.recording_id, "reason": str(decision.reason)})
+                continue
+            try:
+                audio = self.keys.open_recording(self.vault.get(row.object_key))
+            except (RecordingNotFound, KeyDestroyed) as exc:
+                withheld.append({"recording_id": row.recording_id, "reason": type(exc).__name__})
+                continue
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            path = folder / f"{row.recording_id}.wav"
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as out:
+                out.write(audio)
+            already = any(  # a resumed request: this release is on record already
+                d.reference == request.request_id and d.purpose == "customer-disclosure"
+                for d in self.ledger.list(recording_id=row.recording_id, limit=1000)
+            )
+            if not already:
+                self.ledger.record(
+                    recording_id=row.recording_id,
+                    tenant=row.tenant,
+                    actor=f"user:{officer.user}",
+                    role=officer.role,
+                    org=None,
+                    purpose="customer-disclosure",
+                    legal_basis=None,
+                    reference=request.request_id,
+                    mode="download",
+                    audit=AuditDraft(
+                        actor=f"user:{officer.user}",
+                        action="access.granted",
+                        outcome="granted",
+                        reason=str(decision.reason),
+                        recording_id=row.recording_id,
+                        details={
+                            "purpose": "customer-disclosure",
+                            "reference": request.request_id,
+                            "rule": decision.rule,
+                            "mode": "export",
+                        },
+                    ),
+                )
+            exported.append(
+                {"recording_id": row.recording_id, "file": path.name, "bytes": len(audio)}
+            )
+        listing = _rows_json(rows, held)
+        if rows:
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            manifest = folder / "manifest.json"
+            fd = os.open(manifest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as out:
+                json.dump(
+                    {
+                        "request_id": request.request_id,
+                        "recordings": listing,
+                        "exported": exported,
+                        "withheld": withheld,
+                        "generated_at": to_db_time(now),
+                    },
+                    out,
+                    indent=2,
+                )
+        result = {
+            "recordings": listing,
+            "exported": exported,
+            "withheld": withheld,
+            "export_dir": str(folder) if rows else None,
+        }
+        return self.store.update(
+            request,
+            status=RequestStatus.COMPLETED,
+            result=result,
+            progress={"listed": len(rows), "exported": len(exported)},
+        )
