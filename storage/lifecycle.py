@@ -4,14 +4,26 @@ intents, expiry and erasure tombstones (tables of migration 3).
 What a caller may rely on:
 
 - **Crash safety of a deletion** is built from three steps, each durable before the
-  next: :meth:`LifecycleStore.mark` writes a *deletion intent* per recording; the
-  caller then deletes the vault objects (every version); :meth:`LifecycleStore.finish_expiry`
+  next: :meth:`LifecycleStore.mark` writes a *deletion intent* per recording and
+  returns the ids it marked; the caller then deletes the vault objects (every
+  version) of those ids only; :meth:`LifecycleStore.finish_expiry`
   / :meth:`LifecycleStore.finish_erasure` change the catalog state, append the audit
   records, store the signed receipts and drop the intents, in ONE transaction. A
   crash between the steps leaves intents behind: :meth:`pending_intents` returns
   them and the caller re-runs the (idempotent) object deletion and the finish.
   A recording with an intent is never half-deleted: it either still has its object
   and ``stored`` state, or it reaches ``expired`` / ``erased`` with its receipt.
+- **Legal holds win over intents**: :meth:`mark` inserts the intents with one
+  ``INSERT ... SELECT`` that re-checks state and holds, under the audit-head lock that
+  :class:`~storage.holds.HoldStore` takes to place a hold, so a hold placed before the
+  marking transaction commits keeps its recordings out (whatever ``due`` returned
+  earlier). A hold placed later cannot stop the deletion already under way, but
+  after a crash :meth:`drop_held_intents` (run before intents are resumed) drops and
+  audits (``retention.intent-dropped``) the intents of recordings now held.
+- **Superseded objects**: when :meth:`update_fields` switches a recording's
+  ``object_key``, the old key is recorded in ``object_cleanups`` in the same
+  transaction; the caller deletes the old object and calls :meth:`drop_cleanups`, and
+  :meth:`pending_cleanups` returns what a crash left for the resume path.
 - :meth:`due` returns STORED recordings with ``retain_until <= now`` that no active
   legal hold covers and that have no pending intent, oldest first; :meth:`held_due`
   the ones a hold keeps. Both are single queries (holds are matched in SQL).
@@ -47,7 +59,7 @@ from storage.receipts import DeletionReceipt, ReceiptStore
 from storage.sql import from_db_time, to_db_time
 from storage.types import RecordingRow, RecordingState
 
-__all__ = ["DeletionIntent", "LifecycleStore", "ScheduleChange"]
+__all__ = ["DeletionIntent", "LifecycleStore", "ObjectCleanup", "ScheduleChange"]
 
 _IN_CHUNK = 500
 _COLUMNS = (
@@ -105,6 +117,17 @@ class DeletionIntent:
     request_id: str | None
     actor: str
     marked_at: datetime
+
+
+@dataclass(frozen=True)
+class ObjectCleanup:
+    """A vault object a correction superseded, still to be deleted."""
+
+    object_key: str
+    recording_id: str
+    reason: str
+    actor: str
+    created_at: datetime
 
 
 @dataclass(frozen=True)
@@ -377,25 +400,92 @@ class LifecycleStore:
         rule: str,
         actor: str,
         request_id: str | None = None,
-    ) -> None:
-        """Record deletion intents for ``rows`` (idempotent per recording).
+        states: Sequence[RecordingState] = (RecordingState.STORED,),
+    ) -> list[str]:
+        """Record deletion intents for those of ``rows`` that are (still) in ``states``
+        and that no active legal hold covers, re-checked in the marking transaction
+        under the lock hold placement takes (idempotent per recording). Returns, in
+        the order of ``rows``, the ids that now carry an intent: delete only those.
 
         Raises:
-            CatalogError: the database failed.
+            CatalogError / AuditError: the database failed (nothing is marked).
         """
         if not rows:
-            return
+            return []
         now = to_db_time(self._clock())
+        ids = list(dict.fromkeys(r.recording_id for r in rows))
+        state_marks = ", ".join("?" for _ in states)
+        state_values = [RecordingState(s).value for s in states]
+        hold = hold_match_sql("r")
+        marked: set[str] = set()
         with self._db.transaction() as tx:
-            tx.executemany(
-                "INSERT INTO deletion_intents "
-                "(recording_id, object_key, reason, rule, request_id, actor, marked_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (recording_id) DO NOTHING",
-                [
-                    (r.recording_id, r.object_key, reason, rule, request_id, actor, now)
-                    for r in rows
-                ],
+            self._catalog.audit.lock_head(tx)  # serializes with HoldStore.place
+            for start in range(0, len(ids), _IN_CHUNK):
+                chunk = ids[start : start + _IN_CHUNK]
+                among = ", ".join("?" for _ in chunk)
+                tx.execute(
+                    "INSERT INTO deletion_intents "
+                    "(recording_id, object_key, reason, rule, request_id, actor, marked_at) "
+                    "SELECT r.recording_id, r.object_key, ?, ?, ?, ?, ? FROM recordings r "
+                    f"WHERE r.recording_id IN ({among}) AND r.state IN ({state_marks}) "
+                    f"AND NOT {hold} ON CONFLICT (recording_id) DO NOTHING",
+                    [reason, rule, request_id, actor, now, *chunk, *state_values],
+                )
+                found = tx.fetch_all(
+                    "SELECT i.recording_id FROM deletion_intents i JOIN recordings r "
+                    f"ON r.recording_id = i.recording_id WHERE i.recording_id IN ({among}) "
+                    f"AND r.state IN ({state_marks}) AND NOT {hold}",
+                    [*chunk, *state_values],
+                )
+                marked.update(row[0] for row in found)
+        return [rid for rid in ids if rid in marked]
+
+    def drop_held_intents(self, actor: str) -> list[DeletionIntent]:
+        """Drop the intents of recordings an active legal hold now covers (a hold placed
+        after a crash left the intent), each with a ``retention.intent-dropped`` audit
+        record, in one transaction under the hold lock. Returns the dropped intents.
+
+        Raises:
+            CatalogError / AuditError: nothing is dropped.
+        """
+        with self._db.transaction() as tx:
+            self._catalog.audit.lock_head(tx)
+            rows = tx.fetch_all(
+                "SELECT i.recording_id, i.object_key, i.reason, i.rule, i.request_id, "
+                "i.actor, i.marked_at FROM deletion_intents i JOIN recordings r "
+                f"ON r.recording_id = i.recording_id WHERE {hold_match_sql('r')} "
+                "ORDER BY i.marked_at, i.recording_id"
             )
+            dropped = [
+                DeletionIntent(rid, key, reason, rule, req, who, from_db_time(at))
+                for rid, key, reason, rule, req, who, at in rows
+            ]
+            if not dropped:
+                return []
+            tx.executemany(
+                "DELETE FROM deletion_intents WHERE recording_id = ?",
+                [(i.recording_id,) for i in dropped],
+            )
+            self._catalog.audit.append_many(
+                [
+                    AuditDraft(
+                        actor=actor,
+                        action="retention.intent-dropped",
+                        outcome="ok",
+                        reason="legal-hold",
+                        recording_id=i.recording_id,
+                        details={
+                            "rule": "retention:legal-hold",
+                            "intent_reason": i.reason,
+                            "intent_rule": i.rule,
+                            "request_id": i.request_id,
+                        },
+                    )
+                    for i in dropped
+                ],
+                tx=tx,
+            )
+        return dropped
 
     def pending_intents(self, *, request_id: str | None = None) -> list[DeletionIntent]:
         """Intents left by an interrupted deletion (all, or one request's), oldest first.
@@ -416,6 +506,32 @@ class LifecycleStore:
             DeletionIntent(rid, key, reason, rule, req, actor, from_db_time(at))
             for rid, key, reason, rule, req, actor, at in self._db.fetch_all(sql, params)
         ]
+
+    def pending_cleanups(self) -> list[ObjectCleanup]:
+        """Superseded objects not yet deleted (a crash after a correction), oldest first.
+
+        Raises:
+            CatalogError: the database failed.
+        """
+        return [
+            ObjectCleanup(key, rid, reason, actor, from_db_time(at))
+            for key, rid, reason, actor, at in self._db.fetch_all(
+                "SELECT object_key, recording_id, reason, actor, created_at "
+                "FROM object_cleanups ORDER BY created_at, object_key"
+            )
+        ]
+
+    def drop_cleanups(self, object_keys: Iterable[str]) -> None:
+        """Forget cleanup records whose objects were deleted.
+
+        Raises:
+            CatalogError: the database failed.
+        """
+        keys = list(object_keys)
+        if not keys:
+            return
+        with self._db.transaction() as tx:
+            tx.executemany("DELETE FROM object_cleanups WHERE object_key = ?", [(k,) for k in keys])
 
     def drop_intents(self, recording_ids: Iterable[str]) -> None:
         """Forget intents (e.g. of recordings that turned out not to be stored any more).
@@ -506,6 +622,9 @@ class LifecycleStore:
         """Change ``queue`` / ``agent_id`` / ``subject_ref`` / ``subject_key_id`` /
         ``object_key`` / ``ciphertext_sha256`` / ``stored_size`` of one recording, audited.
 
+        A changed ``object_key`` records the old key in ``object_cleanups`` in the same
+        transaction (see the module docstring).
+
         Raises:
             CatalogError: an unknown field, an unknown recording, or a database failure.
         """
@@ -522,12 +641,26 @@ class LifecycleStore:
         if unknown or not changes:
             raise CatalogError(f"cannot correct field(s) {sorted(unknown) or 'none'}")
         columns = sorted(changes)
+        now = to_db_time(self._clock())
         with self._db.transaction() as tx:
             self._catalog.audit.lock_head(tx)
+            if "object_key" in changes:
+                old = tx.fetch_one(
+                    "SELECT object_key FROM recordings WHERE recording_id = ?"
+                    + tx.dialect.for_update,
+                    (recording_id,),
+                )
+                if old is not None and old[0] != changes["object_key"]:
+                    tx.execute(
+                        "INSERT INTO object_cleanups "
+                        "(object_key, recording_id, reason, actor, created_at) "
+                        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (object_key) DO NOTHING",
+                        (old[0], recording_id, "superseded", audit.actor, now),
+                    )
             changed = tx.execute(
                 f"UPDATE recordings SET {', '.join(f'{c} = ?' for c in columns)}, updated_at = ? "
                 "WHERE recording_id = ?",
-                [*(changes[c] for c in columns), to_db_time(self._clock()), recording_id],
+                [*(changes[c] for c in columns), now, recording_id],
             )
             if changed == 0:
                 raise CatalogError(f"recording {recording_id!r} is not in the catalog")

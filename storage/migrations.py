@@ -261,6 +261,21 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        5,
+        "superseded vault objects awaiting deletion (storage/lifecycle.py: corrections)",
+        (
+            """
+            CREATE TABLE object_cleanups (
+                object_key TEXT PRIMARY KEY,
+                recording_id TEXT NOT NULL,
+                reason TEXT NOT NULL,
+                actor TEXT NOT NULL,
+                created_at TEXT NOT NULL
+            )
+            """,
+        ),
+    ),
 )
 
 _CREATE_MIGRATIONS_TABLE = """

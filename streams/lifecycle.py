@@ -113,7 +113,8 @@ class Lifecycle:
         return set(self.holds.holds_for(rows.values()))
 
     def sweep_and_resume(self, **kwargs: Any) -> SweepResult:
-        """One sweep, then erasures waiting on released holds and failed requests.
+        """One sweep, then erasures waiting on released holds and every request left
+        open (received, in-progress, failed) or with deletion intents.
 
         Raises:
             CallvaultError: the catalog or the vault failed.

@@ -33,6 +33,14 @@ What a caller may rely on:
   disclosure), the others are erased, the subject key is kept (the held recordings
   need it) and the request is ``held``; :meth:`PrivacyService.resume_held` (run by
   every sweep) finishes it once the holds are released.
+- **Resuming**: :meth:`PrivacyService.resume_held` (every sweep, so also at worker
+  start) also processes again every request left ``received``, ``in-progress`` (a
+  crash inside processing) or ``failed``, and every request that still has deletion
+  intents, after deleting objects an interrupted correction superseded. Every request
+  type is idempotent: erase continues from its intents (receipts once), restrict and
+  lift set only what differs, disclose writes its export again (a release already in
+  the disclosure ledger for the request is not recorded twice), correct skips
+  recordings already corrected.
 - ``disclose``: every recording held about the customer (any state) with purposes,
   dates and state, and the decrypted audio of those the policy releases for
   ``customer-disclosure`` (reference = the request id) written as WAV files with a
@@ -62,7 +70,7 @@ from typing import Any
 
 from callvault.errors import CallvaultError
 from storage.audit import AuditDraft
-from storage.requests import PrivacyRequest, RequestStatus
+from storage.requests import PrivacyRequest, PrivacyRequestNotFound, RequestStatus
 from storage.types import RecordingState
 from streams.privacy_correction import RecordCorrection
 from streams.privacy_erasure import SubjectErasure
@@ -202,12 +210,14 @@ class PrivacyService(DisclosureExport, SubjectErasure, RecordCorrection):
         return done
 
     def resume_held(self) -> list[str]:
-        """Process again the erasures a legal hold blocked (called by each sweep); returns
-        the ids of requests that are now completed.
+        """Process again the erasures a legal hold blocked, and every request a crash or
+        failure left open or with deletion intents (called by each sweep); returns the
+        ids of held erasures that are now completed.
 
         Raises:
             CallvaultError: an infrastructure failure.
         """
+        self.retention.finish_cleanups()
         finished: list[str] = []
         for request in self.store.list_requests(statuses=(RequestStatus.HELD,), kind="erase"):
             rows = self._rows(request, (RecordingState.STORED, RecordingState.EXPIRED))
@@ -217,7 +227,25 @@ class PrivacyService(DisclosureExport, SubjectErasure, RecordCorrection):
                 continue  # still every remaining recording held
             if self.process(request).status is RequestStatus.COMPLETED:
                 finished.append(request.request_id)
-        for request in self.store.list_requests(statuses=(RequestStatus.FAILED,)):
+        pending: list[PrivacyRequest] = []
+        for request_id in dict.fromkeys(
+            intent.request_id
+            for intent in self.lifecycle.pending_intents()
+            if intent.request_id is not None
+        ):
+            try:
+                pending.append(self.store.get(request_id))
+            except PrivacyRequestNotFound:
+                log.error("deletion intents of unknown privacy request %s", request_id)
+        stuck = self.store.list_requests(
+            statuses=(RequestStatus.RECEIVED, RequestStatus.IN_PROGRESS, RequestStatus.FAILED),
+            limit=1000,
+        )
+        seen: set[str] = set()
+        for request in [*stuck, *pending]:
+            if request.request_id in seen:
+                continue
+            seen.add(request.request_id)
             try:
                 self.process(request)
             except CallvaultError:

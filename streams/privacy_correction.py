@@ -1,5 +1,11 @@
 """The ``correct`` request: re-key misattributed recordings under the right customer's
 subject key and fix ``queue`` / ``agent_id`` (see :mod:`streams.privacy`).
+
+Order of effects per re-keyed recording: the new object is put; the catalog switches
+to it and records the old object key for cleanup in the same commit
+(``LifecycleStore.update_fields``); the old object is deleted and its cleanup record
+dropped. A crash before the delete leaves the record, and the sweep's resume path
+(``RetentionService.finish_cleanups``, also run when requests are resumed) deletes it.
 """
 
 from __future__ import annotations
@@ -58,6 +64,7 @@ class RecordCorrection(PrivacyBase):
             )
             if "object_key" in changes:
                 self.vault.delete(row.object_key)
+                self.lifecycle.drop_cleanups([row.object_key])
             changed.append(row.recording_id)
         return self.store.update(
             request,

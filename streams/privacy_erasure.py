@@ -1,5 +1,12 @@
 """The ``erase`` request: crypto-shredding, object deletion, tombstones and receipts;
 a legal hold wins (see :mod:`streams.privacy`).
+
+Order of effects: deletion intents (``LifecycleStore.mark``, which re-checks holds: a
+recording a hold covers by then is reported held) and the marked ids in the request's
+``progress``; the subject key destroyed; the objects deleted; the tombstones, audit
+records and receipts in one commit; the request's status. Re-running after a crash at
+any point continues (the intents are found again, receipts are issued once, and the
+result counts what earlier runs erased).
 """
 
 from __future__ import annotations
@@ -63,15 +70,35 @@ class SubjectErasure(PrivacyBase):
                 ),
             )
         partial_scope = request.params.get("recording_ids") is not None
-        self.lifecycle.mark(
-            erasable,
-            reason="erasure-requested",
-            rule="retention:erasure",
-            actor=self.actor,
-            request_id=request.request_id,
+        marked = set(
+            self.lifecycle.mark(
+                erasable,
+                reason="erasure-requested",
+                rule="retention:erasure",
+                actor=self.actor,
+                request_id=request.request_id,
+                states=(RecordingState.STORED, RecordingState.EXPIRED),
+            )
+        )
+        late = [row for row in erasable if row.recording_id not in marked]
+        for row_id, holds in self.holds.holds_for(late).items():  # held since listed
+            hold = first_hold(holds)
+            held.append(
+                {
+                    "recording_id": row_id,
+                    "rule": "retention:legal-hold",
+                    "reason": "legal-hold",
+                    "hold": hold.summary() if hold else None,
+                }
+            )
+        erasable = [row for row in erasable if row.recording_id in marked]
+        shred = not held and not partial_scope
+        earlier = sorted(set(request.progress.get("marked", [])) | marked)
+        request = self.store.update(
+            request, progress={**request.progress, "marked": earlier, "shred": shred}
         )
         destroyed = False
-        if not held and not partial_scope:
+        if shred:
             # Crypto-shred first: from here on no copy anywhere can be decrypted.
             destroyed = self.keys.destroy_subject(request.subject_ref)
         failed = set(self.vault.delete_many([row.object_key for row in erasable]))
@@ -79,18 +106,32 @@ class SubjectErasure(PrivacyBase):
             raise StorageError(
                 f"the vault could not delete {len(failed)} object(s); retry the request"
             )
-        erased = self._finish_erasure(
-            request, erasable, destroyed or (not held and not partial_scope)
-        )
+        erased = self._finish_erasure(request, erasable, destroyed or shred)
         if self.metrics is not None and erased:
             self.metrics.deletions.labels("erasure").inc(len(erased))
         previous = request.result.get("erased", []) if isinstance(request.result, dict) else []
-        all_erased = sorted(set(previous) | set(erased))
+        # what an interrupted earlier run marked and finished counts too
+        finished = [
+            rid
+            for rid, row in self.lifecycle.rows_by_id(earlier).items()
+            if row.state is RecordingState.ERASED
+        ]
+        all_erased = sorted(set(previous) | set(erased) | set(finished))
+        key_destroyed = bool(
+            destroyed
+            or request.result.get("subject_key_destroyed")
+            or (shred and self.catalog.get_subject_key(request.subject_ref) is None and earlier)
+        )
         result = {
             "erased": all_erased,
             "held": held,
-            "subject_key_destroyed": bool(destroyed or request.result.get("subject_key_destroyed")),
-            "receipts": [r.receipt_id for rid in erased for r in self.receipts.for_recording(rid)],
+            "subject_key_destroyed": key_destroyed,
+            "receipts": [
+                r.receipt_id
+                for rid in all_erased
+                for r in self.receipts.for_recording(rid)
+                if r.payload.get("request_id") == request.request_id
+            ],
         }
         status = RequestStatus.HELD if held else RequestStatus.COMPLETED
         return self.store.update(

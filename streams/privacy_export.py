@@ -70,30 +70,35 @@ class DisclosureExport(PrivacyBase):
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "wb") as out:
                 out.write(audio)
-            self.ledger.record(
-                recording_id=row.recording_id,
-                tenant=row.tenant,
-                actor=f"user:{officer.user}",
-                role=officer.role,
-                org=None,
-                purpose="customer-disclosure",
-                legal_basis=None,
-                reference=request.request_id,
-                mode="download",
-                audit=AuditDraft(
-                    actor=f"user:{officer.user}",
-                    action="access.granted",
-                    outcome="granted",
-                    reason=str(decision.reason),
-                    recording_id=row.recording_id,
-                    details={
-                        "purpose": "customer-disclosure",
-                        "reference": request.request_id,
-                        "rule": decision.rule,
-                        "mode": "export",
-                    },
-                ),
+            already = any(  # a resumed request: this release is on record already
+                d.reference == request.request_id and d.purpose == "customer-disclosure"
+                for d in self.ledger.list(recording_id=row.recording_id, limit=1000)
             )
+            if not already:
+                self.ledger.record(
+                    recording_id=row.recording_id,
+                    tenant=row.tenant,
+                    actor=f"user:{officer.user}",
+                    role=officer.role,
+                    org=None,
+                    purpose="customer-disclosure",
+                    legal_basis=None,
+                    reference=request.request_id,
+                    mode="download",
+                    audit=AuditDraft(
+                        actor=f"user:{officer.user}",
+                        action="access.granted",
+                        outcome="granted",
+                        reason=str(decision.reason),
+                        recording_id=row.recording_id,
+                        details={
+                            "purpose": "customer-disclosure",
+                            "reference": request.request_id,
+                            "rule": decision.rule,
+                            "mode": "export",
+                        },
+                    ),
+                )
             exported.append(
                 {"recording_id": row.recording_id, "file": path.name, "bytes": len(audio)}
             )

@@ -7,17 +7,24 @@ What a caller may rely on:
   an active legal hold. Per batch (``Vault.delete_many``: S3 multi-object delete of
   every version, so old versions do not outlive the deletion):
 
-  1. **mark**: a deletion intent per recording (durable);
-  2. **delete** the vault objects, every version. The per-recording data key exists
-     only wrapped inside the object's header, so deleting every version of the
-     object removes the data key with it (the subject key stays: it protects the
-     customer's other recordings);
+  1. **mark**: a deletion intent per recording (durable), written by one statement
+     that re-checks state and legal holds under the lock hold placement takes
+     (``LifecycleStore.mark``): a hold placed after the due recordings were listed
+     but before the marking commits keeps its recording;
+  2. **delete** the vault objects of the recordings actually marked, every version.
+     The per-recording data key exists only wrapped inside the object's header, so
+     deleting every version of the object removes the data key with it (the
+     subject key stays: it protects the customer's other recordings);
   3. **finish**: state ``expired``, one ``retention.expired`` audit record and one
      signed deletion receipt per recording, intents dropped: one transaction.
 
-  A crash between the steps leaves intents; the next sweep first finishes them
-  (deleting an already deleted object is fine), so nothing is lost and nothing is
-  left half-deleted. A ``dry_run`` changes nothing and reports what would happen.
+  A crash between the steps leaves intents; the next sweep first drops (audited
+  ``retention.intent-dropped``) the intents of recordings a legal hold now covers,
+  then finishes the rest (deleting an already deleted object is fine), so nothing is
+  lost, nothing held is deleted and nothing is left half-deleted. It also deletes
+  objects a correction superseded that a crash left behind
+  (:meth:`RetentionService.finish_cleanups`). A ``dry_run`` changes nothing and
+  reports what would happen.
 - Held recordings are reported (``SweepResult.held``) with the hold that won (the
   smallest hold id): hold id, reason, reference, placed by. Releasing the hold lets
   the next sweep delete them.
@@ -398,7 +405,19 @@ class RetentionService:
         return result
 
     def _expire(self, rows: list[RecordingRow], moment: datetime, result: SweepResult) -> int:
-        self.lifecycle.mark(rows, reason="retention-due", rule="retention:due", actor=self.actor)
+        marked = self.lifecycle.mark(
+            rows, reason="retention-due", rule="retention:due", actor=self.actor
+        )
+        # only what was marked (a hold placed since ``due`` keeps its recording), as the
+        # catalog has it now
+        found = self.lifecycle.rows_by_id(marked)
+        rows = [
+            found[rid]
+            for rid in marked
+            if rid in found and found[rid].state is RecordingState.STORED
+        ]
+        if not rows:
+            return 0
         failed = self._delete_objects([row.object_key for row in rows])
         done_rows = [row for row in rows if row.object_key not in failed]
         result.failed.extend(row.recording_id for row in rows if row.object_key in failed)
@@ -474,9 +493,37 @@ class RetentionService:
             )
         return self.lifecycle.finish_expiry(items)
 
+    def finish_cleanups(self) -> int:
+        """Delete vault objects a correction superseded that a crash left behind (their
+        keys were recorded with the switch); returns how many were deleted.
+
+        Raises:
+            CatalogError: the catalog failed.
+        """
+        cleanups = self.lifecycle.pending_cleanups()
+        if not cleanups:
+            return 0
+        keys = [c.object_key for c in cleanups]
+        failed = self._delete_objects(keys)
+        done = [key for key in keys if key not in failed]
+        self.lifecycle.drop_cleanups(done)
+        if failed:
+            log.error("retention: %d superseded object(s) not deleted; retried", len(failed))
+        if done:
+            log.warning("retention: deleted %d superseded object(s)", len(done))
+        return len(done)
+
     def _resume_intents(self, result: SweepResult) -> int:
-        """Finish retention deletions a crash interrupted (erasures are the privacy
-        service's: it resumes its own)."""
+        """Finish retention deletions a crash interrupted, except those of recordings a
+        legal hold now covers (their intents are dropped, audited); erasures are the
+        privacy service's: it resumes its own."""
+        self.finish_cleanups()
+        dropped = self.lifecycle.drop_held_intents(self.actor)
+        if dropped:
+            log.warning(
+                "retention: dropped %d interrupted deletion(s) of now held recordings",
+                len(dropped),
+            )
         intents = [i for i in self.lifecycle.pending_intents() if i.request_id is None]
         if not intents:
             return 0

@@ -230,6 +230,82 @@ def test_correcting_the_customer_rekeys_the_recording(
     assert services.catalog.get_recording("r-wrong").state is RecordingState.ERASED  # type: ignore[union-attr]
 
 
+class Crash(BaseException):
+    """The worker process is killed (nothing catches it, nothing is cleaned up)."""
+
+
+def crash(*args: object, **kwargs: object) -> None:
+    raise Crash
+
+
+def test_an_erasure_interrupted_by_a_crash_is_finished_on_resume(
+    services: Services, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lifecycle = lifecycle_of(services)
+    rows = [store_call(services, f"r-killed-{i}") for i in range(2)]
+    with monkeypatch.context() as patch:  # killed after the key, before the objects went
+        patch.setattr(services.vault, "delete_many", crash)
+        with pytest.raises(Crash):
+            lifecycle.privacy.submit({**ERASE, "request_id": "PR-KILLED"}, requested_by="officer-7")
+    assert lifecycle.privacy.get("PR-KILLED").status.value == "in-progress"
+    assert services.catalog.get_subject_key(rows[0].subject_ref) is None  # shredded
+    store = lifecycle.retention.lifecycle
+    assert {i.recording_id for i in store.pending_intents(request_id="PR-KILLED")} == {
+        "r-killed-0",
+        "r-killed-1",
+    }
+
+    lifecycle.sweep_and_resume()
+    done = lifecycle.privacy.get("PR-KILLED")
+    assert done.status.value == "completed"
+    assert done.result["erased"] == ["r-killed-0", "r-killed-1"]
+    assert done.result["subject_key_destroyed"] is True
+    assert store.pending_intents() == []
+    for row in rows:
+        assert object_versions(services, row.object_key) == 0
+        tomb = services.catalog.get_recording(row.recording_id)
+        assert tomb is not None and tomb.state is RecordingState.ERASED
+        assert (tomb.subject_ref, tomb.call_id, tomb.agent_id) == ("", "", "")
+        (receipt,) = lifecycle.receipts.for_recording(row.recording_id)  # issued once
+        assert receipt.payload["request_id"] == "PR-KILLED"
+        assert receipt.payload["effects"]["subject_key_destroyed"] is True
+        assert lifecycle.signer.verify(receipt)
+    lifecycle.sweep_and_resume()  # nothing more happens
+    assert all(len(lifecycle.receipts.for_recording(r.recording_id)) == 1 for r in rows)
+    assert services.audit.verify().ok
+
+
+def test_a_correction_interrupted_before_the_old_object_is_deleted_is_cleaned_up(
+    services: Services, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lifecycle = lifecycle_of(services)
+    wrong = store_call(services, "r-misfiled", customer="C-WRONG")
+    audio = services.keys.open_recording(services.vault.get(wrong.object_key))
+    body = {
+        "type": "correct",
+        "tenant": "acme",
+        "customer_ref": "C-WRONG",
+        "request_id": "PR-FIX",
+        "identity_verification": verification(),
+        "corrections": {"customer_ref": "C-RIGHT"},
+    }
+    with monkeypatch.context() as patch:  # killed after the commit, before the old delete
+        patch.setattr(services.vault, "delete", crash)
+        with pytest.raises(Crash):
+            lifecycle.privacy.submit(body, requested_by="officer-7")
+    row = services.catalog.get_recording("r-misfiled")
+    assert row is not None and row.object_key != wrong.object_key
+    assert services.vault.exists(wrong.object_key)  # under the wrong customer's key
+    assert lifecycle.privacy.get("PR-FIX").status.value == "in-progress"
+
+    lifecycle.sweep_and_resume()
+    assert object_versions(services, wrong.object_key) == 0
+    assert lifecycle.retention.lifecycle.pending_cleanups() == []
+    assert services.keys.open_recording(services.vault.get(row.object_key)) == audio
+    assert lifecycle.privacy.get("PR-FIX").status.value == "completed"
+    assert services.audit.verify().ok
+
+
 @pytest.mark.parametrize(
     ("body", "reason"),
     [

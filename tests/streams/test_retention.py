@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import boto3
@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from callvault.cli import cli
 from callvault.services import Services
 from storage.receipts import DeletionReceipt
-from storage.types import RecordingState
+from storage.types import RecordingRow, RecordingState
 from streams.lifecycle import Lifecycle
 from streams.metrics import Metrics
 from streams.retention import RULES_DIGEST_SETTING, RetentionService
@@ -270,6 +270,80 @@ def test_a_sweep_interrupted_after_deleting_objects_is_finished_next_time(
     for row in rows:
         assert not services.vault.exists(row.object_key)
         assert len(lifecycle.receipts.for_recording(row.recording_id)) == 1  # exactly one receipt
+    assert services.audit.verify().ok
+
+
+def test_a_hold_placed_after_the_due_query_keeps_its_recording(
+    services: Services, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lifecycle = lifecycle_of(services)
+    row = store_call(services, "r-late-hold")
+    free = store_call(services, "r-late-free", customer="C-FREE")
+    store = lifecycle.retention.lifecycle
+    listed = store.due
+
+    def due_then_hold(now: datetime, limit: int) -> list[RecordingRow]:
+        rows = listed(now, limit)
+        if "r-late-hold" in {r.recording_id for r in rows}:  # counsel is faster than us
+            lifecycle.holds.place(
+                tenant="acme",
+                scope="recording",
+                target="r-late-hold",
+                reason="litigation",
+                reference="CASE-9",
+                placed_by="counsel-1",
+                actor="user:counsel-1",
+            )
+        return rows
+
+    monkeypatch.setattr(store, "due", due_then_hold)
+    clock.now = max(row.retain_until, free.retain_until)
+    result = lifecycle.sweep_and_resume()
+    assert result.expired == ["r-late-free"]
+    assert services.catalog.get_recording("r-late-hold").state is RecordingState.STORED  # type: ignore[union-attr]
+    assert services.vault.exists(row.object_key)
+    assert lifecycle.receipts.for_recording("r-late-hold") == []
+    assert store.pending_intents() == []
+    assert "r-late-hold" in {item["recording_id"] for item in result.held}
+    assert services.audit.verify().ok
+
+
+def test_a_leftover_intent_of_a_now_held_recording_is_dropped_not_executed(
+    services: Services, clock: Clock
+) -> None:
+    lifecycle = lifecycle_of(services)
+    held = store_call(services, "r-intent-held")
+    free = store_call(services, "r-intent-free", customer="C-FREE")
+    clock.now = max(held.retain_until, free.retain_until)
+    store = lifecycle.retention.lifecycle
+    # a sweep marked both and crashed; then a hold was placed on the customer
+    marked = store.mark(
+        [held, free], reason="retention-due", rule="retention:due", actor="worker:test"
+    )
+    assert marked == ["r-intent-held", "r-intent-free"]
+    hold = lifecycle.holds.place(
+        tenant="acme",
+        scope="subject",
+        target=held.subject_ref,
+        reason="regulator inquiry",
+        reference="REG-9",
+        placed_by="counsel-2",
+        actor="user:counsel-2",
+    )
+    result = lifecycle.sweep_and_resume()
+    assert result.expired == ["r-intent-free"] and result.resumed == 1
+    assert services.catalog.get_recording("r-intent-held").state is RecordingState.STORED  # type: ignore[union-attr]
+    assert object_versions(services, held.object_key) >= 1
+    assert object_versions(services, free.object_key) == 0
+    assert store.pending_intents() == []
+    (dropped,) = services.audit.iter_entries(action_prefix="retention.intent-dropped")
+    assert dropped.recording_id == "r-intent-held" and dropped.reason == "legal-hold"
+    # marking a held recording marks nothing
+    assert store.mark([held], reason="retention-due", rule="retention:due", actor="x") == []
+    lifecycle.holds.release(
+        hold.hold_id, released_by="counsel-2", reason="closed", actor="user:counsel-2"
+    )
+    assert lifecycle.sweep_and_resume().expired == ["r-intent-held"]
     assert services.audit.verify().ok
 
 
