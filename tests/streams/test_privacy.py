@@ -487,14 +487,14 @@ def test_after_erase_no_role_or_purpose_obtains_the_audio_over_http(server: WebS
         ("operator", {"purpose": "customer-response"}),
         ("telephony", {"purpose": "customer-response"}),
     ]
-    has_audio_route = server.request("GET", "/v1/recordings/r-gone/audio").status == 401
-    if has_audio_route:  # before: the supervisor gets the audio (so the route really serves it)
-        before = server.request(
-            "GET",
-            "/v1/recordings/r-gone/audio?purpose=customer-response",
-            token=server.token("sup-1", "supervisor"),
-        )
-        assert before.status == 200 and before.body[:4] == b"RIFF"
+    assert server.request("GET", "/v1/recordings/r-gone/audio").status == 401
+    # before: the supervisor gets the audio (so the route really serves it)
+    before = server.request(
+        "GET",
+        "/v1/recordings/r-gone/audio?purpose=customer-response",
+        token=server.token("sup-1", "supervisor"),
+    )
+    assert before.status == 200 and before.body[:4] == b"RIFF"
     officer = server.token("officer-7", "compliance-officer")
     filed = server.request("POST", "/v1/privacy-requests", token=officer, body=ERASE)
     assert filed.json()["status"] == "completed"
@@ -506,8 +506,6 @@ def test_after_erase_no_role_or_purpose_obtains_the_audio_over_http(server: WebS
         services.keys.open_recording(saved)
     with pytest.raises(RecordingNotFound):
         services.vault.get(row.object_key)
-    if not has_audio_route:
-        pytest.skip("GET /v1/recordings/{id}/audio (streams.qa) is not wired in this tree")
     for role, params in asks:
         for mode in ("play", "download"):
             reply = server.request(
