@@ -39,7 +39,7 @@ from streams.qa_params import BadRequest, bad_request, check_evidence, query_tex
 from streams.qa_views import QaViews, facts_of
 from streams.ranges import RangeNotSatisfiable
 from streams.rateguard import RATE_LIMITED
-from streams.web import _run, authenticate, ctx_of, json_error
+from streams.web import _run, audit_or_503, authenticate, ctx_of, json_error
 
 __all__ = ["AudioViews"]
 
@@ -238,9 +238,8 @@ class AudioViews(QaViews):
         try:
             grant = self.grants(ctx).verify(grant_text, rid, now)
         except AuthError as exc:
-            await _run(
+            await audit_or_503(
                 request,
-                ctx.services.audit.append,
                 AuditDraft(
                     actor="anonymous",
                     action="auth.denied",
