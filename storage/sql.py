@@ -87,9 +87,14 @@ def from_db_time(text: str) -> datetime:
     Raises:
         CatalogError: the text is not in the stored form.
     """
+    # The stored form is fixed-width "YYYY-MM-DDTHH:MM:SS.ffffffZ": fromisoformat is
+    # ~20x faster than strptime (hot in listings and the retention sweep); anything
+    # else is refused, as strptime would.
+    if not isinstance(text, str) or len(text) != 27 or text[10] != "T" or text[-1] != "Z":
+        raise CatalogError(f"malformed timestamp in the catalog: {text!r}")
     try:
-        return datetime.strptime(text, _TIME_FORMAT).replace(tzinfo=UTC)
-    except (TypeError, ValueError) as exc:
+        return datetime.fromisoformat(text[:-1]).replace(tzinfo=UTC)
+    except ValueError as exc:
         raise CatalogError(f"malformed timestamp in the catalog: {text!r}") from exc
 
 
