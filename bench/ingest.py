@@ -30,20 +30,8 @@ sys.path.insert(0, str(ROOT))
 from callvault.broker import EmbeddedBroker, free_port  # noqa: E402
 from callvault.demo import demo_event  # noqa: E402
 from callvault.synth import call_wav  # noqa: E402
+from streams.metrics import STAGES  # noqa: E402
 from tests.e2e.harness import WorkerProcess, e2e_settings, open_services, produce, wait_until  # noqa: E402
-
-STAGES = (
-    "validate",
-    "keys",
-    "read",
-    "decode",
-    "redact",
-    "encrypt",
-    "vault",
-    "flush",
-    "catalog",
-    "landing",
-)
 
 
 def stage_sums(web_url: str) -> dict[str, float]:

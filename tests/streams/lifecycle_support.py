@@ -37,6 +37,7 @@ __all__ = [
     "WebServer",
     "make_services",
     "store_call",
+    "lifecycle_of",
     "web_app",
     "request",
 ]
@@ -240,3 +241,8 @@ def web_app(services: Services, lifecycle: Lifecycle, metrics: Metrics) -> Calla
 
 def verification(officer: str = "officer-7") -> dict[str, str]:
     return {"verified_by": officer, "method": "id-document"}
+
+
+def lifecycle_of(services: Services, metrics: Metrics | None = None) -> Lifecycle:
+    """The retention + privacy services of ``services``, as the worker builds them."""
+    return Lifecycle.from_services(services, actor="worker:test", metrics=metrics)

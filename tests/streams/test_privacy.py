@@ -16,13 +16,13 @@ import pytest
 from callvault.services import Services
 from storage.errors import KeyDestroyed, RecordingNotFound
 from storage.types import RecordingState
-from streams.lifecycle import Lifecycle
 from streams.metrics import Metrics
 from streams.privacy import PrivacyRequestRejected, parse_privacy_request
 from tests.streams.lifecycle_support import (
     NOW,
     Clock,
     WebServer,
+    lifecycle_of,
     make_services,
     store_call,
     verification,
@@ -35,40 +35,6 @@ ERASE = {
     "customer_ref": "C-1001",
     "identity_verification": verification(),
 }
-
-
-@pytest.fixture(params=["file", "s3"])
-def vault_kind(request: pytest.FixtureRequest) -> str:
-    if request.param == "s3":
-        request.getfixturevalue("s3_reset")
-        request.getfixturevalue("s3_env")
-    return str(request.param)
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def services(
-    tmp_path: Path, catalog_url: str, vault_kind: str, clock: Clock, request: pytest.FixtureRequest
-) -> Iterator[Services]:
-    endpoint = request.getfixturevalue("s3_endpoint") if vault_kind == "s3" else None
-    opened = make_services(tmp_path, catalog_url, vault_kind, clock, s3_endpoint=endpoint)
-    yield opened
-    opened.close()
-
-
-@pytest.fixture
-def file_services(tmp_path: Path, clock: Clock) -> Iterator[Services]:
-    opened = make_services(tmp_path, f"sqlite:///{tmp_path}/catalog.sqlite3", "file", clock)
-    yield opened
-    opened.close()
-
-
-def lifecycle_of(services: Services, metrics: Metrics | None = None) -> Lifecycle:
-    return Lifecycle.from_services(services, actor="worker:test", metrics=metrics)
 
 
 def test_erase_shreds_every_copy_and_leaves_tombstones(services: Services, clock: Clock) -> None:

@@ -5,7 +5,6 @@ settable clock."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -17,46 +16,11 @@ from callvault.cli import cli
 from callvault.services import Services
 from storage.receipts import DeletionReceipt
 from storage.types import RecordingRow, RecordingState
-from streams.lifecycle import Lifecycle
 from streams.metrics import Metrics
 from streams.retention import RULES_DIGEST_SETTING, RetentionService
-from tests.streams.lifecycle_support import Clock, make_services, store_call
+from tests.streams.lifecycle_support import Clock, lifecycle_of, make_services, store_call
 
 POLICY = Path(__file__).resolve().parents[2] / "policies" / "data" / "policy.yaml"
-
-
-@pytest.fixture(params=["file", "s3"])
-def vault_kind(request: pytest.FixtureRequest) -> str:
-    if request.param == "s3":
-        request.getfixturevalue("s3_reset")
-        request.getfixturevalue("s3_env")
-    return str(request.param)
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def services(
-    tmp_path: Path, catalog_url: str, vault_kind: str, clock: Clock, request: pytest.FixtureRequest
-) -> Iterator[Services]:
-    endpoint = request.getfixturevalue("s3_endpoint") if vault_kind == "s3" else None
-    opened = make_services(tmp_path, catalog_url, vault_kind, clock, s3_endpoint=endpoint)
-    yield opened
-    opened.close()
-
-
-@pytest.fixture
-def file_services(tmp_path: Path, clock: Clock) -> Iterator[Services]:
-    opened = make_services(tmp_path, f"sqlite:///{tmp_path}/catalog.sqlite3", "file", clock)
-    yield opened
-    opened.close()
-
-
-def lifecycle_of(services: Services, metrics: Metrics | None = None) -> Lifecycle:
-    return Lifecycle.from_services(services, actor="worker:test", metrics=metrics)
 
 
 def object_versions(services: Services, key: str) -> int:
