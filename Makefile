@@ -25,6 +25,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/access.py
 	$(BIN)/python bench/retention.py
+	$(BIN)/python bench/import.py
 
 check: $(STAMP)
 	$(BIN)/ruff format --check callvault streams storage policies tests bench
