@@ -60,7 +60,17 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from callvault.errors import ConfigError
 from storage.errors import KeyringError
 
-__all__ = ["Keyring", "LocalKeyring", "open_keyring", "canonical_context", "KEY_FILE_FORMAT"]
+__all__ = [
+    "Keyring",
+    "LocalKeyring",
+    "open_keyring",
+    "canonical_context",
+    "pseudonym",
+    "hmac_signature",
+    "split_signature",
+    "hmac_matches",
+    "KEY_FILE_FORMAT",
+]
 
 KEY_FILE_FORMAT = "callvault-keyring/1"
 _WRAP_MAGIC = b"CVKW"
@@ -124,6 +134,43 @@ class Keyring(Protocol):
     def master_key_created_at(self) -> datetime:
         """When the current master key was created (UTC)."""
         ...
+
+
+def pseudonym(secret: bytes, tenant: str, value: str) -> str:
+    """HMAC-SHA256 pseudonym of ``value`` within ``tenant`` (shared by every keyring,
+    so a move between keyrings that keep the same secret keeps every pseudonym).
+
+    Raises:
+        KeyringError: an empty tenant or value.
+    """
+    if not tenant or not value:
+        raise KeyringError("pseudonymize needs a non-empty tenant and value")
+    t, v = tenant.encode(), value.encode()
+    # Length prefixes keep ("ab", "c") and ("a", "bc") apart.
+    message = _PSEUDONYM_DOMAIN + struct.pack(">I", len(t)) + t + struct.pack(">I", len(v)) + v
+    return hmac.new(secret, message, hashlib.sha256).hexdigest()
+
+
+def hmac_signature(key_id: str, key: bytes, payload: bytes) -> str:
+    """``"<key_id>.<urlsafe base64 HMAC-SHA256>"``, the form ``Keyring.sign`` returns."""
+    mac = hmac.new(key, payload, hashlib.sha256).digest()
+    return f"{key_id}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode('ascii')}"
+
+
+def split_signature(signature: object) -> tuple[str, bytes] | None:
+    """``(key_id, mac)`` of a signature string, or None when it is malformed."""
+    if not isinstance(signature, str) or signature.count(".") != 1:
+        return None
+    key_id, encoded = signature.split(".")
+    try:
+        return key_id, base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+    except (binascii.Error, ValueError):
+        return None
+
+
+def hmac_matches(key: bytes, payload: bytes, mac: bytes) -> bool:
+    """Constant-time check of ``mac`` over ``payload``."""
+    return hmac.compare_digest(hmac.new(key, payload, hashlib.sha256).digest(), mac)
 
 
 def canonical_context(context: Mapping[str, str]) -> bytes:
@@ -231,12 +278,7 @@ class LocalKeyring:
             ) from exc
 
     def pseudonymize(self, tenant: str, value: str) -> str:
-        if not tenant or not value:
-            raise KeyringError("pseudonymize needs a non-empty tenant and value")
-        t, v = tenant.encode(), value.encode()
-        # Length prefixes keep ("ab", "c") and ("a", "bc") apart.
-        message = _PSEUDONYM_DOMAIN + struct.pack(">I", len(t)) + t + struct.pack(">I", len(v)) + v
-        return hmac.new(self._pseudonym_secret, message, hashlib.sha256).hexdigest()
+        return pseudonym(self._pseudonym_secret, tenant, value)
 
     def sign(self, payload: bytes) -> str:
         self._refresh_if_changed()
@@ -244,17 +286,13 @@ class LocalKeyring:
             key_id = str(self._state["current_signing_key"])
             key = self._signing_key(key_id)
         assert key is not None  # the current signing key is never retired
-        mac = hmac.new(key, payload, hashlib.sha256).digest()
-        return f"{key_id}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode('ascii')}"
+        return hmac_signature(key_id, key, payload)
 
     def verify(self, payload: bytes, signature: str) -> bool:
-        if not isinstance(signature, str) or signature.count(".") != 1:
+        parts = split_signature(signature)
+        if parts is None:
             return False
-        key_id, encoded = signature.split(".")
-        try:
-            mac = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
-        except (binascii.Error, ValueError):
-            return False
+        key_id, mac = parts
         key = self._signing_key(key_id)
         if key is None and _KEY_ID_PATTERN.fullmatch(key_id):
             with self._lock:
@@ -267,7 +305,7 @@ class LocalKeyring:
                 key = self._signing_key(key_id)
         if key is None:
             return False
-        return hmac.compare_digest(hmac.new(key, payload, hashlib.sha256).digest(), mac)
+        return hmac_matches(key, payload, mac)
 
     def rotate(self) -> str:
         with self._lock, self._file_lock():

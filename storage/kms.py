@@ -56,13 +56,10 @@ import base64
 import binascii
 import contextlib
 import fcntl
-import hashlib
-import hmac
 import json
 import os
 import re
 import secrets
-import struct
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
@@ -73,7 +70,13 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from storage.errors import KeyringError
-from storage.keyring import canonical_context
+from storage.keyring import (
+    canonical_context,
+    hmac_matches,
+    hmac_signature,
+    pseudonym,
+    split_signature,
+)
 
 __all__ = ["KmsKeyring", "make_kms_client", "SECRETS_FORMAT", "SECRETS_CONTEXT"]
 
@@ -83,7 +86,6 @@ _WRAP_MAGIC = b"CVKK"
 _WRAP_VERSION = 1
 _KEY_SIZE = 32
 _NONCE_SIZE = 12
-_PSEUDONYM_DOMAIN = b"callvault-pseudonym/1"  # the same construction as LocalKeyring
 _SIGNING_ID = re.compile(r"sk-[0-9a-f]{16}")
 
 T = TypeVar("T")
@@ -265,28 +267,20 @@ class KmsKeyring:
         return bytes(response["Plaintext"])
 
     def pseudonymize(self, tenant: str, value: str) -> str:
-        if not tenant or not value:
-            raise KeyringError("pseudonymize needs a non-empty tenant and value")
-        t, v = tenant.encode(), value.encode()
-        message = _PSEUDONYM_DOMAIN + struct.pack(">I", len(t)) + t + struct.pack(">I", len(v)) + v
-        return hmac.new(self._pseudonym_secret, message, hashlib.sha256).hexdigest()
+        return pseudonym(self._pseudonym_secret, tenant, value)
 
     def sign(self, payload: bytes) -> str:
         with self._lock:
             key_id = str(self._secrets["current_signing_key"])
             key = self._signing_key(key_id)
         assert key is not None  # the current signing key is never retired
-        mac = hmac.new(key, payload, hashlib.sha256).digest()
-        return f"{key_id}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode('ascii')}"
+        return hmac_signature(key_id, key, payload)
 
     def verify(self, payload: bytes, signature: str) -> bool:
-        if not isinstance(signature, str) or signature.count(".") != 1:
+        parts = split_signature(signature)
+        if parts is None:
             return False
-        key_id, encoded = signature.split(".")
-        try:
-            mac = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
-        except (binascii.Error, ValueError):
-            return False
+        key_id, mac = parts
         key = self._signing_key(key_id)
         if (
             key is None
@@ -302,7 +296,7 @@ class KmsKeyring:
             key = self._signing_key(key_id)
         if key is None:
             return False
-        return hmac.compare_digest(hmac.new(key, payload, hashlib.sha256).digest(), mac)
+        return hmac_matches(key, payload, mac)
 
     def rotate(self) -> str:
         """Add a signing key and re-encrypt the secrets file under the current KMS key.
