@@ -81,8 +81,8 @@ __all__ = [
     "import_command",
 ]
 
-REQUIRED_COLUMNS = (
-    "file",
+#: Manifest columns copied as they are into the event's fields of the same name.
+_EVENT_COLUMNS = (
     "recording_id",
     "call_id",
     "tenant",
@@ -92,9 +92,8 @@ REQUIRED_COLUMNS = (
     "customer_ref",
     "queue",
     "direction",
-    "consent",
-    "format",
 )
+REQUIRED_COLUMNS = ("file", *_EVENT_COLUMNS, "consent", "format")
 OPTIONAL_COLUMNS = ("purposes", "pci_pauses", "sha256")
 STATUSES = ("stored", "duplicate", "declined", "skipped", "failed")
 _PLACEHOLDER_SHA = "0" * 64  # audio we could not read: the pipeline rejects it with its reason
@@ -557,20 +556,7 @@ def _event(item: _Pending, schema: str) -> dict[str, Any]:
     fmt = _text(row.get("format")).lower() or PurePosixPath(item.file).suffix.lstrip(".").lower()
     event: dict[str, Any] = {
         "schema": schema,
-        **{
-            name: _text(row.get(name))
-            for name in (
-                "recording_id",
-                "call_id",
-                "tenant",
-                "started_at",
-                "ended_at",
-                "agent_id",
-                "customer_ref",
-                "queue",
-                "direction",
-            )
-        },  # fmt: skip
+        **{name: _text(row.get(name)) for name in _EVENT_COLUMNS},
         "consent": {"recording": _text(row.get("consent"))},
         "audio": {"uri": item.uri, "format": fmt, "sha256": item.sha256},
     }
