@@ -17,37 +17,18 @@ from storage.stats import governance_counts
 from storage.types import RecordingRow, RecordingState
 from streams.governance import GovernanceCollector
 from streams.metrics import Metrics
+from tests.storage.test_catalog import make_row as catalog_row
 
 T0 = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
 CLASSES = ("standard-90d", "end-of-contract")
 
 
 def make_row(recording_id: str, retention_class: str, retain_until: datetime) -> RecordingRow:
-    return RecordingRow(
-        recording_id=recording_id,
-        call_id=f"call-{recording_id}",
-        tenant="acme",
-        subject_ref="subj-1",
-        agent_id="agent-1",
-        queue="billing",
-        direction="inbound",
-        started_at=T0,
-        ended_at=T0 + timedelta(minutes=3),
-        duration_ms=180_000,
-        consent="notified",
+    return catalog_row(
+        recording_id,
         purposes=("quality-improvement",),
         retention_class=retention_class,
         retain_until=retain_until,
-        object_key=f"obj/{recording_id}",
-        subject_key_id="key-1",
-        ciphertext_sha256="ab" * 32,
-        stored_size=2048,
-        audio_bytes=1900,
-        audio_format="wav/mulaw",
-        sample_rate=8000,
-        channels=1,
-        pci_redacted_ms=0,
-        created_at=T0,
     )
 
 
