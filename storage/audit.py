@@ -45,6 +45,7 @@ from storage.sql import Database, Row, Transaction, from_db_time, to_db_time
 from storage.types import AuditEntry
 
 __all__ = [
+    "entry_json",
     "AuditDraft",
     "AuditLog",
     "AuditVerification",
@@ -152,6 +153,23 @@ def canonical_json(value: Any) -> str:
         )
     except (TypeError, ValueError) as exc:
         raise AuditError(f"audit details are not JSON: {exc}") from exc
+
+
+def entry_json(entry: AuditEntry) -> dict[str, Any]:
+    """The entry as JSON-ready data (ISO 8601 time, hash included), as the HTTP API and
+    the ``callvault.audit`` topic publish it."""
+    return {
+        "seq": entry.seq,
+        "at": entry.at.isoformat(),
+        "actor": entry.actor,
+        "action": entry.action,
+        "outcome": entry.outcome,
+        "reason": entry.reason,
+        "recording_id": entry.recording_id,
+        "details": entry.details,
+        "prev_hash": entry.prev_hash,
+        "hash": entry.hash,
+    }
 
 
 def entry_hash(entry: AuditEntry) -> str:

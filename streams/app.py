@@ -17,7 +17,6 @@ import json
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,6 +26,7 @@ from mode import Service
 
 from callvault.errors import CallvaultError
 from callvault.services import Services
+from storage.audit import entry_json
 from storage.types import AuditEntry
 from streams.auth import LocalTokens, TokenVerifier
 from streams.governance import GovernanceCollector, refresh_worker_gauges
@@ -49,12 +49,6 @@ TOPICS = {
 BATCH_MAX = 256
 BATCH_WITHIN = 0.2
 PARTITIONS = 4
-
-
-def _entry_json(entry: AuditEntry) -> bytes:
-    data = asdict(entry)
-    data["at"] = entry.at.isoformat()
-    return json.dumps(data, separators=(",", ":"), sort_keys=True).encode()
 
 
 class Worker:
@@ -265,7 +259,9 @@ class Worker:
     async def _flush_audit(self) -> None:
         while self._audit_buffer:
             entry = self._audit_buffer.popleft()
-            await self.audit_topic.send(value=_entry_json(entry))
+            await self.audit_topic.send(
+                value=json.dumps(entry_json(entry), separators=(",", ":"), sort_keys=True).encode()
+            )
 
     async def publish_recording(self, event: bytes, recording_id: str) -> None:
         # Keyed by recording id: every (re)delivery of one recording lands on the same

@@ -6,31 +6,15 @@ as ``audit.read``); ``GET /v1/disclosures`` lists the disclosure ledger.
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
+from storage.audit import entry_json
 from storage.types import AuditEntry
 from streams.qa_params import BadRequest, bad_request, query_int, query_text
 from streams.qa_views import QaViews
 from streams.web import _run, ctx_of, require
 
 __all__ = ["AuditViews"]
-
-
-def _entry_json(entry: AuditEntry) -> dict[str, Any]:
-    return {
-        "seq": entry.seq,
-        "at": entry.at.isoformat(),
-        "actor": entry.actor,
-        "action": entry.action,
-        "outcome": entry.outcome,
-        "reason": entry.reason,
-        "recording_id": entry.recording_id,
-        "details": entry.details,
-        "prev_hash": entry.prev_hash,
-        "hash": entry.hash,
-    }
 
 
 class AuditViews(QaViews):
@@ -63,7 +47,7 @@ class AuditViews(QaViews):
         )  # fmt: skip
         return web.json_response(
             {
-                "entries": [_entry_json(entry) for entry in entries],
+                "entries": [entry_json(entry) for entry in entries],
                 "next_after_seq": entries[-1].seq if len(entries) == limit else None,
             },
             headers={"Cache-Control": "no-store"},
