@@ -314,7 +314,7 @@ class Worker:
     def health(self) -> dict[str, Any]:
         status: dict[str, Any] = {"status": "ok", "worker": self.services.settings.worker_id}
         try:
-            self.services.catalog.recording_ids_present([])
+            self.services.catalog.database.fetch_one("SELECT 1")  # a real round trip
             status["catalog"] = "ok"
         except CallvaultError as exc:
             status.update(status="degraded", catalog=str(exc))
