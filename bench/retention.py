@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from callvault.services import build_services  # noqa: E402
 from callvault.settings import load_settings  # noqa: E402
-from storage.audit import AuditDraft  # noqa: E402
+from storage.catalog.audit import AuditDraft  # noqa: E402
 from storage.types import RecordingRow  # noqa: E402
 from streams.ingest import object_key_for  # noqa: E402
 from streams.retention import RetentionService  # noqa: E402

@@ -368,8 +368,8 @@ def run_import(
         ConfigError: bad ``source`` or ``batch_size``.
         StorageError: the vault, catalog or audit log failed (re-run to resume).
     """
-    from storage.audit import AuditDraft
-    from storage.s3 import make_s3_client
+    from storage.catalog.audit import AuditDraft
+    from storage.vault.s3 import make_s3_client
     from streams.ingest import IngestPipeline
     from streams.metrics import Metrics
 

@@ -104,7 +104,7 @@ def rotate_master_key(
         KeyringError: the keyring could not rotate, or a key could not be rewrapped.
         CatalogError / AuditError: the catalog failed.
     """
-    from storage.audit import AuditDraft
+    from storage.catalog.audit import AuditDraft
 
     keyring = services.keyring
     master = keyring.rotate() if not resume else keyring.current_key_id

@@ -170,7 +170,7 @@ def receipt() -> None:
 @click.pass_context
 def receipt_verify(ctx: click.Context, source: str) -> None:
     """Verify a receipt: a JSON FILE (as printed by `receipt show`) or a RECEIPT_ID."""
-    from storage.receipts import DeletionReceipt, ReceiptError
+    from storage.catalog.receipts import DeletionReceipt, ReceiptError
 
     with _lifecycle(ctx) as lifecycle:
         try:
@@ -242,7 +242,7 @@ def hold_place(
     placed_by: str,
 ) -> None:
     """Place a legal hold."""
-    from storage.holds import HoldScope
+    from storage.catalog.holds import HoldScope
 
     with _lifecycle(ctx, actor=f"user:{placed_by}") as lifecycle:
         try:

@@ -15,14 +15,14 @@ from pathlib import Path
 
 from callvault.settings import Settings
 from policies import Policy, load_policy
-from storage.audit import AuditLog
 from storage.catalog import Catalog, open_catalog
-from storage.keyring import Keyring, open_keyring
-from storage.keys import KeyService
+from storage.catalog.audit import AuditLog
+from storage.crypto.keyring import Keyring, open_keyring
+from storage.crypto.keys import KeyService
 from storage.landing import Landing
-from storage.s3 import make_s3_client
 from storage.types import AuditEntry
 from storage.vault import Vault, open_vault
+from storage.vault.s3 import make_s3_client
 
 __all__ = ["Services", "build_services", "keyring_for"]
 

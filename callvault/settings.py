@@ -136,12 +136,6 @@ class Settings:
     def landing_dir(self) -> Path:
         return self.data_dir / "landing"
 
-    def with_overrides(self, **changes: Any) -> Settings:
-        """A copy with some settings replaced (used by tests and the CLI)."""
-        merged = {f.name: getattr(self, f.name) for f in fields(self)}
-        merged.update(changes)
-        return _finish(merged)
-
 
 FIELDS = tuple(fields(Settings))
 

@@ -362,16 +362,6 @@ class Policy:
                 return retention_class
         raise AssertionError("validated policy has a contract-termination class")
 
-    @property
-    def taggable_purposes(self) -> tuple[str, ...]:
-        """Purposes a recording may be tagged with at ingest (the tag-bound ones)."""
-        return tuple(p.id for p in self.purposes.values() if p.tag_bound)
-
-    @property
-    def ingest_purposes(self) -> tuple[str, ...]:
-        """Same as :attr:`taggable_purposes` (the spelling ``streams.ingest`` uses)."""
-        return self.taggable_purposes
-
     def policy_rules(self) -> dict[str, str]:
         """Every rule written in the policy file, mapped to the clause id it names."""
         rules: dict[str, str] = {}

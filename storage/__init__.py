@@ -8,8 +8,23 @@ hash-chained audit log. See storage/README.md. Never imports ``streams`` or
 """
 
 from storage.audio import DecodedAudio, WavInfo, decode, encode_wav, silence, wav_info
-from storage.audit import AuditDraft, AuditLog, AuditVerification
-from storage.catalog import Catalog, DailyStat, open_catalog
+from storage.catalog import (
+    AuditDraft,
+    AuditLog,
+    AuditVerification,
+    Catalog,
+    DailyStat,
+    open_catalog,
+)
+from storage.crypto import (
+    Keyring,
+    KeyService,
+    KmsKeyring,
+    LocalKeyring,
+    SealedRecording,
+    SubjectKeyStore,
+    open_keyring,
+)
 from storage.errors import (
     AudioError,
     AuditError,
@@ -18,18 +33,14 @@ from storage.errors import (
     KeyDestroyed,
     KeyringError,
     LandingError,
-    ObjectExists,
+    LandingRejected,
     RecordingNotFound,
     StorageError,
     UnsupportedAudioFormat,
 )
-from storage.keyring import Keyring, LocalKeyring, open_keyring
-from storage.keys import KeyService, SealedRecording, SubjectKeyStore
-from storage.kms import KmsKeyring
-from storage.landing import Landing, LandingRef, LandingRejected, StaleLanding
-from storage.s3 import S3Vault, make_s3_client
+from storage.landing import Landing, LandingRef, StaleLanding
 from storage.types import AuditEntry, ObjectInfo, RecordingRow, RecordingState, SubjectKeyRecord
-from storage.vault import LocalVault, Vault, open_vault
+from storage.vault import LocalVault, S3Vault, Vault, make_s3_client, open_vault
 
 __all__ = [
     "AuditDraft",
@@ -54,7 +65,6 @@ __all__ = [
     "LandingRejected",
     "LocalKeyring",
     "LocalVault",
-    "ObjectExists",
     "ObjectInfo",
     "RecordingNotFound",
     "RecordingRow",

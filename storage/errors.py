@@ -1,7 +1,26 @@
-"""Errors raised by the storage layer (vaults, envelope encryption, audio, catalog, audit).
+"""Errors raised by the storage layer (vaults, crypto, audio, landing, catalog).
 
-Vendor errors (botocore, sqlite3, psycopg, cryptography) are translated here at the
-boundary and chained with ``raise ... from exc``; no caller ever sees them.
+Vendor errors (botocore, sqlite3, psycopg, cryptography) are translated at the
+boundary (botocore in :mod:`storage._aws`) and chained with ``raise ... from exc``;
+no caller ever sees them. The tree (part of the one drawn in :mod:`callvault.errors`)::
+
+    StorageError
+    ├── RecordingNotFound           no object / row for that key or id
+    ├── IntegrityError              tampered, truncated or spliced object
+    ├── KeyringError
+    │   └── KeyDestroyed            the subject key was shredded (erasure)
+    ├── AudioError
+    │   └── UnsupportedAudioFormat
+    ├── LandingError                landing audio unreadable (worth retrying)
+    │   └── LandingRejected         refused for good, with a ``reason`` code
+    ├── CatalogError
+    ├── AuditError
+    ├── HoldError                   a malformed hold
+    │   └── HoldNotFound
+    ├── ReceiptError                a malformed deletion receipt
+    │   └── ReceiptNotFound
+    └── PrivacyRequestError         a malformed or unstorable privacy request
+        └── PrivacyRequestNotFound
 """
 
 from __future__ import annotations
@@ -11,15 +30,21 @@ from callvault.errors import CallvaultError
 __all__ = [
     "StorageError",
     "RecordingNotFound",
-    "ObjectExists",
     "IntegrityError",
     "KeyringError",
     "KeyDestroyed",
     "AudioError",
     "UnsupportedAudioFormat",
     "LandingError",
+    "LandingRejected",
     "CatalogError",
     "AuditError",
+    "HoldError",
+    "HoldNotFound",
+    "ReceiptError",
+    "ReceiptNotFound",
+    "PrivacyRequestError",
+    "PrivacyRequestNotFound",
 ]
 
 
@@ -29,10 +54,6 @@ class StorageError(CallvaultError):
 
 class RecordingNotFound(StorageError):
     """No object / catalog row exists for the given key or recording id."""
-
-
-class ObjectExists(StorageError):
-    """A vault object already exists under the key (and ``overwrite`` was not asked)."""
 
 
 class IntegrityError(StorageError):
@@ -62,9 +83,42 @@ class LandingError(StorageError):
     """Landing audio is missing, unreadable, too large or outside the landing roots."""
 
 
+class LandingRejected(LandingError):
+    """The landing URI or its audio is refused for good; ``reason`` is one of
+    :data:`storage.landing.REASONS`."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 class CatalogError(StorageError):
     """The catalog database failed or holds inconsistent data."""
 
 
 class AuditError(StorageError):
     """The audit log could not be written or read."""
+
+
+class HoldError(StorageError):
+    """A hold request is malformed (empty reason, unknown scope, ...)."""
+
+
+class HoldNotFound(HoldError):
+    """No hold with that id."""
+
+
+class ReceiptError(StorageError):
+    """A receipt is malformed (not JSON, missing fields)."""
+
+
+class ReceiptNotFound(ReceiptError):
+    """No receipt with that id (or for that recording)."""
+
+
+class PrivacyRequestError(StorageError):
+    """A privacy request is malformed or cannot be stored."""
+
+
+class PrivacyRequestNotFound(PrivacyRequestError):
+    """No privacy request with that id."""

@@ -45,8 +45,10 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from callvault.errors import ConfigError
-from storage.errors import LandingError
-from storage.vault import write_file_atomically
+from storage import _aws
+from storage._aws import AwsFailure, Failure
+from storage._files import write_file_atomically
+from storage.errors import LandingError, LandingRejected
 
 __all__ = [
     "Landing",
@@ -63,15 +65,6 @@ MAX_SIDECAR_BYTES = 1 << 20
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\\]")
-_NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
-
-
-class LandingRejected(LandingError):
-    """The landing URI or its audio is refused for good; ``reason`` is one of :data:`REASONS`."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -119,7 +112,7 @@ class Landing:
     """Read, write and delete landing audio inside ``roots`` (see the module docstring).
 
     ``s3_client_factory`` makes the boto3 S3 client used for ``s3://`` roots (called
-    once, lazily); by default :func:`storage.s3.make_s3_client` with boto3's usual
+    once, lazily); by default :func:`storage._aws.make_client` with boto3's usual
     credential chain.
 
     Raises:
@@ -453,26 +446,23 @@ class Landing:
             if self._s3_client_factory is not None:
                 self._s3_client = self._s3_client_factory()
             else:
-                from storage.s3 import make_s3_client
+                from storage.vault.s3 import make_s3_client
 
                 self._s3_client = make_s3_client()
         return self._s3_client
 
     def _s3_guard(self, action: str, where: str, call: Callable[[], Any]) -> Any:
         """Run ``call``; turn botocore errors into landing errors."""
-        from botocore.exceptions import BotoCoreError, ClientError
 
-        try:
+        def landing_error(failure: AwsFailure) -> LandingError:
+            if failure.kind is Failure.NOT_FOUND:
+                return _reject("landing-missing", f"landing object {where} does not exist")
+            if failure.kind is Failure.NO_BUCKET:
+                return LandingError(f"landing bucket of {where} does not exist")
+            return LandingError(f"S3 {action} of {where} failed: {failure.code or failure}")
+
+        with _aws.translated(landing_error):
             return call()
-        except ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", ""))
-            if code in _NOT_FOUND:
-                raise _reject("landing-missing", f"landing object {where} does not exist") from exc
-            if code == "NoSuchBucket":
-                raise LandingError(f"landing bucket of {where} does not exist") from exc
-            raise LandingError(f"S3 {action} of {where} failed: {code}") from exc
-        except BotoCoreError as exc:
-            raise LandingError(f"S3 {action} of {where} failed: {exc}") from exc
 
     def _s3_call(self, action: str, key: str, method: str, **kwargs: Any) -> Any:
         where = f"s3://{kwargs.get('Bucket')}/{key}"
@@ -497,32 +487,23 @@ class Landing:
         return result
 
     def _s3_delete(self, ref: LandingRef) -> None:
+        assert ref.bucket is not None and ref.key is not None
+        bucket, key = ref.bucket, ref.key
+
         def remove() -> None:
             client = self._client()
             try:
-                pages = client.get_paginator("list_object_versions").paginate(
-                    Bucket=ref.bucket, Prefix=ref.key
-                )
-                entries = [
-                    {"Key": item["Key"], "VersionId": item["VersionId"]}
-                    for page in pages
-                    for item in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]
-                    if item["Key"] == ref.key
-                ]
+                entries = _aws.list_versions(client, bucket, key)
             except Exception as exc:
-                if getattr(exc, "response", {}).get("Error", {}).get("Code") == "NoSuchBucket":
+                failure = _aws.failure_of(exc)
+                if failure is None or failure.kind in (Failure.NO_BUCKET, Failure.UNREACHABLE):
                     raise
                 # Not allowed to list versions: a plain delete is the best we can do.
-                client.delete_object(Bucket=ref.bucket, Key=ref.key)
+                client.delete_object(Bucket=bucket, Key=key)
                 return
-            for start in range(0, len(entries), 1000):
-                response = client.delete_objects(
-                    Bucket=ref.bucket,
-                    Delete={"Objects": entries[start : start + 1000], "Quiet": True},
-                )
-                if response.get("Errors"):
-                    error = response["Errors"][0]
-                    raise LandingError(f"could not delete {ref.uri}: {error.get('Code')}")
+            errors = _aws.delete_versions(client, bucket, entries)
+            if errors:
+                raise LandingError(f"could not delete {ref.uri}: {next(iter(errors.values()))}")
 
         try:
             self._s3_guard("delete", ref.uri, remove)

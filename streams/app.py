@@ -26,7 +26,7 @@ from mode import Service
 
 from callvault.errors import CallvaultError
 from callvault.services import Services
-from storage.audit import entry_json
+from storage.catalog.audit import entry_json
 from storage.types import AuditEntry
 from streams.auth import LocalTokens, TokenVerifier
 from streams.governance import GovernanceCollector, refresh_worker_gauges
@@ -36,7 +36,7 @@ from streams.metrics import Metrics
 from streams.qa import QaAccess
 from streams.web import WebContext, build_web_app
 
-__all__ = ["Worker", "TOPICS", "create_worker"]
+__all__ = ["Worker", "TOPICS"]
 
 log = logging.getLogger(__name__)
 
@@ -334,7 +334,3 @@ class Worker:
         )
         with contextlib.suppress(SystemExit):
             worker.execute_from_commandline()
-
-
-def create_worker(services: Services, *, broker_url: str, **kwargs: Any) -> Worker:
-    return Worker(services, broker_url=broker_url, **kwargs)

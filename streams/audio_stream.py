@@ -24,8 +24,9 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from storage import envelope
-from storage.envelope import EnvelopeHeader
+from storage.crypto import envelope
+from storage.crypto.envelope import EnvelopeHeader
+from storage.crypto.keys import KeyService
 from storage.errors import (
     IntegrityError,
     KeyDestroyed,
@@ -33,7 +34,6 @@ from storage.errors import (
     RecordingNotFound,
     StorageError,
 )
-from storage.keys import KeyService
 from storage.types import RecordingRow
 from storage.vault import Vault
 from streams.ranges import content_range, parse_range

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from storage.audit import entry_json
+from storage.catalog.audit import entry_json
 from storage.types import AuditEntry
 from streams.qa_params import BadRequest, bad_request, query_int, query_text
 from streams.qa_views import QaViews

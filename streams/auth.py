@@ -24,7 +24,7 @@ from typing import Protocol
 
 from callvault.errors import CallvaultError
 from policies import Principal
-from storage.keyring import Keyring
+from storage.crypto.keyring import Keyring
 
 __all__ = ["AuthError", "TokenVerifier", "LocalTokens", "parse_ttl", "AUDIENCE"]
 

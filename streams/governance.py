@@ -38,8 +38,8 @@ from typing import Any
 
 from callvault.errors import CallvaultError
 from storage.catalog import Catalog
-from storage.keyring import Keyring
-from storage.stats import GovernanceCounts, HeldFilter, governance_counts
+from storage.catalog.stats import GovernanceCounts, HeldFilter, governance_counts
+from storage.crypto.keyring import Keyring
 from streams.metrics import Metrics
 
 __all__ = [

@@ -34,12 +34,12 @@ from typing import Any
 
 from policies import IngestDecision, Policy, PolicyInputError, decide_ingest
 from storage.audio import decode, encode_wav, silence
-from storage.audit import AuditDraft, AuditLog
 from storage.catalog import Catalog
+from storage.catalog.audit import AuditDraft, AuditLog
+from storage.catalog.restrictions import SubjectRestrictions
+from storage.crypto.keys import KeyService
 from storage.errors import AudioError, UnsupportedAudioFormat
-from storage.keys import KeyService
 from storage.landing import Landing, LandingRef, LandingRejected
-from storage.restrictions import SubjectRestrictions
 from storage.types import RecordingRow
 from storage.vault import Vault
 from streams.errors import EventRejected

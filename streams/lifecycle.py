@@ -42,11 +42,11 @@ from aiohttp import web
 
 from callvault.errors import CallvaultError
 from callvault.services import Services
-from storage.audit import AuditDraft
+from storage.catalog.audit import AuditDraft
+from storage.catalog.holds import HoldError, HoldNotFound, HoldScope, HoldStore, LegalHold
+from storage.catalog.receipts import ReceiptNotFound, ReceiptSigner, ReceiptStore
+from storage.catalog.requests import PrivacyRequestNotFound, RequestStatus
 from storage.errors import AuditError
-from storage.holds import HoldError, HoldNotFound, HoldScope, HoldStore, LegalHold
-from storage.receipts import ReceiptNotFound, ReceiptSigner, ReceiptStore
-from storage.requests import PrivacyRequestNotFound, RequestStatus
 from streams.metrics import Metrics
 from streams.privacy import PrivacyRequestRejected, PrivacyService
 from streams.retention import RetentionService, SweepResult

@@ -69,8 +69,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from callvault.errors import CallvaultError
-from storage.audit import AuditDraft
-from storage.requests import PrivacyRequest, PrivacyRequestNotFound, RequestStatus
+from storage.catalog.audit import AuditDraft
+from storage.catalog.requests import PrivacyRequest, PrivacyRequestNotFound, RequestStatus
 from storage.types import RecordingState
 from streams.privacy_correction import RecordCorrection
 from streams.privacy_erasure import SubjectErasure

@@ -13,13 +13,13 @@ from pathlib import Path
 
 from policies import Policy
 from storage.catalog import Catalog
-from storage.disclosures import DisclosureLedger
-from storage.holds import HoldStore
-from storage.keys import KeyService
-from storage.lifecycle import LifecycleStore
-from storage.receipts import ReceiptSigner, ReceiptStore
-from storage.requests import PrivacyRequest, PrivacyRequestStore
-from storage.restrictions import SubjectRestrictions
+from storage.catalog.disclosures import DisclosureLedger
+from storage.catalog.endoflife import EndOfLifeStore
+from storage.catalog.holds import HoldStore
+from storage.catalog.receipts import ReceiptSigner, ReceiptStore
+from storage.catalog.requests import PrivacyRequest, PrivacyRequestStore
+from storage.catalog.restrictions import SubjectRestrictions
+from storage.crypto.keys import KeyService
 from storage.types import RecordingRow, RecordingState
 from storage.vault import Vault
 from streams.metrics import Metrics
@@ -55,7 +55,7 @@ class PrivacyBase:
         self.metrics = metrics
         self.store = PrivacyRequestStore(catalog, clock=clock)
         self.holds: HoldStore = retention.holds
-        self.lifecycle: LifecycleStore = retention.lifecycle
+        self.lifecycle: EndOfLifeStore = retention.lifecycle
         self.receipts = ReceiptStore(catalog)
         self.signer = ReceiptSigner(keys.keyring)
         self.ledger = DisclosureLedger(catalog.database, catalog.audit, clock=clock)

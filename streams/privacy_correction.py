@@ -3,7 +3,7 @@ subject key and fix ``queue`` / ``agent_id`` (see :mod:`streams.privacy`).
 
 Order of effects per re-keyed recording: the new object is put; the catalog switches
 to it and records the old object key for cleanup in the same commit
-(``LifecycleStore.update_fields``); the old object is deleted and its cleanup record
+(``EndOfLifeStore.update_fields``); the old object is deleted and its cleanup record
 dropped. A crash before the delete leaves the record, and the sweep's resume path
 (``RetentionService.finish_cleanups``, also run when requests are resumed) deletes it.
 """
@@ -13,8 +13,8 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from storage.audit import AuditDraft
-from storage.requests import PrivacyRequest, RequestStatus
+from storage.catalog.audit import AuditDraft
+from storage.catalog.requests import PrivacyRequest, RequestStatus
 from storage.types import RecordingRow, RecordingState
 from streams.privacy_base import PrivacyBase
 

@@ -1,7 +1,7 @@
 """The ``erase`` request: crypto-shredding, object deletion, tombstones and receipts;
 a legal hold wins (see :mod:`streams.privacy`).
 
-Order of effects: deletion intents (``LifecycleStore.mark``, which re-checks holds: a
+Order of effects: deletion intents (``EndOfLifeStore.mark``, which re-checks holds: a
 recording a hold covers by then is reported held) and the marked ids in the request's
 ``progress``; the subject key destroyed; the objects deleted; the tombstones, audit
 records and receipts in one commit; the request's status. Re-running after a crash at
@@ -14,11 +14,11 @@ from __future__ import annotations
 from typing import Any
 
 from policies import erasure_decision
-from storage.audit import AuditDraft
+from storage.catalog.audit import AuditDraft
+from storage.catalog.holds import first_hold
+from storage.catalog.receipts import DeletionReceipt
+from storage.catalog.requests import PrivacyRequest, RequestStatus
 from storage.errors import StorageError
-from storage.holds import first_hold
-from storage.receipts import DeletionReceipt
-from storage.requests import PrivacyRequest, RequestStatus
 from storage.types import RecordingRow, RecordingState
 from streams.privacy_base import PrivacyBase
 from streams.retention import facts_of

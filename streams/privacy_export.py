@@ -10,10 +10,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from policies import AccessRequest, Principal, decide_access
-from storage.audit import AuditDraft
+from storage.catalog.audit import AuditDraft
+from storage.catalog.requests import PrivacyRequest, RequestStatus
+from storage.catalog.sql import to_db_time
 from storage.errors import KeyDestroyed, RecordingNotFound
-from storage.requests import PrivacyRequest, RequestStatus
-from storage.sql import to_db_time
 from storage.types import RecordingRow, RecordingState
 from streams.privacy_base import PrivacyBase
 from streams.retention import facts_of

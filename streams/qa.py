@@ -30,7 +30,7 @@ What a caller may rely on:
   each is re-checked against the recording's current state (restriction, erasure,
   contract end are honoured mid-session, and such a denial is audited).
 - Legal and customer disclosures (purposes that are not tag-bound) are written to
-  the disclosure ledger (:mod:`storage.disclosures`) in the same transaction as
+  the disclosure ledger (:mod:`storage.catalog.disclosures`) in the same transaction as
   their audit record.
 - The rate guard (:mod:`streams.rateguard`) limits distinct recordings per principal
   per hour; over the limit: 429 ``rate-limited`` (audited, metric

@@ -28,8 +28,8 @@ from policies import (
     could_use,
     decide_access,
 )
-from storage.audit import AuditDraft
-from storage.disclosures import REFERENCE_PATTERN
+from storage.catalog.audit import AuditDraft
+from storage.catalog.disclosures import REFERENCE_PATTERN
 from storage.errors import AuditError, CatalogError
 from storage.types import RecordingRow
 from streams.audio_stream import AudioFailure, PreparedAudio, prepare_audio, stream_audio

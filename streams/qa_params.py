@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from aiohttp import web
 
-from storage.audit import check_details
+from storage.catalog.audit import check_details
 from storage.errors import AuditError
 from streams.web import json_error
 

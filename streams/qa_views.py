@@ -17,8 +17,8 @@ from typing import Any
 from aiohttp import web
 
 from policies import Principal, Reason, RecordingFacts
-from storage.audit import AuditDraft
-from storage.disclosures import DisclosureLedger
+from storage.catalog.audit import AuditDraft
+from storage.catalog.disclosures import DisclosureLedger
 from storage.errors import AuditError
 from storage.types import AuditEntry, RecordingRow, RecordingState
 from streams.playback import PlaybackGrants

@@ -9,7 +9,7 @@ What a caller may rely on:
 
   1. **mark**: a deletion intent per recording (durable), written by one statement
      that re-checks state and legal holds under the lock hold placement takes
-     (``LifecycleStore.mark``): a hold placed after the due recordings were listed
+     (``EndOfLifeStore.mark``): a hold placed after the due recordings were listed
      but before the marking commits keeps its recording;
   2. **delete** the vault objects of the recordings actually marked, every version.
      The per-recording data key exists only wrapped inside the object's header, so
@@ -59,13 +59,13 @@ from policies import (
     retain_until,
     retention_class_for,
 )
-from storage.audit import AuditDraft, canonical_json
 from storage.catalog import Catalog
-from storage.holds import HoldStore, LegalHold, first_hold
-from storage.keys import KeyService
-from storage.lifecycle import LifecycleStore, ScheduleChange
-from storage.receipts import DeletionReceipt, ReceiptSigner, ReceiptStore
-from storage.sql import to_db_time
+from storage.catalog.audit import AuditDraft, canonical_json
+from storage.catalog.endoflife import EndOfLifeStore, ScheduleChange
+from storage.catalog.holds import HoldStore, LegalHold, first_hold
+from storage.catalog.receipts import DeletionReceipt, ReceiptSigner, ReceiptStore
+from storage.catalog.sql import to_db_time
+from storage.crypto.keys import KeyService
 from storage.types import RecordingRow, RecordingState
 from storage.vault import Vault
 from streams.metrics import Metrics
@@ -165,7 +165,7 @@ class RetentionService:
         actor: str,
         metrics: Metrics | None = None,
         holds: HoldStore | None = None,
-        lifecycle: LifecycleStore | None = None,
+        lifecycle: EndOfLifeStore | None = None,
         batch_size: int = 1000,
         delete_workers: int = 8,
     ) -> None:
@@ -180,7 +180,7 @@ class RetentionService:
         self.metrics = metrics
         self.holds = holds or HoldStore(catalog, clock=clock)
         self.receipts = ReceiptStore(catalog)
-        self.lifecycle = lifecycle or LifecycleStore(catalog, self.receipts, clock=clock)
+        self.lifecycle = lifecycle or EndOfLifeStore(catalog, self.receipts, clock=clock)
         self.signer = ReceiptSigner(keys.keyring)
         self.batch_size = batch_size
         self.delete_workers = delete_workers

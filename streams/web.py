@@ -23,7 +23,7 @@ from aiohttp import web
 
 from callvault.services import Services
 from policies import Principal, decide_capability
-from storage.audit import AuditDraft
+from storage.catalog.audit import AuditDraft
 from storage.errors import LandingError, StorageError
 from storage.landing import LandingRejected
 from streams.auth import AuthError, TokenVerifier

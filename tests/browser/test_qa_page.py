@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from storage.audit import AuditDraft
+from storage.catalog.audit import AuditDraft
 from tests.streams.qa_support import QaEnv, make_env
 
 pytestmark = [pytest.mark.browser]

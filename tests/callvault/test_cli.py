@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from callvault.cli import cli, config_table
 from callvault.settings import load_settings
 from storage import open_catalog
-from storage.audit import AuditDraft
+from storage.catalog.audit import AuditDraft
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from callvault.cli import cli
 from callvault.keyadmin import key_status, rotate_master_key
 from callvault.services import Services, build_services
 from callvault.settings import load_settings
-from storage.keys import KeyService
+from storage.crypto.keys import KeyService
 
 SUBJECTS = 7
 

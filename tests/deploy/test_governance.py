@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from storage.audit import AuditDraft
 from storage.catalog import Catalog, open_catalog
+from storage.catalog.audit import AuditDraft
+from storage.catalog.stats import governance_counts
+from storage.crypto.local import LocalKeyring
 from storage.errors import KeyringError
-from storage.keyring import LocalKeyring
-from storage.stats import governance_counts
 from storage.types import RecordingRow, RecordingState
 from streams.governance import GovernanceCollector
 from streams.metrics import Metrics

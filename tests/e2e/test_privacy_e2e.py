@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from callvault.broker import EmbeddedBroker
+from storage.catalog.requests import PrivacyRequestNotFound, PrivacyRequestStore
 from storage.errors import KeyDestroyed
-from storage.requests import PrivacyRequestNotFound, PrivacyRequestStore
 from storage.types import RecordingState
 from tests.e2e.harness import WorkerProcess, e2e_settings, open_services, produce, wait_until
 from tests.streams.lifecycle_support import store_call, verification

@@ -11,16 +11,16 @@ from typing import Any
 
 import pytest
 
-from storage.audit import (
+from storage.catalog import Catalog, open_catalog
+from storage.catalog.audit import (
     GENESIS_HASH,
     AuditDraft,
     AuditLog,
     check_details,
     entry_hash,
 )
-from storage.catalog import Catalog, open_catalog
+from storage.catalog.sql import open_database, to_db_time
 from storage.errors import AuditError
-from storage.sql import open_database, to_db_time
 from storage.types import AuditEntry
 
 

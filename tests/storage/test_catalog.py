@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 
 from callvault.errors import ConfigError
-from storage.audit import AuditDraft
 from storage.catalog import Catalog, DailyStat, listing_cursor, open_catalog
+from storage.catalog.audit import AuditDraft
+from storage.catalog.endoflife import EndOfLifeStore
+from storage.catalog.migrations import MIGRATIONS
+from storage.catalog.sql import Database, open_database
 from storage.errors import AuditError, CatalogError, KeyDestroyed, RecordingNotFound
-from storage.migrations import MIGRATIONS
-from storage.sql import Database, open_database
 from storage.types import AuditEntry, RecordingRow, RecordingState, SubjectKeyRecord
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -387,7 +388,8 @@ def test_set_restricted_is_all_or_nothing_with_one_record_each(catalog: Catalog)
     assert len(list(catalog.audit.iter_entries(action_prefix="privacy."))) == 3
 
 
-def test_iter_due_boundary(catalog: Catalog) -> None:
+def test_due_boundary(catalog: Catalog) -> None:
+    due = EndOfLifeStore(catalog).due
     due_at = datetime(2027, 2, 1, 12, 0, 0, 500_000, tzinfo=UTC)
     catalog.store_recordings(
         [
@@ -396,17 +398,17 @@ def test_iter_due_boundary(catalog: Catalog) -> None:
             (make_row("r0", retain_until=due_at - timedelta(days=1)), stored("r0")),
         ]
     )
-    assert ids(catalog.iter_due(due_at - timedelta(microseconds=1), 10)) == ["r0"]
-    assert ids(catalog.iter_due(due_at, 10)) == ["r0", "r1"]
-    assert ids(catalog.iter_due(due_at, 1)) == ["r0"]
+    assert ids(due(due_at - timedelta(microseconds=1), 10)) == ["r0"]
+    assert ids(due(due_at, 10)) == ["r0", "r1"]
+    assert ids(due(due_at, 1)) == ["r0"]
     catalog.set_state(
         "r0",
         RecordingState.EXPIRED,
         audit=AuditDraft("system:retention", "retention.expired", "ok"),
     )
-    assert ids(catalog.iter_due(due_at, 10)) == ["r1"]
+    assert ids(due(due_at, 10)) == ["r1"]
     with pytest.raises(CatalogError, match="limit"):
-        catalog.iter_due(due_at, 0)
+        due(due_at, 0)
 
 
 def test_daily_stats_are_anonymous_and_survive_state_changes(catalog: Catalog) -> None:

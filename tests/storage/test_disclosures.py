@@ -6,11 +6,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from storage.audit import AuditDraft
 from storage.catalog import Catalog, open_catalog
-from storage.disclosures import DisclosureLedger
+from storage.catalog.audit import AuditDraft
+from storage.catalog.disclosures import DisclosureLedger
+from storage.catalog.migrations import MIGRATIONS
 from storage.errors import AuditError, CatalogError
-from storage.migrations import MIGRATIONS
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ import struct
 
 import pytest
 
-from storage import envelope
-from storage.envelope import (
+from storage.crypto import envelope
+from storage.crypto.envelope import (
     DEFAULT_CHUNK_SIZE,
     PREFIX_SIZE,
     TAG_SIZE,

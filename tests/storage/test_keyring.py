@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from callvault.errors import ConfigError
+from storage.crypto.keyring import Keyring, open_keyring
+from storage.crypto.local import LocalKeyring
 from storage.errors import KeyringError
-from storage.keyring import Keyring, LocalKeyring, open_keyring
 
 CONTEXT = {"tenant": "acme", "purpose": "subject-key"}
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from storage import envelope
+from storage.crypto import envelope
+from storage.crypto.keys import KeyService, SubjectKeyStore
+from storage.crypto.local import LocalKeyring
 from storage.errors import IntegrityError, KeyDestroyed, KeyringError
-from storage.keyring import LocalKeyring
-from storage.keys import KeyService, SubjectKeyStore
 from storage.types import SubjectKeyRecord
 
 CHUNK = 256
@@ -230,7 +230,7 @@ def test_range_reads_fetch_only_the_header_and_needed_chunks(service: KeyService
         fetched.append((start, end))
         return blob[start : end + 1]
 
-    assert service.plaintext_size(fetch) == len(plaintext)
+    assert service.read_header(fetch)[0].plaintext_size == len(plaintext)
     for start, end in [
         (0, 0),
         (CHUNK - 1, CHUNK),

@@ -14,10 +14,10 @@ import pytest
 
 from callvault.errors import ConfigError
 from storage.catalog import open_catalog
+from storage.crypto.keyring import Keyring, open_keyring
+from storage.crypto.keys import KeyService
+from storage.crypto.kms import SECRETS_FORMAT, KmsKeyring
 from storage.errors import KeyDestroyed, KeyringError
-from storage.keyring import Keyring, open_keyring
-from storage.keys import KeyService
-from storage.kms import SECRETS_FORMAT, KmsKeyring
 
 CONTEXT = {"purpose": "subject-key", "tenant": "acme", "subject_ref": "ab" * 32, "key_id": "sk_1"}
 

@@ -16,12 +16,12 @@ import boto3
 import pytest
 from botocore.config import Config
 
-import storage.s3
+import storage._aws
 from callvault.errors import ConfigError
 from storage.errors import RecordingNotFound, StorageError
-from storage.s3 import S3Vault
 from storage.types import ObjectInfo
 from storage.vault import LocalVault, Vault, open_vault
+from storage.vault.s3 import S3Vault
 
 TAGS = {"purpose": "qa", "retention": "standard-90d"}
 BLOB = bytes(range(256)) * 40  # every byte value, 10240 bytes
@@ -313,7 +313,7 @@ class TestS3Vault:
     def test_delete_many_batches_all_versions(
         self, s3_client: Any, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setattr(storage.s3, "DELETE_BATCH_SIZE", 3)
+        monkeypatch.setattr(storage._aws, "DELETE_BATCH_SIZE", 3)
         spy = _SpyClient(s3_client)
         vault = S3Vault(s3_bucket, client=spy)
         keys = [f"r/{i}" for i in range(4)]

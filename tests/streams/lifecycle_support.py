@@ -22,7 +22,7 @@ from callvault.services import Services, build_services
 from callvault.settings import load_settings
 from callvault.synth import call_wav
 from policies import decide_ingest
-from storage.audit import AuditDraft
+from storage.catalog.audit import AuditDraft
 from storage.types import RecordingRow
 from streams.auth import LocalTokens
 from streams.ingest import object_key_for

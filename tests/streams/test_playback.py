@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from policies import Principal
-from storage.keyring import LocalKeyring
+from storage.crypto.local import LocalKeyring
 from streams.auth import AuthError, LocalTokens
 from streams.playback import PlaybackGrant, PlaybackGrants
 
@@ -17,7 +17,7 @@ NOW = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 
 @pytest.fixture
 def keyring(tmp_path: Path) -> LocalKeyring:
-    from storage.keyring import open_keyring
+    from storage.crypto.keyring import open_keyring
 
     opened = open_keyring(f"file://{tmp_path}/master.json")
     assert isinstance(opened, LocalKeyring)

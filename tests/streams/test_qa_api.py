@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from storage.audit import AuditDraft
+from storage.catalog.audit import AuditDraft
 from storage.types import RecordingState
 from streams.auth import LocalTokens
 from tests.streams.qa_support import QaEnv, make_env, metric

@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from storage.audit import AuditDraft
+from storage.catalog.audit import AuditDraft
 from storage.types import ObjectInfo
 from storage.vault import Vault
 from streams.rateguard import RateGuard

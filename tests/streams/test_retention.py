@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from callvault.cli import cli
 from callvault.services import Services
-from storage.receipts import DeletionReceipt
+from storage.catalog.receipts import DeletionReceipt
 from storage.types import RecordingRow, RecordingState
 from streams.metrics import Metrics
 from streams.retention import RULES_DIGEST_SETTING, RetentionService

@@ -26,9 +26,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from storage.audit import AuditDraft, AuditLog
+from storage.catalog.audit import AuditDraft, AuditLog
+from storage.catalog.sql import Database, Row, from_db_time, to_db_time
 from storage.errors import CatalogError
-from storage.sql import Database, Row, from_db_time, to_db_time
 
 __all__ = ["Disclosure", "DisclosureLedger", "REFERENCE_PATTERN"]
 

@@ -1,9 +1,9 @@
 """Subject keys and the service that seals and opens recordings with them.
 
-Key hierarchy: the master :class:`~storage.keyring.Keyring` wraps one key per data
+Key hierarchy: the master :class:`~storage.crypto.keyring.Keyring` wraps one key per data
 subject (customer, per tenant), kept in a :class:`SubjectKeyStore` (the catalog);
 each subject key wraps one fresh data key per recording, kept in the object header
-(:mod:`storage.envelope`).
+(:mod:`storage.crypto.envelope`).
 
 What a caller of :class:`KeyService` may rely on:
 
@@ -27,10 +27,10 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
 
-from storage import envelope
-from storage.envelope import EnvelopeHeader
+from storage.crypto import envelope
+from storage.crypto.envelope import EnvelopeHeader
+from storage.crypto.keyring import Keyring
 from storage.errors import IntegrityError, KeyDestroyed, KeyringError
-from storage.keyring import Keyring
 from storage.types import SubjectKeyRecord
 
 __all__ = ["SubjectKeyStore", "KeyService", "SealedRecording", "subject_key_context"]
@@ -202,14 +202,6 @@ class KeyService:
             IntegrityError: not a valid sealed object.
         """
         return envelope.read_header(fetch)
-
-    def plaintext_size(self, fetch: Callable[[int, int], bytes]) -> int:
-        """Size of the decrypted recording (for Content-Length).
-
-        Raises:
-            IntegrityError: not a valid sealed object.
-        """
-        return self.read_header(fetch)[0].plaintext_size
 
     def data_key(self, header: EnvelopeHeader) -> bytes:
         """The recording's data key, unwrapped from its header.

@@ -29,10 +29,10 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from storage.audit import canonical_json
-from storage.catalog import Catalog
-from storage.errors import StorageError
-from storage.sql import Row, from_db_time, to_db_time
+from storage.catalog.audit import canonical_json
+from storage.catalog.catalog import Catalog
+from storage.catalog.sql import Row, from_db_time, to_db_time
+from storage.errors import PrivacyRequestError, PrivacyRequestNotFound, StorageError
 
 __all__ = [
     "OPEN_STATUSES",
@@ -48,14 +48,6 @@ _COLUMNS = (
     "verification_method, verified_at, received_at, due_at, updated_at, completed_at, "
     "params, progress, result"
 )
-
-
-class PrivacyRequestError(StorageError):
-    """A privacy request is malformed or cannot be stored."""
-
-
-class PrivacyRequestNotFound(PrivacyRequestError):
-    """No privacy request with that id."""
 
 
 class RequestStatus(StrEnum):

@@ -10,7 +10,7 @@ What a caller may rely on:
 - Placing and releasing are audited (``hold.placed`` / ``hold.released``) in the same
   transaction as the change. The audit record carries the hold id, scope, target (a
   recording id, call id or pseudonym: never a raw customer reference), reason and
-  reference; :func:`storage.audit.check_details` refuses reasons that look like
+  reference; :func:`storage.catalog.audit.check_details` refuses reasons that look like
   e-mail addresses or phone numbers (:class:`~storage.errors.AuditError`).
 - :meth:`HoldStore.holds_for` answers "which active holds cover these recordings?"
   for a batch in two queries; the sweep and erasure use it to say which hold won.
@@ -30,10 +30,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from storage.audit import AuditDraft
-from storage.catalog import Catalog
-from storage.errors import StorageError
-from storage.sql import Row, from_db_time, to_db_time
+from storage.catalog.audit import AuditDraft
+from storage.catalog.catalog import Catalog
+from storage.catalog.sql import Row, from_db_time, to_db_time
+from storage.errors import HoldError, HoldNotFound
 from storage.types import RecordingRow
 
 __all__ = [
@@ -51,14 +51,6 @@ _HOLD_COLUMNS = (
     "hold_id, tenant, scope, target, reason, reference, placed_by, placed_at, "
     "released_at, released_by, release_reason"
 )
-
-
-class HoldError(StorageError):
-    """A hold request is malformed (empty reason, unknown scope, ...)."""
-
-
-class HoldNotFound(HoldError):
-    """No hold with that id."""
 
 
 class HoldScope(StrEnum):

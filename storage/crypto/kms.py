@@ -1,6 +1,6 @@
 """The AWS KMS keyring: subject keys wrapped by a KMS key (``kms://key-id``), via boto3.
 
-:class:`KmsKeyring` implements :class:`~storage.keyring.Keyring`. What a caller may
+:class:`KmsKeyring` implements :class:`~storage.crypto.keyring.Keyring`. What a caller may
 rely on, beyond the protocol:
 
 - ``wrap_key`` is one KMS ``Encrypt`` under the configured key (resolved once, at
@@ -65,18 +65,22 @@ from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import parse_qs
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from storage.errors import KeyringError
-from storage.keyring import (
+from callvault.errors import ConfigError
+from storage import _aws
+from storage._aws import Failure
+from storage.crypto.keyring import (
     canonical_context,
     hmac_matches,
     hmac_signature,
     pseudonym,
     split_signature,
 )
+from storage.errors import KeyringError
 
 __all__ = ["KmsKeyring", "make_kms_client", "SECRETS_FORMAT", "SECRETS_CONTEXT"]
 
@@ -94,50 +98,36 @@ T = TypeVar("T")
 def make_kms_client(
     *, endpoint_url: str | None = None, region: str = "us-east-1", max_attempts: int = 5
 ) -> Any:
-    """A boto3 KMS client (boto3's usual credential chain) with standard retries.
+    """A boto3 KMS client (boto3's usual credential chain) with standard retries and
+    explicit timeouts (:func:`storage._aws.make_client`).
 
     Raises:
         KeyringError: boto3 could not build the client (bad endpoint or region).
     """
-    import boto3
-    from botocore.config import Config
-    from botocore.exceptions import BotoCoreError
-
-    config = Config(
-        region_name=region,
-        retries={"max_attempts": max_attempts, "mode": "standard"},
-        max_pool_connections=32,
-        connect_timeout=10,
+    return _aws.make_client(
+        "kms",
+        endpoint_url=endpoint_url,
+        region=region,
+        max_attempts=max_attempts,
         read_timeout=30,
+        error=KeyringError,
     )
-    try:
-        return boto3.session.Session().client(
-            "kms", endpoint_url=endpoint_url or None, config=config
-        )
-    except (BotoCoreError, ValueError) as exc:
-        raise KeyringError(
-            f"cannot create a KMS client for {endpoint_url or 'AWS'}: {exc}"
-        ) from exc
 
 
 def _kms(action: str, call: Callable[[], T]) -> T:
     """Run one KMS call, translating botocore errors into :class:`KeyringError`."""
-    from botocore.exceptions import BotoCoreError, ClientError
 
-    try:
+    def refused(failure: _aws.AwsFailure) -> KeyringError:
+        if failure.kind is Failure.BAD_CIPHERTEXT:
+            return KeyringError(
+                f"KMS {action} refused: wrong context, wrong key or tampered blob ({failure.code})"
+            )
+        if failure.kind is Failure.UNREACHABLE:
+            return KeyringError(f"KMS {action} failed: {failure.message}")
+        return KeyringError(f"KMS {action} failed: {failure.code}: {failure.message}".rstrip(": "))
+
+    with _aws.translated(refused):
         return call()
-    except ClientError as exc:
-        error = exc.response.get("Error", {})
-        code = error.get("Code", "ClientError")
-        if code in ("InvalidCiphertextException", "IncorrectKeyException"):
-            raise KeyringError(
-                f"KMS {action} refused: wrong context, wrong key or tampered blob ({code})"
-            ) from exc
-        raise KeyringError(
-            f"KMS {action} failed: {code}: {error.get('Message', '')}".rstrip(": ")
-        ) from exc
-    except BotoCoreError as exc:
-        raise KeyringError(f"KMS {action} failed: {exc}") from exc
 
 
 def _b64(raw: bytes) -> str:
@@ -165,7 +155,7 @@ def _new_signing_key() -> dict[str, Any]:
 
 
 class KmsKeyring:
-    """A :class:`~storage.keyring.Keyring` whose master key is an AWS KMS key.
+    """A :class:`~storage.crypto.keyring.Keyring` whose master key is an AWS KMS key.
 
     ``key_id`` is anything KMS accepts (key id, ARN, ``alias/name``). ``client`` is a
     boto3 KMS client (default: :func:`make_kms_client` with ``region``/``endpoint``).
@@ -216,6 +206,32 @@ class KmsKeyring:
                 if not self._path.exists():
                     self._write(self._fresh_secrets())
         self._secrets = self._read()
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        region: str = "us-east-1",
+        endpoint: str | None = None,
+        secrets_path: Path | None = None,
+        **options: object,
+    ) -> KmsKeyring:
+        """The keyring ``kms://key-id[?secrets=/abs/path]`` names.
+
+        Raises:
+            ConfigError: no key id, unknown query keys, or no absolute secrets path.
+            KeyringError: KMS refused the key or could not be reached.
+        """
+        del options
+        key_id = url[len("kms://") :].split("?", 1)[0]
+        query = parse_qs(url.split("?", 1)[1]) if "?" in url else {}
+        if not key_id or set(query) - {"secrets"}:
+            raise ConfigError(f"keyring URL {url!r}: expected kms://key-id[?secrets=/abs/path]")
+        secrets_file = Path(query["secrets"][0]) if "secrets" in query else secrets_path
+        if secrets_file is None or not secrets_file.is_absolute():
+            raise ConfigError(f"keyring URL {url!r}: the KMS secrets file needs an absolute path")
+        return cls(key_id, secrets_path=secrets_file, region=region, endpoint=endpoint)
 
     # -- Keyring protocol -----------------------------------------------------------
     @property

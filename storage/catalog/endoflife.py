@@ -4,10 +4,10 @@ intents, expiry and erasure tombstones (tables of migration 3).
 What a caller may rely on:
 
 - **Crash safety of a deletion** is built from three steps, each durable before the
-  next: :meth:`LifecycleStore.mark` writes a *deletion intent* per recording and
+  next: :meth:`EndOfLifeStore.mark` writes a *deletion intent* per recording and
   returns the ids it marked; the caller then deletes the vault objects (every
-  version) of those ids only; :meth:`LifecycleStore.finish_expiry`
-  / :meth:`LifecycleStore.finish_erasure` change the catalog state, append the audit
+  version) of those ids only; :meth:`EndOfLifeStore.finish_expiry`
+  / :meth:`EndOfLifeStore.finish_erasure` change the catalog state, append the audit
   records, store the signed receipts and drop the intents, in ONE transaction. A
   crash between the steps leaves intents behind: :meth:`pending_intents` returns
   them and the caller re-runs the (idempotent) object deletion and the finish.
@@ -15,7 +15,7 @@ What a caller may rely on:
   and ``stored`` state, or it reaches ``expired`` / ``erased`` with its receipt.
 - **Legal holds win over intents**: :meth:`mark` inserts the intents with one
   ``INSERT ... SELECT`` that re-checks state and holds, under the audit-head lock that
-  :class:`~storage.holds.HoldStore` takes to place a hold, so a hold placed before the
+  :class:`~storage.catalog.holds.HoldStore` takes to place a hold, so a hold placed before the
   marking transaction commits keeps its recordings out (whatever ``due`` returned
   earlier). A hold placed later cannot stop the deletion already under way, but
   after a crash :meth:`drop_held_intents` (run before intents are resumed) drops and
@@ -45,65 +45,24 @@ Errors: :class:`~storage.errors.CatalogError` (database failures, bad arguments)
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from storage.audit import AuditDraft
-from storage.catalog import Catalog
+from storage.catalog.audit import AuditDraft
+from storage.catalog.catalog import Catalog
+from storage.catalog.holds import hold_match_sql
+from storage.catalog.receipts import DeletionReceipt, ReceiptStore
+from storage.catalog.rows import recording_from_row, recording_select
+from storage.catalog.sql import from_db_time, to_db_time
 from storage.errors import CatalogError
-from storage.holds import hold_match_sql
-from storage.receipts import DeletionReceipt, ReceiptStore
-from storage.sql import from_db_time, to_db_time
 from storage.types import RecordingRow, RecordingState
 
-__all__ = ["DeletionIntent", "LifecycleStore", "ObjectCleanup", "ScheduleChange"]
+__all__ = ["DeletionIntent", "EndOfLifeStore", "ObjectCleanup", "ScheduleChange"]
 
 _IN_CHUNK = 500
-_COLUMNS = (
-    "recording_id",
-    "call_id",
-    "tenant",
-    "subject_ref",
-    "agent_id",
-    "queue",
-    "direction",
-    "started_at",
-    "ended_at",
-    "duration_ms",
-    "consent",
-    "purposes",
-    "retention_class",
-    "retain_until",
-    "object_key",
-    "subject_key_id",
-    "ciphertext_sha256",
-    "stored_size",
-    "audio_bytes",
-    "audio_format",
-    "sample_rate",
-    "channels",
-    "pci_redacted_ms",
-    "created_at",
-    "state",
-    "restricted",
-    "updated_at",
-)
-_SELECT = "SELECT " + ", ".join(f"r.{c}" for c in _COLUMNS) + " FROM recordings r"
-_TIMES = frozenset({"started_at", "ended_at", "retain_until", "created_at", "updated_at"})
-
-
-def _row(values: Sequence[Any]) -> RecordingRow:
-    data = dict(zip(_COLUMNS, values, strict=True))
-    for column in _TIMES:
-        if data[column] is not None:
-            data[column] = from_db_time(data[column])
-    data["purposes"] = tuple(json.loads(data["purposes"]))
-    data["state"] = RecordingState(data["state"])
-    data["restricted"] = bool(data["restricted"])
-    return RecordingRow(**data)
+_SELECT = recording_select("r")
 
 
 @dataclass(frozen=True)
@@ -140,7 +99,7 @@ class ScheduleChange:
     audit: AuditDraft
 
 
-class LifecycleStore:
+class EndOfLifeStore:
     """Schedules, intents, expiry and tombstones over the catalog database."""
 
     def __init__(
@@ -260,7 +219,7 @@ class LifecycleStore:
             "ORDER BY r.retain_until, r.recording_id LIMIT ?",
             (RecordingState.STORED.value, to_db_time(now), limit),
         )
-        return [_row(values) for values in rows]
+        return [recording_from_row(values) for values in rows]
 
     def count_overdue(self, now: datetime) -> tuple[int, int]:
         """(unheld, held) counts of STORED recordings with ``retain_until <= now``.
@@ -292,7 +251,7 @@ class LifecycleStore:
             for values in self._db.fetch_all(
                 f"{_SELECT} WHERE r.recording_id IN ({', '.join('?' for _ in chunk)})", chunk
             ):
-                row = _row(values)
+                row = recording_from_row(values)
                 found[row.recording_id] = row
         return found
 
@@ -310,7 +269,7 @@ class LifecycleStore:
             sql += f" AND r.state IN ({', '.join('?' for _ in states)})"
             params.extend(RecordingState(s).value for s in states)
         sql += " ORDER BY r.started_at, r.recording_id"
-        return [_row(values) for values in self._db.fetch_all(sql, params)]
+        return [recording_from_row(values) for values in self._db.fetch_all(sql, params)]
 
     def iter_stored(self, page: int = 500) -> Iterable[list[RecordingRow]]:
         """Pages of STORED recordings in recording_id order (for a full reschedule).
@@ -321,7 +280,7 @@ class LifecycleStore:
         after = ""
         while True:
             rows = [
-                _row(values)
+                recording_from_row(values)
                 for values in self._db.fetch_all(
                     f"{_SELECT} WHERE r.state = ? AND r.recording_id > ? "
                     "ORDER BY r.recording_id LIMIT ?",

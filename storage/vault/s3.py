@@ -1,6 +1,6 @@
 """The S3 vault: AWS S3 or any S3-compatible server (MinIO, moto), through boto3.
 
-:class:`S3Vault` implements :class:`storage.vault.Vault` (same contract, same tests
+:class:`S3Vault` implements :class:`storage.vault.base.Vault` (same contract, same tests
 as the local vault). What a caller may rely on beyond the protocol:
 
 - Objects live at ``<prefix>/<key>`` in the bucket; tags are sent with
@@ -19,53 +19,34 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import SplitResult, urlencode
 
 from callvault.errors import ConfigError
+from storage import _aws
+from storage._aws import AwsFailure, Failure
 from storage.errors import RecordingNotFound, StorageError
 from storage.types import ObjectInfo
-from storage.vault import validate_key, validate_prefix, validate_tags
+from storage.vault.base import validate_key, validate_prefix, validate_tags
 
-__all__ = ["S3Vault", "make_s3_client", "DELETE_BATCH_SIZE"]
+__all__ = ["S3Vault", "make_s3_client"]
 
-DELETE_BATCH_SIZE = 1000  # S3's limit per DeleteObjects request
 _BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
-_NOT_FOUND_CODES = {"NoSuchKey", "404", "NotFound", "NoSuchVersion"}
 
 
 def make_s3_client(
     *, endpoint_url: str | None = None, region: str = "us-east-1", max_attempts: int = 5
 ) -> Any:
-    """Return a boto3 S3 client with retries and a connection pool sized for a worker.
-
-    A custom ``endpoint_url`` (MinIO, moto) gets path-style addressing.
+    """A boto3 S3 client with retries, timeouts and a pool sized for a worker
+    (:func:`storage._aws.make_client`).
 
     Raises:
         StorageError: boto3 could not build the client (bad endpoint or region).
     """
-    import boto3
-    from botocore.config import Config
-    from botocore.exceptions import BotoCoreError
-
-    options: dict[str, Any] = {
-        "region_name": region,
-        "retries": {"max_attempts": max_attempts, "mode": "standard"},
-        "max_pool_connections": 32,
-        "connect_timeout": 10,
-        "read_timeout": 60,
-    }
-    if endpoint_url:
-        options["s3"] = {"addressing_style": "path"}
-    try:
-        return boto3.session.Session().client(
-            "s3", endpoint_url=endpoint_url or None, config=Config(**options)
-        )
-    except (BotoCoreError, ValueError) as exc:
-        raise StorageError(
-            f"cannot create an S3 client for {endpoint_url or 'AWS'}: {exc}"
-        ) from exc
+    return _aws.make_client(
+        "s3", endpoint_url=endpoint_url, region=region, max_attempts=max_attempts
+    )
 
 
 class S3Vault:
@@ -107,6 +88,24 @@ class S3Vault:
             if client is not None
             else make_s3_client(endpoint_url=endpoint_url, region=region)
         )
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        parts: SplitResult,
+        *,
+        s3_endpoint: str | None = None,
+        region: str = "us-east-1",
+        **options: object,
+    ) -> S3Vault:
+        """The vault ``s3://bucket[/prefix]`` names, on ``s3_endpoint`` (None: AWS).
+
+        Raises:
+            ConfigError: the bucket name or prefix is invalid.
+        """
+        del url, options
+        return cls(parts.netloc, parts.path.strip("/"), endpoint_url=s3_endpoint, region=region)
 
     def __repr__(self) -> str:
         return f"S3Vault({self.url!r})"
@@ -165,12 +164,8 @@ class S3Vault:
 
     def head(self, key: str) -> ObjectInfo:
         full = self._full_key(key)
+        response = self._head_object(full, key)
         with self._errors("head", key):
-            try:
-                response = self._client.head_object(Bucket=self.bucket, Key=full)
-            except Exception as exc:
-                self._raise_if_missing(exc, key)
-                raise
             request: dict[str, Any] = {"Bucket": self.bucket, "Key": full}
             if response.get("VersionId"):
                 request["VersionId"] = response["VersionId"]
@@ -183,22 +178,16 @@ class S3Vault:
         )
 
     def exists(self, key: str) -> bool:
-        full = self._full_key(key)
-        with self._errors("exists", key):
-            try:
-                self._client.head_object(Bucket=self.bucket, Key=full)
-            except Exception as exc:
-                try:
-                    self._raise_if_missing(exc, key)
-                except RecordingNotFound:
-                    return False
-                raise
+        try:
+            self._head_object(self._full_key(key), key)
+        except RecordingNotFound:
+            return False
         return True
 
     def delete(self, key: str) -> None:
         full = self._full_key(key)
         with self._errors("delete", key):
-            entries = self._versions_of(full)
+            entries = _aws.list_versions(self._client, self.bucket, full)
         failed = self._delete_entries(entries)
         if failed:
             raise StorageError(f"could not delete {self._where(key)}: {failed[full]}")
@@ -216,9 +205,10 @@ class S3Vault:
                     entries.append({"Key": full})
                     continue
                 try:
-                    entries.extend(self._versions_of(full))
+                    entries.extend(_aws.list_versions(self._client, self.bucket, full))
                 except Exception as exc:
-                    if _error_code(exc) == "NoSuchBucket" or not _is_client_error(exc):
+                    failure = _aws.failure_of(exc)
+                    if failure is None or failure.kind in (Failure.NO_BUCKET, Failure.UNREACHABLE):
                         raise
                     failed.append(key)
         errors = self._delete_entries(entries)
@@ -266,7 +256,8 @@ class S3Vault:
             try:
                 self._client.create_bucket(**request)
             except Exception as exc:
-                if _error_code(exc) != "BucketAlreadyOwnedByYou":
+                failure = _aws.failure_of(exc)
+                if failure is None or failure.code != "BucketAlreadyOwnedByYou":
                     raise
             if versioning:
                 self._client.put_bucket_versioning(
@@ -284,44 +275,39 @@ class S3Vault:
             return self.url
         return f"s3://{self.bucket}/{self._full_key(key)}"
 
-    @contextmanager
-    def _errors(self, action: str, key: str | None) -> Iterator[None]:
+    def _errors(self, action: str, key: str | None) -> AbstractContextManager[None]:
         """Translate botocore errors raised in the block into storage errors."""
-        from botocore.exceptions import BotoCoreError, ClientError
+        return _aws.translated(lambda failure: self._translate(failure, action, key))
 
-        try:
-            yield
-        except ClientError as exc:
-            raise self._translate(exc, action, key) from exc
-        except BotoCoreError as exc:
-            raise StorageError(f"S3 {action} on {self._where(key)} failed: {exc}") from exc
-
-    def _translate(self, exc: Exception, action: str, key: str | None) -> StorageError:
-        code = _error_code(exc)
-        message = getattr(exc, "response", {}).get("Error", {}).get("Message", "")
-        if code == "NoSuchBucket":
+    def _translate(self, failure: AwsFailure, action: str, key: str | None) -> StorageError:
+        if failure.kind is Failure.NO_BUCKET:
             return self._no_such_bucket()
-        if code in _NOT_FOUND_CODES and key is not None:
+        if failure.kind is Failure.NOT_FOUND and key is not None:
             return RecordingNotFound(f"no vault object {key!r} in {self.url}")
-        if code == "InvalidRange":
+        if failure.kind is Failure.INVALID_RANGE:
             return StorageError(f"byte range not satisfiable for {self._where(key)}")
-        return StorageError(f"S3 {action} on {self._where(key)} failed: {code} {message}".strip())
+        return StorageError(f"S3 {action} on {self._where(key)} failed: {failure}")
 
     def _no_such_bucket(self) -> StorageError:
         where = f" at {self.endpoint_url}" if self.endpoint_url else ""
         return StorageError(f"S3 bucket {self.bucket!r} does not exist{where}")
 
-    def _raise_if_missing(self, exc: Exception, key: str) -> None:
-        """After a HEAD 404 (no error code in the body): missing bucket or missing key?"""
-        if not _is_client_error(exc) or _error_code(exc) not in _NOT_FOUND_CODES:
-            return
+    def _head_object(self, full: str, key: str) -> dict[str, Any]:
+        """HEAD one object. A 404 carries no error code in its body, so ask the bucket:
+        a missing bucket is a failure, a missing key is :class:`RecordingNotFound`."""
         try:
-            self._client.head_bucket(Bucket=self.bucket)
-        except Exception as bucket_exc:
-            if _error_code(bucket_exc) in _NOT_FOUND_CODES | {"NoSuchBucket"}:
-                raise self._no_such_bucket() from exc
+            with self._errors("head", key):
+                response: dict[str, Any] = self._client.head_object(Bucket=self.bucket, Key=full)
+                return response
+        except RecordingNotFound:
+            with _aws.translated(self._bucket_failure):
+                self._client.head_bucket(Bucket=self.bucket)
             raise
-        raise RecordingNotFound(f"no vault object {key!r} in {self.url}") from exc
+
+    def _bucket_failure(self, failure: AwsFailure) -> StorageError:
+        if failure.kind in (Failure.NOT_FOUND, Failure.NO_BUCKET):
+            return self._no_such_bucket()
+        return self._translate(failure, "head_bucket", None)
 
     def _read_body(self, response: Mapping[str, Any]) -> bytes:
         body = response["Body"]
@@ -335,43 +321,13 @@ class S3Vault:
         try:
             status = self._client.get_bucket_versioning(Bucket=self.bucket).get("Status")
         except Exception as exc:
-            if _error_code(exc) == "NoSuchBucket" or not _is_client_error(exc):
+            failure = _aws.failure_of(exc)
+            if failure is None or failure.kind in (Failure.NO_BUCKET, Failure.UNREACHABLE):
                 raise
             return True  # not allowed to ask: assume versions may exist
         return status is not None
 
-    def _versions_of(self, full: str) -> list[dict[str, str]]:
-        """Every version and delete marker of exactly ``full`` as DeleteObjects entries."""
-        entries: list[dict[str, str]] = []
-        paginator = self._client.get_paginator("list_object_versions")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=full):
-            for item in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]:
-                if item["Key"] == full:
-                    entries.append({"Key": full, "VersionId": item["VersionId"]})
-        return entries
-
     def _delete_entries(self, entries: Sequence[dict[str, str]]) -> dict[str, str]:
         """Delete in batches; return ``{full key: error}`` for entries S3 refused."""
-        errors: dict[str, str] = {}
-        for start in range(0, len(entries), DELETE_BATCH_SIZE):
-            batch = list(entries[start : start + DELETE_BATCH_SIZE])
-            with self._errors("delete", None):
-                response = self._client.delete_objects(
-                    Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True}
-                )
-            for error in response.get("Errors", []):
-                errors[error["Key"]] = f"{error.get('Code', '')} {error.get('Message', '')}".strip()
-        return errors
-
-
-def _is_client_error(exc: BaseException) -> bool:
-    from botocore.exceptions import ClientError
-
-    return isinstance(exc, ClientError)
-
-
-def _error_code(exc: BaseException) -> str:
-    response = getattr(exc, "response", None)
-    if not isinstance(response, Mapping):
-        return ""
-    return str(response.get("Error", {}).get("Code", ""))
+        with self._errors("delete", None):
+            return _aws.delete_versions(self._client, self.bucket, entries)

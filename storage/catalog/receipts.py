@@ -3,7 +3,7 @@
 What a caller may rely on:
 
 - A receipt is ``{"payload": {...}, "signature": "<key-id>.<mac>"}`` where the
-  signature is the keyring's (:meth:`storage.keyring.Keyring.sign`) over the canonical
+  signature is the keyring's (:meth:`storage.crypto.keyring.Keyring.sign`) over the canonical
   JSON of the payload (sorted keys, no spaces, UTF-8). :meth:`ReceiptSigner.verify`
   recomputes it; any edited field, or a receipt signed by an unknown or retired key,
   fails verification.
@@ -32,11 +32,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from storage.audit import canonical_json
-from storage.catalog import Catalog
-from storage.errors import StorageError
-from storage.keyring import Keyring
-from storage.sql import Transaction, from_db_time, to_db_time
+from storage.catalog.audit import canonical_json
+from storage.catalog.catalog import Catalog
+from storage.catalog.sql import Transaction, from_db_time, to_db_time
+from storage.crypto.keyring import Keyring
+from storage.errors import ReceiptError, ReceiptNotFound
 
 __all__ = [
     "RECEIPT_VERSION",
@@ -60,14 +60,6 @@ _REQUIRED = (
     "actor",
     "effects",
 )
-
-
-class ReceiptError(StorageError):
-    """A receipt is malformed (not JSON, missing fields)."""
-
-
-class ReceiptNotFound(ReceiptError):
-    """No receipt with that id (or for that recording)."""
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from storage.sql import Database, Transaction, to_db_time
+from storage.catalog.sql import Database, Transaction, to_db_time
 
 __all__ = ["SubjectRestrictions"]
 

@@ -21,7 +21,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
 
-from storage.sql import Database, to_db_time
+from storage.catalog.sql import Database, to_db_time
 from storage.types import RecordingState
 
 __all__ = ["GovernanceCounts", "HeldFilter", "governance_counts"]

@@ -39,9 +39,9 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from storage.catalog.migrations import GENESIS_HASH
+from storage.catalog.sql import Database, Row, Transaction, from_db_time, to_db_time
 from storage.errors import AuditError, CatalogError
-from storage.migrations import GENESIS_HASH
-from storage.sql import Database, Row, Transaction, from_db_time, to_db_time
 from storage.types import AuditEntry
 
 __all__ = [

@@ -10,8 +10,8 @@ What a caller may rely on:
   start at once (SQLite: ``BEGIN IMMEDIATE``; PostgreSQL: a transaction-scoped
   advisory lock). A database that is ahead of this code raises :class:`CatalogError`.
 - The same statements serve both databases: portable SQL, with ``{bytes}`` standing
-  for ``BLOB`` / ``BYTEA`` (see :meth:`storage.sql.Dialect.ddl`). Timestamps are
-  ISO-8601 UTC text and booleans 0/1 integers (see :mod:`storage.sql`).
+  for ``BLOB`` / ``BYTEA`` (see :meth:`storage.catalog.sql.Dialect.ddl`). Timestamps are
+  ISO-8601 UTC text and booleans 0/1 integers (see :mod:`storage.catalog.sql`).
 
 Tables: ``recordings`` (one row per stored recording; ``purposes`` as a JSON array of
 strings), ``subject_keys`` (at most one live key per ``subject_ref``, enforced by a
@@ -24,8 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from storage.catalog.sql import Database, Transaction, to_db_time
 from storage.errors import CatalogError
-from storage.sql import Database, Transaction, to_db_time
 
 __all__ = ["MIGRATIONS", "Migration", "apply_migrations", "applied_versions"]
 

@@ -3,7 +3,7 @@
 What a caller may rely on:
 
 - ``open_catalog(url, migrate=True)`` opens (and migrates) a SQLite or PostgreSQL catalog;
-  ``Catalog(database)`` wraps an already open :class:`storage.sql.Database`. Both are
+  ``Catalog(database)`` wraps an already open :class:`storage.catalog.sql.Database`. Both are
   safe to share between the asyncio thread and worker threads (one connection per
   thread); every call blocks.
 - Writes that come with an audit record (:meth:`Catalog.store_recordings`,
@@ -36,10 +36,16 @@ from datetime import UTC, date, datetime
 from types import TracebackType
 from typing import Any
 
-from storage.audit import AuditDraft, AuditLog
+from storage.catalog.audit import AuditDraft, AuditLog
+from storage.catalog.migrations import apply_migrations
+from storage.catalog.rows import (
+    recording_from_row,
+    recording_insert,
+    recording_params,
+    recording_select,
+)
+from storage.catalog.sql import Database, Row, from_db_time, open_database, to_db_time
 from storage.errors import CatalogError, KeyDestroyed, RecordingNotFound
-from storage.migrations import apply_migrations
-from storage.sql import Database, Row, from_db_time, open_database, to_db_time
 from storage.types import AuditEntry, RecordingRow, RecordingState, SubjectKeyRecord
 
 __all__ = ["Catalog", "DailyStat", "listing_cursor", "open_catalog"]
@@ -47,20 +53,7 @@ __all__ = ["Catalog", "DailyStat", "listing_cursor", "open_catalog"]
 _MAX_LIMIT = 1000
 _IN_CHUNK = 500  # ids per IN (...) list: well under SQLite's parameter limit
 
-_RECORDING_COLUMNS = (
-    "recording_id", "call_id", "tenant", "subject_ref", "agent_id", "queue", "direction",
-    "started_at", "ended_at", "duration_ms", "consent", "purposes", "retention_class",
-    "retain_until", "object_key", "subject_key_id", "ciphertext_sha256", "stored_size",
-    "audio_bytes", "audio_format", "sample_rate", "channels", "pci_redacted_ms",
-    "created_at", "state", "restricted", "updated_at",
-)  # fmt: skip
-_RECORDING_SELECT = f"SELECT {', '.join(_RECORDING_COLUMNS)} FROM recordings"
-_RECORDING_INSERT = (
-    f"INSERT INTO recordings ({', '.join(_RECORDING_COLUMNS)}) "
-    f"VALUES ({', '.join('?' for _ in _RECORDING_COLUMNS)})"
-)
-_TIME_COLUMNS = frozenset({"started_at", "ended_at", "retain_until", "created_at", "updated_at"})
-
+_SELECT = recording_select()
 _KEY_COLUMNS = "key_id, subject_ref, tenant, wrapped_key, master_key_id, created_at, destroyed_at"
 
 _STATS_UPSERT = """
@@ -107,39 +100,6 @@ def _decode_cursor(cursor: str) -> tuple[str, str]:
     except (binascii.Error, ValueError, TypeError, CatalogError) as exc:
         raise CatalogError(f"invalid listing cursor {cursor[:40]!r}") from exc
     return started_at, recording_id
-
-
-def _recording_params(row: RecordingRow) -> tuple[Any, ...]:
-    if not isinstance(row, RecordingRow):
-        raise CatalogError(f"expected a RecordingRow, got {type(row).__name__}")
-    if not row.recording_id:
-        raise CatalogError("a recording needs a non-empty recording_id")
-    if isinstance(row.purposes, str) or not all(isinstance(p, str) for p in row.purposes):
-        raise CatalogError(f"purposes must be a sequence of strings, got {row.purposes!r}")
-    params: list[Any] = []
-    for column in _RECORDING_COLUMNS:
-        value = getattr(row, column)
-        if column in _TIME_COLUMNS:
-            value = None if value is None else to_db_time(value)
-        elif column == "purposes":
-            value = json.dumps(list(value), separators=(",", ":"))
-        elif column == "state":
-            value = RecordingState(value).value
-        elif column == "restricted":
-            value = 1 if value else 0
-        params.append(value)
-    return tuple(params)
-
-
-def _recording_from_row(values: Row) -> RecordingRow:
-    data = dict(zip(_RECORDING_COLUMNS, values, strict=True))
-    for column in _TIME_COLUMNS:
-        if data[column] is not None:
-            data[column] = from_db_time(data[column])
-    data["purposes"] = tuple(json.loads(data["purposes"]))
-    data["state"] = RecordingState(data["state"])
-    data["restricted"] = bool(data["restricted"])
-    return RecordingRow(**data)
 
 
 def _key_from_row(values: Row) -> SubjectKeyRecord:
@@ -389,10 +349,8 @@ class Catalog:
         Raises:
             CatalogError: the database failed.
         """
-        row = self._database.fetch_one(
-            f"{_RECORDING_SELECT} WHERE recording_id = ?", (recording_id,)
-        )
-        return None if row is None else _recording_from_row(row)
+        row = self._database.fetch_one(f"{_SELECT} WHERE recording_id = ?", (recording_id,))
+        return None if row is None else recording_from_row(row)
 
     def recording_ids_present(self, ids: Iterable[str]) -> set[str]:
         """Which of ``ids`` are in the catalog (any state): the batch idempotency check.
@@ -427,7 +385,7 @@ class Catalog:
             AuditError: a draft is invalid or carries personal data; nothing is written.
         """
         prepared = [
-            (row, _bind(draft, row.recording_id), _recording_params(row)) for row, draft in items
+            (row, _bind(draft, row.recording_id), recording_params(row)) for row, draft in items
         ]
         if not prepared:
             return []
@@ -442,7 +400,7 @@ class Catalog:
                 if fresh:
                     existing.add(item[0].recording_id)
                     new.append(item)
-            tx.executemany(_RECORDING_INSERT, [params for _, _, params in new])
+            tx.executemany(recording_insert(), [params for _, _, params in new])
             self._audit.append_many([draft for _, draft, _ in new], tx=tx)
             stats: dict[tuple[str, str, str], list[int]] = {}
             for row, _, _ in new:
@@ -513,12 +471,12 @@ class Catalog:
             started_at, recording_id = _decode_cursor(after)
             where.append("(started_at > ? OR (started_at = ? AND recording_id > ?))")
             params.extend((started_at, started_at, recording_id))
-        sql = _RECORDING_SELECT
+        sql = _SELECT
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY started_at, recording_id LIMIT ?"
         params.append(limit)
-        return [_recording_from_row(row) for row in self._database.fetch_all(sql, params)]
+        return [recording_from_row(row) for row in self._database.fetch_all(sql, params)]
 
     def set_state(self, recording_id: str, state: RecordingState, *, audit: AuditDraft) -> None:
         """Change a recording's state together with its audit record (atomically).
@@ -583,21 +541,6 @@ class Catalog:
                 [(flag, now, recording_id) for recording_id in ids],
             )
             self._audit.append_many(drafts, tx=tx)
-
-    def iter_due(self, now: datetime, limit: int) -> list[RecordingRow]:
-        """Up to ``limit`` STORED recordings with ``retain_until <= now``, oldest first.
-
-        Raises:
-            CatalogError: ``limit`` < 1, naive ``now``, or a database failure.
-        """
-        if not isinstance(limit, int) or limit < 1:
-            raise CatalogError(f"limit must be a positive integer, got {limit!r}")
-        rows = self._database.fetch_all(
-            f"{_RECORDING_SELECT} WHERE state = ? AND retain_until <= ? "
-            "ORDER BY retain_until, recording_id LIMIT ?",
-            (RecordingState.STORED.value, to_db_time(now), limit),
-        )
-        return [_recording_from_row(row) for row in rows]
 
     def daily_stats(
         self,

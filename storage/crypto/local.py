@@ -1,21 +1,4 @@
-"""Master keyrings: the top of the key hierarchy (master key -> subject key -> data key).
-
-A :class:`Keyring` wraps and unwraps per-subject keys, signs small payloads (bearer
-tokens, deletion receipts) and pseudonymizes customer identifiers. What a caller may
-rely on:
-
-- ``wrap_key`` returns a self-describing blob naming the master key that wrapped it;
-  ``unwrap_key`` keeps working for blobs made under any earlier master key after
-  :meth:`Keyring.rotate`, and raises :class:`~storage.errors.KeyringError` on a wrong
-  encryption context, a tampered blob or an unknown master key. Never returns garbage.
-- ``pseudonymize`` is stable for the life of the keyring: rotation does not change it.
-- ``sign`` returns ``"<signing-key-id>.<urlsafe-b64 signature>"``; ``verify`` accepts a
-  signature from any signing key that is not retired and returns ``False`` (never
-  raises) for anything else.
-
-Backends are chosen by URL in :func:`open_keyring`: ``file:///path`` opens a
-:class:`LocalKeyring` (the embedded default); ``kms://key-id`` opens the AWS
-KMS keyring (:class:`storage.kms.KmsKeyring`).
+"""The local key file keyring (``file:///path``): the embedded default.
 
 Local key file layout (JSON, mode 0600, parent directory 0700)::
 
@@ -39,152 +22,40 @@ import base64
 import binascii
 import contextlib
 import fcntl
-import hashlib
-import hmac
 import json
 import os
 import re
 import secrets
 import stat
-import struct
 import threading
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from callvault.errors import ConfigError
+from storage.crypto.keyring import (
+    canonical_context,
+    hmac_matches,
+    hmac_signature,
+    pseudonym,
+    split_signature,
+)
 from storage.errors import KeyringError
 
-__all__ = [
-    "Keyring",
-    "LocalKeyring",
-    "open_keyring",
-    "canonical_context",
-    "pseudonym",
-    "hmac_signature",
-    "split_signature",
-    "hmac_matches",
-    "KEY_FILE_FORMAT",
-]
+__all__ = ["LocalKeyring", "KEY_FILE_FORMAT"]
 
 KEY_FILE_FORMAT = "callvault-keyring/1"
 _WRAP_MAGIC = b"CVKW"
 _WRAP_VERSION = 1
 _NONCE_SIZE = 12
 _KEY_SIZE = 32
-_PSEUDONYM_DOMAIN = b"callvault-pseudonym/1"
 # Only ids shaped like ours trigger a re-read of the key file, so garbage input cannot.
 _KEY_ID_PATTERN = re.compile(r"(mk|sk)-[0-9a-f]{16}")
-
-
-@runtime_checkable
-class Keyring(Protocol):
-    """The master keyring: wraps subject keys, signs, pseudonymizes."""
-
-    @property
-    def current_key_id(self) -> str:
-        """Id of the master key new wraps use."""
-        ...
-
-    def wrap_key(self, plaintext: bytes, context: Mapping[str, str]) -> bytes:
-        """Encrypt ``plaintext`` (a key) under the current master key, binding ``context``.
-
-        Raises:
-            KeyringError: the key could not be wrapped (bad context, backend failure).
-        """
-        ...
-
-    def unwrap_key(self, blob: bytes, context: Mapping[str, str]) -> bytes:
-        """Decrypt a blob made by :meth:`wrap_key` with the same ``context``.
-
-        Raises:
-            KeyringError: wrong context, tampered or malformed blob, unknown master key.
-        """
-        ...
-
-    def pseudonymize(self, tenant: str, value: str) -> str:
-        """HMAC-SHA256 hex of ``value`` within ``tenant``; stable across rotation.
-
-        Raises:
-            KeyringError: ``tenant`` or ``value`` is empty.
-        """
-        ...
-
-    def sign(self, payload: bytes) -> str:
-        """``"<signing-key-id>.<urlsafe-b64 signature>"`` with the current signing key."""
-        ...
-
-    def verify(self, payload: bytes, signature: str) -> bool:
-        """True if ``signature`` was made over ``payload`` by a non-retired signing key."""
-        ...
-
-    def rotate(self) -> str:
-        """Add a new master key and signing key, make them current, return the master id.
-
-        Raises:
-            KeyringError: the new keys could not be stored.
-        """
-        ...
-
-    def master_key_created_at(self) -> datetime:
-        """When the current master key was created (UTC)."""
-        ...
-
-
-def pseudonym(secret: bytes, tenant: str, value: str) -> str:
-    """HMAC-SHA256 pseudonym of ``value`` within ``tenant`` (shared by every keyring,
-    so a move between keyrings that keep the same secret keeps every pseudonym).
-
-    Raises:
-        KeyringError: an empty tenant or value.
-    """
-    if not tenant or not value:
-        raise KeyringError("pseudonymize needs a non-empty tenant and value")
-    t, v = tenant.encode(), value.encode()
-    # Length prefixes keep ("ab", "c") and ("a", "bc") apart.
-    message = _PSEUDONYM_DOMAIN + struct.pack(">I", len(t)) + t + struct.pack(">I", len(v)) + v
-    return hmac.new(secret, message, hashlib.sha256).hexdigest()
-
-
-def hmac_signature(key_id: str, key: bytes, payload: bytes) -> str:
-    """``"<key_id>.<urlsafe base64 HMAC-SHA256>"``, the form ``Keyring.sign`` returns."""
-    mac = hmac.new(key, payload, hashlib.sha256).digest()
-    return f"{key_id}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode('ascii')}"
-
-
-def split_signature(signature: object) -> tuple[str, bytes] | None:
-    """``(key_id, mac)`` of a signature string, or None when it is malformed."""
-    if not isinstance(signature, str) or signature.count(".") != 1:
-        return None
-    key_id, encoded = signature.split(".")
-    try:
-        return key_id, base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
-    except (binascii.Error, ValueError):
-        return None
-
-
-def hmac_matches(key: bytes, payload: bytes, mac: bytes) -> bool:
-    """Constant-time check of ``mac`` over ``payload``."""
-    return hmac.compare_digest(hmac.new(key, payload, hashlib.sha256).digest(), mac)
-
-
-def canonical_context(context: Mapping[str, str]) -> bytes:
-    """The bytes a context is bound as: sorted-key compact JSON (UTF-8).
-
-    Raises:
-        KeyringError: a key or value is not a string.
-    """
-    for name, value in context.items():
-        if not isinstance(name, str) or not isinstance(value, str):
-            raise KeyringError(
-                f"encryption context entries must be strings, got {name!r}: {value!r}"
-            )
-    return json.dumps(dict(context), sort_keys=True, separators=(",", ":")).encode()
 
 
 def _b64(raw: bytes) -> str:
@@ -230,6 +101,19 @@ class LocalKeyring:
                 if not self._path.exists():
                     self._write(self._fresh_state())
         self._state = self._read()
+
+    @classmethod
+    def from_url(cls, url: str, **options: object) -> LocalKeyring:
+        """The key file ``file:///abs/path`` names (``options`` are for other backends).
+
+        Raises:
+            ConfigError: a host in the URL, or a relative path.
+        """
+        del options
+        parts = urlsplit(url)
+        if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
+            raise ConfigError(f"keyring URL {url!r}: expected file:///absolute/path")
+        return cls(Path(unquote(parts.path)))
 
     # -- Keyring protocol -----------------------------------------------------------
     @property
@@ -485,44 +369,3 @@ class LocalKeyring:
         except (KeyError, TypeError, ValueError, binascii.Error) as exc:
             raise KeyringError(f"{where}: {exc!r}") from exc
         return state
-
-
-def open_keyring(
-    url: str,
-    *,
-    region: str = "us-east-1",
-    endpoint: str | None = None,
-    secrets_path: Path | None = None,
-) -> Keyring:
-    """Open the keyring named by ``url`` (``CALLVAULT_KEYRING``).
-
-    ``file:///abs/path/master.json`` opens (creating if needed) a :class:`LocalKeyring`.
-    ``kms://key-id`` (a key id, ``alias/name`` or key ARN) opens a
-    :class:`storage.kms.KmsKeyring` through boto3, with ``region`` and ``endpoint``
-    (non-AWS KMS such as moto); its secrets file is ``?secrets=/abs/path`` in the URL,
-    else ``secrets_path``.
-
-    Raises:
-        ConfigError: unsupported scheme, malformed URL, or a KMS URL without a secrets path.
-        KeyringError: the local key file is unsafe, corrupt or cannot be created; KMS
-            refused the key or could not be reached.
-    """
-    parts = urlsplit(url)
-    if parts.scheme == "file":
-        if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
-            raise ConfigError(f"keyring URL {url!r}: expected file:///absolute/path")
-        return LocalKeyring(Path(unquote(parts.path)))
-    if parts.scheme == "kms":
-        from urllib.parse import parse_qs
-
-        from storage.kms import KmsKeyring
-
-        key_id = url[len("kms://") :].split("?", 1)[0]
-        query = parse_qs(url.split("?", 1)[1]) if "?" in url else {}
-        if not key_id or set(query) - {"secrets"}:
-            raise ConfigError(f"keyring URL {url!r}: expected kms://key-id[?secrets=/abs/path]")
-        secrets = Path(query["secrets"][0]) if "secrets" in query else secrets_path
-        if secrets is None or not secrets.is_absolute():
-            raise ConfigError(f"keyring URL {url!r}: the KMS secrets file needs an absolute path")
-        return KmsKeyring(key_id, secrets_path=secrets, region=region, endpoint=endpoint)
-    raise ConfigError(f"keyring URL {url!r}: expected file:///path or kms://key-id")

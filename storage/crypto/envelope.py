@@ -66,7 +66,6 @@ __all__ = [
     "open_chunks",
     "ciphertext_span",
     "open_range",
-    "sealed_size",
 ]
 
 MAGIC = b"CVLT"
@@ -122,14 +121,6 @@ class EnvelopeHeader:
 
 def _chunk_count(plaintext_size: int, chunk_size: int) -> int:
     return max(1, -(-plaintext_size // chunk_size))
-
-
-def sealed_size(plaintext_size: int, header_len: int, chunk_size: int) -> int:
-    """Byte length of a sealed object holding ``plaintext_size`` bytes."""
-    return header_len + plaintext_size + TAG_SIZE * _chunk_count(plaintext_size, chunk_size)
-
-
-# -- data keys ---------------------------------------------------------------------------
 
 
 def new_data_key() -> bytes:

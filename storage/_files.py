@@ -1,0 +1,95 @@
+"""Private, durable files: the one place the storage layer creates files and folders.
+
+Every file written here is ``0600`` in folders ``0700`` (created with those modes,
+whatever the umask), written atomically (temp file + rename) and, unless asked not
+to, fsynced together with its folder so the rename survives a crash.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import tempfile
+from pathlib import Path
+
+__all__ = ["write_file_atomically", "make_private_dirs", "fsync_dir", "syncfs", "TMP_PREFIX"]
+
+TMP_PREFIX = ".tmp-"
+
+
+def make_private_dirs(path: Path) -> None:
+    """Create ``path`` and missing parents with mode 0700.
+
+    Raises:
+        OSError: as raised by the filesystem (callers translate it).
+    """
+    missing: list[Path] = []
+    current = path
+    while not current.exists():
+        missing.append(current)
+        current = current.parent
+    for folder in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            folder.mkdir(mode=0o700)
+            os.chmod(folder, 0o700)  # mkdir's mode is filtered by the umask
+
+
+def fsync_dir(path: Path) -> None:
+    """fsync a folder (so a rename or unlink in it survives a crash)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def syncfs(path: Path) -> None:
+    """Flush the whole filesystem holding ``path`` (Linux ``syncfs``; else ``sync``).
+
+    Raises:
+        OSError: the flush failed.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        call = getattr(libc, "syncfs", None)
+        if call is None:  # pragma: no cover - non-Linux
+            os.sync()
+        elif call(fd) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err))
+    finally:
+        os.close(fd)
+
+
+def write_file_atomically(
+    path: Path, data: bytes | bytearray | memoryview, *, sync: bool = True
+) -> None:
+    """Write ``data`` to ``path`` so a reader sees all of it or the previous content.
+
+    Missing folders are created with mode 0700. A temp file ``.tmp-*`` in the same
+    folder (mode 0600) is written, fsynced, renamed over ``path`` and the folder
+    fsynced, so the rename survives a crash; no temp file is left behind on error.
+    With ``sync=False`` both fsyncs are skipped: the caller makes the write durable
+    later (``LocalVault.flush``).
+
+    Raises:
+        OSError: as raised by the filesystem (callers translate it).
+    """
+    folder = path.parent
+    make_private_dirs(folder)
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            if sync:
+                handle.flush()
+                os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    if sync:
+        fsync_dir(folder)

@@ -1,0 +1,60 @@
+"""The catalog: every fact about recordings, in SQL (SQLite embedded, PostgreSQL).
+
+One thin SQL layer (:mod:`storage.catalog.sql`) and its migrations, one row mapper
+(:mod:`storage.catalog.rows`), and one module per table family:
+
+==========================  =====================================================
+module                      holds
+==========================  =====================================================
+``catalog``                 recordings, subject keys, anonymous daily statistics
+``audit``                   the hash-chained audit log
+``endoflife``               schedules, contract terminations, deletion intents,
+                            expiry and erasure tombstones
+``holds``                   legal holds
+``requests``                customers' privacy requests and their progress
+``disclosures``             the disclosure ledger (third-party releases)
+``restrictions``            customers whose recordings may not be used
+``receipts``                signed deletion receipts
+``stats``                   governance counts for the gauges (numbers only)
+==========================  =====================================================
+"""
+
+from __future__ import annotations
+
+from storage.catalog.audit import AuditDraft, AuditLog, AuditVerification
+from storage.catalog.catalog import Catalog, DailyStat, listing_cursor, open_catalog
+from storage.catalog.disclosures import Disclosure, DisclosureLedger
+from storage.catalog.endoflife import DeletionIntent, EndOfLifeStore, ObjectCleanup, ScheduleChange
+from storage.catalog.holds import HoldScope, HoldStore, LegalHold
+from storage.catalog.receipts import DeletionReceipt, ReceiptSigner, ReceiptStore
+from storage.catalog.requests import PrivacyRequest, PrivacyRequestStore, RequestStatus
+from storage.catalog.restrictions import SubjectRestrictions
+from storage.catalog.sql import Database, open_database
+
+__all__ = [
+    "AuditDraft",
+    "AuditLog",
+    "AuditVerification",
+    "Catalog",
+    "DailyStat",
+    "Database",
+    "DeletionIntent",
+    "DeletionReceipt",
+    "Disclosure",
+    "DisclosureLedger",
+    "EndOfLifeStore",
+    "HoldScope",
+    "HoldStore",
+    "LegalHold",
+    "ObjectCleanup",
+    "PrivacyRequest",
+    "PrivacyRequestStore",
+    "ReceiptSigner",
+    "ReceiptStore",
+    "RequestStatus",
+    "ScheduleChange",
+    "SubjectRestrictions",
+    "listing_cursor",
+    "open_catalog",
+    "open_database",
+]

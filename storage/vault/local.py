@@ -1,0 +1,216 @@
+"""The folder vault (``file:///abs/path``): the embedded default.
+
+Implements :class:`storage.vault.base.Vault` on the local filesystem. Layout under
+its root (files ``0600``, folders ``0700``)::
+
+    <root>/<key>                  the object bytes
+    <root>/.tags/<key>.json       its tags, a JSON object (written before the object)
+    <dir>/.tmp-*                  a write in progress (renamed into place, never read)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from urllib.parse import SplitResult, unquote
+
+from callvault.errors import ConfigError
+from storage._files import make_private_dirs, syncfs, write_file_atomically
+from storage.errors import RecordingNotFound, StorageError
+from storage.types import ObjectInfo
+from storage.vault.base import check_range, validate_key, validate_prefix, validate_tags
+
+__all__ = ["LocalVault"]
+
+_TAGS_DIR = ".tags"
+
+
+class LocalVault:
+    """A :class:`Vault` on the local filesystem under ``root`` (see the module docstring).
+
+    Raises:
+        StorageError: ``root`` cannot be created or is not a folder.
+    """
+
+    def __init__(self, root: Path) -> None:
+        root = Path(root)
+        if not root.is_absolute():
+            root = root.absolute()
+        try:
+            make_private_dirs(root)
+        except OSError as exc:
+            raise StorageError(f"cannot create vault folder {str(root)!r}: {exc}") from exc
+        if not root.is_dir():
+            raise StorageError(f"vault root {str(root)!r} is not a folder")
+        self.root = root
+        self.url = root.as_uri()
+
+    @classmethod
+    def from_url(cls, url: str, parts: SplitResult, **options: object) -> LocalVault:
+        """The vault ``file:///abs/path`` names (``options`` are for other backends).
+
+        Raises:
+            ConfigError: a host in the URL, or a relative path.
+        """
+        del options
+        if parts.netloc not in ("", "localhost"):
+            raise ConfigError(f"vault URL {url!r}: file URLs take no host (use file:///abs/path)")
+        path = unquote(parts.path)
+        if not path.startswith("/") or "\x00" in path:
+            raise ConfigError(f"vault URL {url!r}: the path must be absolute (file:///abs/path)")
+        return cls(Path(path))
+
+    def __repr__(self) -> str:
+        return f"LocalVault({str(self.root)!r})"
+
+    # -- paths ---------------------------------------------------------------------
+
+    def _object_path(self, key: str) -> Path:
+        return self.root / validate_key(key)
+
+    def _tags_path(self, key: str) -> Path:
+        return self.root / _TAGS_DIR / f"{validate_key(key)}.json"
+
+    # -- Vault ---------------------------------------------------------------------
+
+    def put(
+        self, key: str, data: bytes, *, tags: Mapping[str, str], durable: bool = True
+    ) -> ObjectInfo:
+        path = self._object_path(key)
+        checked = validate_tags(tags)
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise StorageError(f"vault data must be bytes, not {type(data).__name__}")
+        try:
+            # Tags first: the object never becomes visible without its tags.
+            write_file_atomically(self._tags_path(key), _encode_tags(checked), sync=durable)
+            write_file_atomically(path, data, sync=durable)
+        except IsADirectoryError as exc:
+            raise StorageError(f"vault key {key!r} is a prefix of other keys here") from exc
+        except NotADirectoryError as exc:
+            raise StorageError(f"vault key {key!r} extends an existing key") from exc
+        except OSError as exc:
+            raise StorageError(f"cannot write vault object {key!r}: {exc}") from exc
+        return ObjectInfo(key=key, size=len(data), tags=checked)
+
+    def flush(self) -> None:
+        """One ``syncfs`` of the vault's filesystem instead of an fsync per file."""
+        try:
+            syncfs(self.root)
+        except OSError as exc:
+            raise StorageError(f"cannot flush vault {str(self.root)!r}: {exc}") from exc
+
+    def get(self, key: str) -> bytes:
+        path = self._object_path(key)
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            raise self._translate(key, exc) from exc
+
+    def get_range(self, key: str, start: int, end: int) -> bytes:
+        path = self._object_path(key)
+        check_range(start, end)
+        try:
+            with path.open("rb") as handle:
+                size = os.fstat(handle.fileno()).st_size
+                if start >= size:
+                    raise StorageError(
+                        f"range {start}-{end} not satisfiable: object {key!r} has {size} bytes"
+                    )
+                handle.seek(start)
+                return handle.read(min(end, size - 1) - start + 1)
+        except OSError as exc:
+            raise self._translate(key, exc) from exc
+
+    def head(self, key: str) -> ObjectInfo:
+        path = self._object_path(key)
+        try:
+            size = path.stat().st_size
+            if not path.is_file():
+                raise FileNotFoundError(errno.ENOENT, "not a file", str(path))
+        except OSError as exc:
+            raise self._translate(key, exc) from exc
+        return ObjectInfo(key=key, size=size, tags=self._read_tags(key))
+
+    def exists(self, key: str) -> bool:
+        return self._object_path(key).is_file()
+
+    def delete(self, key: str) -> None:
+        path = self._object_path(key)
+        try:
+            # Object first: it never stays visible without its tags.
+            with contextlib.suppress(FileNotFoundError, IsADirectoryError, NotADirectoryError):
+                path.unlink()
+            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                self._tags_path(key).unlink()
+        except OSError as exc:
+            raise StorageError(f"cannot delete vault object {key!r}: {exc}") from exc
+
+    def delete_many(self, keys: Sequence[str]) -> list[str]:
+        for key in keys:
+            validate_key(key)
+        failed: list[str] = []
+        for key in keys:
+            try:
+                self.delete(key)
+            except StorageError:
+                failed.append(key)
+        return failed
+
+    def iter_keys(self, prefix: str = "") -> Iterator[str]:
+        validate_prefix(prefix)
+        # Walk only the folder the prefix points into.
+        start = self.root / prefix.rpartition("/")[0] if "/" in prefix else self.root
+        if not start.is_dir():
+            return
+        for folder, dirnames, filenames in os.walk(start, onerror=_raise_walk_error):
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            relative = Path(folder).relative_to(self.root).as_posix()
+            for name in filenames:
+                if name.startswith("."):
+                    continue
+                key = name if relative == "." else f"{relative}/{name}"
+                if key.startswith(prefix):
+                    yield key
+
+    def put_tags(self, key: str, tags: Mapping[str, str]) -> None:
+        checked = validate_tags(tags)
+        if not self.exists(key):
+            raise RecordingNotFound(f"no vault object {key!r} in {self.url}")
+        try:
+            write_file_atomically(self._tags_path(key), _encode_tags(checked))
+        except OSError as exc:
+            raise StorageError(f"cannot write tags of vault object {key!r}: {exc}") from exc
+
+    # -- helpers -------------------------------------------------------------------
+
+    def _read_tags(self, key: str) -> dict[str, str]:
+        try:
+            raw = self._tags_path(key).read_bytes()
+        except FileNotFoundError:
+            return {}
+        except OSError as exc:
+            raise StorageError(f"cannot read tags of vault object {key!r}: {exc}") from exc
+        try:
+            tags = json.loads(raw)
+        except ValueError as exc:
+            raise StorageError(f"tags of vault object {key!r} are not valid JSON") from exc
+        if not isinstance(tags, dict):
+            raise StorageError(f"tags of vault object {key!r} are not a JSON object")
+        return {str(k): str(v) for k, v in tags.items()}
+
+    def _translate(self, key: str, exc: OSError) -> StorageError:
+        if isinstance(exc, FileNotFoundError | IsADirectoryError | NotADirectoryError):
+            return RecordingNotFound(f"no vault object {key!r} in {self.url}")
+        return StorageError(f"cannot read vault object {key!r}: {exc}")
+
+
+def _encode_tags(tags: Mapping[str, str]) -> bytes:
+    return json.dumps(dict(tags), sort_keys=True, ensure_ascii=False).encode("utf-8")
+
+
+def _raise_walk_error(exc: OSError) -> None:
+    raise StorageError(f"cannot list vault folder: {exc}") from exc
