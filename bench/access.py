@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from callvault.services import Services, build_services  # noqa: E402
 from callvault.settings import load_settings  # noqa: E402
-from streams.rateguard import RateGuard  # noqa: E402
+from streams.http.rateguard import RateGuard  # noqa: E402
 from tests.streams.qa_support import make_env  # noqa: E402
 
 RID = "bench-access-1"

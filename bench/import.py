@@ -25,10 +25,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from callvault.backfill import read_manifest, run_import  # noqa: E402
 from callvault.services import build_services  # noqa: E402
 from callvault.settings import load_settings  # noqa: E402
 from callvault.synth import call_wav  # noqa: E402
+from streams.backfill import read_manifest, run_import  # noqa: E402
 
 
 def make_archive(folder: Path, files: int) -> tuple[Path, int]:

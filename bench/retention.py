@@ -20,6 +20,7 @@ of milliseconds, so keep ``--n`` small there (e.g. ``--n 200 --buckets versioned
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import os
 import socket
@@ -139,14 +140,7 @@ def run(kind: str, n: int, endpoint: str, workdir: Path) -> tuple[float, float]:
         )
     baseline = time.perf_counter() - started
 
-    retention = RetentionService(
-        catalog=services.catalog,
-        vault=services.vault,
-        keys=services.keys,
-        policy=policy,
-        clock=services.clock,
-        actor="bench",
-    )
+    retention = RetentionService(dataclasses.replace(services, policy=policy), actor="bench")
     retention.reschedule_if_policy_changed()  # first start: records the rules digest
     started = time.perf_counter()
     if os.environ.get("BENCH_PROFILE"):

@@ -177,7 +177,7 @@ def _outcome(services: Any, rid: str) -> str | None:
 def run_demo(settings: Settings, *, url: str, calls: int, timeout: float) -> bool:
     """Run the demo against the system at ``url``; True when every call got its expected fate."""
     from callvault.services import build_services
-    from streams.auth import LocalTokens
+    from streams.http.auth import LocalTokens
 
     services = build_services(settings)
     try:

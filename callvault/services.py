@@ -1,58 +1,59 @@
 """Composition root: build every collaborator from :class:`~callvault.settings.Settings`.
 
 Backends are chosen by URL in exactly one place each (``open_vault``, ``open_catalog``,
-``open_keyring``); :func:`build_services` wires them into one :class:`Services`
-bundle that the worker, the CLI commands, the benchmarks and the tests share.
+``open_keyring``); :func:`build_services` opens them, and :meth:`streams.services.
+Services.over` opens every governance store over the catalog once, into one bundle
+that the worker, the CLI commands, the benchmarks and the tests share.
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from callvault.settings import Settings
-from policies import Policy, load_policy
-from storage.catalog import Catalog, open_catalog
-from storage.catalog.audit import AuditLog
-from storage.crypto.keyring import Keyring, open_keyring
-from storage.crypto.keys import KeyService
+from policies import load_policy
+from storage.catalog import open_catalog
+from storage.crypto import Keyring, open_keyring
 from storage.landing import Landing
 from storage.types import AuditEntry
-from storage.vault import Vault, open_vault
-from storage.vault.s3 import make_s3_client
+from storage.vault import make_s3_client, open_vault
+from streams.services import Services as StreamServices
+from streams.services import WorkerConfig
 
-__all__ = ["Services", "build_services", "keyring_for"]
+__all__ = ["Services", "build_services", "keyring_for", "worker_config"]
 
 
 @dataclass
-class Services:
-    """Everything a callvault process talks to, opened once."""
+class Services(StreamServices):
+    """The streams bundle plus the settings it was made from (for the CLI and tests)."""
 
-    settings: Settings
-    policy: Policy
-    keyring: Keyring
-    catalog: Catalog
-    audit: AuditLog
-    keys: KeyService
-    vault: Vault
-    landing: Landing
-    clock: Callable[[], datetime]
-    #: Called with every audit entry after it committed (the worker publishes them).
-    audit_listeners: list[Callable[[AuditEntry], None]] = field(default_factory=list)
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.catalog.close()
+    settings: Settings | None = None
 
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _s3_client_factory(settings: Settings) -> Callable[[], object]:
+def worker_config(settings: Settings) -> WorkerConfig:
+    """What ``streams`` needs of the settings."""
+    return WorkerConfig(
+        worker_id=settings.worker_id,
+        data_dir=settings.data_dir,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        reconcile_after_seconds=settings.reconcile_after_seconds,
+        metrics_interval_seconds=settings.metrics_interval_seconds,
+        log_level=settings.log_level,
+        max_audio_bytes=settings.max_audio_bytes,
+    )
+
+
+def s3_client_factory(settings: Settings) -> Callable[[], object]:
+    """Makes the S3 client landing roots and imports use (endpoint and region from settings)."""
+
     def make() -> object:
         return make_s3_client(endpoint_url=settings.s3_endpoint, region=settings.s3_region)
 
@@ -101,22 +102,21 @@ def build_services(
             listener(entry)
 
     catalog = open_catalog(settings.catalog, migrate=migrate, on_append=fan_out, clock=clock)
-    keys = KeyService(keyring, catalog)
     vault = open_vault(settings.vault, s3_endpoint=settings.s3_endpoint, region=settings.s3_region)
     landing = Landing(
         settings.landing_roots,
-        s3_client_factory=_s3_client_factory(settings),
+        s3_client_factory=s3_client_factory(settings),
         max_bytes=settings.max_audio_bytes,
     )
-    return Services(
-        settings=settings,
+    return Services.over(
+        config=worker_config(settings),
         policy=policy,
         keyring=keyring,
         catalog=catalog,
-        audit=catalog.audit,
-        keys=keys,
         vault=vault,
         landing=landing,
         clock=clock,
         audit_listeners=listeners,
+        s3_client_factory=s3_client_factory(settings),
+        settings=settings,
     )

@@ -25,16 +25,17 @@ from aiohttp import web
 from mode import Service
 
 from callvault.errors import CallvaultError
-from callvault.services import Services
 from storage.catalog.audit import entry_json
 from storage.types import AuditEntry
-from streams.auth import LocalTokens, TokenVerifier
+from streams.endoflife import EndOfLife
 from streams.governance import GovernanceCollector, refresh_worker_gauges
+from streams.http.app import WebContext, build_web_app
+from streams.http.auth import LocalTokens, TokenVerifier
+from streams.http.governance import governance_routes
+from streams.http.recordings import QaAccess
 from streams.ingest import IngestOutcome, IngestPipeline, redacted_event
-from streams.lifecycle import Lifecycle, lifecycle_routes
 from streams.metrics import Metrics
-from streams.qa import QaAccess
-from streams.web import WebContext, build_web_app
+from streams.services import Services
 
 __all__ = ["Worker", "TOPICS"]
 
@@ -70,7 +71,7 @@ class Worker:
         self.broker_url = broker_url
         self.started_at = time.monotonic()
         self._audit_buffer: collections.deque[AuditEntry] = collections.deque()
-        settings = services.settings
+        settings = services.config
         self.tokens = tokens or LocalTokens(services.keyring, frozenset(services.policy.roles))
         self.web_port = settings.web_port if web_port is None else web_port
         self.reconcile_interval = reconcile_interval or max(
@@ -115,7 +116,7 @@ class Worker:
             actor=f"worker:{settings.worker_id}",
             clock=services.clock,
         )
-        self.lifecycle = Lifecycle.from_services(
+        self.endoflife = EndOfLife.from_services(
             services, actor=f"worker:{settings.worker_id}", metrics=self.metrics
         )
         self.governance = GovernanceCollector(
@@ -124,7 +125,7 @@ class Worker:
             metrics=self.metrics,
             retention_classes=services.policy.retention_classes,
             clock=services.clock,
-            held=self.lifecycle.held_filter,
+            held=self.endoflife.held_filter,
         )
         self._register()
 
@@ -151,7 +152,7 @@ class Worker:
         async def privacy_requests(stream: faust.StreamT[bytes]) -> None:
             async for payload in stream:
                 await asyncio.get_running_loop().run_in_executor(
-                    None, self.lifecycle.handle_message, payload
+                    None, self.endoflife.handle_message, payload
                 )
                 await self._flush_audit()
 
@@ -167,9 +168,7 @@ class Worker:
         async def reconcile() -> None:
             await self.reconcile_landing()
 
-        @app.timer(
-            max(1, self.services.settings.metrics_interval_seconds), name="governance-gauges"
-        )
+        @app.timer(max(1, self.services.config.metrics_interval_seconds), name="governance-gauges")
         async def governance_gauges() -> None:
             await refresh_worker_gauges(
                 self.governance, app, self.metrics,
@@ -192,12 +191,12 @@ class Worker:
                 self.runner = web.AppRunner(
                     build_web_app(ctx, QaAccess().routes()), access_log=None
                 )
-                self.runner.app.router.add_routes(lifecycle_routes(worker.lifecycle))
+                self.runner.app.router.add_routes(governance_routes(worker.endoflife))
                 await self.runner.setup()
-                site = web.TCPSite(self.runner, worker.services.settings.web_host, worker.web_port)
+                site = web.TCPSite(self.runner, worker.services.config.web_host, worker.web_port)
                 await site.start()
                 log.info(
-                    "web server on http://%s:%d", worker.services.settings.web_host, worker.web_port
+                    "web server on http://%s:%d", worker.services.config.web_host, worker.web_port
                 )
 
             async def on_stop(self) -> None:
@@ -246,7 +245,7 @@ class Worker:
             "detail": outcome.detail,
             "recording_id": outcome.recording_id,
             "at": datetime.now(UTC).isoformat(),
-            "worker": self.services.settings.worker_id,
+            "worker": self.services.config.worker_id,
             "source": (
                 {"topic": message.topic, "partition": message.partition, "offset": message.offset}
                 if message is not None
@@ -273,7 +272,7 @@ class Worker:
         restarted): stale files with a sidecar event and no catalog entry."""
         services = self.services
         loop = asyncio.get_running_loop()
-        older = float(services.settings.reconcile_after_seconds)
+        older = float(services.config.reconcile_after_seconds)
         stale = await loop.run_in_executor(None, lambda: list(services.landing.iter_stale(older)))
         self.metrics.landing_backlog.set(len(stale))
         sent = 0
@@ -306,13 +305,13 @@ class Worker:
     async def run_sweep(self) -> None:
         """One retention sweep off the event loop (errors logged; the next tick retries)."""
         try:
-            await asyncio.get_running_loop().run_in_executor(None, self.lifecycle.sweep_and_resume)
+            await asyncio.get_running_loop().run_in_executor(None, self.endoflife.sweep_and_resume)
         except CallvaultError as exc:
             log.error("retention sweep failed: %s", exc)
         await self._flush_audit()
 
     def health(self) -> dict[str, Any]:
-        status: dict[str, Any] = {"status": "ok", "worker": self.services.settings.worker_id}
+        status: dict[str, Any] = {"status": "ok", "worker": self.services.config.worker_id}
         try:
             self.services.catalog.database.fetch_one("SELECT 1")  # a real round trip
             status["catalog"] = "ok"
@@ -325,7 +324,7 @@ class Worker:
         """Run the worker until SIGINT/SIGTERM (blocks)."""
         from faust.worker import Worker as FaustWorker
 
-        level = self.services.settings.log_level.lower()
+        level = self.services.config.log_level.lower()
         worker = FaustWorker(
             self.app,
             loglevel={"warning": "warn"}.get(level, level),

@@ -122,7 +122,7 @@ class Metrics:
             ["topic", "partition"],
             registry=r,
         )
-        # QA access (streams.qa): labels are bounded (policy roles/purposes, reason codes).
+        # QA access (streams.http): labels are bounded (policy roles/purposes, reason codes).
         self.access_decisions = Counter(
             "callvault_access_decisions",
             "Access decisions on recordings, by outcome, reason code, role, purpose and action.",

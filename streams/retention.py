@@ -59,16 +59,14 @@ from policies import (
     retain_until,
     retention_class_for,
 )
-from storage.catalog import Catalog
 from storage.catalog.audit import AuditDraft, canonical_json
-from storage.catalog.endoflife import EndOfLifeStore, ScheduleChange
-from storage.catalog.holds import HoldStore, LegalHold, first_hold
-from storage.catalog.receipts import DeletionReceipt, ReceiptSigner, ReceiptStore
+from storage.catalog.endoflife import ScheduleChange
+from storage.catalog.holds import LegalHold, first_hold
+from storage.catalog.receipts import DeletionReceipt
 from storage.catalog.sql import to_db_time
-from storage.crypto.keys import KeyService
 from storage.types import RecordingRow, RecordingState
-from storage.vault import Vault
 from streams.metrics import Metrics
+from streams.services import Services
 
 __all__ = [
     "RULES_DIGEST_SETTING",
@@ -156,32 +154,27 @@ class RetentionService:
 
     def __init__(
         self,
+        services: Services,
         *,
-        catalog: Catalog,
-        vault: Vault,
-        keys: KeyService,
-        policy: Policy,
-        clock: Callable[[], datetime],
         actor: str,
         metrics: Metrics | None = None,
-        holds: HoldStore | None = None,
-        lifecycle: EndOfLifeStore | None = None,
         batch_size: int = 1000,
         delete_workers: int = 8,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be positive")
-        self.catalog = catalog
-        self.vault = vault
-        self.keys = keys
-        self.policy = policy
-        self.clock = clock
+        self.services = services
+        self.catalog = services.catalog
+        self.vault = services.vault
+        self.keys = services.keys
+        self.policy = services.policy
+        self.clock = services.clock
         self.actor = actor
         self.metrics = metrics
-        self.holds = holds or HoldStore(catalog, clock=clock)
-        self.receipts = ReceiptStore(catalog)
-        self.lifecycle = lifecycle or EndOfLifeStore(catalog, self.receipts, clock=clock)
-        self.signer = ReceiptSigner(keys.keyring)
+        self.holds = services.holds
+        self.receipts = services.receipts
+        self.endoflife = services.endoflife
+        self.signer = services.signer
         self.batch_size = batch_size
         self.delete_workers = delete_workers
 
@@ -207,7 +200,7 @@ class RetentionService:
     def _changes(
         self, rows: list[RecordingRow], action: str, extra: dict[str, Any]
     ) -> tuple[list[ScheduleChange], list[str]]:
-        terminations = self.lifecycle.terminations(row.subject_ref for row in rows)
+        terminations = self.endoflife.terminations(row.subject_ref for row in rows)
         changes: list[ScheduleChange] = []
         skipped: list[str] = []
         for row in rows:
@@ -252,16 +245,16 @@ class RetentionService:
                 after every page was applied, so a re-run completes the work).
         """
         digest = retention_rules_digest(self.policy)
-        previous = self.lifecycle.get_setting(RULES_DIGEST_SETTING)
+        previous = self.endoflife.get_setting(RULES_DIGEST_SETTING)
         if previous == digest and not force:
             return RescheduleResult(0, 0, previous, digest)
         changed = checked = 0
         skipped: list[str] = []
         if previous is not None or force:
             extra = {"rules_digest": digest, "previous_digest": previous, "rule": "retention:due"}
-            for page in self.lifecycle.iter_stored():
+            for page in self.endoflife.iter_stored():
                 changes, page_skipped = self._changes(page, "retention.rescheduled", extra)
-                changed += self.lifecycle.reschedule(changes)
+                changed += self.endoflife.reschedule(changes)
                 checked += len(page)
                 skipped.extend(page_skipped)
                 if progress is not None:
@@ -281,7 +274,7 @@ class RetentionService:
                 },
             )
         )
-        self.lifecycle.set_setting(RULES_DIGEST_SETTING, digest)
+        self.endoflife.set_setting(RULES_DIGEST_SETTING, digest)
         return RescheduleResult(changed, checked, previous, digest, skipped)
 
     def terminate_contract(
@@ -299,8 +292,8 @@ class RetentionService:
         Raises:
             CatalogError / AuditError: the catalog failed.
         """
-        effective = self.lifecycle.record_termination(tenant, subject_ref, terminated_at)
-        rows = self.lifecycle.rows_of_subject(tenant, subject_ref, [RecordingState.STORED])
+        effective = self.endoflife.record_termination(tenant, subject_ref, terminated_at)
+        rows = self.endoflife.rows_of_subject(tenant, subject_ref, [RecordingState.STORED])
         extra = {
             "rule": "retention:contract-termination",
             "subject_ref": subject_ref,
@@ -308,7 +301,7 @@ class RetentionService:
             "request_id": request_id,
         }
         changes, _ = self._changes(rows, "retention.contract-terminated", extra)
-        return effective, self.lifecycle.reschedule(changes)
+        return effective, self.endoflife.reschedule(changes)
 
     def _catch_up_terminations(self) -> int:
         """Recordings of former customers ingested after the termination was recorded."""
@@ -320,13 +313,13 @@ class RetentionService:
         )
         if not rows:
             return 0
-        found = self.lifecycle.rows_by_id(row[0] for row in rows)
+        found = self.endoflife.rows_by_id(row[0] for row in rows)
         changes, _ = self._changes(
             list(found.values()),
             "retention.contract-terminated",
             {"rule": "retention:contract-termination", "late_ingest": True},
         )
-        return self.lifecycle.reschedule(changes)
+        return self.endoflife.reschedule(changes)
 
     # -- the sweep ------------------------------------------------------------------------
     def sweep(
@@ -351,7 +344,7 @@ class RetentionService:
         result = SweepResult(dry_run=dry_run, now=moment)
         if dry_run:
             cap = limit or 100_000
-            due = self.lifecycle.due(moment, cap)
+            due = self.endoflife.due(moment, cap)
             result.expired = [
                 row.recording_id
                 for row in due
@@ -368,7 +361,7 @@ class RetentionService:
                 size = self.batch_size if remaining is None else min(self.batch_size, remaining)
                 rows = [
                     row
-                    for row in self.lifecycle.due(moment, size)
+                    for row in self.endoflife.due(moment, size)
                     if deletion_decision(facts_of(row), self.policy, moment).delete
                 ]
                 if not rows:
@@ -405,12 +398,12 @@ class RetentionService:
         return result
 
     def _expire(self, rows: list[RecordingRow], moment: datetime, result: SweepResult) -> int:
-        marked = self.lifecycle.mark(
+        marked = self.endoflife.mark(
             rows, reason="retention-due", rule="retention:due", actor=self.actor
         )
         # only what was marked (a hold placed since ``due`` keeps its recording), as the
         # catalog has it now
-        found = self.lifecycle.rows_by_id(marked)
+        found = self.endoflife.rows_by_id(marked)
         rows = [
             found[rid]
             for rid in marked
@@ -491,7 +484,7 @@ class RetentionService:
                     receipt,
                 )
             )
-        return self.lifecycle.finish_expiry(items)
+        return self.endoflife.finish_expiry(items)
 
     def finish_cleanups(self) -> int:
         """Delete vault objects a correction superseded that a crash left behind (their
@@ -500,13 +493,13 @@ class RetentionService:
         Raises:
             CatalogError: the catalog failed.
         """
-        cleanups = self.lifecycle.pending_cleanups()
+        cleanups = self.endoflife.pending_cleanups()
         if not cleanups:
             return 0
         keys = [c.object_key for c in cleanups]
         failed = self._delete_objects(keys)
         done = [key for key in keys if key not in failed]
-        self.lifecycle.drop_cleanups(done)
+        self.endoflife.drop_cleanups(done)
         if failed:
             log.error("retention: %d superseded object(s) not deleted; retried", len(failed))
         if done:
@@ -518,23 +511,23 @@ class RetentionService:
         legal hold now covers (their intents are dropped, audited); erasures are the
         privacy service's: it resumes its own."""
         self.finish_cleanups()
-        dropped = self.lifecycle.drop_held_intents(self.actor)
+        dropped = self.endoflife.drop_held_intents(self.actor)
         if dropped:
             log.warning(
                 "retention: dropped %d interrupted deletion(s) of now held recordings",
                 len(dropped),
             )
-        intents = [i for i in self.lifecycle.pending_intents() if i.request_id is None]
+        intents = [i for i in self.endoflife.pending_intents() if i.request_id is None]
         if not intents:
             return 0
-        rows = self.lifecycle.rows_by_id(i.recording_id for i in intents)
+        rows = self.endoflife.rows_by_id(i.recording_id for i in intents)
         stored = [row for row in rows.values() if row.state == RecordingState.STORED]
         gone = [
             i.recording_id
             for i in intents
             if i.recording_id not in {r.recording_id for r in stored}
         ]
-        self.lifecycle.drop_intents(gone)
+        self.endoflife.drop_intents(gone)
         if stored:
             failed = self._delete_objects([row.object_key for row in stored])
             result.failed.extend(r.recording_id for r in stored if r.object_key in failed)
@@ -547,7 +540,7 @@ class RetentionService:
         return len(stored)
 
     def _report_held(self, moment: datetime, result: SweepResult) -> None:
-        rows = self.lifecycle.held_due(moment, 1000)
+        rows = self.endoflife.held_due(moment, 1000)
         by_recording = self.holds.holds_for(rows)
         for row in rows:
             hold: LegalHold | None = first_hold(by_recording.get(row.recording_id, []))

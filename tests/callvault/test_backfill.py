@@ -15,11 +15,12 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from callvault.backfill import REQUIRED_COLUMNS, ManifestError, read_manifest
 from callvault.cli import cli
 from callvault.services import Services, build_services
 from callvault.settings import load_settings
 from callvault.synth import call_wav
+from streams.backfill import REQUIRED_COLUMNS, read_manifest
+from streams.errors import ManifestError
 
 START = (datetime.now(UTC) - timedelta(days=3)).replace(microsecond=0)
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from callvault.cli import cli, config_table
+from callvault.cli import cli
+from callvault.cli.config import config_table
 from callvault.settings import load_settings
 from storage import open_catalog
 from storage.catalog.audit import AuditDraft
@@ -26,7 +27,7 @@ def run(env: dict[str, str], *args: str) -> tuple[int, str]:
 
 def test_token_issue_prints_a_token_that_verifies(env: dict[str, str]) -> None:
     from callvault.services import build_services
-    from streams.auth import LocalTokens
+    from streams.http.auth import LocalTokens
 
     code, out = run(
         env, "token", "issue", "--user", "alice", "--role", "qa-reviewer", "--ttl", "1h"

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from callvault.cli import cli
-from callvault.keyadmin import key_status, rotate_master_key
+from callvault.cli.keys import key_status, rotate_master_key
 from callvault.services import Services, build_services
 from callvault.settings import load_settings
 from storage.crypto.keys import KeyService

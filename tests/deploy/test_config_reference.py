@@ -7,7 +7,8 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from callvault.cli import cli, config_table
+from callvault.cli import cli
+from callvault.cli.config import config_table
 from callvault.settings import FIELDS
 
 README = Path(__file__).resolve().parents[2] / "README.md"

@@ -24,11 +24,12 @@ from callvault.synth import call_wav
 from policies import decide_ingest
 from storage.catalog.audit import AuditDraft
 from storage.types import RecordingRow
-from streams.auth import LocalTokens
+from streams.endoflife import EndOfLife
+from streams.http.app import WebContext, build_web_app
+from streams.http.auth import LocalTokens
+from streams.http.governance import governance_routes
 from streams.ingest import object_key_for
-from streams.lifecycle import Lifecycle, lifecycle_routes
 from streams.metrics import Metrics
-from streams.web import WebContext, build_web_app
 
 __all__ = [
     "Clock",
@@ -155,13 +156,13 @@ class WebServer:
     def __init__(
         self,
         services: Services,
-        lifecycle: Lifecycle,
+        lifecycle: EndOfLife,
         metrics: Metrics,
         extra: list[web.RouteDef] | None = None,
     ) -> None:
         self.services = services
         self.tokens = LocalTokens(services.keyring, frozenset(services.policy.roles))
-        self._routes = [*lifecycle_routes(lifecycle), *(extra or [])]
+        self._routes = [*governance_routes(lifecycle), *(extra or [])]
         self._metrics = metrics
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -235,7 +236,7 @@ def request(
         conn.close()
 
 
-def web_app(services: Services, lifecycle: Lifecycle, metrics: Metrics) -> Callable[[], WebServer]:
+def web_app(services: Services, lifecycle: EndOfLife, metrics: Metrics) -> Callable[[], WebServer]:
     return lambda: WebServer(services, lifecycle, metrics).start()
 
 
@@ -243,6 +244,6 @@ def verification(officer: str = "officer-7") -> dict[str, str]:
     return {"verified_by": officer, "method": "id-document"}
 
 
-def lifecycle_of(services: Services, metrics: Metrics | None = None) -> Lifecycle:
+def lifecycle_of(services: Services, metrics: Metrics | None = None) -> EndOfLife:
     """The retention + privacy services of ``services``, as the worker builds them."""
-    return Lifecycle.from_services(services, actor="worker:test", metrics=metrics)
+    return EndOfLife.from_services(services, actor="worker:test", metrics=metrics)

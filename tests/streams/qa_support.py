@@ -21,11 +21,11 @@ from callvault.demo import demo_event
 from callvault.services import Services, build_services
 from callvault.settings import load_settings
 from callvault.synth import call_wav
-from streams.auth import LocalTokens
+from streams.http.app import WebContext, build_web_app
+from streams.http.auth import LocalTokens
+from streams.http.recordings import QaAccess
 from streams.ingest import IngestPipeline
 from streams.metrics import Metrics
-from streams.qa import QaAccess
-from streams.web import WebContext, build_web_app
 
 __all__ = ["Clock", "QaEnv", "Reply", "ServerThread", "make_env"]
 

@@ -18,10 +18,10 @@ from callvault.demo import demo_event
 from callvault.services import Services, build_services
 from callvault.settings import load_settings
 from callvault.synth import call_wav
-from streams.auth import LocalTokens
+from streams.http.app import WebContext, build_web_app
+from streams.http.auth import LocalTokens
 from streams.ingest import IngestPipeline
 from streams.metrics import Metrics
-from streams.web import WebContext, build_web_app
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ import pytest
 
 from policies import Principal
 from storage.crypto.local import LocalKeyring
-from streams.auth import AuthError, LocalTokens
-from streams.playback import PlaybackGrant, PlaybackGrants
+from streams.http.auth import AuthError, LocalTokens
+from streams.http.playback import PlaybackGrant, PlaybackGrants
 
 NOW = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 

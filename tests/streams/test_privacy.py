@@ -215,7 +215,7 @@ def test_an_erasure_interrupted_by_a_crash_is_finished_on_resume(
             lifecycle.privacy.submit({**ERASE, "request_id": "PR-KILLED"}, requested_by="officer-7")
     assert lifecycle.privacy.get("PR-KILLED").status.value == "in-progress"
     assert services.catalog.get_subject_key(rows[0].subject_ref) is None  # shredded
-    store = lifecycle.retention.lifecycle
+    store = lifecycle.retention.endoflife
     assert {i.recording_id for i in store.pending_intents(request_id="PR-KILLED")} == {
         "r-killed-0",
         "r-killed-1",
@@ -266,7 +266,7 @@ def test_a_correction_interrupted_before_the_old_object_is_deleted_is_cleaned_up
 
     lifecycle.sweep_and_resume()
     assert object_versions(services, wrong.object_key) == 0
-    assert lifecycle.retention.lifecycle.pending_cleanups() == []
+    assert lifecycle.retention.endoflife.pending_cleanups() == []
     assert services.keys.open_recording(services.vault.get(row.object_key)) == audio
     assert lifecycle.privacy.get("PR-FIX").status.value == "completed"
     assert services.audit.verify().ok
@@ -344,7 +344,7 @@ def server(file_services: Services) -> Iterator[WebServer]:
     metrics = Metrics()
     extra = []
     try:
-        from streams.qa import QaAccess
+        from streams.http.recordings import QaAccess
 
         extra = QaAccess().routes()
     except ImportError:  # the QA endpoint is another change; the KeyService checks still run

@@ -13,7 +13,7 @@ import pytest
 
 from storage.catalog.audit import AuditDraft
 from storage.types import RecordingState
-from streams.auth import LocalTokens
+from streams.http.auth import LocalTokens
 from tests.streams.qa_support import QaEnv, make_env, metric
 
 CALLS = {

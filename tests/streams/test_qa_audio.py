@@ -16,7 +16,7 @@ import pytest
 from storage.catalog.audit import AuditDraft
 from storage.types import ObjectInfo
 from storage.vault import Vault
-from streams.rateguard import RateGuard
+from streams.http.rateguard import RateGuard
 from tests.streams.qa_support import QaEnv, make_env, metric
 
 # 20 s of 8 kHz mu-law = 160 058 bytes of WAV: three 64 KiB chunks.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streams.ranges import RangeNotSatisfiable, content_range, parse_range
+from streams.http.ranges import RangeNotSatisfiable, content_range, parse_range
 
 
 @pytest.mark.parametrize(

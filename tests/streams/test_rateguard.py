@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from policies import Principal, load_policy
-from streams.rateguard import RATE_LIMITED, RateGuard
+from streams.http.rateguard import RATE_LIMITED, RateGuard
 
 T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 ALICE = Principal("alice", "qa-reviewer")

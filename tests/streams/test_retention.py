@@ -4,6 +4,7 @@ settable clock."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -156,19 +157,14 @@ def test_a_policy_change_reschedules_stored_recordings(
         from policies import load_policy
 
         retention = RetentionService(
-            catalog=services.catalog,
-            vault=services.vault,
-            keys=services.keys,
-            policy=load_policy(shorter),
-            clock=clock,
-            actor="worker:test",
+            dataclasses.replace(services, policy=load_policy(shorter)), actor="worker:test"
         )
         result = retention.reschedule_if_policy_changed()
         assert (result.changed, result.checked) == (1, 1)
         assert result.previous_digest == first.digest != result.digest
         new_until = services.catalog.get_recording("r-policy").retain_until  # type: ignore[union-attr]
         assert new_until == row.ended_at + timedelta(days=30)
-        assert retention.lifecycle.get_setting(RULES_DIGEST_SETTING) == result.digest
+        assert retention.endoflife.get_setting(RULES_DIGEST_SETTING) == result.digest
         (entry,) = services.audit.iter_entries(
             recording_id="r-policy", action_prefix="retention.rescheduled"
         )
@@ -223,7 +219,7 @@ def test_a_sweep_interrupted_after_deleting_objects_is_finished_next_time(
     rows = [store_call(services, f"r-crash-{i}") for i in range(3)]
     clock.now = rows[0].retain_until
     # the crash: intents written and objects deleted, catalog not yet changed
-    store = lifecycle.retention.lifecycle
+    store = lifecycle.retention.endoflife
     store.mark(rows[:2], reason="retention-due", rule="retention:due", actor="worker:test")
     services.vault.delete_many([rows[0].object_key])
     assert [i.recording_id for i in store.pending_intents()] == ["r-crash-0", "r-crash-1"]
@@ -243,7 +239,7 @@ def test_a_hold_placed_after_the_due_query_keeps_its_recording(
     lifecycle = lifecycle_of(services)
     row = store_call(services, "r-late-hold")
     free = store_call(services, "r-late-free", customer="C-FREE")
-    store = lifecycle.retention.lifecycle
+    store = lifecycle.retention.endoflife
     listed = store.due
 
     def due_then_hold(now: datetime, limit: int) -> list[RecordingRow]:
@@ -279,7 +275,7 @@ def test_a_leftover_intent_of_a_now_held_recording_is_dropped_not_executed(
     held = store_call(services, "r-intent-held")
     free = store_call(services, "r-intent-free", customer="C-FREE")
     clock.now = max(held.retain_until, free.retain_until)
-    store = lifecycle.retention.lifecycle
+    store = lifecycle.retention.endoflife
     # a sweep marked both and crashed; then a hold was placed on the customer
     marked = store.mark(
         [held, free], reason="retention-due", rule="retention:due", actor="worker:test"

@@ -25,6 +25,7 @@ from typing import Protocol
 from callvault.errors import CallvaultError
 from policies import Principal
 from storage.crypto.keyring import Keyring
+from streams.errors import AuthError
 
 __all__ = ["AuthError", "TokenVerifier", "LocalTokens", "parse_ttl", "AUDIENCE"]
 
@@ -32,19 +33,6 @@ AUDIENCE = "callvault"
 MAX_TOKEN_LENGTH = 4096
 _USER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
 _TTL = re.compile(r"^(\d+)([smhd])$")
-
-
-class AuthError(CallvaultError):
-    """A token is missing, malformed, forged, expired or for another audience.
-
-    ``reason`` is a stable code (``token-missing``, ``token-malformed``,
-    ``token-signature``, ``token-expired``, ``token-audience``, ``token-role``).
-    """
-
-    def __init__(self, reason: str, detail: str) -> None:
-        self.reason = reason
-        self.detail = detail
-        super().__init__(f"{reason}: {detail}")
 
 
 class TokenVerifier(Protocol):

@@ -4,7 +4,7 @@
 signed playback URL; ``GET /v1/recordings/{id}/audio`` serves the decrypted WAV under
 a bearer token (one decision and audit record per request) or a playback grant (the
 state of the recording re-checked per request, not audited again). The audit record
-of a grant is committed before the first audio byte goes out (see :mod:`streams.qa`).
+of a grant is committed before the first audio byte goes out (see :mod:`streams.http.recordings`).
 """
 
 from __future__ import annotations
@@ -32,19 +32,19 @@ from storage.catalog.audit import AuditDraft
 from storage.catalog.disclosures import REFERENCE_PATTERN
 from storage.errors import AuditError, CatalogError
 from storage.types import RecordingRow
-from streams.audio_stream import AudioFailure, PreparedAudio, prepare_audio, stream_audio
-from streams.auth import AuthError
-from streams.playback import PlaybackGrant
-from streams.qa_params import BadRequest, bad_request, check_evidence, query_text, recording_id_of
-from streams.qa_views import QaViews, facts_of
-from streams.ranges import RangeNotSatisfiable
-from streams.rateguard import RATE_LIMITED
-from streams.web import _run, audit_or_503, authenticate, ctx_of, json_error
+from streams.http.app import _run, audit_or_503, authenticate, ctx_of, json_error
+from streams.http.audio_stream import AudioFailure, PreparedAudio, prepare_audio, stream_audio
+from streams.http.auth import AuthError
+from streams.http.decisions import QaViews, facts_of
+from streams.http.params import BadRequest, bad_request, check_evidence, query_text, recording_id_of
+from streams.http.playback import PlaybackGrant
+from streams.http.ranges import RangeNotSatisfiable
+from streams.http.rateguard import RATE_LIMITED
 
 __all__ = ["AudioViews"]
 
 # Records keep the logger name they had before the QA views were split into modules.
-log = logging.getLogger("streams.qa")
+log = logging.getLogger("streams.http.recordings")
 
 
 @dataclass

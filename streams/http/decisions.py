@@ -3,9 +3,9 @@
 :class:`QaViews` holds the rate guard, the playback grant signer and the disclosure
 ledger (built from the web context's services when not given), and the helpers that
 audit a decision (durably, before the response), count it in the metrics and build
-its error response. The views themselves are mixins over it: :mod:`streams.qa_audio`
-(grants and audio), :mod:`streams.audit_views` (audit log and disclosure ledger) and
-:class:`streams.qa.QaAccess` (listing, metadata, the page, the route table).
+its error response. The views themselves are mixins over it: :mod:`streams.http.audio`
+(grants and audio), :mod:`streams.http.audit` (audit log and disclosure ledger) and
+:class:`streams.http.recordings.QaAccess` (listing, metadata, the page, the route table).
 """
 
 from __future__ import annotations
@@ -21,14 +21,14 @@ from storage.catalog.audit import AuditDraft
 from storage.catalog.disclosures import DisclosureLedger
 from storage.errors import AuditError
 from storage.types import AuditEntry, RecordingRow, RecordingState
-from streams.playback import PlaybackGrants
-from streams.rateguard import RATE_LIMITED, RateGuard
-from streams.web import WebContext, _run, ctx_of, json_error
+from streams.http.app import WebContext, _run, ctx_of, json_error
+from streams.http.playback import PlaybackGrants
+from streams.http.rateguard import RATE_LIMITED, RateGuard
 
 __all__ = ["QaViews", "facts_of", "public_recording"]
 
 # Records keep the logger name they had before the QA views were split into modules.
-log = logging.getLogger("streams.qa")
+log = logging.getLogger("streams.http.recordings")
 
 
 def facts_of(row: RecordingRow) -> RecordingFacts:

@@ -10,9 +10,9 @@ from aiohttp import web
 
 from storage.catalog.audit import entry_json
 from storage.types import AuditEntry
-from streams.qa_params import BadRequest, bad_request, query_int, query_text
-from streams.qa_views import QaViews
-from streams.web import _run, ctx_of, require
+from streams.http.app import _run, ctx_of, require
+from streams.http.decisions import QaViews
+from streams.http.params import BadRequest, bad_request, query_int, query_text
 
 __all__ = ["AuditViews"]
 

@@ -21,15 +21,15 @@ from typing import Any
 
 from aiohttp import web
 
-from callvault.services import Services
 from policies import Principal, decide_capability
 from storage.catalog.audit import AuditDraft
 from storage.errors import LandingError, StorageError
 from storage.landing import LandingRejected
-from streams.auth import AuthError, TokenVerifier
 from streams.errors import EventRejected
 from streams.events import SCHEMA_V1, parse_recording_event
+from streams.http.auth import AuthError, TokenVerifier
 from streams.metrics import Metrics
+from streams.services import Services
 
 __all__ = ["WebContext", "build_web_app", "json_error", "authenticate", "require", "audit_or_503"]
 
@@ -171,7 +171,7 @@ async def post_recording(request: web.Request) -> web.Response:
         )
     metadata: dict[str, Any] | None = None
     audio: bytes | None = None
-    limit = ctx.services.settings.max_audio_bytes
+    limit = ctx.services.config.max_audio_bytes
     try:
         reader = await request.multipart()
         async for part in reader:
@@ -268,7 +268,7 @@ def build_web_app(
 ) -> web.Application:
     app = web.Application(
         middlewares=[count_requests],
-        client_max_size=ctx.services.settings.max_audio_bytes + (1 << 20),
+        client_max_size=ctx.services.config.max_audio_bytes + (1 << 20),
     )
     app[CONTEXT_KEY] = ctx
     app.add_routes(

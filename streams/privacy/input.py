@@ -2,7 +2,8 @@
 
 :func:`parse_privacy_request` turns a JSON body (text, bytes or a decoded object) into
 a :class:`RequestInput` or raises :class:`PrivacyRequestRejected` with a stable
-``reason`` code; nothing is stored for a rejected request.
+``reason`` code; nothing is stored for a rejected request. The fields every kind has
+are checked here; the kind-specific ones by the kind's handler (``read_input``).
 """
 
 from __future__ import annotations
@@ -15,40 +16,22 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from streams.errors import StreamError
+from streams.errors import PrivacyRequestRejected
+from streams.privacy.kinds import VERIFICATION_METHODS, RequestKind, handler_class
 
 __all__ = [
     "REQUEST_TYPES",
-    "VERIFICATION_METHODS",
     "PrivacyRequestRejected",
     "RequestInput",
     "parse_privacy_request",
+    "parse_time",
 ]
 
-
-REQUEST_TYPES = (
-    "disclose",
-    "restrict",
-    "lift-restriction",
-    "erase",
-    "correct",
-    "contract-terminated",
-)
-#: How a compliance officer verified the customer's identity (closed list).
-VERIFICATION_METHODS = ("id-document", "account-authentication", "callback", "in-person", "postal")
+#: Every request type, as the ``type`` field spells it.
+REQUEST_TYPES = tuple(kind.value for kind in RequestKind)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
 _USER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}$")
-_CORRECTABLE = ("customer_ref", "queue", "agent_id")
 _MAX_IDS = 1000
-
-
-class PrivacyRequestRejected(StreamError):
-    """A privacy request is malformed; ``reason`` is a stable code."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        self.reason = reason
-        self.detail = detail
-        super().__init__(f"{reason}: {detail}")
 
 
 @dataclass(frozen=True)
@@ -56,19 +39,24 @@ class RequestInput:
     """A validated request (still with the raw customer reference; never stored)."""
 
     request_id: str
-    kind: str
+    kind: RequestKind
     tenant: str
     customer_ref: str
     verified_by: str | None
     verification_method: str | None
     verified_at: datetime | None
     received_at: datetime
-    terminated_at: datetime | None = None
-    corrections: dict[str, str] = field(default_factory=dict)
+    #: The kind-specific fields its handler validated (``read_input``), raw values.
+    kind_input: dict[str, Any] = field(default_factory=dict)
     recording_ids: tuple[str, ...] | None = None
 
 
-def _time(value: Any, name: str) -> datetime:
+def parse_time(value: Any, name: str) -> datetime:
+    """An aware ISO 8601 timestamp (``Z`` accepted).
+
+    Raises:
+        PrivacyRequestRejected: ``bad-field``.
+    """
     if not isinstance(value, str):
         raise PrivacyRequestRejected("bad-field", f"{name} must be an ISO 8601 timestamp")
     try:
@@ -103,11 +91,14 @@ def parse_privacy_request(data: Any, *, now: datetime) -> RequestInput:
             raise PrivacyRequestRejected("malformed", "the request is not JSON") from None
     if not isinstance(data, dict):
         raise PrivacyRequestRejected("malformed", "the request must be a JSON object")
-    kind = data.get("type")
-    if kind not in REQUEST_TYPES:
+    try:
+        kind = RequestKind(str(data.get("type")))
+    except ValueError:
         raise PrivacyRequestRejected(
-            "unknown-type", f"type must be one of {', '.join(REQUEST_TYPES)}, got {kind!r}"
-        )
+            "unknown-type",
+            f"type must be one of {', '.join(REQUEST_TYPES)}, got {data.get('type')!r}",
+        ) from None
+    handler = handler_class(kind)
     tenant = _text(data, "tenant", limit=64)
     customer_ref = _text(data, "customer_ref")
     request_id = data.get("request_id") or f"pr_{secrets.token_hex(10)}"
@@ -115,13 +106,13 @@ def parse_privacy_request(data: Any, *, now: datetime) -> RequestInput:
         raise PrivacyRequestRejected(
             "bad-field", "request_id must be 1-64 letters, digits or . _ : - (no spaces)"
         )
-    received_at = _time(data["received_at"], "received_at") if "received_at" in data else now
+    received_at = parse_time(data["received_at"], "received_at") if "received_at" in data else now
     if received_at > now + timedelta(minutes=5):
         raise PrivacyRequestRejected("bad-field", "received_at is in the future")
     verified_by = method = None
     verified_at: datetime | None = None
     identity = data.get("identity_verification")
-    if kind != "contract-terminated" or identity is not None:
+    if handler.needs_identity or identity is not None:
         if not isinstance(identity, dict):
             raise PrivacyRequestRejected(
                 "identity-not-verified",
@@ -138,34 +129,11 @@ def parse_privacy_request(data: Any, *, now: datetime) -> RequestInput:
                 f"identity_verification.method must be one of {', '.join(VERIFICATION_METHODS)}",
             )
         verified_at = (
-            _time(identity["verified_at"], "identity_verification.verified_at")
+            parse_time(identity["verified_at"], "identity_verification.verified_at")
             if "verified_at" in identity
             else now
         )
-    terminated_at = None
-    if kind == "contract-terminated":
-        if "terminated_at" not in data:
-            raise PrivacyRequestRejected("missing-field", "terminated_at is required")
-        terminated_at = _time(data["terminated_at"], "terminated_at")
-    corrections: dict[str, str] = {}
-    if kind == "correct":
-        raw = data.get("corrections")
-        if not isinstance(raw, dict) or not raw:
-            raise PrivacyRequestRejected(
-                "missing-field", f"corrections must name at least one of {', '.join(_CORRECTABLE)}"
-            )
-        for key, value in raw.items():
-            if key not in _CORRECTABLE:
-                raise PrivacyRequestRejected("bad-field", f"cannot correct {key!r}")
-            if not isinstance(value, str) or not value.strip() or len(value) > 256:
-                raise PrivacyRequestRejected(
-                    "bad-field", f"corrections.{key} must be a non-empty string"
-                )
-            corrections[key] = value.strip()
-        if corrections.get("customer_ref") == customer_ref:
-            raise PrivacyRequestRejected(
-                "bad-field", "corrections.customer_ref equals customer_ref"
-            )
+    kind_input = handler.read_input(data, customer_ref)
     recording_ids = None
     if "recording_ids" in data:
         ids = data["recording_ids"]
@@ -188,7 +156,6 @@ def parse_privacy_request(data: Any, *, now: datetime) -> RequestInput:
         verification_method=method,
         verified_at=verified_at,
         received_at=received_at,
-        terminated_at=terminated_at,
-        corrections=corrections,
+        kind_input=kind_input,
         recording_ids=recording_ids,
     )

@@ -15,10 +15,10 @@ from storage.catalog.requests import PrivacyRequest, RequestStatus
 from storage.catalog.sql import to_db_time
 from storage.errors import KeyDestroyed, RecordingNotFound
 from storage.types import RecordingRow, RecordingState
-from streams.privacy_base import PrivacyBase
+from streams.privacy.context import BaseHandler
 from streams.retention import facts_of
 
-__all__ = ["DisclosureExport"]
+__all__ = ["DiscloseHandler"]
 
 
 def _rows_json(rows: list[RecordingRow], held: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -38,30 +38,30 @@ def _rows_json(rows: list[RecordingRow], held: Mapping[str, Any]) -> list[dict[s
     ]
 
 
-class DisclosureExport(PrivacyBase):
-    """``disclose``: a listing, WAV files and ``manifest.json`` under the export root."""
+class DiscloseHandler(BaseHandler):
+    """``disclose``: a listing, WAV files and ``manifest.json`` under the export root
+    (``<data_dir>/exports/<request_id>/``)."""
 
-    # -- the request types ----------------------------------------------------------------------
-    def _disclose(self, request: PrivacyRequest) -> PrivacyRequest:
-        rows = self._rows(request)
-        held = self.holds.holds_for(rows)
-        folder = self.export_root / request.request_id
+    def execute(self, request: PrivacyRequest) -> PrivacyRequest:
+        rows = self.ctx.rows(request)
+        held = self.ctx.holds.holds_for(rows)
+        folder = self.ctx.services.config.data_dir / "exports" / request.request_id
         officer = Principal(
             user=request.verified_by or request.requested_by, role="compliance-officer"
         )
         access = AccessRequest("download", "customer-disclosure", reference=request.request_id)
         exported: list[dict[str, Any]] = []
         withheld: list[dict[str, str]] = []
-        now = self.clock()
+        now = self.ctx.clock()
         for row in rows:
             if row.state is not RecordingState.STORED:
                 continue
-            decision = decide_access(officer, access, facts_of(row), self.policy, now)
+            decision = decide_access(officer, access, facts_of(row), self.ctx.policy, now)
             if not decision.allowed:
                 withheld.append({"recording_id": row.recording_id, "reason": str(decision.reason)})
                 continue
             try:
-                audio = self.keys.open_recording(self.vault.get(row.object_key))
+                audio = self.ctx.keys.open_recording(self.ctx.vault.get(row.object_key))
             except (RecordingNotFound, KeyDestroyed) as exc:
                 withheld.append({"recording_id": row.recording_id, "reason": type(exc).__name__})
                 continue
@@ -72,10 +72,10 @@ class DisclosureExport(PrivacyBase):
                 out.write(audio)
             already = any(  # a resumed request: this release is on record already
                 d.reference == request.request_id and d.purpose == "customer-disclosure"
-                for d in self.ledger.list(recording_id=row.recording_id, limit=1000)
+                for d in self.ctx.ledger.list(recording_id=row.recording_id, limit=1000)
             )
             if not already:
-                self.ledger.record(
+                self.ctx.ledger.record(
                     recording_id=row.recording_id,
                     tenant=row.tenant,
                     actor=f"user:{officer.user}",
@@ -125,7 +125,7 @@ class DisclosureExport(PrivacyBase):
             "withheld": withheld,
             "export_dir": str(folder) if rows else None,
         }
-        return self.store.update(
+        return self.ctx.store.update(
             request,
             status=RequestStatus.COMPLETED,
             result=result,

@@ -13,7 +13,7 @@ What a caller may rely on:
 - Failures are :class:`AudioFailure` with the HTTP status, ``error`` and ``reason``
   codes: ``integrity-failure`` (502; tampered, truncated or missing object),
   ``key-destroyed`` (410; crypto-shredded subject), ``key-unavailable`` (500),
-  ``vault-unavailable`` (503). :class:`~streams.ranges.RangeNotSatisfiable` for 416.
+  ``vault-unavailable`` (503). :class:`~streams.http.ranges.RangeNotSatisfiable` for 416.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ from storage.errors import (
 )
 from storage.types import RecordingRow
 from storage.vault import Vault
-from streams.ranges import content_range, parse_range
+from streams.errors import INTEGRITY_FAILURE, AudioFailure
+from streams.http.ranges import content_range, parse_range
 
 __all__ = [
     "AudioFailure",
@@ -49,21 +50,8 @@ __all__ = [
     "KEY_DESTROYED",
 ]
 
-INTEGRITY_FAILURE = "integrity-failure"
 OBJECT_MISSING = "object-missing"
 KEY_DESTROYED = "key-destroyed"
-
-
-class AudioFailure(Exception):
-    """Reading or decrypting failed: answer ``status`` with ``error`` / ``reason``."""
-
-    def __init__(self, status: int, error: str, reason: str, detail: str) -> None:
-        self.status, self.error, self.reason, self.detail = status, error, reason, detail
-        super().__init__(detail)
-
-    @property
-    def is_integrity(self) -> bool:
-        return self.error == INTEGRITY_FAILURE
 
 
 def _integrity(detail: str, reason: str = INTEGRITY_FAILURE) -> AudioFailure:

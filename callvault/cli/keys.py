@@ -25,7 +25,9 @@ from typing import TYPE_CHECKING
 
 import click
 
+from callvault.cli._common import fail, settings_of
 from callvault.errors import CallvaultError
+from storage.crypto import KmsKeyring
 
 if TYPE_CHECKING:  # the CLI imports this module; keep `callvault --help` light
     from callvault.services import Services
@@ -78,7 +80,7 @@ def key_status(services: Services) -> KeyStatus:
     )
     created = keyring.master_key_created_at()
     return KeyStatus(
-        backend="kms" if services.settings.keyring.startswith("kms://") else "local",
+        backend="kms" if isinstance(keyring, KmsKeyring) else "local",
         current_key_id=keyring.current_key_id,
         created_at=created,
         age_days=max(0.0, (services.clock() - created).total_seconds() / 86400),
@@ -146,11 +148,6 @@ def rotate_master_key(
 # -- CLI ------------------------------------------------------------------------------------
 
 
-def _fail(message: str, code: int = 2) -> None:
-    click.secho(f"error: {message}", fg="red", err=True)
-    sys.exit(code)
-
-
 @click.group()
 def keys() -> None:
     """The master key: status and rotation (subject keys are rewrapped, audio untouched)."""
@@ -163,13 +160,13 @@ def keys_status(ctx: click.Context) -> None:
     from callvault.services import build_services
 
     try:
-        services = build_services(ctx.obj)
+        services = build_services(settings_of(ctx))
     except CallvaultError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     try:
         status = key_status(services)
     except CallvaultError as exc:
-        _fail(str(exc), 1)
+        fail(str(exc), 1)
     finally:
         services.close()
     click.echo(f"backend:            {status.backend}")
@@ -200,11 +197,11 @@ def keys_rotate(ctx: click.Context, resume: bool) -> None:
 
     from callvault.services import build_services
 
-    settings = ctx.obj
+    settings = settings_of(ctx)
     try:
         services = build_services(settings)
     except CallvaultError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     try:
         before = key_status(services)
         total = before.live + before.destroyed
@@ -213,9 +210,9 @@ def keys_rotate(ctx: click.Context, resume: bool) -> None:
                 services, actor=f"cli:{settings.worker_id}", resume=resume, progress=bar.update
             )
     except KeyboardInterrupt:
-        _fail("interrupted; run `callvault keys rotate --resume` to finish the rewrap", 1)
+        fail("interrupted; run `callvault keys rotate --resume` to finish the rewrap", 1)
     except CallvaultError as exc:
-        _fail(f"{exc}; keys rewrapped so far stay done: run `callvault keys rotate --resume`", 1)
+        fail(f"{exc}; keys rewrapped so far stay done: run `callvault keys rotate --resume`", 1)
     finally:
         services.close()
     verb = "resumed under" if resume else "rotated to"

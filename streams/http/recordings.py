@@ -32,11 +32,11 @@ What a caller may rely on:
 - Legal and customer disclosures (purposes that are not tag-bound) are written to
   the disclosure ledger (:mod:`storage.catalog.disclosures`) in the same transaction as
   their audit record.
-- The rate guard (:mod:`streams.rateguard`) limits distinct recordings per principal
+- The rate guard (:mod:`streams.http.rateguard`) limits distinct recordings per principal
   per hour; over the limit: 429 ``rate-limited`` (audited, metric
   ``callvault_access_rate_guard_trips_total{role}``).
 - Audio is decrypted chunk by chunk, only the chunks a range covers
-  (:mod:`streams.audio_stream`); the first window is authenticated before the status
+  (:mod:`streams.http.audio_stream`); the first window is authenticated before the status
   line goes out, so a tampered object gives 502 ``integrity-failure`` (audited, metric)
   and no byte. A chunk that fails later in a long response cuts the connection before
   any of its bytes (the client sees a short body); bytes are never sent unauthenticated.
@@ -46,9 +46,9 @@ What a caller may rely on:
 - Responses never carry ``subject_ref``, object keys or subject key ids.
 
 Modules: this one has :class:`QaAccess` (the route table, the page, listing and
-metadata); grants and audio are in :mod:`streams.qa_audio`, ``/v1/audit`` and
-``/v1/disclosures`` in :mod:`streams.audit_views`, the shared base (collaborators,
-audited denials) in :mod:`streams.qa_views`, parameter parsing in :mod:`streams.qa_params`.
+metadata); grants and audio are in :mod:`streams.http.audio`, ``/v1/audit`` and
+``/v1/disclosures`` in :mod:`streams.http.audit`, the shared base (collaborators,
+audited denials) in :mod:`streams.http.decisions`, parameter parsing in :mod:`streams.http.params`.
 """
 
 from __future__ import annotations
@@ -64,9 +64,11 @@ from policies import AccessRequest, Principal, Reason, could_use, decide_access
 from storage.catalog import listing_cursor
 from storage.errors import AuditError, CatalogError
 from storage.types import RecordingRow, RecordingState
-from streams.audit_views import AuditViews
-from streams.qa_audio import AudioViews
-from streams.qa_params import (
+from streams.http.app import WebContext, _run, authenticate, ctx_of, json_error
+from streams.http.audio import AudioViews
+from streams.http.audit import AuditViews
+from streams.http.decisions import facts_of, public_recording
+from streams.http.params import (
     BadRequest,
     bad_request,
     query_int,
@@ -74,8 +76,6 @@ from streams.qa_params import (
     query_when,
     recording_id_of,
 )
-from streams.qa_views import facts_of, public_recording
-from streams.web import WebContext, _run, authenticate, ctx_of, json_error
 
 __all__ = ["QaAccess", "qa_routes", "public_recording", "facts_of", "BadRequest"]
 
@@ -97,12 +97,12 @@ _PAGE_HEADERS = {
 
 
 class QaAccess(AudioViews, AuditViews):
-    """The QA views (constructor: :class:`streams.qa_views.QaViews`): listing and
-    metadata here, grants and audio in :class:`streams.qa_audio.AudioViews`, the audit
-    log and disclosure ledger in :class:`streams.audit_views.AuditViews`."""
+    """The QA views (constructor: :class:`streams.http.decisions.QaViews`): listing and
+    metadata here, grants and audio in :class:`streams.http.audio.AudioViews`, the audit
+    log and disclosure ledger in :class:`streams.http.audit.AuditViews`."""
 
     def routes(self) -> list[web.RouteDef]:
-        """The route table to pass to :func:`streams.web.build_web_app`."""
+        """The route table to pass to :func:`streams.http.app.build_web_app`."""
         return [
             web.get("/", self.index),
             web.get("/static/{name}", self.static),
@@ -116,7 +116,7 @@ class QaAccess(AudioViews, AuditViews):
 
     # -- page ------------------------------------------------------------------------------
     async def index(self, request: web.Request) -> web.StreamResponse:
-        body = resources.files("streams").joinpath("static/index.html").read_bytes()
+        body = resources.files("streams.http").joinpath("static/index.html").read_bytes()
         return web.Response(
             body=body, content_type="text/html", charset="utf-8", headers=_PAGE_HEADERS
         )
@@ -125,7 +125,7 @@ class QaAccess(AudioViews, AuditViews):
         name = request.match_info["name"]
         if name not in _STATIC:
             return json_error(404, "not-found", "no such file")
-        body = resources.files("streams").joinpath(f"static/{name}").read_bytes()
+        body = resources.files("streams.http").joinpath(f"static/{name}").read_bytes()
         return web.Response(
             body=body, content_type=_STATIC[name], charset="utf-8", headers=_PAGE_HEADERS
         )

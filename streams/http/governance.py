@@ -1,6 +1,4 @@
-"""Wiring of retention, legal holds and privacy requests into the worker: one bundle
-(:class:`Lifecycle`), its HTTP routes, and the thin handler of the
-``callvault.privacy-requests`` topic.
+"""Governance over HTTP: legal holds, privacy requests, deletion receipts.
 
 HTTP (JSON; errors ``{"error", "detail", "reason"?}``):
 
@@ -23,145 +21,34 @@ A hold body: ``{"scope": "recording"|"customer"|"call", "tenant", "recording_id"
 "customer_ref" | "call_id", "reason", "reference"}`` (``tenant`` may be left out for
 ``recording``). A customer is held by its pseudonymous subject_ref; the raw reference
 is not stored.
-
-Topic messages are privacy request JSON objects (streams.privacy) with
-``requested_by`` (who filed it); a malformed one is logged and audited
-(``privacy.rejected``), never retried; an infrastructure failure leaves the request
-``failed`` (re-processed by the next sweep).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from callvault.errors import CallvaultError
-from callvault.services import Services
-from storage.catalog.audit import AuditDraft
-from storage.catalog.holds import HoldError, HoldNotFound, HoldScope, HoldStore, LegalHold
-from storage.catalog.receipts import ReceiptNotFound, ReceiptSigner, ReceiptStore
-from storage.catalog.requests import PrivacyRequestNotFound, RequestStatus
-from storage.errors import AuditError
-from streams.metrics import Metrics
-from streams.privacy import PrivacyRequestRejected, PrivacyService
-from streams.retention import RetentionService, SweepResult
-from streams.web import _run, ctx_of, json_error, require
+from storage.catalog import HoldScope, LegalHold, RequestStatus
+from storage.errors import (
+    AuditError,
+    HoldError,
+    HoldNotFound,
+    PrivacyRequestNotFound,
+    ReceiptNotFound,
+)
+from streams.endoflife import EndOfLife
+from streams.errors import PrivacyRequestRejected
+from streams.http.app import _run, ctx_of, json_error, require
 
-__all__ = ["Lifecycle", "lifecycle_routes"]
+__all__ = ["governance_routes"]
 
 log = logging.getLogger(__name__)
 
 _MAX_BODY = 64 * 1024
-
-
-@dataclass
-class Lifecycle:
-    """Holds, retention and privacy requests over one set of services."""
-
-    services: Services
-    holds: HoldStore
-    retention: RetentionService
-    privacy: PrivacyService
-    receipts: ReceiptStore
-    signer: ReceiptSigner
-    actor: str
-
-    @classmethod
-    def from_services(
-        cls, services: Services, *, actor: str, metrics: Metrics | None = None
-    ) -> Lifecycle:
-        holds = HoldStore(services.catalog, clock=services.clock)
-        retention = RetentionService(
-            catalog=services.catalog,
-            vault=services.vault,
-            keys=services.keys,
-            policy=services.policy,
-            clock=services.clock,
-            actor=actor,
-            metrics=metrics,
-            holds=holds,
-        )
-        privacy = PrivacyService(
-            catalog=services.catalog,
-            vault=services.vault,
-            keys=services.keys,
-            policy=services.policy,
-            clock=services.clock,
-            retention=retention,
-            export_root=Path(services.settings.data_dir) / "exports",
-            actor=actor,
-            metrics=metrics,
-        )
-        return cls(
-            services=services,
-            holds=holds,
-            retention=retention,
-            privacy=privacy,
-            receipts=ReceiptStore(services.catalog),
-            signer=ReceiptSigner(services.keyring),
-            actor=actor,
-        )
-
-    def held_filter(self, recording_ids: Any) -> set[str]:
-        """Of ``recording_ids``, those an active hold covers (for the governance gauges)."""
-        rows = self.retention.lifecycle.rows_by_id(recording_ids)
-        return set(self.holds.holds_for(rows.values()))
-
-    def sweep_and_resume(self, **kwargs: Any) -> SweepResult:
-        """One sweep, then erasures waiting on released holds and every request left
-        open (received, in-progress, failed) or with deletion intents.
-
-        Raises:
-            CallvaultError: the catalog or the vault failed.
-        """
-        result = self.retention.sweep(**kwargs)
-        if not kwargs.get("dry_run"):
-            self.privacy.resume_held()
-            self.privacy.refresh_gauges()
-        return result
-
-    def handle_message(self, payload: bytes) -> str:
-        """Carry out one topic message; returns the outcome (``completed``, ``held``,
-        ``rejected:<reason>``, ``failed``). Never raises for a bad message.
-
-        Raises:
-            CallvaultError: only for a failure to audit a rejection (catalog down).
-        """
-        try:
-            data = json.loads(payload)
-        except ValueError:
-            data = None
-        requested_by = data.get("requested_by") if isinstance(data, dict) else None
-        if not isinstance(requested_by, str) or not requested_by.strip():
-            requested_by = "topic:callvault.privacy-requests"
-        try:
-            request = self.privacy.submit(
-                data if data is not None else payload, requested_by=requested_by
-            )
-        except PrivacyRequestRejected as exc:
-            log.warning("privacy request rejected: %s", exc.reason)
-            self.services.audit.append(
-                AuditDraft(
-                    actor=self.actor,
-                    action="privacy.rejected",
-                    outcome="denied",
-                    reason=exc.reason,
-                    details={"source": "topic"},
-                )
-            )
-            return f"rejected:{exc.reason}"
-        except CallvaultError as exc:
-            log.error("privacy request failed (left for the next sweep): %s", exc)
-            return "failed"
-        return request.status.value
-
-
-# -- HTTP -------------------------------------------------------------------------------------
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
@@ -203,7 +90,7 @@ def _hold_json(hold: LegalHold, covers: list[str] | None = None) -> dict[str, An
     return body
 
 
-def lifecycle_routes(lifecycle: Lifecycle) -> list[web.RouteDef]:
+def governance_routes(lifecycle: EndOfLife) -> list[web.RouteDef]:
     """The routes above, bound to ``lifecycle`` (for ``build_web_app(extra_routes=)``)."""
 
     async def call(request: web.Request, func: Any, *args: Any) -> Any:

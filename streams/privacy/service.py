@@ -54,50 +54,78 @@ What a caller may rely on:
   covers them) and ``queue`` / ``agent_id``. Audited with keyed before/after digests,
   never values. ``recording_ids`` limits it to some recordings (default: all stored).
 
-Modules: this one has :class:`PrivacyService` (filing, processing, restrict,
-contract-terminated); validation is in :mod:`streams.privacy_input`, the constructor
-and shared helpers in :mod:`streams.privacy_base`, and the larger request types in
-:mod:`streams.privacy_export` (disclose), :mod:`streams.privacy_erasure` (erase) and
-:mod:`streams.privacy_correction` (correct).
+Modules: this one has :class:`PrivacyService` (filing, dispatching, resuming);
+the kinds and their one registry of handlers are in :mod:`streams.privacy.kinds`,
+validation in :mod:`streams.privacy.input`, the handlers' shared collaborators in
+:mod:`streams.privacy.context`, and one module per kind: ``disclose``, ``restrict``
+(restrict, lift-restriction), ``erase``, ``correct``, ``terminate``
+(contract-terminated).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta
+from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 from callvault.errors import CallvaultError
-from storage.catalog.audit import AuditDraft
-from storage.catalog.requests import PrivacyRequest, PrivacyRequestNotFound, RequestStatus
+from storage.catalog import AuditDraft, PrivacyRequest, PrivacyRequestStore, RequestStatus
+from storage.errors import PrivacyRequestNotFound
 from storage.types import RecordingState
-from streams.privacy_correction import RecordCorrection
-from streams.privacy_erasure import SubjectErasure
-from streams.privacy_export import DisclosureExport
-from streams.privacy_input import (
-    REQUEST_TYPES,
-    VERIFICATION_METHODS,
-    PrivacyRequestRejected,
-    RequestInput,
-    parse_privacy_request,
-)
+from storage.vault import Vault
+from streams.errors import PrivacyRequestRejected
+from streams.metrics import Metrics
+from streams.privacy.context import PrivacyContext, RequestHandler
+from streams.privacy.input import parse_privacy_request
+from streams.privacy.kinds import RequestKind, handler_class
+from streams.retention import RetentionService
+from streams.services import Services
 
-__all__ = [
-    "REQUEST_TYPES",
-    "VERIFICATION_METHODS",
-    "PrivacyRequestRejected",
-    "PrivacyService",
-    "RequestInput",
-    "parse_privacy_request",
-]
+__all__ = ["PrivacyService"]
 
 log = logging.getLogger(__name__)
 
 
-class PrivacyService(DisclosureExport, SubjectErasure, RecordCorrection):
-    """Files and carries out privacy requests (see the module docstring); the
-    constructor and shared helpers are :class:`streams.privacy_base.PrivacyBase`."""
+class PrivacyService:
+    """Files privacy requests and hands each to the handler of its kind (see the module
+    docstring); every collaborator comes from ``services``."""
+
+    def __init__(
+        self,
+        services: Services,
+        *,
+        retention: RetentionService,
+        actor: str,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.ctx = PrivacyContext(
+            services=services,
+            retention=retention,
+            actor=actor,
+            vault=services.vault,
+            metrics=metrics,
+        )
+        self._handlers: dict[RequestKind, RequestHandler] = {}
+
+    @property
+    def store(self) -> PrivacyRequestStore:
+        return self.ctx.store
+
+    @property
+    def vault(self) -> Vault:
+        return self.ctx.vault
+
+    @vault.setter
+    def vault(self, vault: Vault) -> None:
+        self.ctx.vault = vault
+
+    def handler(self, kind: RequestKind | str) -> RequestHandler:
+        """The handler of ``kind`` (made once, over this service's context)."""
+        kind = RequestKind(kind)
+        if kind not in self._handlers:
+            self._handlers[kind] = handler_class(kind)(self.ctx)
+        return self._handlers[kind]
 
     # -- filing -----------------------------------------------------------------------------
     def submit(self, data: Any, *, requested_by: str) -> PrivacyRequest:
@@ -108,31 +136,19 @@ class PrivacyService(DisclosureExport, SubjectErasure, RecordCorrection):
             CallvaultError: the catalog or vault failed; the request is stored with
                 status ``failed`` and is processed again when re-submitted.
         """
-        now = self.clock()
+        ctx = self.ctx
+        now = ctx.clock()
         parsed = parse_privacy_request(data, now=now)
-        subject_ref = self.keys.subject_ref(parsed.tenant, parsed.customer_ref)
-        params: dict[str, Any] = {}
-        if parsed.terminated_at is not None:
-            params["terminated_at"] = parsed.terminated_at.isoformat()
+        subject_ref = ctx.keys.subject_ref(parsed.tenant, parsed.customer_ref)
+        params: dict[str, Any] = self.handler(parsed.kind).stored_params(
+            parsed.tenant, parsed.kind_input
+        )
         if parsed.recording_ids is not None:
             params["recording_ids"] = list(parsed.recording_ids)
-        if parsed.corrections:
-            params["corrections"] = {
-                key: self._digest(parsed.tenant, key, value)
-                for key, value in parsed.corrections.items()
-            }
-            if "customer_ref" in parsed.corrections:
-                params["new_subject_ref"] = self.keys.subject_ref(
-                    parsed.tenant, parsed.corrections["customer_ref"]
-                )
-            for key in ("queue", "agent_id"):
-                if key in parsed.corrections:
-                    # operational metadata, not a customer identifier: kept to apply it
-                    params.setdefault("set", {})[key] = parsed.corrections[key]
-        request, created = self.store.create(
+        request, created = ctx.store.create(
             PrivacyRequest(
                 request_id=parsed.request_id,
-                kind=parsed.kind,
+                kind=parsed.kind.value,
                 tenant=parsed.tenant,
                 subject_ref=subject_ref,
                 status=RequestStatus.RECEIVED,
@@ -141,21 +157,21 @@ class PrivacyService(DisclosureExport, SubjectErasure, RecordCorrection):
                 verification_method=parsed.verification_method,
                 verified_at=parsed.verified_at,
                 received_at=parsed.received_at,
-                due_at=parsed.received_at + timedelta(days=self.policy.request_response_days),
+                due_at=parsed.received_at + timedelta(days=ctx.policy.request_response_days),
                 updated_at=now,
                 params=params,
             )
         )
         if created:
-            self.catalog.audit.append(
+            ctx.catalog.audit.append(
                 AuditDraft(
                     actor=f"user:{requested_by}",
                     action="privacy.received",
                     outcome="ok",
-                    reason=parsed.kind,
+                    reason=parsed.kind.value,
                     details={
                         "request_id": request.request_id,
-                        "type": parsed.kind,
+                        "type": parsed.kind.value,
                         "tenant": parsed.tenant,
                         "subject_ref": subject_ref,
                         "verified_by": parsed.verified_by,
@@ -178,34 +194,26 @@ class PrivacyService(DisclosureExport, SubjectErasure, RecordCorrection):
         Raises:
             PrivacyRequestNotFound: no such request.
         """
-        return self.store.get(request_id)
+        return self.ctx.store.get(request_id)
 
     def process(self, request: PrivacyRequest) -> PrivacyRequest:
-        """Carry out a stored request (idempotent); see the module docstring.
+        """Carry out a stored request (idempotent) with the handler of its kind.
 
         Raises:
             CallvaultError: an infrastructure failure (the request is left ``failed``).
         """
-        handler: dict[str, Callable[[PrivacyRequest], PrivacyRequest]] = {
-            "disclose": self._disclose,
-            "restrict": lambda r: self._restrict(r, True),
-            "lift-restriction": lambda r: self._restrict(r, False),
-            "erase": self._erase,
-            "correct": self._correct,
-            "contract-terminated": self._terminate,
-        }
-        request = self.store.update(request, status=RequestStatus.IN_PROGRESS)
+        ctx = self.ctx
+        handler = self.handler(request.kind)
+        request = ctx.store.update(request, status=RequestStatus.IN_PROGRESS)
         try:
-            done = handler[request.kind](request)
+            done = handler.execute(request)
         except CallvaultError as exc:
             log.error("privacy request %s failed: %s", request.request_id, exc)
-            self.store.update(
-                request, status=RequestStatus.FAILED, result={"error": str(exc)[:500]}
-            )
-            self._audit(request, "privacy.failed", "failed", {"error": type(exc).__name__})
+            ctx.store.update(request, status=RequestStatus.FAILED, result={"error": str(exc)[:500]})
+            ctx.audit(request, "privacy.failed", "failed", {"error": type(exc).__name__})
             self.refresh_gauges()
             raise
-        self._audit(done, f"privacy.{done.status.value}", "ok", {"result": _summary(done.result)})
+        ctx.audit(done, f"privacy.{done.status.value}", "ok", {"result": _summary(done.result)})
         self.refresh_gauges()
         return done
 
@@ -217,27 +225,27 @@ class PrivacyService(DisclosureExport, SubjectErasure, RecordCorrection):
         Raises:
             CallvaultError: an infrastructure failure.
         """
-        self.retention.finish_cleanups()
+        self.ctx.retention.finish_cleanups()
         finished: list[str] = []
-        for request in self.store.list_requests(statuses=(RequestStatus.HELD,), kind="erase"):
-            rows = self._rows(request, (RecordingState.STORED, RecordingState.EXPIRED))
+        for request in self.ctx.store.list_requests(statuses=(RequestStatus.HELD,), kind="erase"):
+            rows = self.ctx.rows(request, (RecordingState.STORED, RecordingState.EXPIRED))
             if not rows:
                 continue
-            if len(self.holds.holds_for(rows)) == len(rows):
+            if len(self.ctx.holds.holds_for(rows)) == len(rows):
                 continue  # still every remaining recording held
             if self.process(request).status is RequestStatus.COMPLETED:
                 finished.append(request.request_id)
         pending: list[PrivacyRequest] = []
         for request_id in dict.fromkeys(
             intent.request_id
-            for intent in self.lifecycle.pending_intents()
+            for intent in self.ctx.endoflife.pending_intents()
             if intent.request_id is not None
         ):
             try:
-                pending.append(self.store.get(request_id))
+                pending.append(self.ctx.store.get(request_id))
             except PrivacyRequestNotFound:
                 log.error("deletion intents of unknown privacy request %s", request_id)
-        stuck = self.store.list_requests(
+        stuck = self.ctx.store.list_requests(
             statuses=(RequestStatus.RECEIVED, RequestStatus.IN_PROGRESS, RequestStatus.FAILED),
             limit=1000,
         )
@@ -253,84 +261,15 @@ class PrivacyService(DisclosureExport, SubjectErasure, RecordCorrection):
         return finished
 
     def refresh_gauges(self) -> None:
-        if self.metrics is None:
+        if self.ctx.metrics is None:
             return
         try:
-            open_count, overdue = self.store.count_open(self.clock())
+            open_count, overdue = self.ctx.store.count_open(self.ctx.clock())
         except CallvaultError as exc:
             log.warning("privacy request gauges not refreshed: %s", exc)
             return
-        self.metrics.privacy_requests_open.set(open_count)
-        self.metrics.privacy_requests_overdue.set(overdue)
-
-    # -- helpers ------------------------------------------------------------------------------
-    def _audit(
-        self, request: PrivacyRequest, action: str, outcome: str, details: dict[str, Any]
-    ) -> None:
-        self.catalog.audit.append(
-            AuditDraft(
-                actor=self.actor,
-                action=action,
-                outcome=outcome,
-                reason=request.kind,
-                details={
-                    "request_id": request.request_id,
-                    "subject_ref": request.subject_ref,
-                    **details,
-                },
-            )
-        )
-
-    # -- the request types (disclose, erase, correct: see the mixins) --------------------------
-    def _restrict(self, request: PrivacyRequest, flag: bool) -> PrivacyRequest:
-        if request.params.get("recording_ids") is None:
-            # The whole customer: recordings ingested later are restricted too.
-            if flag:
-                self.restrictions.restrict(
-                    subject_ref=request.subject_ref,
-                    tenant=request.tenant,
-                    request_id=request.request_id,
-                    at=self.clock(),
-                )
-            else:
-                self.restrictions.lift(request.subject_ref)
-        rows = [
-            row for row in self._rows(request, (RecordingState.STORED,)) if row.restricted != flag
-        ]
-        if rows:
-            self.catalog.set_restricted(
-                [row.recording_id for row in rows],
-                flag,
-                audit=AuditDraft(
-                    actor=self.actor,
-                    action="privacy.restricted" if flag else "privacy.restriction-lifted",
-                    outcome="ok",
-                    reason="requests.cessation",
-                    details={"request_id": request.request_id, "rule": "access:restriction"},
-                ),
-            )
-        changed = [row.recording_id for row in rows]
-        return self.store.update(
-            request,
-            status=RequestStatus.COMPLETED,
-            result={"changed": changed, "restricted": flag},
-            progress={"changed": len(changed)},
-        )
-
-    def _terminate(self, request: PrivacyRequest) -> PrivacyRequest:
-        terminated_at = datetime.fromisoformat(str(request.params["terminated_at"]))
-        effective, changed = self.retention.terminate_contract(
-            tenant=request.tenant,
-            subject_ref=request.subject_ref,
-            terminated_at=terminated_at,
-            request_id=request.request_id,
-        )
-        return self.store.update(
-            request,
-            status=RequestStatus.COMPLETED,
-            result={"terminated_at": effective.isoformat(), "rescheduled": changed},
-            progress={"rescheduled": changed},
-        )
+        self.ctx.metrics.privacy_requests_open.set(open_count)
+        self.ctx.metrics.privacy_requests_overdue.set(overdue)
 
 
 def _summary(result: Mapping[str, Any]) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from callvault.errors import CallvaultError
 from policies import Principal
 from storage.crypto.keyring import Keyring
-from streams.auth import AuthError
+from streams.http.auth import AuthError
 
 __all__ = ["PlaybackGrant", "PlaybackGrants", "GRANT_AUDIENCE"]
 

@@ -15,7 +15,8 @@ from aiohttp import web
 
 from storage.catalog.audit import check_details
 from storage.errors import AuditError
-from streams.web import json_error
+from streams.errors import BadRequest
+from streams.http.app import json_error
 
 __all__ = [
     "BadRequest",
@@ -29,15 +30,6 @@ __all__ = [
 
 _RECORDING_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 _MAX_TEXT = 200
-
-
-class BadRequest(Exception):
-    """A malformed parameter: 400 with ``detail``."""
-
-    def __init__(self, detail: str, reason: str = "bad-parameter") -> None:
-        self.detail = detail
-        self.reason = reason
-        super().__init__(detail)
 
 
 def query_text(query: Mapping[str, str], name: str, *, required: bool = False) -> str | None:

@@ -20,24 +20,24 @@ from storage.catalog.receipts import DeletionReceipt
 from storage.catalog.requests import PrivacyRequest, RequestStatus
 from storage.errors import StorageError
 from storage.types import RecordingRow, RecordingState
-from streams.privacy_base import PrivacyBase
+from streams.privacy.context import BaseHandler
 from streams.retention import facts_of
 
-__all__ = ["SubjectErasure"]
+__all__ = ["EraseHandler"]
 
 
-class SubjectErasure(PrivacyBase):
+class EraseHandler(BaseHandler):
     """``erase``: every recording of the customer, or the held ones kept and restricted."""
 
-    def _erase(self, request: PrivacyRequest) -> PrivacyRequest:
-        rows = self._rows(request, (RecordingState.STORED, RecordingState.EXPIRED))
-        covering = self.holds.holds_for(rows)
-        now = self.clock()
+    def execute(self, request: PrivacyRequest) -> PrivacyRequest:
+        rows = self.ctx.rows(request, (RecordingState.STORED, RecordingState.EXPIRED))
+        covering = self.ctx.holds.holds_for(rows)
+        now = self.ctx.clock()
         erasable: list[RecordingRow] = []
         held: list[dict[str, Any]] = []
         for row in rows:
             hold_ids = [hold.hold_id for hold in covering.get(row.recording_id, [])]
-            decision = erasure_decision(facts_of(row), self.policy, now, hold_ids)
+            decision = erasure_decision(facts_of(row), self.ctx.policy, now, hold_ids)
             if decision.delete:
                 erasable.append(row)
             else:
@@ -58,11 +58,11 @@ class SubjectErasure(PrivacyBase):
             and not row.restricted
         ]
         if held_stored:  # the customer asked us to stop: kept only for the law, so unused
-            self.catalog.set_restricted(
+            self.ctx.catalog.set_restricted(
                 held_stored,
                 True,
                 audit=AuditDraft(
-                    actor=self.actor,
+                    actor=self.ctx.actor,
                     action="privacy.restricted",
                     outcome="ok",
                     reason="legal-hold",
@@ -71,17 +71,17 @@ class SubjectErasure(PrivacyBase):
             )
         partial_scope = request.params.get("recording_ids") is not None
         marked = set(
-            self.lifecycle.mark(
+            self.ctx.endoflife.mark(
                 erasable,
                 reason="erasure-requested",
                 rule="retention:erasure",
-                actor=self.actor,
+                actor=self.ctx.actor,
                 request_id=request.request_id,
                 states=(RecordingState.STORED, RecordingState.EXPIRED),
             )
         )
         late = [row for row in erasable if row.recording_id not in marked]
-        for row_id, holds in self.holds.holds_for(late).items():  # held since listed
+        for row_id, holds in self.ctx.holds.holds_for(late).items():  # held since listed
             hold = first_hold(holds)
             held.append(
                 {
@@ -94,33 +94,33 @@ class SubjectErasure(PrivacyBase):
         erasable = [row for row in erasable if row.recording_id in marked]
         shred = not held and not partial_scope
         earlier = sorted(set(request.progress.get("marked", [])) | marked)
-        request = self.store.update(
+        request = self.ctx.store.update(
             request, progress={**request.progress, "marked": earlier, "shred": shred}
         )
         destroyed = False
         if shred:
             # Crypto-shred first: from here on no copy anywhere can be decrypted.
-            destroyed = self.keys.destroy_subject(request.subject_ref)
-        failed = set(self.vault.delete_many([row.object_key for row in erasable]))
+            destroyed = self.ctx.keys.destroy_subject(request.subject_ref)
+        failed = set(self.ctx.vault.delete_many([row.object_key for row in erasable]))
         if failed:
             raise StorageError(
                 f"the vault could not delete {len(failed)} object(s); retry the request"
             )
         erased = self._finish_erasure(request, erasable, destroyed or shred)
-        if self.metrics is not None and erased:
-            self.metrics.deletions.labels("erasure").inc(len(erased))
+        if self.ctx.metrics is not None and erased:
+            self.ctx.metrics.deletions.labels("erasure").inc(len(erased))
         previous = request.result.get("erased", []) if isinstance(request.result, dict) else []
         # what an interrupted earlier run marked and finished counts too
         finished = [
             rid
-            for rid, row in self.lifecycle.rows_by_id(earlier).items()
+            for rid, row in self.ctx.endoflife.rows_by_id(earlier).items()
             if row.state is RecordingState.ERASED
         ]
         all_erased = sorted(set(previous) | set(erased) | set(finished))
         key_destroyed = bool(
             destroyed
             or request.result.get("subject_key_destroyed")
-            or (shred and self.catalog.get_subject_key(request.subject_ref) is None and earlier)
+            or (shred and self.ctx.catalog.get_subject_key(request.subject_ref) is None and earlier)
         )
         result = {
             "erased": all_erased,
@@ -129,12 +129,12 @@ class SubjectErasure(PrivacyBase):
             "receipts": [
                 r.receipt_id
                 for rid in all_erased
-                for r in self.receipts.for_recording(rid)
+                for r in self.ctx.receipts.for_recording(rid)
                 if r.payload.get("request_id") == request.request_id
             ],
         }
         status = RequestStatus.HELD if held else RequestStatus.COMPLETED
-        return self.store.update(
+        return self.ctx.store.update(
             request,
             status=status,
             result=result,
@@ -144,18 +144,18 @@ class SubjectErasure(PrivacyBase):
     def _finish_erasure(
         self, request: PrivacyRequest, rows: list[RecordingRow], key_gone: bool
     ) -> list[str]:
-        clauses = self.policy.clauses_for_rule("retention:erasure")
-        deleted_at = self.clock()
+        clauses = self.ctx.policy.clauses_for_rule("retention:erasure")
+        deleted_at = self.ctx.clock()
         items: list[tuple[str, AuditDraft, DeletionReceipt]] = []
         for row in rows:
-            receipt = self.signer.issue(
+            receipt = self.ctx.signer.issue(
                 recording_id=row.recording_id,
                 tenant=row.tenant,
                 reason="erasure-requested",
                 rule="retention:erasure",
                 clauses=clauses,
                 deleted_at=deleted_at,
-                actor=self.actor,
+                actor=self.ctx.actor,
                 request_id=request.request_id,
                 effects={
                     "object_versions_deleted": True,
@@ -175,7 +175,7 @@ class SubjectErasure(PrivacyBase):
                 (
                     row.recording_id,
                     AuditDraft(
-                        actor=self.actor,
+                        actor=self.ctx.actor,
                         action="privacy.erased",
                         outcome="ok",
                         reason="erasure-requested",
@@ -191,4 +191,4 @@ class SubjectErasure(PrivacyBase):
                     receipt,
                 )
             )
-        return self.lifecycle.finish_erasure(items)
+        return self.ctx.endoflife.finish_erasure(items)

@@ -12,18 +12,12 @@ from __future__ import annotations
 
 import re
 
+from streams.errors import RangeNotSatisfiable
+
 __all__ = ["parse_range", "RangeNotSatisfiable", "content_range"]
 
 _SPEC = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
 _MAX_DIGITS = 19
-
-
-class RangeNotSatisfiable(ValueError):
-    """The range selects no byte of a ``size``-byte representation."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        super().__init__(f"range not satisfiable for {size} bytes")
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None:

@@ -1,0 +1,5 @@
+"""``python -m callvault.cli``: the same as the ``callvault`` command."""
+
+from callvault.cli import main
+
+main()

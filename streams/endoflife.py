@@ -1,0 +1,113 @@
+"""How recordings end, as the worker runs it: one bundle (:class:`EndOfLife`) of the
+retention sweep, legal holds and privacy requests over one set of services, and the
+thin handler of the ``callvault.privacy-requests`` topic.
+
+Topic messages are privacy request JSON objects (:mod:`streams.privacy`) with
+``requested_by`` (who filed it); a malformed one is logged and audited
+(``privacy.rejected``), never retried; an infrastructure failure leaves the request
+``failed`` (re-processed by the next sweep). The HTTP routes over this bundle are in
+:mod:`streams.http.governance`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from callvault.errors import CallvaultError
+from storage.catalog import AuditDraft, HoldStore, ReceiptSigner, ReceiptStore
+from streams.errors import PrivacyRequestRejected
+from streams.metrics import Metrics
+from streams.privacy import PrivacyService
+from streams.retention import RetentionService, SweepResult
+from streams.services import Services
+
+__all__ = ["EndOfLife"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EndOfLife:
+    """Holds, retention and privacy requests over one set of services."""
+
+    services: Services
+    retention: RetentionService
+    privacy: PrivacyService
+    actor: str
+
+    @classmethod
+    def from_services(
+        cls, services: Services, *, actor: str, metrics: Metrics | None = None
+    ) -> EndOfLife:
+        retention = RetentionService(services, actor=actor, metrics=metrics)
+        privacy = PrivacyService(services, retention=retention, actor=actor, metrics=metrics)
+        return cls(services=services, retention=retention, privacy=privacy, actor=actor)
+
+    @property
+    def holds(self) -> HoldStore:
+        return self.services.holds
+
+    @property
+    def receipts(self) -> ReceiptStore:
+        return self.services.receipts
+
+    @property
+    def signer(self) -> ReceiptSigner:
+        return self.services.signer
+
+    def held_filter(self, recording_ids: Iterable[str]) -> set[str]:
+        """Of ``recording_ids``, those an active hold covers (for the governance gauges)."""
+        rows = self.services.endoflife.rows_by_id(recording_ids)
+        return set(self.holds.holds_for(rows.values()))
+
+    def sweep_and_resume(self, **kwargs: Any) -> SweepResult:
+        """One sweep, then erasures waiting on released holds and every request left
+        open (received, in-progress, failed) or with deletion intents.
+
+        Raises:
+            CallvaultError: the catalog or the vault failed.
+        """
+        result = self.retention.sweep(**kwargs)
+        if not kwargs.get("dry_run"):
+            self.privacy.resume_held()
+            self.privacy.refresh_gauges()
+        return result
+
+    def handle_message(self, payload: bytes) -> str:
+        """Carry out one topic message; returns the outcome (``completed``, ``held``,
+        ``rejected:<reason>``, ``failed``). Never raises for a bad message.
+
+        Raises:
+            CallvaultError: only for a failure to audit a rejection (catalog down).
+        """
+        try:
+            data = json.loads(payload)
+        except ValueError:
+            data = None
+        requested_by = data.get("requested_by") if isinstance(data, dict) else None
+        if not isinstance(requested_by, str) or not requested_by.strip():
+            requested_by = "topic:callvault.privacy-requests"
+        try:
+            request = self.privacy.submit(
+                data if data is not None else payload, requested_by=requested_by
+            )
+        except PrivacyRequestRejected as exc:
+            log.warning("privacy request rejected: %s", exc.reason)
+            self.services.audit.append(
+                AuditDraft(
+                    actor=self.actor,
+                    action="privacy.rejected",
+                    outcome="denied",
+                    reason=exc.reason,
+                    details={"source": "topic"},
+                )
+            )
+            return f"rejected:{exc.reason}"
+        except CallvaultError as exc:
+            log.error("privacy request failed (left for the next sweep): %s", exc)
+            return "failed"
+        return request.status.value

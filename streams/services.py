@@ -1,0 +1,125 @@
+"""What a worker runs on: every collaborator opened once, handed down to everything.
+
+The composition root (:func:`callvault.services.build_services`) opens the backends
+the settings name and the governance stores over the catalog, and hands this bundle
+to the worker, the CLI commands, the benchmarks and the tests. Nothing in
+``streams`` opens a store of its own or reads the settings: what it needs of them is
+in :class:`WorkerConfig`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Self
+
+from policies import Policy
+from storage.catalog import (
+    AuditLog,
+    Catalog,
+    DisclosureLedger,
+    EndOfLifeStore,
+    HoldStore,
+    PrivacyRequestStore,
+    ReceiptSigner,
+    ReceiptStore,
+    SubjectRestrictions,
+)
+from storage.crypto import Keyring, KeyService
+from storage.landing import Landing
+from storage.types import AuditEntry
+from storage.vault import Vault
+
+__all__ = ["Services", "WorkerConfig", "DEFAULT_MAX_AUDIO_BYTES"]
+
+DEFAULT_MAX_AUDIO_BYTES = 512 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """The settings ``streams`` uses (made from :class:`callvault.settings.Settings`)."""
+
+    worker_id: str = "worker-1"
+    data_dir: Path = Path("var")
+    web_host: str = "127.0.0.1"
+    web_port: int = 8080
+    reconcile_after_seconds: int = 600
+    metrics_interval_seconds: int = 15
+    log_level: str = "info"
+    max_audio_bytes: int = DEFAULT_MAX_AUDIO_BYTES
+
+    @property
+    def actor(self) -> str:
+        """The audit actor of this worker."""
+        return f"worker:{self.worker_id}"
+
+
+@dataclass
+class Services:
+    """Everything a callvault process talks to, opened once."""
+
+    config: WorkerConfig
+    policy: Policy
+    keyring: Keyring
+    catalog: Catalog
+    audit: AuditLog
+    keys: KeyService
+    vault: Vault
+    landing: Landing
+    clock: Callable[[], datetime]
+    holds: HoldStore
+    receipts: ReceiptStore
+    signer: ReceiptSigner
+    endoflife: EndOfLifeStore
+    requests: PrivacyRequestStore
+    ledger: DisclosureLedger
+    restrictions: SubjectRestrictions
+    #: Called with every audit entry after it committed (the worker publishes them).
+    audit_listeners: list[Callable[[AuditEntry], None]] = field(default_factory=list)
+    #: Makes the boto3 S3 client for ``s3://`` archives and landing roots (None: AWS defaults).
+    s3_client_factory: Callable[[], Any] | None = None
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.catalog.close()
+
+    @classmethod
+    def over(
+        cls,
+        *,
+        config: WorkerConfig,
+        policy: Policy,
+        keyring: Keyring,
+        catalog: Catalog,
+        vault: Vault,
+        landing: Landing,
+        clock: Callable[[], datetime],
+        audit_listeners: list[Callable[[AuditEntry], None]] | None = None,
+        **extra: Any,
+    ) -> Self:
+        """The bundle over already opened backends: the governance stores are made here,
+        once, over ``catalog`` (``extra``: fields of a subclass)."""
+        receipts = ReceiptStore(catalog)
+        return cls(
+            config=config,
+            policy=policy,
+            keyring=keyring,
+            catalog=catalog,
+            audit=catalog.audit,
+            keys=KeyService(keyring, catalog),
+            vault=vault,
+            landing=landing,
+            clock=clock,
+            holds=HoldStore(catalog, clock=clock),
+            receipts=receipts,
+            signer=ReceiptSigner(keyring),
+            endoflife=EndOfLifeStore(catalog, receipts, clock=clock),
+            requests=PrivacyRequestStore(catalog, clock=clock),
+            ledger=DisclosureLedger(catalog.database, catalog.audit, clock=clock),
+            restrictions=SubjectRestrictions(catalog.database),
+            audit_listeners=audit_listeners if audit_listeners is not None else [],
+            **extra,
+        )
