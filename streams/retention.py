@@ -54,7 +54,6 @@ from callvault.errors import CallvaultError
 from policies import (
     Policy,
     PolicyInputError,
-    RecordingFacts,
     deletion_decision,
     retain_until,
     retention_class_for,
@@ -65,6 +64,7 @@ from storage.catalog.holds import LegalHold, first_hold
 from storage.catalog.receipts import DeletionReceipt
 from storage.catalog.sql import to_db_time
 from storage.types import RecordingRow, RecordingState
+from streams.facts import facts_of
 from streams.metrics import Metrics
 from streams.services import Services
 
@@ -73,7 +73,6 @@ __all__ = [
     "RescheduleResult",
     "RetentionService",
     "SweepResult",
-    "facts_of",
     "retention_rules_digest",
     "safe_sweep",
 ]
@@ -94,21 +93,6 @@ def retention_rules_digest(policy: Policy) -> str:
         "rules": [[r.purpose, r.retention_class] for r in policy.retention_rules],
     }
     return hashlib.sha256(canonical_json(data).encode()).hexdigest()
-
-
-def facts_of(row: RecordingRow, *, held: bool = False) -> RecordingFacts:
-    """The policy's view of a catalog row (no customer identifier)."""
-    return RecordingFacts(
-        recording_id=row.recording_id,
-        tenant=row.tenant,
-        purposes=tuple(row.purposes),
-        state=str(row.state),
-        restricted=row.restricted,
-        held=held,
-        retain_until=row.retain_until,
-        started_at=row.started_at,
-        ended_at=row.ended_at,
-    )
 
 
 @dataclass

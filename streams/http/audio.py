@@ -32,10 +32,11 @@ from storage.catalog.audit import AuditDraft
 from storage.catalog.disclosures import REFERENCE_PATTERN
 from storage.errors import AuditError, CatalogError
 from storage.types import RecordingRow
+from streams.facts import facts_of
 from streams.http.app import _run, audit_or_503, authenticate, ctx_of, json_error
 from streams.http.audio_stream import AudioFailure, PreparedAudio, prepare_audio, stream_audio
 from streams.http.auth import AuthError
-from streams.http.decisions import QaViews, facts_of
+from streams.http.decisions import QaViews
 from streams.http.params import BadRequest, bad_request, check_evidence, query_text, recording_id_of
 from streams.http.playback import PlaybackGrant
 from streams.http.ranges import RangeNotSatisfiable

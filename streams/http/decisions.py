@@ -16,34 +16,19 @@ from typing import Any
 
 from aiohttp import web
 
-from policies import Principal, Reason, RecordingFacts
+from policies import Principal, Reason
 from storage.catalog.audit import AuditDraft
 from storage.catalog.disclosures import DisclosureLedger
 from storage.errors import AuditError
-from storage.types import AuditEntry, RecordingRow, RecordingState
+from storage.types import AuditEntry, RecordingRow
 from streams.http.app import WebContext, _run, ctx_of, json_error
 from streams.http.playback import PlaybackGrants
 from streams.http.rateguard import RATE_LIMITED, RateGuard
 
-__all__ = ["QaViews", "facts_of", "public_recording"]
+__all__ = ["QaViews", "public_recording"]
 
 # Records keep the logger name they had before the QA views were split into modules.
 log = logging.getLogger("streams.http.recordings")
-
-
-def facts_of(row: RecordingRow) -> RecordingFacts:
-    """The decision inputs of a catalog row (legal holds do not affect access)."""
-    return RecordingFacts(
-        recording_id=row.recording_id,
-        tenant=row.tenant,
-        purposes=row.purposes,
-        state=RecordingState(row.state).value,
-        restricted=row.restricted,
-        held=False,
-        retain_until=row.retain_until,
-        started_at=row.started_at,
-        ended_at=row.ended_at,
-    )
 
 
 def public_recording(row: RecordingRow, usable_purposes: list[str]) -> dict[str, Any]:

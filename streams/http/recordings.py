@@ -64,10 +64,11 @@ from policies import AccessRequest, Principal, Reason, could_use, decide_access
 from storage.catalog import listing_cursor
 from storage.errors import AuditError, CatalogError
 from storage.types import RecordingRow, RecordingState
+from streams.facts import facts_of
 from streams.http.app import WebContext, _run, authenticate, ctx_of, json_error
 from streams.http.audio import AudioViews
 from streams.http.audit import AuditViews
-from streams.http.decisions import facts_of, public_recording
+from streams.http.decisions import public_recording
 from streams.http.params import (
     BadRequest,
     bad_request,

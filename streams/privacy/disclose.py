@@ -15,8 +15,8 @@ from storage.catalog.requests import PrivacyRequest, RequestStatus
 from storage.catalog.sql import to_db_time
 from storage.errors import KeyDestroyed, RecordingNotFound
 from storage.types import RecordingRow, RecordingState
+from streams.facts import facts_of
 from streams.privacy.context import BaseHandler
-from streams.retention import facts_of
 
 __all__ = ["DiscloseHandler"]
 

@@ -20,8 +20,8 @@ from storage.catalog.receipts import DeletionReceipt
 from storage.catalog.requests import PrivacyRequest, RequestStatus
 from storage.errors import StorageError
 from storage.types import RecordingRow, RecordingState
+from streams.facts import facts_of
 from streams.privacy.context import BaseHandler
-from streams.retention import facts_of
 
 __all__ = ["EraseHandler"]
 
