@@ -48,12 +48,17 @@ from policies.model import (
     Role,
 )
 from policies.retention import (
+    RULE_VERSION,
+    ExpiryCut,
     RetentionDecision,
     RetentionReason,
     deletion_decision,
     erasure_decision,
+    expiry_cut,
+    is_overdue,
     retain_until,
     retention_class_for,
+    retention_rules_digest,
 )
 
 __all__ = [
@@ -98,6 +103,11 @@ __all__ = [
     "retain_until",
     "deletion_decision",
     "erasure_decision",
+    "expiry_cut",
+    "is_overdue",
+    "retention_rules_digest",
+    "ExpiryCut",
+    "RULE_VERSION",
     "RetentionDecision",
     "RetentionReason",
     # clauses

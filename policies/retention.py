@@ -13,11 +13,22 @@ Pure functions; boundaries are exact: a recording is due for deletion at
   contract is live. When the customer's contract terminates, every recording's
   retain-until becomes ``min(rule, max(terminated_at, ended_at) + N)`` with ``N``
   the contract-termination class's ``days`` (policies/README.md explains why).
-- :func:`deletion_decision` and :func:`erasure_decision`: a legal hold always wins.
+- **The expiry rule**, written once: :func:`expiry_cut` says which recordings the rule
+  may end at ``now`` (stored, ``retain_until <= now``) in a form a database can
+  evaluate; :func:`deletion_decision` is the whole rule (a legal hold always wins),
+  :func:`is_overdue` what the overdue gauge counts. The sweep's selection, the gauge
+  and the statistics pass ``expiry_cut(now).cutoff`` to the catalog and decide with
+  :func:`deletion_decision`; nothing else writes the condition.
+- :func:`erasure_decision`: a customer's deletion request; a legal hold always wins.
+- :data:`RULE_VERSION` versions the code of these rules; :func:`retention_rules_digest`
+  covers it and the policy's retention data, so changing either reschedules what is
+  stored.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -34,13 +45,23 @@ from policies.model import (
 )
 
 __all__ = [
+    "RULE_VERSION",
     "RetentionReason",
     "RetentionDecision",
+    "ExpiryCut",
+    "expiry_cut",
+    "is_overdue",
     "retention_class_for",
     "retain_until",
     "deletion_decision",
     "erasure_decision",
+    "retention_rules_digest",
 ]
+
+#: Version of the code below that decides schedules and expiry (:func:`retain_until`,
+#: :func:`retention_class_for`, the expiry rule). Bump it with any change to that code:
+#: :func:`retention_rules_digest` covers it, so stored schedules are recomputed.
+RULE_VERSION = 1
 
 
 class RetentionReason(StrEnum):
@@ -61,6 +82,43 @@ class RetentionDecision:
     reason: RetentionReason
     rule: str
     hold_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ExpiryCut:
+    """The part of the expiry rule a database evaluates: recordings in ``state`` whose
+    ``retain_until`` is at or before ``cutoff`` are the candidates; the rest of the
+    rule (legal holds) is applied by :func:`deletion_decision`."""
+
+    state: RecordingStatus
+    cutoff: datetime
+
+    def admits(self, recording: RecordingFacts) -> bool:
+        return recording.state == self.state and recording.retain_until <= self.cutoff
+
+
+def expiry_cut(now: datetime) -> ExpiryCut:
+    """Which recordings the expiry rule may end at ``now`` (exact: at ``retain_until``,
+    not a microsecond before).
+
+    Raises:
+        PolicyInputError: ``now`` is naive.
+    """
+    return ExpiryCut(RecordingStatus.STORED, require_aware(now, "now"))
+
+
+def retention_rules_digest(policy: Policy) -> str:
+    """sha256 of the effective retention rules: the classes, the purpose -> class
+    mapping and :data:`RULE_VERSION` (a stored schedule is recomputed when it changes)."""
+    data = {
+        "rule_version": RULE_VERSION,
+        "classes": [
+            [c.id, c.anchor.value, c.days, c.max_days] for c in policy.retention_classes.values()
+        ],
+        "rules": [[r.purpose, r.retention_class] for r in policy.retention_rules],
+    }
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def retention_class_for(purposes: Sequence[str], policy: Policy) -> RetentionClass:
@@ -137,15 +195,27 @@ def deletion_decision(
     Raises:
         PolicyInputError: ``now`` is naive or ``holds`` is a string.
     """
-    require_aware(now, "now")
+    cut = expiry_cut(now)
     held, hold_id = _active_hold(recording, holds)
-    if recording.state != RecordingStatus.STORED:
+    if recording.state != cut.state:
         return RetentionDecision(False, RetentionReason.NOT_STORED, "retention:due")
     if held:
         return RetentionDecision(False, RetentionReason.HELD, "retention:legal-hold", hold_id)
-    if now >= recording.retain_until:
+    if cut.admits(recording):
         return RetentionDecision(True, RetentionReason.DUE, "retention:due")
     return RetentionDecision(False, RetentionReason.NOT_DUE, "retention:due")
+
+
+def is_overdue(
+    recording: RecordingFacts, policy: Policy, now: datetime, holds: Collection[str] = ()
+) -> bool:
+    """Whether ``recording`` should be gone already: due for deletion and still stored
+    (what ``callvault_recordings_overdue_deletion`` counts; normally none).
+
+    Raises:
+        PolicyInputError: ``now`` is naive or ``holds`` is a string.
+    """
+    return deletion_decision(recording, policy, now, holds).delete
 
 
 def erasure_decision(

@@ -27,6 +27,7 @@ from mode import Service
 from callvault.errors import CallvaultError
 from storage.catalog.audit import entry_json
 from storage.types import AuditEntry
+from streams._faust import task, timer
 from streams.endoflife import EndOfLife
 from streams.governance import GovernanceCollector, refresh_worker_gauges
 from streams.http.app import WebContext, build_web_app
@@ -144,7 +145,7 @@ class Worker:
                 for event in events:
                     await stream.ack(event)
 
-        @app.timer(1.0, name="audit-publisher")
+        @timer(app, 1.0, name="audit-publisher")
         async def publish_audit() -> None:
             await self._flush_audit()
 
@@ -156,19 +157,19 @@ class Worker:
                 )
                 await self._flush_audit()
 
-        @app.timer(self.sweep_interval, name="retention-sweep")
+        @timer(app, self.sweep_interval, name="retention-sweep")
         async def retention_sweep() -> None:
             await self.run_sweep()
 
-        @app.task
+        @task(app)
         async def retention_on_start() -> None:
             await self.run_sweep()  # a changed policy reschedules at once
 
-        @app.timer(self.reconcile_interval, name="landing-reconciler")
+        @timer(app, self.reconcile_interval, name="landing-reconciler")
         async def reconcile() -> None:
             await self.reconcile_landing()
 
-        @app.timer(max(1, self.services.config.metrics_interval_seconds), name="governance-gauges")
+        @timer(app, max(1, self.services.config.metrics_interval_seconds), name="governance-gauges")
         async def governance_gauges() -> None:
             await refresh_worker_gauges(
                 self.governance, app, self.metrics,

@@ -37,6 +37,7 @@ from datetime import datetime
 from typing import Any
 
 from callvault.errors import CallvaultError
+from policies import expiry_cut
 from storage.catalog import Catalog
 from storage.catalog.stats import GovernanceCounts, HeldFilter, governance_counts
 from storage.crypto.keyring import Keyring
@@ -92,7 +93,9 @@ class GovernanceCollector:
         now = self.clock()
         counts: GovernanceCounts | None
         try:
-            counts = governance_counts(self.catalog.database, now, held=self.held)
+            counts = governance_counts(
+                self.catalog.database, expiry_cut(now).cutoff, held=self.held
+            )
         except CallvaultError as exc:
             log.error("governance gauges: catalog query failed: %s", exc)
             counts = None

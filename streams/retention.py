@@ -41,7 +41,6 @@ What a caller may rely on:
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -52,13 +51,14 @@ from typing import Any
 
 from callvault.errors import CallvaultError
 from policies import (
-    Policy,
     PolicyInputError,
     deletion_decision,
+    expiry_cut,
     retain_until,
     retention_class_for,
+    retention_rules_digest,
 )
-from storage.catalog.audit import AuditDraft, canonical_json
+from storage.catalog.audit import AuditDraft
 from storage.catalog.endoflife import ScheduleChange
 from storage.catalog.holds import LegalHold, first_hold
 from storage.catalog.receipts import DeletionReceipt
@@ -73,7 +73,6 @@ __all__ = [
     "RescheduleResult",
     "RetentionService",
     "SweepResult",
-    "retention_rules_digest",
     "safe_sweep",
 ]
 
@@ -82,17 +81,6 @@ log = logging.getLogger(__name__)
 RULES_DIGEST_SETTING = "retention_rules_digest"
 _MIN_SLICE = 50
 DATA_KEY_NOTE = "removed with the object (the data key is stored only wrapped in its header)"
-
-
-def retention_rules_digest(policy: Policy) -> str:
-    """sha256 of the effective retention rules (classes and purpose -> class mapping)."""
-    data = {
-        "classes": [
-            [c.id, c.anchor.value, c.days, c.max_days] for c in policy.retention_classes.values()
-        ],
-        "rules": [[r.purpose, r.retention_class] for r in policy.retention_rules],
-    }
-    return hashlib.sha256(canonical_json(data).encode()).hexdigest()
 
 
 @dataclass
@@ -328,12 +316,7 @@ class RetentionService:
         result = SweepResult(dry_run=dry_run, now=moment)
         if dry_run:
             cap = limit or 100_000
-            due = self.endoflife.due(moment, cap)
-            result.expired = [
-                row.recording_id
-                for row in due
-                if deletion_decision(facts_of(row), self.policy, moment).delete
-            ]
+            result.expired = [row.recording_id for row in self._due(moment, cap)]
             if progress is not None:
                 progress(len(result.expired))
         else:
@@ -343,11 +326,7 @@ class RetentionService:
             remaining = limit
             while remaining is None or remaining > 0:
                 size = self.batch_size if remaining is None else min(self.batch_size, remaining)
-                rows = [
-                    row
-                    for row in self.endoflife.due(moment, size)
-                    if deletion_decision(facts_of(row), self.policy, moment).delete
-                ]
+                rows = self._due(moment, size)
                 if not rows:
                     break
                 done = self._expire(rows, moment, result)
@@ -523,8 +502,25 @@ class RetentionService:
         log.warning("retention: finished %d interrupted deletion(s)", len(stored))
         return len(stored)
 
+    def _due(self, moment: datetime, limit: int) -> list[RecordingRow]:
+        """Up to ``limit`` recordings the expiry rule ends at ``moment``: the catalog's
+        candidates past the rule's cutoff, each decided by ``deletion_decision`` with the
+        holds that cover it now (a hold placed since the query keeps its recording)."""
+        candidates = self.endoflife.due(expiry_cut(moment).cutoff, limit)
+        covering = self.holds.holds_for(candidates)
+        return [
+            row
+            for row in candidates
+            if deletion_decision(
+                facts_of(row, held=row.recording_id in covering),
+                self.policy,
+                moment,
+                [hold.hold_id for hold in covering.get(row.recording_id, [])],
+            ).delete
+        ]
+
     def _report_held(self, moment: datetime, result: SweepResult) -> None:
-        rows = self.endoflife.held_due(moment, 1000)
+        rows = self.endoflife.held_due(expiry_cut(moment).cutoff, 1000)
         by_recording = self.holds.holds_for(rows)
         for row in rows:
             hold: LegalHold | None = first_hold(by_recording.get(row.recording_id, []))

@@ -16,6 +16,7 @@ import click
 
 from callvault.cli._common import echo_json, fail, open_endoflife
 from callvault.errors import CallvaultError
+from policies import expiry_cut
 
 __all__ = ["retention"]
 
@@ -52,7 +53,7 @@ def retention_sweep(
     with open_endoflife(ctx) as lifecycle:
         try:
             moment = now or lifecycle.services.clock()
-            due, held = lifecycle.retention.endoflife.count_overdue(moment)
+            due, held = lifecycle.retention.endoflife.count_overdue(expiry_cut(moment).cutoff)
             total = min(due, limit) if limit else due
             with tqdm(
                 total=total,

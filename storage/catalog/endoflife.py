@@ -24,7 +24,8 @@ What a caller may rely on:
   ``object_key``, the old key is recorded in ``object_cleanups`` in the same
   transaction; the caller deletes the old object and calls :meth:`drop_cleanups`, and
   :meth:`pending_cleanups` returns what a crash left for the resume path.
-- :meth:`due` returns STORED recordings with ``retain_until <= now`` that no active
+- :meth:`due` returns STORED recordings with ``retain_until <= cutoff`` (the cutoff of
+  the expiry rule, ``policies.expiry_cut``) that no active
   legal hold covers and that have no pending intent, oldest first; :meth:`held_due`
   the ones a hold keeps. Both are single queries (holds are matched in SQL).
 - **Tombstones**: :meth:`finish_erasure` turns a row into a tombstone without
@@ -59,10 +60,32 @@ from storage.catalog.sql import from_db_time, to_db_time
 from storage.errors import CatalogError
 from storage.types import RecordingRow, RecordingState
 
-__all__ = ["DeletionIntent", "EndOfLifeStore", "ObjectCleanup", "ScheduleChange"]
+__all__ = [
+    "DeletionIntent",
+    "EndOfLifeStore",
+    "ObjectCleanup",
+    "ScheduleChange",
+    "past_cutoff_sql",
+    "past_cutoff_params",
+]
 
 _IN_CHUNK = 500
 _SELECT = recording_select("r")
+
+
+def past_cutoff_sql(alias: str = "r") -> str:
+    """The catalog's form of the expiry rule's cut (``policies.ExpiryCut``): stored, and
+    ``retain_until`` at or before the cutoff; parameters from :func:`past_cutoff_params`."""
+    return f"{alias}.state = ? AND {alias}.retain_until <= ?"
+
+
+def past_cutoff_params(cutoff: datetime) -> tuple[str, str]:
+    """The parameters of :func:`past_cutoff_sql`.
+
+    Raises:
+        CatalogError: ``cutoff`` is naive.
+    """
+    return RecordingState.STORED.value, to_db_time(cutoff)
 
 
 @dataclass(frozen=True)
@@ -192,37 +215,40 @@ class EndOfLifeStore:
         return {ref: from_db_time(at) for ref, at in rows}
 
     # -- queries ------------------------------------------------------------------------
-    def due(self, now: datetime, limit: int) -> list[RecordingRow]:
-        """STORED, ``retain_until <= now``, not held, no pending intent; oldest first.
+    def due(self, cutoff: datetime, limit: int) -> list[RecordingRow]:
+        """Up to ``limit`` STORED recordings with ``retain_until <= cutoff`` that no active
+        legal hold covers and that have no pending intent, oldest first.
+
+        ``cutoff`` comes from the expiry rule (``policies.expiry_cut(now).cutoff``); the
+        caller decides on each row with ``policies.deletion_decision``.
 
         Raises:
-            CatalogError: ``limit`` < 1, naive ``now``, or a database failure.
+            CatalogError: ``limit`` < 1, naive ``cutoff``, or a database failure.
         """
-        return self._due(now, limit, held=False)
+        return self._due(cutoff, limit, held=False)
 
-    def held_due(self, now: datetime, limit: int) -> list[RecordingRow]:
-        """STORED recordings past ``retain_until`` that an active legal hold keeps.
+    def held_due(self, cutoff: datetime, limit: int) -> list[RecordingRow]:
+        """STORED recordings past ``cutoff`` that an active legal hold keeps.
 
         Raises:
             CatalogError: as :meth:`due`.
         """
-        return self._due(now, limit, held=True)
+        return self._due(cutoff, limit, held=True)
 
-    def _due(self, now: datetime, limit: int, *, held: bool) -> list[RecordingRow]:
+    def _due(self, cutoff: datetime, limit: int, *, held: bool) -> list[RecordingRow]:
         if not isinstance(limit, int) or limit < 1:
             raise CatalogError(f"limit must be a positive integer, got {limit!r}")
-        hold = hold_match_sql("r")
         rows = self._db.fetch_all(
-            f"{_SELECT} WHERE r.state = ? AND r.retain_until <= ? AND "
-            f"{'' if held else 'NOT '}{hold} AND NOT EXISTS "
+            f"{_SELECT} WHERE {past_cutoff_sql('r')} AND "
+            f"{'' if held else 'NOT '}{hold_match_sql('r')} AND NOT EXISTS "
             "(SELECT 1 FROM deletion_intents i WHERE i.recording_id = r.recording_id) "
             "ORDER BY r.retain_until, r.recording_id LIMIT ?",
-            (RecordingState.STORED.value, to_db_time(now), limit),
+            (*past_cutoff_params(cutoff), limit),
         )
         return [recording_from_row(values) for values in rows]
 
-    def count_overdue(self, now: datetime) -> tuple[int, int]:
-        """(unheld, held) counts of STORED recordings with ``retain_until <= now``.
+    def count_overdue(self, cutoff: datetime) -> tuple[int, int]:
+        """(unheld, held) counts of STORED recordings with ``retain_until <= cutoff``.
 
         The first is the ``past retain-until and not deleted`` gauge: normally 0.
 
@@ -232,8 +258,8 @@ class EndOfLifeStore:
         row = self._db.fetch_one(
             f"SELECT COALESCE(SUM(CASE WHEN {hold_match_sql('r')} THEN 0 ELSE 1 END), 0), "
             f"COALESCE(SUM(CASE WHEN {hold_match_sql('r')} THEN 1 ELSE 0 END), 0) "
-            "FROM recordings r WHERE r.state = ? AND r.retain_until <= ?",
-            (RecordingState.STORED.value, to_db_time(now)),
+            f"FROM recordings r WHERE {past_cutoff_sql('r')}",
+            past_cutoff_params(cutoff),
         )
         assert row is not None
         return int(row[0]), int(row[1])

@@ -35,7 +35,7 @@ __all__ = ["WebContext", "build_web_app", "json_error", "authenticate", "require
 
 log = logging.getLogger(__name__)
 
-CONTEXT_KEY: web.AppKey[WebContext] = web.AppKey("callvault", None)  # type: ignore[arg-type]
+CONTEXT_KEY: web.AppKey[WebContext] = web.AppKey("callvault", None)
 
 
 @dataclass

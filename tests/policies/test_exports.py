@@ -23,7 +23,8 @@ def test_public_surface_is_pinned() -> None:
             "decide_access", "decide_capability", "could_use", "decide_ingest",
             "resolve_purposes", "IngestDecision", "IngestReason", "CONSENT_VALUES",
             "retention_class_for", "retain_until", "deletion_decision", "erasure_decision",
-            "RetentionDecision", "RetentionReason", "clause_report", "uncovered_clauses",
+            "RetentionDecision", "RetentionReason", "expiry_cut", "is_overdue", "ExpiryCut",
+            "retention_rules_digest", "RULE_VERSION", "clause_report", "uncovered_clauses",
             "format_clause_report", "ClauseCoverage", "PolicyError", "PolicyFileError",
             "PolicyInputError",
         ]

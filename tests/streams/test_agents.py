@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +37,34 @@ class Recorder:
         self.values.append(value)
 
 
-def test_ingest_agent_stores_dead_letters_and_publishes_audit(services: Services) -> None:
-    worker = Worker(services, broker_url="kafka://127.0.0.1:1")  # never contacted here
+@pytest.fixture
+def workers() -> Iterator[Callable[[Services], Worker]]:
+    """Makes workers whose broker is never contacted; closes the event loops faust made
+    for them and never closes itself in a test context (the loop its agents were bound
+    to when made, and the consumer thread's loop; ``asyncio.run`` runs the test on its
+    own loop)."""
+    made: list[Worker] = []
+
+    def make(services: Services) -> Worker:
+        worker = Worker(services, broker_url="kafka://127.0.0.1:1")
+        made.append(worker)
+        return worker
+
+    yield make
+    for worker in made:
+        loops = [agent.loop for agent in worker.app.agents.values()]
+        consumer = worker.app._consumer  # made by the first stream iteration, if any
+        if consumer is not None:
+            loops.append(consumer._thread.thread_loop)
+        for loop in loops:
+            if not loop.is_running() and not loop.is_closed():
+                loop.close()
+
+
+def test_ingest_agent_stores_dead_letters_and_publishes_audit(
+    services: Services, workers: Callable[[Services], Worker]
+) -> None:
+    worker = workers(services)  # its broker is never contacted here
     dlq, audit = Recorder(), Recorder()
     worker.dlq.send = dlq  # type: ignore[method-assign]
     worker.audit_topic.send = audit  # type: ignore[method-assign]
@@ -63,8 +89,10 @@ def test_ingest_agent_stores_dead_letters_and_publishes_audit(services: Services
     assert all(len(p["hash"]) == 64 for p in published)
 
 
-def test_dead_letters_carry_no_personal_data_but_their_source_offset(services: Services) -> None:
-    worker = Worker(services, broker_url="kafka://127.0.0.1:1")
+def test_dead_letters_carry_no_personal_data_but_their_source_offset(
+    services: Services, workers: Callable[[Services], Worker]
+) -> None:
+    worker = workers(services)
     dlq = Recorder()
     worker.dlq.send = dlq  # type: ignore[method-assign]
     worker.audit_topic.send = Recorder()  # type: ignore[method-assign]
@@ -90,8 +118,10 @@ def test_dead_letters_carry_no_personal_data_but_their_source_offset(services: S
     assert dead["source"]["topic"] == "callvault.recordings" and dead["source"]["offset"] >= 0
 
 
-def test_a_failing_batch_is_retried_not_skipped(services: Services) -> None:
-    worker = Worker(services, broker_url="kafka://127.0.0.1:1")
+def test_a_failing_batch_is_retried_not_skipped(
+    services: Services, workers: Callable[[Services], Worker]
+) -> None:
+    worker = workers(services)
     worker.dlq.send = Recorder()  # type: ignore[method-assign]
     worker.audit_topic.send = Recorder()  # type: ignore[method-assign]
     real = worker.pipeline.process_batch
