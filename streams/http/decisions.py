@@ -28,6 +28,7 @@ from streams.http.context import WebContext, ctx_of, run
 
 __all__ = [
     "authenticate",
+    "auth_denied",
     "require",
     "audit_or_503",
     "draft",

@@ -67,7 +67,7 @@ from streams.errors import (
 )
 from streams.http.rateguard import RATE_LIMITED
 
-__all__ = ["error_response", "json_error", "denial_detail"]
+__all__ = ["error_response"]
 
 log = logging.getLogger(__name__)
 
@@ -103,19 +103,14 @@ _DENIAL_DETAILS: dict[str, str] = {
 }
 
 
-def denial_detail(reason: str) -> str:
-    """What a caller denied for ``reason`` is told."""
-    return _DENIAL_DETAILS.get(reason, f"denied: {reason}")
-
-
-def json_error(
+def _answer(
     status: int,
     error: str,
     detail: str,
     reason: str | None = None,
     headers: dict[str, str] | None = None,
 ) -> web.Response:
-    """The JSON error body every route answers with."""
+    """The JSON error every route answers with."""
     body: dict[str, Any] = {"error": error, "detail": detail}
     if reason:
         body["reason"] = reason
@@ -129,15 +124,15 @@ def error_response(exc: Exception, route: str) -> web.Response:
         case AuthError():
             # A refused playback grant is not a bearer-token problem: no challenge.
             challenge = None if exc.reason.startswith("grant-") else _BEARER_CHALLENGE
-            return json_error(401, "unauthorized", exc.detail, exc.reason, challenge)
+            return _answer(401, "unauthorized", exc.detail, exc.reason, challenge)
         case BadRequest():
-            return json_error(400, "bad-request", exc.detail, exc.reason)
+            return _answer(400, "bad-request", exc.detail, exc.reason)
         case PayloadTooLarge():
-            return json_error(413, "too-large", exc.detail)
+            return _answer(413, "too-large", exc.detail)
         case UnsupportedMediaType():
-            return json_error(415, "unsupported-media-type", exc.detail)
+            return _answer(415, "unsupported-media-type", exc.detail)
         case RangeNotSatisfiable():
-            return json_error(
+            return _answer(
                 416,
                 "range-not-satisfiable",
                 f"the audio has {exc.size} bytes",
@@ -146,33 +141,33 @@ def error_response(exc: Exception, route: str) -> web.Response:
         case AccessDenied():
             status = _DENIAL_STATUS.get(exc.reason, 403)
             retry = None if exc.retry_after is None else {"Retry-After": str(exc.retry_after)}
-            detail = denial_detail(exc.reason) if exc.detail is None else exc.detail
-            return json_error(
+            detail = exc.detail or _DENIAL_DETAILS.get(exc.reason, f"denied: {exc.reason}")
+            return _answer(
                 status, _DENIAL_ERROR.get(status, "forbidden"), detail, exc.reason, retry
             )
         case AuditUnavailable():
-            return json_error(503, "audit-unavailable", exc.detail)
+            return _answer(503, "audit-unavailable", exc.detail)
         case LandingUnavailable():
-            return json_error(503, "landing-unavailable", exc.detail)
+            return _answer(503, "landing-unavailable", exc.detail)
         case AudioFailure():
-            return json_error(exc.status, exc.error, exc.detail, exc.reason)
+            return _answer(exc.status, exc.error, exc.detail, exc.reason)
         case NotFound():
-            return json_error(404, "not-found", exc.detail, exc.reason)
+            return _answer(404, "not-found", exc.detail, exc.reason)
         case EventRejected():
-            return json_error(400, "invalid-event", exc.detail, exc.reason)
+            return _answer(400, "invalid-event", exc.detail, exc.reason)
         case LandingRejected():
-            return json_error(400, "invalid-event", "cannot land this audio", exc.reason)
+            return _answer(400, "invalid-event", "cannot land this audio", exc.reason)
         case PrivacyRequestRejected():
-            return json_error(400, "bad-request", exc.detail, exc.reason)
+            return _answer(400, "bad-request", exc.detail, exc.reason)
         case HoldNotFound() | PrivacyRequestNotFound() | ReceiptNotFound():
-            return json_error(404, "not-found", str(exc), "not-found")
+            return _answer(404, "not-found", str(exc), "not-found")
         case HoldError():
-            return json_error(400, "bad-request", str(exc), "invalid-hold")
+            return _answer(400, "bad-request", str(exc), "invalid-hold")
         case CallvaultError():
             log.error("%s failed: %s", route, exc)
-            return json_error(
+            return _answer(
                 503, "unavailable", "the catalog or vault failed; try again", "backend-failed"
             )
         case _:
             log.error("unhandled error on %s", route, exc_info=exc)
-            return json_error(500, "internal", "internal error; see the worker log")
+            return _answer(500, "internal", "internal error; see the worker log")
