@@ -52,7 +52,7 @@ from policies import (
     decide_access,
 )
 from storage.catalog.disclosures import REFERENCE_PATTERN
-from storage.errors import AuditError, CatalogError, StorageError
+from storage.errors import StorageError
 from storage.types import RecordingRow
 from streams.errors import AudioFailure, AuditUnavailable, AuthError, BadRequest
 from streams.facts import facts_of
@@ -169,7 +169,7 @@ async def _decide(
                 )
             )
             seq = disclosure.audit_seq
-    except (AuditError, CatalogError) as exc:
+    except StorageError as exc:  # AuditError, CatalogError
         log.error("audit write failed; no audio is sent: %s", exc)
         if prepared is not None:
             prepared.cancel()

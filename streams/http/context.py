@@ -67,12 +67,17 @@ class WebContext:
     ) -> WebContext:
         """The context over ``services``: local tokens, the policy's rate limits, grants
         signed by the keyring and an :class:`EndOfLife` bundle unless given."""
+        if tokens is None:
+            tokens = LocalTokens(services.keyring, frozenset(services.policy.roles))
+        if endoflife is None:
+            endoflife = EndOfLife.from_services(
+                services, actor=services.config.actor, metrics=metrics
+            )
         return cls(
             services=services,
             metrics=metrics,
-            tokens=tokens or LocalTokens(services.keyring, frozenset(services.policy.roles)),
-            endoflife=endoflife
-            or EndOfLife.from_services(services, actor=services.config.actor, metrics=metrics),
+            tokens=tokens,
+            endoflife=endoflife,
             rate_guard=rate_guard or RateGuard(services.policy.rate_limit_for),
             grants=grants or PlaybackGrants(services.keyring),
             publish_recording=publish_recording,
