@@ -30,10 +30,8 @@ from storage.types import AuditEntry
 from streams._faust import task, timer
 from streams.endoflife import EndOfLife
 from streams.governance import GovernanceCollector, refresh_worker_gauges
-from streams.http.app import WebContext, build_web_app
+from streams.http import WebContext, build_web_app
 from streams.http.auth import LocalTokens, TokenVerifier
-from streams.http.governance import governance_routes
-from streams.http.recordings import QaAccess
 from streams.ingest import IngestOutcome, IngestPipeline, redacted_event
 from streams.metrics import Metrics
 from streams.services import Services
@@ -182,17 +180,15 @@ class Worker:
             runner: web.AppRunner | None = None
 
             async def on_start(self) -> None:
-                ctx = WebContext(
-                    services=worker.services,
+                ctx = WebContext.over(
+                    worker.services,
                     metrics=worker.metrics,
                     tokens=worker.tokens,
+                    endoflife=worker.endoflife,
                     publish_recording=worker.publish_recording,
                     health=worker.health,
                 )
-                self.runner = web.AppRunner(
-                    build_web_app(ctx, QaAccess().routes()), access_log=None
-                )
-                self.runner.app.router.add_routes(governance_routes(worker.endoflife))
+                self.runner = web.AppRunner(build_web_app(ctx), access_log=None)
                 await self.runner.setup()
                 site = web.TCPSite(self.runner, worker.services.config.web_host, worker.web_port)
                 await site.start()

@@ -6,7 +6,7 @@ Topic messages are privacy request JSON objects (:mod:`streams.privacy`) with
 ``requested_by`` (who filed it); a malformed one is logged and audited
 (``privacy.rejected``), never retried; an infrastructure failure leaves the request
 ``failed`` (re-processed by the next sweep). The HTTP routes over this bundle are in
-:mod:`streams.http.governance`.
+:mod:`streams.http.holds` and :mod:`streams.http.privacy`.
 """
 
 from __future__ import annotations

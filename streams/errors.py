@@ -4,10 +4,16 @@
     ├── EventRejected            a bad event; goes to callvault.dlq with ``reason``
     ├── PrivacyRequestRejected   a malformed privacy request (nothing stored)
     ├── ManifestError            an import manifest that cannot be used at all
-    └── RequestError             an HTTP request refused before any decision
+    └── RequestError             an HTTP request refused (streams.http.errors answers it)
         ├── AuthError            token missing, malformed, forged, expired (401)
         ├── BadRequest           a malformed parameter or body (400)
+        ├── PayloadTooLarge      a body or part over its size limit (413)
+        ├── UnsupportedMediaType a body of a content type the route does not take (415)
+        ├── NotFound             what a path or body names does not exist (404)
         ├── RangeNotSatisfiable  a Range header selecting no byte (416)
+        ├── AccessDenied         a decision refused it, already audited (403/404/410/429)
+        ├── AuditUnavailable     the decision could not be audited, so nothing goes out (503)
+        ├── LandingUnavailable   ingest audio could not be landed (503)
         └── AudioFailure         stored audio unreadable: tampered, shredded, vault down
 
 Every one carries a stable, machine-readable ``reason`` (the code the audit record
@@ -27,7 +33,13 @@ __all__ = [
     "RequestError",
     "AuthError",
     "BadRequest",
+    "PayloadTooLarge",
+    "UnsupportedMediaType",
+    "NotFound",
     "RangeNotSatisfiable",
+    "AccessDenied",
+    "AuditUnavailable",
+    "LandingUnavailable",
     "AudioFailure",
     "INTEGRITY_FAILURE",
 ]
@@ -63,7 +75,7 @@ class ManifestError(StreamError):
 
 
 class RequestError(StreamError):
-    """An HTTP request refused before (or instead of) a decision."""
+    """An HTTP request refused; :mod:`streams.http.errors` turns each into its answer."""
 
 
 class AuthError(RequestError):
@@ -80,9 +92,35 @@ class AuthError(RequestError):
 
 
 class BadRequest(RequestError):
-    """A malformed parameter: 400 with ``detail``."""
+    """A malformed parameter or body: 400 with ``detail`` (and ``reason`` unless None)."""
 
-    def __init__(self, detail: str, reason: str = "bad-parameter") -> None:
+    def __init__(self, detail: str, reason: str | None = "bad-parameter") -> None:
+        self.detail = detail
+        self.reason = reason
+        super().__init__(detail)
+
+
+class PayloadTooLarge(RequestError):
+    """A body (or one part of it) is larger than the route takes: 413 with ``detail``."""
+
+    def __init__(self, detail: str) -> None:
+        self.detail = detail
+        super().__init__(detail)
+
+
+class UnsupportedMediaType(RequestError):
+    """The body's content type is not one the route takes: 415 with ``detail``."""
+
+    def __init__(self, detail: str) -> None:
+        self.detail = detail
+        super().__init__(detail)
+
+
+class NotFound(RequestError):
+    """What the path or body names does not exist: 404 with ``detail`` (and ``reason``
+    unless None)."""
+
+    def __init__(self, detail: str, reason: str | None = "not-found") -> None:
         self.detail = detail
         self.reason = reason
         super().__init__(detail)
@@ -94,6 +132,38 @@ class RangeNotSatisfiable(RequestError, ValueError):
     def __init__(self, size: int) -> None:
         self.size = size
         super().__init__(f"range not satisfiable for {size} bytes")
+
+
+class AccessDenied(RequestError):
+    """A decision refused the request; its audit record is already committed.
+
+    ``reason`` is the decision's reason code; ``detail`` None means the standard text
+    for that reason; ``retry_after`` (seconds) is set for ``rate-limited``.
+    """
+
+    def __init__(
+        self, reason: str, detail: str | None = None, *, retry_after: int | None = None
+    ) -> None:
+        self.reason = reason
+        self.detail = detail
+        self.retry_after = retry_after
+        super().__init__(f"denied: {reason}")
+
+
+class AuditUnavailable(RequestError):
+    """The audit log cannot be written, so the decision does not go out: 503."""
+
+    def __init__(self, detail: str) -> None:
+        self.detail = detail
+        super().__init__(detail)
+
+
+class LandingUnavailable(RequestError):
+    """Pushed audio could not be landed for ingest (storage failure): 503."""
+
+    def __init__(self, detail: str) -> None:
+        self.detail = detail
+        super().__init__(detail)
 
 
 class AudioFailure(RequestError):

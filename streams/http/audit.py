@@ -1,7 +1,9 @@
-"""Reading the audit log and the disclosure ledger over HTTP (capability ``read-audit``).
+"""What was done, for auditors (capability ``read-audit``).
 
-``GET /v1/audit`` pages through the hash-chained audit log (the read itself is audited
-as ``audit.read``); ``GET /v1/disclosures`` lists the disclosure ledger.
+``GET /v1/audit`` pages through the hash-chained audit log (the read itself is
+audited as ``audit.read``); ``GET /v1/disclosures`` lists the disclosure ledger;
+``GET /v1/receipts/{id}`` and ``GET /v1/receipts?recording_id=`` give signed deletion
+receipts with ``verified`` (the signature checked against the keyring).
 """
 
 from __future__ import annotations
@@ -10,64 +12,78 @@ from aiohttp import web
 
 from storage.catalog.audit import entry_json
 from storage.types import AuditEntry
-from streams.http.app import _run, ctx_of, require
-from streams.http.decisions import QaViews
-from streams.http.params import BadRequest, bad_request, query_int, query_text
+from streams.errors import BadRequest
+from streams.http.context import ctx_of, run
+from streams.http.decisions import audit_or_503, draft, require, store_call
+from streams.http.params import query_int, query_text
 
-__all__ = ["AuditViews"]
+__all__ = ["ROUTES"]
 
 
-class AuditViews(QaViews):
-    """``GET /v1/audit`` and ``GET /v1/disclosures``."""
+async def audit_entries(request: web.Request) -> web.Response:
+    ctx = ctx_of(request)
+    principal = await require(request, "read-audit")
+    after = query_int(request.query, "after_seq", 0, 0, 2**62)
+    limit = query_int(request.query, "limit", 100, 1, 1000)
+    rid = query_text(request.query, "recording_id")
+    action = query_text(request.query, "action")
 
-    # -- GET /v1/audit ----------------------------------------------------------------------------
-    async def audit_entries(self, request: web.Request) -> web.StreamResponse:
-        ctx = ctx_of(request)
-        principal = await require(request, "read-audit")
-        try:
-            after = query_int(request.query, "after_seq", 0, 0, 2**62)
-            limit = query_int(request.query, "limit", 100, 1, 1000)
-            rid = query_text(request.query, "recording_id")
-            action = query_text(request.query, "action")
-        except BadRequest as exc:
-            return bad_request(exc)
-
-        def read() -> list[AuditEntry]:
-            return list(
-                ctx.services.audit.iter_entries(
-                    after_seq=after, limit=limit, recording_id=rid, action_prefix=action
-                )
+    def read() -> list[AuditEntry]:
+        return list(
+            ctx.services.audit.iter_entries(
+                after_seq=after, limit=limit, recording_id=rid, action_prefix=action
             )
-
-        entries = await _run(request, read)
-        await self._audit(
-            request,
-            self._draft(principal, "audit.read", "ok", "", None, after_seq=after,
-                        count=len(entries), filtered=rid is not None or action is not None),
-        )  # fmt: skip
-        return web.json_response(
-            {
-                "entries": [entry_json(entry) for entry in entries],
-                "next_after_seq": entries[-1].seq if len(entries) == limit else None,
-            },
-            headers={"Cache-Control": "no-store"},
         )
 
-    # -- GET /v1/disclosures ----------------------------------------------------------------------
-    async def disclosures(self, request: web.Request) -> web.StreamResponse:
-        ctx = ctx_of(request)
-        await require(request, "read-audit")
-        try:
-            rid = query_text(request.query, "recording_id")
-            limit = query_int(request.query, "limit", 100, 1, 1000)
-        except BadRequest as exc:
-            return bad_request(exc)
-        rows = await _run(request, lambda: self.ledger(ctx).list(recording_id=rid, limit=limit))
-        return web.json_response(
-            {
-                "disclosures": [
-                    {**d.__dict__, "disclosed_at": d.disclosed_at.isoformat()} for d in rows
-                ]
-            },
-            headers={"Cache-Control": "no-store"},
-        )
+    entries = await run(read)
+    await audit_or_503(
+        request,
+        draft(principal, "audit.read", "ok", "", None, after_seq=after,
+              count=len(entries), filtered=rid is not None or action is not None),
+    )  # fmt: skip
+    return web.json_response(
+        {
+            "entries": [entry_json(entry) for entry in entries],
+            "next_after_seq": entries[-1].seq if len(entries) == limit else None,
+        },
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+async def disclosures(request: web.Request) -> web.Response:
+    ctx = ctx_of(request)
+    await require(request, "read-audit")
+    rid = query_text(request.query, "recording_id")
+    limit = query_int(request.query, "limit", 100, 1, 1000)
+    rows = await run(lambda: ctx.services.ledger.list(recording_id=rid, limit=limit))
+    return web.json_response(
+        {"disclosures": [{**d.__dict__, "disclosed_at": d.disclosed_at.isoformat()} for d in rows]},
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+async def receipt(request: web.Request) -> web.Response:
+    services = ctx_of(request).services
+    await require(request, "read-audit")
+    found = await store_call(services.receipts.get, request.match_info["receipt_id"])
+    return web.json_response({**found.to_json(), "verified": services.signer.verify(found)})
+
+
+async def receipts(request: web.Request) -> web.Response:
+    services = ctx_of(request).services
+    await require(request, "read-audit")
+    recording_id = request.query.get("recording_id")
+    if not recording_id:
+        raise BadRequest("give ?recording_id=", "missing-field")
+    found = await store_call(services.receipts.for_recording, recording_id)
+    return web.json_response(
+        {"receipts": [{**r.to_json(), "verified": services.signer.verify(r)} for r in found]}
+    )
+
+
+ROUTES = [
+    web.get("/v1/audit", audit_entries),
+    web.get("/v1/disclosures", disclosures),
+    web.get("/v1/receipts", receipts),
+    web.get("/v1/receipts/{receipt_id}", receipt),
+]

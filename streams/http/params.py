@@ -1,27 +1,28 @@
-"""Query and path parameters of the QA views: parsing and the 400 answer.
+"""Query, path and body parameters of the views.
 
 Every parser raises :class:`BadRequest` (reason ``bad-parameter`` unless told
-otherwise); a view turns it into ``400 bad-request`` with :func:`bad_request`.
-Free text that reaches the audit log passes :func:`check_evidence` (no personal data).
+otherwise), answered ``400 bad-request`` by :mod:`streams.http.errors`. Free text
+that reaches the audit log passes :func:`check_evidence` (no personal data).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
 from aiohttp import web
 
 from storage.catalog.audit import check_details
 from storage.errors import AuditError
-from streams.errors import BadRequest
-from streams.http.app import json_error
+from streams.errors import BadRequest, PayloadTooLarge
 
 __all__ = [
     "BadRequest",
-    "bad_request",
     "check_evidence",
+    "json_object",
     "query_int",
     "query_text",
     "query_when",
@@ -30,6 +31,7 @@ __all__ = [
 
 _RECORDING_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 _MAX_TEXT = 200
+_MAX_BODY = 64 * 1024
 
 
 def query_text(query: Mapping[str, str], name: str, *, required: bool = False) -> str | None:
@@ -98,6 +100,22 @@ def check_evidence(value: str | None, name: str) -> str | None:
     return value
 
 
-def bad_request(exc: BadRequest) -> web.Response:
-    """The 400 ``bad-request`` answer for ``exc``."""
-    return json_error(400, "bad-request", exc.detail, reason=exc.reason)
+async def json_object(request: web.Request) -> dict[str, Any]:
+    """The request body as a JSON object (``{}`` when empty), at most 64 KiB.
+
+    Raises:
+        PayloadTooLarge: the body is larger than 64 KiB.
+        BadRequest: ``malformed``: not JSON, or not an object.
+    """
+    raw = await request.content.read(_MAX_BODY + 1)
+    if len(raw) > _MAX_BODY:
+        raise PayloadTooLarge("body larger than 64 KiB")
+    if not raw:
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise BadRequest("the body is not JSON", "malformed") from None
+    if not isinstance(data, dict):
+        raise BadRequest("the body must be a JSON object", "malformed")
+    return data

@@ -1,7 +1,7 @@
 """Helpers for the retention / holds / privacy request tests: real services built by
 ``build_services`` (file or S3 vault, SQLite or PostgreSQL catalog, key file) with a
 settable clock, recordings sealed and stored the way ingest stores them, and the
-worker's aiohttp app (with the lifecycle routes) served in a thread on a free port."""
+worker's aiohttp app served in a thread on a free port."""
 
 from __future__ import annotations
 
@@ -25,9 +25,8 @@ from policies import decide_ingest
 from storage.catalog.audit import AuditDraft
 from storage.types import RecordingRow
 from streams.endoflife import EndOfLife
-from streams.http.app import WebContext, build_web_app
+from streams.http import WebContext, build_web_app
 from streams.http.auth import LocalTokens
-from streams.http.governance import governance_routes
 from streams.ingest import object_key_for
 from streams.metrics import Metrics
 
@@ -151,18 +150,12 @@ class Reply:
 
 
 class WebServer:
-    """The web app with the lifecycle routes (plus any extra), served by a thread's loop."""
+    """The worker's web app over ``lifecycle``, served by a thread's loop."""
 
-    def __init__(
-        self,
-        services: Services,
-        lifecycle: EndOfLife,
-        metrics: Metrics,
-        extra: list[web.RouteDef] | None = None,
-    ) -> None:
+    def __init__(self, services: Services, lifecycle: EndOfLife, metrics: Metrics) -> None:
         self.services = services
         self.tokens = LocalTokens(services.keyring, frozenset(services.policy.roles))
-        self._routes = [*governance_routes(lifecycle), *(extra or [])]
+        self._lifecycle = lifecycle
         self._metrics = metrics
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -180,14 +173,15 @@ class WebServer:
         self._loop.close()
 
     async def _start(self) -> None:
-        ctx = WebContext(
-            services=self.services,
+        ctx = WebContext.over(
+            self.services,
             metrics=self._metrics,
             tokens=self.tokens,
+            endoflife=self._lifecycle,
             publish_recording=_no_publish,
             health=lambda: {"status": "ok"},
         )
-        self._runner = web.AppRunner(build_web_app(ctx, self._routes), access_log=None)
+        self._runner = web.AppRunner(build_web_app(ctx), access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()

@@ -21,9 +21,8 @@ from callvault.demo import demo_event
 from callvault.services import Services, build_services
 from callvault.settings import load_settings
 from callvault.synth import call_wav
-from streams.http.app import WebContext, build_web_app
+from streams.http import WebContext, build_web_app
 from streams.http.auth import LocalTokens
-from streams.http.recordings import QaAccess
 from streams.ingest import IngestPipeline
 from streams.metrics import Metrics
 
@@ -108,7 +107,6 @@ class QaEnv:
     clock: Clock
     metrics: Metrics
     tokens: LocalTokens
-    qa: QaAccess
     server: ServerThread
     wavs: dict[str, bytes] = field(default_factory=dict)
 
@@ -248,23 +246,23 @@ def make_env(
     metrics = Metrics()
     wavs = ingest(services, metrics, calls, clock)
     tokens = LocalTokens(services.keyring, frozenset(services.policy.roles))
-    qa = QaAccess(**qa_options)
 
     async def publish(_event: bytes, _recording_id: str) -> None:
         raise AssertionError("no ingest over HTTP in these tests")
 
     def make_app() -> web.Application:
-        ctx = WebContext(
-            services=services,
+        ctx = WebContext.over(
+            services,
             metrics=metrics,
             tokens=tokens,
             publish_recording=publish,
             health=lambda: {"status": "ok"},
+            **qa_options,
         )
-        return build_web_app(ctx, qa.routes())
+        return build_web_app(ctx)
 
     server = ServerThread(make_app).start()
-    return QaEnv(services, clock, metrics, tokens, qa, server, wavs)
+    return QaEnv(services, clock, metrics, tokens, server, wavs)
 
 
 def metric(env: QaEnv, name: str, labels: dict[str, str] | None = None) -> float:

@@ -18,7 +18,7 @@ from callvault.demo import demo_event
 from callvault.services import Services, build_services
 from callvault.settings import load_settings
 from callvault.synth import call_wav
-from streams.http.app import WebContext, build_web_app
+from streams.http import WebContext, build_web_app
 from streams.http.auth import LocalTokens
 from streams.ingest import IngestPipeline
 from streams.metrics import Metrics
@@ -56,8 +56,8 @@ async def _call(
     async def publish(event: bytes, recording_id: str) -> None:
         published.append(event)
 
-    ctx = WebContext(
-        services=services,
+    ctx = WebContext.over(
+        services,
         metrics=Metrics(),
         tokens=LocalTokens(services.keyring, frozenset(services.policy.roles)),
         publish_recording=publish,

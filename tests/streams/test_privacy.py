@@ -342,14 +342,7 @@ class _BrokenVault:
 @pytest.fixture
 def server(file_services: Services) -> Iterator[WebServer]:
     metrics = Metrics()
-    extra = []
-    try:
-        from streams.http.recordings import QaAccess
-
-        extra = QaAccess().routes()
-    except ImportError:  # the QA endpoint is another change; the KeyService checks still run
-        pass
-    started = WebServer(file_services, lifecycle_of(file_services, metrics), metrics, extra).start()
+    started = WebServer(file_services, lifecycle_of(file_services, metrics), metrics).start()
     yield started
     started.stop()
 

@@ -1,0 +1,138 @@
+"""Legal holds over HTTP (capability ``manage-holds``).
+
+``POST /v1/holds`` places a hold (201), ``GET /v1/holds[?all=1]`` lists the active
+(or all) holds, ``GET /v1/holds/{id}`` gives one and what it covers,
+``DELETE /v1/holds/{id}`` releases it (body or query ``reason``).
+
+A hold body: ``{"scope": "recording"|"customer"|"call", "tenant", "recording_id" |
+"customer_ref" | "call_id", "reason", "reference"}`` (``tenant`` may be left out for
+``recording``). A customer is held by its pseudonymous subject_ref; the raw reference
+is not stored.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from storage.catalog import HoldScope, LegalHold
+from streams.errors import BadRequest, NotFound
+from streams.http.context import WebContext, ctx_of
+from streams.http.decisions import require, store_call
+from streams.http.params import json_object
+
+__all__ = ["ROUTES", "hold_json"]
+
+_TARGET_FIELD = {"recording": "recording_id", "customer": "customer_ref", "call": "call_id"}
+
+
+def hold_json(hold: LegalHold, covers: list[str] | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        **hold.summary(),
+        "tenant": hold.tenant,
+        "target": hold.target,
+        "active": hold.active,
+        "released_at": hold.released_at.isoformat() if hold.released_at else None,
+        "released_by": hold.released_by,
+        "release_reason": hold.release_reason,
+    }
+    if covers is not None:
+        body["covers"] = covers
+    return body
+
+
+def _refresh_gauge(ctx: WebContext) -> None:
+    metrics = ctx.endoflife.retention.metrics
+    if metrics is not None:
+        metrics.legal_holds_active.set(ctx.services.holds.count_active())
+
+
+async def place_hold(request: web.Request) -> web.Response:
+    ctx = ctx_of(request)
+    holds = ctx.services.holds
+    principal = await require(request, "manage-holds")
+    body = await json_object(request)
+    scope = body.get("scope")
+    if scope not in _TARGET_FIELD:
+        raise BadRequest("scope must be recording, customer or call", "invalid-hold")
+    field = _TARGET_FIELD[scope]
+    value = body.get(field)
+    if not isinstance(value, str) or not value:
+        raise BadRequest(f"{field} is required for scope {scope}", "invalid-hold")
+    tenant = body.get("tenant")
+    if scope == "recording" and not tenant:
+        row = await store_call(ctx.services.catalog.get_recording, value)
+        if row is None:
+            raise NotFound(f"no recording {value!r}")
+        tenant = row.tenant
+    if not isinstance(tenant, str) or not tenant:
+        raise BadRequest("tenant is required", "invalid-hold")
+    target = value
+    if scope == "customer":
+        target = await store_call(ctx.services.keys.subject_ref, tenant, value)
+
+    def place() -> tuple[LegalHold, list[str]]:
+        hold = holds.place(
+            tenant=tenant,
+            scope=HoldScope.SUBJECT if scope == "customer" else HoldScope(scope),
+            target=target,
+            reason=str(body.get("reason") or ""),
+            reference=str(body.get("reference") or ""),
+            placed_by=principal.user,
+            actor=f"user:{principal.user}",
+        )
+        _refresh_gauge(ctx)
+        return hold, holds.covered_recording_ids(hold)
+
+    hold, covers = await store_call(place)
+    return web.json_response(hold_json(hold, covers), status=201)
+
+
+async def list_holds(request: web.Request) -> web.Response:
+    holds = ctx_of(request).services.holds
+    await require(request, "manage-holds")
+    every = request.query.get("all", "") in ("1", "true", "yes")
+    found = await store_call(lambda: holds.list_holds(active_only=not every))
+    return web.json_response({"holds": [hold_json(h) for h in found]})
+
+
+async def get_hold(request: web.Request) -> web.Response:
+    holds = ctx_of(request).services.holds
+    await require(request, "manage-holds")
+    hold_id = request.match_info["hold_id"]
+
+    def fetch() -> tuple[LegalHold, list[str]]:
+        hold = holds.get(hold_id)
+        return hold, holds.covered_recording_ids(hold)
+
+    hold, covers = await store_call(fetch)
+    return web.json_response(hold_json(hold, covers))
+
+
+async def release_hold(request: web.Request) -> web.Response:
+    ctx = ctx_of(request)
+    principal = await require(request, "manage-holds")
+    body = await json_object(request)
+    reason = body.get("reason") or request.query.get("reason") or ""
+
+    def release() -> LegalHold:
+        hold = ctx.services.holds.release(
+            request.match_info["hold_id"],
+            released_by=principal.user,
+            reason=str(reason),
+            actor=f"user:{principal.user}",
+        )
+        _refresh_gauge(ctx)
+        return hold
+
+    hold = await store_call(release)
+    return web.json_response(hold_json(hold))
+
+
+ROUTES = [
+    web.post("/v1/holds", place_hold),
+    web.get("/v1/holds", list_holds),
+    web.get("/v1/holds/{hold_id}", get_hold),
+    web.delete("/v1/holds/{hold_id}", release_hold),
+]
