@@ -35,6 +35,7 @@ import subprocess
 import sys
 import sysconfig
 import time
+import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -250,7 +251,12 @@ class EmbeddedS3:
                     raise
                 created = False
             if object_lock and not created:
-                status = client.get_object_lock_configuration(Bucket=name)
+                try:
+                    status = client.get_object_lock_configuration(Bucket=name)
+                except Exception as exc:
+                    if _error_code(exc) != "ObjectLockConfigurationNotFoundError":
+                        raise
+                    status = {}
                 enabled = status.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled")
                 if enabled != "Enabled":
                     raise EmbeddedServerError(
@@ -432,6 +438,9 @@ class EmbeddedS3:
 
         assert self._proc is not None
         client = _make_client(self.endpoint, self.credentials, timeout=2.0)
+        # After a restart S3 answers before the volume server has told the master
+        # about its volumes (seconds, at times): until then every read fails (500).
+        expected_volumes = len(list(self._weed_dir.glob("*.dat")))
         deadline = time.monotonic() + timeout
         last = "no answer"
         while True:
@@ -448,7 +457,9 @@ class EmbeddedS3:
                 )
             try:
                 client.list_buckets()
-                return
+                if self._volumes_known(ports, expected_volumes):
+                    return
+                last = "the master does not know every volume yet"
             except ClientError as exc:
                 last = f"{_error_code(exc)} {exc}"
                 if _error_code(exc) in {"InvalidAccessKeyId", "SignatureDoesNotMatch"}:
@@ -466,6 +477,23 @@ class EmbeddedS3:
                     f"{timeout:.0f}s ({last}); see {self.log_file}"
                 )
             time.sleep(0.05)
+
+    @staticmethod
+    def _volumes_known(ports: _Ports, expected: int) -> bool:
+        """Has the volume server registered with the master, with ``expected`` volumes?"""
+        url = f"http://{_HOST}:{ports.master}/dir/status"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                topology = json.loads(response.read())["Topology"]
+        except (OSError, ValueError, LookupError):
+            return False
+        nodes = [
+            node
+            for center in topology.get("DataCenters") or []
+            for rack in center.get("Racks") or []
+            for node in rack.get("DataNodes") or []
+        ]
+        return bool(nodes) and sum(int(node.get("Volumes", 0)) for node in nodes) >= expected
 
     def _reap(self) -> None:
         if self._proc is not None and self._proc.poll() is not None:
