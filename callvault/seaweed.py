@@ -378,6 +378,7 @@ class EmbeddedS3:
             # Every bucket is a collection with volumes of its own: room for many
             # (volume files are not preallocated, so this costs no disk).
             "volume.max": 1000,
+            "volume.preStopSeconds": 0,
             "master.volumeSizeLimitMB": 1024,
             "filer.port": ports.filer,
             "filer.port.grpc": ports.filer_grpc,
@@ -623,7 +624,8 @@ def _s3_errors(action: str) -> Iterator[None]:
     try:
         yield
     except ClientError as exc:
-        raise EmbeddedServerError(f"cannot {action}: {_error_code(exc)} {exc}") from exc
+        message = exc.response.get("Error", {}).get("Message", "")
+        raise EmbeddedServerError(f"cannot {action}: {_error_code(exc)}: {message}") from exc
     except BotoCoreError as exc:
         raise EmbeddedServerError(f"cannot {action}: {exc}") from exc
 
