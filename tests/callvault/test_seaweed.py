@@ -6,6 +6,7 @@ it, across a SIGKILL of the broker and of the S3 server."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import stat
 import time
@@ -293,6 +294,32 @@ def test_taken_port_is_a_clear_error(tmp_path: Path) -> None:
         port = sock.getsockname()[1]
         with pytest.raises(EmbeddedServerError, match="already in use"):
             EmbeddedS3(tmp_path / "s3", port=port).start()
+
+
+def test_a_port_taken_after_it_was_chosen_means_choosing_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    import callvault.seaweed as seaweed
+
+    real = seaweed._pick_ports
+    picks: list[int] = []
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+
+        def pick(s3_port: int | None) -> Any:
+            ports = real(s3_port)
+            picks.append(ports.master)
+            # the first choice loses a race: something else listens on its master port
+            return ports if len(picks) > 1 else dataclasses.replace(ports, master=taken)
+
+        monkeypatch.setattr(seaweed, "_pick_ports", pick)
+        with EmbeddedS3(tmp_path / "s3") as server:
+            assert len(picks) == 2
+            assert server.client().list_buckets()["Buckets"] == []
 
 
 def test_endpoint_before_start_is_an_error(tmp_path: Path) -> None:
