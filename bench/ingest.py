@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/ingest.py [--calls 600] [--paths file,s3]
 
-For each vault path (file folder; S3 on a moto server over HTTP) it starts a fresh
+For each vault path (file folder; S3 on SeaweedFS, the embedded S3 server) it starts a fresh
 tansu broker and a ``callvault worker`` process, lands N calls, produces their
 events, and times produce -> last catalog row. The baseline, run in the same
 invocation, writes the same bytes with a plain durable file write (file path) or a
@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from callvault.broker import EmbeddedBroker, free_port  # noqa: E402
 from callvault.demo import demo_event  # noqa: E402
+from callvault.seaweed import EmbeddedS3  # noqa: E402
 from callvault.synth import call_wav  # noqa: E402
 from streams.metrics import STAGES  # noqa: E402
 from tests.e2e.harness import WorkerProcess, e2e_settings, open_services, produce, wait_until  # noqa: E402
@@ -137,17 +138,12 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory(prefix="callvault-bench-") as tmp:
         workdir = Path(tmp)
-        moto = None
+        s3 = None
         endpoint = None
         if "s3" in args.paths:
-            from moto.server import ThreadedMotoServer
-
-            port = free_port()
-            moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-            moto.start()
-            endpoint = f"http://127.0.0.1:{port}"
-            os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
-            os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
+            s3 = EmbeddedS3(workdir / "s3").start()
+            endpoint = s3.endpoint
+            os.environ.update(s3.credentials.env())  # the worker signs with them too
         try:
             for path in args.paths.split(","):
                 result = run_pipeline(path, args.calls, clip, workdir, endpoint)
@@ -183,8 +179,8 @@ def main() -> None:
                         f"{100 * stages[stage] / total:5.1f}%"
                     )
         finally:
-            if moto is not None:
-                moto.stop()
+            if s3 is not None:
+                s3.stop()
 
 
 if __name__ == "__main__":

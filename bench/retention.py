@@ -1,4 +1,4 @@
-"""Retention benchmark: expire N recordings on the S3 path (moto server in-process, over HTTP).
+"""Retention benchmark: expire N recordings on the S3 path (SeaweedFS, the embedded S3 server).
 
     .venv/bin/python bench/retention.py [--n 2000] [--buckets plain,versioned] [--workers 1]
 
@@ -13,8 +13,8 @@ S3 allows). Printed: expiries/s, baseline deletes/s and ratio = sweep / baseline
 ``BENCH_PROFILE=1`` prints a profile of the sweep.
 
 On a versioned bucket ``S3Vault.delete_many`` lists each key's versions (one request
-per key; the sweep runs 8 slices in parallel); moto answers each such listing in tens
-of milliseconds, so keep ``--n`` small there (e.g. ``--n 200 --buckets versioned``).
+per key; the sweep runs 8 slices in parallel), so a versioned bucket costs one more
+request per recording.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import argparse
 import dataclasses
 import hashlib
 import os
-import socket
 import sys
 import tempfile
 import time
@@ -34,6 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from callvault.seaweed import EmbeddedS3  # noqa: E402
 from callvault.services import build_services  # noqa: E402
 from callvault.settings import load_settings  # noqa: E402
 from storage.catalog.audit import AuditDraft  # noqa: E402
@@ -42,12 +42,6 @@ from streams.ingest import object_key_for  # noqa: E402
 from streams.retention import RetentionService  # noqa: E402
 
 AUDIO = os.urandom(16 * 1024)  # a sealed object of ~16 KiB per recording
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def run(kind: str, n: int, endpoint: str, workdir: Path) -> tuple[float, float]:
@@ -168,28 +162,14 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--buckets", default="plain")
     args = parser.parse_args()
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
-    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-    import logging
-
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log per request
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            for kind in args.buckets.split(","):
-                sweep, raw = run(kind, args.n, f"http://127.0.0.1:{port}", Path(tmp))
-                print(
-                    f"{kind:9} bucket, N={args.n}: sweep {sweep:8.0f} expiries/s | "
-                    f"raw delete_objects {raw:8.0f} deletes/s | ratio {sweep / raw:.2f}"
-                )
-    finally:
-        server.stop()
+    with tempfile.TemporaryDirectory() as tmp, EmbeddedS3(Path(tmp) / "s3") as s3:
+        os.environ.update(s3.credentials.env())  # the services sign with them too
+        for kind in args.buckets.split(","):
+            sweep, raw = run(kind, args.n, s3.endpoint, Path(tmp))
+            print(
+                f"{kind:9} bucket, N={args.n}: sweep {sweep:8.0f} expiries/s | "
+                f"raw delete_objects {raw:8.0f} deletes/s | ratio {sweep / raw:.2f}"
+            )
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ so a caller can catch one type at the edge (CLI, HTTP view, stream agent)::
 
     CallvaultError
     ├── ConfigError                 callvault.errors: bad settings / URLs
-    ├── BrokerError                 callvault.errors: embedded broker would not start
+    ├── EmbeddedServerError         callvault.errors: an embedded server would not start
+    │   └── BrokerError             the embedded Kafka-protocol broker (tansu)
     ├── storage.errors.StorageError
     │   ├── RecordingNotFound
     │   ├── IntegrityError          tampered, truncated or spliced object
@@ -24,7 +25,7 @@ so a caller can catch one type at the edge (CLI, HTTP view, stream agent)::
 
 from __future__ import annotations
 
-__all__ = ["CallvaultError", "ConfigError", "BrokerError"]
+__all__ = ["CallvaultError", "ConfigError", "EmbeddedServerError", "BrokerError"]
 
 
 class CallvaultError(Exception):
@@ -35,5 +36,9 @@ class ConfigError(CallvaultError):
     """A setting is missing, malformed or names an unsupported backend."""
 
 
-class BrokerError(CallvaultError):
+class EmbeddedServerError(CallvaultError):
+    """An embedded child server (S3 server, broker) could not be started or reached."""
+
+
+class BrokerError(EmbeddedServerError):
     """The embedded Kafka-protocol broker could not be started or reached."""

@@ -3,6 +3,7 @@ session on a free port and is stopped at the end; nothing is left running."""
 
 pytest_plugins = [
     "tests.fixtures.s3",
+    "tests.fixtures.seaweedfs",
     "tests.fixtures.postgres",
     "tests.fixtures.broker",
 ]

@@ -1,5 +1,5 @@
 """`callvault import`: a mixed archive through the real ingest pipeline, exact outcomes,
-resumability, originals kept (or moved), an S3-prefix archive on moto, bad manifests."""
+resumability, originals kept (or moved), an S3-prefix archive on SeaweedFS, bad manifests."""
 
 from __future__ import annotations
 
@@ -239,8 +239,13 @@ def test_clean_archive_exits_zero_and_move_deletes_originals(tmp_path: Path, arc
 
 
 def test_s3_prefix_archive_keeps_originals(
-    tmp_path: Path, s3_endpoint: str, s3_env: None, s3_client: Any, s3_bucket: str
+    tmp_path: Path,
+    seaweed_endpoint: str,
+    seaweed_env: None,
+    seaweed_client: Any,
+    seaweed_bucket: str,
 ) -> None:
+    s3_client, s3_bucket = seaweed_client, seaweed_bucket
     audio = {f"calls/2024/c{n}.wav": call_wav(3, seed=n) for n in (1, 2)}
     for key, data in audio.items():
         s3_client.put_object(Bucket=s3_bucket, Key=key, Body=data)
@@ -255,7 +260,7 @@ def test_s3_prefix_archive_keeps_originals(
     ]
     manifest = tmp_path / "m.json"
     manifest.write_text(json.dumps(rows))
-    env = {"CALLVAULT_DATA_DIR": str(tmp_path / "var"), "CALLVAULT_S3_ENDPOINT": s3_endpoint}
+    env = {"CALLVAULT_DATA_DIR": str(tmp_path / "var"), "CALLVAULT_S3_ENDPOINT": seaweed_endpoint}
     report = tmp_path / "r.jsonl"
     result = invoke(
         env,

@@ -1,5 +1,6 @@
 """`callvault keys rotate|status`: rotation rewraps subject keys only, is resumable after
-an interruption, is audited with counts; the same through a KMS keyring on moto."""
+an interruption, is audited with counts; the same through a KMS keyring on moto
+(moto for KMS only: SeaweedFS, the S3 server of the tests, has no KMS)."""
 
 from __future__ import annotations
 
@@ -116,17 +117,21 @@ def test_interrupted_rotation_resumes_and_everything_opens(tmp_path: Path) -> No
 
 
 def test_rotation_to_a_new_kms_key_through_the_cli(
-    tmp_path: Path, s3_endpoint: str, s3_env: None, s3_reset: None, s3_credentials: dict[str, str]
+    tmp_path: Path,
+    moto_endpoint: str,
+    moto_env: None,
+    moto_reset: None,
+    moto_credentials: dict[str, str],
 ) -> None:
     import boto3
 
-    kms: Any = boto3.session.Session().client("kms", endpoint_url=s3_endpoint, **s3_credentials)
+    kms: Any = boto3.session.Session().client("kms", endpoint_url=moto_endpoint, **moto_credentials)
     first = kms.create_key()["KeyMetadata"]["Arn"]
     second = kms.create_key()["KeyMetadata"]["Arn"]
     env = {
         "CALLVAULT_DATA_DIR": str(tmp_path / "var"),
         "CALLVAULT_KEYRING": f"kms://{first}",
-        "CALLVAULT_KMS_ENDPOINT": s3_endpoint,
+        "CALLVAULT_KMS_ENDPOINT": moto_endpoint,
     }
     services = build_services(load_settings(env))
     try:

@@ -1,5 +1,8 @@
 """KmsKeyring against moto's KMS over HTTP: the Keyring contract, sealing through
-KeyService with a real SQLite catalog, crypto-shredding, rotation to a new KMS key."""
+KeyService with a real SQLite catalog, crypto-shredding, rotation to a new KMS key.
+
+moto, not SeaweedFS: SeaweedFS has no KMS; moto's KMS implements what the keyring
+calls (GenerateDataKey, Encrypt/Decrypt with encryption contexts, key states)."""
 
 from __future__ import annotations
 
@@ -23,10 +26,10 @@ CONTEXT = {"purpose": "subject-key", "tenant": "acme", "subject_ref": "ab" * 32,
 
 
 @pytest.fixture
-def kms_client(s3_endpoint: str, s3_reset: None, s3_credentials: dict[str, str]) -> Any:
+def kms_client(moto_endpoint: str, moto_reset: None, moto_credentials: dict[str, str]) -> Any:
     import boto3
 
-    return boto3.session.Session().client("kms", endpoint_url=s3_endpoint, **s3_credentials)
+    return boto3.session.Session().client("kms", endpoint_url=moto_endpoint, **moto_credentials)
 
 
 @pytest.fixture
@@ -204,21 +207,21 @@ def test_unknown_key_and_unreachable_kms_are_keyring_errors(
 
 
 def test_open_keyring_kms_urls(
-    s3_endpoint: str, s3_env: None, kms_key: str, tmp_path: Path
+    moto_endpoint: str, moto_env: None, kms_key: str, tmp_path: Path
 ) -> None:
     keyring = open_keyring(
-        f"kms://{kms_key}", endpoint=s3_endpoint, secrets_path=tmp_path / "default.json"
+        f"kms://{kms_key}", endpoint=moto_endpoint, secrets_path=tmp_path / "default.json"
     )
     assert isinstance(keyring, KmsKeyring) and keyring.current_key_id == kms_key
     assert (tmp_path / "default.json").exists()
     chosen = tmp_path / "chosen" / "s.json"
-    keyring = open_keyring(f"kms://{kms_key}?secrets={chosen}", endpoint=s3_endpoint)
+    keyring = open_keyring(f"kms://{kms_key}?secrets={chosen}", endpoint=moto_endpoint)
     assert isinstance(keyring, KmsKeyring) and keyring.secrets_path == chosen and chosen.exists()
     for bad in ("kms://", f"kms://{kms_key}?other=1", f"kms://{kms_key}?secrets=relative.json"):
         with pytest.raises(ConfigError):
-            open_keyring(bad, endpoint=s3_endpoint, secrets_path=tmp_path / "x.json")
+            open_keyring(bad, endpoint=moto_endpoint, secrets_path=tmp_path / "x.json")
     with pytest.raises(ConfigError, match="secrets"):
-        open_keyring(f"kms://{kms_key}", endpoint=s3_endpoint)
+        open_keyring(f"kms://{kms_key}", endpoint=moto_endpoint)
 
 
 def test_seal_open_shred_and_rotate_through_key_service(

@@ -1,5 +1,5 @@
 """The landing area: only URIs inside the roots resolve; read/delete/land/sidecars/stale
-listing work on file roots and on S3 roots (moto over HTTP)."""
+listing work on file roots and on S3 roots (a real S3 server, SeaweedFS, over HTTP)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from storage.landing import (
     LandingRejected,
     StaleLanding,
 )
+from tests.fixtures.seaweedfs import BucketFactory
 
 BUCKET = "landing-bucket"
 S3_ROOT = f"s3://{BUCKET}/incoming/"
@@ -39,10 +40,21 @@ def landing(root: Path) -> Landing:
 
 
 @pytest.fixture
-def s3_landing(s3_client: Any, root: Path) -> Landing:
-    s3_client.create_bucket(Bucket=BUCKET)
-    s3_client.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
-    return Landing([S3_ROOT, root.as_uri()], s3_client_factory=lambda: s3_client, max_bytes=1000)
+def s3_client(seaweed_client: Any) -> Any:
+    """A client of the real S3 server (SeaweedFS), signed with its credentials."""
+    return seaweed_client
+
+
+@pytest.fixture
+def s3_bucket(seaweed_bucket: str) -> str:
+    """A fresh versioned landing bucket, emptied and removed after the test."""
+    return seaweed_bucket
+
+
+@pytest.fixture
+def s3_landing(s3_client: Any, s3_bucket: str, root: Path) -> Landing:
+    s3_root = f"s3://{s3_bucket}/incoming/"
+    return Landing([s3_root, root.as_uri()], s3_client_factory=lambda: s3_client, max_bytes=1000)
 
 
 def _reason(landing: Landing, uri: Any) -> str:
@@ -319,56 +331,56 @@ def test_iter_stale_on_missing_root(tmp_path: Path) -> None:
 # -- s3 roots ----------------------------------------------------------------------
 
 
-def _versions(client: Any, key: str) -> list[Any]:
-    response = client.list_object_versions(Bucket=BUCKET, Prefix=key)
+def _versions(client: Any, bucket: str, key: str) -> list[Any]:
+    response = client.list_object_versions(Bucket=bucket, Prefix=key)
     return [*response.get("Versions", []), *response.get("DeleteMarkers", [])]
 
 
-def test_s3_land_read_delete(s3_landing: Landing, s3_client: Any) -> None:
+def test_s3_land_read_delete(s3_landing: Landing, s3_client: Any, s3_bucket: str) -> None:
     uri = s3_landing.land("rec-1.wav", b"first")
-    assert uri == f"s3://{BUCKET}/incoming/rec-1.wav"
+    assert uri == f"s3://{s3_bucket}/incoming/rec-1.wav"
     s3_landing.land("rec-1.wav", b"second")
     assert s3_landing.read(uri) == b"second"
-    assert len(_versions(s3_client, "incoming/rec-1.wav")) == 2
+    assert len(_versions(s3_client, s3_bucket, "incoming/rec-1.wav")) == 2
     s3_landing.delete(uri)
-    assert _versions(s3_client, "incoming/rec-1.wav") == []  # every version is gone
+    assert _versions(s3_client, s3_bucket, "incoming/rec-1.wav") == []  # every version is gone
     s3_landing.delete(uri)  # idempotent
     with pytest.raises(LandingRejected) as caught:
         s3_landing.read(uri)
     assert caught.value.reason == "landing-missing"
 
 
-def test_s3_too_large(s3_landing: Landing, s3_client: Any) -> None:
-    s3_client.put_object(Bucket=BUCKET, Key="incoming/big.wav", Body=b"x" * 1001)
+def test_s3_too_large(s3_landing: Landing, s3_client: Any, s3_bucket: str) -> None:
+    s3_client.put_object(Bucket=s3_bucket, Key="incoming/big.wav", Body=b"x" * 1001)
     with pytest.raises(LandingRejected) as caught:
-        s3_landing.read(f"s3://{BUCKET}/incoming/big.wav")
+        s3_landing.read(f"s3://{s3_bucket}/incoming/big.wav")
     assert caught.value.reason == "landing-too-large"
 
 
-def test_s3_sidecar(s3_landing: Landing, s3_client: Any) -> None:
+def test_s3_sidecar(s3_landing: Landing, s3_client: Any, s3_bucket: str) -> None:
     uri = s3_landing.land("rec-1.wav", b"audio")
     assert s3_landing.read_sidecar(uri) is None
     assert s3_landing.write_sidecar(uri, EVENT) == uri + SIDECAR_SUFFIX
     assert s3_landing.read_sidecar(uri) == EVENT
     s3_landing.delete_sidecar(uri)
     assert s3_landing.read_sidecar(uri) is None
-    assert _versions(s3_client, "incoming/rec-1.wav" + SIDECAR_SUFFIX) == []
+    assert _versions(s3_client, s3_bucket, "incoming/rec-1.wav" + SIDECAR_SUFFIX) == []
     assert s3_landing.read(uri) == b"audio"
 
 
-def test_s3_iter_stale(s3_landing: Landing, s3_client: Any, root: Path) -> None:
+def test_s3_iter_stale(s3_landing: Landing, s3_client: Any, s3_bucket: str, root: Path) -> None:
     old = s3_landing.land("old.wav", b"x")
     s3_landing.write_sidecar(old, EVENT)
     s3_landing.land("other.wav", b"y")
-    s3_client.put_object(Bucket=BUCKET, Key="elsewhere/ignored.wav", Body=b"z")
-    s3_client.put_object(Bucket=BUCKET, Key="incoming/bad%2e%2e.wav", Body=b"z")
+    s3_client.put_object(Bucket=s3_bucket, Key="elsewhere/ignored.wav", Body=b"z")
+    s3_client.put_object(Bucket=s3_bucket, Key="incoming/bad%2e%2e.wav", Body=b"z")
     (root / "local.wav").write_bytes(b"l")
     later = time.time() + 3600
     stale = sorted(s3_landing.iter_stale(1800, now=later), key=lambda s: s.uri)
     assert [(s.uri, s.has_sidecar) for s in stale] == [
         (root.joinpath("local.wav").as_uri(), False),
-        (f"s3://{BUCKET}/incoming/old.wav", True),
-        (f"s3://{BUCKET}/incoming/other.wav", False),
+        (f"s3://{s3_bucket}/incoming/old.wav", True),
+        (f"s3://{s3_bucket}/incoming/other.wav", False),
     ]
     assert all(3000 < s.age_seconds < 4200 for s in stale)
     assert list(s3_landing.iter_stale(7200, now=later)) == []
@@ -388,20 +400,24 @@ def test_s3_missing_bucket_is_a_plain_landing_error(s3_client: Any) -> None:
         assert type(caught.value.__cause__).__module__.startswith("botocore")
 
 
-def test_client_factory_is_called_lazily_once(s3_client: Any, root: Path) -> None:
+def test_client_factory_is_called_lazily_once(
+    s3_client: Any, seaweed_buckets: BucketFactory, root: Path
+) -> None:
+    s3_bucket = seaweed_buckets.name("landing")
     calls: list[int] = []
 
     def factory() -> Any:
         calls.append(1)
         return s3_client
 
-    s3_client.create_bucket(Bucket=BUCKET)
-    landing = Landing([root.as_uri(), S3_ROOT], s3_client_factory=factory, max_bytes=100)
+    s3_client.create_bucket(Bucket=s3_bucket)
+    s3_root = f"s3://{s3_bucket}/incoming/"
+    landing = Landing([root.as_uri(), s3_root], s3_client_factory=factory, max_bytes=100)
     landing.land("a.wav", b"a")  # a file root: no client needed
     assert calls == []
-    s3_client.put_object(Bucket=BUCKET, Key="incoming/b.wav", Body=b"b")
-    assert landing.read(f"s3://{BUCKET}/incoming/b.wav") == b"b"
-    assert landing.read(f"s3://{BUCKET}/incoming/b.wav") == b"b"
+    s3_client.put_object(Bucket=s3_bucket, Key="incoming/b.wav", Body=b"b")
+    assert landing.read(f"s3://{s3_bucket}/incoming/b.wav") == b"b"
+    assert landing.read(f"s3://{s3_bucket}/incoming/b.wav") == b"b"
     assert calls == [1]
 
 

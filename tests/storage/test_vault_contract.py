@@ -1,7 +1,8 @@
 """One contract for every vault backend, then what is specific to each.
 
 ``TestVaultContract`` runs against a LocalVault on tmp_path and an S3Vault talking
-to a moto server over HTTP (reset before each test, versioned bucket, key prefix).
+to a real S3 server, SeaweedFS, over HTTP (a fresh versioned bucket per test, key
+prefix), with signed requests.
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ from botocore.config import Config
 
 import storage._aws
 from callvault.errors import ConfigError
+from callvault.seaweed import S3Credentials
 from storage.errors import RecordingNotFound, StorageError
 from storage.types import ObjectInfo
 from storage.vault import LocalVault, Vault, open_vault
 from storage.vault.s3 import S3Vault
+from tests.fixtures.seaweedfs import BucketFactory
 
 TAGS = {"purpose": "qa", "retention": "standard-90d"}
 BLOB = bytes(range(256)) * 40  # every byte value, 10240 bytes
@@ -31,8 +34,8 @@ BLOB = bytes(range(256)) * 40  # every byte value, 10240 bytes
 def vault(request: pytest.FixtureRequest, tmp_path: Path) -> Vault:
     if request.param == "local":
         return LocalVault(tmp_path / "vault")
-    client = request.getfixturevalue("s3_client")
-    bucket = request.getfixturevalue("s3_bucket")
+    client = request.getfixturevalue("seaweed_client")
+    bucket = request.getfixturevalue("seaweed_bucket")
     return S3Vault(bucket, "vault", client=client)
 
 
@@ -283,6 +286,18 @@ class _SpyClient:
         return getattr(self._client, name)
 
 
+@pytest.fixture
+def s3_client(seaweed_client: Any) -> Any:
+    """The SeaweedFS session client (signed with its generated credentials)."""
+    return seaweed_client
+
+
+@pytest.fixture
+def s3_bucket(seaweed_bucket: str) -> str:
+    """A fresh versioned bucket on SeaweedFS, emptied and removed after the test."""
+    return seaweed_bucket
+
+
 class TestS3Vault:
     def test_objects_live_under_prefix_with_tags_set_by_put(
         self, s3_client: Any, s3_bucket: str
@@ -324,19 +339,25 @@ class TestS3Vault:
         assert spy.batches == [3, 3, 2]
         assert s3_client.list_object_versions(Bucket=s3_bucket).get("Versions") is None
 
-    def test_delete_many_on_unversioned_bucket(self, s3_client: Any) -> None:
-        vault = S3Vault("plain-bucket", client=s3_client)
+    def test_delete_many_on_unversioned_bucket(
+        self, s3_client: Any, seaweed_buckets: BucketFactory
+    ) -> None:
+        plain = seaweed_buckets.name("plain")
+        vault = S3Vault(plain, client=s3_client)
         vault.ensure_bucket()
         vault.ensure_bucket()  # idempotent
-        assert "Status" not in s3_client.get_bucket_versioning(Bucket="plain-bucket")
+        assert "Status" not in s3_client.get_bucket_versioning(Bucket=plain)
         vault.put("a", b"a", tags={})
         vault.put("b", b"b", tags={})
         assert vault.delete_many(["a", "b", "c"]) == []
         assert list(vault.iter_keys()) == []
 
-    def test_ensure_bucket_with_versioning(self, s3_client: Any) -> None:
-        S3Vault("versioned-bucket", client=s3_client).ensure_bucket(versioning=True)
-        status = s3_client.get_bucket_versioning(Bucket="versioned-bucket")["Status"]
+    def test_ensure_bucket_with_versioning(
+        self, s3_client: Any, seaweed_buckets: BucketFactory
+    ) -> None:
+        versioned = seaweed_buckets.name("versioned")
+        S3Vault(versioned, client=s3_client).ensure_bucket(versioning=True)
+        status = s3_client.get_bucket_versioning(Bucket=versioned)["Status"]
         assert status == "Enabled"
 
     def test_missing_bucket_is_a_clear_storage_error(self, s3_client: Any) -> None:
@@ -362,7 +383,7 @@ class TestS3Vault:
             assert type(caught.value.__cause__).__module__.startswith("botocore"), name
 
     def test_unreachable_endpoint_raises_storage_error(
-        self, s3_credentials: dict[str, str]
+        self, seaweed_credentials: S3Credentials
     ) -> None:
         import socket
 
@@ -373,7 +394,7 @@ class TestS3Vault:
             "s3",
             endpoint_url=f"http://127.0.0.1:{port}",
             config=Config(retries={"max_attempts": 1}, connect_timeout=2),
-            **s3_credentials,
+            **seaweed_credentials.client_kwargs(),
         )
         vault = S3Vault("some-bucket", client=client)
         for call in (
@@ -395,12 +416,13 @@ class TestS3Vault:
             S3Vault("good-bucket", "a/../b", client=s3_client)
 
     def test_open_vault_s3_uses_default_credential_chain(
-        self, s3_endpoint: str, s3_reset: None, s3_env: None
+        self, seaweed_endpoint: str, seaweed_env: None, seaweed_buckets: BucketFactory
     ) -> None:
-        vault = open_vault("s3://opened-bucket/pre/fix", s3_endpoint=s3_endpoint)
+        opened = seaweed_buckets.name("opened")
+        vault = open_vault(f"s3://{opened}/pre/fix", s3_endpoint=seaweed_endpoint)
         assert isinstance(vault, S3Vault)
         assert (vault.bucket, vault.prefix, vault.url) == (
-            "opened-bucket", "pre/fix", "s3://opened-bucket/pre/fix",
+            opened, "pre/fix", f"s3://{opened}/pre/fix",
         )  # fmt: skip
         vault.ensure_bucket()
         vault.put("k", b"payload", tags={"purpose": "qa"})

@@ -1,5 +1,6 @@
 """Fixtures shared by the retention and privacy tests: services on every catalog
-(SQLite, PostgreSQL) x vault (file, S3 on moto) combination, with a settable clock."""
+(SQLite, PostgreSQL) x vault (file, S3 on SeaweedFS: a fresh versioned bucket per test)
+combination, with a settable clock."""
 
 from __future__ import annotations
 
@@ -15,8 +16,7 @@ from tests.streams.lifecycle_support import Clock, make_services
 @pytest.fixture(params=["file", "s3"])
 def vault_kind(request: pytest.FixtureRequest) -> str:
     if request.param == "s3":
-        request.getfixturevalue("s3_reset")
-        request.getfixturevalue("s3_env")
+        request.getfixturevalue("seaweed_env")
     return str(request.param)
 
 
@@ -29,8 +29,13 @@ def clock() -> Clock:
 def services(
     tmp_path: Path, catalog_url: str, vault_kind: str, clock: Clock, request: pytest.FixtureRequest
 ) -> Iterator[Services]:
-    endpoint = request.getfixturevalue("s3_endpoint") if vault_kind == "s3" else None
-    opened = make_services(tmp_path, catalog_url, vault_kind, clock, s3_endpoint=endpoint)
+    endpoint = bucket = None
+    if vault_kind == "s3":
+        endpoint = request.getfixturevalue("seaweed_endpoint")
+        bucket = request.getfixturevalue("seaweed_bucket")
+    opened = make_services(
+        tmp_path, catalog_url, vault_kind, clock, s3_endpoint=endpoint, s3_bucket=bucket
+    )
     yield opened
     opened.close()
 

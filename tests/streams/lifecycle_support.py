@@ -63,6 +63,7 @@ def make_services(
     clock: Clock,
     *,
     s3_endpoint: str | None = None,
+    s3_bucket: str | None = None,
     policy: Path | None = None,
 ) -> Services:
     env = {
@@ -71,8 +72,8 @@ def make_services(
         "CALLVAULT_WORKER_ID": "test",
     }
     if vault == "s3":
-        assert s3_endpoint is not None
-        env["CALLVAULT_VAULT"] = "s3://callvault-lifecycle"
+        assert s3_endpoint is not None and s3_bucket is not None
+        env["CALLVAULT_VAULT"] = f"s3://{s3_bucket}"
         env["CALLVAULT_S3_ENDPOINT"] = s3_endpoint
     if policy is not None:
         env["CALLVAULT_POLICY"] = str(policy)

@@ -1,4 +1,5 @@
-"""IngestPipeline without the broker: every outcome, on the file path and on S3 (moto)."""
+"""IngestPipeline without the broker: every outcome, on the file path and on S3 (a real
+S3 server, SeaweedFS)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from callvault.synth import call_wav
 from storage import StorageError, decode
 from streams.ingest import IngestPipeline
 from streams.metrics import Metrics
+from tests.fixtures.seaweedfs import BucketFactory
 
 
 def _pipeline(services: Services, metrics: Metrics | None = None) -> IngestPipeline:
@@ -170,24 +172,29 @@ def test_metrics_count_outcomes_without_identifiers(services: Services) -> None:
 
 @pytest.mark.integration
 def test_s3_landing_and_s3_vault(
-    tmp_path: Path, s3_endpoint: str, s3_client: Any, s3_env: None
+    tmp_path: Path,
+    seaweed_endpoint: str,
+    seaweed_client: Any,
+    seaweed_env: None,
+    seaweed_buckets: BucketFactory,
 ) -> None:
-    s3_client.create_bucket(Bucket="landing")
-    s3_client.create_bucket(Bucket="vault")
+    s3_client = seaweed_client
+    landing = seaweed_buckets.make("landing", versioning=False)
+    vault = seaweed_buckets.make("vault", versioning=False)
     settings = load_settings(
         {
             "CALLVAULT_DATA_DIR": str(tmp_path / "data"),
-            "CALLVAULT_VAULT": "s3://vault/recordings",
-            "CALLVAULT_S3_ENDPOINT": s3_endpoint,
-            "CALLVAULT_LANDING_ROOTS": "s3://landing/pbx/",
+            "CALLVAULT_VAULT": f"s3://{vault}/recordings",
+            "CALLVAULT_S3_ENDPOINT": seaweed_endpoint,
+            "CALLVAULT_LANDING_ROOTS": f"s3://{landing}/pbx/",
         }
     )
     services = build_services(settings)
     audio = call_wav(3.0, codec="mulaw", seed=8)
-    s3_client.put_object(Bucket="landing", Key="pbx/s3-1.wav", Body=audio)
-    s3_client.put_object(Bucket="landing", Key="other/s3-2.wav", Body=audio)
-    good = demo_event("s3-1", audio=audio, uri="s3://landing/pbx/s3-1.wav")
-    outside = demo_event("s3-2", audio=audio, uri="s3://landing/other/s3-2.wav")
+    s3_client.put_object(Bucket=landing, Key="pbx/s3-1.wav", Body=audio)
+    s3_client.put_object(Bucket=landing, Key="other/s3-2.wav", Body=audio)
+    good = demo_event("s3-1", audio=audio, uri=f"s3://{landing}/pbx/s3-1.wav")
+    outside = demo_event("s3-2", audio=audio, uri=f"s3://{landing}/other/s3-2.wav")
     evil = demo_event("s3-3", audio=audio, uri="s3://other-bucket/pbx/x.wav")
     outcomes = _pipeline(services).process_batch(
         [json.dumps(e).encode() for e in (good, outside, evil)]
@@ -199,21 +206,21 @@ def test_s3_landing_and_s3_vault(
     ]
     row = services.catalog.get_recording("s3-1")
     assert row is not None
-    listed = s3_client.list_objects_v2(Bucket="vault")["Contents"]
+    listed = s3_client.list_objects_v2(Bucket=vault)["Contents"]
     assert [o["Key"] for o in listed] == [f"recordings/{row.object_key}"]
     tags = {
         t["Key"]: t["Value"]
-        for t in s3_client.get_object_tagging(Bucket="vault", Key=listed[0]["Key"])["TagSet"]
+        for t in s3_client.get_object_tagging(Bucket=vault, Key=listed[0]["Key"])["TagSet"]
     }
     assert tags["retention-class"] == row.retention_class
     assert set(tags["purposes"].split("/")) == set(row.purposes)
     assert "cust-0001" not in json.dumps(tags) and "s3-1" not in json.dumps(tags)
-    body = s3_client.get_object(Bucket="vault", Key=listed[0]["Key"])["Body"].read()
+    body = s3_client.get_object(Bucket=vault, Key=listed[0]["Key"])["Body"].read()
     assert b"RIFF" not in body and b"WAVE" not in body
     assert decode(services.keys.open_recording(body), "wav").pcm == decode(audio, "wav").pcm
     # the landing copy is gone (all versions), the outside one untouched
-    assert "Contents" not in s3_client.list_objects_v2(Bucket="landing", Prefix="pbx/")
-    assert s3_client.list_objects_v2(Bucket="landing", Prefix="other/")["KeyCount"] == 1
+    assert "Contents" not in s3_client.list_objects_v2(Bucket=landing, Prefix="pbx/")
+    assert s3_client.list_objects_v2(Bucket=landing, Prefix="other/")["KeyCount"] == 1
     services.close()
 
 

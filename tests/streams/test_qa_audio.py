@@ -385,11 +385,11 @@ def test_rate_guard_trips_on_the_third_distinct_recording(tmp_path: Path) -> Non
 
 @pytest.mark.integration
 def test_audio_from_the_s3_vault(
-    tmp_path: Path, s3_endpoint: str, s3_bucket: str, s3_env: None
+    tmp_path: Path, seaweed_endpoint: str, seaweed_bucket: str, seaweed_env: None
 ) -> None:
     env = make_env(
-        tmp_path, {"rec-s3": {}}, vault=f"s3://{s3_bucket}",
-        extra_env={"CALLVAULT_S3_ENDPOINT": s3_endpoint}, first_window=CHUNK, window=CHUNK,
+        tmp_path, {"rec-s3": {}}, vault=f"s3://{seaweed_bucket}",
+        extra_env={"CALLVAULT_S3_ENDPOINT": seaweed_endpoint}, first_window=CHUNK, window=CHUNK,
     )  # fmt: skip
     try:
         plain = env.plaintext("rec-s3")

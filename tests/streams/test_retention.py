@@ -1,5 +1,5 @@
 """Retention sweep, legal holds, rescheduling and receipts against real backends
-(file vault and a versioned moto S3 bucket over HTTP; SQLite and PostgreSQL), with a
+(file vault and a versioned S3 bucket on SeaweedFS over HTTP; SQLite and PostgreSQL), with a
 settable clock."""
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ def object_versions(services: Services, key: str) -> int:
         client = boto3.client(
             "s3", endpoint_url=services.settings.s3_endpoint, region_name="us-east-1"
         )
-        listing = client.list_object_versions(Bucket="callvault-lifecycle", Prefix=key)
+        bucket = services.settings.vault.removeprefix("s3://").split("/", 1)[0]
+        listing = client.list_object_versions(Bucket=bucket, Prefix=key)
         return len(listing.get("Versions", [])) + len(listing.get("DeleteMarkers", []))
     return 1 if services.vault.exists(key) else 0
 
