@@ -14,19 +14,15 @@ killed with SIGKILL leaves no orphan broker behind.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import logging
 import os
-import signal
-import socket
 import subprocess
-import time
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from callvault._children import die_with_parent, free_port, wait_for_port
 from callvault.errors import BrokerError, ConfigError
 
 if TYPE_CHECKING:
@@ -35,31 +31,6 @@ if TYPE_CHECKING:
 __all__ = ["EmbeddedBroker", "wait_for_port", "free_port"]
 
 log = logging.getLogger(__name__)
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def free_port() -> int:
-    """A TCP port that was free on 127.0.0.1 a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for_port(host: str, port: int, timeout: float) -> bool:
-    """True once something accepts TCP connections on host:port, False after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
-            return True
-        time.sleep(0.05)
-    return False
 
 
 class EmbeddedBroker:
@@ -134,7 +105,7 @@ class EmbeddedBroker:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
                 # Own session: a terminal's Ctrl-C reaches callvault only, which stops
                 # the worker first and the broker last.
                 start_new_session=True,

@@ -42,7 +42,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from callvault.broker import _die_with_parent
+from callvault._children import die_with_parent
 from callvault.errors import EmbeddedServerError
 
 __all__ = ["EmbeddedS3", "S3Credentials"]
@@ -420,7 +420,7 @@ class EmbeddedS3:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
                 # Own session: a terminal's Ctrl-C reaches callvault only, which stops
                 # its users first and the S3 server last.
                 start_new_session=True,
