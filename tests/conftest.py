@@ -5,4 +5,6 @@ pytest_plugins = [
     "tests.fixtures.s3",
     "tests.fixtures.postgres",
     "tests.fixtures.broker",
+    "tests.fixtures.telephony",
+    "tests.fixtures.sipcall",
 ]
