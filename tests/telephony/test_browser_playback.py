@@ -11,6 +11,7 @@ header (headerless PCM/G.711: a WAV header is enough) or a transcode (GSM).
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import tempfile
@@ -96,10 +97,9 @@ class _Files(BaseHTTPRequestHandler):
         if span:
             self.send_header("Content-Range", span)
         self.end_headers()
-        try:
+        # The browser stops reading once it has what it needs.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             self.wfile.write(body)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the browser stops reading once it has what it needs
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ import pytest
 from tests.fixtures.signals import decode_channels, envelope, ncc, wav_pcm
 from tests.fixtures.telephony import (
     SAMPLE_NAMES,
+    LongCallFactory,
     TelephonySample,
     TelephonySamples,
     probe,
@@ -56,16 +57,16 @@ def test_every_sample_has_its_file_name() -> None:
 def test_ffprobe_sees_what_the_sample_declares(sample: TelephonySample) -> None:
     assert re.fullmatch(NAMES[sample.name], sample.path.name), sample.path.name
     info = probe(sample.path, *sample.input_args)
-    (stream,) = info["streams"]  # type: ignore[misc]
+    (stream,) = info["streams"]
     assert stream["codec_name"] == sample.codec
     assert int(stream["sample_rate"]) == sample.sample_rate
     assert stream["channels"] == sample.channels == len(sample.channel_roles)
     if sample.container is not None:
-        assert info["format"]["format_name"] == sample.container  # type: ignore[index]
+        assert info["format"]["format_name"] == sample.container
         assert sample.input_args == ()
     else:
         assert sample.input_args  # headerless: only the event can say what it is
-    container_ms = float(info["format"]["duration"]) * 1000  # type: ignore[index]
+    container_ms = float(info["format"]["duration"]) * 1000
     if sample.codec in LOSSLESS:
         assert container_ms == sample.duration_ms
     else:
@@ -170,9 +171,9 @@ def test_long_call_memory_does_not_grow_with_length(
         peaks.append(tracemalloc.get_traced_memory()[1])
         tracemalloc.stop()
         info = probe(call.path)
-        (stream,) = info["streams"]  # type: ignore[misc]
+        (stream,) = info["streams"]
         assert (int(stream["sample_rate"]), stream["channels"]) == (rate, call.channels)
-        assert float(info["format"]["duration"]) == seconds  # type: ignore[index]
+        assert float(info["format"]["duration"]) == seconds
         width = 1 if kind == "mulaw-8k-mono" else 2
         header = 58 if kind == "mulaw-8k-mono" else 44
         assert call.path.stat().st_size == header + seconds * rate * call.channels * width
@@ -181,8 +182,8 @@ def test_long_call_memory_does_not_grow_with_length(
     assert peaks[1] < 16 * 1024 * 1024  # one interleaved dialogue pass (~3 MB) + chunks
 
 
-def test_two_hour_mulaw_call_is_written_to_disk(long_call_factory) -> None:  # type: ignore[no-untyped-def]
+def test_two_hour_mulaw_call_is_written_to_disk(long_call_factory: LongCallFactory) -> None:
     call = long_call_factory("mulaw-8k-mono", seconds=7200)
     assert call.path.stat().st_size == 58 + 7200 * 8000
     assert call.duration_ms == 7_200_000
-    assert float(probe(call.path)["format"]["duration"]) == 7200.0  # type: ignore[index]
+    assert float(probe(call.path)["format"]["duration"]) == 7200.0

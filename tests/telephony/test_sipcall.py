@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import struct
 import wave
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -83,7 +84,7 @@ def test_received_leg_is_the_other_sides_speech(
     speech: dict[str, bytes],
     receiver: str,
     speaker: str,
-    record_property: pytest.RecordProperty,
+    record_property: Callable[[str, object], None],
 ) -> None:
     received, _, _ = wav_pcm(getattr(call, receiver).dec)
     found = align(speech[speaker], received, 8000, max_lag_ms=1000)
