@@ -71,6 +71,12 @@ def test_each_side_records_8khz_16bit_mono_wav_legs(call: SipCall) -> None:
                 assert 0.8 * CALL_SECONDS <= w.getnframes() / 8000 <= CALL_SECONDS + 2
 
 
+def test_agent_side_legs_name_their_speakers(call: SipCall) -> None:
+    (customer, received), (agent, sent) = call.agent_side_legs()
+    assert (customer, agent) == ("customer", "agent")
+    assert (received, sent) == (call.callee.dec, call.callee.enc)
+
+
 def test_sent_legs_are_the_sources_exactly(call: SipCall, speech: dict[str, bytes]) -> None:
     # -enc is recorded before the encoder: the aufile source itself.
     for leg, role in ((call.caller, "customer"), (call.callee, "agent")):
