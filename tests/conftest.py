@@ -6,4 +6,6 @@ pytest_plugins = [
     "tests.fixtures.seaweedfs",
     "tests.fixtures.postgres",
     "tests.fixtures.broker",
+    "tests.fixtures.telephony",
+    "tests.fixtures.sipcall",
 ]
