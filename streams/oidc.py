@@ -9,7 +9,7 @@ names (the policy file's ``sso:`` section, :meth:`SsoConfig.from_mapping`)::
 
     sso:
       issuer: https://login.example.com/realms/contact-center
-      audience: callvault-api
+      audience: urn:callvault:api
       client_id: callvault-qa            # the QA page's public client (PKCE)
       algorithms: [RS256]
       claims: {user: sub, role: callvault_role, tenant: tenant}

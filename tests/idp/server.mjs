@@ -35,11 +35,10 @@ import { Provider, errors } from 'oidc-provider';
 export const TEST_GRANT = 'urn:callvault:params:grant-type:test-account';
 
 const DEFAULTS = {
-  audience: 'callvault-api',
-  defaultResource: 'callvault-api',
+  defaultResource: 'urn:callvault:api',
   resources: {
-    'callvault-api': { scope: 'callvault' },
-    'other-api': { scope: 'other' },
+    'urn:callvault:api': { scope: 'callvault' },
+    'urn:callvault:other-api': { scope: 'other' },
   },
   claims: { role: 'callvault_role', tenant: 'tenant' },
   accessTokenTtl: 600,

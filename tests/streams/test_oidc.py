@@ -24,7 +24,7 @@ from policies import Principal, load_policy
 from storage.keyring import LocalKeyring
 from streams.auth import AuthError, LocalTokens
 from streams.oidc import CompositeVerifier, JwksCache, OidcVerifier, SsoConfig
-from tests.fixtures.oidc import TestIdp
+from tests.fixtures.oidc import OTHER_AUDIENCE, TestIdp
 
 pytestmark = [pytest.mark.integration]
 
@@ -161,8 +161,8 @@ def test_exp_is_required(verifier: OidcVerifier, oidc_provider: TestIdp) -> None
 
 
 def test_wrong_audience(verifier: OidcVerifier, oidc_provider: TestIdp) -> None:
-    for_other_api = oidc_provider.token("alice", resource="other-api")
-    assert _claims_of(for_other_api)["aud"] == "other-api"
+    for_other_api = oidc_provider.token("alice", resource=OTHER_AUDIENCE)
+    assert _claims_of(for_other_api)["aud"] == OTHER_AUDIENCE
     assert _refused(verifier, for_other_api).reason == "token-audience"
     no_aud = oidc_provider.sign(_claims(oidc_provider, aud=None))
     assert _refused(verifier, no_aud).reason == "token-claims"
@@ -310,7 +310,7 @@ def _rotating_setup(jwks_server: _JwksServer) -> tuple[OidcVerifier, Any, list[f
     old, new = (rsa.generate_private_key(public_exponent=65537, key_size=2048) for _ in range(2))
     jwks_server.jwks = {"keys": [_jwk(old, "k-old")]}
     clock = [1000.0]
-    config = SsoConfig(issuer="https://idp.example", audience="callvault-api", roles={})
+    config = SsoConfig(issuer="https://idp.example", audience="urn:callvault:api", roles={})
     keys = JwksCache(
         jwks_server.url, timeout=2, max_age=3600, min_refresh=60, clock=lambda: clock[0]
     )
@@ -321,7 +321,7 @@ def _rotating_setup(jwks_server: _JwksServer) -> tuple[OidcVerifier, Any, list[f
         now = int(time.time())
         claims = {
             "iss": "https://idp.example",
-            "aud": "callvault-api",
+            "aud": "urn:callvault:api",
             "sub": "u1",
             "iat": now,
             "exp": now + 60,
@@ -410,7 +410,7 @@ def test_config_from_a_policy_section(oidc_provider: TestIdp) -> None:
     section = yaml.safe_load(
         f"""
         issuer: {oidc_provider.issuer}
-        audience: callvault-api
+        audience: urn:callvault:api
         client_id: callvault-qa
         algorithms: [RS256]
         claims: {{user: sub, role: callvault_role, tenant: tenant}}
