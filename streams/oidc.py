@@ -158,7 +158,11 @@ class SsoConfig:
             raise ValueError(f"sso: unknown keys {', '.join(sorted(unknown))}")
         values = dict(data)
         claims = values.pop("claims", None) or {}
-        if not isinstance(claims, Mapping) or set(claims) - set(ClaimNames.__dataclass_fields__):
+        if (
+            not isinstance(claims, Mapping)
+            or set(claims) - set(ClaimNames.__dataclass_fields__)
+            or not all(isinstance(v, str) and v for v in claims.values())
+        ):
             raise ValueError("sso.claims must map user/role/tenant/org to claim names")
         for key in ("algorithms", "token_types"):
             if key in values:

@@ -16,9 +16,10 @@
 // - authorization code + PKCE (S256, required) for the public client (`clients`); the
 //   devInteractions login page accepts a login from `accounts` (any password) and the
 //   consent page has one "Continue" button;
-// - resource indicators: access tokens for a resource in `resources` are RS256 JWTs
-//   (typ at+jwt) with aud = the resource and the account's role and tenant under the
-//   claim names in `claims`; `defaultResource` is used when a request names none;
+// - resource indicators (RFC 8707: absolute URIs, here URNs): access tokens for a
+//   resource in `resources` are RS256 JWTs (typ at+jwt, RFC 9068) with aud = the
+//   resource and the account's role and tenant under the claim names in `claims`;
+//   `defaultResource` is used when a request names none;
 // - CORS on the token endpoint for origins of the client's redirect URIs (and, for a
 //   native client, any loopback port), so a page can exchange its code itself;
 // - TEST ONLY: when `testGrant` is set, the grant type TEST_GRANT at the token endpoint
