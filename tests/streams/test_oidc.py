@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from policies import Principal, load_policy
-from storage.keyring import LocalKeyring
+from storage import LocalKeyring
 from streams.auth import AuthError, LocalTokens
 from streams.oidc import CompositeVerifier, JwksCache, OidcVerifier, SsoConfig
 from tests.fixtures.oidc import OTHER_AUDIENCE, TestIdp
