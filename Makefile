@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The test identity provider (tests/idp, npm's oidc-provider): installed from the lock file.
+IDP_STAMP := tests/idp/node_modules/.package-lock.json
 
 .PHONY: run test bench check system-deps clean
 
@@ -18,7 +20,11 @@ run: $(STAMP)
 system-deps:
 	./scripts/system-deps
 
-test: $(STAMP) system-deps
+$(IDP_STAMP): tests/idp/package.json tests/idp/package-lock.json | system-deps
+	npm ci --prefix tests/idp --no-audit --no-fund --loglevel=error
+	touch $(IDP_STAMP)
+
+test: $(STAMP) system-deps $(IDP_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
@@ -33,4 +39,4 @@ check: $(STAMP)
 	$(BIN)/mypy callvault streams storage policies
 
 clean:
-	rm -rf $(VENV) var .pytest_cache
+	rm -rf $(VENV) var .pytest_cache tests/idp/node_modules

@@ -399,11 +399,13 @@ class Policy:
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is asking. ``org`` is the entrusted organisation id, for entrusted roles."""
+    """Who is asking. ``org`` is the entrusted organisation id, for entrusted roles;
+    ``tenant`` the tenant the identity provider put the user in (None: not stated)."""
 
     user: str
     role: str
     org: str | None = None
+    tenant: str | None = None
 
 
 @dataclass(frozen=True)

@@ -8,4 +8,5 @@ pytest_plugins = [
     "tests.fixtures.broker",
     "tests.fixtures.telephony",
     "tests.fixtures.sipcall",
+    "tests.fixtures.oidc",
 ]
