@@ -9,11 +9,20 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import fcntl
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["write_file_atomically", "make_private_dirs", "fsync_dir", "syncfs", "TMP_PREFIX"]
+__all__ = [
+    "write_file_atomically",
+    "make_private_dirs",
+    "fsync_dir",
+    "syncfs",
+    "exclusive_lock",
+    "TMP_PREFIX",
+]
 
 TMP_PREFIX = ".tmp-"
 
@@ -93,3 +102,20 @@ def write_file_atomically(
         raise
     if sync:
         fsync_dir(folder)
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``<path>.lock`` (0600, folder 0700) for the block:
+    several processes sharing one file (a key file) take turns rewriting it.
+
+    Raises:
+        OSError: the lock file cannot be created (callers translate it).
+    """
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock

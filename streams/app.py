@@ -114,6 +114,7 @@ class Worker:
             metrics=self.metrics,
             actor=f"worker:{settings.worker_id}",
             clock=services.clock,
+            restrictions=services.restrictions,
         )
         self.endoflife = EndOfLife.from_services(
             services, actor=f"worker:{settings.worker_id}", metrics=self.metrics

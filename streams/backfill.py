@@ -65,6 +65,7 @@ from typing import TYPE_CHECKING, Any
 
 from callvault.errors import CallvaultError, ConfigError
 from streams.errors import ManifestError
+from streams.events import CALL_FIELDS, RECORDING_ID, SCHEMA_V1
 
 if TYPE_CHECKING:
     from storage.landing import Landing
@@ -81,17 +82,7 @@ __all__ = [
 ]
 
 #: Manifest columns copied as they are into the event's fields of the same name.
-_EVENT_COLUMNS = (
-    "recording_id",
-    "call_id",
-    "tenant",
-    "started_at",
-    "ended_at",
-    "agent_id",
-    "customer_ref",
-    "queue",
-    "direction",
-)
+_EVENT_COLUMNS = CALL_FIELDS
 REQUIRED_COLUMNS = ("file", *_EVENT_COLUMNS, "consent", "format")
 OPTIONAL_COLUMNS = ("purposes", "pci_pauses", "sha256")
 STATUSES = ("stored", "duplicate", "declined", "skipped", "failed")
@@ -279,7 +270,6 @@ def _pci_pauses(value: Any) -> Any:
 
 
 def _recording_id(row: dict[str, Any]) -> str | None:
-    from streams.events import RECORDING_ID
 
     rid = row.get("recording_id")
     return rid if isinstance(rid, str) and RECORDING_ID.match(rid) else None
@@ -388,6 +378,7 @@ def run_import(
         metrics=Metrics(),
         actor=actor,
         clock=services.clock,
+        restrictions=services.restrictions,
     )
     summary = ImportSummary()
     done_ids: set[str] = set()  # stored or declined in this run
@@ -470,7 +461,6 @@ def _import_batch(
 ) -> list[RowOutcome]:
     from storage.errors import LandingError
     from storage.landing import LandingRejected
-    from streams.events import SCHEMA_V1
 
     results: dict[int, RowOutcome] = {}
 

@@ -22,6 +22,7 @@ from streams.errors import EventRejected
 
 __all__ = [
     "SCHEMA_V1",
+    "CALL_FIELDS",
     "RECORDING_ID",
     "AUDIO_FORMATS",
     "RejectReason",
@@ -45,24 +46,19 @@ _TENANT = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _PURPOSE = re.compile(r"^[a-z][a-z0-9-]{0,63}$")
 
-_FIELDS = frozenset(
-    {
-        "schema",
-        "recording_id",
-        "call_id",
-        "tenant",
-        "started_at",
-        "ended_at",
-        "agent_id",
-        "customer_ref",
-        "queue",
-        "direction",
-        "consent",
-        "purposes",
-        "audio",
-        "pci_pauses",
-    }
+#: The event's plain text and time fields, in the contract's order.
+CALL_FIELDS = (
+    "recording_id",
+    "call_id",
+    "tenant",
+    "started_at",
+    "ended_at",
+    "agent_id",
+    "customer_ref",
+    "queue",
+    "direction",
 )
+_FIELDS = frozenset({"schema", *CALL_FIELDS, "consent", "purposes", "audio", "pci_pauses"})
 _OPTIONAL = frozenset({"purposes", "pci_pauses"})
 
 

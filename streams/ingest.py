@@ -155,6 +155,7 @@ class IngestPipeline:
         actor: str,
         executor: Executor | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        restrictions: SubjectRestrictions | None = None,
     ) -> None:
         self.landing = landing
         self.vault = vault
@@ -165,7 +166,7 @@ class IngestPipeline:
         self.metrics = metrics
         self.actor = actor
         self.clock = clock
-        self.restrictions = SubjectRestrictions(catalog.database)
+        self.restrictions = restrictions or SubjectRestrictions(catalog.database)
         self._executor = executor or ThreadPoolExecutor(max_workers=4, thread_name_prefix="ingest")
 
     def close(self) -> None:

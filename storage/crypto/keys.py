@@ -33,7 +33,13 @@ from storage.crypto.keyring import Keyring
 from storage.errors import IntegrityError, KeyDestroyed, KeyringError
 from storage.types import SubjectKeyRecord
 
-__all__ = ["SubjectKeyStore", "KeyService", "SealedRecording", "subject_key_context"]
+__all__ = [
+    "SubjectKeyStore",
+    "KeyService",
+    "RecordingRanges",
+    "SealedRecording",
+    "subject_key_context",
+]
 
 _SUBJECT_KEY_SIZE = 32
 
@@ -171,6 +177,23 @@ class KeyService:
         data_key = self.data_key(header[0])
         return envelope.open_sealed(blob, data_key, header=header)
 
+    def open_ranges(
+        self,
+        fetch: Callable[[int, int], bytes],
+        *,
+        header: tuple[EnvelopeHeader, int] | None = None,
+    ) -> RecordingRanges:
+        """The sealed object behind ``fetch``, opened for reads by plaintext range.
+
+        ``fetch(start, end_inclusive)`` reads ciphertext bytes of the stored object (it
+        may return fewer bytes only at the end of the object). ``header`` may pass a
+        :meth:`read_header` result to save one fetch.
+
+        Raises:
+            IntegrityError: the header is not a valid sealed object's.
+        """
+        return RecordingRanges(self, fetch, header or self.read_header(fetch))
+
     def open_recording_range(
         self,
         fetch: Callable[[int, int], bytes],
@@ -179,21 +202,14 @@ class KeyService:
         *,
         header: tuple[EnvelopeHeader, int] | None = None,
     ) -> bytes:
-        """Plaintext bytes ``[start, end]`` (inclusive), fetching only what is needed.
-
-        ``fetch(start, end_inclusive)`` reads ciphertext bytes of the stored object (it
-        may return fewer bytes only at the end of the object). ``header`` may pass a
-        :meth:`read_header` result to save one fetch.
+        """Plaintext bytes ``[start, end]`` (inclusive), fetching only what is needed
+        (one range of :meth:`open_ranges`).
 
         Raises:
             ValueError: the range is outside ``[0, plaintext_size)``.
             IntegrityError, KeyDestroyed, KeyringError: as :meth:`open_recording`.
         """
-        parsed, header_len = header if header is not None else self.read_header(fetch)
-        data_key = self.data_key(parsed)
-        cipher_start, cipher_end, first = envelope.ciphertext_span(parsed, header_len, start, end)
-        ciphertext = fetch(cipher_start, cipher_end)
-        return envelope.open_range(parsed, header_len, ciphertext, first, data_key, start, end)
+        return self.open_ranges(fetch, header=header).read(start, end)
 
     def read_header(self, fetch: Callable[[int, int], bytes]) -> tuple[EnvelopeHeader, int]:
         """The object's header and header length, e.g. for Content-Length / Content-Type.
@@ -349,3 +365,48 @@ class KeyService:
     def _forget(self, key_id: str) -> None:
         with self._lock:
             self._cache.pop(key_id, None)
+
+
+class RecordingRanges:
+    """One sealed object read by plaintext range: its header parsed once, its data key
+    unwrapped once (at :meth:`unlock` or the first :meth:`read`), only the chunks a
+    range covers fetched and authenticated."""
+
+    def __init__(
+        self,
+        keys: KeyService,
+        fetch: Callable[[int, int], bytes],
+        header: tuple[EnvelopeHeader, int],
+    ) -> None:
+        self._keys = keys
+        self._fetch = fetch
+        self.header, self.header_len = header
+        self._data_key: bytes | None = None
+
+    def unlock(self) -> None:
+        """Unwrap the data key now (so a shredded key is reported before any read).
+
+        Raises:
+            KeyDestroyed: the subject was erased (crypto-shredded).
+            KeyringError: the subject key is unknown or cannot be unwrapped.
+            IntegrityError: the wrapped data key was tampered with.
+        """
+        if self._data_key is None:
+            self._data_key = self._keys.data_key(self.header)
+
+    def read(self, start: int, end: int) -> bytes:
+        """Plaintext ``[start, end]`` (inclusive), authenticated.
+
+        Raises:
+            ValueError: the range is outside ``[0, plaintext_size)``.
+            IntegrityError, KeyDestroyed, KeyringError: as :meth:`KeyService.open_recording`.
+        """
+        self.unlock()
+        assert self._data_key is not None
+        span_start, span_end, first = envelope.ciphertext_span(
+            self.header, self.header_len, start, end
+        )
+        ciphertext = self._fetch(span_start, span_end)
+        return envelope.open_range(
+            self.header, self.header_len, ciphertext, first, self._data_key, start, end
+        )

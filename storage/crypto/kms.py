@@ -55,7 +55,6 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-import fcntl
 import json
 import os
 import re
@@ -73,6 +72,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from callvault.errors import ConfigError
 from storage import _aws
 from storage._aws import Failure
+from storage._files import exclusive_lock
 from storage.crypto.keyring import (
     canonical_context,
     hmac_matches,
@@ -372,18 +372,12 @@ class KmsKeyring:
 
     @contextlib.contextmanager
     def _file_lock(self) -> Iterator[None]:
-        try:
-            self._path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd = os.open(
-                self._path.with_name(self._path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600
-            )
-        except OSError as exc:
-            raise KeyringError(f"cannot lock KMS secrets file {self._path}: {exc}") from exc
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with contextlib.ExitStack() as stack:
+            try:
+                stack.enter_context(exclusive_lock(self._path))
+            except OSError as exc:
+                raise KeyringError(f"cannot lock KMS secrets file {self._path}: {exc}") from exc
             yield
-        finally:
-            os.close(fd)
 
     def _write(self, inner: dict[str, Any]) -> None:
         """Seal ``inner`` under a fresh KMS data key and replace the file atomically."""

@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-import fcntl
 import json
 import os
 import re
@@ -38,6 +37,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from callvault.errors import ConfigError
+from storage._files import exclusive_lock
 from storage.crypto.keyring import (
     canonical_context,
     hmac_matches,
@@ -291,18 +291,12 @@ class LocalKeyring:
 
     @contextlib.contextmanager
     def _file_lock(self) -> Iterator[None]:
-        try:
-            self._path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd = os.open(
-                self._path.with_name(self._path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600
-            )
-        except OSError as exc:
-            raise KeyringError(f"cannot lock key file {self._path}: {exc}") from exc
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with contextlib.ExitStack() as stack:
+            try:
+                stack.enter_context(exclusive_lock(self._path))
+            except OSError as exc:
+                raise KeyringError(f"cannot lock key file {self._path}: {exc}") from exc
             yield
-        finally:
-            os.close(fd)  # closing releases the lock
 
     def _write(self, state: dict[str, Any]) -> None:
         tmp = self._path.with_name(f".{self._path.name}.{secrets.token_hex(4)}.tmp")

@@ -24,9 +24,8 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from storage.crypto import envelope
 from storage.crypto.envelope import EnvelopeHeader
-from storage.crypto.keys import KeyService
+from storage.crypto.keys import KeyService, RecordingRanges
 from storage.errors import (
     IntegrityError,
     KeyDestroyed,
@@ -69,8 +68,7 @@ class AudioReader:
         self._vault = vault
         self._keys = keys
         self._row = row
-        self._header: tuple[EnvelopeHeader, int] | None = None
-        self._data_key = b""
+        self._ranges: RecordingRanges | None = None
 
     def _fetch(self, start: int, end: int) -> bytes:
         key = self._row.object_key
@@ -91,12 +89,13 @@ class AudioReader:
             # A truncated or extended object is refused before anything is decrypted.
             if self._vault.head(row.object_key).size != row.stored_size:
                 raise IntegrityError("the stored object's size differs from the catalog's")
-            header, header_len = self._keys.read_header(self._fetch)
+            ranges = self._keys.open_ranges(self._fetch)
+            header = ranges.header
             if header.recording_id != row.recording_id:
                 raise IntegrityError("the stored object belongs to another recording")
-            if header.sealed_size(header_len) != row.stored_size:
+            if header.sealed_size(ranges.header_len) != row.stored_size:
                 raise IntegrityError("the object's header disagrees with the catalog's size")
-            self._data_key = self._keys.data_key(header)
+            ranges.unlock()
         except RecordingNotFound as exc:
             raise _integrity("the recording's object is missing", OBJECT_MISSING) from exc
         except IntegrityError as exc:
@@ -113,19 +112,14 @@ class AudioReader:
             ) from exc
         except StorageError as exc:
             raise _vault_down() from exc
-        self._header = (header, header_len)
+        self._ranges = ranges
         return header
 
     def read(self, start: int, end: int) -> bytes:
         """Plaintext ``[start, end]`` (inclusive), authenticated. Raises AudioFailure."""
-        assert self._header is not None, "open() first"
-        header, header_len = self._header
+        assert self._ranges is not None, "open() first"
         try:
-            span_start, span_end, first = envelope.ciphertext_span(header, header_len, start, end)
-            ciphertext = self._fetch(span_start, span_end)
-            return envelope.open_range(
-                header, header_len, ciphertext, first, self._data_key, start, end
-            )
+            return self._ranges.read(start, end)
         except RecordingNotFound as exc:
             raise _integrity("the recording's object is missing", OBJECT_MISSING) from exc
         except IntegrityError as exc:
