@@ -16,6 +16,17 @@ What a caller may rely on:
   :class:`AwsFailure` (what kind of failure, the service's error code and message).
 - :func:`delete_versions` deletes exact ``(key, version)`` entries in batches of
   :data:`DELETE_BATCH_SIZE` and returns what S3 refused.
+- :func:`versions_of` finds every version and delete marker of a sorted run of keys
+  with as few ``ListObjectVersions`` requests as the key space allows: one listing per
+  prefix that skips ahead (``KeyMarker``) over the keys it was not asked about, never
+  one request per key where the keys lie close together (see its docstring).
+
+Retries and timeouts (:func:`make_client` defaults, every client callvault builds):
+``standard`` retry mode with :data:`MAX_ATTEMPTS` attempts (throttling, 5xx, connection
+resets and read timeouts are retried with exponential back-off and jitter),
+:data:`CONNECT_TIMEOUT` s to connect and :data:`READ_TIMEOUT` s between bytes of an
+answer, a pool of :data:`POOL_CONNECTIONS` connections (the vault's parallel deletes
+and listings share it).
 """
 
 from __future__ import annotations
@@ -37,10 +48,24 @@ __all__ = [
     "translated",
     "failure_of",
     "list_versions",
+    "versions_of",
     "delete_versions",
+    "MAX_ATTEMPTS",
+    "CONNECT_TIMEOUT",
+    "READ_TIMEOUT",
+    "POOL_CONNECTIONS",
 ]
 
 DELETE_BATCH_SIZE = 1000  # S3's limit per DeleteObjects request
+MAX_ATTEMPTS = 5  # first try + 4 retries (botocore "standard" mode)
+CONNECT_TIMEOUT = 10.0  # seconds
+READ_TIMEOUT = 60.0  # seconds without a byte of the answer
+POOL_CONNECTIONS = 32
+#: ``versions_of``: listed entries per wanted key under which one contiguous listing
+#: is cheaper than skipping from key to key (one request per key).
+_DENSE_GAP = 16
+_PROBE_KEYS = 64  # the first page of a run: enough entries to measure the gap
+_SKIP_PAGE = 8  # a page while skipping: the wanted key's versions, and then some
 
 
 class Failure(StrEnum):
@@ -117,9 +142,9 @@ def make_client(
     *,
     endpoint_url: str | None = None,
     region: str = "us-east-1",
-    max_attempts: int = 5,
-    connect_timeout: float = 10,
-    read_timeout: float = 60,
+    max_attempts: int = MAX_ATTEMPTS,
+    connect_timeout: float = CONNECT_TIMEOUT,
+    read_timeout: float = READ_TIMEOUT,
     error: type[StorageError] = StorageError,
 ) -> Any:
     """A boto3 client for ``service`` with explicit retries, timeouts and pool size.
@@ -134,7 +159,7 @@ def make_client(
     options: dict[str, Any] = {
         "region_name": region,
         "retries": {"max_attempts": max_attempts, "mode": "standard"},
-        "max_pool_connections": 32,
+        "max_pool_connections": POOL_CONNECTIONS,
         "connect_timeout": connect_timeout,
         "read_timeout": read_timeout,
     }
@@ -163,6 +188,77 @@ def list_versions(client: Any, bucket: str, key: str) -> list[dict[str, str]]:
             if item["Key"] == key:
                 entries.append({"Key": key, "VersionId": item["VersionId"]})
     return entries
+
+
+def versions_of(
+    client: Any, bucket: str, keys: Sequence[str], *, prefix: str = ""
+) -> dict[str, list[dict[str, Any]]]:
+    """Every version and delete marker of each of ``keys`` (sorted, distinct, all
+    starting with ``prefix``), by key: ``{"Key", "VersionId", "IsDeleteMarker",
+    "LastModified", "Size"}`` dicts (versions newest first, as S3 lists them, then
+    delete markers). Keys without any version are absent.
+
+    One ``ListObjectVersions`` walk over ``prefix`` that starts just before the first
+    key and, whenever the next wanted key lies ahead of the page, jumps to it with
+    ``KeyMarker``. A first page of :data:`_PROBE_KEYS` entries measures how many
+    entries lie between wanted keys: close together (a sweep that ends most objects
+    of a prefix) the walk reads pages of 1000 entries, one request per 1000
+    versions; far apart it reads small pages, one request per wanted key, the least a
+    listing can do when the keys have thousands of strangers between them.
+
+    Raises:
+        botocore errors: the caller translates them (inside :func:`translated`).
+    """
+    wanted = set(keys)
+    found: dict[str, list[dict[str, Any]]] = {}
+    seen: set[tuple[str, str]] = set()
+    pending = list(keys)
+    index = 0
+    key_marker, version_marker = pending[0][:-1] if pending else "", ""
+    page_size = _PROBE_KEYS
+    while index < len(pending):
+        request: dict[str, Any] = {
+            "Bucket": bucket,
+            "Prefix": prefix,
+            "KeyMarker": key_marker,
+            "MaxKeys": page_size,
+        }
+        if version_marker:
+            request["VersionIdMarker"] = version_marker
+        page = client.list_object_versions(**request)
+        listed = 0
+        resolved_before = index
+        for kind, items in (("v", page.get("Versions", [])), ("m", page.get("DeleteMarkers", []))):
+            for item in items:
+                listed += 1
+                key = item["Key"]
+                if key not in wanted or (key, item["VersionId"]) in seen:
+                    continue
+                seen.add((key, item["VersionId"]))
+                found.setdefault(key, []).append(
+                    {
+                        "Key": key,
+                        "VersionId": item["VersionId"],
+                        "IsDeleteMarker": kind == "m",
+                        "LastModified": item.get("LastModified"),
+                        "Size": int(item.get("Size", 0) or 0),
+                    }
+                )
+        if not page.get("IsTruncated"):
+            break
+        next_key = str(page.get("NextKeyMarker", ""))
+        next_version = str(page.get("NextVersionIdMarker", "") or "")
+        while index < len(pending) and pending[index] < next_key:
+            index += 1
+        if index >= len(pending):
+            break
+        covered = index - resolved_before  # wanted keys this page listed completely
+        page_size = 1000 if covered >= 2 and listed <= covered * _DENSE_GAP else _SKIP_PAGE
+        if pending[index] == next_key:  # the page ended inside a wanted key's versions
+            key_marker, version_marker = next_key, next_version
+        else:  # jump over the strangers to the next wanted key
+            key_marker, version_marker = max(next_key, pending[index][:-1]), ""
+    return found
 
 
 def delete_versions(client: Any, bucket: str, entries: Sequence[dict[str, str]]) -> dict[str, str]:

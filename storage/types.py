@@ -12,7 +12,14 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-__all__ = ["RecordingState", "RecordingRow", "SubjectKeyRecord", "AuditEntry", "ObjectInfo"]
+__all__ = [
+    "RecordingState",
+    "RecordingRow",
+    "SubjectKeyRecord",
+    "AuditEntry",
+    "ObjectInfo",
+    "StoredObject",
+]
 
 
 class RecordingState(StrEnum):
@@ -54,6 +61,8 @@ class RecordingRow:
     state: RecordingState = RecordingState.STORED
     restricted: bool = False
     updated_at: datetime | None = None
+    # the vault's version id of the object as written (S3 with versioning; else None)
+    object_version: str | None = None
 
 
 @dataclass(frozen=True)
@@ -100,3 +109,17 @@ class ObjectInfo:
     size: int
     tags: dict[str, str] = field(default_factory=dict)
     version_id: str | None = None
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """One key a vault listing found with data under it (``Vault.iter_objects``).
+
+    ``version_ids`` are the ids of the key's data versions, newest first (empty where
+    the backend keeps no versions); ``modified_at`` is when the newest was written.
+    """
+
+    key: str
+    size: int
+    modified_at: datetime
+    version_ids: tuple[str, ...] = ()

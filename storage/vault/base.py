@@ -13,7 +13,15 @@ What a caller may rely on, whatever the backend:
   partial object. Overwriting a key is allowed (ingest is idempotent by recording id).
 - An object is never visible without its tags.
 - ``delete`` removes every version (on a versioned bucket, old versions and delete
-  markers too); deleting a missing key is not an error.
+  markers too); deleting a missing key is not an error. ``delete_many`` takes the
+  version ids the catalog kept (``versions=``) and deletes those by id, finding any
+  other version with a listing per prefix, never one request per key.
+- ``put`` says which version it wrote (``ObjectInfo.version_id``, ``None`` where the
+  backend keeps no versions); ``put_tags`` can address that version.
+- ``iter_objects`` lists what is stored, with sizes, times and version ids (for
+  ``callvault vault check``).
+- Legal holds are a capability: ``object_lock_enabled()`` says whether the backend
+  enforces them (S3 with Object Lock); only then may ``set_legal_holds`` be called.
 - Keys match ``[A-Za-z0-9._/-]{1,512}``: no leading ``/``, no empty segment, no
   segment longer than 200 characters (filesystem name limits), no segment that
   starts with ``.`` (so no ``.``/``..`` traversal; such names are
@@ -31,7 +39,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
 from storage.errors import StorageError
-from storage.types import ObjectInfo
+from storage.types import ObjectInfo, StoredObject
 
 __all__ = [
     "Vault",
@@ -129,8 +137,13 @@ class Vault(Protocol):
         """
         ...
 
-    def delete_many(self, keys: Sequence[str]) -> list[str]:
+    def delete_many(
+        self, keys: Sequence[str], *, versions: Mapping[str, str | None] | None = None
+    ) -> list[str]:
         """Delete every key (all versions); return the keys that could not be deleted.
+
+        ``versions`` maps keys to the version id they were written with (the catalog's):
+        those versions are deleted by id even if a listing does not show them yet.
 
         Raises:
             StorageError: a bad key (nothing is deleted then), or the whole operation
@@ -146,12 +159,41 @@ class Vault(Protocol):
         """
         ...
 
-    def put_tags(self, key: str, tags: Mapping[str, str]) -> None:
-        """Replace the tags of an existing object.
+    def put_tags(self, key: str, tags: Mapping[str, str], *, version_id: str | None = None) -> None:
+        """Replace the tags of an existing object (of its version ``version_id``, where
+        the backend keeps versions; default: the current one).
 
         Raises:
-            RecordingNotFound: no object under ``key``.
+            RecordingNotFound: no object (or version) under ``key``.
             StorageError: bad key or tags, or the backend failed.
+        """
+        ...
+
+    def iter_objects(self, prefix: str = "") -> Iterator[StoredObject]:
+        """Yield every stored key that starts with ``prefix`` with its size, the time
+        its newest data was written and its version ids (in no promised order).
+
+        Raises:
+            StorageError: bad prefix, or the backend failed.
+        """
+        ...
+
+    def object_lock_enabled(self) -> bool:
+        """Whether this backend enforces legal holds (an S3 bucket with Object Lock).
+
+        Raises:
+            StorageError: the backend failed.
+        """
+        ...
+
+    def set_legal_holds(
+        self, keys: Sequence[str], *, on: bool, versions: Mapping[str, str | None] | None = None
+    ) -> list[str]:
+        """Set (``on``) or clear the legal hold of every version of each key; return
+        the keys the backend refused. Only where :meth:`object_lock_enabled`.
+
+        Raises:
+            StorageError: the backend has no legal holds, a bad key, or it failed.
         """
         ...
 

@@ -15,13 +15,14 @@ import errno
 import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import SplitResult, unquote
 
 from callvault.errors import ConfigError
 from storage._files import make_private_dirs, syncfs, write_file_atomically
 from storage.errors import RecordingNotFound, StorageError
-from storage.types import ObjectInfo
+from storage.types import ObjectInfo, StoredObject
 from storage.vault.base import check_range, validate_key, validate_prefix, validate_tags
 
 __all__ = ["LocalVault"]
@@ -149,7 +150,10 @@ class LocalVault:
         except OSError as exc:
             raise StorageError(f"cannot delete vault object {key!r}: {exc}") from exc
 
-    def delete_many(self, keys: Sequence[str]) -> list[str]:
+    def delete_many(
+        self, keys: Sequence[str], *, versions: Mapping[str, str | None] | None = None
+    ) -> list[str]:
+        del versions  # a folder keeps one version per key
         for key in keys:
             validate_key(key)
         failed: list[str] = []
@@ -159,6 +163,24 @@ class LocalVault:
             except StorageError:
                 failed.append(key)
         return failed
+
+    def iter_objects(self, prefix: str = "") -> Iterator[StoredObject]:
+        for key in self.iter_keys(prefix):
+            try:
+                info = self._object_path(key).stat()
+            except FileNotFoundError:
+                continue  # deleted since it was listed
+            except OSError as exc:
+                raise StorageError(f"cannot stat vault object {key!r}: {exc}") from exc
+            yield StoredObject(key, info.st_size, datetime.fromtimestamp(info.st_mtime, UTC))
+
+    def object_lock_enabled(self) -> bool:
+        return False
+
+    def set_legal_holds(
+        self, keys: Sequence[str], *, on: bool, versions: Mapping[str, str | None] | None = None
+    ) -> list[str]:
+        raise StorageError(f"a folder vault ({self.url}) has no legal holds")
 
     def iter_keys(self, prefix: str = "") -> Iterator[str]:
         validate_prefix(prefix)
@@ -176,7 +198,8 @@ class LocalVault:
                 if key.startswith(prefix):
                     yield key
 
-    def put_tags(self, key: str, tags: Mapping[str, str]) -> None:
+    def put_tags(self, key: str, tags: Mapping[str, str], *, version_id: str | None = None) -> None:
+        del version_id  # a folder keeps one version per key
         checked = validate_tags(tags)
         if not self.exists(key):
             raise RecordingNotFound(f"no vault object {key!r} in {self.url}")

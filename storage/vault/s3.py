@@ -6,8 +6,17 @@ as the local vault). What a caller may rely on beyond the protocol:
 - Objects live at ``<prefix>/<key>`` in the bucket; tags are sent with
   ``PutObject`` (``Tagging``), so an object and its tags appear together.
 - ``delete`` and ``delete_many`` remove every version and delete marker of a key
-  (multi-object delete, 1000 entries per request), so crypto-shredded recordings
-  do not linger as old versions.
+  (multi-object delete), so crypto-shredded recordings do not linger as old
+  versions. The version ids the catalog kept (``versions=``) are deleted by id; a
+  listing per prefix (:func:`storage._aws.versions_of`: it skips ahead over keys it
+  was not asked about, never one request per key where the keys lie close) catches
+  versions written outside callvault. A batch is split into ``workers`` sorted runs,
+  each listed and deleted by its own thread.
+- ``put`` returns the ``VersionId`` S3 gave the object (``ObjectInfo.version_id``);
+  ``put_tags`` and the legal-hold calls take it, so they act on that version.
+- Object Lock: :meth:`S3Vault.object_lock_enabled` says whether the bucket has it;
+  :meth:`S3Vault.set_legal_holds` sets or clears the legal hold of every version of
+  keys. S3 then refuses to delete a held version, whoever asks.
 - No botocore exception escapes: ``ClientError``/``BotoCoreError`` become
   :class:`RecordingNotFound` (missing key) or :class:`StorageError` (everything
   else; a missing bucket is named in the message), chained with ``from exc``.
@@ -17,26 +26,35 @@ as the local vault). What a caller may rely on beyond the protocol:
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import SplitResult, urlencode
 
 from callvault.errors import ConfigError
 from storage import _aws
 from storage._aws import AwsFailure, Failure
 from storage.errors import RecordingNotFound, StorageError
-from storage.types import ObjectInfo
+from storage.types import ObjectInfo, StoredObject
 from storage.vault.base import validate_key, validate_prefix, validate_tags
 
 __all__ = ["S3Vault", "make_s3_client"]
 
 _BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_MIN_RUN = 32  # keys per parallel run of a delete: fewer are not worth a thread
+_T = TypeVar("_T")
 
 
 def make_s3_client(
-    *, endpoint_url: str | None = None, region: str = "us-east-1", max_attempts: int = 5
+    *,
+    endpoint_url: str | None = None,
+    region: str = "us-east-1",
+    max_attempts: int = _aws.MAX_ATTEMPTS,
+    connect_timeout: float = _aws.CONNECT_TIMEOUT,
+    read_timeout: float = _aws.READ_TIMEOUT,
 ) -> Any:
     """A boto3 S3 client with retries, timeouts and a pool sized for a worker
     (:func:`storage._aws.make_client`).
@@ -45,7 +63,12 @@ def make_s3_client(
         StorageError: boto3 could not build the client (bad endpoint or region).
     """
     return _aws.make_client(
-        "s3", endpoint_url=endpoint_url, region=region, max_attempts=max_attempts
+        "s3",
+        endpoint_url=endpoint_url,
+        region=region,
+        max_attempts=max_attempts,
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
     )
 
 
@@ -53,7 +76,8 @@ class S3Vault:
     """A :class:`storage.vault.Vault` in ``bucket`` under ``prefix``.
 
     ``client`` is a boto3 S3 client; by default one is made with
-    :func:`make_s3_client` from ``endpoint_url`` and ``region``.
+    :func:`make_s3_client` from ``endpoint_url`` and ``region``. ``workers`` threads
+    list and delete the runs of one ``delete_many`` in parallel.
 
     Raises:
         ConfigError: the bucket name or prefix is invalid.
@@ -67,6 +91,7 @@ class S3Vault:
         client: Any = None,
         endpoint_url: str | None = None,
         region: str = "us-east-1",
+        workers: int = 8,
     ) -> None:
         if not isinstance(bucket, str) or not _BUCKET_NAME.fullmatch(bucket) or ".." in bucket:
             raise ConfigError(
@@ -83,11 +108,14 @@ class S3Vault:
         self.region = region
         self.endpoint_url = endpoint_url
         self.url = f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
+        self.workers = max(1, workers)
         self._client = (
             client
             if client is not None
             else make_s3_client(endpoint_url=endpoint_url, region=region)
         )
+        self._versioned = False  # once seen on, versions may exist for good
+        self._object_lock: bool | None = None
 
     @classmethod
     def from_url(
@@ -185,35 +213,48 @@ class S3Vault:
         return True
 
     def delete(self, key: str) -> None:
-        full = self._full_key(key)
-        with self._errors("delete", key):
-            entries = _aws.list_versions(self._client, self.bucket, full)
-        failed = self._delete_entries(entries)
+        failed = self.delete_many([key])
         if failed:
-            raise StorageError(f"could not delete {self._where(key)}: {failed[full]}")
+            raise StorageError(f"could not delete {self._where(key)}: S3 refused a version")
 
-    def delete_many(self, keys: Sequence[str]) -> list[str]:
+    def delete_many(
+        self, keys: Sequence[str], *, versions: Mapping[str, str | None] | None = None
+    ) -> list[str]:
         if isinstance(keys, str):
             raise StorageError("delete_many takes a sequence of keys, not a single str")
         fulls = {self._full_key(key): key for key in keys}
-        failed: list[str] = []
-        entries: list[dict[str, str]] = []
+        known = {
+            self._full_key(key): version for key, version in (versions or {}).items() if version
+        }
+        if not fulls:
+            return []
+        runs = self._runs(sorted(fulls))
         with self._errors("delete_many", None):
-            versioned = self._maybe_versioned()
-            for full, key in fulls.items():
-                if not versioned:
-                    entries.append({"Key": full})
-                    continue
-                try:
-                    entries.extend(_aws.list_versions(self._client, self.bucket, full))
-                except Exception as exc:
-                    failure = _aws.failure_of(exc)
-                    if failure is None or failure.kind in (Failure.NO_BUCKET, Failure.UNREACHABLE):
-                        raise
-                    failed.append(key)
-        errors = self._delete_entries(entries)
-        failed.extend(fulls[full] for full in errors if full in fulls and fulls[full] not in failed)
-        return failed
+            if self._maybe_versioned():
+                failed = self._in_parallel(lambda run: self._delete_run(run, known), runs)
+            else:
+                failed = self._in_parallel(
+                    lambda run: self._delete_entries([{"Key": full} for full in run]), runs
+                )
+        return [fulls[full] for full in fulls if full in failed]
+
+    def _delete_run(self, run: list[str], known: Mapping[str, str]) -> dict[str, str]:
+        """List the versions of one sorted run of keys and delete them (and the known
+        ones, which a lagging listing might miss); ``{full key: error}`` of failures."""
+        try:
+            listed = _aws.versions_of(self._client, self.bucket, run, prefix=_common(run))
+        except Exception as exc:
+            failure = _aws.failure_of(exc)
+            if failure is None or failure.kind in (Failure.NO_BUCKET, Failure.UNREACHABLE):
+                raise
+            return {full: str(failure) for full in run}
+        entries: list[dict[str, str]] = []
+        for full in run:
+            ids = dict.fromkeys(entry["VersionId"] for entry in listed.get(full, []))
+            if full in known:
+                ids[known[full]] = None
+            entries.extend({"Key": full, "VersionId": version} for version in ids)
+        return self._delete_entries(entries)
 
     def iter_keys(self, prefix: str = "") -> Iterator[str]:
         validate_prefix(prefix)
@@ -229,14 +270,144 @@ class S3Vault:
                         continue  # not written through a vault; get() could not read it
                     yield key
 
-    def put_tags(self, key: str, tags: Mapping[str, str]) -> None:
+    def put_tags(self, key: str, tags: Mapping[str, str], *, version_id: str | None = None) -> None:
         full = self._full_key(key)
         checked = validate_tags(tags)
-        tag_set = [{"Key": name, "Value": value} for name, value in checked.items()]
+        request: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Key": full,
+            "Tagging": {
+                "TagSet": [{"Key": name, "Value": value} for name, value in checked.items()]
+            },
+        }
+        if version_id:
+            request["VersionId"] = version_id
         with self._errors("put_tags", key):
-            self._client.put_object_tagging(
-                Bucket=self.bucket, Key=full, Tagging={"TagSet": tag_set}
-            )
+            self._client.put_object_tagging(**request)
+
+    def iter_objects(self, prefix: str = "") -> Iterator[StoredObject]:
+        validate_prefix(prefix)
+        base = f"{self.prefix}/" if self.prefix else ""
+        with self._errors("iter_objects", None):
+            if not self._maybe_versioned():
+                paginator = self._client.get_paginator("list_objects_v2")
+                for page in paginator.paginate(Bucket=self.bucket, Prefix=base + prefix):
+                    for item in page.get("Contents", []):
+                        key = self._vault_key(item["Key"], base)
+                        if key is not None:
+                            yield StoredObject(key, int(item["Size"]), item["LastModified"])
+                return
+            pending: dict[str, list[dict[str, Any]]] = {}
+            paginator = self._client.get_paginator("list_object_versions")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=base + prefix):
+                for item in page.get("Versions", []):
+                    pending.setdefault(item["Key"], []).append(item)
+                last = page.get("NextKeyMarker") if page.get("IsTruncated") else None
+                for full in sorted(k for k in pending if last is None or k < last):
+                    found = self._stored(full, pending.pop(full), base)
+                    if found is not None:
+                        yield found
+            for full in sorted(pending):
+                found = self._stored(full, pending[full], base)
+                if found is not None:
+                    yield found
+
+    # -- Object Lock -----------------------------------------------------------------
+
+    def object_lock_enabled(self) -> bool:
+        """Whether the bucket has Object Lock (asked once, then remembered).
+
+        Raises:
+            StorageError: S3 failed (a missing bucket is named).
+        """
+        if self._object_lock is None:
+            with self._errors("get_object_lock_configuration", None):
+                try:
+                    config = self._client.get_object_lock_configuration(Bucket=self.bucket)
+                except Exception as exc:
+                    failure = _aws.failure_of(exc)
+                    if failure is None or failure.kind in (
+                        Failure.NO_BUCKET,
+                        Failure.UNREACHABLE,
+                    ):
+                        raise
+                    config = {}  # ObjectLockConfigurationNotFoundError and the like
+            lock = config.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled")
+            self._object_lock = lock == "Enabled"
+        return self._object_lock
+
+    def set_legal_holds(
+        self, keys: Sequence[str], *, on: bool, versions: Mapping[str, str | None] | None = None
+    ) -> list[str]:
+        """Set (``on``) or clear the Object Lock legal hold of every version of each
+        key (those listed, and the known ``versions``); returns the keys S3 refused.
+        A key without any version is skipped.
+
+        Raises:
+            StorageError: bad keys, the bucket has no Object Lock, or S3 failed as a whole.
+        """
+        fulls = {self._full_key(key): key for key in keys}
+        known = {
+            self._full_key(key): version for key, version in (versions or {}).items() if version
+        }
+        if not fulls:
+            return []
+        if not self.object_lock_enabled():
+            raise StorageError(f"S3 bucket {self.bucket!r} has no Object Lock: no legal holds")
+        status = "ON" if on else "OFF"
+
+        def hold_run(run: list[str]) -> dict[str, str]:
+            with self._errors("set_legal_holds", None):
+                listed = _aws.versions_of(self._client, self.bucket, run, prefix=_common(run))
+            errors: dict[str, str] = {}
+            for full in run:
+                ids = dict.fromkeys(
+                    entry["VersionId"]
+                    for entry in listed.get(full, [])
+                    if not entry["IsDeleteMarker"]
+                )
+                if full in known:
+                    ids[known[full]] = None
+                for version in ids:
+                    try:
+                        self._client.put_object_legal_hold(
+                            Bucket=self.bucket,
+                            Key=full,
+                            VersionId=version,
+                            LegalHold={"Status": status},
+                        )
+                    except Exception as exc:
+                        failure = _aws.failure_of(exc)
+                        if failure is None:
+                            raise
+                        if failure.kind in (Failure.UNREACHABLE, Failure.NO_BUCKET):
+                            raise self._translate(failure, "set_legal_holds", None) from exc
+                        if failure.kind is not Failure.NOT_FOUND:  # a version gone meanwhile
+                            errors[full] = str(failure)
+            return errors
+
+        failed = self._in_parallel(hold_run, self._runs(sorted(fulls)))
+        return [fulls[full] for full in fulls if full in failed]
+
+    def legal_hold_status(self, key: str, *, version_id: str | None = None) -> bool:
+        """Whether the legal hold of the key's version (default: the current one) is on.
+
+        Raises:
+            RecordingNotFound: no such object or version.
+            StorageError: S3 failed.
+        """
+        request: dict[str, Any] = {"Bucket": self.bucket, "Key": self._full_key(key)}
+        if version_id:
+            request["VersionId"] = version_id
+        with self._errors("get_legal_hold", key):
+            try:
+                answer = self._client.get_object_legal_hold(**request)
+            except Exception as exc:
+                failure = _aws.failure_of(exc)
+                if failure is None or "LegalHold" not in failure.code:
+                    raise
+                return False  # NoSuchObjectLockConfiguration: never held
+        return bool(answer.get("LegalHold", {}).get("Status") == "ON")
 
     # -- setup ---------------------------------------------------------------------
 
@@ -317,7 +488,10 @@ class S3Vault:
             body.close()
 
     def _maybe_versioned(self) -> bool:
-        """False only when versioning was never enabled (no versions to hunt for)."""
+        """False only when versioning was never enabled (no versions to hunt for);
+        once seen on it stays on (S3 can suspend versioning, never undo it)."""
+        if self._versioned:
+            return True
         try:
             status = self._client.get_bucket_versioning(Bucket=self.bucket).get("Status")
         except Exception as exc:
@@ -325,9 +499,56 @@ class S3Vault:
             if failure is None or failure.kind in (Failure.NO_BUCKET, Failure.UNREACHABLE):
                 raise
             return True  # not allowed to ask: assume versions may exist
-        return status is not None
+        self._versioned = status is not None
+        return self._versioned
+
+    def _runs(self, fulls: list[str]) -> list[list[str]]:
+        """Sorted keys cut into at most ``workers`` contiguous runs of >= _MIN_RUN keys."""
+        count = max(1, min(self.workers, len(fulls) // _MIN_RUN))
+        size = -(-len(fulls) // count)
+        return [fulls[start : start + size] for start in range(0, len(fulls), size)]
+
+    def _in_parallel(
+        self, work: Callable[[list[str]], dict[str, _T]], runs: list[list[str]]
+    ) -> dict[str, _T]:
+        """``work`` on every run (in threads when there are several), results merged."""
+        if len(runs) == 1:
+            return work(runs[0])
+        merged: dict[str, _T] = {}
+        with ThreadPoolExecutor(len(runs), thread_name_prefix="s3-vault") as pool:
+            for result in pool.map(work, runs):
+                merged.update(result)
+        return merged
+
+    def _vault_key(self, full: str, base: str) -> str | None:
+        key = full[len(base) :]
+        try:
+            validate_key(key)
+        except StorageError:
+            return None  # not written through a vault; get() could not read it
+        return key
+
+    def _stored(self, full: str, items: list[dict[str, Any]], base: str) -> StoredObject | None:
+        key = self._vault_key(full, base)
+        if key is None or not items:
+            return None
+        newest = max(items, key=lambda item: item["LastModified"])
+        ordered = sorted(items, key=lambda item: item["LastModified"], reverse=True)
+        return StoredObject(
+            key,
+            int(newest.get("Size", 0) or 0),
+            newest["LastModified"],
+            tuple(str(item["VersionId"]) for item in ordered),
+        )
 
     def _delete_entries(self, entries: Sequence[dict[str, str]]) -> dict[str, str]:
         """Delete in batches; return ``{full key: error}`` for entries S3 refused."""
+        if not entries:
+            return {}
         with self._errors("delete", None):
             return _aws.delete_versions(self._client, self.bucket, entries)
+
+
+def _common(fulls: list[str]) -> str:
+    """The longest prefix every key of a sorted run shares (the listing's ``Prefix``)."""
+    return os.path.commonprefix([fulls[0], fulls[-1]]) if fulls else ""

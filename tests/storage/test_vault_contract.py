@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import stat
 import threading
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -258,6 +259,40 @@ class TestVaultContract:
         with pytest.raises(StorageError, match="bytes"):
             vault.put("k", "text", tags={})  # type: ignore[arg-type]
 
+    def test_delete_many_with_the_versions_put_returned(self, vault: Vault) -> None:
+        written = {key: vault.put(key, key.encode(), tags={}).version_id for key in ("a", "b/c")}
+        vault.put("keep", b"keep", tags={})
+        assert vault.delete_many(["a", "b/c", "gone"], versions={**written, "gone": "v1"}) == []
+        assert list(vault.iter_keys()) == ["keep"]
+
+    def test_put_tags_of_the_version_put_returned(self, vault: Vault) -> None:
+        info = vault.put("k", b"data", tags=TAGS)
+        vault.put_tags("k", {"retention-class": "end-of-contract"}, version_id=info.version_id)
+        assert vault.head("k").tags == {"retention-class": "end-of-contract"}
+
+    def test_iter_objects_reports_size_time_and_versions(self, vault: Vault) -> None:
+        before = datetime.now(UTC) - timedelta(seconds=5)
+        first = vault.put("rec/a", b"12345", tags={})
+        second = vault.put("rec/a", b"123", tags={})
+        vault.put("other/b", b"", tags={})
+        found = {item.key: item for item in vault.iter_objects()}
+        assert sorted(found) == ["other/b", "rec/a"]
+        assert (found["rec/a"].size, found["other/b"].size) == (3, 0)
+        assert all(before <= item.modified_at <= datetime.now(UTC) for item in found.values())
+        if second.version_id is not None:  # a backend that keeps versions lists them all
+            assert found["rec/a"].version_ids == (second.version_id, first.version_id)
+        else:
+            assert found["rec/a"].version_ids == ()
+        assert [item.key for item in vault.iter_objects("rec/")] == ["rec/a"]
+        with pytest.raises(StorageError):
+            list(vault.iter_objects("../"))
+
+    def test_legal_holds_are_a_capability(self, vault: Vault) -> None:
+        vault.put("k", b"x", tags={})
+        assert vault.object_lock_enabled() is False  # a folder; a bucket without Object Lock
+        with pytest.raises(StorageError, match="legal hold"):
+            vault.set_legal_holds(["k"], on=True)
+
 
 # -- S3 only -----------------------------------------------------------------------
 
@@ -272,15 +307,21 @@ def _versions(client: Any, bucket: str, key: str) -> list[dict[str, Any]]:
 
 
 class _SpyClient:
-    """A real client that remembers the DeleteObjects batch sizes."""
+    """A real client that remembers the DeleteObjects batch sizes and listings."""
 
     def __init__(self, client: Any) -> None:
         self._client = client
         self.batches: list[int] = []
+        self.listings: list[int] = []  # entries each ListObjectVersions returned
 
     def delete_objects(self, **kwargs: Any) -> Any:
         self.batches.append(len(kwargs["Delete"]["Objects"]))
         return self._client.delete_objects(**kwargs)
+
+    def list_object_versions(self, **kwargs: Any) -> Any:
+        page = self._client.list_object_versions(**kwargs)
+        self.listings.append(len(page.get("Versions", [])) + len(page.get("DeleteMarkers", [])))
+        return page
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
@@ -338,6 +379,74 @@ class TestS3Vault:
         assert vault.delete_many(keys) == []
         assert spy.batches == [3, 3, 2]
         assert s3_client.list_object_versions(Bucket=s3_bucket).get("Versions") is None
+
+    def test_delete_many_deletes_versions_written_outside_callvault(
+        self, s3_client: Any, s3_bucket: str
+    ) -> None:
+        vault = S3Vault(s3_bucket, "vault", client=s3_client)
+        keys = [f"rec/t/{i:02x}/{i:064x}.cvlt" for i in range(40)]
+        written = {key: vault.put(key, b"ours", tags={}).version_id for key in keys}
+        for key in keys[::7]:  # someone else overwrote a few, and deleted one
+            s3_client.put_object(Bucket=s3_bucket, Key=f"vault/{key}", Body=b"theirs")
+        s3_client.delete_object(Bucket=s3_bucket, Key=f"vault/{keys[3]}")
+        vault.put("rec/t/zz/keep.cvlt", b"keep", tags={})
+        assert vault.delete_many(keys, versions=written) == []
+        left = s3_client.list_object_versions(Bucket=s3_bucket)
+        assert [v["Key"] for v in left.get("Versions", [])] == ["vault/rec/t/zz/keep.cvlt"]
+        assert left.get("DeleteMarkers") is None
+
+    def test_delete_many_lists_per_prefix_not_per_key(self, s3_client: Any, s3_bucket: str) -> None:
+        spy = _SpyClient(s3_client)
+        vault = S3Vault(s3_bucket, client=spy, workers=4)
+        keys = [f"rec/t/{i % 16:02x}/{i:064x}.cvlt" for i in range(600)]
+        written = {key: vault.put(key, b"x", tags={}).version_id for key in keys}
+        due = keys[::2]  # half of them: what a sweep of one day looks like
+        assert vault.delete_many(due, versions={k: written[k] for k in due}) == []
+        assert len(spy.listings) <= 4 * 3  # a probe and a page or two per run
+        assert len(spy.batches) == 4  # one DeleteObjects per run
+        assert sorted(vault.iter_keys()) == sorted(keys[1::2])
+
+    def test_versions_of_skips_far_keys_and_resumes_inside_a_key(
+        self, s3_client: Any, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(storage._aws, "_PROBE_KEYS", 3)
+        spy = _SpyClient(s3_client)
+        keys = [f"k/{i:03d}" for i in range(60)]
+        for key in keys:
+            s3_client.put_object(Bucket=s3_bucket, Key=key, Body=b"1")
+        for _ in range(4):  # five versions of k/010: pages end inside it
+            s3_client.put_object(Bucket=s3_bucket, Key="k/010", Body=b"2")
+        s3_client.delete_object(Bucket=s3_bucket, Key="k/050")
+        wanted = ["k/010", "k/030", "k/050", "k/059", "k/100"]
+        found = storage._aws.versions_of(spy, s3_bucket, wanted, prefix="k/")
+        assert sorted(found) == ["k/010", "k/030", "k/050", "k/059"]
+        assert len(found["k/010"]) == 5 and not any(e["IsDeleteMarker"] for e in found["k/010"])
+        assert [e["IsDeleteMarker"] for e in found["k/050"]] == [False, True]
+        assert len(spy.listings) <= 12  # skipping: about a page per wanted key, not 60 keys
+        assert sum(spy.listings) < 60
+
+    def test_legal_hold_on_every_version_makes_s3_refuse_deletion(
+        self, s3_client: Any, seaweed_lock_bucket: str
+    ) -> None:
+        from botocore.exceptions import ClientError
+
+        vault = S3Vault(seaweed_lock_bucket, client=s3_client)
+        assert vault.object_lock_enabled()
+        first = vault.put("rec/a", b"1", tags={}).version_id
+        second = vault.put("rec/a", b"2", tags={}).version_id
+        vault.put("rec/b", b"b", tags={})
+        assert vault.set_legal_holds(["rec/a", "rec/missing"], on=True) == []
+        assert vault.legal_hold_status("rec/a", version_id=first)
+        assert vault.legal_hold_status("rec/a", version_id=second)
+        assert not vault.legal_hold_status("rec/b")
+        assert vault.delete_many(["rec/a", "rec/b"]) == ["rec/a"]  # refused by S3 itself
+        with pytest.raises(ClientError):
+            s3_client.delete_object(Bucket=seaweed_lock_bucket, Key="rec/a", VersionId=first)
+        assert vault.get("rec/a") == b"2" and not vault.exists("rec/b")
+        assert vault.set_legal_holds(["rec/a"], on=False, versions={"rec/a": first}) == []
+        assert not vault.legal_hold_status("rec/a", version_id=first)
+        assert vault.delete_many(["rec/a"]) == []
+        assert s3_client.list_object_versions(Bucket=seaweed_lock_bucket).get("Versions") is None
 
     def test_delete_many_on_unversioned_bucket(
         self, s3_client: Any, seaweed_buckets: BucketFactory
