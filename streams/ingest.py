@@ -40,6 +40,7 @@ from storage.catalog.restrictions import SubjectRestrictions
 from storage.crypto.keys import KeyService
 from storage.errors import AudioError, UnsupportedAudioFormat
 from storage.landing import Landing, LandingRef, LandingRejected
+from storage.mirror import recording_tags
 from storage.types import RecordingRow
 from storage.vault import Vault
 from streams.errors import EventRejected
@@ -49,8 +50,6 @@ from streams.metrics import Metrics
 __all__ = ["IngestOutcome", "IngestPipeline", "object_key_for"]
 
 log = logging.getLogger(__name__)
-
-DATA_CLASS = "call-audio"
 
 
 @dataclass(frozen=True)
@@ -326,15 +325,15 @@ class IngestPipeline:
         decision = item.decision
         assert decision.retention_class is not None and decision.retain_until is not None
         key = object_key_for(self.keys, event.tenant, event.recording_id)
-        tags = {
-            "purposes": "/".join(decision.purposes),
-            "retention-class": decision.retention_class,
-            "data-class": DATA_CLASS,
-            "format": "cvlt1",
-        }
+        tags = recording_tags(
+            purposes=decision.purposes,
+            retention_class=decision.retention_class,
+            retain_until=decision.retain_until,
+            held=False,  # a hold that covers it already is mirrored after the commit
+        )
         with self.metrics.stage("vault"):
             # Group commit: the batch is flushed once before the catalog commit.
-            self.vault.put(key, sealed.blob, tags=tags, durable=False)
+            written = self.vault.put(key, sealed.blob, tags=tags, durable=False)
         self.metrics.pci_redacted_seconds.inc(redacted_ms / 1000)
         item.row = RecordingRow(
             recording_id=event.recording_id,
@@ -362,6 +361,7 @@ class IngestPipeline:
             pci_redacted_ms=redacted_ms,
             created_at=self.clock(),
             restricted=item.restricted,
+            object_version=written.version_id,
         )
         return item
 

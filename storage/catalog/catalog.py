@@ -37,6 +37,7 @@ from types import TracebackType
 from typing import Any
 
 from storage.catalog.audit import AuditDraft, AuditLog
+from storage.catalog.holdsql import hold_match_sql
 from storage.catalog.migrations import apply_migrations
 from storage.catalog.rows import (
     recording_from_row,
@@ -44,7 +45,15 @@ from storage.catalog.rows import (
     recording_params,
     recording_select,
 )
-from storage.catalog.sql import Database, Row, from_db_time, open_database, to_db_time
+from storage.catalog.sql import (
+    Database,
+    Row,
+    Transaction,
+    from_db_time,
+    open_database,
+    to_db_time,
+)
+from storage.catalog.vaultsync import HOLD, enqueue_select, new_token
 from storage.errors import CatalogError, KeyDestroyed, RecordingNotFound
 from storage.types import AuditEntry, RecordingRow, RecordingState, SubjectKeyRecord
 
@@ -409,7 +418,23 @@ class Catalog:
                 counters[0] += 1
                 counters[1] += int(row.duration_ms)
             tx.executemany(_STATS_UPSERT, [(*key, n, ms) for key, (n, ms) in stats.items()])
+            self._queue_held(tx, [row.recording_id for row, _, _ in new])
         return flags
+
+    def _queue_held(self, tx: Transaction, recording_ids: list[str]) -> None:
+        """Queue the new recordings an active legal hold already covers (a customer held
+        before this call) for the vault mirror, which sets their S3 legal hold."""
+        stamp = (new_token(), to_db_time(self._clock()))
+        for start in range(0, len(recording_ids), _IN_CHUNK):
+            chunk = recording_ids[start : start + _IN_CHUNK]
+            tx.execute(
+                enqueue_select(
+                    f"SELECT r.recording_id, {HOLD}, ?, ? FROM recordings r "
+                    f"WHERE r.recording_id IN ({', '.join('?' for _ in chunk)}) "
+                    f"AND {hold_match_sql('r')}"
+                ),
+                (*stamp, *chunk),
+            )
 
     def list_recordings(
         self,

@@ -36,7 +36,8 @@ What a caller may rely on:
   destroyed key) and the ciphertext digest and sizes.
 - Contract terminations are kept per subject (``subject_ref``, earliest termination
   wins); :meth:`reschedule` batch-updates retention class and retain-until with one
-  audit record per changed recording.
+  audit record per changed recording, and queues the changed recordings for the
+  vault mirror (their tags) in the same transaction.
 - A small key/value table (``retention_settings``) holds e.g. the digest of the
   retention rules the schedules were computed with.
 
@@ -53,10 +54,11 @@ from typing import Any
 
 from storage.catalog.audit import AuditDraft
 from storage.catalog.catalog import Catalog
-from storage.catalog.holds import hold_match_sql
+from storage.catalog.holdsql import hold_match_sql
 from storage.catalog.receipts import DeletionReceipt, ReceiptStore
 from storage.catalog.rows import recording_from_row, recording_select
 from storage.catalog.sql import from_db_time, to_db_time
+from storage.catalog.vaultsync import TAGS, VaultSyncQueue
 from storage.errors import CatalogError
 from storage.types import RecordingRow, RecordingState
 
@@ -362,6 +364,10 @@ class EndOfLifeStore:
                 ],
             )
             self._catalog.audit.append_many([c.audit for c in todo], tx=tx)
+            # the vault's retention-class / retain-until tags follow (storage.mirror)
+            VaultSyncQueue(self._db, clock=self._clock).enqueue(
+                [c.recording_id for c in todo], TAGS, tx=tx
+            )
         return len(todo)
 
     def _stored_ids(self, tx: Any, ids: list[str]) -> set[str]:

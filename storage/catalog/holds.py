@@ -16,6 +16,9 @@ What a caller may rely on:
   for a batch in two queries; the sweep and erasure use it to say which hold won.
 - :func:`hold_match_sql` is the SQL condition (for ``recordings r``) that the
   retention queries use to skip held recordings without loading them.
+- Placing or releasing a hold queues the stored recordings it names for the vault
+  mirror (:mod:`storage.catalog.vaultsync`) in the same transaction, so their S3 legal
+  hold and ``legal-hold`` tag follow.
 
 Errors: :class:`HoldError` (bad arguments), :class:`HoldNotFound`, and
 :class:`~storage.errors.CatalogError` / :class:`~storage.errors.AuditError` from the
@@ -32,7 +35,9 @@ from enum import StrEnum
 
 from storage.catalog.audit import AuditDraft
 from storage.catalog.catalog import Catalog
-from storage.catalog.sql import Row, from_db_time, to_db_time
+from storage.catalog.holdsql import hold_match_sql
+from storage.catalog.sql import Row, Transaction, from_db_time, to_db_time
+from storage.catalog.vaultsync import HOLD, enqueue_select, new_token
 from storage.errors import HoldError, HoldNotFound
 from storage.types import RecordingRow
 
@@ -103,15 +108,12 @@ class LegalHold:
         }
 
 
-def hold_match_sql(alias: str = "r") -> str:
-    """SQL that is true when an active hold covers the recording row ``alias``."""
-    return (
-        "EXISTS (SELECT 1 FROM legal_holds h WHERE h.released_at IS NULL "
-        f"AND h.tenant = {alias}.tenant AND ("
-        f"(h.scope = 'recording' AND h.target = {alias}.recording_id) OR "
-        f"(h.scope = 'subject' AND h.target = {alias}.subject_ref) OR "
-        f"(h.scope = 'call' AND h.target = {alias}.call_id)))"
-    )
+#: The recordings column a hold's target is matched against.
+_SCOPE_COLUMN = {
+    HoldScope.RECORDING: "recording_id",
+    HoldScope.SUBJECT: "subject_ref",
+    HoldScope.CALL: "call_id",
+}
 
 
 def _hold_from_row(values: Row) -> LegalHold:
@@ -224,6 +226,7 @@ class HoldStore:
                     to_db_time(hold.placed_at),
                 ),
             )
+            self._queue_covered(tx, hold)
             self._catalog.audit.append(draft, tx=tx)
         return hold
 
@@ -255,6 +258,7 @@ class HoldStore:
                 "WHERE hold_id = ?",
                 (to_db_time(now), by, why, hold_id),
             )
+            self._queue_covered(tx, hold)
             self._catalog.audit.append(
                 AuditDraft(
                     actor=actor,
@@ -273,6 +277,17 @@ class HoldStore:
             )
         return LegalHold(
             **{**hold.__dict__, "released_at": now, "released_by": by, "release_reason": why}
+        )
+
+    def _queue_covered(self, tx: Transaction, hold: LegalHold) -> None:
+        """Queue the stored recordings ``hold`` names for the vault mirror (its legal
+        hold in S3 follows the catalog), in the transaction that places or releases it."""
+        tx.execute(
+            enqueue_select(
+                f"SELECT recording_id, {HOLD}, ?, ? FROM recordings "
+                f"WHERE tenant = ? AND {_SCOPE_COLUMN[hold.scope]} = ? AND state = 'stored'"
+            ),
+            (new_token(), to_db_time(self._clock()), hold.tenant, hold.target),
         )
 
     def get(self, hold_id: str) -> LegalHold:
@@ -352,11 +367,7 @@ class HoldStore:
         Raises:
             CatalogError: the database failed.
         """
-        column = {
-            HoldScope.RECORDING: "recording_id",
-            HoldScope.SUBJECT: "subject_ref",
-            HoldScope.CALL: "call_id",
-        }[hold.scope]
+        column = _SCOPE_COLUMN[hold.scope]
         rows = self._catalog.database.fetch_all(
             f"SELECT recording_id FROM recordings WHERE tenant = ? AND {column} = ? "
             "ORDER BY recording_id LIMIT ?",

@@ -276,6 +276,23 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        6,
+        "vault version ids of recordings; the vault mirror queue (storage/catalog/vaultsync.py)",
+        (
+            # NULL: written before this migration, or to a vault that keeps no versions
+            "ALTER TABLE recordings ADD COLUMN object_version TEXT",
+            "CREATE INDEX recordings_object_key ON recordings (object_key)",
+            """
+            CREATE TABLE vault_sync (
+                recording_id TEXT PRIMARY KEY,
+                needs INTEGER NOT NULL,
+                token TEXT NOT NULL,
+                queued_at TEXT NOT NULL
+            )
+            """,
+        ),
+    ),
 )
 
 _CREATE_MIGRATIONS_TABLE = """

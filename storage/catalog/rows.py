@@ -27,7 +27,7 @@ RECORDING_COLUMNS = (
     "started_at", "ended_at", "duration_ms", "consent", "purposes", "retention_class",
     "retain_until", "object_key", "subject_key_id", "ciphertext_sha256", "stored_size",
     "audio_bytes", "audio_format", "sample_rate", "channels", "pci_redacted_ms",
-    "created_at", "state", "restricted", "updated_at",
+    "created_at", "state", "restricted", "updated_at", "object_version",
 )  # fmt: skip
 _TIME_COLUMNS = frozenset({"started_at", "ended_at", "retain_until", "created_at", "updated_at"})
 
