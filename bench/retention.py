@@ -1,20 +1,23 @@
 """Retention benchmark: expire N recordings on the S3 path (SeaweedFS, the embedded S3 server).
 
-    .venv/bin/python bench/retention.py [--n 2000] [--buckets plain,versioned] [--workers 1]
+    .venv/bin/python bench/retention.py [--n 2000] [--buckets plain,versioned] [--runs 3]
 
-For each bucket kind it stores N sealed recordings (catalog: SQLite, durable commits)
-whose retain-until has passed, then times ``RetentionService.sweep()``: deletion
-intents, ``Vault.delete_many`` (S3 multi-object delete; on a versioned bucket every
-version of each key is listed and deleted), state ``expired``, one audit record and
-one signed receipt per recording. The baseline, in the same run, is raw boto3
-``delete_objects`` of the same keys in batches of 1000 on an identical bucket (with
-the version ids returned by ``put_object`` on the versioned one: the least work
-S3 allows). Printed: expiries/s, baseline deletes/s and ratio = sweep / baseline.
-``BENCH_PROFILE=1`` prints a profile of the sweep.
+For each bucket kind it stores N sealed recordings (catalog: SQLite, durable commits;
+the version id each put returned kept in the row, as ingest does) whose retain-until
+has passed, then times ``RetentionService.sweep()``: deletion intents, the vault
+delete (``Vault.delete_many``: the catalog's version ids deleted by id, a listing per
+prefix for versions written outside callvault, sorted runs in parallel), state
+``expired``, one audit record and one signed receipt per recording. The baseline, in
+the same run, is raw boto3 ``delete_objects`` of the same keys in batches of 1000 on
+an identical bucket (with the version ids returned by ``put_object`` on the versioned
+one: the least work S3 allows).
 
-On a versioned bucket ``S3Vault.delete_many`` lists each key's versions (one request
-per key; the sweep runs 8 slices in parallel), so a versioned bucket costs one more
-request per recording.
+Printed per run: expiries/s, baseline deletes/s, ratio = sweep / baseline, and the CPU
+time (user + sys) per 1000 deletions of this process and of the SeaweedFS process
+(``/proc/<pid>/stat``), for the sweep and for the baseline: on a shared machine the
+rates move with the neighbours' load, the CPU per deletion much less. With ``--runs``
+> 1 the last lines give min / median / max. ``BENCH_PROFILE=1`` prints a profile of
+the sweep.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ import argparse
 import dataclasses
 import hashlib
 import os
+import resource
+import statistics
 import sys
 import tempfile
 import time
@@ -44,12 +49,55 @@ from streams.retention import RetentionService  # noqa: E402
 AUDIO = os.urandom(16 * 1024)  # a sealed object of ~16 KiB per recording
 
 
-def run(kind: str, n: int, endpoint: str, workdir: Path) -> tuple[float, float]:
+@dataclasses.dataclass(frozen=True)
+class Figures:
+    sweep_rate: float  # expiries/s
+    raw_rate: float  # deletes/s
+    sweep_cpu: tuple[float, float]  # ms per 1000 deletions: this process, SeaweedFS
+    raw_cpu: tuple[float, float]
+
+    @property
+    def ratio(self) -> float:
+        return self.sweep_rate / self.raw_rate
+
+
+def _own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _proc_cpu(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Meter:
+    """Wall time and CPU time of this process and of the S3 server over a block."""
+
+    def __init__(self, server_pid: int) -> None:
+        self.server_pid = server_pid
+
+    def __enter__(self) -> Meter:
+        self.wall = time.perf_counter()
+        self.own = _own_cpu()
+        self.server = _proc_cpu(self.server_pid)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall = time.perf_counter() - self.wall
+        self.own = _own_cpu() - self.own
+        self.server = _proc_cpu(self.server_pid) - self.server
+
+    def per_thousand(self, n: int) -> tuple[float, float]:
+        return (self.own * 1e6 / n, self.server * 1e6 / n)
+
+
+def run(kind: str, n: int, endpoint: str, server_pid: int, workdir: Path) -> Figures:
     import boto3
 
     bucket = f"bench-{kind}-{time.monotonic_ns()}"
     env = {
-        "CALLVAULT_DATA_DIR": str(workdir / kind),
+        "CALLVAULT_DATA_DIR": str(workdir / bucket),
         "CALLVAULT_VAULT": f"s3://{bucket}",
         "CALLVAULT_S3_ENDPOINT": endpoint,
         "CALLVAULT_WORKER_ID": "bench",
@@ -105,14 +153,16 @@ def run(kind: str, n: int, endpoint: str, workdir: Path) -> tuple[float, float]:
         )
     versions: dict[str, str] = {}
 
-    def put(row: RecordingRow) -> None:
-        services.vault.put(row.object_key, blob, tags={"retention-class": "standard-90d"})
+    def put(row: RecordingRow) -> RecordingRow:
+        # as ingest does: the catalog keeps the version id the put returned
+        written = services.vault.put(row.object_key, blob, tags={"retention-class": "standard-90d"})
         reply = client.put_object(Bucket=raw_bucket, Key=row.object_key, Body=blob)
         if "VersionId" in reply:
             versions[row.object_key] = reply["VersionId"]
+        return dataclasses.replace(row, object_version=written.version_id)
 
     with ThreadPoolExecutor(8) as pool:
-        list(pool.map(put, rows))
+        rows = list(pool.map(put, rows))
     for start in range(0, n, 500):
         batch = rows[start : start + 500]
         services.catalog.store_recordings(
@@ -127,32 +177,31 @@ def run(kind: str, n: int, endpoint: str, workdir: Path) -> tuple[float, float]:
         {"Key": row.object_key, **({"VersionId": versions[row.object_key]} if versions else {})}
         for row in rows
     ]
-    started = time.perf_counter()
-    for start in range(0, n, 1000):
-        client.delete_objects(
-            Bucket=raw_bucket, Delete={"Objects": entries[start : start + 1000], "Quiet": True}
-        )
-    baseline = time.perf_counter() - started
+    with Meter(server_pid) as raw:
+        for start in range(0, n, 1000):
+            client.delete_objects(
+                Bucket=raw_bucket, Delete={"Objects": entries[start : start + 1000], "Quiet": True}
+            )
 
     retention = RetentionService(dataclasses.replace(services, policy=policy), actor="bench")
     retention.reschedule_if_policy_changed()  # first start: records the rules digest
-    started = time.perf_counter()
-    if os.environ.get("BENCH_PROFILE"):
-        import cProfile
-        import pstats
+    with Meter(server_pid) as swept:
+        if os.environ.get("BENCH_PROFILE"):
+            import cProfile
+            import pstats
 
-        profile = cProfile.Profile()
-        result = profile.runcall(retention.sweep)
-        pstats.Stats(profile).sort_stats("tottime").print_stats(18)
-    else:
-        result = retention.sweep()
-    elapsed = time.perf_counter() - started
+            profile = cProfile.Profile()
+            result = profile.runcall(retention.sweep)
+        else:
+            result = retention.sweep()
+    if os.environ.get("BENCH_PROFILE"):
+        pstats.Stats(profile).sort_stats(os.environ.get("BENCH_PROFILE_SORT", "tottime")).print_stats(int(os.environ.get("BENCH_PROFILE_LINES", "18")))
     assert len(result.expired) == n and not result.failed, (len(result.expired), result.failed[:3])
     left = client.list_object_versions(Bucket=bucket).get("Versions", [])
     assert not left, f"{len(left)} versions left"
     assert services.audit.verify().ok
     services.close()
-    return n / elapsed, n / baseline
+    return Figures(n / swept.wall, n / raw.wall, swept.per_thousand(n), raw.per_thousand(n))
 
 
 def main() -> None:
@@ -160,16 +209,39 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--n", type=int, default=2000)
-    parser.add_argument("--buckets", default="plain")
+    parser.add_argument("--buckets", default="plain,versioned")
+    parser.add_argument("--runs", type=int, default=1)
     args = parser.parse_args()
+    print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the start")
     with tempfile.TemporaryDirectory() as tmp, EmbeddedS3(Path(tmp) / "s3") as s3:
         os.environ.update(s3.credentials.env())  # the services sign with them too
-        for kind in args.buckets.split(","):
-            sweep, raw = run(kind, args.n, s3.endpoint, Path(tmp))
-            print(
-                f"{kind:9} bucket, N={args.n}: sweep {sweep:8.0f} expiries/s | "
-                f"raw delete_objects {raw:8.0f} deletes/s | ratio {sweep / raw:.2f}"
-            )
+        assert s3.pid is not None
+        results: dict[str, list[Figures]] = {}
+        for _ in range(args.runs):
+            for kind in args.buckets.split(","):
+                got = run(kind, args.n, s3.endpoint, s3.pid, Path(tmp))
+                results.setdefault(kind, []).append(got)
+                print(
+                    f"{kind:9} bucket, N={args.n}: sweep {got.sweep_rate:6.0f} expiries/s | "
+                    f"raw delete_objects {got.raw_rate:6.0f} deletes/s | ratio {got.ratio:.2f} | "
+                    "CPU ms per 1000 (callvault + SeaweedFS): "
+                    f"sweep {got.sweep_cpu[0]:.0f} + {got.sweep_cpu[1]:.0f}, "
+                    f"raw {got.raw_cpu[0]:.0f} + {got.raw_cpu[1]:.0f}",
+                    flush=True,
+                )
+        if args.runs > 1:
+            for kind, runs in results.items():
+
+                def spread(values: list[float], form: str = "{:.0f}") -> str:
+                    low, mid, high = min(values), statistics.median(values), max(values)
+                    return "/".join(form.format(v) for v in (low, mid, high))
+
+                print(
+                    f"{kind:9} min/median/max over {len(runs)} runs: "
+                    f"sweep {spread([r.sweep_rate for r in runs])} expiries/s, "
+                    f"raw {spread([r.raw_rate for r in runs])} deletes/s, "
+                    f"ratio {spread([r.ratio for r in runs], '{:.2f}')}"
+                )
 
 
 if __name__ == "__main__":

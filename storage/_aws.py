@@ -202,9 +202,10 @@ def versions_of(
     key and, whenever the next wanted key lies ahead of the page, jumps to it with
     ``KeyMarker``. A first page of :data:`_PROBE_KEYS` entries measures how many
     entries lie between wanted keys: close together (a sweep that ends most objects
-    of a prefix) the walk reads pages of 1000 entries, one request per 1000
-    versions; far apart it reads small pages, one request per wanted key, the least a
-    listing can do when the keys have thousands of strangers between them.
+    of a prefix) the walk reads pages just long enough to reach the last wanted key
+    (at most 1000 entries), one request per 1000 versions; far apart it reads small
+    pages, one request per wanted key, the least a listing can do when the keys have
+    thousands of strangers between them.
 
     Raises:
         botocore errors: the caller translates them (inside :func:`translated`).
@@ -253,7 +254,12 @@ def versions_of(
         if index >= len(pending):
             break
         covered = index - resolved_before  # wanted keys this page listed completely
-        page_size = 1000 if covered >= 2 and listed <= covered * _DENSE_GAP else _SKIP_PAGE
+        if covered >= 2 and listed <= covered * _DENSE_GAP:
+            # close together: enough entries to reach the last wanted key, no further
+            gap = listed / covered
+            page_size = max(_SKIP_PAGE, min(1000, int((len(pending) - index) * gap * 1.25) + 2))
+        else:
+            page_size = _SKIP_PAGE
         if pending[index] == next_key:  # the page ended inside a wanted key's versions
             key_marker, version_marker = next_key, next_version
         else:  # jump over the strangers to the next wanted key

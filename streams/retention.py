@@ -5,7 +5,8 @@ What a caller may rely on:
 - :meth:`RetentionService.sweep` deletes every recording that is due at ``now``
   (``retain_until <= now``: exactly at the boundary, never before) and not covered by
   an active legal hold. Per batch (``Vault.delete_many``: S3 multi-object delete of
-  every version, so old versions do not outlive the deletion):
+  every version, so old versions do not outlive the deletion; the version the catalog
+  kept is deleted by id, others are found by a listing per prefix, never per key):
 
   1. **mark**: a deletion intent per recording (durable), written by one statement
      that re-checks state and legal holds under the lock hold placement takes
@@ -44,7 +45,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -79,7 +80,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 RULES_DIGEST_SETTING = "retention_rules_digest"
-_MIN_SLICE = 50
 DATA_KEY_NOTE = "removed with the object (the data key is stored only wrapped in its header)"
 
 
@@ -131,7 +131,6 @@ class RetentionService:
         actor: str,
         metrics: Metrics | None = None,
         batch_size: int = 1000,
-        delete_workers: int = 8,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be positive")
@@ -148,7 +147,6 @@ class RetentionService:
         self.endoflife = services.endoflife
         self.signer = services.signer
         self.batch_size = batch_size
-        self.delete_workers = delete_workers
 
     # -- schedules ----------------------------------------------------------------------
     def schedule_for(
@@ -323,19 +321,7 @@ class RetentionService:
             result.resumed = self._resume_intents(result)
             result.rescheduled = self.reschedule_if_policy_changed().changed
             result.rescheduled += self._catch_up_terminations()
-            remaining = limit
-            while remaining is None or remaining > 0:
-                size = self.batch_size if remaining is None else min(self.batch_size, remaining)
-                rows = self._due(moment, size)
-                if not rows:
-                    break
-                done = self._expire(rows, moment, result)
-                if progress is not None:
-                    progress(len(rows))
-                if remaining is not None:
-                    remaining -= len(rows)
-                if not done:  # the vault refused every object: try again next sweep
-                    break
+            self._expire_due(moment, result, limit=limit, progress=progress)
         self._report_held(moment, result)
         result.seconds = time.perf_counter() - started
         if not dry_run and (result.expired or result.failed or result.held or result.resumed):
@@ -360,21 +346,62 @@ class RetentionService:
             self.metrics.legal_holds_active.set(self.holds.count_active())
         return result
 
-    def _expire(self, rows: list[RecordingRow], moment: datetime, result: SweepResult) -> int:
+    def _expire_due(
+        self,
+        moment: datetime,
+        result: SweepResult,
+        *,
+        limit: int | None,
+        progress: Callable[[int], None] | None,
+    ) -> None:
+        """Batches of due recordings, pipelined: while the vault deletes the objects of
+        one batch (a thread), this thread finishes the previous one in the catalog and
+        marks the next. Every catalog call stays on this thread."""
+        remaining = limit
+        in_flight: tuple[list[RecordingRow], Future[set[str]]] | None = None
+        with ThreadPoolExecutor(1, thread_name_prefix="retention-vault") as vault_io:
+            while True:
+                submitted = None
+                if remaining is None or remaining > 0:
+                    size = self.batch_size if remaining is None else min(self.batch_size, remaining)
+                    due = self._due(moment, size)
+                    if due:
+                        if remaining is not None:
+                            remaining -= len(due)
+                        marked = self._mark(due)
+                        if marked:
+                            submitted = (marked, vault_io.submit(self._delete_objects, marked))
+                        if progress is not None:
+                            progress(len(due))
+                if in_flight is not None and not self._complete(*in_flight, result):
+                    remaining = 0  # the vault refused every object: try again next sweep
+                in_flight = submitted
+                if in_flight is None:
+                    return
+
+    def _mark(self, rows: list[RecordingRow]) -> list[RecordingRow]:
+        """Deletion intents for ``rows``; returns the rows actually marked (a hold placed
+        since ``due`` keeps its recording), as the catalog has them now."""
         marked = self.endoflife.mark(
             rows, reason="retention-due", rule="retention:due", actor=self.actor
         )
-        # only what was marked (a hold placed since ``due`` keeps its recording), as the
-        # catalog has it now
         found = self.endoflife.rows_by_id(marked)
-        rows = [
+        return [
             found[rid]
             for rid in marked
             if rid in found and found[rid].state is RecordingState.STORED
         ]
-        if not rows:
-            return 0
-        failed = self._delete_objects([row.object_key for row in rows])
+
+    def _complete(
+        self, rows: list[RecordingRow], deleting: Future[set[str]], result: SweepResult
+    ) -> int:
+        """Wait for the vault deletion of ``rows``, then finish the ones deleted: state,
+        audit records and receipts in one commit. Returns how many expired.
+
+        Raises:
+            StorageError: the vault failed as a whole (the intents stay for the next run).
+        """
+        failed = deleting.result()
         done_rows = [row for row in rows if row.object_key not in failed]
         result.failed.extend(row.recording_id for row in rows if row.object_key in failed)
         if failed:
@@ -389,16 +416,17 @@ class RetentionService:
             self.metrics.deletions.labels("retention").inc(len(expired))
         return len(expired)
 
-    def _delete_objects(self, keys: list[str]) -> set[str]:
-        """``Vault.delete_many`` in up to ``delete_workers`` parallel slices (on a versioned
-        S3 bucket each key's versions are listed first: one round trip per key, so the
-        slices overlap those waits). Returns the keys that could not be deleted."""
-        if self.delete_workers <= 1 or len(keys) < 2 * _MIN_SLICE:
-            return set(self.vault.delete_many(keys))
-        size = max(_MIN_SLICE, -(-len(keys) // self.delete_workers))
-        slices = [keys[i : i + size] for i in range(0, len(keys), size)]
-        with ThreadPoolExecutor(len(slices), thread_name_prefix="retention-delete") as pool:
-            return {key for failed in pool.map(self.vault.delete_many, slices) for key in failed}
+    def _delete_objects(self, rows: list[RecordingRow]) -> set[str]:
+        """Delete the rows' vault objects, every version: the versions the catalog kept by
+        id, any other one found by the vault's listing per prefix (``Vault.delete_many``
+        lists and deletes sorted runs of keys in parallel). Returns the keys that could
+        not be deleted."""
+        return set(
+            self.vault.delete_many(
+                [row.object_key for row in rows],
+                versions={row.object_key: row.object_version for row in rows},
+            )
+        )
 
     def _finish(self, rows: list[RecordingRow]) -> list[str]:
         deleted_at = self.clock()
@@ -460,7 +488,7 @@ class RetentionService:
         if not cleanups:
             return 0
         keys = [c.object_key for c in cleanups]
-        failed = self._delete_objects(keys)
+        failed = set(self.vault.delete_many(keys))
         done = [key for key in keys if key not in failed]
         self.endoflife.drop_cleanups(done)
         if failed:
@@ -492,7 +520,7 @@ class RetentionService:
         ]
         self.endoflife.drop_intents(gone)
         if stored:
-            failed = self._delete_objects([row.object_key for row in stored])
+            failed = self._delete_objects(stored)
             result.failed.extend(r.recording_id for r in stored if r.object_key in failed)
             expired = self._finish([r for r in stored if r.object_key not in failed])
             result.expired.extend(expired)

@@ -101,7 +101,12 @@ class EraseHandler(BaseHandler):
         if shred:
             # Crypto-shred first: from here on no copy anywhere can be decrypted.
             destroyed = self.ctx.keys.destroy_subject(request.subject_ref)
-        failed = set(self.ctx.vault.delete_many([row.object_key for row in erasable]))
+        failed = set(
+            self.ctx.vault.delete_many(
+                [row.object_key for row in erasable],
+                versions={row.object_key: row.object_version for row in erasable},
+            )
+        )
         if failed:
             raise StorageError(
                 f"the vault could not delete {len(failed)} object(s); retry the request"

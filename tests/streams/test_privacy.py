@@ -329,7 +329,7 @@ class _BrokenVault:
     def __init__(self, inner: object) -> None:
         self.inner = inner
 
-    def delete_many(self, keys: object) -> list[str]:
+    def delete_many(self, keys: object, **options: object) -> list[str]:
         raise RecordingNotFound("vault unavailable (test)")
 
     def __getattr__(self, name: str) -> object:
