@@ -19,6 +19,8 @@ from typing import Any
 
 from callvault.errors import CallvaultError
 from storage.catalog import AuditDraft, HoldStore, ReceiptSigner, ReceiptStore
+from storage.errors import CatalogError, StorageError
+from storage.mirror import MirrorResult
 from streams.errors import PrivacyRequestRejected
 from streams.metrics import Metrics
 from streams.privacy import PrivacyService
@@ -66,16 +68,35 @@ class EndOfLife:
 
     def sweep_and_resume(self, **kwargs: Any) -> SweepResult:
         """One sweep, then erasures waiting on released holds and every request left
-        open (received, in-progress, failed) or with deletion intents.
+        open (received, in-progress, failed) or with deletion intents; the vault mirror
+        runs before (released S3 legal holds) and after (tags of what was rescheduled).
 
         Raises:
             CallvaultError: the catalog or the vault failed.
         """
+        if not kwargs.get("dry_run"):
+            self.sync_vault()  # a released S3 legal hold would refuse the deletion
         result = self.retention.sweep(**kwargs)
         if not kwargs.get("dry_run"):
             self.privacy.resume_held()
             self.privacy.refresh_gauges()
+            self.sync_vault()  # the tags of what the sweep rescheduled
         return result
+
+    def sync_vault(self) -> MirrorResult | None:
+        """Bring vault tags and S3 legal holds in line with the catalog (what reschedules
+        and holds queued); a vault failure is logged, the queue keeps the work.
+
+        Raises:
+            CallvaultError: the catalog failed.
+        """
+        try:
+            return self.services.mirror.sync()
+        except StorageError as exc:
+            if isinstance(exc, CatalogError):
+                raise
+            log.error("vault mirror failed (retried at the next sweep): %s", exc)
+            return None
 
     def handle_message(self, payload: bytes) -> str:
         """Carry out one topic message; returns the outcome (``completed``, ``held``,

@@ -30,6 +30,7 @@ from storage.catalog import (
 )
 from storage.crypto import Keyring, KeyService
 from storage.landing import Landing
+from storage.mirror import VaultMirror
 from storage.types import AuditEntry
 from storage.vault import Vault
 
@@ -77,6 +78,8 @@ class Services:
     requests: PrivacyRequestStore
     ledger: DisclosureLedger
     restrictions: SubjectRestrictions
+    #: Brings vault tags and S3 legal holds in line with the catalog (storage.mirror).
+    mirror: VaultMirror
     #: Called with every audit entry after it committed (the worker publishes them).
     audit_listeners: list[Callable[[AuditEntry], None]] = field(default_factory=list)
     #: Makes the boto3 S3 client for ``s3://`` archives and landing roots (None: AWS defaults).
@@ -103,6 +106,8 @@ class Services:
         """The bundle over already opened backends: the governance stores are made here,
         once, over ``catalog`` (``extra``: fields of a subclass)."""
         receipts = ReceiptStore(catalog)
+        holds = HoldStore(catalog, clock=clock)
+        endoflife = EndOfLifeStore(catalog, receipts, clock=clock)
         return cls(
             config=config,
             policy=policy,
@@ -113,13 +118,14 @@ class Services:
             vault=vault,
             landing=landing,
             clock=clock,
-            holds=HoldStore(catalog, clock=clock),
+            holds=holds,
             receipts=receipts,
             signer=ReceiptSigner(keyring),
-            endoflife=EndOfLifeStore(catalog, receipts, clock=clock),
+            endoflife=endoflife,
             requests=PrivacyRequestStore(catalog, clock=clock),
             ledger=DisclosureLedger(catalog.database, catalog.audit, clock=clock),
             restrictions=SubjectRestrictions(catalog.database),
+            mirror=VaultMirror(catalog, vault, holds=holds, endoflife=endoflife, clock=clock),
             audit_listeners=audit_listeners if audit_listeners is not None else [],
             **extra,
         )

@@ -13,6 +13,8 @@
     callvault config reference   the CALLVAULT_* table (README)
     callvault keys rotate|status master key rotation (rewraps subject keys), key status
     callvault import PATH --manifest FILE   backfill an archive through the ingest pipeline
+    callvault vault check [--repair]        orphan objects, recordings without their object
+    callvault vault sync [--all]            vault tags and S3 legal holds from the catalog
 
 Every command exits 0 on success, 1 when the thing checked is bad (invalid policy,
 broken audit chain), 2 on usage or configuration errors. Adding a command group:
@@ -48,6 +50,7 @@ COMMANDS = (
     "callvault.cli.config:config",
     "callvault.cli.keys:keys",
     "callvault.cli.imports:import_command",
+    "callvault.cli.vault:vault",
 )
 
 

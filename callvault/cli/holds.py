@@ -8,10 +8,15 @@ callvault hold list [--all]
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from callvault.cli._common import fail, open_endoflife
 from callvault.errors import CallvaultError
+
+if TYPE_CHECKING:
+    from storage.mirror import MirrorResult
 
 __all__ = ["hold"]
 
@@ -66,9 +71,22 @@ def hold_place(
                 actor=f"user:{placed_by}",
             )
             covers = lifecycle.holds.covered_recording_ids(placed)
+            mirrored = lifecycle.sync_vault()
         except CallvaultError as exc:
             fail(str(exc))
     click.echo(f"{placed.hold_id}: {scope} hold placed; covers {len(covers)} recording(s) now")
+    _echo_mirror(mirrored)
+
+
+def _echo_mirror(mirrored: MirrorResult | None) -> None:
+    if mirrored is None:
+        click.echo("  vault not updated yet (see the log); the next sweep retries")
+    elif mirrored.held or mirrored.released:
+        click.echo(
+            f"  S3 legal hold set on {mirrored.held}, cleared on {mirrored.released} object(s)"
+        )
+    if mirrored is not None and mirrored.failed:
+        click.echo(f"  {len(mirrored.failed)} object(s) not updated yet; the next sweep retries")
 
 
 @hold.command("release")
@@ -83,9 +101,11 @@ def hold_release(ctx: click.Context, hold_id: str, reason: str, released_by: str
             released = lifecycle.holds.release(
                 hold_id, released_by=released_by, reason=reason, actor=f"user:{released_by}"
             )
+            mirrored = lifecycle.sync_vault()
         except CallvaultError as exc:
             fail(str(exc))
     click.echo(f"{released.hold_id}: released at {released.released_at}")
+    _echo_mirror(mirrored)
 
 
 @hold.command("list")

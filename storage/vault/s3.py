@@ -428,8 +428,12 @@ class S3Vault:
                 self._client.create_bucket(**request)
             except Exception as exc:
                 failure = _aws.failure_of(exc)
-                if failure is None or failure.code != "BucketAlreadyOwnedByYou":
+                if failure is None or failure.code not in (
+                    "BucketAlreadyOwnedByYou",
+                    "BucketAlreadyExists",  # SeaweedFS's answer to its owner, too
+                ):
                     raise
+                self._client.head_bucket(Bucket=self.bucket)  # ours, if we may use it
             if versioning:
                 self._client.put_bucket_versioning(
                     Bucket=self.bucket, VersioningConfiguration={"Status": "Enabled"}

@@ -2,7 +2,10 @@
 
 ``POST /v1/holds`` places a hold (201), ``GET /v1/holds[?all=1]`` lists the active
 (or all) holds, ``GET /v1/holds/{id}`` gives one and what it covers,
-``DELETE /v1/holds/{id}`` releases it (body or query ``reason``).
+``DELETE /v1/holds/{id}`` releases it (body or query ``reason``). Placing and
+releasing mirror the hold into the vault before answering (S3 legal hold on every
+version of the covered objects where the bucket has Object Lock, and the
+``legal-hold`` tag); what could not be mirrored stays queued for the next sweep.
 
 A hold body: ``{"scope": "recording"|"customer"|"call", "tenant", "recording_id" |
 "customer_ref" | "call_id", "reason", "reference"}`` (``tenant`` may be left out for
@@ -83,6 +86,7 @@ async def place_hold(request: web.Request) -> web.Response:
             actor=f"user:{principal.user}",
         )
         _refresh_gauge(ctx)
+        ctx.endoflife.sync_vault()  # the S3 legal hold of what it covers, now
         return hold, holds.covered_recording_ids(hold)
 
     hold, covers = await store_call(place)
@@ -124,6 +128,7 @@ async def release_hold(request: web.Request) -> web.Response:
             actor=f"user:{principal.user}",
         )
         _refresh_gauge(ctx)
+        ctx.endoflife.sync_vault()  # clears the S3 legal hold no other hold needs
         return hold
 
     hold = await store_call(release)

@@ -23,6 +23,7 @@ from callvault.settings import load_settings
 from callvault.synth import call_wav
 from policies import decide_ingest
 from storage.catalog.audit import AuditDraft
+from storage.mirror import recording_tags
 from storage.types import RecordingRow
 from streams.endoflife import EndOfLife
 from streams.http import WebContext, build_web_app
@@ -109,7 +110,13 @@ def store_call(
         recording_id=rid, tenant=tenant, subject_ref=subject_ref, plaintext=audio
     )
     key = object_key_for(services.keys, tenant, rid)
-    services.vault.put(key, sealed.blob, tags={"retention-class": decision.retention_class})
+    tags = recording_tags(
+        purposes=decision.purposes,
+        retention_class=decision.retention_class,
+        retain_until=decision.retain_until,
+        held=False,
+    )
+    written = services.vault.put(key, sealed.blob, tags=tags)
     row = RecordingRow(
         recording_id=rid,
         call_id=call_id or f"call-{rid}",
@@ -135,6 +142,7 @@ def store_call(
         channels=1,
         pci_redacted_ms=0,
         created_at=services.clock(),
+        object_version=written.version_id,
     )
     draft = AuditDraft(actor="worker:test", action="ingest.stored", outcome="ok", recording_id=rid)
     assert services.catalog.store_recordings([(row, draft)]) == [True]
