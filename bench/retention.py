@@ -195,7 +195,8 @@ def run(kind: str, n: int, endpoint: str, server_pid: int, workdir: Path) -> Fig
         else:
             result = retention.sweep()
     if os.environ.get("BENCH_PROFILE"):
-        pstats.Stats(profile).sort_stats(os.environ.get("BENCH_PROFILE_SORT", "tottime")).print_stats(int(os.environ.get("BENCH_PROFILE_LINES", "18")))
+        stats = pstats.Stats(profile).sort_stats(os.environ.get("BENCH_PROFILE_SORT", "tottime"))
+        stats.print_stats(int(os.environ.get("BENCH_PROFILE_LINES", "18")))
     assert len(result.expired) == n and not result.failed, (len(result.expired), result.failed[:3])
     left = client.list_object_versions(Bucket=bucket).get("Versions", [])
     assert not left, f"{len(left)} versions left"
