@@ -165,7 +165,9 @@ def test_lifecycle_safety_net_outlasts_every_retention_class() -> None:
     rules = {
         cls: int(days)
         for cls, days in re.findall(
-            r'mc ilm rule add --tags "retention-class=([a-z0-9-]+)" --expire-days (\d+)', script
+            r'mc ilm rule add --tags "retention-class=([a-z0-9-]+)&legal-hold=off" '
+            r"--expire-days (\d+)",
+            script,
         )
     }
     policy = load_policy(None)
