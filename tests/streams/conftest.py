@@ -45,3 +45,20 @@ def file_services(tmp_path: Path, clock: Clock) -> Iterator[Services]:
     opened = make_services(tmp_path, f"sqlite:///{tmp_path}/catalog.sqlite3", "file", clock)
     yield opened
     opened.close()
+
+
+@pytest.fixture
+def s3_services(
+    tmp_path: Path,
+    catalog_url: str,
+    clock: Clock,
+    seaweed_env: None,
+    seaweed_endpoint: str,
+    seaweed_bucket: str,
+) -> Iterator[Services]:
+    """Services over a fresh versioned SeaweedFS bucket (both catalogs)."""
+    opened = make_services(
+        tmp_path, catalog_url, "s3", clock, s3_endpoint=seaweed_endpoint, s3_bucket=seaweed_bucket
+    )
+    yield opened
+    opened.close()
