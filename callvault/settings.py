@@ -50,6 +50,16 @@ class Settings:
         default=9092,
         metadata=_meta("Port of the embedded broker (127.0.0.1).", "19092", "9092"),
     )
+    embedded_broker_storage: str = field(
+        default="s3",
+        metadata=_meta(
+            "Where the embedded broker keeps its topics: s3 (on the embedded SeaweedFS "
+            "S3 server, under $CALLVAULT_DATA_DIR/s3: they survive restarts and kill -9) "
+            "or memory (faster, gone with the broker).",
+            "memory",
+            "s3",
+        ),
+    )
     vault: str = field(
         default="",
         metadata=_meta(
@@ -186,6 +196,11 @@ def _finish(values: dict[str, Any]) -> Settings:
         values["landing_roots"] = (f"file://{data_dir / 'landing'}",)
     if not values.get("worker_id"):
         values["worker_id"] = os.uname().nodename
+    if values.get("embedded_broker_storage") not in ("s3", "memory"):
+        raise ConfigError(
+            f"{ENV_PREFIX}EMBEDDED_BROKER_STORAGE={values.get('embedded_broker_storage')!r} "
+            "must be s3 or memory"
+        )
     if values.get("broker") and not str(values["broker"]).startswith("kafka://"):
         raise ConfigError(
             f"{ENV_PREFIX}BROKER={values['broker']!r} must look like kafka://host:port"
