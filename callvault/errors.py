@@ -20,7 +20,8 @@ so a caller can catch one type at the edge (CLI, HTTP view, stream agent)::
     ├── policies.errors.PolicyError
     │   └── PolicyFileError         invalid policy file (with location)
     └── streams.errors.StreamError
-        └── EventRejected           a bad event (carries a DLQ reason code)
+        ├── EventRejected           a bad event (carries a DLQ reason code)
+        └── SourceRefused           a telephony source's notification that cannot be mapped
 """
 
 from __future__ import annotations
