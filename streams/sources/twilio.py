@@ -210,6 +210,7 @@ class TwilioSource:
             raise refuse(SourceReason.MALFORMED, "a completed callback needs RecordingUrl")
         query = dict(parse_qsl(urlsplit(url).query))
         fields = callback_fields(form, query, binding)
+        media_url = self._media_url(binding, form["RecordingUrl"], fields.get("channels") == 2)
         audio_format = binding.media_format
         # Every field checked before anything is fetched.
         build_event(
@@ -217,7 +218,7 @@ class TwilioSource:
             {"uri": "file:///pending", "format": audio_format, "sha256": "0" * 64},
             now=self.clock(),
         )  # fmt: skip
-        media = await self._fetch(binding, form["RecordingUrl"], fields.get("channels") == 2)
+        media = await self._fetch(binding, media_url)
         try:
             uri = await self._run(self.landing.land, f"{recording_sid}.{audio_format}", media)
         except LandingRejected as exc:
@@ -249,9 +250,9 @@ class TwilioSource:
             parts._replace(path=path, query="RequestedChannels=2" if dual else "", fragment="")
         )
 
-    async def _fetch(self, binding: TwilioBinding, recording_url: str, dual: bool) -> bytes:
-        url = self._media_url(binding, recording_url, dual)
-        auth = aiohttp.BasicAuth(binding.account_sid, binding.auth_token.reveal())
+    async def _fetch(self, binding: TwilioBinding, url: str) -> bytes:
+        credentials = f"{binding.account_sid}:{binding.auth_token.reveal()}".encode()
+        headers = {"Authorization": "Basic " + base64.b64encode(credentials).decode("ascii")}
         timeout = aiohttp.ClientTimeout(total=self.timeout)
         delay = self.backoff
         last = "no attempt"
@@ -261,7 +262,7 @@ class TwilioSource:
                     await asyncio.sleep(delay)
                     delay *= 2
                 try:
-                    async with session.get(url, auth=auth, allow_redirects=False) as response:
+                    async with session.get(url, headers=headers, allow_redirects=False) as response:
                         if response.status in _RETRY_STATUSES:
                             last = f"HTTP {response.status}"
                             continue

@@ -78,9 +78,11 @@ def test_a_put_object_on_seaweedfs_reaches_the_vault_through_its_filer_notificat
         assert hashlib.sha256(audio).hexdigest() != row.ciphertext_sha256
         # The core path owns landing audio: gone from the bucket (every version) once stored.
         wait_until(
-            lambda: not notifying_s3.client()
-            .list_object_versions(Bucket=bucket, Prefix="calls/")
-            .get("Versions"),
+            lambda: (
+                not notifying_s3.client()
+                .list_object_versions(Bucket=bucket, Prefix="calls/")
+                .get("Versions")
+            ),
             30,
             "the landing object deleted",
         )

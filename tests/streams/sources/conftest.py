@@ -78,7 +78,7 @@ account_sid = "{TWILIO_SID}"
 auth_token = "{TWILIO_TOKEN}"
 tenant = "acme"
 queue = "twilio"
-media_hosts = ["{extra.get('media_host', 'api.twilio.com')}"]
+media_hosts = ["{extra.get("media_host", "api.twilio.com")}"]
 
 [[announce]]
 tenant = "acme"
@@ -134,7 +134,9 @@ def world(world_factory: Callable[..., SourceWorld]) -> SourceWorld:
     return world_factory()
 
 
-def aws_notification(bucket: str, key: str, *, event: str = "ObjectCreated:Put", **obj: Any) -> bytes:
+def aws_notification(
+    bucket: str, key: str, *, event: str = "ObjectCreated:Put", **obj: Any
+) -> bytes:
     """An S3 event notification as AWS documents it (keys URL-encoded, '+' for ' ')."""
     from urllib.parse import quote_plus
 

@@ -35,7 +35,9 @@ def _meta(**extra: str) -> dict[str, str]:
 
 
 def _put(world: SourceWorld, key: str, body: bytes, **kw: Any) -> dict[str, Any]:
-    response: dict[str, Any] = world.client.put_object(Bucket=world.bucket, Key=key, Body=body, **kw)
+    response: dict[str, Any] = world.client.put_object(
+        Bucket=world.bucket, Key=key, Body=body, **kw
+    )
     return response
 
 
