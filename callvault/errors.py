@@ -4,24 +4,42 @@ Every error callvault raises on purpose derives from :class:`CallvaultError`,
 so a caller can catch one type at the edge (CLI, HTTP view, stream agent)::
 
     CallvaultError
-    ├── ConfigError                 callvault.errors: bad settings / URLs
-    ├── EmbeddedServerError         callvault.errors: an embedded server would not start
-    │   └── BrokerError             the embedded Kafka-protocol broker (tansu)
-    ├── storage.errors.StorageError
+    ├── ConfigError                   callvault.errors: bad settings / URLs
+    ├── EmbeddedServerError           callvault.errors: an embedded server would not start
+    │   └── BrokerError               the embedded Kafka-protocol broker (tansu)
+    ├── SynthError                    callvault.synth: espeak-ng / sox failed
+    ├── storage.errors.StorageError   (storage/errors.py)
     │   ├── RecordingNotFound
-    │   ├── IntegrityError          tampered, truncated or spliced object
+    │   ├── IntegrityError            tampered, truncated or spliced object
     │   ├── KeyringError
-    │   │   └── KeyDestroyed        the subject key was shredded (erasure)
+    │   │   └── KeyDestroyed          the subject key was shredded (erasure)
     │   ├── AudioError
     │   │   └── UnsupportedAudioFormat
-    │   ├── LandingError            landing audio missing / outside the landing roots
+    │   ├── LandingError              landing audio unreadable (worth retrying)
+    │   │   └── LandingRejected       refused for good, with a reason code
     │   ├── CatalogError
-    │   └── AuditError
-    ├── policies.errors.PolicyError
-    │   └── PolicyFileError         invalid policy file (with location)
-    └── streams.errors.StreamError
-        ├── EventRejected           a bad event (carries a DLQ reason code)
-        └── SourceRefused           a telephony source's notification that cannot be mapped
+    │   ├── AuditError
+    │   ├── HoldError
+    │   │   └── HoldNotFound
+    │   ├── ReceiptError
+    │   │   └── ReceiptNotFound
+    │   └── PrivacyRequestError
+    │       └── PrivacyRequestNotFound
+    ├── policies.errors.PolicyError   (policies/errors.py)
+    │   ├── PolicyFileError           invalid policy file (with location)
+    │   └── PolicyInputError          a decision called with bad input (also a ValueError)
+    └── streams.errors.StreamError    (streams/errors.py)
+        ├── EventRejected             a bad event (carries a DLQ reason code)
+        ├── PrivacyRequestRejected    a malformed privacy request
+        ├── ManifestError             an unusable import manifest
+        ├── SourceRefused             a telephony source's notification that cannot be mapped
+        └── RequestError              an HTTP request refused (streams/http/errors.py maps
+            │                         each to its status): AuthError, BadRequest,
+            │                         PayloadTooLarge, UnsupportedMediaType, NotFound,
+            │                         AccessDenied, AuditUnavailable, LandingUnavailable,
+            └──                       RangeNotSatisfiable, AudioFailure
+
+``tests/test_errors.py`` proves every exception class of the four packages is in it.
 """
 
 from __future__ import annotations
