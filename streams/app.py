@@ -312,11 +312,7 @@ class Worker:
             "recording_id": outcome.recording_id,
             "at": datetime.now(UTC).isoformat(),
             "worker": self.services.config.worker_id,
-            "source": (
-                {"topic": message.topic, "partition": message.partition, "offset": message.offset}
-                if message is not None
-                else None
-            ),
+            "source": _position(message),
             "event": None,
         }
         return json.dumps(body).encode()
@@ -334,11 +330,7 @@ class Worker:
             "recording_id": outcome.recording_id,
             "at": datetime.now(UTC).isoformat(),
             "worker": self.services.config.worker_id,
-            "source": (
-                {"topic": message.topic, "partition": message.partition, "offset": message.offset}
-                if message is not None
-                else None
-            ),
+            "source": _position(message),
             "event": redacted_event(outcome.payload),
         }
         return json.dumps(body).encode()
@@ -421,3 +413,10 @@ class Worker:
         )
         with contextlib.suppress(SystemExit):
             worker.execute_from_commandline()
+
+
+def _position(message: Any) -> dict[str, Any] | None:
+    """Where a consumed message sits (replay it from there), for a DLQ entry."""
+    if message is None:
+        return None
+    return {"topic": message.topic, "partition": message.partition, "offset": message.offset}

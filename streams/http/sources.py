@@ -49,11 +49,12 @@ def _sources(ctx: WebContext) -> Sources:
 
 
 async def _refused(
-    request: web.Request, source: str, exc: SourceRefused, actor: str
+    request: web.Request, source: str, exc: SourceRefused, actor: str, *, counted: bool = False
 ) -> SourceRefused:
-    """Count and audit a refusal; returns it to raise."""
+    """Count (as received too, unless ``counted``) and audit a refusal; returns it."""
     ctx = ctx_of(request)
-    ctx.metrics.source_received.labels(source).inc()
+    if not counted:
+        ctx.metrics.source_received.labels(source).inc()
     ctx.metrics.source_refused.labels(source, exc.reason).inc()
     await audit_or_503(
         request,
@@ -135,19 +136,7 @@ async def post_twilio(request: web.Request) -> web.Response:
             url, params, request.headers.get("X-Twilio-Signature")
         )
     except SourceRefused as exc:
-        ctx.metrics.source_refused.labels("twilio", exc.reason).inc()
-        await audit_or_503(
-            request,
-            AuditDraft(
-                actor="source:twilio",
-                action="source.refused",
-                outcome="denied",
-                reason=exc.reason,
-                recording_id=None,
-                details={"source": "twilio", "route": request.path},
-            ),
-        )
-        raise
+        raise await _refused(request, "twilio", exc, "source:twilio", counted=True) from None
     except LandingError as exc:
         log.error("Twilio media could not be landed: %s", exc)
         raise LandingUnavailable("could not store the recording for ingest") from None

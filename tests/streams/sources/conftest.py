@@ -43,22 +43,38 @@ class SourceWorld:
 
     def ingest(self, *events: dict[str, Any]) -> list[IngestOutcome]:
         """Run events through the real core path (validation, landing, vault, catalog)."""
-        pipeline = IngestPipeline(
+        return ingest(self.services, *events)
+
+    def fresh_sources(self) -> Sources:
+        """The adapters as a restarted worker has them: nothing remembered."""
+        return Sources(
+            bindings=self.services.sources,
             landing=self.services.landing,
-            vault=self.services.vault,
-            keys=self.services.keys,
             catalog=self.services.catalog,
-            audit=self.services.audit,
-            policy=self.services.policy,
             metrics=self.metrics,
-            actor="worker:test",
             clock=self.services.clock,
-            restrictions=self.services.restrictions,
+            max_bytes=1 << 26,
         )
-        try:
-            return pipeline.process_batch([json.dumps(e).encode() for e in events])
-        finally:
-            pipeline.close()
+
+
+def ingest(services: Services, *events: dict[str, Any]) -> list[IngestOutcome]:
+    """Run events through the real core path (validation, landing, vault, catalog)."""
+    pipeline = IngestPipeline(
+        landing=services.landing,
+        vault=services.vault,
+        keys=services.keys,
+        catalog=services.catalog,
+        audit=services.audit,
+        policy=services.policy,
+        metrics=Metrics(),
+        actor="worker:test",
+        clock=services.clock,
+        restrictions=services.restrictions,
+    )
+    try:
+        return pipeline.process_batch([json.dumps(e).encode() for e in events])
+    finally:
+        pipeline.close()
 
 
 def sources_toml(bucket: str, **extra: str) -> str:

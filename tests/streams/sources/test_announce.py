@@ -22,7 +22,7 @@ from tests.e2e.harness import consume_all
 from tests.fixtures.signals import align, envelope, ncc, split_channels
 from tests.fixtures.sipcall import SipCallFactory
 from tests.fixtures.telephony import TelephonySamples
-from tests.streams.sources.conftest import waits_on_issue_11
+from tests.streams.sources.conftest import ingest, waits_on_issue_11
 
 
 @pytest.fixture
@@ -58,22 +58,9 @@ def _announce(env: dict[str, str], *args: str) -> Any:
     return CliRunner().invoke(cli, ["announce", *args, *defaults], env=env, catch_exceptions=False)
 
 
-def _ingest(services: Services, event: dict[str, Any]) -> str:
-    from streams.ingest import IngestPipeline
-    from streams.metrics import Metrics
-
-    pipeline = IngestPipeline(
-        landing=services.landing, vault=services.vault, keys=services.keys,
-        catalog=services.catalog, audit=services.audit, policy=services.policy,
-        metrics=Metrics(), actor="worker:test", clock=services.clock,
-        restrictions=services.restrictions,
-    )  # fmt: skip
-    try:
-        (outcome,) = pipeline.process_batch([json.dumps(event).encode()])
-    finally:
-        pipeline.close()
+def _ingest(services: Services, event: dict[str, Any]) -> None:
+    (outcome,) = ingest(services, event)
     assert outcome.status == "stored", outcome
-    return outcome.status
 
 
 CALL = ["--call-id", "1764590400.17", "--customer-ref", "+15555550100", "--agent-id", "sip-201"]

@@ -127,11 +127,7 @@ def test_audio_without_metadata_waits_for_its_sidecar(
         assert (dup.status, dup.reason) == ("skipped", "duplicate"), dup
     assert world.ingest(outcome.event)[0].status == "stored"  # type: ignore[arg-type]
     # After ingest (a new worker: nothing remembered), the object is gone.
-    fresh = type(world.sources)(
-        bindings=world.services.sources, landing=world.services.landing,
-        catalog=world.services.catalog, metrics=world.metrics, clock=world.services.clock,
-        max_bytes=1 << 20,
-    )  # fmt: skip
+    fresh = world.fresh_sources()
     (gone,) = fresh.on_s3_message(None, aws_notification(world.bucket, key))
     assert (gone.status, gone.reason) == ("skipped", "gone")
 
@@ -147,11 +143,7 @@ def test_a_restarted_adapter_finds_a_stored_recording_a_duplicate(
     assert world.ingest(first.event)[0].status == "stored"
     # The same object comes back (a PBX retrying its upload) and is announced again.
     _put(world, key, audio, Metadata=_meta(**{"recording-id": "pbx-dup"}))
-    fresh = type(world.sources)(
-        bindings=world.services.sources, landing=world.services.landing,
-        catalog=world.services.catalog, metrics=world.metrics, clock=world.services.clock,
-        max_bytes=1 << 20,
-    )  # fmt: skip
+    fresh = world.fresh_sources()
     (again,) = fresh.on_s3_message(None, aws_notification(world.bucket, key))
     assert (again.status, again.reason) == ("skipped", "duplicate")
 
