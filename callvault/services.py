@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from callvault.settings import Settings
 from policies import load_policy
@@ -52,11 +53,21 @@ def worker_config(settings: Settings) -> WorkerConfig:
     )
 
 
+def s3_client_options(settings: Settings) -> dict[str, Any]:
+    """Region, retries and timeouts of every S3 client (vault, landing, imports)."""
+    return {
+        "region": settings.s3_region,
+        "max_attempts": settings.s3_max_attempts,
+        "connect_timeout": float(settings.s3_connect_timeout_seconds),
+        "read_timeout": float(settings.s3_read_timeout_seconds),
+    }
+
+
 def s3_client_factory(settings: Settings) -> Callable[[], object]:
     """Makes the S3 client landing roots and imports use (endpoint and region from settings)."""
 
     def make() -> object:
-        return make_s3_client(endpoint_url=settings.s3_endpoint, region=settings.s3_region)
+        return make_s3_client(endpoint_url=settings.s3_endpoint, **s3_client_options(settings))
 
     return make
 
@@ -104,7 +115,9 @@ def build_services(
             listener(entry)
 
     catalog = open_catalog(settings.catalog, migrate=migrate, on_append=fan_out, clock=clock)
-    vault = open_vault(settings.vault, s3_endpoint=settings.s3_endpoint, region=settings.s3_region)
+    vault = open_vault(
+        settings.vault, s3_endpoint=settings.s3_endpoint, **s3_client_options(settings)
+    )
     landing = Landing(
         settings.landing_roots,
         s3_client_factory=s3_client_factory(settings),

@@ -75,6 +75,27 @@ class Settings:
     s3_region: str = field(
         default="us-east-1", metadata=_meta("S3 / KMS region.", "eu-central-1", "us-east-1")
     )
+    s3_connect_timeout_seconds: int = field(
+        default=10,
+        metadata=_meta("Seconds an S3 client waits to connect before it retries.", "3", "10"),
+    )
+    s3_read_timeout_seconds: int = field(
+        default=60,
+        metadata=_meta(
+            "Seconds an S3 client waits for the next byte of an answer before it retries.",
+            "20",
+            "60",
+        ),
+    )
+    s3_max_attempts: int = field(
+        default=5,
+        metadata=_meta(
+            "Attempts per S3 request (botocore standard retry mode: 5xx, throttling, resets "
+            "and timeouts are retried with exponential back-off and jitter).",
+            "8",
+            "5",
+        ),
+    )
     kms_endpoint: str | None = field(
         default=None,
         metadata=_meta(
@@ -182,6 +203,9 @@ def _parse_roots(name: str, raw: str | list[str] | tuple[str, ...]) -> tuple[str
 
 _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "embedded_broker_port": _parse_int,
+    "s3_connect_timeout_seconds": _parse_int,
+    "s3_read_timeout_seconds": _parse_int,
+    "s3_max_attempts": _parse_int,
     "web_port": _parse_int,
     "reconcile_after_seconds": _parse_int,
     "metrics_interval_seconds": _parse_int,
@@ -206,6 +230,9 @@ def _finish(values: dict[str, Any]) -> Settings:
         values["landing_roots"] = (f"file://{data_dir / 'landing'}",)
     if not values.get("worker_id"):
         values["worker_id"] = os.uname().nodename
+    for name in ("s3_connect_timeout_seconds", "s3_read_timeout_seconds", "s3_max_attempts"):
+        if int(values[name]) < 1:
+            raise ConfigError(f"{ENV_PREFIX}{name.upper()}={values[name]!r} must be at least 1")
     if values.get("embedded_broker_storage") not in ("s3", "memory"):
         raise ConfigError(
             f"{ENV_PREFIX}EMBEDDED_BROKER_STORAGE={values.get('embedded_broker_storage')!r} "

@@ -73,8 +73,13 @@ def backend_class(scheme: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
-def open_vault(url: str, *, s3_endpoint: str | None = None, region: str = "us-east-1") -> Vault:
+def open_vault(
+    url: str, *, s3_endpoint: str | None = None, region: str = "us-east-1", **options: Any
+) -> Vault:
     """Return the vault a URL names: ``file:///abs/path`` or ``s3://bucket[/prefix]``.
+
+    ``options`` go to the backend (S3: ``max_attempts``, ``connect_timeout``,
+    ``read_timeout`` of its client; a folder ignores them).
 
     Raises:
         ConfigError: the URL is malformed or names an unsupported scheme.
@@ -88,6 +93,6 @@ def open_vault(url: str, *, s3_endpoint: str | None = None, region: str = "us-ea
     if parts.scheme not in BACKENDS:
         raise ConfigError(f"unsupported vault URL {url!r}; {_EXPECTED}")
     vault: Vault = backend_class(parts.scheme).from_url(
-        url, parts, s3_endpoint=s3_endpoint, region=region
+        url, parts, s3_endpoint=s3_endpoint, region=region, **options
     )
     return vault

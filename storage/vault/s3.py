@@ -11,7 +11,9 @@ as the local vault). What a caller may rely on beyond the protocol:
   listing per prefix (:func:`storage._aws.versions_of`: it skips ahead over keys it
   was not asked about, never one request per key where the keys lie close) catches
   versions written outside callvault. A batch is split into ``workers`` sorted runs,
-  each listed and deleted by its own thread.
+  each listed and deleted by its own thread; a run that S3 fails as a whole (after
+  botocore's retries: refused, or unreachable) fails only its own keys, which
+  ``delete_many`` returns for the caller to retry; a missing bucket fails the call.
 - ``put`` returns the ``VersionId`` S3 gave the object (``ObjectInfo.version_id``);
   ``put_tags`` and the legal-hold calls take it, so they act on that version.
 - Object Lock: :meth:`S3Vault.object_lock_enabled` says whether the bucket has it;
@@ -125,15 +127,33 @@ class S3Vault:
         *,
         s3_endpoint: str | None = None,
         region: str = "us-east-1",
+        max_attempts: int = _aws.MAX_ATTEMPTS,
+        connect_timeout: float = _aws.CONNECT_TIMEOUT,
+        read_timeout: float = _aws.READ_TIMEOUT,
         **options: object,
     ) -> S3Vault:
-        """The vault ``s3://bucket[/prefix]`` names, on ``s3_endpoint`` (None: AWS).
+        """The vault ``s3://bucket[/prefix]`` names, on ``s3_endpoint`` (None: AWS), its
+        client with these retries and timeouts.
 
         Raises:
             ConfigError: the bucket name or prefix is invalid.
+            StorageError: the client could not be made.
         """
         del url, options
-        return cls(parts.netloc, parts.path.strip("/"), endpoint_url=s3_endpoint, region=region)
+        client = make_s3_client(
+            endpoint_url=s3_endpoint,
+            region=region,
+            max_attempts=max_attempts,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+        )
+        return cls(
+            parts.netloc,
+            parts.path.strip("/"),
+            client=client,
+            endpoint_url=s3_endpoint,
+            region=region,
+        )
 
     def __repr__(self) -> str:
         return f"S3Vault({self.url!r})"
@@ -233,28 +253,37 @@ class S3Vault:
             if self._maybe_versioned():
                 failed = self._in_parallel(lambda run: self._delete_run(run, known), runs)
             else:
-                failed = self._in_parallel(
-                    lambda run: self._delete_entries([{"Key": full} for full in run]), runs
-                )
+                failed = self._in_parallel(self._delete_plain_run, runs)
         return [fulls[full] for full in fulls if full in failed]
 
     def _delete_run(self, run: list[str], known: Mapping[str, str]) -> dict[str, str]:
         """List the versions of one sorted run of keys and delete them (and the known
-        ones, which a lagging listing might miss); ``{full key: error}`` of failures."""
+        ones, which a lagging listing might miss); ``{full key: error}`` of failures.
+        A run S3 fails as a whole (after botocore's retries) fails its own keys only."""
         try:
             listed = _aws.versions_of(self._client, self.bucket, run, prefix=_common(run))
+            entries: list[dict[str, str]] = []
+            for full in run:
+                ids = dict.fromkeys(entry["VersionId"] for entry in listed.get(full, []))
+                if full in known:
+                    ids[known[full]] = None
+                entries.extend({"Key": full, "VersionId": version} for version in ids)
+            return _aws.delete_versions(self._client, self.bucket, entries)
         except Exception as exc:
-            failure = _aws.failure_of(exc)
-            if failure is None or failure.kind in (Failure.NO_BUCKET, Failure.UNREACHABLE):
-                raise
-            return {full: str(failure) for full in run}
-        entries: list[dict[str, str]] = []
-        for full in run:
-            ids = dict.fromkeys(entry["VersionId"] for entry in listed.get(full, []))
-            if full in known:
-                ids[known[full]] = None
-            entries.extend({"Key": full, "VersionId": version} for version in ids)
-        return self._delete_entries(entries)
+            return self._run_failed(exc, run)
+
+    def _delete_plain_run(self, run: list[str]) -> dict[str, str]:
+        """Delete one run of keys on a bucket that never had versioning."""
+        try:
+            return _aws.delete_versions(self._client, self.bucket, [{"Key": f} for f in run])
+        except Exception as exc:
+            return self._run_failed(exc, run)
+
+    def _run_failed(self, exc: Exception, run: list[str]) -> dict[str, str]:
+        failure = _aws.failure_of(exc)
+        if failure is None or failure.kind is Failure.NO_BUCKET:
+            raise exc  # the caller translates it: the whole operation failed
+        return {full: str(failure) for full in run}
 
     def iter_keys(self, prefix: str = "") -> Iterator[str]:
         validate_prefix(prefix)
@@ -544,13 +573,6 @@ class S3Vault:
             newest["LastModified"],
             tuple(str(item["VersionId"]) for item in ordered),
         )
-
-    def _delete_entries(self, entries: Sequence[dict[str, str]]) -> dict[str, str]:
-        """Delete in batches; return ``{full key: error}`` for entries S3 refused."""
-        if not entries:
-            return {}
-        with self._errors("delete", None):
-            return _aws.delete_versions(self._client, self.bucket, entries)
 
 
 def _common(fulls: list[str]) -> str:
