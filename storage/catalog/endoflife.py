@@ -611,7 +611,8 @@ class EndOfLifeStore:
         self, recording_id: str, changes: dict[str, Any], *, audit: AuditDraft
     ) -> None:
         """Change ``queue`` / ``agent_id`` / ``subject_ref`` / ``subject_key_id`` /
-        ``object_key`` / ``ciphertext_sha256`` / ``stored_size`` of one recording, audited.
+        ``object_key`` / ``object_version`` / ``ciphertext_sha256`` / ``stored_size`` of
+        one recording, audited.
 
         A changed ``object_key`` records the old key in ``object_cleanups`` in the same
         transaction (see the module docstring).
@@ -625,6 +626,7 @@ class EndOfLifeStore:
             "subject_ref",
             "subject_key_id",
             "object_key",
+            "object_version",
             "ciphertext_sha256",
             "stored_size",
         }

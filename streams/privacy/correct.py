@@ -132,11 +132,12 @@ class CorrectHandler(BaseHandler):
             row.tenant, f"object:{row.recording_id}:{sealed.subject_key_id}"
         )
         key = f"rec/{row.tenant}/{digest[:2]}/{digest}.cvlt"
-        self.ctx.vault.put(key, sealed.blob, tags=tags)
+        written = self.ctx.vault.put(key, sealed.blob, tags=tags)
         return {
             "subject_ref": new_subject,
             "subject_key_id": sealed.subject_key_id,
             "object_key": key,
+            "object_version": written.version_id,
             "ciphertext_sha256": hashlib.sha256(sealed.blob).hexdigest(),
             "stored_size": len(sealed.blob),
         }

@@ -243,3 +243,29 @@ def test_without_object_lock_a_hold_is_mirrored_in_the_tags_only(
     mirrored = lifecycle.sync_vault()
     assert mirrored is not None and (mirrored.tagged, mirrored.held) == (1, 0)
     assert tags(services, row)["legal-hold"] == "on"  # no lifecycle rule matches it
+
+
+def test_a_corrected_recording_keeps_the_version_of_its_new_object(
+    s3_services: Services, clock: Clock, seaweed_client: Any
+) -> None:
+    services = s3_services
+    bucket = services.settings.vault.removeprefix("s3://")
+    wrong = store_call(services, "r-rekeyed", customer="C-WRONG")
+    lifecycle = lifecycle_of(services)
+    lifecycle.privacy.submit(
+        {
+            "type": "correct",
+            "tenant": "acme",
+            "customer_ref": "C-WRONG",
+            "identity_verification": {"verified_by": "officer-7", "method": "id-document"},
+            "corrections": {"customer_ref": "C-RIGHT"},
+        },
+        requested_by="officer-7",
+    )
+    row = services.catalog.get_recording("r-rekeyed")
+    assert row is not None and row.object_key != wrong.object_key
+    assert versions(seaweed_client, bucket, row.object_key) == [row.object_version]
+    place(lifecycle, "recording", row.recording_id, "CASE-4")
+    mirrored = lifecycle.sync_vault()
+    assert mirrored is not None and (mirrored.tagged, mirrored.missing) == (1, [])
+    assert version_tags(seaweed_client, bucket, row)["legal-hold"] == "on"
