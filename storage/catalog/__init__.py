@@ -16,6 +16,8 @@ module                      holds
 ``restrictions``            customers whose recordings may not be used
 ``receipts``                signed deletion receipts
 ``stats``                   governance counts for the gauges (numbers only)
+``vaultsync``               the vault mirror queue (tags, S3 legal holds to write)
+``holdsql``                 the SQL form of "an active hold covers this row"
 ==========================  =====================================================
 """
 
