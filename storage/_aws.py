@@ -209,6 +209,8 @@ def versions_of(
 
     Raises:
         botocore errors: the caller translates them (inside :func:`translated`).
+        StorageError: the server's pages do not advance (a truncated page without
+            its next marker).
     """
     wanted = set(keys)
     found: dict[str, list[dict[str, Any]]] = {}
@@ -260,10 +262,13 @@ def versions_of(
             page_size = max(_SKIP_PAGE, min(1000, int((len(pending) - index) * gap * 1.25) + 2))
         else:
             page_size = _SKIP_PAGE
+        markers = (key_marker, version_marker)
         if pending[index] == next_key:  # the page ended inside a wanted key's versions
             key_marker, version_marker = next_key, next_version
         else:  # jump over the strangers to the next wanted key
             key_marker, version_marker = max(next_key, pending[index][:-1]), ""
+        if (key_marker, version_marker) == markers:
+            raise StorageError(f"S3 listing of {bucket}/{prefix} made no progress at {next_key!r}")
     return found
 
 

@@ -19,6 +19,9 @@ What a caller may rely on:
   3. **finish**: state ``expired``, one ``retention.expired`` audit record and one
      signed deletion receipt per recording, intents dropped: one transaction.
 
+  Batches are pipelined: a thread deletes the objects of one batch while this thread
+  finishes the previous one and marks the next (every catalog call on one thread).
+
   A crash between the steps leaves intents; the next sweep first drops (audited
   ``retention.intent-dropped``) the intents of recordings a legal hold now covers,
   then finishes the rest (deleting an already deleted object is fine), so nothing is

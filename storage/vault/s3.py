@@ -435,7 +435,7 @@ class S3Vault:
                 failure = _aws.failure_of(exc)
                 if failure is None or "LegalHold" not in failure.code:
                     raise
-                return False  # NoSuchObjectLockConfiguration: never held
+                return False  # NoSuchObjectLegalHold: never held
         return bool(answer.get("LegalHold", {}).get("Status") == "ON")
 
     # -- setup ---------------------------------------------------------------------
