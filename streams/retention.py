@@ -45,6 +45,7 @@ What a caller may rely on:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -385,15 +386,21 @@ class RetentionService:
     def _mark(self, rows: list[RecordingRow]) -> list[RecordingRow]:
         """Deletion intents for ``rows``; returns the rows actually marked (a hold placed
         since ``due`` keeps its recording), as the catalog has them now."""
-        marked = self.endoflife.mark(
-            rows, reason="retention-due", rule="retention:due", actor=self.actor
+        marked = set(
+            self.endoflife.mark(
+                rows, reason="retention-due", rule="retention:due", actor=self.actor
+            )
         )
-        found = self.endoflife.rows_by_id(marked)
-        return [
-            found[rid]
-            for rid in marked
-            if rid in found and found[rid].state is RecordingState.STORED
-        ]
+        now = self.endoflife.objects_of(marked)  # a correction may have moved the object
+        kept: list[RecordingRow] = []
+        for row in rows:
+            state, key, version = now.get(row.recording_id, (None, "", None))
+            if row.recording_id not in marked or state is not RecordingState.STORED:
+                continue
+            if (key, version) != (row.object_key, row.object_version):
+                row = dataclasses.replace(row, object_key=key, object_version=version)
+            kept.append(row)
+        return kept
 
     def _complete(
         self, rows: list[RecordingRow], deleting: Future[set[str]], result: SweepResult

@@ -283,6 +283,27 @@ class EndOfLifeStore:
                 found[row.recording_id] = row
         return found
 
+    def objects_of(
+        self, recording_ids: Iterable[str]
+    ) -> dict[str, tuple[RecordingState, str, str | None]]:
+        """(state, object key, object version) of ``recording_ids`` as the catalog has them
+        now, by id (a light query: what a deletion needs, not the whole row).
+
+        Raises:
+            CatalogError: the database failed.
+        """
+        ids = list(dict.fromkeys(recording_ids))
+        found: dict[str, tuple[RecordingState, str, str | None]] = {}
+        for start in range(0, len(ids), _IN_CHUNK):
+            chunk = ids[start : start + _IN_CHUNK]
+            for rid, state, key, version in self._db.fetch_all(
+                "SELECT recording_id, state, object_key, object_version FROM recordings "
+                f"WHERE recording_id IN ({', '.join('?' for _ in chunk)})",
+                chunk,
+            ):
+                found[rid] = (RecordingState(state), key, version)
+        return found
+
     def rows_of_subject(
         self, tenant: str, subject_ref: str, states: Sequence[RecordingState] | None = None
     ) -> list[RecordingRow]:
