@@ -46,6 +46,7 @@ from storage.vault import Vault
 from streams.errors import EventRejected
 from streams.events import RECORDING_ID, RecordingEvent, RejectReason, parse_recording_event
 from streams.metrics import Metrics
+from streams.services import Services
 
 __all__ = ["IngestOutcome", "IngestPipeline", "object_key_for"]
 
@@ -167,6 +168,31 @@ class IngestPipeline:
         self.clock = clock
         self.restrictions = restrictions or SubjectRestrictions(catalog.database)
         self._executor = executor or ThreadPoolExecutor(max_workers=4, thread_name_prefix="ingest")
+
+    @classmethod
+    def over(
+        cls,
+        services: Services,
+        *,
+        actor: str,
+        metrics: Metrics | None = None,
+        executor: Executor | None = None,
+    ) -> IngestPipeline:
+        """A pipeline over the services' landing, vault, keys, catalog, policy, clock and
+        restrictions (what the worker builds)."""
+        return cls(
+            landing=services.landing,
+            vault=services.vault,
+            keys=services.keys,
+            catalog=services.catalog,
+            audit=services.audit,
+            policy=services.policy,
+            metrics=metrics or Metrics(),
+            actor=actor,
+            executor=executor,
+            clock=services.clock,
+            restrictions=services.restrictions,
+        )
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)

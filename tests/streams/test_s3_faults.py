@@ -35,7 +35,6 @@ from storage.types import RecordingState
 from storage.vault import S3Vault
 from storage.vaultcheck import VaultCheck
 from streams.ingest import IngestPipeline, object_key_for
-from streams.metrics import Metrics
 from tests.fixtures.faults import FaultProxy
 from tests.fixtures.seaweedfs import BucketFactory
 from tests.streams.lifecycle_support import Clock, lifecycle_of, verification
@@ -129,18 +128,7 @@ def test_ingest_erasure_and_sweep_survive_a_faulty_s3(
             key = object_key_for(services.keys, "demo", rid)
             seaweed_client.put_object(Bucket=vault_bucket, Key=key, Body=b"stale attempt")
 
-    pipeline = IngestPipeline(
-        landing=services.landing,
-        vault=services.vault,
-        keys=services.keys,
-        catalog=services.catalog,
-        audit=services.audit,
-        policy=services.policy,
-        metrics=Metrics(),
-        actor="worker:faults",
-        clock=services.clock,
-        restrictions=services.restrictions,
-    )
+    pipeline = IngestPipeline.over(services, actor="worker:faults")
     proxy.http_faults(FAULTS["rate"], FAULTS["kinds"], stall_seconds=2.5, seed=12)
     statuses: Counter[str] = Counter()
     failed_batches = 0
