@@ -134,10 +134,15 @@ class VaultMirror:
         return self.queue.count()
 
     def sync(
-        self, *, limit: int | None = None, progress: Callable[[int], None] | None = None
+        self,
+        *,
+        limit: int | None = None,
+        needs: int | None = None,
+        progress: Callable[[int], None] | None = None,
     ) -> MirrorResult:
-        """Mirror up to ``limit`` queued recordings (default: all); ``progress(n)``
-        after each batch of ``n``.
+        """Mirror up to ``limit`` queued recordings (default: all; only those that need
+        any of ``needs`` when given, e.g. :data:`HOLD` first); ``progress(n)`` after each
+        batch of ``n``.
 
         Raises:
             CatalogError: the catalog failed.
@@ -148,7 +153,7 @@ class VaultMirror:
         remaining = limit
         while remaining is None or remaining > 0:
             size = self.batch_size if remaining is None else min(self.batch_size, remaining)
-            items = self.queue.pending(size, after=after)
+            items = self.queue.pending(size, after=after, needs=needs)
             if not items:
                 break
             after = items[-1].recording_id

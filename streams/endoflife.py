@@ -19,6 +19,7 @@ from typing import Any
 
 from callvault.errors import CallvaultError
 from storage.catalog import AuditDraft, HoldStore, ReceiptSigner, ReceiptStore
+from storage.catalog.vaultsync import HOLD
 from storage.errors import CatalogError, StorageError
 from storage.mirror import MirrorResult
 from streams.errors import PrivacyRequestRejected
@@ -27,9 +28,13 @@ from streams.privacy import PrivacyService
 from streams.retention import RetentionService, SweepResult
 from streams.services import Services
 
-__all__ = ["EndOfLife"]
+__all__ = ["EndOfLife", "MIRROR_PER_SWEEP"]
 
 log = logging.getLogger(__name__)
+
+#: Recordings the vault mirror rewrites the tags of per sweep (a policy change that
+#: reschedules millions is mirrored over many sweeps, or at once by `callvault vault sync`).
+MIRROR_PER_SWEEP = 10_000
 
 
 @dataclass
@@ -69,29 +74,34 @@ class EndOfLife:
     def sweep_and_resume(self, **kwargs: Any) -> SweepResult:
         """One sweep, then erasures waiting on released holds and every request left
         open (received, in-progress, failed) or with deletion intents; the vault mirror
-        runs before (released S3 legal holds) and after (tags of what was rescheduled).
+        runs before (placed and released holds) and after (the tags of up to
+        :data:`MIRROR_PER_SWEEP` rescheduled recordings).
 
         Raises:
             CallvaultError: the catalog or the vault failed.
         """
         if not kwargs.get("dry_run"):
-            self.sync_vault()  # a released S3 legal hold would refuse the deletion
+            self.sync_vault(holds_only=True)  # a released S3 legal hold refuses deletion
         result = self.retention.sweep(**kwargs)
         if not kwargs.get("dry_run"):
             self.privacy.resume_held()
             self.privacy.refresh_gauges()
-            self.sync_vault()  # the tags of what the sweep rescheduled
+            self.sync_vault(limit=MIRROR_PER_SWEEP)  # the tags of what was rescheduled
         return result
 
-    def sync_vault(self) -> MirrorResult | None:
+    def sync_vault(
+        self, *, holds_only: bool = False, limit: int | None = None
+    ) -> MirrorResult | None:
         """Bring vault tags and S3 legal holds in line with the catalog (what reschedules
-        and holds queued); a vault failure is logged, the queue keeps the work.
+        and holds queued; ``holds_only``: what placing or releasing holds queued, which
+        a sweep or an erasure must not wait for); a vault failure is logged, the queue
+        keeps the work.
 
         Raises:
             CallvaultError: the catalog failed.
         """
         try:
-            return self.services.mirror.sync()
+            return self.services.mirror.sync(limit=limit, needs=HOLD if holds_only else None)
         except StorageError as exc:
             if isinstance(exc, CatalogError):
                 raise

@@ -71,7 +71,7 @@ def hold_place(
                 actor=f"user:{placed_by}",
             )
             covers = lifecycle.holds.covered_recording_ids(placed)
-            mirrored = lifecycle.sync_vault()
+            mirrored = lifecycle.sync_vault(holds_only=True)
         except CallvaultError as exc:
             fail(str(exc))
     click.echo(f"{placed.hold_id}: {scope} hold placed; covers {len(covers)} recording(s) now")
@@ -101,7 +101,7 @@ def hold_release(ctx: click.Context, hold_id: str, reason: str, released_by: str
             released = lifecycle.holds.release(
                 hold_id, released_by=released_by, reason=reason, actor=f"user:{released_by}"
             )
-            mirrored = lifecycle.sync_vault()
+            mirrored = lifecycle.sync_vault(holds_only=True)
         except CallvaultError as exc:
             fail(str(exc))
     click.echo(f"{released.hold_id}: released at {released.released_at}")

@@ -104,18 +104,26 @@ class VaultSyncQueue:
                 (needs, new_token(), to_db_time(self._clock())),
             )
 
-    def pending(self, limit: int = 1000, *, after: str = "") -> list[SyncItem]:
-        """Up to ``limit`` queued recordings with ids after ``after``, in id order.
+    def pending(
+        self, limit: int = 1000, *, after: str = "", needs: int | None = None
+    ) -> list[SyncItem]:
+        """Up to ``limit`` queued recordings with ids after ``after``, in id order (only
+        those that need any of ``needs``, when given).
 
         Raises:
             CatalogError: the database failed.
         """
+        where = "recording_id > ?"
+        params: list[object] = [after]
+        if needs is not None:
+            where += " AND (needs & ?) != 0"
+            params.append(needs)
         return [
-            SyncItem(rid, int(needs), token)
-            for rid, needs, token in self._db.fetch_all(
-                "SELECT recording_id, needs, token FROM vault_sync WHERE recording_id > ? "
+            SyncItem(rid, int(found), token)
+            for rid, found, token in self._db.fetch_all(
+                f"SELECT recording_id, needs, token FROM vault_sync WHERE {where} "
                 "ORDER BY recording_id LIMIT ?",
-                (after, limit),
+                (*params, limit),
             )
         ]
 

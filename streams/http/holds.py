@@ -86,7 +86,7 @@ async def place_hold(request: web.Request) -> web.Response:
             actor=f"user:{principal.user}",
         )
         _refresh_gauge(ctx)
-        ctx.endoflife.sync_vault()  # the S3 legal hold of what it covers, now
+        ctx.endoflife.sync_vault(holds_only=True)  # the S3 legal hold of what it covers, now
         return hold, holds.covered_recording_ids(hold)
 
     hold, covers = await store_call(place)
@@ -128,7 +128,7 @@ async def release_hold(request: web.Request) -> web.Response:
             actor=f"user:{principal.user}",
         )
         _refresh_gauge(ctx)
-        ctx.endoflife.sync_vault()  # clears the S3 legal hold no other hold needs
+        ctx.endoflife.sync_vault(holds_only=True)  # clears the S3 legal hold no other hold needs
         return hold
 
     hold = await store_call(release)

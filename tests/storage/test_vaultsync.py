@@ -111,8 +111,13 @@ def test_queueing_again_merges_needs_and_done_keeps_what_was_queued_meanwhile(
     queue.done(taken)
     assert queued(catalog) == {"r2": TAGS | HOLD}
     assert queue.count() == 1
+    queue.enqueue(["r1"], TAGS)
+    assert [item.recording_id for item in queue.pending(needs=HOLD)] == ["r2"]
+    assert [item.recording_id for item in queue.pending(needs=TAGS)] == ["r1", "r2"]
+    queue.done(queue.pending(needs=TAGS))
+    assert queued(catalog) == {}
     assert queue.enqueue_stored(TAGS) == 2
-    assert queued(catalog) == {"r1": TAGS, "r2": TAGS | HOLD}
+    assert queued(catalog) == {"r1": TAGS, "r2": TAGS}
     assert [item.recording_id for item in queue.pending(1, after="r1")] == ["r2"]
 
 
