@@ -20,7 +20,7 @@ import pytest
 from callvault.broker import free_port
 from tests.e2e.harness import produce, wait_until
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]  # two starts of the whole system
 
 TOPICS = ("callvault.recordings", "callvault.dlq", "callvault.audit", "callvault.privacy-requests")
 

@@ -39,7 +39,8 @@ from tests.fixtures.faults import FaultProxy
 from tests.fixtures.seaweedfs import BucketFactory
 from tests.streams.lifecycle_support import Clock, lifecycle_of, verification
 
-pytestmark = pytest.mark.integration
+# about 100 s alone (each stalled request waits out the read timeout); more on a busy machine
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 RECORDINGS = 300
 BATCH = 10
