@@ -34,6 +34,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -48,6 +49,7 @@ __all__ = [
     "translated",
     "failure_of",
     "list_versions",
+    "timestamp",
     "versions_of",
     "delete_versions",
     "MAX_ATTEMPTS",
@@ -146,13 +148,19 @@ def make_client(
     connect_timeout: float = CONNECT_TIMEOUT,
     read_timeout: float = READ_TIMEOUT,
     error: type[StorageError] = StorageError,
+    parse_timestamps: bool = True,
 ) -> Any:
     """A boto3 client for ``service`` with explicit retries, timeouts and pool size.
+
+    ``parse_timestamps=False`` leaves the timestamps of answers as the service's ISO 8601
+    text (read them with :func:`timestamp`): botocore's date parsing is most of the
+    cost of parsing a listing of versions.
 
     Raises:
         StorageError: (``error``) boto3 could not build the client (bad endpoint, region).
     """
     import boto3
+    import botocore.session
     from botocore.config import Config
     from botocore.exceptions import BotoCoreError
 
@@ -165,14 +173,32 @@ def make_client(
     }
     if endpoint_url and service == "s3":
         options["s3"] = {"addressing_style": "path"}
+    core = botocore.session.get_session()
+    if not parse_timestamps:
+        core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=str)
     try:
-        return boto3.session.Session().client(
+        return boto3.session.Session(botocore_session=core).client(
             service, endpoint_url=endpoint_url or None, config=Config(**options)
         )
     except (BotoCoreError, ValueError) as exc:
         raise error(
             f"cannot create a {service.upper()} client for {endpoint_url or 'AWS'}: {exc}"
         ) from exc
+
+
+def timestamp(value: Any) -> datetime:
+    """An answer's timestamp as an aware datetime, whether botocore parsed it or not.
+
+    Raises:
+        StorageError: neither a datetime nor ISO 8601 text.
+    """
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    try:
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise StorageError(f"S3 answered an unreadable time {value!r}") from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def list_versions(client: Any, bucket: str, key: str) -> list[dict[str, str]]:

@@ -57,9 +57,11 @@ def make_s3_client(
     max_attempts: int = _aws.MAX_ATTEMPTS,
     connect_timeout: float = _aws.CONNECT_TIMEOUT,
     read_timeout: float = _aws.READ_TIMEOUT,
+    parse_timestamps: bool = True,
 ) -> Any:
     """A boto3 S3 client with retries, timeouts and a pool sized for a worker
-    (:func:`storage._aws.make_client`).
+    (:func:`storage._aws.make_client`; the vault's own client leaves timestamps as
+    text, which it reads with :func:`storage._aws.timestamp`).
 
     Raises:
         StorageError: boto3 could not build the client (bad endpoint or region).
@@ -71,6 +73,7 @@ def make_s3_client(
         max_attempts=max_attempts,
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
+        parse_timestamps=parse_timestamps,
     )
 
 
@@ -114,7 +117,7 @@ class S3Vault:
         self._client = (
             client
             if client is not None
-            else make_s3_client(endpoint_url=endpoint_url, region=region)
+            else make_s3_client(endpoint_url=endpoint_url, region=region, parse_timestamps=False)
         )
         self._versioned = False  # once seen on, versions may exist for good
         self._object_lock: bool | None = None
@@ -146,6 +149,7 @@ class S3Vault:
             max_attempts=max_attempts,
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
+            parse_timestamps=False,
         )
         return cls(
             parts.netloc,
@@ -324,7 +328,9 @@ class S3Vault:
                     for item in page.get("Contents", []):
                         key = self._vault_key(item["Key"], base)
                         if key is not None:
-                            yield StoredObject(key, int(item["Size"]), item["LastModified"])
+                            yield StoredObject(
+                                key, int(item["Size"]), _aws.timestamp(item["LastModified"])
+                            )
                 return
             pending: dict[str, list[dict[str, Any]]] = {}
             paginator = self._client.get_paginator("list_object_versions")
@@ -565,12 +571,11 @@ class S3Vault:
         key = self._vault_key(full, base)
         if key is None or not items:
             return None
-        newest = max(items, key=lambda item: item["LastModified"])
-        ordered = sorted(items, key=lambda item: item["LastModified"], reverse=True)
+        ordered = sorted(items, key=lambda item: _aws.timestamp(item["LastModified"]), reverse=True)
         return StoredObject(
             key,
-            int(newest.get("Size", 0) or 0),
-            newest["LastModified"],
+            int(ordered[0].get("Size", 0) or 0),
+            _aws.timestamp(ordered[0]["LastModified"]),
             tuple(str(item["VersionId"]) for item in ordered),
         )
 

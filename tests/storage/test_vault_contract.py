@@ -448,6 +448,21 @@ class TestS3Vault:
         assert vault.delete_many(["rec/a"]) == []
         assert s3_client.list_object_versions(Bucket=seaweed_lock_bucket).get("Versions") is None
 
+    def test_the_vault_client_reads_timestamps_it_did_not_parse(
+        self, seaweed_endpoint: str, seaweed_env: None, s3_bucket: str
+    ) -> None:
+        opened = open_vault(f"s3://{s3_bucket}", s3_endpoint=seaweed_endpoint)
+        before = datetime.now(UTC) - timedelta(seconds=5)
+        opened.put("k", b"x", tags={})
+        (found,) = opened.iter_objects()
+        assert before <= found.modified_at <= datetime.now(UTC)
+        assert storage._aws.timestamp("2026-12-01T10:00:00.000Z") == datetime(
+            2026, 12, 1, 10, tzinfo=UTC
+        )
+        assert storage._aws.timestamp(datetime(2026, 1, 1)).tzinfo is UTC
+        with pytest.raises(StorageError, match="unreadable time"):
+            storage._aws.timestamp("yesterday")
+
     def test_delete_many_on_unversioned_bucket(
         self, s3_client: Any, seaweed_buckets: BucketFactory
     ) -> None:
