@@ -35,22 +35,30 @@ from storage.types import RecordingState
 from storage.vault import S3Vault
 from storage.vaultcheck import VaultCheck
 from streams.ingest import IngestPipeline, object_key_for
-from tests.fixtures.faults import FaultProxy
 from tests.fixtures.seaweedfs import BucketFactory
 from tests.streams.lifecycle_support import Clock, lifecycle_of, verification
 
 # about 100 s alone (each stalled request waits out the read timeout); more on a busy machine
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
+# The fault-injecting proxy comes with issue 17 (branch resilience); until it has landed
+# this module says so instead of failing to import.
+faults = pytest.importorskip(
+    "tests.fixtures.faults", reason="needs tests/fixtures/faults.py (FaultProxy, issue 17)"
+)
+FaultProxy = faults.FaultProxy
+
 RECORDINGS = 300
 BATCH = 10
 ERASED_CUSTOMER = "C-ERASE"
-FAULTS = {"rate": 0.10, "kinds": ("500", "503", "reset", "stall"), "stall_seconds": 2.5}
+FAULT_RATE = 0.10
+FAULT_KINDS = ("500", "503", "reset", "stall")
+STALL_SECONDS = 2.5  # past the read timeout below
 READ_TIMEOUT = 1  # seconds: a stalled request times out, botocore retries it
 
 
 @pytest.fixture
-def proxy(seaweed_endpoint: str) -> Iterator[FaultProxy]:
+def proxy(seaweed_endpoint: str) -> Iterator[Any]:
     port = urlsplit(seaweed_endpoint).port
     assert port is not None
     started = FaultProxy(port, http=True).start()
@@ -63,7 +71,7 @@ def proxy(seaweed_endpoint: str) -> Iterator[FaultProxy]:
 @pytest.fixture
 def faulty(
     tmp_path: Path,
-    proxy: FaultProxy,
+    proxy: Any,
     seaweed_env: None,
     seaweed_buckets: BucketFactory,
 ) -> Iterator[tuple[Services, Clock]]:
@@ -102,7 +110,7 @@ def retried(call: Any, what: str, attempts: int = 40) -> Any:
 
 
 def test_ingest_erasure_and_sweep_survive_a_faulty_s3(
-    faulty: tuple[Services, Clock], proxy: FaultProxy, seaweed_client: Any
+    faulty: tuple[Services, Clock], proxy: Any, seaweed_client: Any
 ) -> None:
     services, clock = faulty
     assert isinstance(services.vault, S3Vault)
@@ -130,7 +138,7 @@ def test_ingest_erasure_and_sweep_survive_a_faulty_s3(
             seaweed_client.put_object(Bucket=vault_bucket, Key=key, Body=b"stale attempt")
 
     pipeline = IngestPipeline.over(services, actor="worker:faults")
-    proxy.http_faults(FAULTS["rate"], FAULTS["kinds"], stall_seconds=2.5, seed=12)
+    proxy.http_faults(FAULT_RATE, FAULT_KINDS, stall_seconds=STALL_SECONDS, seed=12)
     statuses: Counter[str] = Counter()
     failed_batches = 0
     try:
@@ -158,6 +166,7 @@ def test_ingest_erasure_and_sweep_survive_a_faulty_s3(
     )
     assert stored_records == Counter(ids)  # each recording stored exactly once
     assert statuses["stored"] + statuses["duplicate"] == RECORDINGS
+    assert services.settings is not None
     landing_bucket = services.settings.landing_roots[0].removeprefix("s3://").split("/")[0]
     assert seaweed_client.list_objects_v2(Bucket=landing_bucket).get("KeyCount", 0) == 0
     direct = S3Vault(vault_bucket, client=seaweed_client)  # around the proxy
@@ -220,7 +229,7 @@ def test_ingest_erasure_and_sweep_survive_a_faulty_s3(
     assert services.audit.verify().ok
 
     requests = total_faults["requests"]
-    injected = {kind: total_faults[f"fault:{kind}"] for kind in FAULTS["kinds"]}
+    injected = {kind: total_faults[f"fault:{kind}"] for kind in FAULT_KINDS}
     assert all(injected.values()), injected
     assert sum(injected.values()) >= 0.05 * requests
     print(
