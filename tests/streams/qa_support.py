@@ -186,7 +186,8 @@ def ingest(
     calls: dict[str, dict[str, Any]],
     clock: Clock,
 ) -> dict[str, bytes]:
-    """Store ``{recording_id: {"seconds", "purposes", "agent", "queue", "started"}}``."""
+    """Store ``{recording_id: {"seconds", "purposes", "agent", "queue", "ended", "codec",
+    "customer", "call_id", "direction", "pci_pauses"}}``."""
     pipeline = IngestPipeline(
         landing=services.landing,
         vault=services.vault,
@@ -218,6 +219,9 @@ def ingest(
         )
         if "purposes" in spec:
             event["purposes"] = spec["purposes"]
+        for name in ("call_id", "direction", "pci_pauses"):
+            if name in spec:
+                event[name] = spec[name]
         events.append(json.dumps(event).encode())
         wavs[rid] = audio
     try:
