@@ -22,6 +22,7 @@ from storage.catalog import (
     Catalog,
     DisclosureLedger,
     EndOfLifeStore,
+    EvaluationStore,
     HoldStore,
     PrivacyRequestStore,
     ReceiptSigner,
@@ -77,6 +78,7 @@ class Services:
     requests: PrivacyRequestStore
     ledger: DisclosureLedger
     restrictions: SubjectRestrictions
+    evaluations: EvaluationStore
     #: Called with every audit entry after it committed (the worker publishes them).
     audit_listeners: list[Callable[[AuditEntry], None]] = field(default_factory=list)
     #: Makes the boto3 S3 client for ``s3://`` archives and landing roots (None: AWS defaults).
@@ -120,6 +122,7 @@ class Services:
             requests=PrivacyRequestStore(catalog, clock=clock),
             ledger=DisclosureLedger(catalog.database, catalog.audit, clock=clock),
             restrictions=SubjectRestrictions(catalog.database),
+            evaluations=EvaluationStore(catalog, clock=clock),
             audit_listeners=audit_listeners if audit_listeners is not None else [],
             **extra,
         )

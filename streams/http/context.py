@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from streams.endoflife import EndOfLife
+from streams.evaluations import EvaluationService
 from streams.http.auth import LocalTokens, TokenVerifier
 from streams.http.playback import PlaybackGrants
 from streams.http.rateguard import RateGuard
@@ -45,6 +46,7 @@ class WebContext:
     grants: PlaybackGrants
     publish_recording: Callable[[bytes, str], Awaitable[None]]
     health: Callable[[], dict[str, Any]]
+    evaluations: EvaluationService
     grant_ttl: timedelta = timedelta(minutes=10)
     first_window: int = 64 * 1024
     window: int = 1024 * 1024
@@ -61,6 +63,7 @@ class WebContext:
         endoflife: EndOfLife | None = None,
         rate_guard: RateGuard | None = None,
         grants: PlaybackGrants | None = None,
+        evaluations: EvaluationService | None = None,
         grant_ttl: timedelta = timedelta(minutes=10),
         first_window: int = 64 * 1024,
         window: int = 1024 * 1024,
@@ -82,6 +85,7 @@ class WebContext:
             grants=grants or PlaybackGrants(services.keyring),
             publish_recording=publish_recording,
             health=health,
+            evaluations=evaluations or EvaluationService(services, metrics),
             grant_ttl=grant_ttl,
             first_window=max(1, first_window),
             window=max(1, window),

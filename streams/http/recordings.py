@@ -25,7 +25,14 @@ from typing import Any
 from aiohttp import web
 from multidict import MultiMapping
 
-from policies import AccessRequest, Principal, Reason, could_use, decide_access
+from policies import (
+    AccessRequest,
+    AssignmentFacts,
+    Principal,
+    Reason,
+    could_use,
+    decide_access,
+)
 from storage.catalog import listing_cursor
 from storage.errors import CatalogError
 from storage.types import RecordingRow, RecordingState
@@ -33,6 +40,8 @@ from streams.errors import BadRequest
 from streams.facts import facts_of
 from streams.http.context import WebContext, ctx_of, run
 from streams.http.decisions import (
+    ASSIGNMENT_ID,
+    assignment_for_access,
     audit_or_503,
     audited_denial,
     authenticate,
@@ -85,15 +94,24 @@ def public_recording(row: RecordingRow, usable_purposes: list[str]) -> dict[str,
 
 
 def usable_purposes(
-    principal: Principal, row: RecordingRow, ctx: WebContext, now: datetime
+    principal: Principal,
+    row: RecordingRow,
+    ctx: WebContext,
+    now: datetime,
+    assignment: AssignmentFacts | None = None,
 ) -> list[str]:
-    """The purposes of the caller's role it could be granted ``row`` for now."""
+    """The purposes of the caller's role it could be granted ``row`` for now (with
+    ``assignment``: under that evaluation assignment)."""
     policy = ctx.services.policy
     role = policy.roles.get(principal.role)
     if role is None:
         return []
     facts = facts_of(row)
-    return [p for p in role.purposes if could_use(principal, facts, policy, now, purpose=p)]
+    return [
+        p
+        for p in role.purposes
+        if could_use(principal, facts, policy, now, purpose=p, assignment=assignment)
+    ]
 
 
 def _listing_filters(query: MultiMapping[str]) -> tuple[dict[str, Any], bool]:
@@ -224,10 +242,18 @@ async def recording_metadata(request: web.Request) -> web.Response:
     rid = recording_id_of(request)
     purpose = query_text(request.query, "purpose")
     policy = ctx.services.policy
+    assignment = None
+    assignment_id = query_text(request.query, "assignment")
+    if assignment_id is not None:
+        if not ASSIGNMENT_ID.match(assignment_id):
+            raise BadRequest("malformed assignment id (asg- and 12 hex digits)")
+        assignment = await assignment_for_access(
+            request, principal, assignment_id, "metadata", rid, purpose
+        )
     row = await recording_row(request, rid)
     decision = decide_access(
         principal,
-        AccessRequest("metadata", purpose),
+        AccessRequest("metadata", purpose, assignment=assignment),
         None if row is None else facts_of(row),
         policy,
         now,
@@ -237,15 +263,17 @@ async def recording_metadata(request: web.Request) -> web.Response:
         raise await audited_denial(request, principal, "metadata", str(Reason.NO_RECORDING), rid)
     if not decision.allowed or row is None:
         raise await audited_denial(
-            request, principal, "metadata", str(decision.reason), rid, purpose
-        )
+            request, principal, "metadata", str(decision.reason), rid, purpose,
+            assignment_id=assignment_id,
+        )  # fmt: skip
     record = draft(
-        principal, "access.metadata", "granted", str(Reason.GRANTED), rid, purpose=purpose
-    )
+        principal, "access.metadata", "granted", str(Reason.GRANTED), rid, purpose=purpose,
+        assignment_id=assignment_id,
+    )  # fmt: skip
     await audit_or_503(request, record, "the request could not be audited")
     count_decision(ctx, principal, "metadata", purpose, "granted", str(Reason.GRANTED))
     return web.json_response(
-        public_recording(row, usable_purposes(principal, row, ctx, now)),
+        public_recording(row, usable_purposes(principal, row, ctx, now, assignment)),
         headers={"Cache-Control": "no-store"},
     )
 
