@@ -266,13 +266,18 @@ class EvaluationService:
             )
             candidates.append(SampleCandidate(row.recording_id, stratum, rank))
             rows[row.recording_id] = row
-        picked = pick_sample(plan, candidates, already)
         load = self._store.open_load(pool)
+
+        def eligible(candidate: SampleCandidate) -> list[str]:
+            agent = rows[candidate.recording_id].agent_id
+            return [r for r in pool if r != agent] or pool
+
+        # The most constrained calls (fewest eligible reviewers) are given out first.
+        picked = sorted(pick_sample(plan, candidates, already), key=lambda c: len(eligible(c)))
         drafts: list[Assignment] = []
         for candidate in picked:
             row = rows[candidate.recording_id]
-            eligible = [r for r in pool if r != row.agent_id] or pool
-            reviewer = min(eligible, key=lambda r: (load[r], r))
+            reviewer = min(eligible(candidate), key=lambda r: (load[r], r))
             load[reviewer] += 1
             drafts.append(
                 Assignment(

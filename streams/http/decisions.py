@@ -216,6 +216,7 @@ async def assignment_for_access(
     action: str,
     recording_id: str,
     purpose: str | None,
+    /,
     **details: Any,
 ) -> AssignmentFacts:
     """The facts of the assignment a request names, for its access decision.
@@ -227,6 +228,6 @@ async def assignment_for_access(
     if found is None:
         raise await audited_denial(
             request, principal, action, str(Reason.ASSIGNMENT_UNKNOWN), recording_id, purpose,
-            assignment_id=assignment_id, **details,
+            **{"assignment_id": assignment_id, **details},
         )  # fmt: skip
     return assignment_facts(found)

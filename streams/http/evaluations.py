@@ -35,6 +35,7 @@ from typing import Any
 from aiohttp import web
 
 from policies import (
+    AccessDecision,
     AccessRequest,
     PolicyInputError,
     Principal,
@@ -43,6 +44,7 @@ from policies import (
     decide_capability,
 )
 from storage.catalog.evaluations import Assignment, AssignmentState
+from storage.types import RecordingRow
 from streams.errors import BadRequest
 from streams.evaluations import assignment_facts, form_json
 from streams.facts import facts_of
@@ -81,8 +83,9 @@ async def _own_or_managed(
     request: web.Request, principal: Principal, *, write: bool
 ) -> tuple[Assignment, bool]:
     """The assignment of the path, if the caller is its reviewer (or, to read, a manager),
-    and whether the caller is its reviewer. A reviewer's access to its recording is
-    decided with the assignment (audited when denied).
+    and whether the caller is its reviewer. To write, the reviewer's access to the
+    recording is decided with the assignment (audited when denied); an open
+    assignment's reviewer is held to the same decision to read it.
 
     Raises:
         AssignmentNotFound: no such assignment (404).
@@ -100,14 +103,10 @@ async def _own_or_managed(
                 assignment_id=assignment.assignment_id,
             )  # fmt: skip
         return assignment, False
+    if not write and assignment.status is not AssignmentState.OPEN:
+        return assignment, True  # one's own finished evaluation (no audio through it)
     row = await recording_row(request, assignment.recording_id)
-    decision = decide_access(
-        principal,
-        AccessRequest("metadata", assignment.purpose, assignment=assignment_facts(assignment)),
-        None if row is None else facts_of(row),
-        ctx.services.policy,
-        ctx.now(),
-    )
+    decision = _recording_decision(request, principal, assignment, row)
     if not decision.allowed:
         reason = str(Reason.RECORDING_NOT_STORED) if row is None else str(decision.reason)
         raise await audited_denial(
@@ -117,17 +116,39 @@ async def _own_or_managed(
     return assignment, True
 
 
+def _recording_decision(
+    request: web.Request, principal: Principal, assignment: Assignment, row: RecordingRow | None
+) -> AccessDecision:
+    """May the caller see the assignment's recording: its reviewer under the assignment,
+    anyone else by the usual rules."""
+    ctx = ctx_of(request)
+    mine = assignment.reviewer == principal.user
+    return decide_access(
+        principal,
+        AccessRequest(
+            "metadata",
+            assignment.purpose,
+            assignment=assignment_facts(assignment) if mine else None,
+        ),
+        None if row is None else facts_of(row),
+        ctx.services.policy,
+        ctx.now(),
+    )
+
+
 async def _with_recording(
     request: web.Request, principal: Principal, assignment: Assignment
 ) -> dict[str, Any]:
+    """The assignment, with its recording's metadata when the caller may see it now."""
     ctx = ctx_of(request)
     body = assignment.to_json(ctx.now())
     row = await recording_row(request, assignment.recording_id)
-    if row is not None:
-        purposes = usable_purposes(principal, row, ctx, ctx.now(), assignment_facts(assignment))
-        body["recording"] = public_recording(row, purposes)
-    else:
-        body["recording"] = None
+    body["recording"] = None
+    if row is not None and _recording_decision(request, principal, assignment, row).allowed:
+        facts = assignment_facts(assignment) if assignment.reviewer == principal.user else None
+        body["recording"] = public_recording(
+            row, usable_purposes(principal, row, ctx, ctx.now(), facts)
+        )
     return body
 
 
