@@ -17,15 +17,21 @@ from policies import default_policy_path
 from tests.streams.qa_support import NOW, QaEnv, make_env, metric
 
 HOUR = timedelta(hours=1)
+
+
+def _call(agent: str, queue: str, customer: str, hours_ago: int, **extra: Any) -> dict[str, Any]:
+    return {"agent": agent, "queue": queue, "customer": customer,
+            "ended": NOW - hours_ago * HOUR, **extra}  # fmt: skip
+
+
 CALLS: dict[str, dict[str, Any]] = {
     # agent-1: three calls, one restricted below; agent-2: two; agent-3: one untagged.
-    "rec-1a": {"agent": "agent-1", "queue": "billing", "customer": "cust-1", "ended": NOW - 5 * HOUR},
-    "rec-1b": {"agent": "agent-1", "queue": "billing", "customer": "cust-2", "ended": NOW - 4 * HOUR},
-    "rec-1c": {"agent": "agent-1", "queue": "support", "customer": "cust-3", "ended": NOW - 3 * HOUR},
-    "rec-2a": {"agent": "agent-2", "queue": "support", "customer": "cust-4", "ended": NOW - 2 * HOUR},
-    "rec-2b": {"agent": "agent-2", "queue": "support", "customer": "cust-5", "ended": NOW - 1 * HOUR},
-    "rec-3a": {"agent": "agent-3", "queue": "support", "customer": "cust-6",
-               "purposes": ["customer-response"], "ended": NOW - 1 * HOUR},
+    "rec-1a": _call("agent-1", "billing", "cust-1", 5),
+    "rec-1b": _call("agent-1", "billing", "cust-2", 4),
+    "rec-1c": _call("agent-1", "support", "cust-3", 3),
+    "rec-2a": _call("agent-2", "support", "cust-4", 2),
+    "rec-2b": _call("agent-2", "support", "cust-5", 1),
+    "rec-3a": _call("agent-3", "support", "cust-6", 1, purposes=["customer-response"]),
 }  # fmt: skip
 PERIOD = "2026-W48"
 ANSWERS = {
