@@ -44,6 +44,7 @@ SSO_KEYS = (
     "jwks_timeout_seconds",
     "jwks_max_age_seconds",
     "jwks_min_refresh_seconds",
+    "user_prefix",
 )
 _MAX_QUESTIONS = 200
 

@@ -32,6 +32,7 @@ from streams.endoflife import EndOfLife
 from streams.governance import GovernanceCollector, refresh_worker_gauges
 from streams.http import WebContext, build_web_app
 from streams.http.auth import LocalTokens, TokenVerifier
+from streams.http.oidc import verifier_for
 from streams.ingest import IngestOutcome, IngestPipeline, redacted_event
 from streams.metrics import Metrics
 from streams.services import Services
@@ -71,7 +72,9 @@ class Worker:
         self.started_at = time.monotonic()
         self._audit_buffer: collections.deque[AuditEntry] = collections.deque()
         settings = services.config
-        self.tokens = tokens or LocalTokens(services.keyring, frozenset(services.policy.roles))
+        self.tokens = tokens or verifier_for(
+            services.policy, LocalTokens(services.keyring, frozenset(services.policy.roles))
+        )
         self.web_port = settings.web_port if web_port is None else web_port
         self.reconcile_interval = reconcile_interval or max(
             5.0, settings.reconcile_after_seconds / 4

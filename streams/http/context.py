@@ -19,6 +19,7 @@ from aiohttp import web
 from streams.endoflife import EndOfLife
 from streams.evaluations import EvaluationService
 from streams.http.auth import LocalTokens, TokenVerifier
+from streams.http.oidc import OidcVerifier, sso_of, verifier_for
 from streams.http.playback import PlaybackGrants
 from streams.http.rateguard import RateGuard
 from streams.metrics import Metrics
@@ -51,6 +52,11 @@ class WebContext:
     first_window: int = 64 * 1024
     window: int = 1024 * 1024
 
+    @property
+    def sso(self) -> OidcVerifier | None:
+        """The identity provider's verifier, when staff may sign in with SSO."""
+        return sso_of(self.tokens)
+
     @classmethod
     def over(
         cls,
@@ -68,10 +74,12 @@ class WebContext:
         first_window: int = 64 * 1024,
         window: int = 1024 * 1024,
     ) -> WebContext:
-        """The context over ``services``: local tokens, the policy's rate limits, grants
-        signed by the keyring and an :class:`EndOfLife` bundle unless given."""
+        """The context over ``services``: local tokens (and the IdP's when the policy has an
+        ``sso:`` section), the policy's rate limits, grants signed by the keyring and an
+        :class:`EndOfLife` bundle unless given."""
         if tokens is None:
-            tokens = LocalTokens(services.keyring, frozenset(services.policy.roles))
+            local = LocalTokens(services.keyring, frozenset(services.policy.roles))
+            tokens = verifier_for(services.policy, local)
         if endoflife is None:
             endoflife = EndOfLife.from_services(
                 services, actor=services.config.actor, metrics=metrics

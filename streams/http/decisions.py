@@ -80,6 +80,10 @@ async def authenticate(request: web.Request) -> Principal:
     try:
         if not token:
             raise AuthError("token-missing", "send Authorization: Bearer <token>")
+        verify_async = getattr(ctx.tokens, "averify", None)
+        if verify_async is not None:  # an IdP's keys may need a fetch: not on the loop
+            principal: Principal = await verify_async(token, ctx.now())
+            return principal
         return ctx.tokens.verify(token, ctx.now())
     except AuthError as exc:
         raise await auth_denied(request, exc) from None

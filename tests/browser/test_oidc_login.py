@@ -284,7 +284,7 @@ def test_pkce_sign_in_through_login_and_consent(
     assert (claims["client_id"], claims["scope"]) == (oidc_provider.client_id, "callvault")
     verifier = OidcVerifier.connect(oidc_provider.sso_config(), frozenset(load_policy().roles))
     principal = verifier.verify(token, datetime.now(UTC))
-    assert principal == Principal(user="alice", role="qa-reviewer", org=None, tenant="acme")
+    assert principal == Principal(user="sso:alice", role="qa-reviewer", org=None, tenant="acme")
     assert sorted(p.name for p in tmp_path.glob("*.png")) == [
         "01-start.png",
         "02-login.png",

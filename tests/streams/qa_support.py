@@ -23,6 +23,7 @@ from callvault.settings import load_settings
 from callvault.synth import call_wav
 from streams.http import WebContext, build_web_app
 from streams.http.auth import LocalTokens
+from streams.http.oidc import verifier_for
 from streams.ingest import IngestPipeline
 from streams.metrics import Metrics
 
@@ -187,7 +188,7 @@ def ingest(
     clock: Clock,
 ) -> dict[str, bytes]:
     """Store ``{recording_id: {"seconds", "purposes", "agent", "queue", "ended", "codec",
-    "customer", "call_id", "direction", "pci_pauses"}}``."""
+    "customer", "call_id", "direction", "pci_pauses", "tenant"}}``."""
     pipeline = IngestPipeline(
         landing=services.landing,
         vault=services.vault,
@@ -219,7 +220,7 @@ def ingest(
         )
         if "purposes" in spec:
             event["purposes"] = spec["purposes"]
-        for name in ("call_id", "direction", "pci_pauses"):
+        for name in ("call_id", "direction", "pci_pauses", "tenant"):
             if name in spec:
                 event[name] = spec[name]
         events.append(json.dumps(event).encode())
@@ -254,11 +255,13 @@ def make_env(
     async def publish(_event: bytes, _recording_id: str) -> None:
         raise AssertionError("no ingest over HTTP in these tests")
 
+    verifier = verifier_for(services.policy, tokens)  # + the IdP's when the policy has sso:
+
     def make_app() -> web.Application:
         ctx = WebContext.over(
             services,
             metrics=metrics,
-            tokens=tokens,
+            tokens=verifier,
             publish_recording=publish,
             health=lambda: {"status": "ok"},
             **qa_options,
