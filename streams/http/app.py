@@ -25,6 +25,7 @@ from streams.http import (
     page,
     privacy,
     recordings,
+    waveform,
 )
 from streams.http.context import CONTEXT_KEY, WebContext, ctx_of
 from streams.http.errors import error_response
@@ -42,6 +43,7 @@ ROUTES: list[web.RouteDef] = [
     *holds.ROUTES,
     *privacy.ROUTES,
     *evaluations.ROUTES,
+    *waveform.ROUTES,
 ]
 
 

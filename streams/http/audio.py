@@ -73,7 +73,7 @@ from streams.http.params import check_evidence, query_text, recording_id_of
 from streams.http.playback import PlaybackGrant
 from streams.http.rateguard import RATE_LIMITED
 
-__all__ = ["ROUTES"]
+__all__ = ["ROUTES", "checked_grant"]
 
 log = logging.getLogger(__name__)
 
@@ -259,7 +259,19 @@ async def audio(request: web.Request) -> web.StreamResponse:
     return await _send(request, row, ask.principal, ask.mode, prepared)
 
 
-async def _audio_by_grant(request: web.Request, rid: str, grant_text: str) -> web.StreamResponse:
+async def checked_grant(
+    request: web.Request, rid: str, grant_text: str
+) -> tuple[PlaybackGrant, RecordingRow]:
+    """The verified playback grant for ``rid`` and the recording's row, re-checked
+    against its current state (and the grant's evaluation assignment, if any): a
+    recording restricted, erased or out of contract since, or an assignment completed
+    or cancelled since, ends the session.
+
+    Raises:
+        AuthError: the grant is malformed, forged, expired or for another recording
+            (audited ``auth.denied``).
+        AccessDenied: the state changed (audited).
+    """
     ctx = ctx_of(request)
     now = ctx.now()
     try:
@@ -298,6 +310,11 @@ async def _audio_by_grant(request: web.Request, rid: str, grant_text: str) -> we
             request, grant.principal, grant.mode, reason, rid, grant.purpose,
             via="grant", grant_id=grant.grant_id, assignment_id=grant.assignment_id,
         )  # fmt: skip
+    return grant, row
+
+
+async def _audio_by_grant(request: web.Request, rid: str, grant_text: str) -> web.StreamResponse:
+    grant, row = await checked_grant(request, rid, grant_text)
     prepared = _prefetch(request, row)
     return await _send(request, row, grant.principal, grant.mode, prepared)
 
