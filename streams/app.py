@@ -29,6 +29,7 @@ from storage.catalog.audit import entry_json
 from storage.types import AuditEntry
 from streams._faust import task, timer
 from streams.endoflife import EndOfLife
+from streams.evaluations import EvaluationService
 from streams.governance import GovernanceCollector, refresh_worker_gauges
 from streams.http import WebContext, build_web_app
 from streams.http.auth import LocalTokens, TokenVerifier
@@ -122,6 +123,7 @@ class Worker:
         self.endoflife = EndOfLife.from_services(
             services, actor=f"worker:{settings.worker_id}", metrics=self.metrics
         )
+        self.evaluations = EvaluationService(services, self.metrics)
         self.governance = GovernanceCollector(
             catalog=services.catalog,
             keyring=services.keyring,
@@ -178,6 +180,10 @@ class Worker:
                 recordings_topic=TOPICS["recordings"], topics=set(TOPICS.values()),
             )  # fmt: skip
 
+        @timer(app, max(1, self.services.config.metrics_interval_seconds), name="qa-evaluations")
+        async def qa_evaluations() -> None:
+            await self.tend_evaluations()
+
         worker = self
 
         class WebServer(Service):
@@ -189,6 +195,7 @@ class Worker:
                     metrics=worker.metrics,
                     tokens=worker.tokens,
                     endoflife=worker.endoflife,
+                    evaluations=worker.evaluations,
                     publish_recording=worker.publish_recording,
                     health=worker.health,
                 )
@@ -309,6 +316,20 @@ class Worker:
             await asyncio.get_running_loop().run_in_executor(None, self.endoflife.sweep_and_resume)
         except CallvaultError as exc:
             log.error("retention sweep failed: %s", exc)
+        await self._flush_audit()
+
+    async def tend_evaluations(self) -> None:
+        """Purge scores and notes of recordings no longer stored; refresh the assignment
+        gauges (errors logged; the next tick retries)."""
+
+        def tend() -> None:
+            self.evaluations.purge(actor=self.services.config.actor)
+            self.evaluations.refresh_metrics()
+
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, tend)
+        except CallvaultError as exc:
+            log.error("evaluation housekeeping failed: %s", exc)
         await self._flush_audit()
 
     def health(self) -> dict[str, Any]:

@@ -13,6 +13,7 @@
     callvault config reference   the CALLVAULT_* table (README)
     callvault keys rotate|status master key rotation (rewraps subject keys), key status
     callvault import PATH --manifest FILE   backfill an archive through the ingest pipeline
+    callvault qa sample|assignments|summary quality evaluations (sampling plans, scores)
 
 Every command exits 0 on success, 1 when the thing checked is bad (invalid policy,
 broken audit chain), 2 on usage or configuration errors. Adding a command group:
@@ -48,6 +49,7 @@ COMMANDS = (
     "callvault.cli.config:config",
     "callvault.cli.keys:keys",
     "callvault.cli.imports:import_command",
+    "callvault.cli.qa:qa",
 )
 
 
