@@ -2,7 +2,10 @@
 sends the reviewer's bearer token to the API), ``GET /oidc/callback`` (the same page:
 where the identity provider sends the browser back with the authorization code) and
 ``GET /v1/auth/config`` (how to sign in: local tokens, and the IdP's endpoints, public
-client id, audience and scope when the policy has an ``sso:`` section).
+client id, audience and scope when the policy has an ``sso:`` section) and
+``GET /v1/auth/me`` (who the bearer token names: user, role, org, tenant, the
+capabilities and purposes the policy gives that role now, and ``blocked``: the reason
+when it may do nothing, e.g. ``contract-not-live``).
 
 Served with a strict CSP: scripts, styles, media and images from ``'self'`` only;
 ``connect-src`` adds the IdP's origins (the page exchanges its code at the token
@@ -17,8 +20,10 @@ from typing import Any
 
 from aiohttp import web
 
+from policies import Capability, decide_capability
 from streams.errors import AuthError, NotFound
 from streams.http.context import WebContext, ctx_of, run
+from streams.http.decisions import authenticate
 
 __all__ = ["ROUTES", "CALLBACK_PATH", "page_headers"]
 
@@ -82,9 +87,34 @@ async def auth_config(request: web.Request) -> web.Response:
     return web.json_response(body, headers={"Cache-Control": "no-store"})
 
 
+async def whoami(request: web.Request) -> web.Response:
+    ctx = ctx_of(request)
+    principal = await authenticate(request)
+    policy, now = ctx.services.policy, ctx.now()
+    decisions = {c.value: decide_capability(principal, c.value, policy, now) for c in Capability}
+    granted = [name for name, decision in decisions.items() if decision.allowed]
+    blocked = None
+    if not granted:
+        blocked = str(decisions[Capability.LIST_RECORDINGS.value].reason)
+    role = policy.roles.get(principal.role)
+    return web.json_response(
+        {
+            "user": principal.user,
+            "role": principal.role,
+            "org": principal.org,
+            "tenant": principal.tenant,
+            "capabilities": granted,
+            "purposes": list(role.purposes) if role and granted else [],
+            "blocked": blocked,
+        },
+        headers={"Cache-Control": "no-store"},
+    )
+
+
 ROUTES = [
     web.get("/", index),
     web.get(CALLBACK_PATH, index),
     web.get("/static/{name}", static),
     web.get("/v1/auth/config", auth_config),
+    web.get("/v1/auth/me", whoami),
 ]

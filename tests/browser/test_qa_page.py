@@ -75,6 +75,8 @@ def _sign_in(driver: Any, env: QaEnv, token: str) -> None:
     assert driver.find_element(By.CSS_SELECTOR, "label[for=token]").text == "Access token"
     field.send_keys(token)
     driver.find_element(By.ID, "signin-button").click()
+    _wait(driver, lambda d: d.find_element(By.ID, "tab-search").is_displayed(), "workspace")
+    driver.find_element(By.ID, "tab-search").click()
     _wait(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#rows tr")) > 0, "recordings")
 
 
@@ -126,7 +128,8 @@ def test_reviewer_signs_in_lists_and_plays(env: QaEnv, driver: Any) -> None:
         "seek",
     )
     assert driver.execute_script("return document.getElementById('player').error") is None
-    assert not driver.find_element(By.ID, "error").is_displayed()
+    assert not driver.find_element(By.ID, "access-error").is_displayed()
+    assert not driver.find_element(By.ID, "player-error").is_displayed()
     assert "audit log" in driver.find_element(By.ID, "grant-info").text
     plays = [e for e in env.audit_after(0) if e.action == "access.play"]
     assert [(e.outcome, e.recording_id) for e in plays] == [("granted", "rec-page-1")]
@@ -142,8 +145,8 @@ def test_denied_requests_show_the_reason(env: QaEnv, driver: Any) -> None:
     error = _wait(
         driver,
         lambda d: (
-            d.find_element(By.ID, "error")
-            if d.find_element(By.ID, "error").is_displayed()
+            d.find_element(By.ID, "access-error")
+            if d.find_element(By.ID, "access-error").is_displayed()
             else None
         ),
         "denial message",
@@ -160,7 +163,7 @@ def test_denied_requests_show_the_reason(env: QaEnv, driver: Any) -> None:
     driver.find_element(By.ID, "listen").click()
     _wait(
         driver,
-        lambda d: "recording-restricted" in d.find_element(By.ID, "error").text,
+        lambda d: "recording-restricted" in d.find_element(By.ID, "access-error").text,
         "restriction message",
     )
     denied = [e.reason for e in env.audit_after(0) if e.outcome == "denied"]
