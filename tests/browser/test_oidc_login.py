@@ -216,9 +216,13 @@ def driver(tmp_path: Path) -> Iterator[Any]:
 
 
 def _wait(driver: Any, condition: Any, what: str, timeout: float = 20) -> Any:
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(condition, message=what)
+    # A page being replaced (a redirect, a list re-rendered) leaves stale elements: retry.
+    ignored = (NoSuchElementException, StaleElementReferenceException)
+    waiter = WebDriverWait(driver, timeout, poll_frequency=0.1, ignored_exceptions=ignored)
+    return waiter.until(condition, message=what)
 
 
 def _shot(driver: Any, folder: Path, name: str) -> Path:

@@ -188,7 +188,7 @@ def ingest(
     clock: Clock,
 ) -> dict[str, bytes]:
     """Store ``{recording_id: {"seconds", "purposes", "agent", "queue", "ended", "codec",
-    "customer", "call_id", "direction", "pci_pauses", "tenant"}}``."""
+    "customer", "call_id", "direction", "pci_pauses", "tenant", "audio" (WAV bytes)}}``."""
     pipeline = IngestPipeline(
         landing=services.landing,
         vault=services.vault,
@@ -205,7 +205,9 @@ def ingest(
     landing = services.settings.landing_dir
     landing.mkdir(parents=True, exist_ok=True)
     for index, (rid, spec) in enumerate(calls.items()):
-        audio = call_wav(spec.get("seconds", 20.0), codec=spec.get("codec", "mulaw"), seed=index)
+        audio = spec.get("audio") or call_wav(
+            spec.get("seconds", 20.0), codec=spec.get("codec", "mulaw"), seed=index
+        )
         path = landing / f"{rid}.wav"
         path.write_bytes(audio)
         event = demo_event(

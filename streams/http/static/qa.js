@@ -113,6 +113,7 @@
   }
 
   function when(iso) { return new Date(iso).toLocaleString(); }
+  function secondsText(ms) { return (ms / 1000).toFixed(ms % 1000 ? 1 : 0) + " s"; }
   function el(tag, attrs, text) {
     const node = document.createElement(tag);
     for (const [k, v] of Object.entries(attrs || {})) {
@@ -276,7 +277,7 @@
     cell(tr, "Started", when(rec.started_at));
     cell(tr, "Length", minutes(rec.duration_ms));
     cell(tr, "Channels", String(rec.channels));
-    cell(tr, "PCI silenced", rec.pci_silenced ? "yes (" + minutes(rec.pci_redacted_ms) + ")" : "no");
+    cell(tr, "PCI silenced", rec.pci_silenced ? "yes (" + secondsText(rec.pci_redacted_ms) + ")" : "no");
     const td = el("td", { "data-label": "" });
     const button = el("button", { type: "button", className: "secondary review-button" }, "Review");
     button.setAttribute("aria-label", "Review recording " + rec.recording_id);
@@ -348,7 +349,7 @@
       ["Call", rec.call_id], ["Started", when(rec.started_at)], ["Length", minutes(rec.duration_ms)],
       ["Queue", rec.queue], ["Agent", rec.agent_id], ["Direction", rec.direction],
       ["Channels", String(rec.channels) + (Array.isArray(rec.channel_roles) ? " (" + rec.channel_roles.join(", ") + ")" : "")],
-      ["PCI silenced", rec.pci_silenced ? minutes(rec.pci_redacted_ms) : "no"],
+      ["PCI silenced", rec.pci_silenced ? secondsText(rec.pci_redacted_ms) : "no"],
       ["Collected for", rec.purposes.join(", ")], ["Kept until", when(rec.retain_until)],
     ];
     for (const [name, value] of facts) {
@@ -428,7 +429,7 @@
   // ---------------------------------------------------------------- the player
   const Player = (function () {
     const audio = () => $("player");
-    let context = null, source = null, splitter = null, merger = null, gains = [];
+    let context = null, source = null, splitter = null, merger = null, gains = [], meters = [];
     let lanes = [];      // [{solo, mute, canvas, element}]
     let rec = null;
     let frame = 0;
@@ -446,13 +447,18 @@
       splitter = context.createChannelSplitter(Math.max(1, channels));
       merger = context.createChannelMerger(2);
       gains = [];
+      meters = [];
       source.connect(splitter);
       for (let c = 0; c < channels; c++) {
         const gain = context.createGain();
         splitter.connect(gain, c);
         gain.connect(merger, 0, 0);  // every lane in both ears: solo means "only this voice"
         gain.connect(merger, 0, 1);
+        const meter = context.createAnalyser();  // what this lane sends to the speakers
+        meter.fftSize = 2048;
+        gain.connect(meter);
         gains.push(gain);
+        meters.push(meter);
       }
       merger.connect(context.destination);
       if (context.state === "suspended") { context.resume(); }
@@ -534,7 +540,7 @@
         list.appendChild(el("li", {}, label));
       }
       if (!pauses.length && rec.pci_silenced) {
-        list.appendChild(el("li", {}, minutes(rec.pci_redacted_ms) + " of card details silenced (positions not recorded for this call)"));
+        list.appendChild(el("li", {}, secondsText(rec.pci_redacted_ms) + " of card details silenced (where: not in the catalog for this call)"));
       }
       const notes = evaluation ? evaluation.notes : [];
       for (const note of notes) {
@@ -657,9 +663,25 @@
       audio().playbackRate = next;
     }
 
+    function level(c) {
+      const meter = meters[c];
+      if (!meter) { return null; }
+      const data = new Float32Array(meter.fftSize);
+      meter.getFloatTimeDomainData(data);
+      let sum = 0;
+      for (const v of data) { sum += v * v; }
+      return Math.sqrt(sum / data.length);
+    }
+
     function state() {
       return {
-        lanes: lanes.map((l, c) => ({ name: laneName(rec, c), solo: l.solo, mute: l.mute, audible: l.element.dataset.audible === "true", gain: gains[c] ? gains[c].gain.value : null })),
+        lanes: lanes.map((l, c) => ({
+          name: laneName(rec, c), solo: l.solo, mute: l.mute,
+          audible: l.element.dataset.audible === "true",
+          gain: gains[c] ? gains[c].gain.value : null, level: level(c),
+          pciMarks: l.element.querySelectorAll(".pci-mark").length,
+          noteMarks: l.element.querySelectorAll(".note-mark").length,
+        })),
         waveform: waveform ? { channels: waveform.channels, points: waveform.points } : null,
         playbackRate: audio().playbackRate,
         currentTime: audio().currentTime,
@@ -705,6 +727,7 @@
   // ---------------------------------------------------------------- evaluation
   function renderEvaluation() {
     const box = $("evaluation");
+    $("workspace").classList.toggle("with-evaluation", Boolean(evaluation));
     if (!evaluation) { box.hidden = true; return; }
     box.hidden = false;
     showError("eval-error", "");
@@ -877,7 +900,9 @@
   // ---------------------------------------------------------------- start
   async function init() {
     Player.init();
-    window.callvaultPlayer = { state: Player.state };  // for the browser tests and the curious
+    // For the browser tests (and the curious): the mix, levels and marks of the lanes,
+    // and the player started on a recording's metadata.
+    window.callvaultPlayer = { state: Player.state, start: (rec, url) => { current = rec; Player.start(rec, url); } };
     $("sso-signin").addEventListener("click", () => { startSso().catch((err) => showError("signin-error", err.message)); });
     $("signin-form").addEventListener("submit", (event) => {
       event.preventDefault();
