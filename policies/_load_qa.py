@@ -7,7 +7,8 @@ returns what it could build; what is wrong is reported, never raised.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
 
 from policies._yaml import child_path
 from policies.forms import (
@@ -21,8 +22,33 @@ from policies.forms import (
 )
 from policies.model import Capability, Organisation, Purpose, Role
 
-if TYPE_CHECKING:
-    from policies.loader import _Checker
+T = TypeVar("T")
+
+
+class _Checker(Protocol):
+    """What these functions use of the loader's checker (``policies.loader._Checker``)."""
+
+    problems: list[Any]
+
+    def problem(self, path: str, message: str) -> None: ...
+    def mapping(self, value: Any, path: str) -> dict[str, Any] | None: ...
+    def entry(
+        self, value: Any, path: str, required: tuple[str, ...], optional: tuple[str, ...] = ()
+    ) -> dict[str, Any] | None: ...
+    def get(
+        self,
+        fields: dict[str, Any],
+        key: str,
+        path: str,
+        check: Callable[[Any, str], T | None],
+        default: T | None = None,
+    ) -> T | None: ...
+    def text(self, value: Any, path: str) -> str | None: ...
+    def flag(self, value: Any, path: str) -> bool | None: ...
+    def positive(self, value: Any, path: str) -> int | None: ...
+    def texts(self, value: Any, path: str) -> list[tuple[str, str]] | None: ...
+    def clause_ref(self, fields: dict[str, Any], path: str) -> str: ...
+
 
 __all__ = ["evaluation_forms", "sampling_plans", "sso_section", "SSO_KEYS"]
 
