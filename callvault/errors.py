@@ -34,6 +34,7 @@ so a caller can catch one type at the edge (CLI, HTTP view, stream agent)::
         ├── EventRejected             a bad event (carries a DLQ reason code)
         ├── PrivacyRequestRejected    a malformed privacy request
         ├── ManifestError             an unusable import manifest
+        ├── SourceRefused             a telephony source's notification that cannot be mapped
         └── RequestError              an HTTP request refused (streams/http/errors.py maps
             │                         each to its status): AuthError, BadRequest,
             │                         PayloadTooLarge, UnsupportedMediaType, NotFound,

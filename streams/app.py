@@ -13,10 +13,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,6 +38,7 @@ from streams.http.oidc import verifier_for
 from streams.ingest import IngestOutcome, IngestPipeline, redacted_event
 from streams.metrics import Metrics
 from streams.services import Services
+from streams.sources import CONNECT_CTR_TOPIC, S3_EVENTS_TOPIC, SourceOutcome, Sources
 
 __all__ = ["Worker", "TOPICS"]
 
@@ -47,6 +49,8 @@ TOPICS = {
     "privacy": "callvault.privacy-requests",
     "audit": "callvault.audit",
     "dlq": "callvault.dlq",
+    "s3-events": S3_EVENTS_TOPIC,
+    "connect-ctr": CONNECT_CTR_TOPIC,
 }
 BATCH_MAX = 256
 BATCH_WITHIN = 0.2
@@ -108,6 +112,20 @@ class Worker:
         )
         self.audit_topic = self.app.topic(TOPICS["audit"], value_serializer="raw", partitions=1)
         self.dlq = self.app.topic(TOPICS["dlq"], value_serializer="raw", partitions=1)
+        self.s3_events = self.app.topic(
+            TOPICS["s3-events"], key_serializer="raw", value_serializer="raw", partitions=PARTITIONS
+        )
+        self.connect_ctr = self.app.topic(
+            TOPICS["connect-ctr"], value_serializer="raw", partitions=PARTITIONS
+        )
+        self.sources = Sources(
+            bindings=services.sources,
+            landing=services.landing,
+            catalog=services.catalog,
+            metrics=self.metrics,
+            clock=services.clock,
+            max_bytes=settings.max_audio_bytes,
+        )
         self.pipeline = IngestPipeline(
             landing=services.landing,
             vault=services.vault,
@@ -147,6 +165,24 @@ class Worker:
             async for events in batches:
                 await self._ingest_batch(events)
                 for event in events:
+                    await stream.ack(event)
+
+        @app.agent(self.s3_events, name="s3-events")
+        async def s3_events(stream: faust.StreamT[bytes]) -> None:
+            batches = stream.noack_take(BATCH_MAX, within=BATCH_WITHIN)  # type: ignore[attr-defined]
+            async for events in batches:
+                for event in events:  # one at a time: each acked once its outcome is out
+                    handle = functools.partial(self.sources.on_s3_message, event.key, event.value)
+                    await self._source_message(event, handle)
+                    await stream.ack(event)
+
+        @app.agent(self.connect_ctr, name="connect-ctr")
+        async def connect_ctr(stream: faust.StreamT[bytes]) -> None:
+            batches = stream.noack_take(BATCH_MAX, within=BATCH_WITHIN)  # type: ignore[attr-defined]
+            async for events in batches:
+                for event in events:
+                    handle = functools.partial(self._ctr_outcomes, event.value)
+                    await self._source_message(event, handle)
                     await stream.ack(event)
 
         @timer(app, 1.0, name="audit-publisher")
@@ -198,6 +234,8 @@ class Worker:
                     evaluations=worker.evaluations,
                     publish_recording=worker.publish_recording,
                     health=worker.health,
+                    sources=worker.sources,
+                    publish_s3_event=worker.publish_s3_event,
                 )
                 self.runner = web.AppRunner(build_web_app(ctx), access_log=None)
                 await self.runner.setup()
@@ -244,6 +282,54 @@ class Worker:
         await self._flush_audit()
         return outcomes
 
+    def _ctr_outcomes(self, value: bytes) -> list[SourceOutcome]:
+        return [self.sources.on_ctr_message(value)]
+
+    async def _source_message(
+        self, event: Any, handle: Callable[[], list[SourceOutcome]]
+    ) -> list[SourceOutcome]:
+        """One message of a source topic: mapped events produced to
+        ``callvault.recordings``, refusals to ``callvault.dlq``. A storage failure is
+        retried with back-off (the message is not acked meanwhile, never skipped)."""
+        loop = asyncio.get_running_loop()
+        delay = 0.5
+        while True:
+            try:
+                outcomes = await loop.run_in_executor(None, handle)
+                break
+            except CallvaultError as exc:
+                log.error("source message failed (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+        for outcome in outcomes:
+            if outcome.status == "mapped" and outcome.recording_id:
+                await self.publish_recording(outcome.payload, outcome.recording_id)
+            elif outcome.status == "refused":
+                await self.dlq.send(
+                    key=(outcome.recording_id or "").encode() or None,
+                    value=self._source_dlq_message(outcome, getattr(event, "message", None)),
+                )
+        return outcomes
+
+    def _source_dlq_message(self, outcome: SourceOutcome, message: Any = None) -> bytes:
+        """A refused source notification: reason, detail and where it sits (replay it
+        from there once fixed). Not the notification itself: object keys and CTRs carry
+        phone numbers. Nothing it names was deleted."""
+        body: dict[str, Any] = {
+            "reason": outcome.reason,
+            "detail": outcome.detail,
+            "adapter": outcome.source,
+            "recording_id": outcome.recording_id,
+            "at": datetime.now(UTC).isoformat(),
+            "worker": self.services.config.worker_id,
+            "source": _position(message),
+            "event": None,
+        }
+        return json.dumps(body).encode()
+
+    async def publish_s3_event(self, notification: bytes, key: str) -> None:
+        await self.s3_events.send(key=key.encode(), value=notification)
+
     def _dlq_message(self, outcome: IngestOutcome, message: Any = None) -> bytes:
         """A DLQ entry: reason, detail, where the original sits (topic, partition,
         offset: replay it from there once fixed) and the event with its personal data
@@ -254,11 +340,7 @@ class Worker:
             "recording_id": outcome.recording_id,
             "at": datetime.now(UTC).isoformat(),
             "worker": self.services.config.worker_id,
-            "source": (
-                {"topic": message.topic, "partition": message.partition, "offset": message.offset}
-                if message is not None
-                else None
-            ),
+            "source": _position(message),
             "event": redacted_event(outcome.payload),
         }
         return json.dumps(body).encode()
@@ -355,3 +437,10 @@ class Worker:
         )
         with contextlib.suppress(SystemExit):
             worker.execute_from_commandline()
+
+
+def _position(message: Any) -> dict[str, Any] | None:
+    """Where a consumed message sits (replay it from there), for a DLQ entry."""
+    if message is None:
+        return None
+    return {"topic": message.topic, "partition": message.partition, "offset": message.offset}

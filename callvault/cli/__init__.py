@@ -14,6 +14,7 @@
     callvault keys rotate|status master key rotation (rewraps subject keys), key status
     callvault import PATH --manifest FILE   backfill an archive through the ingest pipeline
     callvault qa sample|assignments|summary quality evaluations (sampling plans, scores)
+    callvault announce FILE [--leg FILE --role R]...   a PBX's end-of-recording hook
 
 Every command exits 0 on success, 1 when the thing checked is bad (invalid policy,
 broken audit chain), 2 on usage or configuration errors. Adding a command group:
@@ -50,6 +51,7 @@ COMMANDS = (
     "callvault.cli.keys:keys",
     "callvault.cli.imports:import_command",
     "callvault.cli.qa:qa",
+    "callvault.cli.announce:announce_command",
 )
 
 

@@ -25,6 +25,7 @@ from streams.http import (
     page,
     privacy,
     recordings,
+    sources,
     waveform,
 )
 from streams.http.context import CONTEXT_KEY, WebContext, ctx_of
@@ -44,6 +45,7 @@ ROUTES: list[web.RouteDef] = [
     *privacy.ROUTES,
     *evaluations.ROUTES,
     *waveform.ROUTES,
+    *sources.ROUTES,
 ]
 
 
