@@ -280,20 +280,18 @@ class EvaluationService:
             reviewer = min(eligible(candidate), key=lambda r: (load[r], r))
             load[reviewer] += 1
             drafts.append(
-                Assignment(
-                    assignment_id=new_assignment_id(),
-                    tenant=row.tenant,
-                    recording_id=row.recording_id,
-                    form_id=plan.form,
-                    purpose=plan.purpose,
-                    reviewer=reviewer,
-                    assigned_by=actor,
-                    assigned_at=now,
-                    due_at=now + timedelta(days=plan.due_days),
+                _new_assignment(
+                    row,
+                    plan.form,
+                    plan.purpose,
+                    reviewer,
+                    actor,
+                    now,
+                    plan.due_days,
                     plan_id=plan.id,
                     period=label,
                     stratum=candidate.stratum,
-                )
+                )  # fmt: skip
             )
         flags = self._store.assign(drafts, actor=actor) if drafts else []
         made = tuple(a for a, new in zip(drafts, flags, strict=True) if new)
@@ -377,17 +375,7 @@ class EvaluationService:
             raise EvaluationError(
                 f"recording {recording_id} may not be assigned: {why.value}", why.value
             )
-        assignment = Assignment(
-            assignment_id=new_assignment_id(),
-            tenant=row.tenant,
-            recording_id=row.recording_id,
-            form_id=form.id,
-            purpose=purpose,
-            reviewer=reviewer,
-            assigned_by=actor,
-            assigned_at=now,
-            due_at=now + timedelta(days=due_days),
-        )
+        assignment = _new_assignment(row, form.id, purpose, reviewer, actor, now, due_days)
         self._store.assign([assignment], actor=actor)
         if self.metrics is not None:
             self.metrics.qa_assignments_created.labels("manual").inc()
@@ -625,6 +613,35 @@ class EvaluationService:
         """Purge scores and notes of recordings no longer stored (see the store)."""
         purged: int = self._store.purge_ended(actor=actor)
         return purged
+
+
+def _new_assignment(
+    row: RecordingRow,
+    form_id: str,
+    purpose: str,
+    reviewer: str,
+    actor: str,
+    now: datetime,
+    due_days: int,
+    *,
+    plan_id: str | None = None,
+    period: str | None = None,
+    stratum: str | None = None,
+) -> Assignment:
+    return Assignment(
+        assignment_id=new_assignment_id(),
+        tenant=row.tenant,
+        recording_id=row.recording_id,
+        form_id=form_id,
+        purpose=purpose,
+        reviewer=reviewer,
+        assigned_by=actor,
+        assigned_at=now,
+        due_at=now + timedelta(days=due_days),
+        plan_id=plan_id,
+        period=period,
+        stratum=stratum,
+    )
 
 
 def _eval_name(assignment: Assignment) -> str:

@@ -357,7 +357,10 @@ class EvaluationStore:
             self._catalog.audit.append(_draft(actor, action, changed, reason), tx=tx)
         return changed
 
-    def _locked(self, tx: Transaction, assignment_id: str) -> Assignment:
+    def _locked(
+        self, tx: Transaction, assignment_id: str, *, open_only: bool = False
+    ) -> Assignment:
+        """The assignment, locked for this transaction (``open_only``: refused unless open)."""
         row = tx.fetch_one(
             f"SELECT {_COLUMNS} FROM qa_assignments WHERE assignment_id = ?"
             + tx.dialect.for_update,
@@ -365,7 +368,12 @@ class EvaluationStore:
         )
         if row is None:
             raise AssignmentNotFound(f"no evaluation assignment {assignment_id!r}")
-        return _from_row(row)
+        found = _from_row(row)
+        if open_only and found.status is not AssignmentState.OPEN:
+            raise EvaluationError(
+                f"assignment {assignment_id} is {found.status.value}", "assignment-closed"
+            )
+        return found
 
     # -- evaluations -------------------------------------------------------------------------
     def save_evaluation(
@@ -390,11 +398,7 @@ class EvaluationStore:
         now = self._clock()
         with self._db.transaction() as tx:
             self._catalog.audit.lock_head(tx)
-            current = self._locked(tx, assignment_id)
-            if current.status is not AssignmentState.OPEN:
-                raise EvaluationError(
-                    f"assignment {assignment_id} is {current.status.value}", "assignment-closed"
-                )
+            current = self._locked(tx, assignment_id, open_only=True)
             row = tx.fetch_one(
                 "SELECT revision FROM qa_evaluations WHERE assignment_id = ?", (assignment_id,)
             )
@@ -473,11 +477,7 @@ class EvaluationStore:
         now = self._clock()
         with self._db.transaction() as tx:
             self._catalog.audit.lock_head(tx)
-            current = self._locked(tx, assignment_id)
-            if current.status is not AssignmentState.OPEN:
-                raise EvaluationError(
-                    f"assignment {assignment_id} is {current.status.value}", "assignment-closed"
-                )
+            current = self._locked(tx, assignment_id, open_only=True)
             tx.execute(
                 "INSERT INTO qa_notes (note_id, assignment_id, subject_key_id, sealed, author, "
                 "created_at) VALUES (?, ?, ?, ?, ?, ?)",

@@ -29,8 +29,8 @@ sealed under the customer's key (:mod:`streams.evaluations`).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -62,6 +62,8 @@ from streams.http.params import json_object, query_text, query_when
 from streams.http.recordings import public_recording, usable_purposes
 
 __all__ = ["ROUTES"]
+
+T = TypeVar("T")
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}$")
 
@@ -152,8 +154,13 @@ async def _with_recording(
     return body
 
 
-def _bad_input(exc: PolicyInputError) -> BadRequest:
-    return BadRequest(str(exc), "bad-field")
+async def _call(func: Callable[[], T]) -> T:
+    """A service call off the event loop; bad input to the policy is a 400 ``bad-field``."""
+    try:
+        result: T = await store_call(func)
+    except PolicyInputError as exc:
+        raise BadRequest(str(exc), "bad-field") from None
+    return result
 
 
 # -- forms and plans ---------------------------------------------------------------------------
@@ -206,18 +213,15 @@ async def run_plan(request: web.Request) -> web.Response:
     plan_id = request.match_info["plan_id"]
     if plan_id not in ctx.services.policy.sampling_plans:
         raise BadRequest(f"unknown sampling plan {plan_id!r}", "bad-field")
-    try:
-        outcome = await store_call(
-            lambda: ctx.evaluations.run_plan(
-                plan_id,
-                actor=f"user:{principal.user}",
-                period=period,
-                reviewers=reviewers,
-                tenant=tenant,
-            )
+    outcome = await _call(
+        lambda: ctx.evaluations.run_plan(
+            plan_id,
+            actor=f"user:{principal.user}",
+            period=period,
+            reviewers=reviewers,
+            tenant=tenant,
         )
-    except PolicyInputError as exc:
-        raise _bad_input(exc) from None
+    )
     return web.json_response(outcome.to_json(ctx.now()), status=201)
 
 
@@ -274,18 +278,15 @@ async def create_assignment(request: web.Request) -> web.Response:
         raise BadRequest("form_id must be a string", "bad-field")
     if isinstance(due_days, bool) or not isinstance(due_days, int):
         raise BadRequest("due_days must be a whole number", "bad-field")
-    try:
-        assignment = await store_call(
-            lambda: ctx.evaluations.assign(
-                recording_id,
-                reviewer=reviewer,
-                actor=f"user:{principal.user}",
-                form_id=form_id,
-                due_days=due_days,
-            )
+    assignment = await _call(
+        lambda: ctx.evaluations.assign(
+            recording_id,
+            reviewer=reviewer,
+            actor=f"user:{principal.user}",
+            form_id=form_id,
+            due_days=due_days,
         )
-    except PolicyInputError as exc:
-        raise _bad_input(exc) from None
+    )
     return web.json_response(await _with_recording(request, principal, assignment), status=201)
 
 
@@ -293,12 +294,7 @@ async def get_assignment(request: web.Request) -> web.Response:
     ctx = ctx_of(request)
     principal = await require(request, "evaluate")
     assignment, _ = await _own_or_managed(request, principal, write=False)
-    try:
-        view = await store_call(
-            lambda: ctx.evaluations.view(assignment, reader=f"user:{principal.user}")
-        )
-    except PolicyInputError as exc:
-        raise _bad_input(exc) from None
+    view = await _call(lambda: ctx.evaluations.view(assignment, reader=f"user:{principal.user}"))
     body = view.to_json(ctx.now())
     body["recording"] = (await _with_recording(request, principal, assignment))["recording"]
     return web.json_response(body, headers={"Cache-Control": "no-store"})
@@ -332,20 +328,17 @@ async def save_evaluation(request: web.Request) -> web.Response:
         )
     if not isinstance(complete, bool):
         raise BadRequest("complete must be true or false", "bad-field")
-    try:
-        view = await store_call(
-            lambda: ctx.evaluations.save(
-                assignment,
-                answers=answers,
-                comment=comment or None,
-                based_on=revision,
-                complete=complete,
-                actor=f"user:{principal.user}",
-                author=principal.user,
-            )
+    view = await _call(
+        lambda: ctx.evaluations.save(
+            assignment,
+            answers=answers,
+            comment=comment or None,
+            based_on=revision,
+            complete=complete,
+            actor=f"user:{principal.user}",
+            author=principal.user,
         )
-    except PolicyInputError as exc:
-        raise _bad_input(exc) from None
+    )
     return web.json_response(view.to_json(ctx.now()))
 
 
@@ -359,19 +352,16 @@ async def add_note(request: web.Request) -> web.Response:
         raise BadRequest("text is required", "bad-field")
     if isinstance(at_ms, bool) or not isinstance(at_ms, int):
         raise BadRequest("at_ms (the position in the call, in ms) is required", "bad-field")
-    try:
-        note = await store_call(
-            lambda: ctx.evaluations.add_note(
-                assignment,
-                at_ms=at_ms,
-                text=text,
-                channel=channel,
-                actor=f"user:{principal.user}",
-                author=principal.user,
-            )
+    note = await _call(
+        lambda: ctx.evaluations.add_note(
+            assignment,
+            at_ms=at_ms,
+            text=text,
+            channel=channel,
+            actor=f"user:{principal.user}",
+            author=principal.user,
         )
-    except PolicyInputError as exc:
-        raise _bad_input(exc) from None
+    )
     return web.json_response(note.to_json(), status=201)
 
 
