@@ -509,21 +509,22 @@ class EvaluationStore:
         Raises:
             CatalogError / AuditError: the database or audit layer failed (nothing purged).
         """
-        rows = self._db.fetch_all(
+        sql = (
             f"SELECT {', '.join('a.' + c.strip() for c in _COLUMNS.split(','))} "
             "FROM qa_assignments a LEFT JOIN recordings r ON r.recording_id = a.recording_id "
             "WHERE (r.recording_id IS NULL OR r.state <> 'stored') AND ("
             "a.status = 'open' OR EXISTS (SELECT 1 FROM qa_evaluations e "
             "WHERE e.assignment_id = a.assignment_id) OR EXISTS (SELECT 1 FROM qa_notes n "
-            "WHERE n.assignment_id = a.assignment_id)) ORDER BY a.assignment_id LIMIT ?",
-            (limit,),
+            "WHERE n.assignment_id = a.assignment_id)) ORDER BY a.assignment_id LIMIT ?"
         )
-        ended = [_from_row(row) for row in rows]
-        if not ended:
+        if not self._db.fetch_all(sql, (1,)):  # the common case: no lock taken
             return 0
         now = self._clock()
         with self._db.transaction() as tx:
+            # Selected again under the audit lock: two workers purging at once do not
+            # both purge (and audit) the same assignment.
             self._catalog.audit.lock_head(tx)
+            ended = [_from_row(row) for row in tx.fetch_all(sql, (limit,))]
             for item in ended:
                 tx.execute("DELETE FROM qa_notes WHERE assignment_id = ?", (item.assignment_id,))
                 tx.execute(

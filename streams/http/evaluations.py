@@ -91,8 +91,8 @@ async def _own_or_managed(
 
     Raises:
         AssignmentNotFound: no such assignment (404).
-        AccessDenied: someone else's assignment, or its recording may not be used now
-            (audited). A closed assignment is refused by the store on write (409).
+        AccessDenied: someone else's assignment, its recording may not be used now, or
+            (to write) the assignment is completed or cancelled (all audited).
     """
     ctx = ctx_of(request)
     assignment = await run(ctx.services.evaluations.get, _assignment_id(request))
