@@ -279,7 +279,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         6,
         "quality evaluations: assignments, sealed scores and timeline notes "
-        "(storage/catalog/evaluations.py); recordings by call id",
+        "(storage/catalog/evaluations.py); recordings by call id and by agent",
         (
             """
             CREATE TABLE qa_assignments (
@@ -326,7 +326,10 @@ MIGRATIONS: tuple[Migration, ...] = (
             )
             """,
             "CREATE INDEX qa_notes_assignment ON qa_notes (assignment_id, created_at)",
-            "CREATE INDEX recordings_call ON recordings (call_id)",
+            # Find the call: by call id, and by agent, among stored recordings, newest
+            # first (without statistics SQLite would walk the state index instead).
+            "CREATE INDEX recordings_call ON recordings (call_id, state, started_at)",
+            "CREATE INDEX recordings_agent_state ON recordings (agent_id, state, started_at)",
         ),
     ),
 )
