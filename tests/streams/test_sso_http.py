@@ -184,3 +184,20 @@ def test_an_unreachable_idp_is_503_not_a_bad_token(tmp_path: Path, oidc_provider
         assert f"connect-src 'self' {issuer};" in csp
     finally:
         env.close()
+
+
+def test_who_am_i(env: QaEnv, oidc_provider: TestIdp) -> None:
+    me = env.get("/v1/auth/me", token=oidc_provider.token("alice")).json()
+    assert (me["user"], me["role"], me["tenant"], me["blocked"]) == (
+        "sso:alice", "qa-reviewer", "acme", None,
+    )  # fmt: skip
+    assert me["capabilities"] == ["list-recordings", "evaluate"]
+    assert me["purposes"] == ["quality-improvement"]
+    sam = env.get("/v1/auth/me", token=oidc_provider.token("sam")).json()
+    assert "manage-evaluations" in sam["capabilities"]
+    # An entrusted vendor outside its contract may do nothing, and is told why.
+    env.clock.now = datetime(2028, 1, 2, tzinfo=UTC)
+    vendor = env.token("vera", "qa-vendor", org="acme-qa")
+    blocked = env.get("/v1/auth/me", token=vendor).json()
+    assert (blocked["capabilities"], blocked["blocked"]) == ([], "contract-not-live")
+    assert env.get("/v1/auth/me").status == 401
