@@ -22,6 +22,7 @@ from storage.catalog import (
     Catalog,
     DisclosureLedger,
     EndOfLifeStore,
+    EvaluationStore,
     HoldStore,
     PrivacyRequestStore,
     ReceiptSigner,
@@ -79,6 +80,7 @@ class Services:
     requests: PrivacyRequestStore
     ledger: DisclosureLedger
     restrictions: SubjectRestrictions
+    evaluations: EvaluationStore
     #: Brings vault tags and S3 legal holds in line with the catalog (storage.mirror).
     mirror: VaultMirror
     #: Called with every audit entry after it committed (the worker publishes them).
@@ -128,6 +130,7 @@ class Services:
             requests=PrivacyRequestStore(catalog, clock=clock),
             ledger=DisclosureLedger(catalog.database, catalog.audit, clock=clock),
             restrictions=SubjectRestrictions(catalog.database),
+            evaluations=EvaluationStore(catalog, clock=clock),
             mirror=VaultMirror(catalog, vault, holds=holds, endoflife=endoflife, clock=clock),
             audit_listeners=audit_listeners if audit_listeners is not None else [],
             **extra,

@@ -16,6 +16,7 @@ module                      holds
 ``restrictions``            customers whose recordings may not be used
 ``receipts``                signed deletion receipts
 ``stats``                   governance counts for the gauges (numbers only)
+``evaluations``             QA evaluation assignments, sealed scores and notes
 ``vaultsync``               the vault mirror queue (tags, S3 legal holds to write)
 ``holdsql``                 the SQL form of "an active hold covers this row"
 ==========================  =====================================================
@@ -27,6 +28,7 @@ from storage.catalog.audit import AuditDraft, AuditLog, AuditVerification
 from storage.catalog.catalog import Catalog, DailyStat, listing_cursor, open_catalog
 from storage.catalog.disclosures import Disclosure, DisclosureLedger
 from storage.catalog.endoflife import DeletionIntent, EndOfLifeStore, ObjectCleanup, ScheduleChange
+from storage.catalog.evaluations import Assignment, AssignmentState, EvaluationStore
 from storage.catalog.holds import HoldScope, HoldStore, LegalHold
 from storage.catalog.receipts import DeletionReceipt, ReceiptSigner, ReceiptStore
 from storage.catalog.requests import PrivacyRequest, PrivacyRequestStore, RequestStatus
@@ -34,6 +36,9 @@ from storage.catalog.restrictions import SubjectRestrictions
 from storage.catalog.sql import Database, open_database
 
 __all__ = [
+    "Assignment",
+    "AssignmentState",
+    "EvaluationStore",
     "AuditDraft",
     "AuditLog",
     "AuditVerification",

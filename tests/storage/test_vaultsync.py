@@ -1,4 +1,4 @@
-"""The vault version id in the catalog and the vault mirror queue (migration 6), on
+"""The vault version id in the catalog and the vault mirror queue (migration 7), on
 SQLite and PostgreSQL: every change the vault mirrors is queued in its own transaction."""
 
 from __future__ import annotations
