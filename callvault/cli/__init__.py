@@ -1,6 +1,6 @@
 """The ``callvault`` command line: one module per command group.
 
-    callvault up                 embedded S3 server + broker (topics on it) + worker + web (make run)
+    callvault up                 embedded S3 server, broker on it, worker, web (make run)
     callvault worker             a worker against CALLVAULT_BROKER
     callvault demo               push synthetic calls through a running system
     callvault token issue        sign a bearer token
