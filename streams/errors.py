@@ -2,6 +2,8 @@
 
     StreamError
     ├── EventRejected            a bad event; goes to callvault.dlq with ``reason``
+    ├── InputRejected            input outside its bounds (streams.bounds); callers
+    │                            answer with their own error and its ``reason``
     ├── PrivacyRequestRejected   a malformed privacy request (nothing stored)
     ├── ManifestError            an import manifest that cannot be used at all
     └── RequestError             an HTTP request refused (streams.http.errors answers it)
@@ -28,6 +30,7 @@ from callvault.errors import CallvaultError
 __all__ = [
     "StreamError",
     "EventRejected",
+    "InputRejected",
     "PrivacyRequestRejected",
     "ManifestError",
     "RequestError",
@@ -63,6 +66,13 @@ class EventRejected(_Coded):
 
     ``reason`` is a stable, machine-readable code (e.g. ``schema``, ``landing-missing``,
     ``sha256-mismatch``); ``detail`` is for humans and never carries personal data.
+    """
+
+
+class InputRejected(_Coded):
+    """Input outside its bounds (:mod:`streams.bounds`): too large, too deep, not JSON,
+    or text with lone surrogates, NUL or control characters. ``reason`` is
+    ``too-large``, ``malformed`` or ``bad-text``; ``detail`` names where, never the value.
     """
 
 

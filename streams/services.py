@@ -32,6 +32,7 @@ from storage.crypto import Keyring, KeyService
 from storage.landing import Landing
 from storage.types import AuditEntry
 from storage.vault import Vault
+from streams.bounds import DEFAULT_WINDOW, TimeWindow
 
 __all__ = ["Services", "WorkerConfig", "DEFAULT_MAX_AUDIO_BYTES"]
 
@@ -50,6 +51,8 @@ class WorkerConfig:
     metrics_interval_seconds: int = 15
     log_level: str = "info"
     max_audio_bytes: int = DEFAULT_MAX_AUDIO_BYTES
+    #: The range call times of events, uploads and imports must fall in.
+    call_window: TimeWindow = DEFAULT_WINDOW
 
     @property
     def actor(self) -> str:

@@ -68,6 +68,7 @@ Params = Sequence[Any]
 
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 _BUSY_TIMEOUT_S = 30.0
+_SHORT_YEAR = re.compile(r"[0-9]{1,3}-[0-9]{2}-[0-9]{2}T")
 
 
 def to_db_time(value: datetime) -> str:
@@ -78,7 +79,13 @@ def to_db_time(value: datetime) -> str:
     """
     if value.tzinfo is None or value.utcoffset() is None:
         raise CatalogError(f"naive datetime {value.isoformat()} given; use an aware UTC datetime")
-    return value.astimezone(UTC).strftime(_TIME_FORMAT)
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:
+        raise CatalogError(f"datetime {value.isoformat()} cannot be moved to UTC") from None
+    # Not strftime("%Y"): glibc does not zero-pad years below 1000, which would break
+    # the fixed width (and with it text order = time order and from_db_time).
+    return f"{utc.year:04d}-" + utc.strftime(_TIME_FORMAT[3:])
 
 
 def from_db_time(text: str) -> datetime:
@@ -90,6 +97,8 @@ def from_db_time(text: str) -> datetime:
     # The stored form is fixed-width "YYYY-MM-DDTHH:MM:SS.ffffffZ": fromisoformat is
     # ~20x faster than strptime (hot in listings and the retention sweep); anything
     # else is refused, as strptime would.
+    if isinstance(text, str) and 24 <= len(text) < 27 and _SHORT_YEAR.match(text):
+        text = text.zfill(27)  # written by strftime("%Y") before years were zero-padded
     if not isinstance(text, str) or len(text) != 27 or text[10] != "T" or text[-1] != "Z":
         raise CatalogError(f"malformed timestamp in the catalog: {text!r}")
     try:

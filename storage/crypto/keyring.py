@@ -116,11 +116,16 @@ def pseudonym(secret: bytes, tenant: str, value: str) -> str:
     so a move between keyrings that keep the same secret keeps every pseudonym).
 
     Raises:
-        KeyringError: an empty tenant or value.
+        KeyringError: an empty tenant or value, or one with a lone surrogate.
     """
     if not tenant or not value:
         raise KeyringError("pseudonymize needs a non-empty tenant and value")
-    t, v = tenant.encode(), value.encode()
+    try:
+        t, v = tenant.encode(), value.encode()
+    except UnicodeEncodeError:
+        raise KeyringError(
+            "pseudonymize needs text encodable as UTF-8 (no lone surrogates)"
+        ) from None
     # Length prefixes keep ("ab", "c") and ("a", "bc") apart.
     message = _PSEUDONYM_DOMAIN + struct.pack(">I", len(t)) + t + struct.pack(">I", len(v)) + v
     return hmac.new(secret, message, hashlib.sha256).hexdigest()

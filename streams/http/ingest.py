@@ -17,7 +17,14 @@ from typing import Any
 from aiohttp import web
 
 from storage.errors import LandingRejected, StorageError
-from streams.errors import BadRequest, LandingUnavailable, PayloadTooLarge, UnsupportedMediaType
+from streams.bounds import load_json
+from streams.errors import (
+    BadRequest,
+    InputRejected,
+    LandingUnavailable,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
 from streams.events import SCHEMA_V1, parse_recording_event
 from streams.http.context import ctx_of, run
 from streams.http.decisions import require
@@ -43,9 +50,11 @@ async def _parts(request: web.Request, limit: int) -> tuple[dict[str, Any], byte
                 if len(raw) > _MAX_METADATA:
                     raise PayloadTooLarge("metadata larger than 64 KiB")
                 try:
-                    metadata = json.loads(raw)
-                except ValueError:
-                    raise BadRequest("metadata is not JSON", "malformed") from None
+                    metadata = load_json(raw, max_bytes=_MAX_METADATA, multiline=False)
+                except InputRejected as exc:
+                    raise BadRequest(
+                        f"metadata is not usable JSON: {exc.detail}", "malformed"
+                    ) from None
             elif part.name == "audio":  # type: ignore[union-attr]
                 chunks, size = [], 0
                 while chunk := await part.read_chunk(1 << 16):  # type: ignore[union-attr]
@@ -75,7 +84,8 @@ async def post_recording(request: web.Request) -> web.Response:
     audio_format = str(meta_audio.get("format", "wav"))  # type: ignore[union-attr]
     event = {**metadata, "schema": metadata.get("schema", SCHEMA_V1)}
     event["audio"] = {"uri": "file:///pending", "format": audio_format, "sha256": digest}
-    parsed = parse_recording_event(event, now=ctx.now())  # EventRejected: 400 invalid-event
+    # EventRejected: 400 invalid-event (before anything is landed)
+    parsed = parse_recording_event(event, now=ctx.now(), window=ctx.services.config.call_window)
     # The landing file is named by a keyed hash: recording ids may hold characters a
     # file name may not (":"), or personal data some PBXs put there.
     name = ctx.services.keyring.pseudonymize(parsed.tenant, f"landing:{parsed.recording_id}")
