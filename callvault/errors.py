@@ -5,27 +5,51 @@ so a caller can catch one type at the edge (CLI, HTTP view, stream agent)::
 
     CallvaultError
     ├── ConfigError                 callvault.errors: bad settings / URLs
+    ├── StartupError                callvault.errors: a process cannot start (bind, ...)
     ├── EmbeddedServerError         callvault.errors: an embedded server would not start
     │   └── BrokerError             the embedded Kafka-protocol broker (tansu)
+    ├── Unavailable                 callvault.errors: a backend is unavailable (marker;
+    │                               retrying the same work may succeed: infrastructure)
     ├── storage.errors.StorageError
     │   ├── RecordingNotFound
     │   ├── IntegrityError          tampered, truncated or spliced object
     │   ├── KeyringError
-    │   │   └── KeyDestroyed        the subject key was shredded (erasure)
+    │   │   ├── KeyDestroyed        the subject key was shredded (erasure)
+    │   │   └── KeyringUnavailable  (also Unavailable) key file / KMS unreachable
     │   ├── AudioError
-    │   │   └── UnsupportedAudioFormat
+    │   │   ├── UnsupportedAudioFormat
+    │   │   └── AudioTooLong        decodes to more than the call can hold (a bomb)
     │   ├── LandingError            landing audio missing / outside the landing roots
+    │   │   ├── LandingRejected     refused for good, with a reason code
+    │   │   └── LandingStoreUnavailable  (also Unavailable) folder / S3 unreachable
     │   ├── CatalogError
+    │   │   └── CatalogUnavailable  (also Unavailable) database unreachable, locked, full
+    │   ├── VaultUnavailable        (also Unavailable) vault folder / S3 unreachable
     │   └── AuditError
     ├── policies.errors.PolicyError
     │   └── PolicyFileError         invalid policy file (with location)
     └── streams.errors.StreamError
-        └── EventRejected           a bad event (carries a DLQ reason code)
+        ├── EventRejected           a bad event (carries a DLQ reason code)
+        └── BrokerUnavailable       (also Unavailable) the broker refused a produce
+
+An error is *infrastructure* when it, or an error in its ``__cause__`` chain, is an
+:class:`Unavailable` (:func:`is_unavailable`): the ingest agent retries it with capped
+back-off and never skips the work. Anything else on the ingest path is permanent for
+the event that caused it (dead-lettered with a reason code).
 """
 
 from __future__ import annotations
 
-__all__ = ["CallvaultError", "ConfigError", "EmbeddedServerError", "BrokerError"]
+__all__ = [
+    "CallvaultError",
+    "ConfigError",
+    "StartupError",
+    "EmbeddedServerError",
+    "BrokerError",
+    "Unavailable",
+    "is_unavailable",
+    "unavailable_backend",
+]
 
 
 class CallvaultError(Exception):
@@ -42,3 +66,40 @@ class EmbeddedServerError(CallvaultError):
 
 class BrokerError(EmbeddedServerError):
     """The embedded Kafka-protocol broker could not be started or reached."""
+
+
+class StartupError(CallvaultError):
+    """A process cannot start: its web port is taken or invalid, logging cannot be set up."""
+
+
+class Unavailable(CallvaultError):
+    """A backend (broker, vault, catalog, keyring/KMS, landing store) is unavailable.
+
+    A marker mixed into the storage and streams errors that mean "the same work may
+    succeed later"; ``backend`` names which one (a bounded set: metric label).
+    """
+
+    backend: str = "backend"
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen and len(seen) < 32:
+        seen.append(current)
+        current = current.__cause__
+    return seen
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` is infrastructure: it, or an error it was raised from, is
+    :class:`Unavailable`."""
+    return any(isinstance(link, Unavailable) for link in _chain(exc))
+
+
+def unavailable_backend(exc: BaseException) -> str:
+    """The ``backend`` of the first :class:`Unavailable` in ``exc``'s chain (``"other"``)."""
+    for link in _chain(exc):
+        if isinstance(link, Unavailable):
+            return link.backend
+    return "other"

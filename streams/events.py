@@ -30,6 +30,8 @@ __all__ = [
     "SCHEMA_V1",
     "CALL_FIELDS",
     "RECORDING_ID",
+    "TENANT",
+    "MAX_EVENT_BYTES",
     "AUDIO_FORMATS",
     "RejectReason",
     "AudioRef",
@@ -48,6 +50,7 @@ CONSENTS = frozenset({"notified", "granted", "declined"})
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 RECORDING_ID = _ID
 _TENANT = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+TENANT = _TENANT
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _PURPOSE = re.compile(r"^[a-z][a-z0-9-]{0,63}$")
 
@@ -79,10 +82,17 @@ class RejectReason(StrEnum):
     URI_OUTSIDE_LANDING = "uri-outside-landing"
     LANDING_MISSING = "landing-missing"
     LANDING_TOO_LARGE = "landing-too-large"
+    LANDING_NOT_REGULAR = "landing-not-regular"  # a FIFO, socket or device
+    LANDING_UNSAFE = "landing-unsafe"  # hard links, or replaced while opened
+    LANDING_UNREADABLE = "landing-unreadable"  # permissions, or S3 refuses this object
+    LANDING_CLAIMED = "landing-claimed"  # the audio belongs to another recording id
     SHA256_MISMATCH = "sha256-mismatch"
     AUDIO_UNDECODABLE = "audio-undecodable"
     AUDIO_UNSUPPORTED = "audio-unsupported"
+    AUDIO_MISLABELLED = "audio-mislabelled"  # the container is not the declared format
+    AUDIO_TOO_LONG = "audio-too-long"  # decodes to more than the declared call allows
     PCI_OUT_OF_RANGE = "pci-out-of-range"
+    INTERNAL_ERROR = "internal-error"  # an unexpected failure; detail: the exception type
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,8 @@ from storage.catalog import (
     ReceiptStore,
     SubjectRestrictions,
 )
+from storage.catalog.claims import LandingClaims
+from storage.catalog.deadletters import DeadLetterStore
 from storage.crypto import Keyring, KeyService
 from storage.landing import Landing
 from storage.types import AuditEntry
@@ -80,6 +82,8 @@ class Services:
     requests: PrivacyRequestStore
     ledger: DisclosureLedger
     restrictions: SubjectRestrictions
+    claims: LandingClaims
+    dead_letters: DeadLetterStore
     #: Called with every audit entry after it committed (the worker publishes them).
     audit_listeners: list[Callable[[AuditEntry], None]] = field(default_factory=list)
     #: Makes the boto3 S3 client for ``s3://`` archives and landing roots (None: AWS defaults).
@@ -123,6 +127,8 @@ class Services:
             requests=PrivacyRequestStore(catalog, clock=clock),
             ledger=DisclosureLedger(catalog.database, catalog.audit, clock=clock),
             restrictions=SubjectRestrictions(catalog.database),
+            claims=LandingClaims(catalog.database, clock=clock),
+            dead_letters=DeadLetterStore(catalog.database, clock=clock),
             audit_listeners=audit_listeners if audit_listeners is not None else [],
             **extra,
         )

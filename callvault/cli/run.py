@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from callvault.cli._common import fail, settings_of
 from callvault.errors import CallvaultError
 from callvault.settings import Settings
+
+if TYPE_CHECKING:
+    from callvault.services import Services
 
 __all__ = ["up", "worker", "demo"]
 
@@ -17,15 +23,39 @@ def _broker_url(settings: Settings) -> str:
     return settings.broker or f"kafka://127.0.0.1:{settings.embedded_broker_port}"
 
 
-def _run_worker(settings: Settings, broker_url: str) -> None:
+def _start(settings: Settings) -> tuple[Services, socket.socket]:
+    """Open the services (settings, policy and backends are checked first), then bind
+    the web port: a taken or invalid port is one line and exit 2, before anything runs.
+
+    Raises:
+        CallvaultError: a configuration, backend or bind error.
+    """
     from callvault.services import build_services
-    from streams.app import Worker
+    from streams.app import bind_web
 
     services = build_services(settings)
     try:
-        Worker(services, broker_url=broker_url).run()
+        return services, bind_web(settings.web_host, settings.web_port)
+    except BaseException:
+        services.close()
+        raise
+
+
+def _run_worker(services: Services, broker_url: str, web_socket: socket.socket) -> int:
+    """Run a worker until it stops; its exit status (non-zero when it crashed)."""
+    from streams.app import Worker
+
+    try:
+        return Worker(services, broker_url=broker_url, web_socket=web_socket).run()
     finally:
         services.close()
+        web_socket.close()
+
+
+def _private_files() -> None:
+    """Every file and folder a worker creates is 0600 / 0700, whatever the caller's umask
+    (the catalog, exports, logs; storage sets modes explicitly as well)."""
+    os.umask(0o077)
 
 
 @click.command()
@@ -35,25 +65,32 @@ def up(ctx: click.Context) -> None:
     from callvault.broker import EmbeddedBroker
 
     settings = settings_of(ctx)
+    _private_files()
     try:
+        services, web_socket = _start(settings)
         if settings.broker:
             click.echo(f"using the broker at {settings.broker} (CALLVAULT_BROKER)")
-            _run_worker(settings, settings.broker)
-            return
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        broker = EmbeddedBroker(
-            settings.embedded_broker_port, log_file=settings.data_dir / "broker.log"
-        )
-        with broker:
-            click.echo(
-                f"callvault up: broker {broker.url}, "
-                f"web http://{settings.web_host}:{settings.web_port}, "
-                f"state in {settings.data_dir}\n"
-                "  try `callvault demo` in another shell; Ctrl-C stops everything"
+            code = _run_worker(services, settings.broker, web_socket)
+        else:
+            broker = EmbeddedBroker(
+                settings.embedded_broker_port, log_file=settings.data_dir / "broker.log"
             )
-            _run_worker(settings, broker.url)
+            try:
+                with broker:
+                    click.echo(
+                        f"callvault up: broker {broker.url}, "
+                        f"web http://{settings.web_host}:{settings.web_port}, "
+                        f"state in {settings.data_dir}\n"
+                        "  try `callvault demo` in another shell; Ctrl-C stops everything"
+                    )
+                    code = _run_worker(services, broker.url, web_socket)
+            finally:  # also when the broker does not start
+                services.close()
+                web_socket.close()
     except CallvaultError as exc:
         fail(str(exc))
+    if code:
+        fail(f"the worker stopped with status {code} (see the log above)", code)
 
 
 @click.command()
@@ -61,10 +98,14 @@ def up(ctx: click.Context) -> None:
 def worker(ctx: click.Context) -> None:
     """Run one worker against CALLVAULT_BROKER (or the embedded broker's port)."""
     settings = settings_of(ctx)
+    _private_files()
     try:
-        _run_worker(settings, _broker_url(settings))
+        services, web_socket = _start(settings)
+        code = _run_worker(services, _broker_url(settings), web_socket)
     except CallvaultError as exc:
         fail(str(exc))
+    if code:
+        fail(f"the worker stopped with status {code} (see the log above)", code)
 
 
 @click.command()

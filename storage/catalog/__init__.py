@@ -16,6 +16,8 @@ module                      holds
 ``restrictions``            customers whose recordings may not be used
 ``receipts``                signed deletion receipts
 ``stats``                   governance counts for the gauges (numbers only)
+``claims``                  which recording owns which landing file; re-announcements
+``deadletters``             the index of callvault.dlq (sealed originals, attempts)
 ==========================  =====================================================
 """
 
@@ -23,6 +25,13 @@ from __future__ import annotations
 
 from storage.catalog.audit import AuditDraft, AuditLog, AuditVerification
 from storage.catalog.catalog import Catalog, DailyStat, listing_cursor, open_catalog
+from storage.catalog.claims import ClaimState, LandingClaim, LandingClaims
+from storage.catalog.deadletters import (
+    DeadLetter,
+    DeadLetterDraft,
+    DeadLetterState,
+    DeadLetterStore,
+)
 from storage.catalog.disclosures import Disclosure, DisclosureLedger
 from storage.catalog.endoflife import DeletionIntent, EndOfLifeStore, ObjectCleanup, ScheduleChange
 from storage.catalog.holds import HoldScope, HoldStore, LegalHold
@@ -36,8 +45,13 @@ __all__ = [
     "AuditLog",
     "AuditVerification",
     "Catalog",
+    "ClaimState",
     "DailyStat",
     "Database",
+    "DeadLetter",
+    "DeadLetterDraft",
+    "DeadLetterState",
+    "DeadLetterStore",
     "DeletionIntent",
     "DeletionReceipt",
     "Disclosure",
@@ -45,6 +59,8 @@ __all__ = [
     "EndOfLifeStore",
     "HoldScope",
     "HoldStore",
+    "LandingClaim",
+    "LandingClaims",
     "LegalHold",
     "ObjectCleanup",
     "PrivacyRequest",

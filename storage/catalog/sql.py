@@ -30,7 +30,10 @@ What a caller may rely on:
   ``synchronous=FULL`` (each commit is durable on disk; the audit log relies on it).
   ``?synchronous=normal`` in the URL trades that for speed.
 - Every sqlite3 / psycopg error is raised as :class:`~storage.errors.CatalogError`
-  (``from`` the driver error); no caller ever sees a driver exception.
+  (``from`` the driver error); no caller ever sees a driver exception. Errors that say
+  the database cannot be used now (unreachable, closed, locked, busy, disk full or I/O
+  error, lost connection, timeouts, serialization failures) are
+  :class:`~storage.errors.CatalogUnavailable`: worth retrying.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from callvault.errors import ConfigError
-from storage.errors import CatalogError
+from storage.errors import CatalogError, CatalogUnavailable
 
 __all__ = [
     "Database",
@@ -326,7 +329,7 @@ class Database(ABC):
             return state
         with self._lock:
             if self._closed:
-                raise CatalogError(f"catalog database {self.url} is closed")
+                raise CatalogUnavailable(f"catalog database {self.url} is closed")
             # Threads of a finished pool leave their connection behind: reclaim them,
             # including one whose thread id the OS has just recycled for this thread.
             dead = [
@@ -339,7 +342,7 @@ class Database(ABC):
         with self._lock:
             if self._closed:
                 self._close_connection(state.connection)
-                raise CatalogError(f"catalog database {self.url} is closed")
+                raise CatalogUnavailable(f"catalog database {self.url} is closed")
             self._states[ident] = state
         return state
 
@@ -367,6 +370,29 @@ class Database(ABC):
         # The original error matters more than a failed rollback.
         with suppress(CatalogError):
             self._execute(connection, "ROLLBACK", ())
+
+
+#: SQLite primary result codes that say the database cannot be used now, not that the
+#: statement is wrong: BUSY, LOCKED, NOMEM, READONLY, IOERR, CORRUPT, FULL, CANTOPEN,
+#: PROTOCOL, NOTADB.
+_SQLITE_UNAVAILABLE = frozenset({5, 6, 7, 8, 10, 11, 13, 14, 15, 26})
+
+
+def _sqlite_error(message: str, exc: Exception) -> CatalogError:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int) and code & 0xFF in _SQLITE_UNAVAILABLE:
+        return CatalogUnavailable(message)
+    return CatalogError(message)
+
+
+def _postgres_error(message: str, exc: Exception) -> CatalogError:
+    import psycopg
+
+    # OperationalError: connection lost, server shutting down, timeouts, serialization
+    # failures and deadlocks; InterfaceError: the connection is unusable.
+    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+        return CatalogUnavailable(message)
+    return CatalogError(message)
 
 
 def _sql_excerpt(sql: str) -> str:
@@ -402,7 +428,7 @@ class SqliteDatabase(Database):
             connection.execute(f"PRAGMA synchronous = {self._synchronous}")
             connection.execute("PRAGMA foreign_keys = ON")
         except sqlite3.Error as exc:
-            raise CatalogError(f"cannot open SQLite catalog {self.path}: {exc}") from exc
+            raise CatalogUnavailable(f"cannot open SQLite catalog {self.path}: {exc}") from exc
         return connection
 
     def _close_connection(self, connection: Any) -> None:
@@ -416,13 +442,13 @@ class SqliteDatabase(Database):
             cursor.close()
             return count
         except sqlite3.Error as exc:
-            raise CatalogError(f"SQLite failed on {_sql_excerpt(sql)!r}: {exc}") from exc
+            raise _sqlite_error(f"SQLite failed on {_sql_excerpt(sql)!r}: {exc}", exc) from exc
 
     def _executemany(self, connection: Any, sql: str, rows: list[Params]) -> None:
         try:
             connection.executemany(sql, rows)
         except sqlite3.Error as exc:
-            raise CatalogError(f"SQLite failed on {_sql_excerpt(sql)!r}: {exc}") from exc
+            raise _sqlite_error(f"SQLite failed on {_sql_excerpt(sql)!r}: {exc}", exc) from exc
 
     def _fetch_all(self, connection: Any, sql: str, params: Params) -> list[Row]:
         try:
@@ -431,7 +457,7 @@ class SqliteDatabase(Database):
             cursor.close()
             return [tuple(row) for row in rows]
         except sqlite3.Error as exc:
-            raise CatalogError(f"SQLite failed on {_sql_excerpt(sql)!r}: {exc}") from exc
+            raise _sqlite_error(f"SQLite failed on {_sql_excerpt(sql)!r}: {exc}", exc) from exc
 
 
 _PLACEHOLDER_TOKENS = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|--[^\n]*|\?|%")
@@ -474,7 +500,7 @@ class PostgresDatabase(Database):
             return psycopg.connect(self._conninfo, autocommit=True, connect_timeout=10)
         except psycopg.Error as exc:
             message = str(exc).replace(self._conninfo, self.url).strip()
-            raise CatalogError(
+            raise CatalogUnavailable(
                 f"cannot connect to PostgreSQL catalog {self.url}: {message}"
             ) from exc
 
@@ -495,7 +521,9 @@ class PostgresDatabase(Database):
                 cursor.execute(self._sql(sql), tuple(params) or None)
                 return int(cursor.rowcount)
         except psycopg.Error as exc:
-            raise CatalogError(f"PostgreSQL failed on {_sql_excerpt(sql)!r}: {exc}") from exc
+            raise _postgres_error(
+                f"PostgreSQL failed on {_sql_excerpt(sql)!r}: {exc}", exc
+            ) from exc
 
     def _executemany(self, connection: Any, sql: str, rows: list[Params]) -> None:
         import psycopg
@@ -504,7 +532,9 @@ class PostgresDatabase(Database):
             with connection.cursor() as cursor:
                 cursor.executemany(self._sql(sql), rows)
         except psycopg.Error as exc:
-            raise CatalogError(f"PostgreSQL failed on {_sql_excerpt(sql)!r}: {exc}") from exc
+            raise _postgres_error(
+                f"PostgreSQL failed on {_sql_excerpt(sql)!r}: {exc}", exc
+            ) from exc
 
     def _fetch_all(self, connection: Any, sql: str, params: Params) -> list[Row]:
         import psycopg
@@ -514,7 +544,9 @@ class PostgresDatabase(Database):
                 cursor.execute(self._sql(sql), tuple(params) or None)
                 return [tuple(row) for row in cursor.fetchall()]
         except psycopg.Error as exc:
-            raise CatalogError(f"PostgreSQL failed on {_sql_excerpt(sql)!r}: {exc}") from exc
+            raise _postgres_error(
+                f"PostgreSQL failed on {_sql_excerpt(sql)!r}: {exc}", exc
+            ) from exc
 
 
 _SYNCHRONOUS = {"full": "FULL", "normal": "NORMAL", "extra": "EXTRA"}

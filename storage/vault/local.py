@@ -20,7 +20,7 @@ from urllib.parse import SplitResult, unquote
 
 from callvault.errors import ConfigError
 from storage._files import make_private_dirs, syncfs, write_file_atomically
-from storage.errors import RecordingNotFound, StorageError
+from storage.errors import RecordingNotFound, StorageError, VaultUnavailable
 from storage.types import ObjectInfo
 from storage.vault.base import check_range, validate_key, validate_prefix, validate_tags
 
@@ -43,7 +43,7 @@ class LocalVault:
         try:
             make_private_dirs(root)
         except OSError as exc:
-            raise StorageError(f"cannot create vault folder {str(root)!r}: {exc}") from exc
+            raise VaultUnavailable(f"cannot create vault folder {str(root)!r}: {exc}") from exc
         if not root.is_dir():
             raise StorageError(f"vault root {str(root)!r} is not a folder")
         self.root = root
@@ -93,7 +93,7 @@ class LocalVault:
         except NotADirectoryError as exc:
             raise StorageError(f"vault key {key!r} extends an existing key") from exc
         except OSError as exc:
-            raise StorageError(f"cannot write vault object {key!r}: {exc}") from exc
+            raise VaultUnavailable(f"cannot write vault object {key!r}: {exc}") from exc
         return ObjectInfo(key=key, size=len(data), tags=checked)
 
     def flush(self) -> None:
@@ -101,7 +101,7 @@ class LocalVault:
         try:
             syncfs(self.root)
         except OSError as exc:
-            raise StorageError(f"cannot flush vault {str(self.root)!r}: {exc}") from exc
+            raise VaultUnavailable(f"cannot flush vault {str(self.root)!r}: {exc}") from exc
 
     def get(self, key: str) -> bytes:
         path = self._object_path(key)
@@ -147,7 +147,7 @@ class LocalVault:
             with contextlib.suppress(FileNotFoundError, NotADirectoryError):
                 self._tags_path(key).unlink()
         except OSError as exc:
-            raise StorageError(f"cannot delete vault object {key!r}: {exc}") from exc
+            raise VaultUnavailable(f"cannot delete vault object {key!r}: {exc}") from exc
 
     def delete_many(self, keys: Sequence[str]) -> list[str]:
         for key in keys:
@@ -183,7 +183,7 @@ class LocalVault:
         try:
             write_file_atomically(self._tags_path(key), _encode_tags(checked))
         except OSError as exc:
-            raise StorageError(f"cannot write tags of vault object {key!r}: {exc}") from exc
+            raise VaultUnavailable(f"cannot write tags of vault object {key!r}: {exc}") from exc
 
     # -- helpers -------------------------------------------------------------------
 
@@ -193,7 +193,7 @@ class LocalVault:
         except FileNotFoundError:
             return {}
         except OSError as exc:
-            raise StorageError(f"cannot read tags of vault object {key!r}: {exc}") from exc
+            raise VaultUnavailable(f"cannot read tags of vault object {key!r}: {exc}") from exc
         try:
             tags = json.loads(raw)
         except ValueError as exc:
@@ -205,7 +205,7 @@ class LocalVault:
     def _translate(self, key: str, exc: OSError) -> StorageError:
         if isinstance(exc, FileNotFoundError | IsADirectoryError | NotADirectoryError):
             return RecordingNotFound(f"no vault object {key!r} in {self.url}")
-        return StorageError(f"cannot read vault object {key!r}: {exc}")
+        return VaultUnavailable(f"cannot read vault object {key!r}: {exc}")
 
 
 def _encode_tags(tags: Mapping[str, str]) -> bytes:
@@ -213,4 +213,4 @@ def _encode_tags(tags: Mapping[str, str]) -> bytes:
 
 
 def _raise_walk_error(exc: OSError) -> None:
-    raise StorageError(f"cannot list vault folder: {exc}") from exc
+    raise VaultUnavailable(f"cannot list vault folder: {exc}") from exc

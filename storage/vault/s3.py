@@ -26,7 +26,7 @@ from urllib.parse import SplitResult, urlencode
 from callvault.errors import ConfigError
 from storage import _aws
 from storage._aws import AwsFailure, Failure
-from storage.errors import RecordingNotFound, StorageError
+from storage.errors import RecordingNotFound, StorageError, VaultUnavailable
 from storage.types import ObjectInfo
 from storage.vault.base import validate_key, validate_prefix, validate_tags
 
@@ -286,11 +286,12 @@ class S3Vault:
             return RecordingNotFound(f"no vault object {key!r} in {self.url}")
         if failure.kind is Failure.INVALID_RANGE:
             return StorageError(f"byte range not satisfiable for {self._where(key)}")
-        return StorageError(f"S3 {action} on {self._where(key)} failed: {failure}")
+        error = VaultUnavailable if failure.transient else StorageError
+        return error(f"S3 {action} on {self._where(key)} failed: {failure}")
 
     def _no_such_bucket(self) -> StorageError:
         where = f" at {self.endpoint_url}" if self.endpoint_url else ""
-        return StorageError(f"S3 bucket {self.bucket!r} does not exist{where}")
+        return VaultUnavailable(f"S3 bucket {self.bucket!r} does not exist{where}")
 
     def _head_object(self, full: str, key: str) -> dict[str, Any]:
         """HEAD one object. A 404 carries no error code in its body, so ask the bucket:
