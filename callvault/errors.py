@@ -4,33 +4,52 @@ Every error callvault raises on purpose derives from :class:`CallvaultError`,
 so a caller can catch one type at the edge (CLI, HTTP view, stream agent)::
 
     CallvaultError
-    ├── ConfigError                 callvault.errors: bad settings / URLs
-    ├── StartupError                callvault.errors: a process cannot start (bind, ...)
-    ├── EmbeddedServerError         callvault.errors: an embedded server would not start
-    │   └── BrokerError             the embedded Kafka-protocol broker (tansu)
-    ├── Unavailable                 callvault.errors: a backend is unavailable (marker;
-    │                               retrying the same work may succeed: infrastructure)
-    ├── storage.errors.StorageError
+    ├── ConfigError                   callvault.errors: bad settings / URLs
+    ├── StartupError                  callvault.errors: a process cannot start (web port)
+    ├── EmbeddedServerError           callvault.errors: an embedded server would not start
+    │   └── BrokerError               the embedded Kafka-protocol broker (tansu)
+    ├── Unavailable                   callvault.errors: a backend is unavailable (a marker
+    │                                 mixed into the *Unavailable errors below: retrying
+    │                                 the same work may succeed, i.e. infrastructure)
+    ├── SynthError                    callvault.synth: espeak-ng / sox failed
+    ├── storage.errors.StorageError   (storage/errors.py)
     │   ├── RecordingNotFound
-    │   ├── IntegrityError          tampered, truncated or spliced object
+    │   ├── IntegrityError            tampered, truncated or spliced object
+    │   ├── BackendUnavailable        (also Unavailable)
+    │   │   └── VaultUnavailable      the vault folder / bucket cannot be used now
     │   ├── KeyringError
-    │   │   ├── KeyDestroyed        the subject key was shredded (erasure)
-    │   │   └── KeyringUnavailable  (also Unavailable) key file / KMS unreachable
+    │   │   ├── KeyDestroyed          the subject key was shredded (erasure)
+    │   │   └── KeyringUnavailable    key file / KMS unreachable (BackendUnavailable)
     │   ├── AudioError
     │   │   ├── UnsupportedAudioFormat
-    │   │   └── AudioTooLong        decodes to more than the call can hold (a bomb)
-    │   ├── LandingError            landing audio missing / outside the landing roots
-    │   │   ├── LandingRejected     refused for good, with a reason code
-    │   │   └── LandingStoreUnavailable  (also Unavailable) folder / S3 unreachable
+    │   │   └── AudioTooLong          decodes to more than the declared call allows
+    │   ├── LandingError              landing audio unreadable
+    │   │   ├── LandingRejected       refused for good, with a reason code
+    │   │   └── LandingStoreUnavailable  landing folder / bucket down (BackendUnavailable)
     │   ├── CatalogError
-    │   │   └── CatalogUnavailable  (also Unavailable) database unreachable, locked, full
-    │   ├── VaultUnavailable        (also Unavailable) vault folder / S3 unreachable
-    │   └── AuditError
-    ├── policies.errors.PolicyError
-    │   └── PolicyFileError         invalid policy file (with location)
-    └── streams.errors.StreamError
-        ├── EventRejected           a bad event (carries a DLQ reason code)
-        └── BrokerUnavailable       (also Unavailable) the broker refused a produce
+    │   │   └── CatalogUnavailable    database unreachable, locked, full (BackendUnavailable)
+    │   ├── AuditError
+    │   ├── HoldError
+    │   │   └── HoldNotFound
+    │   ├── ReceiptError
+    │   │   └── ReceiptNotFound
+    │   └── PrivacyRequestError
+    │       └── PrivacyRequestNotFound
+    ├── policies.errors.PolicyError   (policies/errors.py)
+    │   ├── PolicyFileError           invalid policy file (with location)
+    │   └── PolicyInputError          a decision called with bad input (also a ValueError)
+    └── streams.errors.StreamError    (streams/errors.py)
+        ├── EventRejected             a bad event (carries a DLQ reason code)
+        ├── InputRejected             input outside its bounds (streams.bounds)
+        ├── PrivacyRequestRejected    a malformed privacy request
+        ├── ManifestError             an unusable import manifest
+        └── RequestError              an HTTP request refused (streams/http/errors.py maps
+            │                         each to its status): AuthError, BadRequest,
+            │                         PayloadTooLarge, UnsupportedMediaType, NotFound,
+            │                         AccessDenied, AuditUnavailable, LandingUnavailable,
+            └──                       RangeNotSatisfiable, AudioFailure, Unprocessable
+
+``tests/test_errors.py`` proves every exception class of the four packages is in it.
 
 An error is *infrastructure* when it, or an error in its ``__cause__`` chain, is an
 :class:`Unavailable` (:func:`is_unavailable`): the ingest agent retries it with capped

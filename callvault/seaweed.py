@@ -517,7 +517,7 @@ class EmbeddedS3:
                 Path(f"/tmp/seaweedfs-{role}-grpc-{port}.sock").unlink(missing_ok=True)
 
 
-class _PortRace(Exception):
+class _PortRace(EmbeddedServerError):
     """weed found one of its ports taken: choose new ones and try again."""
 
 
