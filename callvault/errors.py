@@ -22,6 +22,7 @@ so a caller can catch one type at the edge (CLI, HTTP view, stream agent)::
     │   │   └── KeyringUnavailable    key file / KMS unreachable (BackendUnavailable)
     │   ├── AudioError
     │   │   ├── UnsupportedAudioFormat
+    │   │   ├── AudioMislabelled      the container is not the declared format
     │   │   └── AudioTooLong          decodes to more than the declared call allows
     │   ├── LandingError              landing audio unreadable
     │   │   ├── LandingRejected       refused for good, with a reason code

@@ -14,6 +14,7 @@ no caller ever sees them. The tree (part of the one drawn in :mod:`callvault.err
     │   └── KeyringUnavailable      key file or KMS unreachable (BackendUnavailable)
     ├── AudioError
     │   ├── UnsupportedAudioFormat
+    │   ├── AudioMislabelled        the container is not the declared format
     │   └── AudioTooLong            decodes to more than its declared duration allows
     ├── LandingError                landing audio unreadable
     │   ├── LandingRejected         refused for good, with a ``reason`` code
@@ -41,6 +42,7 @@ __all__ = [
     "CatalogUnavailable",
     "LandingStoreUnavailable",
     "AudioTooLong",
+    "AudioMislabelled",
     "RecordingNotFound",
     "IntegrityError",
     "KeyringError",
@@ -108,6 +110,10 @@ class AudioError(StorageError):
 
 class UnsupportedAudioFormat(AudioError):
     """The audio format is not supported (or needs ffmpeg, which is not installed)."""
+
+
+class AudioMislabelled(AudioError):
+    """The bytes are another container than the declared format (an MP3 sent as WAV)."""
 
 
 class AudioTooLong(AudioError):

@@ -16,6 +16,7 @@
         ├── AccessDenied         a decision refused it, already audited (403/404/410/429)
         ├── AuditUnavailable     the decision could not be audited, so nothing goes out (503)
         ├── LandingUnavailable   ingest audio could not be landed (503)
+        ├── Unprocessable        pushed audio is undecodable or mislabelled (422)
         └── AudioFailure         stored audio unreadable: tampered, shredded, vault down
 
 Every one carries a stable, machine-readable ``reason`` (the code the audit record
@@ -43,6 +44,7 @@ __all__ = [
     "AccessDenied",
     "AuditUnavailable",
     "LandingUnavailable",
+    "Unprocessable",
     "AudioFailure",
     "INTEGRITY_FAILURE",
 ]
@@ -174,6 +176,16 @@ class LandingUnavailable(RequestError):
     def __init__(self, detail: str) -> None:
         self.detail = detail
         super().__init__(detail)
+
+
+class Unprocessable(RequestError):
+    """Well-formed request, unusable content (pushed audio that does not decode or is
+    not the declared format): 422 with ``reason`` and ``detail``."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason}: {detail}")
 
 
 class AudioFailure(RequestError):

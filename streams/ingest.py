@@ -513,8 +513,23 @@ class IngestPipeline:
         except LandingRejected as exc:  # LandingStoreUnavailable propagates (retried)
             raise _landing_rejection(exc) from exc
 
+    def _check_sidecar(self, item: _Prepared) -> None:
+        """A sidecar event beside the audio (written by ``POST /v1/recordings`` or the
+        PBX) names the file's owner: an event of another recording id is refused."""
+        try:
+            sidecar = self.landing.read_sidecar(item.ref)
+        except LandingError as exc:
+            if is_unavailable(exc):
+                raise
+            return  # an unusable sidecar proves nothing either way
+        owner = sidecar.get("recording_id") if sidecar else None
+        if isinstance(owner, str) and owner != item.event.recording_id:
+            raise _claimed()
+
     def _read_verified(self, item: _Prepared) -> bytes:
-        """The landing audio, checked against the event's sha256 (``item.verified``)."""
+        """The landing audio, checked against the event's sha256 (``item.verified``),
+        after checking that no sidecar names another owner."""
+        self._check_sidecar(item)
         try:
             data = self.landing.read(item.ref)
         except LandingError as exc:
