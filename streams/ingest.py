@@ -642,6 +642,8 @@ class IngestPipeline:
         try:
             self._read_verified(item)
         except EventRejected as exc:
+            if exc.reason == RejectReason.LANDING_CLAIMED:
+                raise  # another recording's audio: refused, not declined
             if exc.reason != RejectReason.LANDING_MISSING:
                 log.warning(
                     "landing audio of declined event %s kept (%s)",
