@@ -73,9 +73,9 @@ FFMPEG_TIMEOUT_S = 300.0
 #: Absolute cap on decoded 16-bit PCM per recording (about 9 h of 16 kHz mono).
 DEFAULT_MAX_PCM_BYTES = 1 << 30
 #: Decoded audio may last this much longer than the call the event declares...
-DURATION_TOLERANCE = 1.25
+DURATION_TOLERANCE = 1.5
 #: ...or this many milliseconds longer, whichever is more (short calls, PBX clocks).
-DURATION_SLACK_MS = 5000
+DURATION_SLACK_MS = 10_000
 
 _FFMPEG_MISSING = "install ffmpeg (apt-get install ffmpeg); without it only WAV/G.711 is supported"
 # Declared format -> ffmpeg demuxer name.

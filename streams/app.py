@@ -169,13 +169,7 @@ class Worker:
             claims=services.claims,
             window=settings.call_window,
         )
-        self.dead_letters = DeadLetterQueue(
-            store=services.dead_letters,
-            keyring=services.keyring,
-            vault=services.vault,
-            audit=services.audit,
-            database=services.catalog.database,
-        )
+        self.dead_letters = DeadLetterQueue.from_services(services)
         self.endoflife = EndOfLife.from_services(
             services, actor=f"worker:{settings.worker_id}", metrics=self.metrics
         )

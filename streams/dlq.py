@@ -38,6 +38,7 @@ from storage.crypto.sealed import open_record, seal_record
 from storage.vault import Vault
 from streams.ingest import IngestOutcome, redacted_event
 from streams.refs import ref_or_dash
+from streams.services import Services
 
 __all__ = [
     "INLINE_MAX",
@@ -107,6 +108,17 @@ class DeadLetterQueue:
         self.vault = vault
         self.audit = audit
         self.inline_max = inline_max
+
+    @classmethod
+    def from_services(cls, services: Services) -> DeadLetterQueue:
+        """The queue over the services' dead-letter store, keyring, vault and catalog."""
+        return cls(
+            store=services.dead_letters,
+            keyring=services.keyring,
+            vault=services.vault,
+            audit=services.audit,
+            database=services.catalog.database,
+        )
 
     def entry_id(self, source_topic: str, value: bytes) -> str:
         """The id of the entry for this record (same record, same id)."""

@@ -49,6 +49,7 @@ from storage.catalog import Catalog
 from storage.catalog.audit import AuditDraft, AuditLog
 from storage.catalog.claims import ClaimState, LandingClaim, LandingClaims
 from storage.catalog.restrictions import SubjectRestrictions
+from storage.crypto.envelope import FORMAT_VERSION
 from storage.crypto.keys import KeyService
 from storage.errors import AudioError, AudioTooLong, LandingError, UnsupportedAudioFormat
 from storage.landing import Landing, LandingRef, LandingRejected
@@ -580,7 +581,7 @@ class IngestPipeline:
             "purposes": "/".join(decision.purposes),
             "retention-class": decision.retention_class,
             "data-class": DATA_CLASS,
-            "format": "cvlt1",
+            "format": f"cvlt{FORMAT_VERSION}",
         }
         with self.metrics.stage("vault"):
             # Group commit: the batch is flushed once before the catalog commit.

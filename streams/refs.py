@@ -4,10 +4,12 @@ Recording ids are often built from phone numbers or call times, and landing URIs
 both, so neither appears in a log line, a DLQ header, a metric or an object header.
 Instead:
 
-- :func:`recording_ref` -- ``r`` + 11 hex digits of an HMAC of the recording id under
-  the keyring's pseudonym secret: short enough to read, stable for the life of the
-  keyring, not reversible without the key file. ``callvault ref RECORDING_ID`` prints
-  it, so an operator holding an id can grep the logs for it.
+- :func:`recording_digest` -- an HMAC of the recording id under the keyring's
+  pseudonym secret (64 hex digits; stable for the life of the keyring, not reversible
+  without the key file): what a sealed object's header (format v2) carries;
+- :func:`recording_ref` -- ``r`` + its first 11 hex digits, short enough to read: what
+  log lines and DLQ headers carry. ``callvault ref RECORDING_ID`` prints it, so an
+  operator holding an id can grep the logs for it.
 - :func:`landing_key` -- the full HMAC of a canonical landing URI (the landing claims'
   key in the catalog).
 
@@ -19,11 +21,10 @@ from __future__ import annotations
 
 import re
 
-from storage.crypto.keyring import Keyring
+from storage.crypto.keyring import Keyring, recording_digest
 
-__all__ = ["recording_ref", "landing_key", "ref_or_dash", "redact_text"]
+__all__ = ["recording_digest", "recording_ref", "landing_key", "ref_or_dash", "redact_text"]
 
-_REF_DOMAIN = "callvault:log-ref"
 _LANDING_DOMAIN = "callvault:landing"
 
 
@@ -33,7 +34,7 @@ def recording_ref(keyring: Keyring, recording_id: str) -> str:
     Raises:
         KeyringError: an empty or unencodable recording id.
     """
-    return "r" + keyring.pseudonymize(_REF_DOMAIN, recording_id)[:11]
+    return "r" + recording_digest(keyring, recording_id)[:11]
 
 
 def ref_or_dash(keyring: Keyring, recording_id: str | None) -> str:

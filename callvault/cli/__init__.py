@@ -13,6 +13,8 @@
     callvault config reference   the CALLVAULT_* table (README)
     callvault keys rotate|status master key rotation (rewraps subject keys), key status
     callvault import PATH --manifest FILE   backfill an archive through the ingest pipeline
+    callvault dlq list|show|replay   dead letters: what ingest refused (sealed), replay it
+    callvault ref RECORDING_ID   the keyed reference logs and DLQ headers use for an id
 
 Every command exits 0 on success, 1 when the thing checked is bad (invalid policy,
 broken audit chain), 2 on usage or configuration errors. Adding a command group:
@@ -48,6 +50,8 @@ COMMANDS = (
     "callvault.cli.config:config",
     "callvault.cli.keys:keys",
     "callvault.cli.imports:import_command",
+    "callvault.cli.dlq:dlq",
+    "callvault.cli.ref:ref",
 )
 
 

@@ -16,10 +16,12 @@ from callvault.settings import Settings
 if TYPE_CHECKING:
     from callvault.services import Services
 
-__all__ = ["up", "worker", "demo"]
+__all__ = ["up", "worker", "demo", "broker_url"]
 
 
-def _broker_url(settings: Settings) -> str:
+def broker_url(settings: Settings) -> str:
+    """The broker a worker (or ``dlq replay``) talks to: CALLVAULT_BROKER, or the
+    embedded broker's port."""
     return settings.broker or f"kafka://127.0.0.1:{settings.embedded_broker_port}"
 
 
@@ -101,7 +103,7 @@ def worker(ctx: click.Context) -> None:
     _private_files()
     try:
         services, web_socket = _start(settings)
-        code = _run_worker(services, _broker_url(settings), web_socket)
+        code = _run_worker(services, broker_url(settings), web_socket)
     except CallvaultError as exc:
         fail(str(exc))
     if code:

@@ -26,6 +26,8 @@ What a caller may rely on:
   PostgreSQL it is an ordinary READ COMMITTED transaction. A nested ``transaction()``
   in the same thread joins the outer one. Callbacks registered with
   :meth:`Transaction.on_commit` run after the outermost commit, never on rollback.
+- The SQLite file (and with it its ``-wal`` / ``-shm`` files) is created ``0600``;
+  a missing folder ``0700``.
 - SQLite runs in WAL mode with foreign keys on, a 30 s busy timeout and
   ``synchronous=FULL`` (each commit is durable on disk; the audit log relies on it).
   ``?synchronous=normal`` in the URL trades that for speed.
@@ -38,8 +40,10 @@ What a caller may rely on:
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
+import stat
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -51,6 +55,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from callvault.errors import ConfigError
+from storage._files import make_private_dirs
 from storage.errors import CatalogError, CatalogUnavailable
 
 __all__ = [
@@ -400,6 +405,20 @@ def _sql_excerpt(sql: str) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+def _private_database_file(path: Path) -> None:
+    """Create the database file 0600 in a 0700 folder before SQLite does (it would use
+    the umask, typically 0644), and tighten an existing one we own. SQLite creates the
+    ``-wal`` and ``-shm`` files with the database file's mode."""
+    if not path.parent.exists():
+        make_private_dirs(path.parent)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    os.close(fd)
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with suppress(FileNotFoundError, PermissionError):
+            if stat.S_IMODE(file.stat().st_mode) & 0o077 and file.stat().st_uid == os.geteuid():
+                os.chmod(file, 0o600)
+
+
 class SqliteDatabase(Database):
     """SQLite file in WAL mode (the embedded default)."""
 
@@ -410,9 +429,9 @@ class SqliteDatabase(Database):
         self.path = path
         self._synchronous = synchronous
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            _private_database_file(path)
         except OSError as exc:
-            raise CatalogError(f"cannot create the folder for {path}: {exc}") from exc
+            raise CatalogUnavailable(f"cannot create the catalog file {path}: {exc}") from exc
         self._close_connection(self._connect())  # fail now, not at first use
 
     def _connect(self) -> sqlite3.Connection:

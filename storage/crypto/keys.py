@@ -19,6 +19,7 @@ What a caller of :class:`KeyService` may rely on:
 
 from __future__ import annotations
 
+import hmac
 import secrets
 import threading
 from collections import OrderedDict
@@ -29,7 +30,7 @@ from typing import Protocol, runtime_checkable
 
 from storage.crypto import envelope
 from storage.crypto.envelope import EnvelopeHeader
-from storage.crypto.keyring import Keyring
+from storage.crypto.keyring import Keyring, recording_digest
 from storage.errors import IntegrityError, KeyDestroyed, KeyringError
 from storage.types import SubjectKeyRecord
 
@@ -151,11 +152,12 @@ class KeyService:
         record = self._live_or_new_subject_key(tenant, subject_ref)
         subject_key = self._subject_key(record)
         data_key = envelope.new_data_key()
+        ref = self.recording_ref(recording_id)  # the header never holds the id (format v2)
         wrapped = envelope.wrap_data_key(
-            subject_key, data_key, recording_id=recording_id, subject_key_id=record.key_id
+            subject_key, data_key, recording_ref=ref, subject_key_id=record.key_id
         )
         blob = envelope.seal(
-            recording_id,
+            ref,
             plaintext,
             data_key=data_key,
             wrapped_data_key=wrapped,
@@ -164,6 +166,22 @@ class KeyService:
             content_type=content_type,
         )
         return SealedRecording(blob=blob, subject_key_id=record.key_id)
+
+    def recording_ref(self, recording_id: str) -> str:
+        """What a sealed object's header (format v2) names ``recording_id`` by: a keyed
+        digest (:func:`storage.crypto.keyring.recording_digest`).
+
+        Raises:
+            KeyringError: an empty or unencodable recording id.
+        """
+        return recording_digest(self._keyring, recording_id)
+
+    def header_matches(self, header: EnvelopeHeader, recording_id: str) -> bool:
+        """Whether the object behind ``header`` holds ``recording_id`` (v2: its keyed
+        digest; v1: the id itself): a swapped object fails this."""
+        if header.version == 1:
+            return header.recording_ref == recording_id
+        return hmac.compare_digest(header.recording_ref, self.recording_ref(recording_id))
 
     def open_recording(self, blob: bytes | memoryview) -> bytes:
         """Decrypt a whole sealed object.
@@ -230,19 +248,19 @@ class KeyService:
         record = self._store.get_subject_key_by_id(header.subject_key_id)
         if record is None:
             raise KeyringError(
-                f"recording {header.recording_id}: subject key {header.subject_key_id} "
+                f"recording {header.label}: subject key {header.subject_key_id} "
                 "is unknown to the catalog"
             )
         if record.wrapped_key is None or record.destroyed_at is not None:
             self._forget(record.key_id)
             raise KeyDestroyed(
-                f"recording {header.recording_id}: its subject key was destroyed "
+                f"recording {header.label}: its subject key was destroyed "
                 "(customer erased); the audio is unrecoverable"
             )
         return envelope.unwrap_data_key(
             self._subject_key(record),
             header.wrapped_data_key,
-            recording_id=header.recording_id,
+            recording_ref=header.recording_ref,
             subject_key_id=header.subject_key_id,
         )
 

@@ -180,7 +180,7 @@ def test_status_reports_declined_and_dead_lettered_with_the_reason_only(
     services: Services,
 ) -> None:
     audio = call_wav(2.0, codec="mulaw", seed=4)
-    longer = call_wav(10.0, codec="mulaw", seed=4)  # than the 1 s call it claims to be
+    longer = call_wav(20.0, codec="mulaw", seed=4)  # than the 1 s call it claims to be
     _, published = call(
         services,
         ("POST", "/v1/recordings", _form("d-1", audio, consent="declined")),
@@ -236,7 +236,7 @@ def test_the_reconciler_never_reannounces_a_dead_lettered_file(services: Service
     """Found on main: an MP3 labelled wav was re-announced every 12 minutes forever (one
     more ingest.rejected each time). Uploads are probed now; an event dead-lettered for
     any other reason keeps its file and is not re-announced."""
-    audio = call_wav(10.0, codec="mulaw", seed=6)  # longer than the 1 s call it claims
+    audio = call_wav(20.0, codec="mulaw", seed=6)  # longer than the 1 s call it claims
     _, published = call(services, ("POST", "/v1/recordings", _form("r-1", audio, seconds=1.0)))
     (outcome,) = _ingest(services, published)
     assert outcome.status == "dlq"
