@@ -18,6 +18,7 @@ are only refused when they carry another container's.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -103,10 +104,8 @@ def probe(
     if expected == "mp3" and found is None:
         raise AudioMislabelled(f"the audio has no MP3 signature, but was declared {name}")
     limit = DecodeLimit(max_duration_ms=int(seconds * 1000))
-    try:
+    # AudioTooLong: more than the probed seconds decoded, so the start of the file is
+    # fine (the header is all a WAV needs; ffmpeg was stopped once it got that far).
+    with contextlib.suppress(AudioTooLong):
         decode(data, name, which=which, limit=limit)
-    except AudioTooLong:
-        # More than the probed seconds decoded: the start of the file is fine. (The
-        # header is all a WAV needs; ffmpeg was stopped once it got that far.)
-        pass
     return ProbeResult(found, name)
