@@ -2,8 +2,8 @@
 
 ``POST /v1/recordings``: the body is multipart with a ``metadata`` JSON part (the
 event without ``audio.uri``; ``audio.sha256`` optional, checked when given) and an
-``audio`` part. Before answering, the view validates the event (400 ``invalid-event``
-with the reason code), probes the audio (:func:`storage.audio_probe.probe`: its
+``audio`` part. Before answering, the view validates the event and its purposes (400
+``invalid-event`` with the reason code), probes the audio (:func:`storage.audio_probe.probe`: its
 container is the declared format and its first seconds decode; else 422
 ``unprocessable`` with ``audio-mislabelled``, ``audio-undecodable`` or
 ``audio-unsupported``), lands it, claims the landing file for the recording id, writes
@@ -26,6 +26,7 @@ from typing import Any
 
 from aiohttp import web
 
+from policies import PolicyInputError, decide_ingest
 from storage.audio_probe import probe
 from storage.catalog.audit import AuditDraft
 from storage.errors import (
@@ -38,6 +39,7 @@ from storage.errors import (
 from streams.bounds import load_json
 from streams.errors import (
     BadRequest,
+    EventRejected,
     InputRejected,
     LandingUnavailable,
     NotFound,
@@ -128,6 +130,16 @@ async def post_recording(request: web.Request) -> web.Response:
     event["audio"] = {"uri": "file:///pending", "format": audio_format, "sha256": digest}
     # EventRejected: 400 invalid-event (before anything is landed)
     parsed = parse_recording_event(event, now=ctx.now(), window=ctx.services.config.call_window)
+    try:  # what the agent would dead-let (an unknown purpose) is refused now
+        decide_ingest(
+            parsed.consent,
+            parsed.purposes,
+            ctx.services.policy,
+            started_at=parsed.started_at,
+            ended_at=parsed.ended_at,
+        )
+    except PolicyInputError as exc:
+        raise EventRejected(str(RejectReason.UNKNOWN_PURPOSE), str(exc)) from None
     await run(_probe, audio, parsed.audio.format)  # Unprocessable: 422, nothing landed
     services = ctx.services
     # The landing file is named by a keyed hash: recording ids may hold characters a
