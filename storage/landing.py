@@ -145,7 +145,9 @@ class Landing:
 
     ``s3_client_factory`` makes the boto3 S3 client used for ``s3://`` roots (called
     once, lazily); by default :func:`storage._aws.make_client` with boto3's usual
-    credential chain.
+    credential chain. ``allow_hard_links`` accepts files with several links (an
+    archive an operator imports, where backups share identical files; never a drop
+    zone other parties write to).
 
     Raises:
         ConfigError: no roots, a malformed root, or ``max_bytes`` not a positive int.
@@ -157,6 +159,7 @@ class Landing:
         *,
         s3_client_factory: Callable[[], Any] | None = None,
         max_bytes: int,
+        allow_hard_links: bool = False,
     ) -> None:
         if isinstance(roots, str) or not roots:
             raise ConfigError("landing roots must be a non-empty sequence of file:// / s3:// URIs")
@@ -164,6 +167,7 @@ class Landing:
             raise ConfigError(f"landing max_bytes must be a positive int, not {max_bytes!r}")
         self._roots: list[_FileRoot | _S3Root] = [_parse_root(root) for root in roots]
         self.max_bytes = max_bytes
+        self.allow_hard_links = allow_hard_links
         self._s3_client_factory = s3_client_factory
         self._s3_client: Any = None
 
@@ -464,7 +468,7 @@ class Landing:
             raise _reject("landing-missing", f"landing audio {ref.uri} does not exist") from None
         except OSError as exc:
             raise _os_error(f"cannot stat landing file {ref.uri}", exc) from exc
-        _check_safe(ref.uri, before)
+        _check_safe(ref.uri, before, self.allow_hard_links)
         if before.st_size > limit:
             raise _reject(too_large, f"{ref.uri} has {before.st_size} bytes; limit {limit}")
         flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
@@ -478,7 +482,7 @@ class Landing:
             info = os.fstat(fd)
             if (info.st_dev, info.st_ino) != (before.st_dev, before.st_ino):
                 raise _reject("landing-unsafe", f"{ref.uri} was replaced while it was opened")
-            _check_safe(ref.uri, info)
+            _check_safe(ref.uri, info, self.allow_hard_links)
             if info.st_size > limit:
                 raise _reject(too_large, f"{ref.uri} has {info.st_size} bytes; limit {limit}")
             try:
@@ -581,7 +585,7 @@ class Landing:
                 raise
 
 
-def _check_safe(uri: str, info: os.stat_result) -> None:
+def _check_safe(uri: str, info: os.stat_result, allow_hard_links: bool = False) -> None:
     """Refuse what must not be read as landing audio (see ``Landing._read_file``)."""
     if stat.S_ISLNK(info.st_mode):
         raise _reject("uri-outside-landing", f"{uri} is a symbolic link")
@@ -590,7 +594,7 @@ def _check_safe(uri: str, info: os.stat_result) -> None:
     if not stat.S_ISREG(info.st_mode):
         kind = "a FIFO" if stat.S_ISFIFO(info.st_mode) else "a socket or device"
         raise _reject("landing-not-regular", f"{uri} is {kind}, not a regular file")
-    if info.st_nlink != 1:
+    if info.st_nlink != 1 and not allow_hard_links:
         raise _reject(
             "landing-unsafe",
             f"{uri} has {info.st_nlink} hard links (a hard link may lead outside the landing root)",
