@@ -44,6 +44,7 @@ so a caller can catch one type at the edge (CLI, HTTP view, stream agent)::
         ├── InputRejected             input outside its bounds (streams.bounds)
         ├── PrivacyRequestRejected    a malformed privacy request
         ├── ManifestError             an unusable import manifest
+        ├── SourceRefused             a telephony source's notification that cannot be mapped
         └── RequestError              an HTTP request refused (streams/http/errors.py maps
             │                         each to its status): AuthError, BadRequest,
             │                         PayloadTooLarge, UnsupportedMediaType, NotFound,

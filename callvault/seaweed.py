@@ -11,6 +11,7 @@ files 0600)::
 
     identities.json   the -s3.config file: one identity with an access key and secret
                       generated on the first start and reused afterwards
+    weed/notification.toml   with ``kafka_notifications``: the filer's Kafka target
     ports.json        the ports of the last run, reused when they are all free again
     weed/             SeaweedFS's own state (volumes, filer metadata, master, SSE key)
     weed.log          its output (unless another ``log_file`` is given)
@@ -122,8 +123,14 @@ class EmbeddedS3:
         port: int | None = None,
         log_file: Path | None = None,
         region: str = "us-east-1",
+        kafka_notifications: tuple[str, str] | None = None,
     ) -> None:
         self.data_dir = Path(data_dir).absolute()
+        #: ("host:port,...", topic): the filer publishes every metadata change there
+        #: (``[notification.kafka]``, protobuf ``EventNotification`` keyed by path), as
+        #: the ``callvault.s3-events`` source reads it. Never point it at a broker
+        #: that keeps its topics on this same server: each message would notify again.
+        self.kafka_notifications = kafka_notifications
         self.port = port
         self.log_file = log_file if log_file is not None else self.data_dir / "weed.log"
         self.region = region
@@ -295,6 +302,18 @@ class EmbeddedS3:
                 folder.chmod(0o700)
             # weed re-applies the flags it saved here; ours are the whole configuration.
             (self._weed_dir / "mini.options").unlink(missing_ok=True)
+            # The filer reads notification.toml from its working folder (the weed dir).
+            notification = self._weed_dir / "notification.toml"
+            if self.kafka_notifications is None:
+                notification.unlink(missing_ok=True)
+            else:
+                hosts, topic = self.kafka_notifications
+                listed = ", ".join(json.dumps(h.strip()) for h in hosts.split(",") if h.strip())
+                _write_private(
+                    notification,
+                    f"[notification.kafka]\nenabled = true\nhosts = [{listed}]\n"
+                    f"topic = {json.dumps(topic)}\n",
+                )
         except OSError as exc:
             raise EmbeddedServerError(
                 f"cannot use {self.data_dir} for the embedded S3 server: {exc.strerror or exc}"

@@ -23,6 +23,7 @@ from storage.vault import make_s3_client, open_vault
 from streams.bounds import TimeWindow
 from streams.services import Services as StreamServices
 from streams.services import WorkerConfig
+from streams.sources.config import load_sources
 
 __all__ = ["Services", "build_services", "keyring_for", "worker_config"]
 
@@ -94,6 +95,7 @@ def build_services(
         StorageError: a backend could not be opened.
     """
     policy = load_policy(settings.policy)
+    sources = load_sources(settings.sources)
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     for root in settings.landing_roots:
         if root.startswith("file://"):
@@ -122,5 +124,6 @@ def build_services(
         clock=clock,
         audit_listeners=listeners,
         s3_client_factory=s3_client_factory(settings),
+        sources=sources,
         settings=settings,
     )

@@ -144,6 +144,15 @@ class Settings:
             "86400",
         ),
     )
+    sources: Path | None = field(
+        default=None,
+        metadata=_meta(
+            "TOML file binding telephony sources (S3 prefixes, Twilio accounts, Connect "
+            "instances, PBX landing folders) to tenants (streams/sources/README.md).",
+            "/etc/callvault/sources.toml",
+            "(no source enabled)",
+        ),
+    )
     metrics_interval_seconds: int = field(
         default=15,
         metadata=_meta(
@@ -227,6 +236,7 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "landing_roots": _parse_roots,
     "data_dir": lambda _n, raw: Path(raw),
     "policy": lambda _n, raw: Path(raw) if raw else None,
+    "sources": lambda _n, raw: Path(raw) if raw else None,
 }
 
 

@@ -40,13 +40,15 @@ and reads, writes and deletes audio only inside them. What a caller may rely on:
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import re
+import shutil
 import stat
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -59,6 +61,7 @@ from storage.errors import LandingError, LandingRejected, LandingStoreUnavailabl
 
 __all__ = [
     "Landing",
+    "LandingObject",
     "LandingRef",
     "LandingRejected",
     "StaleLanding",
@@ -112,6 +115,24 @@ class LandingRef:
     @property
     def scheme(self) -> str:
         return "file" if self.path is not None else "s3"
+
+
+@dataclass(frozen=True)
+class LandingObject:
+    """What :meth:`Landing.describe` knows of landing audio without reading it.
+
+    ``metadata`` is an S3 object's user metadata (lower-case keys without the
+    ``x-amz-meta-`` prefix) and ``tags`` its tag set; both are empty for files.
+    """
+
+    uri: str
+    size: int
+    modified: float  # Unix time: mtime, or LastModified
+    etag: str | None = None
+    version_id: str | None = None
+    content_type: str | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    tags: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -438,6 +459,155 @@ class Landing:
             return self.resolve(uri).uri == uri
         except LandingRejected:
             return False
+
+    # -- telephony sources -------------------------------------------------------------
+
+    def describe(self, ref_or_uri: LandingRef | str) -> LandingObject:
+        """Size, times, and for S3 the ETag, version, user metadata and tags of landing
+        audio, without reading it.
+
+        Raises:
+            LandingRejected: ``landing-missing`` (gone), ``uri-invalid``, ``uri-outside-landing``.
+            LandingError: any other failure (worth retrying).
+        """
+        ref = self._ref(ref_or_uri)
+        if ref.path is not None:
+            try:
+                info = os.stat(ref.path, follow_symlinks=False)
+            except FileNotFoundError:
+                raise _reject(
+                    "landing-missing", f"landing audio {ref.uri} does not exist"
+                ) from None
+            except OSError as exc:
+                raise LandingError(f"cannot stat landing file {ref.uri}: {exc}") from exc
+            if not stat.S_ISREG(info.st_mode):
+                raise _reject("uri-invalid", f"{ref.uri} is not a regular file")
+            return LandingObject(uri=ref.uri, size=info.st_size, modified=info.st_mtime)
+
+        def head() -> LandingObject:
+            client = self._client()
+            response = client.head_object(Bucket=ref.bucket, Key=ref.key)
+            tagging = client.get_object_tagging(Bucket=ref.bucket, Key=ref.key)
+            return LandingObject(
+                uri=ref.uri,
+                size=int(response.get("ContentLength", 0)),
+                modified=response["LastModified"].timestamp(),
+                etag=str(response.get("ETag", "")).strip('"') or None,
+                version_id=response.get("VersionId"),
+                content_type=response.get("ContentType"),
+                metadata={str(k).lower(): str(v) for k, v in response.get("Metadata", {}).items()},
+                tags={str(t["Key"]): str(t["Value"]) for t in tagging.get("TagSet", [])},
+            )
+
+        described: LandingObject = self._s3_guard("describe", ref.uri, head)
+        return described
+
+    def digest(self, ref_or_uri: LandingRef | str, *, chunk: int = 1 << 20) -> tuple[str, int]:
+        """The sha256 (hex) and size of landing audio, read ``chunk`` bytes at a time.
+
+        Raises:
+            LandingRejected: ``landing-missing``, ``landing-too-large``, ``uri-invalid``,
+                ``uri-outside-landing``.
+            LandingError: any other failure (worth retrying).
+        """
+        ref = self._ref(ref_or_uri)
+        hasher = hashlib.sha256()
+        size = 0
+
+        def take(piece: bytes) -> None:
+            nonlocal size
+            size += len(piece)
+            if size > self.max_bytes:
+                raise _reject(
+                    "landing-too-large", f"{ref.uri} has more than {self.max_bytes} bytes"
+                )
+            hasher.update(piece)
+
+        if ref.path is not None:
+            try:
+                fd = os.open(ref.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+            except FileNotFoundError:
+                raise _reject(
+                    "landing-missing", f"landing audio {ref.uri} does not exist"
+                ) from None
+            except OSError as exc:
+                raise LandingError(f"cannot open landing file {ref.uri}: {exc}") from exc
+            with os.fdopen(fd, "rb") as handle:
+                if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                    raise _reject("uri-invalid", f"{ref.uri} is not a regular file")
+                try:
+                    while piece := handle.read(chunk):
+                        take(piece)
+                except OSError as exc:
+                    raise LandingError(f"cannot read landing file {ref.uri}: {exc}") from exc
+            return hasher.hexdigest(), size
+
+        def fetch() -> None:
+            body = self._client().get_object(Bucket=ref.bucket, Key=ref.key)["Body"]
+            try:
+                while piece := body.read(chunk):
+                    take(bytes(piece))
+            finally:
+                body.close()
+
+        self._s3_guard("read", ref.uri, fetch)
+        return hasher.hexdigest(), size
+
+    def adopt(self, source: Path, name: str) -> str:
+        """Move the local file ``source`` into the first root as ``name``; return its URI.
+
+        A rename where it can be, else a private copy made durable before ``source`` is
+        removed. Re-running after a crash is safe: with ``source`` gone and ``name``
+        present, the landed URI is returned as it is.
+
+        Raises:
+            LandingRejected: ``uri-invalid`` (a bad ``name``, or the first root is not a
+                ``file://`` root), ``landing-missing`` (neither ``source`` nor ``name``
+                exists), ``landing-too-large``.
+            LandingError: the move failed.
+        """
+        root = self._roots[0]
+        if not isinstance(root, _FileRoot):
+            raise _reject("uri-invalid", "the first landing root must be a file:// root")
+        if not isinstance(name, str) or not _NAME.fullmatch(name) or name.endswith(SIDECAR_SUFFIX):
+            raise _reject(
+                "uri-invalid",
+                f"landing name {name!r} must match [A-Za-z0-9][A-Za-z0-9._-]{{0,199}}",
+            )
+        target = root.path / name
+        try:
+            info = os.stat(source)
+        except FileNotFoundError:
+            if target.is_file():
+                return target.as_uri()  # moved by an earlier run
+            raise _reject("landing-missing", f"{source} does not exist") from None
+        except OSError as exc:
+            raise LandingError(f"cannot stat {source}: {exc}") from exc
+        if not stat.S_ISREG(info.st_mode):
+            raise _reject("uri-invalid", f"{source} is not a regular file")
+        if info.st_size > self.max_bytes:
+            raise _reject(
+                "landing-too-large", f"{source} has {info.st_size} bytes; limit {self.max_bytes}"
+            )
+        try:
+            root.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            try:
+                os.rename(source, target)
+                os.chmod(target, 0o600)
+            except OSError as exc:
+                if exc.errno != 18:  # EXDEV: another file system, so copy
+                    raise
+                tmp = target.with_name(f".tmp-{os.getpid()}-{name}")
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+                with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
+                    shutil.copyfileobj(src, out, 1 << 20)
+                    out.flush()
+                    os.fsync(out.fileno())
+                os.replace(tmp, target)
+                os.unlink(source)
+        except OSError as exc:
+            raise LandingError(f"cannot move {source} into the landing area: {exc}") from exc
+        return target.as_uri()
 
     # -- file helpers ----------------------------------------------------------------
 

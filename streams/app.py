@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import inspect
 import json
 import logging
@@ -49,6 +50,7 @@ from streams.ingest import IngestOutcome, IngestPipeline
 from streams.metrics import Metrics
 from streams.refs import landing_key, redact_text
 from streams.services import Services
+from streams.sources import CONNECT_CTR_TOPIC, S3_EVENTS_TOPIC, SourceOutcome, Sources
 
 __all__ = ["Worker", "TOPICS", "bind_web", "MAX_ANNOUNCEMENTS"]
 
@@ -61,6 +63,8 @@ TOPICS = {
     "privacy": "callvault.privacy-requests",
     "audit": "callvault.audit",
     "dlq": "callvault.dlq",
+    "s3-events": S3_EVENTS_TOPIC,
+    "connect-ctr": CONNECT_CTR_TOPIC,
 }
 BATCH_MAX = 256
 BATCH_WITHIN = 0.2
@@ -155,6 +159,20 @@ class Worker:
         )
         self.audit_topic = self.app.topic(TOPICS["audit"], value_serializer="raw", partitions=1)
         self.dlq = self.app.topic(TOPICS["dlq"], value_serializer="raw", partitions=1)
+        self.s3_events = self.app.topic(
+            TOPICS["s3-events"], key_serializer="raw", value_serializer="raw", partitions=PARTITIONS
+        )
+        self.connect_ctr = self.app.topic(
+            TOPICS["connect-ctr"], value_serializer="raw", partitions=PARTITIONS
+        )
+        self.sources = Sources(
+            bindings=services.sources,
+            landing=services.landing,
+            catalog=services.catalog,
+            metrics=self.metrics,
+            clock=services.clock,
+            max_bytes=settings.max_audio_bytes,
+        )
         self.pipeline = IngestPipeline(
             landing=services.landing,
             vault=services.vault,
@@ -196,6 +214,24 @@ class Worker:
             async for events in batches:
                 await self._ingest_batch(events)
                 for event in events:
+                    await stream.ack(event)
+
+        @app.agent(self.s3_events, name="s3-events")
+        async def s3_events(stream: faust.StreamT[bytes]) -> None:
+            batches = stream.noack_take(BATCH_MAX, within=BATCH_WITHIN)  # type: ignore[attr-defined]
+            async for events in batches:
+                for event in events:  # one at a time: each acked once its outcome is out
+                    handle = functools.partial(self.sources.on_s3_message, event.key, event.value)
+                    await self._source_message(event, handle)
+                    await stream.ack(event)
+
+        @app.agent(self.connect_ctr, name="connect-ctr")
+        async def connect_ctr(stream: faust.StreamT[bytes]) -> None:
+            batches = stream.noack_take(BATCH_MAX, within=BATCH_WITHIN)  # type: ignore[attr-defined]
+            async for events in batches:
+                for event in events:
+                    handle = functools.partial(self._ctr_outcomes, event.value)
+                    await self._source_message(event, handle)
                     await stream.ack(event)
 
         @timer(app, 1.0, name="audit-publisher")
@@ -242,6 +278,8 @@ class Worker:
                     endoflife=worker.endoflife,
                     publish_recording=worker.publish_recording,
                     health=worker.health,
+                    sources=worker.sources,
+                    publish_s3_event=worker.publish_s3_event,
                 )
                 self.runner = web.AppRunner(build_web_app(ctx), access_log=None)
                 await self.runner.setup()
@@ -357,6 +395,46 @@ class Worker:
                 self._retrying("dead letter", "broker", exc, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.retry_cap)
+
+    def _ctr_outcomes(self, value: bytes) -> list[SourceOutcome]:
+        return [self.sources.on_ctr_message(value)]
+
+    async def _source_message(
+        self, event: Any, handle: Callable[[], list[SourceOutcome]]
+    ) -> list[SourceOutcome]:
+        """One message of a source topic: mapped events produced to
+        ``callvault.recordings``, refusals dead-lettered (the notification kept sealed:
+        object keys and CTRs carry phone numbers; nothing it names was deleted). An
+        infrastructure failure is retried with back-off (the message is not acked
+        meanwhile, never skipped); any other failure dead-letters the message."""
+        topic = str(getattr(getattr(event, "message", None), "topic", "")) or S3_EVENTS_TOPIC
+        try:
+            outcomes = await self._until_done("source message", handle)
+        except Exception as exc:  # not infrastructure: pinned on this message
+            log.error("source message failed unexpectedly (%s)", type(exc).__name__)
+            outcomes = [
+                SourceOutcome("source", "refused", str(RejectReason.INTERNAL_ERROR),
+                              type(exc).__name__)
+            ]  # fmt: skip
+        refused: list[tuple[IngestOutcome, DlqSource]] = []
+        for outcome in outcomes:
+            if outcome.status == "mapped" and outcome.recording_id:
+                await self.publish_recording(outcome.payload, outcome.recording_id)
+            elif outcome.status == "refused":
+                dead = IngestOutcome(
+                    "dlq",
+                    outcome.recording_id,
+                    reason=outcome.reason,
+                    detail=f"{outcome.source}: {outcome.detail}",
+                    payload=event.value if isinstance(event.value, bytes) else None,
+                )
+                refused.append((dead, _source(event, topic)))
+        if refused:
+            await self._dead_letter(refused)
+        return outcomes
+
+    async def publish_s3_event(self, notification: bytes, key: str) -> None:
+        await self.s3_events.send(key=key.encode(), value=notification)
 
     async def _flush_audit(self) -> None:
         while self._audit_buffer:

@@ -6,6 +6,7 @@
     │                            answer with their own error and its ``reason``
     ├── PrivacyRequestRejected   a malformed privacy request (nothing stored)
     ├── ManifestError            an import manifest that cannot be used at all
+    ├── SourceRefused            a telephony source's notification that cannot be mapped
     └── RequestError             an HTTP request refused (streams.http.errors answers it)
         ├── AuthError            token missing, malformed, forged, expired (401)
         ├── BadRequest           a malformed parameter or body (400)
@@ -34,6 +35,7 @@ __all__ = [
     "InputRejected",
     "PrivacyRequestRejected",
     "ManifestError",
+    "SourceRefused",
     "RequestError",
     "AuthError",
     "BadRequest",
@@ -84,6 +86,18 @@ class PrivacyRequestRejected(_Coded):
 
 class ManifestError(StreamError):
     """The manifest cannot be used at all (unreadable, not CSV/JSON, columns missing)."""
+
+
+class SourceRefused(_Coded):
+    """A telephony source's notification (S3 event, Twilio callback, CTR, PBX hook) that
+    cannot become a ``RecordingCompleted`` event; ``reason`` is a stable code
+    (:class:`streams.sources.SourceReason` or an event :class:`RejectReason`), nothing
+    the notification names is deleted, and ``status`` is the HTTP status a source
+    route answers it with."""
+
+    def __init__(self, reason: str, detail: str, *, status: int = 400) -> None:
+        super().__init__(reason, detail)
+        self.status = status
 
 
 class RequestError(StreamError):

@@ -184,6 +184,32 @@ class Metrics:
             buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300),
             registry=r,
         )
+        # Telephony sources (streams/sources): what each adapter received, mapped to a
+        # RecordingCompleted event, refused (by reason) or skipped (by reason).
+        self.source_received = Counter(
+            "callvault_source_notifications_received",
+            "Notifications received by a telephony source adapter.",
+            ["source"],
+            registry=r,
+        )
+        self.source_mapped = Counter(
+            "callvault_source_notifications_mapped",
+            "Notifications a source adapter turned into a RecordingCompleted event.",
+            ["source"],
+            registry=r,
+        )
+        self.source_refused = Counter(
+            "callvault_source_notifications_refused",
+            "Notifications a source adapter refused, by reason code (nothing is deleted).",
+            ["source", "reason"],
+            registry=r,
+        )
+        self.source_skipped = Counter(
+            "callvault_source_notifications_skipped",
+            "Notifications a source adapter passed over, by reason (duplicate, waiting, ...).",
+            ["source", "reason"],
+            registry=r,
+        )
         for reason in ("retention", "erasure"):
             self.deletions.labels(reason)
         for stage in STAGES:

@@ -35,6 +35,7 @@ from storage.landing import Landing
 from storage.types import AuditEntry
 from storage.vault import Vault
 from streams.bounds import DEFAULT_WINDOW, TimeWindow
+from streams.sources.config import SourceBindings
 
 __all__ = ["Services", "WorkerConfig", "DEFAULT_MAX_AUDIO_BYTES"]
 
@@ -88,6 +89,8 @@ class Services:
     audit_listeners: list[Callable[[AuditEntry], None]] = field(default_factory=list)
     #: Makes the boto3 S3 client for ``s3://`` archives and landing roots (None: AWS defaults).
     s3_client_factory: Callable[[], Any] | None = None
+    #: Which bucket, Twilio account, Connect instance or PBX folder is whose (streams/sources).
+    sources: SourceBindings = field(default_factory=SourceBindings)
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

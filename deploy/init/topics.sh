@@ -21,4 +21,7 @@ create callvault.privacy-requests "$PRIVACY_PARTITIONS" --config retention.ms=25
 # One partition: the audit stream keeps the hash chain's order for consumers.
 create callvault.audit 1 --config retention.ms=-1
 create callvault.dlq 1 --config retention.ms=2592000000
+# Telephony sources (streams/sources): S3 notifications and Amazon Connect CTRs.
+create callvault.s3-events "$PRIVACY_PARTITIONS" --config retention.ms=604800000
+create callvault.connect-ctr "$PRIVACY_PARTITIONS" --config retention.ms=604800000
 "$TOPICS" --bootstrap-server "$BOOTSTRAP" --describe --topic 'callvault\..*'

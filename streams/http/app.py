@@ -15,7 +15,17 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from streams.http import audio, audit, health, holds, ingest, page, privacy, recordings
+from streams.http import (
+    audio,
+    audit,
+    health,
+    holds,
+    ingest,
+    page,
+    privacy,
+    recordings,
+    sources,
+)
 from streams.http.context import CONTEXT_KEY, WebContext, ctx_of
 from streams.http.errors import error_response
 
@@ -31,6 +41,7 @@ ROUTES: list[web.RouteDef] = [
     *audit.ROUTES,
     *holds.ROUTES,
     *privacy.ROUTES,
+    *sources.ROUTES,
 ]
 
 

@@ -22,6 +22,7 @@ from streams.http.playback import PlaybackGrants
 from streams.http.rateguard import RateGuard
 from streams.metrics import Metrics
 from streams.services import Services
+from streams.sources import Sources
 
 __all__ = ["WebContext", "ctx_of", "run", "CONTEXT_KEY"]
 
@@ -48,6 +49,10 @@ class WebContext:
     grant_ttl: timedelta = timedelta(minutes=10)
     first_window: int = 64 * 1024
     window: int = 1024 * 1024
+    #: The telephony source adapters (streams/sources) and how a view hands an S3
+    #: notification to the ``callvault.s3-events`` topic (notification, key).
+    sources: Sources | None = None
+    publish_s3_event: Callable[[bytes, str], Awaitable[None]] | None = None
 
     @classmethod
     def over(
@@ -64,6 +69,8 @@ class WebContext:
         grant_ttl: timedelta = timedelta(minutes=10),
         first_window: int = 64 * 1024,
         window: int = 1024 * 1024,
+        sources: Sources | None = None,
+        publish_s3_event: Callable[[bytes, str], Awaitable[None]] | None = None,
     ) -> WebContext:
         """The context over ``services``: local tokens, the policy's rate limits, grants
         signed by the keyring and an :class:`EndOfLife` bundle unless given."""
@@ -85,6 +92,16 @@ class WebContext:
             grant_ttl=grant_ttl,
             first_window=max(1, first_window),
             window=max(1, window),
+            sources=sources
+            or Sources(
+                bindings=services.sources,
+                landing=services.landing,
+                catalog=services.catalog,
+                metrics=metrics,
+                clock=services.clock,
+                max_bytes=services.config.max_audio_bytes,
+            ),
+            publish_s3_event=publish_s3_event,
         )
 
     def now(self) -> datetime:

@@ -22,6 +22,9 @@ match wins ("its own": the exception's ``reason`` and ``detail``)::
     AudioFailure              its status and error        its own
     NotFound                  404 not-found               its own (reason may be absent)
     EventRejected             400 invalid-event           its own
+    SourceRefused             its status: 400 bad-request, its own (a telephony source's
+                              403 forbidden, 413 too-large, reason code)
+                              502 media-unavailable
     LandingRejected           400 invalid-event           its reason, "cannot land this audio"
     PrivacyRequestRejected    400 bad-request             its own
     HoldNotFound,
@@ -64,6 +67,7 @@ from streams.errors import (
     PayloadTooLarge,
     PrivacyRequestRejected,
     RangeNotSatisfiable,
+    SourceRefused,
     Unprocessable,
     UnsupportedMediaType,
 )
@@ -82,6 +86,8 @@ _DENIAL_STATUS = {
     RATE_LIMITED: 429,
 }
 _DENIAL_ERROR = {404: "not-found", 410: "gone", 429: "rate-limited"}
+#: The error of a refused telephony source notification, by its status.
+_SOURCE_ERROR = {403: "forbidden", 413: "too-large", 502: "media-unavailable"}
 
 #: What a denied caller is told, by reason (``denied: <reason>`` for any other).
 _DENIAL_DETAILS: dict[str, str] = {
@@ -159,6 +165,9 @@ def error_response(exc: Exception, route: str) -> web.Response:
             return _answer(404, "not-found", exc.detail, exc.reason)
         case EventRejected():
             return _answer(400, "invalid-event", exc.detail, exc.reason)
+        case SourceRefused():
+            error = _SOURCE_ERROR.get(exc.status, "bad-request")
+            return _answer(exc.status, error, exc.detail, exc.reason)
         case LandingRejected():
             return _answer(400, "invalid-event", "cannot land this audio", exc.reason)
         case PrivacyRequestRejected():
