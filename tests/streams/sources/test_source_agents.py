@@ -1,6 +1,7 @@
 """The worker's source agents, unit-tested with faust's ``agent.test_context()`` (no
 broker): mapped notifications are produced to callvault.recordings keyed by recording
-id, refused ones go to callvault.dlq with their reason and position, their content sealed. The same flow runs through the real broker in tests/e2e/test_sources_e2e.py."""
+id, refused ones go to callvault.dlq with their reason and position, their content
+sealed. The same flow runs through the real broker in tests/e2e/test_sources_e2e.py."""
 
 from __future__ import annotations
 
