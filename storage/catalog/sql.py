@@ -411,6 +411,8 @@ def _private_database_file(path: Path) -> None:
     ``-wal`` and ``-shm`` files with the database file's mode."""
     if not path.parent.exists():
         make_private_dirs(path.parent)
+    if not path.parent.is_dir():
+        raise NotADirectoryError(f"{path.parent} is not a folder")
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     os.close(fd)
     for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
@@ -430,6 +432,8 @@ class SqliteDatabase(Database):
         self._synchronous = synchronous
         try:
             _private_database_file(path)
+        except NotADirectoryError as exc:
+            raise CatalogError(f"cannot create the folder for {path}: {exc}") from exc
         except OSError as exc:
             raise CatalogUnavailable(f"cannot create the catalog file {path}: {exc}") from exc
         self._close_connection(self._connect())  # fail now, not at first use

@@ -171,7 +171,13 @@ async def post_recording(request: web.Request) -> web.Response:
             details={"tenant": parsed.tenant, "via": "http", "format": parsed.audio.format},
         ),
     )
-    await ctx.publish_recording(json.dumps(event).encode(), parsed.recording_id)
+    try:
+        await ctx.publish_recording(json.dumps(event).encode(), parsed.recording_id)
+    except Exception as exc:  # the broker: the landed file and its sidecar stay
+        log.error("could not queue an accepted upload (%s)", type(exc).__name__)
+        raise LandingUnavailable(
+            "the audio was landed but could not be queued; send it again"
+        ) from None
     log.info(
         "recording %s accepted over HTTP",
         recording_ref(services.keyring, parsed.recording_id),

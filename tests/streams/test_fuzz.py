@@ -88,7 +88,8 @@ def _mutated_event(draw: st.DrawFn) -> dict[str, Any]:
         field = draw(st.sampled_from(sorted(event) + ["extra", "audio.uri", "consent.recording"]))
         value = draw(st.one_of(json_values, TIMES))
         if field == "audio.uri":
-            event["audio"] = dict(event["audio"], uri=value)
+            audio = event["audio"] if isinstance(event["audio"], dict) else {}
+            event["audio"] = dict(audio, uri=value)
         elif field == "consent.recording":
             event["consent"] = {"recording": value}
         else:

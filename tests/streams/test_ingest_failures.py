@@ -331,6 +331,8 @@ def test_no_recording_id_uri_or_sha256_in_logs_or_dlq_headers(
     services: Services, worker: Worker, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
+    # `callvault import` (run in-process by other tests) quiets this logger; undo it here
+    caplog.set_level(logging.DEBUG, logger="streams.ingest")
     audio = call_wav(1.0, codec="mulaw", seed=4)
     event = landed_call(services, "tel-15550100-call", audio, write=False)
     event["audio"]["uri"] = (landing(services) / "+15550100.wav").as_uri()
