@@ -55,7 +55,13 @@ from callvault.demo import demo_event  # noqa: E402
 from callvault.synth import call_wav  # noqa: E402
 from streams.events import RejectReason  # noqa: E402
 from streams.http.auth import LocalTokens  # noqa: E402
-from tests.e2e.harness import WorkerProcess, e2e_settings, open_services, produce  # noqa: E402
+from tests.e2e.harness import (  # noqa: E402
+    WorkerProcess,
+    e2e_settings,
+    multipart_upload,
+    open_services,
+    produce,
+)
 
 TOPIC = "callvault.recordings"
 REASONS = {str(reason) for reason in RejectReason}
@@ -379,20 +385,8 @@ class Http:
         return {"Authorization": f"Bearer {self.tokens[role]}"}
 
     def _upload(self, rng: random.Random, kind: str, metadata: bytes, audio: bytes) -> int:
-        boundary = uuid.uuid4().hex
-        body = b"".join(
-            [
-                f'--{boundary}\r\nContent-Disposition: form-data; name="metadata"\r\n\r\n'.encode(),
-                metadata,
-                f'\r\n--{boundary}\r\nContent-Disposition: form-data; name="audio"; '
-                'filename="a"\r\n\r\n'.encode(),
-                audio,
-                f"\r\n--{boundary}--\r\n".encode(),
-            ]
-        )
-        headers = self._auth("telephony") | {
-            "Content-Type": f"multipart/form-data; boundary={boundary}"
-        }
+        body, content_type = multipart_upload(metadata, audio)
+        headers = self._auth("telephony") | {"Content-Type": content_type}
         return self.request(kind, "POST", "/v1/recordings", body, headers)
 
     def _meta(self, rid: str, fmt: str = "wav", **kw: Any) -> dict[str, Any]:

@@ -67,7 +67,7 @@ from streams.events import (
 from streams.metrics import Metrics
 from streams.refs import landing_key, ref_or_dash
 
-__all__ = ["IngestOutcome", "IngestPipeline", "object_key_for"]
+__all__ = ["IngestOutcome", "IngestPipeline", "decide_event", "object_key_for"]
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +118,24 @@ def _payload_bytes(payload: bytes | str | dict[str, Any]) -> bytes | None:
         return json.dumps(payload).encode("utf-8", "surrogatepass")
     except (TypeError, ValueError):
         return None
+
+
+def decide_event(event: RecordingEvent, policy: Policy) -> IngestDecision:
+    """The policy's ingest decision for a validated event (consent, purposes, class).
+
+    Raises:
+        EventRejected: ``unknown-purpose`` (what the policy refuses as input).
+    """
+    try:
+        return decide_ingest(
+            event.consent,
+            event.purposes,
+            policy,
+            started_at=event.started_at,
+            ended_at=event.ended_at,
+        )
+    except PolicyInputError as exc:
+        raise EventRejected(str(RejectReason.UNKNOWN_PURPOSE), str(exc)) from exc
 
 
 def _foreign(claim: LandingClaim | None, recording_id: str) -> bool:
@@ -485,7 +503,7 @@ class IngestPipeline:
     # -- stages ---------------------------------------------------------------------------
     def _validate(self, payload: bytes | str | dict[str, Any], now: datetime) -> _Prepared:
         event = parse_recording_event(payload, now=now, window=self.window)
-        decision = self._decide(event)
+        decision = decide_event(event, self.policy)
         ref = self._resolve(event)
         return _Prepared(
             event,
@@ -495,18 +513,6 @@ class IngestPipeline:
             landing_key(self.keys.keyring, ref.uri),
             payload,
         )
-
-    def _decide(self, event: RecordingEvent) -> IngestDecision:
-        try:
-            return decide_ingest(
-                event.consent,
-                event.purposes,
-                self.policy,
-                started_at=event.started_at,
-                ended_at=event.ended_at,
-            )
-        except PolicyInputError as exc:
-            raise EventRejected(str(RejectReason.UNKNOWN_PURPOSE), str(exc)) from exc
 
     def _resolve(self, event: RecordingEvent) -> LandingRef:
         try:

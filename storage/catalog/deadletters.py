@@ -29,7 +29,7 @@ class DeadLetterState(StrEnum):
     REPLAYED = "replayed"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DeadLetterDraft:
     """What the ingest agent records for one dead-lettered record."""
 
@@ -47,20 +47,10 @@ class DeadLetterDraft:
     tenant: str | None = None
 
 
-@dataclass(frozen=True)
-class DeadLetter:
-    entry_id: str
-    reason: str
-    detail: str
-    source_topic: str
-    source_partition: int | None
-    source_offset: int | None
-    original_key: bytes | None
-    sealed_value: bytes | None
-    blob_key: str | None
-    value_size: int
-    recording_id: str | None
-    tenant: str | None
+@dataclass(frozen=True, kw_only=True)
+class DeadLetter(DeadLetterDraft):
+    """A recorded entry: the draft plus when it was seen, how often, and its state."""
+
     first_seen: datetime
     last_seen: datetime
     attempts: int

@@ -26,7 +26,6 @@ from typing import Any
 
 from aiohttp import web
 
-from policies import PolicyInputError, decide_ingest
 from storage.audio_probe import probe
 from storage.catalog.audit import AuditDraft
 from storage.errors import (
@@ -39,7 +38,6 @@ from storage.errors import (
 from streams.bounds import load_json
 from streams.errors import (
     BadRequest,
-    EventRejected,
     InputRejected,
     LandingUnavailable,
     NotFound,
@@ -51,6 +49,7 @@ from streams.events import SCHEMA_V1, RejectReason, parse_recording_event
 from streams.http.context import ctx_of, run
 from streams.http.decisions import audit_or_503, require
 from streams.http.params import recording_id_of
+from streams.ingest import decide_event
 from streams.refs import landing_key, recording_ref
 from streams.services import Services
 
@@ -130,16 +129,7 @@ async def post_recording(request: web.Request) -> web.Response:
     event["audio"] = {"uri": "file:///pending", "format": audio_format, "sha256": digest}
     # EventRejected: 400 invalid-event (before anything is landed)
     parsed = parse_recording_event(event, now=ctx.now(), window=ctx.services.config.call_window)
-    try:  # what the agent would dead-let (an unknown purpose) is refused now
-        decide_ingest(
-            parsed.consent,
-            parsed.purposes,
-            ctx.services.policy,
-            started_at=parsed.started_at,
-            ended_at=parsed.ended_at,
-        )
-    except PolicyInputError as exc:
-        raise EventRejected(str(RejectReason.UNKNOWN_PURPOSE), str(exc)) from None
+    decide_event(parsed, ctx.services.policy)  # an unknown purpose: 400 now, not a DLQ entry
     await run(_probe, audio, parsed.audio.format)  # Unprocessable: 422, nothing landed
     services = ctx.services
     # The landing file is named by a keyed hash: recording ids may hold characters a

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ __all__ = [
     "consume_messages",
     "Message",
     "landed_call",
+    "multipart_upload",
 ]
 
 
@@ -206,6 +208,25 @@ def landed_call(
         path.write_bytes(audio)
     event_kw.setdefault("sha256", hashlib.sha256(audio).hexdigest())
     return demo_event(rid, audio=audio, uri=f"file://{path}", **event_kw)
+
+
+def multipart_upload(metadata: bytes, audio: bytes, *, closed: bool = True) -> tuple[bytes, str]:
+    """A ``POST /v1/recordings`` body of raw ``metadata`` and ``audio`` parts (any bytes,
+    as a careless or hostile client sends them) and its Content-Type; ``closed=False``
+    leaves out the closing boundary."""
+    boundary = uuid.uuid4().hex
+    body = b"".join(
+        [
+            f'--{boundary}\r\nContent-Disposition: form-data; name="metadata"\r\n'
+            "Content-Type: application/json\r\n\r\n".encode(),
+            metadata,
+            f'\r\n--{boundary}\r\nContent-Disposition: form-data; name="audio"; '
+            'filename="call.wav"\r\nContent-Type: application/octet-stream\r\n\r\n'.encode(),
+            audio,
+            f"\r\n--{boundary}--\r\n".encode() if closed else b"",
+        ]
+    )
+    return body, f"multipart/form-data; boundary={boundary}"
 
 
 def open_services(env: dict[str, str]) -> Services:

@@ -11,7 +11,6 @@ import socket
 import stat
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,8 +20,8 @@ from callvault.synth import call_wav
 from tests.e2e.harness import (
     WorkerProcess,
     consume_messages,
-    e2e_settings,
     landed_call,
+    multipart_upload,
     open_services,
     produce,
     wait_until,
@@ -31,18 +30,6 @@ from tests.e2e.harness import (
 pytestmark = [pytest.mark.e2e]
 
 TOPIC = "callvault.recordings"
-
-
-@pytest.fixture
-def env(tmp_path: Path, kafka_broker: EmbeddedBroker) -> dict[str, str]:
-    return e2e_settings(tmp_path / "data", kafka_broker.url)
-
-
-@pytest.fixture
-def worker(env: dict[str, str], tmp_path: Path) -> Iterator[WorkerProcess]:
-    proc = WorkerProcess(env, tmp_path / "worker.log")
-    yield proc
-    proc.stop()
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -184,18 +171,10 @@ def test_every_file_the_worker_creates_is_private(
         os.umask(old)
     services = open_services(env)
     audio = call_wav(2.0, codec="mulaw", seed=6)
-    boundary = "b0undary"
     meta = json.dumps(
         {**landed_call(services, "private-1", audio, write=False), "audio": {"format": "wav"}}
     ).encode()
-    body = (
-        f'--{boundary}\r\nContent-Disposition: form-data; name="metadata"\r\n\r\n'.encode()
-        + meta
-        + f'\r\n--{boundary}\r\nContent-Disposition: form-data; name="audio"; '
-        f'filename="a.wav"\r\n\r\n'.encode()
-        + audio
-        + f"\r\n--{boundary}--\r\n".encode()
-    )
+    body, content_type = multipart_upload(meta, audio)
     token = cli(env, "token", "issue", "--user", "pbx-1", "--role", "telephony").stdout.strip()
     import urllib.request
 
@@ -204,7 +183,7 @@ def test_every_file_the_worker_creates_is_private(
         data=body,
         headers={
             "Authorization": f"Bearer {token}",
-            "Content-Type": f"multipart/form-data; boundary={boundary}",
+            "Content-Type": content_type,
         },
     )
     with urllib.request.urlopen(request, timeout=30) as resp:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,18 +25,6 @@ from tests.e2e.harness import (
 pytestmark = [pytest.mark.e2e]
 
 TOPIC = "callvault.recordings"
-
-
-@pytest.fixture
-def env(tmp_path: Path, kafka_broker: EmbeddedBroker) -> dict[str, str]:
-    return e2e_settings(tmp_path / "data", kafka_broker.url)
-
-
-@pytest.fixture
-def worker(env: dict[str, str], tmp_path: Path) -> Iterator[WorkerProcess]:
-    proc = WorkerProcess(env, tmp_path / "worker.log")
-    yield proc
-    proc.stop()
 
 
 def _audit_actions(services) -> Counter[str]:  # type: ignore[no-untyped-def]

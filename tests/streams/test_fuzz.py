@@ -30,6 +30,7 @@ from streams.http.params import query_int, query_text, query_when
 from streams.http.ranges import parse_range
 from streams.metrics import Metrics
 from streams.privacy.input import parse_privacy_request
+from tests.e2e.harness import multipart_upload
 from tests.streams.qa_support import ServerThread
 from tests.streams.test_events import NOW, good
 
@@ -280,17 +281,7 @@ def test_multipart_uploads_never_answer_5xx(
     upload_server: tuple[ServerThread, str], metadata: bytes, audio: bytes, boundary_junk: bool
 ) -> None:
     server, token = upload_server
-    boundary = uuid.uuid4().hex
-    body = b"".join(
-        [
-            f'--{boundary}\r\nContent-Disposition: form-data; name="metadata"\r\n\r\n'.encode(),
-            metadata,
-            f'\r\n--{boundary}\r\nContent-Disposition: form-data; name="audio"; '
-            'filename="a.wav"\r\n\r\n'.encode(),
-            audio,
-            b"" if boundary_junk else f"\r\n--{boundary}--\r\n".encode(),
-        ]
-    )
+    body, content_type = multipart_upload(metadata, audio, closed=not boundary_junk)
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
     try:
         conn.request(
@@ -299,7 +290,7 @@ def test_multipart_uploads_never_answer_5xx(
             body=body,
             headers={
                 "Authorization": f"Bearer {token}",
-                "Content-Type": f"multipart/form-data; boundary={boundary}",
+                "Content-Type": content_type,
             },
         )
         response = conn.getresponse()

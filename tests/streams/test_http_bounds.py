@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 import pytest
 
 from callvault.synth import call_wav
+from tests.e2e.harness import multipart_upload
 from tests.streams.qa_support import QaEnv, Reply, make_env
 
 DEEP = "[" * 60_000
@@ -35,22 +35,8 @@ def raw_request(env: QaEnv, method: str, path: str, body: bytes, headers: dict[s
         conn.close()
 
 
-def multipart(metadata: bytes, audio: bytes) -> tuple[bytes, str]:
-    boundary = uuid.uuid4().hex
-    parts = [
-        f'--{boundary}\r\nContent-Disposition: form-data; name="metadata"\r\n'
-        "Content-Type: application/json\r\n\r\n".encode(),
-        metadata,
-        f'\r\n--{boundary}\r\nContent-Disposition: form-data; name="audio"; '
-        'filename="call.wav"\r\nContent-Type: audio/wav\r\n\r\n'.encode(),
-        audio,
-        f"\r\n--{boundary}--\r\n".encode(),
-    ]
-    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
-
-
 def _upload(env: QaEnv, metadata: bytes) -> Reply:
-    body, content_type = multipart(metadata, call_wav(1.0, codec="mulaw", seed=9))
+    body, content_type = multipart_upload(metadata, call_wav(1.0, codec="mulaw", seed=9))
     token = env.token("pbx-1", "telephony")
     return raw_request(
         env,
