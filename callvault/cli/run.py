@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sys
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import click
@@ -54,20 +56,32 @@ def _run_worker(services: Services, broker_url: str, web_socket: socket.socket) 
         web_socket.close()
 
 
-def _private_files() -> None:
+@contextlib.contextmanager
+def _private_files() -> Iterator[None]:
     """Every file and folder a worker creates is 0600 / 0700, whatever the caller's umask
-    (the catalog, exports, logs; storage sets modes explicitly as well)."""
-    os.umask(0o077)
+    (the catalog, exports, logs; storage sets modes explicitly as well). The umask is
+    restored afterwards (tests run these commands in-process)."""
+    previous = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(previous)
 
 
 @click.command()
 @click.pass_context
 def up(ctx: click.Context) -> None:
     """Start the embedded default: tansu broker, one worker, web server (Ctrl-C stops all)."""
+    settings = settings_of(ctx)
+    with _private_files():
+        code = _up(settings)
+    if code:
+        fail(f"the worker stopped with status {code} (see the log above)", code)
+
+
+def _up(settings: Settings) -> int:
     from callvault.broker import EmbeddedBroker
 
-    settings = settings_of(ctx)
-    _private_files()
     try:
         services, web_socket = _start(settings)
         if settings.broker:
@@ -91,8 +105,7 @@ def up(ctx: click.Context) -> None:
                 web_socket.close()
     except CallvaultError as exc:
         fail(str(exc))
-    if code:
-        fail(f"the worker stopped with status {code} (see the log above)", code)
+    return code
 
 
 @click.command()
@@ -100,10 +113,10 @@ def up(ctx: click.Context) -> None:
 def worker(ctx: click.Context) -> None:
     """Run one worker against CALLVAULT_BROKER (or the embedded broker's port)."""
     settings = settings_of(ctx)
-    _private_files()
     try:
-        services, web_socket = _start(settings)
-        code = _run_worker(services, broker_url(settings), web_socket)
+        with _private_files():
+            services, web_socket = _start(settings)
+            code = _run_worker(services, broker_url(settings), web_socket)
     except CallvaultError as exc:
         fail(str(exc))
     if code:
