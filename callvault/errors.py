@@ -34,8 +34,10 @@ so a caller can catch one type at the edge (CLI, HTTP view, stream agent)::
     │   │   └── HoldNotFound
     │   ├── ReceiptError
     │   │   └── ReceiptNotFound
-    │   └── PrivacyRequestError
-    │       └── PrivacyRequestNotFound
+    │   ├── PrivacyRequestError
+    │   │   └── PrivacyRequestNotFound
+    │   └── EvaluationError           a malformed evaluation / assignment, or a stale write
+    │       └── AssignmentNotFound
     ├── policies.errors.PolicyError   (policies/errors.py)
     │   ├── PolicyFileError           invalid policy file (with location)
     │   └── PolicyInputError          a decision called with bad input (also a ValueError)

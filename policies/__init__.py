@@ -16,6 +16,27 @@ from __future__ import annotations
 from policies.access import could_use, decide_access, decide_capability
 from policies.clauses import ClauseCoverage, clause_report, format_clause_report, uncovered_clauses
 from policies.errors import PolicyError, PolicyFileError, PolicyInputError
+from policies.evaluations import (
+    EvaluationScore,
+    SampleCandidate,
+    SampleExclusion,
+    balanced_reviewers,
+    period_bounds,
+    period_of,
+    pick_sample,
+    previous_period,
+    sampling_exclusion,
+    score_evaluation,
+)
+from policies.forms import (
+    EvaluationForm,
+    FormQuestion,
+    FormSection,
+    SamplePer,
+    SamplePeriod,
+    SamplingPlan,
+    Scale,
+)
 from policies.ingest import (
     CONSENT_VALUES,
     IngestDecision,
@@ -31,6 +52,8 @@ from policies.model import (
     AccessRequest,
     Action,
     Anchor,
+    AssignmentFacts,
+    AssignmentStatus,
     Capability,
     Clause,
     Decision,
@@ -90,6 +113,26 @@ __all__ = [
     "Reason",
     "BUILTIN_RULES",
     "LEGAL_BASES",
+    "AssignmentFacts",
+    "AssignmentStatus",
+    # quality evaluations
+    "EvaluationForm",
+    "FormSection",
+    "FormQuestion",
+    "Scale",
+    "SamplingPlan",
+    "SamplePer",
+    "SamplePeriod",
+    "EvaluationScore",
+    "SampleCandidate",
+    "SampleExclusion",
+    "score_evaluation",
+    "period_of",
+    "period_bounds",
+    "previous_period",
+    "sampling_exclusion",
+    "pick_sample",
+    "balanced_reviewers",
     # decisions
     "decide_access",
     "decide_capability",

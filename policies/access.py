@@ -21,6 +21,16 @@ caller without a right learns nothing about the recording's state:
    basis from the closed list (``legal-basis-required``, ``legal-basis-unknown``),
    a reference (``reference-required``).
 
+Evaluation assignments (``request.assignment``, :class:`AssignmentFacts`): for any
+action on a recording, right after the principal checks (and, for audio, the declared
+purpose), an assignment named by the request must be the principal's
+(``assignment-not-yours``), for this recording (``assignment-other-recording``) and
+the requested purpose (``assignment-purpose``), and open (``assignment-closed``);
+it then stands for the justification. A role with ``requires_assignment`` gets
+nothing on a recording without one (``assignment-required``). The assignment never
+overrides the purpose checks: a restricted, expired or untagged recording stays
+denied. These denials cite ``access:assignment``.
+
 A grant cites the purpose's rule (``purpose:<id>``) or, for capabilities and
 listing, the role's (``role:<id>``); a denial cites the built-in rule that
 failed (``access:...``). Rate limiting needs state and is the caller's job;
@@ -36,6 +46,8 @@ from policies.model import (
     AccessDecision,
     AccessRequest,
     Action,
+    AssignmentFacts,
+    AssignmentStatus,
     Capability,
     Decision,
     Policy,
@@ -43,6 +55,7 @@ from policies.model import (
     Reason,
     RecordingFacts,
     RecordingStatus,
+    Role,
     require_aware,
 )
 
@@ -94,15 +107,51 @@ def _purpose_check(
     return None
 
 
+def _assignment_check(
+    principal: Principal,
+    recording: RecordingFacts,
+    assignment: AssignmentFacts,
+    purpose: str | None,
+) -> AccessDecision | None:
+    """A denial when ``assignment`` does not cover this principal, recording and purpose."""
+    rule = "access:assignment"
+    if assignment.reviewer != principal.user:
+        return _deny(Reason.ASSIGNMENT_NOT_YOURS, rule)
+    if assignment.recording_id != recording.recording_id:
+        return _deny(Reason.ASSIGNMENT_OTHER_RECORDING, rule)
+    if purpose is not None and purpose != assignment.purpose:
+        return _deny(Reason.ASSIGNMENT_PURPOSE, rule)
+    if assignment.status != AssignmentStatus.OPEN:
+        return _deny(Reason.ASSIGNMENT_CLOSED, rule)
+    return None
+
+
+def _assignment_gate(
+    principal: Principal,
+    role: Role,
+    recording: RecordingFacts,
+    assignment: AssignmentFacts | None,
+    purpose: str | None,
+) -> AccessDecision | None:
+    """The assignment named (if any) must fit; a role requiring one must name one."""
+    if assignment is not None:
+        return _assignment_check(principal, recording, assignment, purpose)
+    if role.requires_assignment:
+        return _deny(Reason.ASSIGNMENT_REQUIRED, "access:assignment")
+    return None
+
+
 def could_use(
     principal: Principal,
     recording: RecordingFacts,
     policy: Policy,
     now: datetime,
     purpose: str | None = None,
+    assignment: AssignmentFacts | None = None,
 ) -> bool:
     """True when the principal could be granted audio of ``recording`` for ``purpose``
-    (any purpose of its role when ``None``), given the evidence that purpose requires.
+    (any purpose of its role when ``None``; the assignment's purpose when one is
+    given), given the evidence that purpose requires.
 
     This is what ``GET /v1/recordings`` filters by: a listing shows only recordings
     the caller could use.
@@ -113,7 +162,15 @@ def could_use(
     require_aware(now, "now")
     if _principal_check(principal, policy, now) is not None:
         return False
-    candidates = (purpose,) if purpose is not None else policy.roles[principal.role].purposes
+    role = policy.roles[principal.role]
+    if _assignment_gate(principal, role, recording, assignment, purpose) is not None:
+        return False
+    if purpose is not None:
+        candidates: tuple[str, ...] = (purpose,)
+    elif assignment is not None:
+        candidates = (assignment.purpose,)
+    else:
+        candidates = role.purposes
     return any(_purpose_check(principal, recording, p, policy) is None for p in candidates)
 
 
@@ -165,7 +222,15 @@ def decide_access(
             if action is Action.LIST:
                 return _allow(role.rule)
             return _deny(Reason.NO_RECORDING, "access:default-deny")
-        candidates = (request.purpose,) if request.purpose is not None else role.purposes
+        gate = _assignment_gate(principal, role, recording, request.assignment, request.purpose)
+        if gate is not None:
+            return gate
+        if request.purpose is not None:
+            candidates: tuple[str, ...] = (request.purpose,)
+        elif request.assignment is not None:
+            candidates = (request.assignment.purpose,)
+        else:
+            candidates = role.purposes
         first_denial: AccessDecision | None = None
         for purpose_id in candidates:
             denial = _purpose_check(principal, recording, purpose_id, policy)
@@ -178,11 +243,15 @@ def decide_access(
         return _deny(Reason.NO_RECORDING, "access:default-deny")
     if not request.purpose:
         return _deny(Reason.NO_PURPOSE, "access:purpose-declared")
+    gate = _assignment_gate(principal, role, recording, request.assignment, request.purpose)
+    if gate is not None:
+        return gate
     denial = _purpose_check(principal, recording, request.purpose, policy)
     if denial is not None:
         return denial
     purpose = policy.purposes[request.purpose]
-    if purpose.requires_justification and not _given(request.justification):
+    justified = _given(request.justification) or request.assignment is not None
+    if purpose.requires_justification and not justified:
         return _deny(Reason.JUSTIFICATION_REQUIRED, "access:justification")
     if purpose.requires_legal_basis:
         if not _given(request.legal_basis):

@@ -16,9 +16,12 @@ starts; duplicate ids and keys; two retention rules for one purpose; a taggable
 purpose without retention rule; audio purposes for ``operator`` or ``telephony``;
 a disclosure purpose (not tag-bound, or overriding restrictions) for a role other
 than ``compliance-officer``; an entrusted role with capabilities beyond
-``list-recordings``; an audio role without rate limit; a clause that is neither
-organizational nor has a mechanism; a clause listing an unknown rule; a built-in
-rule no clause claims.
+``list-recordings`` and ``evaluate``; an audio role without rate limit; a clause that
+is neither organizational nor has a mechanism; a clause listing an unknown rule; a
+built-in rule no clause claims. The QA sections (``evaluation_forms``,
+``sampling_plans``, ``sso``) are checked by :mod:`policies._load_qa`: scales, unique
+question ids, positive weights, plans naming known forms, purposes, roles able to
+evaluate, organisations; ``sso`` keys and its role map.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any, TypeVar
 
+from policies import _load_qa
 from policies._yaml import child_path, read_located
 from policies.errors import PolicyFileError
 from policies.model import (
@@ -70,7 +74,16 @@ _TOP_LEVEL_REQUIRED = (
     "legal_bases",
     "clauses",
 )
-_TOP_LEVEL_OPTIONAL = ("entrusted_organisations", "rate_limits", "privacy_requests")
+_TOP_LEVEL_OPTIONAL = (
+    "entrusted_organisations",
+    "rate_limits",
+    "privacy_requests",
+    "evaluation_forms",
+    "sampling_plans",
+    "sso",
+)
+#: Capabilities an entrusted role may hold (it acts only through its contract).
+ENTRUSTED_CAPABILITIES = frozenset({Capability.LIST_RECORDINGS, Capability.EVALUATE})
 
 
 @dataclass(frozen=True)
@@ -290,6 +303,16 @@ class _Checker:
                     self.get(requests, "response_days", "privacy_requests", self.positive) or 30
                 )
                 response_clause = self.clause_ref(requests, "privacy_requests")
+        forms = _load_qa.evaluation_forms(self, top.get("evaluation_forms", {}))
+        plans = _load_qa.sampling_plans(
+            self,
+            top.get("sampling_plans", {}),
+            forms=forms,
+            purposes=purposes,
+            roles=roles,
+            organisations=organisations,
+        )
+        sso = _load_qa.sso_section(self, top["sso"], roles) if "sso" in top else None
 
         policy = Policy(
             source=self.source,
@@ -304,6 +327,9 @@ class _Checker:
             rate_limits=rate_limits,
             clauses=clauses,
             request_response_days=response_days,
+            evaluation_forms=forms,
+            sampling_plans=plans,
+            sso=sso,
         )
         self.known_clause(policy, response_clause, "privacy_requests.clause")
         self.cross_checks(policy)
@@ -366,7 +392,10 @@ class _Checker:
         for rid, raw in (self.mapping(value, path) or {}).items():
             p = child_path(path, rid)
             fields = self.entry(
-                raw, p, ("description", "clause"), ("purposes", "capabilities", "entrusted")
+                raw,
+                p,
+                ("description", "clause"),
+                ("purposes", "capabilities", "entrusted", "requires_assignment"),
             )
             if fields is None:
                 continue
@@ -385,7 +414,7 @@ class _Checker:
                 self.problem(p, "qa-vendor is an external company: it must be 'entrusted: true'")
             if entrusted:
                 for cap in capabilities:
-                    if cap is not Capability.LIST_RECORDINGS:
+                    if cap not in ENTRUSTED_CAPABILITIES:
                         self.problem(
                             child_path(p, "capabilities"),
                             f"entrusted role {rid!r} must not have capability {cap.value!r}",
@@ -397,6 +426,9 @@ class _Checker:
                 purposes=tuple(pid for pid, _ in role_purposes),
                 capabilities=tuple(capabilities),
                 entrusted=entrusted,
+                requires_assignment=bool(
+                    self.get(fields, "requires_assignment", p, self.flag, False)
+                ),
             )
         return found
 
@@ -615,6 +647,8 @@ class _Checker:
             ("legal_bases", policy.legal_bases),
             ("entrusted_organisations", policy.organisations),
             ("rate_limits", policy.rate_limits),
+            ("evaluation_forms", policy.evaluation_forms),
+            ("sampling_plans", policy.sampling_plans),
         ]
         for section, items in sections:
             for key, item in items.items():

@@ -18,11 +18,13 @@ privacy policy claims (see ``clauses`` in ``data/policy.yaml``):
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from policies.errors import PolicyInputError
+from policies.forms import EvaluationForm, SamplingPlan
 
 __all__ = [
     "Action",
@@ -46,6 +48,8 @@ __all__ = [
     "RecordingFacts",
     "AccessRequest",
     "AccessDecision",
+    "AssignmentFacts",
+    "AssignmentStatus",
     "require_aware",
 ]
 
@@ -72,6 +76,8 @@ class Capability(StrEnum):
     MANAGE_HOLDS = "manage-holds"
     PRIVACY_REQUESTS = "privacy-requests"
     VIEW_METRICS = "view-metrics"
+    EVALUATE = "evaluate"  # score the evaluation assignments given to oneself
+    MANAGE_EVALUATIONS = "manage-evaluations"  # assign, run sampling plans, read scores
 
 
 class Anchor(StrEnum):
@@ -115,6 +121,12 @@ class Reason(StrEnum):
     LEGAL_BASIS_REQUIRED = "legal-basis-required"
     LEGAL_BASIS_UNKNOWN = "legal-basis-unknown"
     REFERENCE_REQUIRED = "reference-required"
+    ASSIGNMENT_REQUIRED = "assignment-required"
+    ASSIGNMENT_UNKNOWN = "assignment-unknown"
+    ASSIGNMENT_NOT_YOURS = "assignment-not-yours"
+    ASSIGNMENT_OTHER_RECORDING = "assignment-other-recording"
+    ASSIGNMENT_PURPOSE = "assignment-purpose"
+    ASSIGNMENT_CLOSED = "assignment-closed"
 
 
 #: Rules implemented in code, by id, with what they check. The policy file's
@@ -136,6 +148,11 @@ BUILTIN_RULES: Mapping[str, str] = {
     "access:justification": "purposes that require it need a justification",
     "access:legal-basis": "third-party disclosure needs a legal basis from the closed list",
     "access:reference": "disclosures need a reference (case / privacy request id)",
+    "access:assignment": (
+        "an open evaluation assignment lets its reviewer use its recording for its purpose "
+        "(the assignment id is the justification); a role requiring assignments gets audio "
+        "only through one"
+    ),
     "ingest:consent": "a recording whose consent was declined is not stored",
     "ingest:purposes": "recordings are tagged only with known, taggable purposes",
     "retention:longest-class": "a recording with several purposes gets the longest class",
@@ -206,6 +223,8 @@ class Role:
     purposes: tuple[str, ...] = ()
     capabilities: tuple[Capability, ...] = ()
     entrusted: bool = False
+    #: Audio (and metadata) only through an open evaluation assignment to the principal.
+    requires_assignment: bool = False
 
     @property
     def rule(self) -> str:
@@ -321,7 +340,16 @@ class Clause:
     tests: tuple[str, ...] = ()
 
 
-_PolicyItem = Purpose | Role | RetentionClass | LegalBasis | Organisation | RateLimit
+_PolicyItem = (
+    Purpose
+    | Role
+    | RetentionClass
+    | LegalBasis
+    | Organisation
+    | RateLimit
+    | EvaluationForm
+    | SamplingPlan
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -342,6 +370,13 @@ class Policy:
     #: Days within which a customer's privacy request must be answered
     #: (``privacy_requests.response_days``); an open request past it is overdue.
     request_response_days: int = 30
+    #: Quality evaluation forms and sampling plans (``evaluation_forms``, ``sampling_plans``).
+    evaluation_forms: Mapping[str, EvaluationForm] = field(default_factory=dict)
+    sampling_plans: Mapping[str, SamplingPlan] = field(default_factory=dict)
+    #: The ``sso:`` section as written (keys checked by the loader, role values mapped to
+    #: policy roles); ``streams.http.oidc.SsoConfig.from_mapping`` makes the verifier's
+    #: config of it. None: no single sign-on, local tokens only.
+    sso: Mapping[str, Any] | None = None
 
     def rate_limit_for(self, role: str) -> int | None:
         """Recordings per hour a principal of ``role`` may fetch; ``None`` = no audio limit set."""
@@ -372,6 +407,8 @@ class Policy:
             self.legal_bases,
             self.organisations,
             self.rate_limits,
+            self.evaluation_forms,
+            self.sampling_plans,
         )
         for group in groups:
             for item in group.values():
@@ -437,6 +474,34 @@ class RecordingFacts:
         object.__setattr__(self, "purposes", tuple(self.purposes))
 
 
+class AssignmentStatus(StrEnum):
+    OPEN = "open"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True)
+class AssignmentFacts:
+    """What an access decision needs to know of an evaluation assignment.
+
+    Raises:
+        PolicyInputError: on construction, for an unknown ``status``.
+    """
+
+    assignment_id: str
+    reviewer: str
+    recording_id: str
+    purpose: str
+    status: str
+
+    def __post_init__(self) -> None:
+        if self.status not in set(AssignmentStatus):
+            raise PolicyInputError(
+                f"assignment status must be one of {', '.join(AssignmentStatus)}, "
+                f"got {self.status!r}"
+            )
+
+
 @dataclass(frozen=True)
 class AccessRequest:
     """What is asked for. ``purpose`` is required for audio; the rest depend on the purpose.
@@ -450,6 +515,8 @@ class AccessRequest:
     justification: str | None = None
     legal_basis: str | None = None
     reference: str | None = None
+    #: The evaluation assignment the request is made under (its id is the justification).
+    assignment: AssignmentFacts | None = None
 
     def __post_init__(self) -> None:
         if self.action not in set(Action):

@@ -26,8 +26,10 @@ no caller ever sees them. The tree (part of the one drawn in :mod:`callvault.err
     │   └── HoldNotFound
     ├── ReceiptError                a malformed deletion receipt
     │   └── ReceiptNotFound
-    └── PrivacyRequestError         a malformed or unstorable privacy request
-        └── PrivacyRequestNotFound
+    ├── PrivacyRequestError         a malformed or unstorable privacy request
+    │   └── PrivacyRequestNotFound
+    └── EvaluationError             a malformed assignment or evaluation, or a stale write
+        └── AssignmentNotFound
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ __all__ = [
     "LandingError",
     "LandingRejected",
     "CatalogError",
+    "EvaluationError",
+    "AssignmentNotFound",
     "AuditError",
     "HoldError",
     "HoldNotFound",
@@ -176,3 +180,24 @@ class PrivacyRequestError(StorageError):
 
 class PrivacyRequestNotFound(PrivacyRequestError):
     """No privacy request with that id."""
+
+
+class EvaluationError(StorageError):
+    """A malformed evaluation assignment or evaluation, or a write based on a stale one.
+
+    ``reason`` is a stable code: ``invalid-evaluation`` (bad arguments),
+    ``assignment-closed`` (not open), ``stale`` (saved in between),
+    ``recording-not-stored`` (expired or erased), or a sampling exclusion reason.
+    """
+
+    def __init__(self, detail: str, reason: str = "invalid-evaluation") -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+class AssignmentNotFound(EvaluationError):
+    """No evaluation assignment with that id."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, "no-assignment")

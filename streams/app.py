@@ -42,10 +42,12 @@ from storage.types import AuditEntry
 from streams._faust import task, timer
 from streams.dlq import DeadLetterQueue, DlqMessage, DlqSource
 from streams.endoflife import EndOfLife
+from streams.evaluations import EvaluationService
 from streams.events import RejectReason
 from streams.governance import GovernanceCollector, refresh_worker_gauges
 from streams.http import WebContext, build_web_app
 from streams.http.auth import LocalTokens, TokenVerifier
+from streams.http.oidc import verifier_for
 from streams.ingest import IngestOutcome, IngestPipeline
 from streams.metrics import Metrics
 from streams.refs import landing_key, redact_text
@@ -125,7 +127,9 @@ class Worker:
         self.started_at = time.monotonic()
         self._audit_buffer: collections.deque[AuditEntry] = collections.deque()
         settings = services.config
-        self.tokens = tokens or LocalTokens(services.keyring, frozenset(services.policy.roles))
+        self.tokens = tokens or verifier_for(
+            services.policy, LocalTokens(services.keyring, frozenset(services.policy.roles))
+        )
         self.web_port = settings.web_port if web_port is None else web_port
         self.reconcile_interval = reconcile_interval or max(
             5.0, settings.reconcile_after_seconds / 4
@@ -191,6 +195,7 @@ class Worker:
         self.endoflife = EndOfLife.from_services(
             services, actor=f"worker:{settings.worker_id}", metrics=self.metrics
         )
+        self.evaluations = EvaluationService(services, self.metrics)
         self.governance = GovernanceCollector(
             catalog=services.catalog,
             keyring=services.keyring,
@@ -265,6 +270,10 @@ class Worker:
                 recordings_topic=TOPICS["recordings"], topics=set(TOPICS.values()),
             )  # fmt: skip
 
+        @timer(app, max(1, self.services.config.metrics_interval_seconds), name="qa-evaluations")
+        async def qa_evaluations() -> None:
+            await self.tend_evaluations()
+
         worker = self
 
         class WebServer(Service):
@@ -276,6 +285,7 @@ class Worker:
                     metrics=worker.metrics,
                     tokens=worker.tokens,
                     endoflife=worker.endoflife,
+                    evaluations=worker.evaluations,
                     publish_recording=worker.publish_recording,
                     health=worker.health,
                     sources=worker.sources,
@@ -507,6 +517,20 @@ class Worker:
             await asyncio.get_running_loop().run_in_executor(None, self.endoflife.sweep_and_resume)
         except CallvaultError as exc:
             log.error("retention sweep failed: %s", exc)
+        await self._flush_audit()
+
+    async def tend_evaluations(self) -> None:
+        """Purge scores and notes of recordings no longer stored; refresh the assignment
+        gauges (errors logged; the next tick retries)."""
+
+        def tend() -> None:
+            self.evaluations.purge(actor=self.services.config.actor)
+            self.evaluations.refresh_metrics()
+
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, tend)
+        except CallvaultError as exc:
+            log.error("evaluation housekeeping failed: %s", exc)
         await self._flush_audit()
 
     def health(self) -> dict[str, Any]:

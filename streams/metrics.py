@@ -184,6 +184,33 @@ class Metrics:
             buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300),
             registry=r,
         )
+        self.qa_assignments_open = Gauge(
+            "callvault_qa_assignments_open",
+            "Quality evaluation assignments not yet completed (overdue ones included).",
+            registry=r,
+        )
+        self.qa_assignments_overdue = Gauge(
+            "callvault_qa_assignments_overdue",
+            "Open evaluation assignments past their due date.",
+            registry=r,
+        )
+        self.qa_assignments_completed = Gauge(
+            "callvault_qa_assignments_completed",
+            "Completed evaluation assignments whose recording is still stored.",
+            registry=r,
+        )
+        self.qa_assignments_created = Counter(
+            "callvault_qa_assignments_created",
+            "Evaluation assignments made, by sampling plan ('manual' when assigned by hand).",
+            ["plan"],
+            registry=r,
+        )
+        self.qa_evaluations_completed = Counter(
+            "callvault_qa_evaluations_completed",
+            "Evaluations completed, by form.",
+            ["form"],
+            registry=r,
+        )
         # Telephony sources (streams/sources): what each adapter received, mapped to a
         # RecordingCompleted event, refused (by reason) or skipped (by reason).
         self.source_received = Counter(

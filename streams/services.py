@@ -22,6 +22,7 @@ from storage.catalog import (
     Catalog,
     DisclosureLedger,
     EndOfLifeStore,
+    EvaluationStore,
     HoldStore,
     PrivacyRequestStore,
     ReceiptSigner,
@@ -85,6 +86,7 @@ class Services:
     restrictions: SubjectRestrictions
     claims: LandingClaims
     dead_letters: DeadLetterStore
+    evaluations: EvaluationStore
     #: Called with every audit entry after it committed (the worker publishes them).
     audit_listeners: list[Callable[[AuditEntry], None]] = field(default_factory=list)
     #: Makes the boto3 S3 client for ``s3://`` archives and landing roots (None: AWS defaults).
@@ -132,6 +134,7 @@ class Services:
             restrictions=SubjectRestrictions(catalog.database),
             claims=LandingClaims(catalog.database, clock=clock),
             dead_letters=DeadLetterStore(catalog.database, clock=clock),
+            evaluations=EvaluationStore(catalog, clock=clock),
             audit_listeners=audit_listeners if audit_listeners is not None else [],
             **extra,
         )

@@ -13,6 +13,7 @@
     callvault config reference   the CALLVAULT_* table (README)
     callvault keys rotate|status master key rotation (rewraps subject keys), key status
     callvault import PATH --manifest FILE   backfill an archive through the ingest pipeline
+    callvault qa sample|assignments|summary quality evaluations (sampling plans, scores)
     callvault announce FILE [--leg FILE --role R]...   a PBX's end-of-recording hook
     callvault dlq list|show|replay   dead letters: what ingest refused (sealed), replay it
     callvault ref RECORDING_ID   the keyed reference logs and DLQ headers use for an id
@@ -51,6 +52,7 @@ COMMANDS = (
     "callvault.cli.config:config",
     "callvault.cli.keys:keys",
     "callvault.cli.imports:import_command",
+    "callvault.cli.qa:qa",
     "callvault.cli.announce:announce_command",
     "callvault.cli.dlq:dlq",
     "callvault.cli.ref:ref",

@@ -23,11 +23,19 @@ def policy() -> None:
 @click.pass_context
 def policy_check(ctx: click.Context, path: Path | None) -> None:
     """Validate the policy file (default: CALLVAULT_POLICY or the shipped policy)."""
-    from policies import check_policy
+    from policies import check_policy, load_policy
+    from streams.http.oidc import SsoConfig
 
     target = path or settings_of(ctx).policy
-    problems = check_policy(target)
+    problems = [str(p) for p in check_policy(target)]
     name = str(target) if target else "the shipped policy"
+    if not problems:
+        sso = load_policy(target).sso
+        try:
+            if sso is not None:
+                SsoConfig.from_mapping(sso)
+        except ValueError as exc:
+            problems.append(f"{name}: sso: {exc}")
     if problems:
         click.secho(f"{name}: {len(problems)} problem(s)", fg="red", err=True)
         for problem in problems:

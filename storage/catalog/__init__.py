@@ -16,6 +16,7 @@ module                      holds
 ``restrictions``            customers whose recordings may not be used
 ``receipts``                signed deletion receipts
 ``stats``                   governance counts for the gauges (numbers only)
+``evaluations``             QA evaluation assignments, sealed scores and notes
 ``claims``                  which recording owns which landing file; re-announcements
 ``deadletters``             the index of callvault.dlq (sealed originals, attempts)
 ==========================  =====================================================
@@ -34,6 +35,7 @@ from storage.catalog.deadletters import (
 )
 from storage.catalog.disclosures import Disclosure, DisclosureLedger
 from storage.catalog.endoflife import DeletionIntent, EndOfLifeStore, ObjectCleanup, ScheduleChange
+from storage.catalog.evaluations import Assignment, AssignmentState, EvaluationStore
 from storage.catalog.holds import HoldScope, HoldStore, LegalHold
 from storage.catalog.receipts import DeletionReceipt, ReceiptSigner, ReceiptStore
 from storage.catalog.requests import PrivacyRequest, PrivacyRequestStore, RequestStatus
@@ -41,6 +43,9 @@ from storage.catalog.restrictions import SubjectRestrictions
 from storage.catalog.sql import Database, open_database
 
 __all__ = [
+    "Assignment",
+    "AssignmentState",
+    "EvaluationStore",
     "AuditDraft",
     "AuditLog",
     "AuditVerification",

@@ -15,7 +15,8 @@ What a caller may rely on:
 - Subject keys: at most one *live* key (``destroyed_at`` is null) per ``subject_ref``,
   enforced by the database; :meth:`Catalog.put_subject_key` returns the live key that
   won when two writers race.
-- Listing is keyset-paginated in (``started_at``, ``recording_id``) order; pass
+- Listing is keyset-paginated in (``started_at``, ``recording_id``) order (or the
+  reverse, ``newest_first``); pass
   ``after=listing_cursor(last_row_of_previous_page)`` to continue. Pages never overlap
   or skip rows, even while rows are added.
 - ``daily_stats`` holds only (day, tenant, queue, count, total duration): anonymous
@@ -425,12 +426,20 @@ class Catalog:
         restricted: bool | None = None,
         after: str | None = None,
         limit: int = 50,
+        call_id: str | None = None,
+        recording_id: str | None = None,
+        direction: str | None = None,
+        min_duration_ms: int | None = None,
+        max_duration_ms: int | None = None,
+        newest_first: bool = False,
     ) -> list[RecordingRow]:
-        """One page of recordings in (started_at, recording_id) order.
+        """One page of recordings in (started_at, recording_id) order, or the reverse
+        with ``newest_first``.
 
         Filters combine with AND; ``started_from`` is inclusive, ``started_to``
-        exclusive; ``states=None`` means any state; ``purpose`` keeps recordings whose
-        purposes include it; ``after`` is a :func:`listing_cursor`.
+        exclusive; ``min_duration_ms`` / ``max_duration_ms`` are inclusive;
+        ``states=None`` means any state; ``purpose`` keeps recordings whose purposes
+        include it; ``after`` is a :func:`listing_cursor` of a page in the same order.
 
         Raises:
             CatalogError: ``limit`` outside 1..1000, empty ``states``, a bad cursor or
@@ -445,10 +454,20 @@ class Catalog:
             ("agent_id", agent_id),
             ("queue", queue),
             ("subject_ref", subject_ref),
+            ("call_id", call_id),
+            ("recording_id", recording_id),
+            ("direction", direction),
         ):
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)
+        for bound, millis in (
+            ("duration_ms >= ?", min_duration_ms),
+            ("duration_ms <= ?", max_duration_ms),
+        ):
+            if millis is not None:
+                where.append(bound)
+                params.append(int(millis))
         if started_from is not None:
             where.append("started_at >= ?")
             params.append(to_db_time(started_from))
@@ -468,13 +487,15 @@ class Catalog:
             where.append("restricted = ?")
             params.append(1 if restricted else 0)
         if after is not None:
-            started_at, recording_id = _decode_cursor(after)
-            where.append("(started_at > ? OR (started_at = ? AND recording_id > ?))")
-            params.extend((started_at, started_at, recording_id))
+            cursor_started, cursor_id = _decode_cursor(after)
+            beyond = "<" if newest_first else ">"
+            where.append(f"(started_at {beyond} ? OR (started_at = ? AND recording_id {beyond} ?))")
+            params.extend((cursor_started, cursor_started, cursor_id))
         sql = _SELECT
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY started_at, recording_id LIMIT ?"
+        order = "DESC" if newest_first else "ASC"
+        sql += f" ORDER BY started_at {order}, recording_id {order} LIMIT ?"
         params.append(limit)
         return [recording_from_row(row) for row in self._database.fetch_all(sql, params)]
 

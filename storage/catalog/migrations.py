@@ -287,6 +287,62 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         6,
+        "quality evaluations: assignments, sealed scores and timeline notes "
+        "(storage/catalog/evaluations.py); recordings by call id and by agent",
+        (
+            """
+            CREATE TABLE qa_assignments (
+                assignment_id TEXT PRIMARY KEY,
+                tenant TEXT NOT NULL,
+                recording_id TEXT NOT NULL,
+                form_id TEXT NOT NULL,
+                purpose TEXT NOT NULL,
+                plan_id TEXT,
+                period TEXT,
+                stratum TEXT,
+                reviewer TEXT NOT NULL,
+                assigned_by TEXT NOT NULL,
+                assigned_at TEXT NOT NULL,
+                due_at TEXT NOT NULL,
+                status TEXT NOT NULL CHECK (status IN ('open', 'completed', 'cancelled')),
+                completed_at TEXT,
+                updated_at TEXT NOT NULL
+            )
+            """,
+            "CREATE UNIQUE INDEX qa_assignments_sample ON qa_assignments "
+            "(plan_id, period, recording_id)",
+            "CREATE INDEX qa_assignments_reviewer ON qa_assignments (reviewer, status, due_at)",
+            "CREATE INDEX qa_assignments_status ON qa_assignments (status, due_at)",
+            "CREATE INDEX qa_assignments_recording ON qa_assignments (recording_id)",
+            """
+            CREATE TABLE qa_evaluations (
+                assignment_id TEXT PRIMARY KEY REFERENCES qa_assignments (assignment_id),
+                subject_key_id TEXT NOT NULL,
+                revision INTEGER NOT NULL,
+                sealed {bytes} NOT NULL,
+                updated_by TEXT NOT NULL,
+                updated_at TEXT NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE qa_notes (
+                note_id TEXT PRIMARY KEY,
+                assignment_id TEXT NOT NULL REFERENCES qa_assignments (assignment_id),
+                subject_key_id TEXT NOT NULL,
+                sealed {bytes} NOT NULL,
+                author TEXT NOT NULL,
+                created_at TEXT NOT NULL
+            )
+            """,
+            "CREATE INDEX qa_notes_assignment ON qa_notes (assignment_id, created_at)",
+            # Find the call: by call id, and by agent, among stored recordings, newest
+            # first (without statistics SQLite would walk the state index instead).
+            "CREATE INDEX recordings_call ON recordings (call_id, state, started_at)",
+            "CREATE INDEX recordings_agent_state ON recordings (agent_id, state, started_at)",
+        ),
+    ),
+    Migration(
+        7,
         "landing claims, re-announcement counts, dead letters (storage/catalog/claims.py, "
         "deadletters.py); zero-padded years in sender-controlled timestamps",
         (

@@ -195,6 +195,62 @@ class KeyService:
         data_key = self.data_key(header[0])
         return envelope.open_sealed(blob, data_key, header=header)
 
+    def seal_named(
+        self,
+        subject_key_id: str,
+        name: str,
+        plaintext: bytes,
+        *,
+        content_type: str = "application/json",
+    ) -> bytes:
+        """Encrypt a small record about a recording (an evaluation, a timeline note) under
+        an existing, live subject key, in the object format with ``name`` as its
+        ``recording_ref`` (bound into every chunk and the wrapped data key). Destroying
+        the subject key (erasure) makes it unreadable together with the audio.
+
+        Never creates a key: after an erasure nothing new is sealed for that customer.
+
+        Raises:
+            KeyDestroyed: the subject key was destroyed.
+            KeyringError: the key is unknown or cannot be unwrapped.
+            ValueError: an empty name.
+        """
+        if not name:
+            raise ValueError("name must not be empty")
+        record = self._store.get_subject_key_by_id(subject_key_id)
+        if record is None:
+            raise KeyringError(f"subject key {subject_key_id} is unknown to the catalog")
+        if record.wrapped_key is None or record.destroyed_at is not None:
+            self._forget(record.key_id)
+            raise KeyDestroyed(f"subject key {subject_key_id} was destroyed (customer erased)")
+        data_key = envelope.new_data_key()
+        wrapped = envelope.wrap_data_key(
+            self._subject_key(record), data_key, recording_ref=name, subject_key_id=record.key_id
+        )
+        return envelope.seal(
+            name,
+            plaintext,
+            data_key=data_key,
+            wrapped_data_key=wrapped,
+            subject_key_id=record.key_id,
+            content_type=content_type,
+        )
+
+    def open_named(self, blob: bytes | memoryview, name: str) -> bytes:
+        """Decrypt a record sealed by :meth:`seal_named` under ``name``.
+
+        Raises:
+            IntegrityError: tampered, or sealed under another name (moved between rows).
+            KeyDestroyed: the subject was erased.
+            KeyringError: the subject key is unknown or cannot be unwrapped.
+        """
+        header = envelope.parse_header(blob)
+        if header[0].recording_ref != name:
+            raise IntegrityError(
+                f"sealed record belongs to {header[0].recording_ref!r}, not {name!r}"
+            )
+        return envelope.open_sealed(blob, self.data_key(header[0]), header=header)
+
     def open_ranges(
         self,
         fetch: Callable[[int, int], bytes],

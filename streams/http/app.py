@@ -18,6 +18,7 @@ from aiohttp import web
 from streams.http import (
     audio,
     audit,
+    evaluations,
     health,
     holds,
     ingest,
@@ -25,6 +26,7 @@ from streams.http import (
     privacy,
     recordings,
     sources,
+    waveform,
 )
 from streams.http.context import CONTEXT_KEY, WebContext, ctx_of
 from streams.http.errors import error_response
@@ -41,6 +43,8 @@ ROUTES: list[web.RouteDef] = [
     *audit.ROUTES,
     *holds.ROUTES,
     *privacy.ROUTES,
+    *evaluations.ROUTES,
+    *waveform.ROUTES,
     *sources.ROUTES,
 ]
 

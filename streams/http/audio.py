@@ -36,7 +36,7 @@ import asyncio
 import logging
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -55,10 +55,13 @@ from storage.catalog.disclosures import REFERENCE_PATTERN
 from storage.errors import StorageError
 from storage.types import RecordingRow
 from streams.errors import AudioFailure, AuditUnavailable, AuthError, BadRequest
+from streams.evaluations import assignment_facts
 from streams.facts import facts_of
 from streams.http.audio_stream import PreparedAudio, prepare_audio, stream_audio
 from streams.http.context import ctx_of, run
 from streams.http.decisions import (
+    ASSIGNMENT_ID,
+    assignment_for_access,
     audited_denial,
     auth_denied,
     authenticate,
@@ -76,7 +79,7 @@ from streams.http.params import (
 from streams.http.playback import PlaybackGrant
 from streams.http.rateguard import RATE_LIMITED
 
-__all__ = ["ROUTES"]
+__all__ = ["ROUTES", "checked_grant"]
 
 log = logging.getLogger(__name__)
 
@@ -86,10 +89,14 @@ class _AudioAsk:
     principal: Principal
     request: AccessRequest
     mode: str
+    assignment_id: str | None = None
 
 
 def _ask(principal: Principal, values: Mapping[str, str]) -> _AudioAsk:
-    """The audio request in ``values`` (query or grant body). Raises BadRequest."""
+    """The audio request in ``values`` (query or grant body). Raises BadRequest.
+
+    An evaluation assignment is named by ``assignment`` (or given as the justification):
+    its id is then the justification that is audited."""
     mode = (values.get("mode") or "play").strip()
     if mode not in ("play", "download"):
         raise BadRequest("mode must be play or download")
@@ -99,8 +106,20 @@ def _ask(principal: Principal, values: Mapping[str, str]) -> _AudioAsk:
     reference = query_text(values, "reference")
     if reference is not None and not REFERENCE_PATTERN.match(reference):
         raise BadRequest("reference must be a case or request id (letters, digits, . _ : / # -)")
+    assignment_id = query_text(values, "assignment")
+    if assignment_id is None and justification and ASSIGNMENT_ID.match(justification):
+        assignment_id = justification
+    if assignment_id is not None:
+        if not ASSIGNMENT_ID.match(assignment_id):
+            raise BadRequest("malformed assignment id (asg- and 12 hex digits)")
+        if justification not in (None, assignment_id):
+            raise BadRequest("under an assignment, the justification is the assignment id")
+        justification = assignment_id
     return _AudioAsk(
-        principal, AccessRequest(mode, purpose, justification, legal_basis, reference), mode
+        principal,
+        AccessRequest(mode, purpose, justification, legal_basis, reference),
+        mode,
+        assignment_id,
     )
 
 
@@ -122,12 +141,19 @@ async def _decide(
     now = ctx.now()
     policy = ctx.services.policy
     principal, mode, purpose = ask.principal, ask.mode, ask.request.purpose
+    access = ask.request
+    if ask.assignment_id is not None:
+        details = {**details, "assignment_id": ask.assignment_id}
+        access = replace(
+            access,
+            assignment=await assignment_for_access(
+                request, principal, ask.assignment_id, mode, rid, purpose, **details
+            ),
+        )
     row = await recording_row(request, rid)
-    decision = decide_access(
-        principal, ask.request, None if row is None else facts_of(row), policy, now
-    )
+    decision = decide_access(principal, access, None if row is None else facts_of(row), policy, now)
     if row is None and decision.reason is Reason.NO_RECORDING:
-        decision = _missing_decision(principal, ask.request, policy)
+        decision = _missing_decision(principal, access, policy)
     if not decision.allowed or row is None:
         raise await audited_denial(
             request, principal, mode, str(decision.reason), rid, purpose, **details
@@ -199,7 +225,9 @@ async def issue_grant(request: web.Request) -> web.Response:
     assert ask.request.purpose is not None
     expires = ctx.now() + ctx.grant_ttl + timedelta(milliseconds=row.duration_ms)
     grant = ctx.grants.issue(
-        PlaybackGrant(principal, rid, ask.request.purpose, ask.mode, expires, seq)
+        PlaybackGrant(
+            principal, rid, ask.request.purpose, ask.mode, expires, seq, ask.assignment_id
+        )
     )
     return web.json_response(
         {
@@ -232,7 +260,19 @@ async def audio(request: web.Request) -> web.StreamResponse:
     return await _send(request, row, ask.principal, ask.mode, prepared)
 
 
-async def _audio_by_grant(request: web.Request, rid: str, grant_text: str) -> web.StreamResponse:
+async def checked_grant(
+    request: web.Request, rid: str, grant_text: str
+) -> tuple[PlaybackGrant, RecordingRow]:
+    """The verified playback grant for ``rid`` and the recording's row, re-checked
+    against its current state (and the grant's evaluation assignment, if any): a
+    recording restricted, erased or out of contract since, or an assignment completed
+    or cancelled since, ends the session.
+
+    Raises:
+        AuthError: the grant is malformed, forged, expired or for another recording
+            (audited ``auth.denied``).
+        AccessDenied: the state changed (audited).
+    """
     ctx = ctx_of(request)
     now = ctx.now()
     try:
@@ -241,22 +281,41 @@ async def _audio_by_grant(request: web.Request, rid: str, grant_text: str) -> we
         raise await auth_denied(request, exc) from None
     row = await recording_row(request, rid)
     policy = ctx.services.policy
-    if row is None or not could_use(grant.principal, facts_of(row), policy, now, grant.purpose):
+    assignment = None
+    if grant.assignment_id is not None:
+        found = await run(ctx.services.evaluations.find, grant.assignment_id)
+        assignment = None if found is None else assignment_facts(found)
+    usable = (
+        row is not None
+        and (grant.assignment_id is None or assignment is not None)
+        and could_use(grant.principal, facts_of(row), policy, now, grant.purpose, assignment)
+    )
+    if row is None or not usable:
         # The state changed since the grant (restricted, erased, contract ended):
         # decide again to name the reason, and audit the denial. could_use failed, so
         # the principal or purpose checks (which precede the evidence checks) name it.
         decision = decide_access(
             grant.principal,
-            AccessRequest(grant.mode, grant.purpose),
+            AccessRequest(grant.mode, grant.purpose, assignment=assignment),
             None if row is None else facts_of(row),
             policy,
             now,
         )
-        reason = str(Reason.NO_RECORDING) if row is None else str(decision.reason)
+        if row is None:
+            reason = str(Reason.NO_RECORDING)
+        elif grant.assignment_id is not None and assignment is None:
+            reason = str(Reason.ASSIGNMENT_UNKNOWN)
+        else:
+            reason = str(decision.reason)
         raise await audited_denial(
             request, grant.principal, grant.mode, reason, rid, grant.purpose,
-            via="grant", grant_id=grant.grant_id,
+            via="grant", grant_id=grant.grant_id, assignment_id=grant.assignment_id,
         )  # fmt: skip
+    return grant, row
+
+
+async def _audio_by_grant(request: web.Request, rid: str, grant_text: str) -> web.StreamResponse:
+    grant, row = await checked_grant(request, rid, grant_text)
     prepared = _prefetch(request, row)
     return await _send(request, row, grant.principal, grant.mode, prepared)
 

@@ -17,7 +17,9 @@ from typing import Any
 from aiohttp import web
 
 from streams.endoflife import EndOfLife
+from streams.evaluations import EvaluationService
 from streams.http.auth import LocalTokens, TokenVerifier
+from streams.http.oidc import OidcVerifier, sso_of, verifier_for
 from streams.http.playback import PlaybackGrants
 from streams.http.rateguard import RateGuard
 from streams.metrics import Metrics
@@ -46,6 +48,7 @@ class WebContext:
     grants: PlaybackGrants
     publish_recording: Callable[[bytes, str], Awaitable[None]]
     health: Callable[[], dict[str, Any]]
+    evaluations: EvaluationService
     grant_ttl: timedelta = timedelta(minutes=10)
     first_window: int = 64 * 1024
     window: int = 1024 * 1024
@@ -53,6 +56,11 @@ class WebContext:
     #: notification to the ``callvault.s3-events`` topic (notification, key).
     sources: Sources | None = None
     publish_s3_event: Callable[[bytes, str], Awaitable[None]] | None = None
+
+    @property
+    def sso(self) -> OidcVerifier | None:
+        """The identity provider's verifier, when staff may sign in with SSO."""
+        return sso_of(self.tokens)
 
     @classmethod
     def over(
@@ -66,16 +74,19 @@ class WebContext:
         endoflife: EndOfLife | None = None,
         rate_guard: RateGuard | None = None,
         grants: PlaybackGrants | None = None,
+        evaluations: EvaluationService | None = None,
         grant_ttl: timedelta = timedelta(minutes=10),
         first_window: int = 64 * 1024,
         window: int = 1024 * 1024,
         sources: Sources | None = None,
         publish_s3_event: Callable[[bytes, str], Awaitable[None]] | None = None,
     ) -> WebContext:
-        """The context over ``services``: local tokens, the policy's rate limits, grants
-        signed by the keyring and an :class:`EndOfLife` bundle unless given."""
+        """The context over ``services``: local tokens (and the IdP's when the policy has an
+        ``sso:`` section), the policy's rate limits, grants signed by the keyring and an
+        :class:`EndOfLife` bundle unless given."""
         if tokens is None:
-            tokens = LocalTokens(services.keyring, frozenset(services.policy.roles))
+            local = LocalTokens(services.keyring, frozenset(services.policy.roles))
+            tokens = verifier_for(services.policy, local)
         if endoflife is None:
             endoflife = EndOfLife.from_services(
                 services, actor=services.config.actor, metrics=metrics
@@ -89,6 +100,7 @@ class WebContext:
             grants=grants or PlaybackGrants(services.keyring),
             publish_recording=publish_recording,
             health=health,
+            evaluations=evaluations or EvaluationService(services, metrics),
             grant_ttl=grant_ttl,
             first_window=max(1, first_window),
             window=max(1, window),

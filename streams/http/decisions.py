@@ -9,21 +9,26 @@
 - :func:`count_decision`: the ``callvault_access_decisions_total`` metric.
 - :func:`store_call`: a governance store call; its audit layer refusing the record
   (free text that looks like personal data) is a 400 ``personal-data``.
+- :func:`assignment_for_access`: the evaluation assignment a request names (its id is
+  the justification), as the access decision sees it; an unknown one is an audited
+  denial ``assignment-unknown``.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
-from policies import Principal, decide_capability
+from policies import AssignmentFacts, Principal, Reason, decide_capability
 from storage.catalog.audit import AuditDraft
 from storage.errors import AuditError, StorageError
 from storage.types import AuditEntry, RecordingRow
 from streams.errors import AccessDenied, AuditUnavailable, AuthError, BadRequest
+from streams.evaluations import assignment_facts
 from streams.http.context import WebContext, ctx_of, run
 
 __all__ = [
@@ -36,7 +41,12 @@ __all__ = [
     "count_decision",
     "recording_row",
     "store_call",
+    "assignment_for_access",
+    "ASSIGNMENT_ID",
 ]
+
+#: An evaluation assignment id (``storage.catalog.evaluations.new_assignment_id``).
+ASSIGNMENT_ID = re.compile(r"^asg-[0-9a-f]{12}$")
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +80,10 @@ async def authenticate(request: web.Request) -> Principal:
     try:
         if not token:
             raise AuthError("token-missing", "send Authorization: Bearer <token>")
+        verify_async = getattr(ctx.tokens, "averify", None)
+        if verify_async is not None:  # an IdP's keys may need a fetch: not on the loop
+            principal: Principal = await verify_async(token, ctx.now())
+            return principal
         return ctx.tokens.verify(token, ctx.now())
     except AuthError as exc:
         raise await auth_denied(request, exc) from None
@@ -197,3 +211,27 @@ async def store_call(func: Callable[..., Any], *args: Any) -> Any:
         return await run(func, *args)
     except AuditError as exc:
         raise BadRequest(f"refused: {exc}", "personal-data") from None
+
+
+async def assignment_for_access(
+    request: web.Request,
+    principal: Principal,
+    assignment_id: str,
+    action: str,
+    recording_id: str,
+    purpose: str | None,
+    /,
+    **details: Any,
+) -> AssignmentFacts:
+    """The facts of the assignment a request names, for its access decision.
+
+    Raises:
+        AccessDenied: no such assignment (``assignment-unknown``, audited).
+    """
+    found = await run(ctx_of(request).services.evaluations.find, assignment_id)
+    if found is None:
+        raise await audited_denial(
+            request, principal, action, str(Reason.ASSIGNMENT_UNKNOWN), recording_id, purpose,
+            **{"assignment_id": assignment_id, **details},
+        )  # fmt: skip
+    return assignment_facts(found)

@@ -5,6 +5,9 @@ exception into ``{"error", "reason"?, "detail"}`` with :func:`error_response`. F
 match wins ("its own": the exception's ``reason`` and ``detail``)::
 
     exception                 status, error               reason, detail
+    AuthError idp-unavailable 503 idp-unavailable         idp-unavailable, its detail
+                                                          (+ Retry-After: 5): an outage of the
+                                                          identity provider is not a bad token
     AuthError                 401 unauthorized            its own (+ WWW-Authenticate: Bearer
                                                           unless a playback grant was refused)
     BadRequest                400 bad-request             its own (reason may be absent)
@@ -31,6 +34,14 @@ match wins ("its own": the exception's ``reason`` and ``detail``)::
     PrivacyRequestNotFound,
     ReceiptNotFound           404 not-found               not-found, the message
     HoldError                 400 bad-request             invalid-hold, the message
+    AssignmentNotFound        404 not-found               no-assignment, the message
+    EvaluationError           by reason: 400 bad-request  its reason, the message
+                              (invalid-evaluation), 404
+                              (no-recording), 410 gone
+                              (recording-not-stored),
+                              else 409 conflict (stale,
+                              assignment-closed, a sampling
+                              exclusion)
     any other CallvaultError  503 unavailable             backend-failed,
                                                           "the catalog or vault failed; try again"
     anything else             500 internal                -, "internal error; see the worker log"
@@ -49,6 +60,7 @@ from aiohttp import web
 from callvault.errors import CallvaultError
 from policies import Reason
 from storage.errors import (
+    EvaluationError,
     HoldError,
     HoldNotFound,
     LandingRejected,
@@ -86,6 +98,9 @@ _DENIAL_STATUS = {
     RATE_LIMITED: 429,
 }
 _DENIAL_ERROR = {404: "not-found", 410: "gone", 429: "rate-limited"}
+_EVALUATION_STATUS = {"invalid-evaluation": 400, "no-recording": 404, "no-assignment": 404,
+                      "recording-not-stored": 410}  # fmt: skip
+_EVALUATION_ERROR = {400: "bad-request", 404: "not-found", 409: "conflict", 410: "gone"}
 #: The error of a refused telephony source notification, by its status.
 _SOURCE_ERROR = {403: "forbidden", 413: "too-large", 502: "media-unavailable"}
 
@@ -107,6 +122,12 @@ _DENIAL_DETAILS: dict[str, str] = {
     str(Reason.UNKNOWN_ORG): "your organisation is not an entrusted organisation",
     str(Reason.CAPABILITY_NOT_GRANTED): "your role may not do this",
     str(Reason.UNKNOWN_ROLE): "your role is not defined by the policy",
+    str(Reason.ASSIGNMENT_REQUIRED): "your role reviews only recordings assigned to you",
+    str(Reason.ASSIGNMENT_UNKNOWN): "there is no such evaluation assignment",
+    str(Reason.ASSIGNMENT_NOT_YOURS): "the evaluation assignment is someone else's",
+    str(Reason.ASSIGNMENT_OTHER_RECORDING): "the evaluation assignment is for another recording",
+    str(Reason.ASSIGNMENT_PURPOSE): "the evaluation assignment is for another purpose",
+    str(Reason.ASSIGNMENT_CLOSED): "the evaluation assignment is completed or cancelled",
     RATE_LIMITED: "too many recordings in the last hour; try again later",
 }
 
@@ -129,6 +150,8 @@ def error_response(exc: Exception, route: str) -> web.Response:
     """The answer to ``exc`` raised by the view of ``route`` (the table above); the two
     server-side rows are logged."""
     match exc:
+        case AuthError() if exc.reason == "idp-unavailable":
+            return _answer(503, "idp-unavailable", exc.detail, exc.reason, {"Retry-After": "5"})
         case AuthError():
             # A refused playback grant is not a bearer-token problem: no challenge.
             challenge = None if exc.reason.startswith("grant-") else _BEARER_CHALLENGE
@@ -176,6 +199,9 @@ def error_response(exc: Exception, route: str) -> web.Response:
             return _answer(404, "not-found", str(exc), "not-found")
         case HoldError():
             return _answer(400, "bad-request", str(exc), "invalid-hold")
+        case EvaluationError():
+            status = _EVALUATION_STATUS.get(exc.reason, 409)
+            return _answer(status, _EVALUATION_ERROR[status], exc.detail, exc.reason)
         case CallvaultError():
             log.error("%s failed: %s", route, exc)
             return _answer(

@@ -12,8 +12,19 @@ names (the policy file's ``sso:`` section, :meth:`SsoConfig.from_mapping`)::
       audience: urn:callvault:api
       client_id: callvault-qa            # the QA page's public client (PKCE)
       algorithms: [RS256]
+      scope: openid profile callvault   # what the QA page asks for at sign-in
       claims: {user: sub, role: callvault_role, tenant: tenant}
       roles: {cv-qa-reviewers: qa-reviewer, cv-supervisors: supervisor}
+
+An IdP user is ``user_prefix`` + the user claim (default ``sso:``: ``sso:alice``), in
+the principal and so in every audit actor (``user:sso:alice``), rate-guard window and
+evaluation assignment: a local ``cv1`` user can never hold a ``:`` in its name, so an
+IdP ``alice`` and a local ``alice`` are never the same principal.
+
+:func:`verifier_for` is what the worker authenticates with: local tokens, plus the
+IdP's when the policy has an ``sso:`` section (the IdP may be down at start-up: its
+discovery document and keys are fetched on first use, and requests meanwhile are
+answered ``idp-unavailable``, 503).
 
 :class:`CompositeVerifier` accepts local ``cv1.`` tokens (:class:`streams.http.auth.LocalTokens`,
 the embedded default) and IdP JWTs side by side, dispatching on the token's shape.
@@ -59,7 +70,8 @@ from urllib.parse import urlsplit
 import jwt
 from jwt import PyJWK, PyJWKClient
 
-from policies import Principal
+from callvault.errors import ConfigError
+from policies import Policy, Principal
 from streams.errors import AuthError
 from streams.http.auth import TokenVerifier
 
@@ -70,6 +82,9 @@ __all__ = [
     "OidcVerifier",
     "CompositeVerifier",
     "discover_jwks_uri",
+    "Discovery",
+    "verifier_for",
+    "sso_of",
     "MAX_JWT_LENGTH",
 ]
 
@@ -80,6 +95,7 @@ ASYMMETRIC_ALGORITHMS = frozenset(
     {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
 )
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")  # as streams.http.auth for users
+_PREFIX = re.compile(r"^([a-z][a-z0-9-]{0,15}:)?$")
 
 
 @dataclass(frozen=True)
@@ -111,6 +127,7 @@ class SsoConfig:
     issuer: str
     audience: str
     client_id: str | None = None
+    scope: str = "openid"
     algorithms: tuple[str, ...] = ("RS256",)
     claims: ClaimNames = field(default_factory=ClaimNames)
     roles: Mapping[str, str] = field(default_factory=dict)
@@ -121,6 +138,7 @@ class SsoConfig:
     jwks_timeout_seconds: float = 5.0
     jwks_max_age_seconds: int = 3600
     jwks_min_refresh_seconds: int = 60
+    user_prefix: str = "sso:"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "algorithms", tuple(self.algorithms))
@@ -145,6 +163,10 @@ class SsoConfig:
             raise ValueError("sso JWKS timeout and max age must be positive")
         if self.jwks_min_refresh_seconds < 0:
             raise ValueError("sso.jwks_min_refresh_seconds must not be negative")
+        if not isinstance(self.user_prefix, str) or not _PREFIX.match(self.user_prefix):
+            raise ValueError("sso.user_prefix must be empty or like 'sso:' (lower-case, ':')")
+        if not isinstance(self.scope, str) or "openid" not in self.scope.split():
+            raise ValueError("sso.scope must be a space-separated list including 'openid'")
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> SsoConfig:
@@ -178,7 +200,15 @@ class SsoConfig:
         for key in ("issuer", "audience"):
             if not isinstance(values.get(key), str):
                 raise ValueError(f"sso.{key} must be a string")
+        for key in ("client_id", "scope", "jwks_uri", "user_prefix"):
+            if values.get(key) is not None and not isinstance(values[key], str):
+                raise ValueError(f"sso.{key} must be a string")
         return cls(claims=ClaimNames(**claims), **values)
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def _https_or_loopback(url: str) -> bool:
@@ -188,12 +218,13 @@ def _https_or_loopback(url: str) -> bool:
     return parts.scheme == "http" and parts.hostname in {"127.0.0.1", "::1", "localhost"}
 
 
-def discover_jwks_uri(issuer: str, timeout: float) -> str:
-    """The ``jwks_uri`` of ``issuer``'s discovery document (blocking HTTP GET).
+def discover(issuer: str, timeout: float) -> dict[str, Any]:
+    """``issuer``'s discovery document (blocking HTTP GET), checked: it names this issuer
+    (mix-up protection) and https/loopback ``jwks_uri``, ``authorization_endpoint`` and
+    ``token_endpoint``.
 
     Raises:
-        AuthError: ``idp-unavailable`` when the document cannot be fetched or names
-            another issuer (mix-up protection) or no https/loopback ``jwks_uri``.
+        AuthError: ``idp-unavailable`` when the document cannot be fetched or fails a check.
     """
     url = issuer.rstrip("/") + "/.well-known/openid-configuration"
     try:
@@ -203,10 +234,59 @@ def discover_jwks_uri(issuer: str, timeout: float) -> str:
         raise AuthError("idp-unavailable", f"discovery failed: {exc}") from exc
     if not isinstance(document, dict) or document.get("issuer") != issuer:
         raise AuthError("idp-unavailable", "discovery document names another issuer")
-    jwks_uri = document.get("jwks_uri")
-    if not isinstance(jwks_uri, str) or not _https_or_loopback(jwks_uri):
-        raise AuthError("idp-unavailable", "discovery document has no usable jwks_uri")
-    return jwks_uri
+    for name in ("jwks_uri", "authorization_endpoint", "token_endpoint"):
+        value = document.get(name)
+        if not isinstance(value, str) or not _https_or_loopback(value):
+            raise AuthError("idp-unavailable", f"discovery document has no usable {name}")
+    return document
+
+
+def discover_jwks_uri(issuer: str, timeout: float) -> str:
+    """The ``jwks_uri`` of ``issuer``'s discovery document (see :func:`discover`)."""
+    return str(discover(issuer, timeout)["jwks_uri"])
+
+
+class Discovery:
+    """The IdP's discovery document, fetched once (blocking), retried at most every
+    ``min_refresh`` seconds after a failure. Thread-safe.
+
+    ``document`` is None until a fetch succeeded; :meth:`fetch` gets it now."""
+
+    def __init__(
+        self,
+        issuer: str,
+        *,
+        timeout: float = 5.0,
+        min_refresh: float = 60,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.issuer = issuer
+        self._timeout, self._min_refresh, self._clock = timeout, min_refresh, clock
+        self._lock = threading.Lock()
+        self._failed_at: float | None = None
+        self.document: dict[str, Any] | None = None
+
+    def fetch(self) -> dict[str, Any]:
+        """The document, fetched if not held yet (blocking).
+
+        Raises:
+            AuthError: ``idp-unavailable`` (also while a recent failure is not retried yet).
+        """
+        with self._lock:
+            if self.document is not None:
+                return self.document
+            now = self._clock()
+            if self._failed_at is not None and now - self._failed_at < self._min_refresh:
+                raise AuthError("idp-unavailable", "the identity provider is unavailable")
+            try:
+                self.document = discover(self.issuer, self._timeout)
+            except AuthError:
+                self._failed_at = now
+                raise
+            return self.document
+
+    def jwks_uri(self) -> str:
+        return str(self.fetch()["jwks_uri"])
 
 
 class JwksCache:
@@ -223,13 +303,16 @@ class JwksCache:
         jwks_uri: str | None = None,
         *,
         jwks: Mapping[str, Any] | None = None,
+        discover: Callable[[], str] | None = None,
         timeout: float = 5.0,
         max_age: float = 3600,
         min_refresh: float = 60,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if (jwks_uri is None) == (jwks is None):
-            raise ValueError("give either a jwks_uri or a fixed jwks")
+        if sum(x is not None for x in (jwks_uri, jwks, discover)) != 1:
+            raise ValueError("give one of a jwks_uri, a fixed jwks or a discover function")
+        self._timeout = timeout
+        self._discover = discover
         self._client = (
             PyJWKClient(jwks_uri, cache_jwk_set=False, timeout=timeout) if jwks_uri else None
         )
@@ -248,7 +331,7 @@ class JwksCache:
 
     def needs_fetch(self, kid: str | None) -> bool:
         """Whether :meth:`key` for ``kid`` would go to the network now (no I/O)."""
-        if self._client is None:
+        if self._client is None and self._discover is None:
             return False
         now = self._clock()
         if self._fetched_at is None or now - self._fetched_at >= self._max_age:
@@ -264,10 +347,15 @@ class JwksCache:
         Raises:
             AuthError: ``idp-unavailable`` when it cannot be fetched or holds no signing key.
         """
-        if self._client is None:
+        if self._client is None and self._discover is None:
             return
         with self._lock:
             self._attempted_at = self._clock()
+            if self._client is None:
+                assert self._discover is not None
+                self._client = PyJWKClient(
+                    self._discover(), cache_jwk_set=False, timeout=self._timeout
+                )
             try:
                 keys = _signing_keys(self._client.fetch_data())
             except (jwt.PyJWTError, ValueError) as exc:
@@ -357,32 +445,91 @@ class OidcVerifier:
         ValueError: on construction, when ``config.roles`` maps to an unknown role.
     """
 
-    def __init__(self, config: SsoConfig, roles: Iterable[str], keys: JwksCache) -> None:
+    def __init__(
+        self,
+        config: SsoConfig,
+        roles: Iterable[str],
+        keys: JwksCache,
+        discovery: Discovery | None = None,
+    ) -> None:
         self.config = config
         self.roles = frozenset(roles)
         self.keys = keys
+        self.discovery = discovery or Discovery(
+            config.issuer,
+            timeout=config.jwks_timeout_seconds,
+            min_refresh=config.jwks_min_refresh_seconds,
+        )
         unknown = set(config.roles.values()) - self.roles
         if unknown:
             raise ValueError(f"sso.roles maps to unknown roles: {', '.join(sorted(unknown))}")
 
     @classmethod
-    def connect(cls, config: SsoConfig, roles: Iterable[str]) -> OidcVerifier:
-        """A verifier with its keys fetched (discovery when ``config.jwks_uri`` is None).
+    def connect(
+        cls, config: SsoConfig, roles: Iterable[str], *, lazy: bool = False
+    ) -> OidcVerifier:
+        """A verifier with the discovery document and keys fetched (the keys' URI is
+        discovered unless ``config.jwks_uri`` names it).
 
         Blocking: call at start-up, or ``await loop.run_in_executor(None, ...)``.
+        ``lazy``: an unavailable IdP is logged, not raised; the document and keys are
+        fetched on first use (requests meanwhile get ``idp-unavailable``).
 
         Raises:
-            AuthError: ``idp-unavailable`` when discovery or the first fetch fails.
+            AuthError: ``idp-unavailable`` when discovery or the first fetch fails (not lazy).
         """
-        jwks_uri = config.jwks_uri or discover_jwks_uri(config.issuer, config.jwks_timeout_seconds)
+        discovery = Discovery(
+            config.issuer,
+            timeout=config.jwks_timeout_seconds,
+            min_refresh=config.jwks_min_refresh_seconds,
+        )
         keys = JwksCache(
-            jwks_uri,
+            config.jwks_uri,
+            discover=None if config.jwks_uri else discovery.jwks_uri,
             timeout=config.jwks_timeout_seconds,
             max_age=config.jwks_max_age_seconds,
             min_refresh=config.jwks_min_refresh_seconds,
         )
-        keys.refresh()
-        return cls(config, roles, keys)
+        verifier = cls(config, roles, keys, discovery)
+        try:
+            discovery.fetch()
+            keys.refresh()
+        except AuthError as exc:
+            if not lazy:
+                raise
+            log.warning("identity provider %s unavailable at start: %s", config.issuer, exc)
+        return verifier
+
+    def sign_in_config(self) -> dict[str, Any]:
+        """What the QA page needs to sign staff in (authorization code + PKCE), from the
+        discovery document (blocking fetch if not held yet).
+
+        Raises:
+            AuthError: ``idp-unavailable``.
+        """
+        document = self.discovery.fetch()
+        config = self.config
+        return {
+            "issuer": config.issuer,
+            "authorization_endpoint": document["authorization_endpoint"],
+            "token_endpoint": document["token_endpoint"],
+            "end_session_endpoint": document.get("end_session_endpoint"),
+            "client_id": config.client_id,
+            "audience": config.audience,
+            "scope": config.scope,
+            "claims": {"user": config.claims.user, "role": config.claims.role,
+                       "tenant": config.claims.tenant},
+            "user_prefix": config.user_prefix,
+        }  # fmt: skip
+
+    def origins(self) -> list[str]:
+        """The IdP origins the page talks to (CSP ``connect-src``): the issuer's and,
+        once discovered, the token endpoint's."""
+        found = [_origin(self.config.issuer)]
+        document = self.discovery.document
+        if document is not None:
+            found.append(_origin(str(document["token_endpoint"])))
+        return list(dict.fromkeys(found))
 
     def verify(self, token: str, now: datetime) -> Principal:
         """The principal the token names. Raises AuthError with a reason code."""
@@ -493,7 +640,9 @@ class OidcVerifier:
             detail = "names no callvault role" if not roles else "names several callvault roles"
             raise AuthError("token-role", f"claim {names.role!r} {detail}")
         assert user is not None
-        return Principal(user=user, role=roles.pop(), org=org, tenant=tenant)
+        return Principal(
+            user=self.config.user_prefix + user, role=roles.pop(), org=org, tenant=tenant
+        )
 
 
 def _name_claim(claims: Mapping[str, Any], name: str, *, required: bool) -> str | None:
@@ -531,3 +680,33 @@ class CompositeVerifier:
         if isinstance(verifier, OidcVerifier):
             return await verifier.averify(token, now)
         return verifier.verify(token, now)
+
+
+def verifier_for(
+    policy: Policy, local: TokenVerifier | None, *, lazy: bool = True
+) -> TokenVerifier:
+    """What the worker authenticates with: ``local`` tokens alone, or beside the IdP's
+    when the policy has an ``sso:`` section (see :meth:`OidcVerifier.connect`, blocking).
+
+    Raises:
+        ConfigError: the ``sso:`` section is invalid or maps to unknown roles.
+    """
+    if policy.sso is None:
+        if local is None:
+            raise ConfigError("no token verifier: the policy has no sso section")
+        return local
+    try:
+        config = SsoConfig.from_mapping(policy.sso)
+        sso = OidcVerifier.connect(config, policy.roles, lazy=lazy)
+    except ValueError as exc:
+        raise ConfigError(f"policy {policy.source}: sso: {exc}") from None
+    return CompositeVerifier(local=local, sso=sso)
+
+
+def sso_of(verifier: TokenVerifier) -> OidcVerifier | None:
+    """The IdP verifier inside ``verifier`` (None: local tokens only)."""
+    if isinstance(verifier, OidcVerifier):
+        return verifier
+    if isinstance(verifier, CompositeVerifier):
+        return verifier.sso
+    return None

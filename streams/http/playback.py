@@ -14,7 +14,9 @@ and answers with ``/v1/recordings/{id}/audio?grant=<grant>``. The grant is:
   recording's current state (restricted, erased, contract ended mid-session => denied).
 
 Grant format: ``pg1.<urlsafe-b64 JSON payload>.<key-id>.<signature>``; the payload
-holds ``{"aud", "sub", "role", "org", "rid", "pur", "mode", "exp", "gid"}`` where
+holds ``{"aud", "sub", "role", "org", "rid", "pur", "mode", "exp", "gid"}`` (and
+``"asg"`` for a grant made under an evaluation assignment, re-checked on every request
+like the recording: a completed or cancelled assignment ends the session) where
 ``gid`` is the seq of the audit record of the grant. It carries no justification,
 legal basis, reference or customer data.
 """
@@ -50,6 +52,7 @@ class PlaybackGrant:
     mode: str
     expires_at: datetime
     grant_id: int
+    assignment_id: str | None = None
 
 
 def _b64(data: bytes) -> str:
@@ -83,6 +86,8 @@ class PlaybackGrants:
             "exp": int(grant.expires_at.timestamp()),
             "gid": grant.grant_id,
         }
+        if grant.assignment_id is not None:
+            claims["asg"] = grant.assignment_id
         payload = _b64(json.dumps(claims, separators=(",", ":"), sort_keys=True).encode())
         return f"pg1.{payload}.{self._keyring.sign(_DOMAIN + payload.encode())}"
 
@@ -119,6 +124,7 @@ class PlaybackGrants:
             or not all(isinstance(claims.get(name), str) for name in fields)
             or claims["mode"] not in _MODES
             or not (claims.get("org") is None or isinstance(claims.get("org"), str))
+            or not (claims.get("asg") is None or isinstance(claims.get("asg"), str))
         ):
             raise AuthError("grant-malformed", "grant fields missing or of the wrong type")
         if now.timestamp() >= exp:
@@ -132,4 +138,5 @@ class PlaybackGrants:
             mode=claims["mode"],
             expires_at=datetime.fromtimestamp(exp, UTC),
             grant_id=gid,
+            assignment_id=claims.get("asg"),
         )

@@ -4,16 +4,35 @@
 Both decisions are audited before their answer (``access.list``,
 ``access.metadata``, granted or denied with the reason code); answers never carry
 ``subject_ref``, object keys or subject key ids (:func:`public_recording`).
+
+The listing is newest first (``order=oldest`` for the reverse) and keyset-paginated
+(``next`` -> ``after=``, a cursor of the same order). Every filter in
+:data:`LIST_PARAMETERS` is applied; any other parameter, or one given twice, is
+answered 400 ``unknown-parameter`` (a typo must not widen the result silently):
+
+``call_id``, ``recording_id``, ``agent``, ``queue``, ``tenant``, ``direction``
+(inbound, outbound, internal), ``from`` / ``to`` (dates or datetimes, see
+:func:`~streams.http.params.query_when`), ``min_duration`` / ``max_duration``
+(seconds, inclusive), ``purpose``, ``order``, ``limit``, ``after``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from aiohttp import web
+from multidict import MultiMapping
 
-from policies import AccessRequest, Principal, Reason, could_use, decide_access
+from policies import (
+    AccessRequest,
+    AssignmentFacts,
+    Principal,
+    Reason,
+    could_use,
+    decide_access,
+)
 from storage.catalog import listing_cursor
 from storage.errors import CatalogError
 from storage.types import RecordingRow, RecordingState
@@ -21,6 +40,8 @@ from streams.errors import BadRequest
 from streams.facts import facts_of
 from streams.http.context import WebContext, ctx_of, run
 from streams.http.decisions import (
+    ASSIGNMENT_ID,
+    assignment_for_access,
     audit_or_503,
     audited_denial,
     authenticate,
@@ -30,10 +51,19 @@ from streams.http.decisions import (
 )
 from streams.http.params import query_int, query_text, query_when, recording_id_of
 
-__all__ = ["ROUTES", "public_recording", "usable_purposes"]
+__all__ = ["ROUTES", "LIST_PARAMETERS", "public_recording", "usable_purposes"]
 
 _MAX_LIST = 200
 _MAX_SCAN = 5000
+_MAX_DURATION_S = 7 * 24 * 3600
+DIRECTIONS = ("inbound", "outbound", "internal")
+#: Every parameter ``GET /v1/recordings`` accepts.
+LIST_PARAMETERS = frozenset(
+    {
+        "call_id", "recording_id", "agent", "queue", "tenant", "direction", "from", "to",
+        "min_duration", "max_duration", "purpose", "order", "limit", "after",
+    }
+)  # fmt: skip
 
 
 def public_recording(row: RecordingRow, usable_purposes: list[str]) -> dict[str, Any]:
@@ -58,20 +88,80 @@ def public_recording(row: RecordingRow, usable_purposes: list[str]) -> dict[str,
         "channels": row.channels,
         "audio_bytes": row.audio_bytes,
         "pci_redacted_ms": row.pci_redacted_ms,
+        "pci_silenced": row.pci_redacted_ms > 0,
         "usable_purposes": usable_purposes,
     }
 
 
 def usable_purposes(
-    principal: Principal, row: RecordingRow, ctx: WebContext, now: datetime
+    principal: Principal,
+    row: RecordingRow,
+    ctx: WebContext,
+    now: datetime,
+    assignment: AssignmentFacts | None = None,
 ) -> list[str]:
-    """The purposes of the caller's role it could be granted ``row`` for now."""
+    """The purposes of the caller's role it could be granted ``row`` for now (with
+    ``assignment``: under that evaluation assignment)."""
     policy = ctx.services.policy
     role = policy.roles.get(principal.role)
     if role is None:
         return []
     facts = facts_of(row)
-    return [p for p in role.purposes if could_use(principal, facts, policy, now, purpose=p)]
+    return [
+        p
+        for p in role.purposes
+        if could_use(principal, facts, policy, now, purpose=p, assignment=assignment)
+    ]
+
+
+def _listing_filters(query: MultiMapping[str]) -> tuple[dict[str, Any], bool]:
+    """The catalog filters of a listing query and whether it is newest first.
+
+    Raises:
+        BadRequest: an unknown or repeated parameter (``unknown-parameter``), or a bad value.
+    """
+    unknown = sorted(set(query) - LIST_PARAMETERS)
+    if unknown:
+        raise BadRequest(
+            f"unknown parameter {unknown[0]!r}; filters: {', '.join(sorted(LIST_PARAMETERS))}",
+            "unknown-parameter",
+        )
+    repeated = sorted({name for name in query if len(query.getall(name)) > 1})
+    if repeated:
+        raise BadRequest(f"parameter {repeated[0]!r} is given twice", "unknown-parameter")
+    direction = query_text(query, "direction")
+    if direction is not None and direction not in DIRECTIONS:
+        raise BadRequest(f"direction must be one of {', '.join(DIRECTIONS)}")
+    order = query_text(query, "order") or "newest"
+    if order not in ("newest", "oldest"):
+        raise BadRequest("order must be newest or oldest")
+    shortest = _seconds(query, "min_duration")
+    longest = _seconds(query, "max_duration")
+    if shortest is not None and longest is not None and shortest > longest:
+        raise BadRequest("min_duration must not exceed max_duration")
+    started_from = query_when(query, "from", end=False)
+    started_to = query_when(query, "to", end=True)
+    if started_from is not None and started_to is not None and started_from >= started_to:
+        raise BadRequest("'from' must be before 'to'")
+    filters: dict[str, Any] = {
+        "call_id": query_text(query, "call_id"),
+        "recording_id": query_text(query, "recording_id"),
+        "agent_id": query_text(query, "agent"),
+        "queue": query_text(query, "queue"),
+        "tenant": query_text(query, "tenant"),
+        "direction": direction,
+        "started_from": started_from,
+        "started_to": started_to,
+        "min_duration_ms": None if shortest is None else shortest * 1000,
+        "max_duration_ms": None if longest is None else longest * 1000 + 999,
+    }
+    return filters, order == "newest"
+
+
+def _seconds(query: Mapping[str, str], name: str) -> int | None:
+    if not query.get(name):
+        return None
+    return query_int(query, name, 0, 0, _MAX_DURATION_S)
 
 
 async def list_recordings(request: web.Request) -> web.Response:
@@ -80,16 +170,10 @@ async def list_recordings(request: web.Request) -> web.Response:
     now = ctx.now()
     policy = ctx.services.policy
     query = request.query
+    filters, newest_first = _listing_filters(query)
     purpose = query_text(query, "purpose")
     if purpose is not None and purpose not in policy.purposes:
         raise BadRequest(f"unknown purpose {purpose!r}", str(Reason.UNKNOWN_PURPOSE))
-    filters: dict[str, Any] = {
-        "agent_id": query_text(query, "agent"),
-        "queue": query_text(query, "queue"),
-        "tenant": query_text(query, "tenant"),
-        "started_from": query_when(query, "from", end=False),
-        "started_to": query_when(query, "to", end=True),
-    }
     limit = query_int(query, "limit", 50, 1, _MAX_LIST)
     cursor = query_text(query, "after")
     decision = decide_access(principal, AccessRequest("list", purpose), None, policy, now)
@@ -107,7 +191,11 @@ async def list_recordings(request: web.Request) -> web.Response:
         batch = min(1000, max(100, 2 * limit))
         while scanned < _MAX_SCAN:
             rows = ctx.services.catalog.list_recordings(
-                **filters, states=(RecordingState.STORED,), after=after, limit=batch
+                **filters,
+                states=(RecordingState.STORED,),
+                after=after,
+                limit=batch,
+                newest_first=newest_first,
             )
             for row in rows:
                 scanned += 1
@@ -154,10 +242,18 @@ async def recording_metadata(request: web.Request) -> web.Response:
     rid = recording_id_of(request)
     purpose = query_text(request.query, "purpose")
     policy = ctx.services.policy
+    assignment = None
+    assignment_id = query_text(request.query, "assignment")
+    if assignment_id is not None:
+        if not ASSIGNMENT_ID.match(assignment_id):
+            raise BadRequest("malformed assignment id (asg- and 12 hex digits)")
+        assignment = await assignment_for_access(
+            request, principal, assignment_id, "metadata", rid, purpose
+        )
     row = await recording_row(request, rid)
     decision = decide_access(
         principal,
-        AccessRequest("metadata", purpose),
+        AccessRequest("metadata", purpose, assignment=assignment),
         None if row is None else facts_of(row),
         policy,
         now,
@@ -167,15 +263,17 @@ async def recording_metadata(request: web.Request) -> web.Response:
         raise await audited_denial(request, principal, "metadata", str(Reason.NO_RECORDING), rid)
     if not decision.allowed or row is None:
         raise await audited_denial(
-            request, principal, "metadata", str(decision.reason), rid, purpose
-        )
+            request, principal, "metadata", str(decision.reason), rid, purpose,
+            assignment_id=assignment_id,
+        )  # fmt: skip
     record = draft(
-        principal, "access.metadata", "granted", str(Reason.GRANTED), rid, purpose=purpose
-    )
+        principal, "access.metadata", "granted", str(Reason.GRANTED), rid, purpose=purpose,
+        assignment_id=assignment_id,
+    )  # fmt: skip
     await audit_or_503(request, record, "the request could not be audited")
     count_decision(ctx, principal, "metadata", purpose, "granted", str(Reason.GRANTED))
     return web.json_response(
-        public_recording(row, usable_purposes(principal, row, ctx, now)),
+        public_recording(row, usable_purposes(principal, row, ctx, now, assignment)),
         headers={"Cache-Control": "no-store"},
     )
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import http.server
 import json
-import shutil
-import tempfile
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -23,12 +21,11 @@ import pytest
 
 from policies import Principal, load_policy
 from streams.http.oidc import OidcVerifier
+from tests.browser.support import chromium, wait
 from tests.fixtures.oidc import REDIRECT_PATH, TestIdp
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 
 # The page: PKCE and state in sessionStorage, the code exchanged by fetch() (what the
 # QA page will do). CONFIG is replaced by the server with the provider's coordinates.
@@ -182,43 +179,8 @@ def pages(oidc_provider: TestIdp) -> Iterator[PageServer]:
 
 @pytest.fixture
 def driver(tmp_path: Path) -> Iterator[Any]:
-    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
-        pytest.skip("Debian chromium and chromedriver are not installed")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    profile = tempfile.mkdtemp(prefix="cv-chromium-", dir=tmp_path)
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        "--window-size=1000,900",
-        f"--user-data-dir={profile}",
-        # Nothing leaves the machine: only IP literals (127.0.0.1) resolve. The
-        # provider's dev pages @import a web font, which thus fails fast, offline.
-        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-    ):
-        options.add_argument(flag)
-    browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    try:
+    with chromium(tmp_path, width=1000, height=900) as browser:
         yield browser
-    finally:
-        browser.quit()
-        shutil.rmtree(profile, ignore_errors=True)
-
-
-def _wait(driver: Any, condition: Any, what: str, timeout: float = 20) -> Any:
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(condition, message=what)
 
 
 def _shot(driver: Any, folder: Path, name: str) -> Path:
@@ -246,12 +208,12 @@ def test_pkce_sign_in_through_login_and_consent(
     driver.find_element(By.ID, "signin").click()
 
     # 2. The provider's login page (devInteractions), on the provider's origin.
-    _wait(
+    wait(
         driver,
         lambda d: d.current_url.startswith(oidc_provider.issuer + "/interaction/"),
         "login page",
     )
-    login = _wait(driver, lambda d: d.find_elements(By.NAME, "login"), "login field")[0]
+    login = wait(driver, lambda d: d.find_elements(By.NAME, "login"), "login field")[0]
     assert driver.find_element(By.TAG_NAME, "h1").text == "Sign-in"
     login.send_keys("alice")
     driver.find_element(By.NAME, "password").send_keys("any-password")
@@ -259,15 +221,15 @@ def test_pkce_sign_in_through_login_and_consent(
     driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
 
     # 3. The consent page names the API and its scope.
-    _wait(driver, lambda d: d.find_element(By.TAG_NAME, "h1").text == "Authorize", "consent page")
+    wait(driver, lambda d: d.find_element(By.TAG_NAME, "h1").text == "Authorize", "consent page")
     consent = driver.find_element(By.TAG_NAME, "body").text
     assert f"{oidc_provider.audience}:" in consent and "callvault" in consent
     _shot(driver, tmp_path, "03-consent")
     driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
 
     # 4. Back on our page: code exchanged with the PKCE verifier, token shown.
-    _wait(driver, lambda d: d.current_url.startswith(pages.redirect_uri), "redirect back")
-    _wait(driver, lambda d: _text(d, "status") != "Exchanging the code...", "exchange")
+    wait(driver, lambda d: d.current_url.startswith(pages.redirect_uri), "redirect back")
+    wait(driver, lambda d: _text(d, "status") != "Exchanging the code...", "exchange")
     _shot(driver, tmp_path, "04-signed-in")
     assert _text(driver, "error") == ""
     assert _text(driver, "status") == "Signed in as alice"
@@ -284,7 +246,7 @@ def test_pkce_sign_in_through_login_and_consent(
     assert (claims["client_id"], claims["scope"]) == (oidc_provider.client_id, "callvault")
     verifier = OidcVerifier.connect(oidc_provider.sso_config(), frozenset(load_policy().roles))
     principal = verifier.verify(token, datetime.now(UTC))
-    assert principal == Principal(user="alice", role="qa-reviewer", org=None, tenant="acme")
+    assert principal == Principal(user="sso:alice", role="qa-reviewer", org=None, tenant="acme")
     assert sorted(p.name for p in tmp_path.glob("*.png")) == [
         "01-start.png",
         "02-login.png",
@@ -308,8 +270,8 @@ def test_authorization_without_pkce_is_refused(
         }
     )
     driver.get(f"{oidc_provider.authorization_endpoint}?{query}")
-    _wait(driver, lambda d: d.current_url.startswith(pages.redirect_uri), "error redirect")
-    _wait(driver, lambda d: _text(d, "status") == "Sign-in failed", "error shown")
+    wait(driver, lambda d: d.current_url.startswith(pages.redirect_uri), "error redirect")
+    wait(driver, lambda d: _text(d, "status") == "Sign-in failed", "error shown")
     _shot(driver, tmp_path, "01-no-pkce")
     assert _text(driver, "error").startswith("invalid_request:")
     assert "requires PKCE" in _text(driver, "error")

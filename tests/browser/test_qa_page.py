@@ -3,8 +3,6 @@ and see why a request is denied."""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,12 +10,11 @@ from typing import Any
 import pytest
 
 from storage.catalog.audit import AuditDraft
+from tests.browser.support import chromium, wait
 from tests.streams.qa_support import QaEnv, make_env
 
 pytestmark = [pytest.mark.browser]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 CALLS = {
     "rec-page-1": {"agent": "agent-3", "queue": "billing"},
     "rec-page-2": {"agent": "agent-4", "queue": "support"},
@@ -34,37 +31,8 @@ def env(tmp_path: Path) -> Iterator[QaEnv]:
 
 @pytest.fixture
 def driver(tmp_path: Path) -> Iterator[Any]:
-    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
-        pytest.skip("Debian chromium and chromedriver are not installed")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    profile = tempfile.mkdtemp(prefix="cv-chromium-", dir=tmp_path)
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-dev-shm-usage",
-        f"--user-data-dir={profile}",
-        "--autoplay-policy=no-user-gesture-required",
-        "--mute-audio",
-    ):
-        options.add_argument(flag)
-    browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    try:
+    with chromium(tmp_path) as browser:
         yield browser
-    finally:
-        browser.quit()
-        shutil.rmtree(profile, ignore_errors=True)
-
-
-def _wait(driver: Any, condition: Any, what: str, timeout: float = 20) -> Any:
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(condition, message=what)
 
 
 def _sign_in(driver: Any, env: QaEnv, token: str) -> None:
@@ -75,7 +43,9 @@ def _sign_in(driver: Any, env: QaEnv, token: str) -> None:
     assert driver.find_element(By.CSS_SELECTOR, "label[for=token]").text == "Access token"
     field.send_keys(token)
     driver.find_element(By.ID, "signin-button").click()
-    _wait(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#rows tr")) > 0, "recordings")
+    wait(driver, lambda d: d.find_element(By.ID, "tab-search").is_displayed(), "workspace")
+    driver.find_element(By.ID, "tab-search").click()
+    wait(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#rows tr")) > 0, "recordings")
 
 
 def _review(driver: Any, rid: str) -> None:
@@ -83,7 +53,7 @@ def _review(driver: Any, rid: str) -> None:
 
     row = driver.find_element(By.CSS_SELECTOR, f'#rows tr[data-recording-id="{rid}"]')
     row.find_element(By.CSS_SELECTOR, "button.review-button").click()
-    _wait(driver, lambda d: d.find_element(By.ID, "review").is_displayed(), "review panel")
+    wait(driver, lambda d: d.find_element(By.ID, "review").is_displayed(), "review panel")
 
 
 def _listed(driver: Any) -> list[str]:
@@ -102,12 +72,12 @@ def test_reviewer_signs_in_lists_and_plays(env: QaEnv, driver: Any) -> None:
     # Filters narrow the list.
     driver.find_element(By.ID, "f-queue").send_keys("billing")
     driver.find_element(By.ID, "search").click()
-    _wait(driver, lambda d: _listed(d) == ["rec-page-1"], "filtered list")
+    wait(driver, lambda d: _listed(d) == ["rec-page-1"], "filtered list")
 
     _review(driver, "rec-page-1")
     driver.find_element(By.ID, "justification").send_keys("EVAL-2026-314")
     driver.find_element(By.ID, "listen").click()
-    state = _wait(
+    state = wait(
         driver,
         lambda d: d.execute_script(
             "const a = document.getElementById('player');"
@@ -118,7 +88,7 @@ def test_reviewer_signs_in_lists_and_plays(env: QaEnv, driver: Any) -> None:
     assert state[1] == pytest.approx(20.0, abs=0.1)
     # Seeking issues Range requests under the same playback grant.
     driver.execute_script("document.getElementById('player').currentTime = 12;")
-    _wait(
+    wait(
         driver,
         lambda d: d.execute_script(
             "const a = document.getElementById('player'); return !a.seeking && a.currentTime >= 12;"
@@ -126,7 +96,8 @@ def test_reviewer_signs_in_lists_and_plays(env: QaEnv, driver: Any) -> None:
         "seek",
     )
     assert driver.execute_script("return document.getElementById('player').error") is None
-    assert not driver.find_element(By.ID, "error").is_displayed()
+    assert not driver.find_element(By.ID, "access-error").is_displayed()
+    assert not driver.find_element(By.ID, "player-error").is_displayed()
     assert "audit log" in driver.find_element(By.ID, "grant-info").text
     plays = [e for e in env.audit_after(0) if e.action == "access.play"]
     assert [(e.outcome, e.recording_id) for e in plays] == [("granted", "rec-page-1")]
@@ -139,11 +110,11 @@ def test_denied_requests_show_the_reason(env: QaEnv, driver: Any) -> None:
     _sign_in(driver, env, env.token("alice", "qa-reviewer"))
     _review(driver, "rec-page-2")
     driver.find_element(By.ID, "listen").click()  # no justification
-    error = _wait(
+    error = wait(
         driver,
         lambda d: (
-            d.find_element(By.ID, "error")
-            if d.find_element(By.ID, "error").is_displayed()
+            d.find_element(By.ID, "access-error")
+            if d.find_element(By.ID, "access-error").is_displayed()
             else None
         ),
         "denial message",
@@ -158,9 +129,9 @@ def test_denied_requests_show_the_reason(env: QaEnv, driver: Any) -> None:
     )
     driver.find_element(By.ID, "justification").send_keys("EVAL-9")
     driver.find_element(By.ID, "listen").click()
-    _wait(
+    wait(
         driver,
-        lambda d: "recording-restricted" in d.find_element(By.ID, "error").text,
+        lambda d: "recording-restricted" in d.find_element(By.ID, "access-error").text,
         "restriction message",
     )
     denied = [e.reason for e in env.audit_after(0) if e.outcome == "denied"]
@@ -176,7 +147,7 @@ def test_vendor_outside_its_contract_sees_the_reason(env: QaEnv, driver: Any) ->
     driver.get(env.server.url + "/")
     driver.find_element(By.ID, "token").send_keys(env.token("vera", "qa-vendor", org="acme-qa"))
     driver.find_element(By.ID, "signin-button").click()
-    _wait(
+    wait(
         driver,
         lambda d: "contract-not-live" in d.find_element(By.ID, "error").text,
         "contract message",

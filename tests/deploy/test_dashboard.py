@@ -145,8 +145,9 @@ def test_queries_use_only_exported_series() -> None:
 
 
 def test_no_label_used_for_grouping_carries_identifiers() -> None:
+    # Policy-bounded sets: roles, purposes, retention classes, evaluation forms and plans.
     allowed = {"outcome", "reason", "direction", "stage", "le", "topic", "role", "purpose", "mode",
-               "retention_class"}  # fmt: skip
+               "retention_class", "form", "plan"}  # fmt: skip
     for panel in panels():
         for target in panel["targets"]:
             for group in re.findall(r"\bby \(([^)]*)\)", target["expr"]):

@@ -156,3 +156,156 @@ def test_no_combination_outside_the_allow_list_is_granted(
     assert not mismatches, f"{len(mismatches)} mismatches, e.g.\n" + "\n".join(mismatches[:20])
     # every allow-list entry is actually reachable: the test is not vacuous
     assert granted_pairs == set(AUDIO_ALLOW_LIST)
+
+
+# -- evaluation assignments ----------------------------------------------------------------
+# An assignment variant -> how it relates to the request: None (no assignment), or an
+# AssignmentFacts built for principal "u1" and recording "rec-1".
+ASSIGNMENTS: dict[str, dict[str, str] | None] = {
+    "none": None,
+    "own-open": {"reviewer": "u1", "recording_id": "rec-1", "status": "open"},
+    "own-completed": {"reviewer": "u1", "recording_id": "rec-1", "status": "completed"},
+    "own-cancelled": {"reviewer": "u1", "recording_id": "rec-1", "status": "cancelled"},
+    "other-reviewer": {"reviewer": "u2", "recording_id": "rec-1", "status": "open"},
+    "other-recording": {"reviewer": "u1", "recording_id": "rec-2", "status": "open"},
+    "other-purpose": {
+        "reviewer": "u1", "recording_id": "rec-1", "status": "open", "purpose": "customer-response"
+    },
+}  # fmt: skip
+# Which roles need an assignment, per policy variant: the shipped one (nobody) and one
+# where the entrusted vendor hears only what it is assigned.
+REQUIRES_ASSIGNMENT = {"shipped": frozenset(), "vendor-assigned": frozenset({"qa-vendor"})}
+
+
+def expected_with_assignment(
+    role: str,
+    purpose: str | None,
+    action: str,
+    recording: RecordingFacts,
+    contract: str,
+    justification: str | None,
+    variant: str,
+    assignment: dict[str, str] | None,
+) -> bool:
+    """The hand-written rule: an assignment never widens what the role may do; it must be
+    the caller's own, open, for this recording and purpose, and then it is the
+    justification. A role requiring assignments gets nothing on a recording without one."""
+    if assignment is not None:
+        assigned_purpose = assignment.get("purpose", "quality-improvement")
+        if (
+            assignment["reviewer"] != "u1"
+            or assignment["recording_id"] != recording.recording_id
+            or assignment["status"] != "open"
+            or (purpose is not None and purpose != assigned_purpose)
+        ):
+            return False
+        if action in ("list", "metadata") and purpose is None:
+            purpose = assigned_purpose
+        justification = justification or "asg-1"
+    elif role in REQUIRES_ASSIGNMENT[variant]:
+        return False
+    evidence = {"justification": justification, "legal_basis": None, "reference": None}
+    return expected_allow(role, purpose, action, recording, contract, evidence)
+
+
+def test_assignments_in_the_access_matrix(
+    policy: Policy,
+    facts: Callable[..., RecordingFacts],
+    policy_variant: Callable[[Callable[[dict[str, object]], None]], Policy],
+) -> None:
+    from policies import AssignmentFacts
+
+    def vendor_assigned(data: dict[str, object]) -> None:
+        roles = data["roles"]
+        assert isinstance(roles, dict)
+        roles["qa-vendor"]["requires_assignment"] = True
+
+    policies = {"shipped": policy, "vendor-assigned": policy_variant(vendor_assigned)}
+    recordings = [
+        facts(state=state, restricted=restricted, purposes=tags)
+        for state, restricted, tags in itertools.product(STATES, (False, True), TAGS)
+    ]
+    mismatches: list[str] = []
+    granted: set[tuple[str, str, str]] = set()
+    checked = 0
+    for variant, name, (contract, (org, now)), purpose, action, justification in itertools.product(
+        policies, ASSIGNMENTS, CONTRACTS.items(), PURPOSES, ACTIONS, JUSTIFICATIONS
+    ):
+        spec = ASSIGNMENTS[name]
+        assignment = None
+        if spec is not None:
+            assignment = AssignmentFacts(
+                assignment_id="asg-1",
+                reviewer=spec["reviewer"],
+                recording_id=spec["recording_id"],
+                purpose=spec.get("purpose", "quality-improvement"),
+                status=spec["status"],
+            )
+        request = AccessRequest(action, purpose, justification, assignment=assignment)
+        for role_name in [*ROLES, "intruder"]:
+            principal = Principal("u1", role_name, org)
+            for recording in recordings:
+                checked += 1
+                decision = decide_access(principal, request, recording, policies[variant], now)
+                want = expected_with_assignment(
+                    role_name, purpose, action, recording, contract, justification, variant, spec
+                )
+                if decision.allowed != want:
+                    mismatches.append(
+                        f"{variant} {role_name}/{contract} {action} {purpose} {name} "
+                        f"justification={justification} {recording.state} "
+                        f"restricted={recording.restricted} tags={recording.purposes}: {decision}"
+                    )
+                elif decision.allowed:
+                    granted.add((variant, role_name, name))
+                else:
+                    assert decision.rule is not None and decision.rule.startswith("access:")
+    assert checked == 2 * 7 * 5 * 6 * 4 * 2 * 7 * 18
+    assert not mismatches, f"{len(mismatches)} mismatches, e.g.\n" + "\n".join(mismatches[:20])
+    # Not vacuous: an open assignment grants each evaluating role; the vendor who needs
+    # one is granted only with one.
+    for role_name in ("qa-reviewer", "qa-vendor", "supervisor"):
+        assert ("shipped", role_name, "own-open") in granted
+    assert ("vendor-assigned", "qa-vendor", "own-open") in granted
+    assert ("vendor-assigned", "qa-vendor", "none") not in granted
+    assert ("shipped", "qa-vendor", "none") in granted
+
+
+def test_an_assignment_stands_for_the_justification(
+    policy: Policy, facts: Callable[..., RecordingFacts]
+) -> None:
+    from policies import AssignmentFacts
+
+    now = CONTRACTS["live"][1]
+    assignment = AssignmentFacts("asg-7", "u1", "rec-1", "quality-improvement", "open")
+    principal = Principal("u1", "qa-reviewer")
+    without = decide_access(
+        principal, AccessRequest("play", "quality-improvement"), facts(), policy, now
+    )
+    assert without.reason is Reason.JUSTIFICATION_REQUIRED
+    granted = decide_access(
+        principal,
+        AccessRequest("play", "quality-improvement", assignment=assignment),
+        facts(),
+        policy,
+        now,
+    )
+    assert (granted.allowed, granted.rule) == (True, "purpose:quality-improvement")
+    # A restricted recording stays denied, assignment or not.
+    restricted = decide_access(
+        principal,
+        AccessRequest("play", "quality-improvement", assignment=assignment),
+        facts(restricted=True),
+        policy,
+        now,
+    )
+    assert restricted.reason is Reason.RECORDING_RESTRICTED
+    # Someone else's assignment names the reason before anything about the recording.
+    stolen = decide_access(
+        Principal("u9", "qa-reviewer"),
+        AccessRequest("play", "quality-improvement", assignment=assignment),
+        facts(state="erased"),
+        policy,
+        now,
+    )
+    assert (stolen.reason, stolen.rule) == (Reason.ASSIGNMENT_NOT_YOURS, "access:assignment")

@@ -26,7 +26,11 @@ def test_public_surface_is_pinned() -> None:
             "RetentionDecision", "RetentionReason", "expiry_cut", "is_overdue", "ExpiryCut",
             "retention_rules_digest", "RULE_VERSION", "clause_report", "uncovered_clauses",
             "format_clause_report", "ClauseCoverage", "PolicyError", "PolicyFileError",
-            "PolicyInputError",
+            "PolicyInputError", "AssignmentFacts", "AssignmentStatus", "EvaluationForm",
+            "FormSection", "FormQuestion", "Scale", "SamplingPlan", "SamplePer", "SamplePeriod",
+            "EvaluationScore", "SampleCandidate", "SampleExclusion", "score_evaluation",
+            "period_of", "period_bounds", "previous_period", "sampling_exclusion",
+            "pick_sample", "balanced_reviewers",
         ]
     )  # fmt: skip
     for name in policies.__all__:

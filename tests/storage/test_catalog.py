@@ -326,6 +326,48 @@ def test_keyset_pagination_has_no_duplicates_or_gaps(
     assert [len(p) for p in pages] == [5, 5, 5, 5, 4]
 
 
+def test_find_the_call_filters_and_newest_first(catalog: Catalog) -> None:
+    rows = [
+        make_row(
+            f"f{i:02d}",
+            call_id=f"call-{i % 5}",
+            direction=("inbound", "outbound", "internal")[i % 3],
+            duration_ms=30_000 * (i + 1),
+            started_at=T0 + timedelta(minutes=i // 2),  # pairs share started_at
+        )
+        for i in range(14)
+    ]
+    catalog.store_recordings([(row, stored(row.recording_id)) for row in rows])
+
+    def listed(**filters: object) -> list[str]:
+        return ids(catalog.list_recordings(limit=100, **filters))  # type: ignore[arg-type]
+
+    def expect(predicate: object) -> list[str]:
+        return ids([r for r in rows if predicate(r)])  # type: ignore[operator]
+
+    assert listed(call_id="call-3") == expect(lambda r: r.call_id == "call-3")
+    assert listed(recording_id="f04") == ["f04"]
+    assert listed(direction="outbound") == expect(lambda r: r.direction == "outbound")
+    assert listed(min_duration_ms=90_000, max_duration_ms=150_000) == expect(
+        lambda r: 90_000 <= r.duration_ms <= 150_000
+    )
+    assert listed(direction="internal", min_duration_ms=200_000) == expect(
+        lambda r: r.direction == "internal" and r.duration_ms >= 200_000
+    )
+    newest = sorted(rows, key=lambda r: (r.started_at, r.recording_id), reverse=True)
+    assert listed(newest_first=True) == ids(newest)
+    # Keyset pages newest first: no duplicates, no gaps, ties on started_at included.
+    pages: list[str] = []
+    after = None
+    while True:
+        page = catalog.list_recordings(newest_first=True, limit=3, after=after)
+        if not page:
+            break
+        pages.extend(ids(page))
+        after = listing_cursor(page[-1])
+    assert pages == ids(newest)
+
+
 def test_listing_rejects_bad_arguments(catalog: Catalog) -> None:
     with pytest.raises(CatalogError, match="invalid listing cursor"):
         catalog.list_recordings(after="not-a-cursor")

@@ -416,3 +416,29 @@ def test_version_1_objects_with_the_recording_id_in_clear_still_open(
     assert service.header_matches(header, "rec-old") and not service.header_matches(header, "x")
     ranges = service.open_ranges(lambda start, end: v1[start : end + 1])
     assert ranges.read(CHUNK - 1, CHUNK + 1) == plaintext[CHUNK - 1 : CHUNK + 2]
+
+
+def test_named_records_are_sealed_under_the_subject_key_and_shredded_with_it(
+    service: KeyService, store: MemoryKeyStore
+) -> None:
+    audio = seal(service, "rec-n", "A", b"audio")
+    key_id = envelope.parse_header(audio)[0].subject_key_id
+    blob = service.seal_named(key_id, "qa-note/n-1", b'{"text": "repeats the question"}')
+    assert b"repeats" not in blob
+    assert service.open_named(blob, "qa-note/n-1") == b'{"text": "repeats the question"}'
+    # Moved to another row (another name) or tampered with: refused.
+    with pytest.raises(IntegrityError, match="belongs to 'qa-note/n-1'"):
+        service.open_named(blob, "qa-note/n-2")
+    flipped = bytearray(blob)
+    flipped[-5] ^= 1
+    with pytest.raises(IntegrityError):
+        service.open_named(bytes(flipped), "qa-note/n-1")
+    with pytest.raises(KeyringError, match="unknown"):
+        service.seal_named("sk_nope", "qa-note/x", b"x")
+    # Erasure: the note goes with the audio, and nothing new is sealed for the customer.
+    assert service.destroy_subject("A") is True
+    with pytest.raises(KeyDestroyed):
+        service.open_named(blob, "qa-note/n-1")
+    with pytest.raises(KeyDestroyed):
+        service.seal_named(key_id, "qa-note/n-3", b"x")
+    assert store.get_subject_key("A") is None  # no fresh key was made for the erased customer

@@ -23,6 +23,7 @@ from callvault.settings import load_settings
 from callvault.synth import call_wav
 from streams.http import WebContext, build_web_app
 from streams.http.auth import LocalTokens
+from streams.http.oidc import verifier_for
 from streams.ingest import IngestPipeline
 from streams.metrics import Metrics
 
@@ -186,7 +187,8 @@ def ingest(
     calls: dict[str, dict[str, Any]],
     clock: Clock,
 ) -> dict[str, bytes]:
-    """Store ``{recording_id: {"seconds", "purposes", "agent", "queue", "started"}}``."""
+    """Store ``{recording_id: {"seconds", "purposes", "agent", "queue", "ended", "codec",
+    "customer", "call_id", "direction", "pci_pauses", "tenant", "audio" (WAV bytes)}}``."""
     pipeline = IngestPipeline(
         landing=services.landing,
         vault=services.vault,
@@ -203,7 +205,9 @@ def ingest(
     landing = services.settings.landing_dir
     landing.mkdir(parents=True, exist_ok=True)
     for index, (rid, spec) in enumerate(calls.items()):
-        audio = call_wav(spec.get("seconds", 20.0), codec=spec.get("codec", "mulaw"), seed=index)
+        audio = spec.get("audio") or call_wav(
+            spec.get("seconds", 20.0), codec=spec.get("codec", "mulaw"), seed=index
+        )
         path = landing / f"{rid}.wav"
         path.write_bytes(audio)
         event = demo_event(
@@ -218,6 +222,9 @@ def ingest(
         )
         if "purposes" in spec:
             event["purposes"] = spec["purposes"]
+        for name in ("call_id", "direction", "pci_pauses", "tenant"):
+            if name in spec:
+                event[name] = spec[name]
         events.append(json.dumps(event).encode())
         wavs[rid] = audio
     try:
@@ -250,11 +257,13 @@ def make_env(
     async def publish(_event: bytes, _recording_id: str) -> None:
         raise AssertionError("no ingest over HTTP in these tests")
 
+    verifier = verifier_for(services.policy, tokens)  # + the IdP's when the policy has sso:
+
     def make_app() -> web.Application:
         ctx = WebContext.over(
             services,
             metrics=metrics,
-            tokens=tokens,
+            tokens=verifier,
             publish_recording=publish,
             health=lambda: {"status": "ok"},
             **qa_options,

@@ -89,7 +89,7 @@ def test_provider_token_maps_to_principal(
     assert (header["alg"], header["typ"]) == ("RS256", "at+jwt")  # a real RFC 9068 token
     assert _claims_of(token)["callvault_role"] != role  # the IdP speaks in its group names
     principal = verifier.verify(token, _now())
-    assert principal == Principal(user=account, role=role, org=None, tenant=tenant)
+    assert principal == Principal(user=f"sso:{account}", role=role, org=None, tenant=tenant)
 
 
 def test_claim_names_and_role_values_come_from_the_config(oidc_provider: TestIdp) -> None:
@@ -108,7 +108,7 @@ def test_claim_names_and_role_values_come_from_the_config(oidc_provider: TestIdp
             org_unit="globex",
         )
     )
-    assert verifier.verify(token, _now()) == Principal("a.smith", "supervisor", None, "globex")
+    assert verifier.verify(token, _now()) == Principal("sso:a.smith", "supervisor", None, "globex")
     # The provider's own token has neither claim under those names.
     error = _refused(verifier, oidc_provider.token("alice"))
     assert error.reason == "token-claims"
@@ -120,7 +120,7 @@ def test_leeway_is_small_and_explicit(verifier: OidcVerifier, oidc_token: Any) -
     leeway = verifier.config.leeway_seconds
     assert leeway == 30
     just_inside = datetime.fromtimestamp(exp + leeway - 1, UTC)
-    assert verifier.verify(token, just_inside).user == "alice"
+    assert verifier.verify(token, just_inside).user == "sso:alice"
     assert _refused(verifier, token, datetime.fromtimestamp(exp + leeway, UTC)).reason == (
         "token-expired"
     )
@@ -340,10 +340,10 @@ def _rotating_setup(jwks_server: _JwksServer) -> tuple[OidcVerifier, Any, list[f
 def test_unknown_kid_refreshes_the_keys_at_a_bounded_rate(jwks_server: _JwksServer) -> None:
     verifier, token, clock = _rotating_setup(jwks_server)
     assert jwks_server.hits == 1
-    assert verifier.verify(token("k-old"), _now()).user == "u1"  # cached: no fetch
+    assert verifier.verify(token("k-old"), _now()).user == "sso:u1"  # cached: no fetch
     assert jwks_server.hits == 1
     clock[0] += 61
-    assert verifier.verify(token("k-new"), _now()).user == "u1"  # unknown kid: one refetch
+    assert verifier.verify(token("k-new"), _now()).user == "sso:u1"  # unknown kid: one refetch
     assert jwks_server.hits == 2
     for n in range(5):  # made-up kids within min_refresh: no more fetches
         assert _refused(verifier, token(f"made-up-{n}")).reason == "token-signature"
@@ -382,7 +382,7 @@ def test_the_event_loop_never_waits_for_the_network(jwks_server: _JwksServer) ->
         return error.reason, verifier.verify(token("k-new"), _now())
 
     reason, principal = asyncio.run(on_the_loop())
-    assert (reason, principal.user) == ("idp-unavailable", "u1")
+    assert (reason, principal.user) == ("idp-unavailable", "sso:u1")
     # averify() fetches in the executor and answers in the same call.
     verifier, token, clock = _rotating_setup(jwks_server)
     clock[0] += 61

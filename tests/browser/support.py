@@ -1,0 +1,86 @@
+"""Headless Chromium for the QA page tests: the system browser through Selenium, waits
+and screenshots (each saved in the test's folder, and copied to
+``$CALLVAULT_TEST_SCREENSHOTS/<test>/`` when that is set, to look at them afterwards)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+__all__ = ["CHROMIUM", "CHROMEDRIVER", "chromium", "wait", "Screens"]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+
+@contextmanager
+def chromium(folder: Path, width: int = 1280, height: int = 900) -> Iterator[Any]:
+    """A headless Chromium that plays audio without a gesture (muted) and resolves only
+    127.0.0.1 (nothing leaves the machine)."""
+    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+        pytest.skip("Debian chromium and chromedriver are not installed")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    profile = tempfile.mkdtemp(prefix="cv-chromium-", dir=folder)
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        f"--window-size={width},{height}",
+        f"--user-data-dir={profile}",
+        "--autoplay-policy=no-user-gesture-required",
+        "--mute-audio",
+        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+    ):
+        options.add_argument(flag)
+    browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        yield browser
+    finally:
+        browser.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def wait(driver: Any, condition: Any, what: str, timeout: float = 20) -> Any:
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    # A page being replaced (a redirect, a list re-rendered) leaves stale elements: retry.
+    ignored = (NoSuchElementException, StaleElementReferenceException)
+    waiter = WebDriverWait(driver, timeout, poll_frequency=0.1, ignored_exceptions=ignored)
+    return waiter.until(condition, message=what)
+
+
+class Screens:
+    """Numbered screenshots of one test: ``shot("sign-in")`` -> ``01-sign-in.png``."""
+
+    def __init__(self, driver: Any, folder: Path, test_name: str) -> None:
+        self.driver, self.folder, self.taken = driver, folder, []
+        copy = os.environ.get("CALLVAULT_TEST_SCREENSHOTS")
+        self.copy_to = Path(copy) / test_name if copy else None
+
+    def shot(self, name: str) -> Path:
+        path = self.folder / f"{len(self.taken) + 1:02d}-{name}.png"
+        assert self.driver.save_screenshot(str(path)), f"screenshot {name} failed"
+        assert path.stat().st_size > 1000
+        self.taken.append(path.name)
+        if self.copy_to is not None:
+            self.copy_to.mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, self.copy_to / path.name)
+        return path
