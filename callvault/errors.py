@@ -5,19 +5,30 @@ so a caller can catch one type at the edge (CLI, HTTP view, stream agent)::
 
     CallvaultError
     ├── ConfigError                   callvault.errors: bad settings / URLs
+    ├── StartupError                  callvault.errors: a process cannot start (web port)
     ├── EmbeddedServerError           callvault.errors: an embedded server would not start
     │   └── BrokerError               the embedded Kafka-protocol broker (tansu)
+    ├── Unavailable                   callvault.errors: a backend is unavailable (a marker
+    │                                 mixed into the *Unavailable errors below: retrying
+    │                                 the same work may succeed, i.e. infrastructure)
     ├── SynthError                    callvault.synth: espeak-ng / sox failed
     ├── storage.errors.StorageError   (storage/errors.py)
     │   ├── RecordingNotFound
     │   ├── IntegrityError            tampered, truncated or spliced object
+    │   ├── BackendUnavailable        (also Unavailable)
+    │   │   └── VaultUnavailable      the vault folder / bucket cannot be used now
     │   ├── KeyringError
-    │   │   └── KeyDestroyed          the subject key was shredded (erasure)
+    │   │   ├── KeyDestroyed          the subject key was shredded (erasure)
+    │   │   └── KeyringUnavailable    key file / KMS unreachable (BackendUnavailable)
     │   ├── AudioError
-    │   │   └── UnsupportedAudioFormat
-    │   ├── LandingError              landing audio unreadable (worth retrying)
-    │   │   └── LandingRejected       refused for good, with a reason code
+    │   │   ├── UnsupportedAudioFormat
+    │   │   ├── AudioMislabelled      the container is not the declared format
+    │   │   └── AudioTooLong          decodes to more than the declared call allows
+    │   ├── LandingError              landing audio unreadable
+    │   │   ├── LandingRejected       refused for good, with a reason code
+    │   │   └── LandingStoreUnavailable  landing folder / bucket down (BackendUnavailable)
     │   ├── CatalogError
+    │   │   └── CatalogUnavailable    database unreachable, locked, full (BackendUnavailable)
     │   ├── AuditError
     │   ├── HoldError
     │   │   └── HoldNotFound
@@ -32,6 +43,7 @@ so a caller can catch one type at the edge (CLI, HTTP view, stream agent)::
     │   └── PolicyInputError          a decision called with bad input (also a ValueError)
     └── streams.errors.StreamError    (streams/errors.py)
         ├── EventRejected             a bad event (carries a DLQ reason code)
+        ├── InputRejected             input outside its bounds (streams.bounds)
         ├── PrivacyRequestRejected    a malformed privacy request
         ├── ManifestError             an unusable import manifest
         ├── SourceRefused             a telephony source's notification that cannot be mapped
@@ -39,14 +51,28 @@ so a caller can catch one type at the edge (CLI, HTTP view, stream agent)::
             │                         each to its status): AuthError, BadRequest,
             │                         PayloadTooLarge, UnsupportedMediaType, NotFound,
             │                         AccessDenied, AuditUnavailable, LandingUnavailable,
-            └──                       RangeNotSatisfiable, AudioFailure
+            └──                       RangeNotSatisfiable, AudioFailure, Unprocessable
 
 ``tests/test_errors.py`` proves every exception class of the four packages is in it.
+
+An error is *infrastructure* when it, or an error in its ``__cause__`` chain, is an
+:class:`Unavailable` (:func:`is_unavailable`): the ingest agent retries it with capped
+back-off and never skips the work. Anything else on the ingest path is permanent for
+the event that caused it (dead-lettered with a reason code).
 """
 
 from __future__ import annotations
 
-__all__ = ["CallvaultError", "ConfigError", "EmbeddedServerError", "BrokerError"]
+__all__ = [
+    "CallvaultError",
+    "ConfigError",
+    "StartupError",
+    "EmbeddedServerError",
+    "BrokerError",
+    "Unavailable",
+    "is_unavailable",
+    "unavailable_backend",
+]
 
 
 class CallvaultError(Exception):
@@ -63,3 +89,40 @@ class EmbeddedServerError(CallvaultError):
 
 class BrokerError(EmbeddedServerError):
     """The embedded Kafka-protocol broker could not be started or reached."""
+
+
+class StartupError(CallvaultError):
+    """A process cannot start: its web port is taken or invalid, logging cannot be set up."""
+
+
+class Unavailable(CallvaultError):
+    """A backend (broker, vault, catalog, keyring/KMS, landing store) is unavailable.
+
+    A marker mixed into the storage and streams errors that mean "the same work may
+    succeed later"; ``backend`` names which one (a bounded set: metric label).
+    """
+
+    backend: str = "backend"
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen and len(seen) < 32:
+        seen.append(current)
+        current = current.__cause__
+    return seen
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` is infrastructure: it, or an error it was raised from, is
+    :class:`Unavailable`."""
+    return any(isinstance(link, Unavailable) for link in _chain(exc))
+
+
+def unavailable_backend(exc: BaseException) -> str:
+    """The ``backend`` of the first :class:`Unavailable` in ``exc``'s chain (``"other"``)."""
+    for link in _chain(exc):
+        if isinstance(link, Unavailable):
+            return link.backend
+    return "other"

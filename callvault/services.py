@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from storage.crypto import Keyring, open_keyring
 from storage.landing import Landing
 from storage.types import AuditEntry
 from storage.vault import make_s3_client, open_vault
+from streams.bounds import TimeWindow
 from streams.services import Services as StreamServices
 from streams.services import WorkerConfig
 from streams.sources.config import load_sources
@@ -50,6 +51,9 @@ def worker_config(settings: Settings) -> WorkerConfig:
         metrics_interval_seconds=settings.metrics_interval_seconds,
         log_level=settings.log_level,
         max_audio_bytes=settings.max_audio_bytes,
+        call_window=TimeWindow(
+            settings.earliest_call_time, timedelta(seconds=settings.call_time_ahead_seconds)
+        ),
     )
 
 

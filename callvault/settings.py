@@ -16,12 +16,13 @@ import os
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 from callvault.errors import ConfigError
 
-__all__ = ["Settings", "FIELDS", "load_settings"]
+__all__ = ["Settings", "FIELDS", "LOG_LEVELS", "load_settings"]
 
 ENV_PREFIX = "CALLVAULT_"
 
@@ -154,7 +155,26 @@ class Settings:
         default="",
         metadata=_meta("Name of this worker in logs and audit records.", "worker-2", "(hostname)"),
     )
-    log_level: str = field(default="info", metadata=_meta("Log level.", "debug", "info"))
+    log_level: str = field(
+        default="info",
+        metadata=_meta("Log level: debug, info, warning, error or critical.", "debug", "info"),
+    )
+    earliest_call_time: datetime = field(
+        default=datetime(2000, 1, 1, tzinfo=UTC),
+        metadata=_meta(
+            "Earliest call time an event may carry (a date, or ISO 8601 with offset).",
+            "2015-01-01",
+            "2000-01-01",
+        ),
+    )
+    call_time_ahead_seconds: int = field(
+        default=86400,
+        metadata=_meta(
+            "How far past the worker's clock a call time may lie (clock skew), in seconds.",
+            "3600",
+            "86400",
+        ),
+    )
     sources: Path | None = field(
         default=None,
         metadata=_meta(
@@ -190,6 +210,41 @@ def _parse_int(name: str, raw: str) -> int:
     return value
 
 
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def _parse_port(name: str, raw: Any) -> int:
+    value = _parse_int(name, raw) if isinstance(raw, str) else raw
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 65535:
+        raise ConfigError(f"{ENV_PREFIX}{name.upper()}={raw!r} must be a port number 1-65535")
+    return value
+
+
+def _parse_time(name: str, raw: Any) -> datetime:
+    if isinstance(raw, datetime):
+        value = raw
+    elif isinstance(raw, date):
+        value = datetime(raw.year, raw.month, raw.day, tzinfo=UTC)
+    else:
+        text = str(raw).strip()
+        try:
+            if len(text) == 10:
+                day = date.fromisoformat(text)
+                value = datetime(day.year, day.month, day.day, tzinfo=UTC)
+            else:
+                value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise ConfigError(
+                f"{ENV_PREFIX}{name.upper()}={raw!r} must be YYYY-MM-DD or ISO 8601 with offset"
+            ) from None
+    if value.tzinfo is None:
+        raise ConfigError(f"{ENV_PREFIX}{name.upper()}={raw!r} needs a UTC offset")
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ConfigError(f"{ENV_PREFIX}{name.upper()}={raw!r} is out of range") from None
+
+
 def _parse_roots(name: str, raw: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
     items = raw.split(",") if isinstance(raw, str) else list(raw)
     roots = tuple(item.strip() for item in items if item.strip())
@@ -202,11 +257,13 @@ def _parse_roots(name: str, raw: str | list[str] | tuple[str, ...]) -> tuple[str
 
 
 _PARSERS: dict[str, Callable[[str, Any], Any]] = {
-    "embedded_broker_port": _parse_int,
+    "embedded_broker_port": _parse_port,
+    "web_port": _parse_port,
+    "call_time_ahead_seconds": _parse_int,
+    "earliest_call_time": _parse_time,
     "s3_connect_timeout_seconds": _parse_int,
     "s3_read_timeout_seconds": _parse_int,
     "s3_max_attempts": _parse_int,
-    "web_port": _parse_int,
     "reconcile_after_seconds": _parse_int,
     "metrics_interval_seconds": _parse_int,
     "max_audio_bytes": _parse_int,
@@ -238,6 +295,17 @@ def _finish(values: dict[str, Any]) -> Settings:
             f"{ENV_PREFIX}EMBEDDED_BROKER_STORAGE={values.get('embedded_broker_storage')!r} "
             "must be s3 or memory"
         )
+    for port in ("web_port", "embedded_broker_port"):
+        values[port] = _parse_port(port, values[port])
+    values["earliest_call_time"] = _parse_time("earliest_call_time", values["earliest_call_time"])
+    level = str(values["log_level"]).strip().lower()
+    if level == "warn":
+        level = "warning"
+    if level not in LOG_LEVELS:
+        raise ConfigError(
+            f"{ENV_PREFIX}LOG_LEVEL={values['log_level']!r} must be one of {', '.join(LOG_LEVELS)}"
+        )
+    values["log_level"] = level
     if values.get("broker") and not str(values["broker"]).startswith("kafka://"):
         raise ConfigError(
             f"{ENV_PREFIX}BROKER={values['broker']!r} must look like kafka://host:port"

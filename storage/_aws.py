@@ -101,16 +101,48 @@ FAILURES: Mapping[str, Failure] = {
 }
 
 
+#: Error codes that mean "try again later", whatever the HTTP status says.
+_RETRY_CODES = frozenset(
+    {
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "RequestTimeout",
+        "RequestTimeTooSkewed",
+        "ServiceUnavailable",
+        "InternalError",
+        "KMSInternalException",
+        "DependencyTimeoutException",
+        "KMSInvalidStateException",
+        "DisabledException",
+        "KeyUnavailableException",
+    }
+)
+
+
 @dataclass(frozen=True)
 class AwsFailure:
-    """One botocore error, read once: its kind, the service's code and message."""
+    """One botocore error, read once: its kind, the service's code and message, and
+    the HTTP status (0 when there was no answer)."""
 
     kind: Failure
     code: str
     message: str
+    status: int = 0
 
     def __str__(self) -> str:
         return f"{self.code} {self.message}".strip() or str(self.kind)
+
+    @property
+    def transient(self) -> bool:
+        """Whether the service (or the way to it) is what failed, not the request: no
+        answer, refused credentials, a missing bucket, throttling or a 5xx. Such a
+        failure is worth retrying once an operator (or time) fixed it."""
+        if self.kind in (Failure.UNREACHABLE, Failure.DENIED, Failure.NO_BUCKET):
+            return True
+        return self.kind is Failure.REFUSED and (
+            self.status >= 500 or self.status in (408, 429) or self.code in _RETRY_CODES
+        )
 
 
 def failure_of(exc: BaseException) -> AwsFailure | None:
@@ -120,7 +152,13 @@ def failure_of(exc: BaseException) -> AwsFailure | None:
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
         code = str(error.get("Code", ""))
-        return AwsFailure(FAILURES.get(code, Failure.REFUSED), code, str(error.get("Message", "")))
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        return AwsFailure(
+            FAILURES.get(code, Failure.REFUSED),
+            code,
+            str(error.get("Message", "")),
+            status if isinstance(status, int) else 0,
+        )
     if isinstance(exc, BotoCoreError):
         return AwsFailure(Failure.UNREACHABLE, type(exc).__name__, str(exc))
     return None

@@ -37,12 +37,13 @@ import shutil
 import struct
 import subprocess
 import tempfile
+import threading
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from storage.errors import AudioError, UnsupportedAudioFormat
+from storage.errors import AudioError, AudioTooLong, UnsupportedAudioFormat
 
 with warnings.catch_warnings():
     # Deprecated on 3.11/3.12 (PEP 594); provided by ``audioop-lts`` on 3.13+.
@@ -54,6 +55,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DecodedAudio",
+    "DecodeLimit",
+    "DEFAULT_MAX_PCM_BYTES",
     "WavInfo",
     "SUPPORTED_FORMATS",
     "FFMPEG_FORMATS",
@@ -67,6 +70,12 @@ MIN_SAMPLE_RATE = 4000
 MAX_SAMPLE_RATE = 192000
 MAX_CHANNELS = 8
 FFMPEG_TIMEOUT_S = 300.0
+#: Absolute cap on decoded 16-bit PCM per recording (about 9 h of 16 kHz mono).
+DEFAULT_MAX_PCM_BYTES = 1 << 30
+#: Decoded audio may last this much longer than the call the event declares...
+DURATION_TOLERANCE = 1.5
+#: ...or this many milliseconds longer, whichever is more (short calls, PBX clocks).
+DURATION_SLACK_MS = 10_000
 
 _FFMPEG_MISSING = "install ffmpeg (apt-get install ffmpeg); without it only WAV/G.711 is supported"
 # Declared format -> ffmpeg demuxer name.
@@ -185,11 +194,58 @@ class _WavLayout:
     data_size: int  # whole frames only
 
 
+@dataclass(frozen=True)
+class DecodeLimit:
+    """How much decoded audio :func:`decode` may produce: at most ``max_duration_ms``
+    of it (None: no bound by duration) and at most ``max_pcm_bytes`` of 16-bit PCM.
+
+    A compressed file is small; what it decodes to need not be (a 32 KB FLAC can claim
+    an hour at 192 kHz x 8 channels), so the decoder is bounded before it allocates.
+    """
+
+    max_duration_ms: int | None = None
+    max_pcm_bytes: int = DEFAULT_MAX_PCM_BYTES
+
+    @classmethod
+    def for_call(
+        cls, declared_ms: int, *, max_pcm_bytes: int = DEFAULT_MAX_PCM_BYTES
+    ) -> DecodeLimit:
+        """The limit for a call that lasted ``declared_ms``: that duration with
+        :data:`DURATION_TOLERANCE` and :data:`DURATION_SLACK_MS` of slack (PBX clocks
+        and ringing), whichever is larger."""
+        allowed = max(int(declared_ms * DURATION_TOLERANCE), declared_ms + DURATION_SLACK_MS)
+        return cls(max_duration_ms=allowed, max_pcm_bytes=max_pcm_bytes)
+
+    def max_bytes(self, sample_rate: int, channels: int) -> int:
+        """The most 16-bit PCM bytes audio of this rate and channel count may decode to."""
+        limit = self.max_pcm_bytes
+        if self.max_duration_ms is not None:
+            frames = -(-self.max_duration_ms * sample_rate // 1000)
+            limit = min(limit, frames * 2 * channels)
+        return limit
+
+    def check(self, frames: int, sample_rate: int, channels: int) -> None:
+        """Raise :class:`AudioTooLong` when ``frames`` frames exceed the limit."""
+        if frames * 2 * channels > self.max_bytes(sample_rate, channels):
+            raise self.exceeded(sample_rate, channels)
+
+    def exceeded(self, sample_rate: int, channels: int) -> AudioTooLong:
+        """The error for audio of this layout that decodes to more than allowed."""
+        bound = f"{self.max_pcm_bytes} bytes of PCM"
+        if self.max_duration_ms is not None:
+            bound = f"{self.max_duration_ms / 1000:.1f} s or {bound}"
+        return AudioTooLong(
+            f"audio at {sample_rate} Hz x {channels} channels decodes to more than the "
+            f"declared call allows ({bound})"
+        )
+
+
 def decode(
     data: bytes,
     fmt: str,
     *,
     which: Callable[[str], str | None] = shutil.which,
+    limit: DecodeLimit | None = None,
 ) -> DecodedAudio:
     """Decode ``data`` declared as ``fmt`` to 16-bit linear PCM.
 
@@ -197,15 +253,19 @@ def decode(
     8 kHz mono ``ulaw``/``mulaw``/``alaw`` and signed-linear ``sln`` (8 kHz) /
     ``sln16`` (16 kHz); or, through ffmpeg, ``mp3``, ``ogg``, ``opus``, ``flac``,
     ``gsm``, ``m4a``, ``webm``. ``which`` locates ffmpeg (injectable for tests).
+    ``limit`` bounds what the data may decode to (default: the absolute cap only);
+    ffmpeg's output is read as a stream and ffmpeg is stopped once it is exceeded.
 
     Raises:
         UnsupportedAudioFormat: unknown ``fmt``; a WAV codec that cannot be handled
             (the message names the format tag); an ffmpeg format while ffmpeg is not
             installed.
+        AudioTooLong: the audio decodes to more than ``limit`` allows.
         AudioError: empty, truncated or garbage data; a data chunk shorter than its
             header says; zero or more than 8 channels; a sample rate outside
             4000-192000 Hz; audio without a single sample.
     """
+    limit = limit or DecodeLimit()
     name = fmt.strip().lower().lstrip(".") if isinstance(fmt, str) else ""
     if name not in SUPPORTED_FORMATS:
         raise UnsupportedAudioFormat(
@@ -214,11 +274,13 @@ def decode(
     if not data:
         raise AudioError(f"no audio data (0 bytes declared as {name})")
     if name == "wav":
-        return _decode_wav(data, which)
+        return _decode_wav(data, which, limit)
     if name in _RAW_FORMATS:
         codec, rate = _RAW_FORMATS[name]
-        return _expand(memoryview(data), codec, rate, 1, 8 if codec != "pcm_s16le" else 16)
-    return _decode_ffmpeg(data, name, _FFMPEG_DEMUXERS[name], which)
+        bits = 8 if codec != "pcm_s16le" else 16
+        limit.check(len(data) // (bits // 8), rate, 1)
+        return _expand(memoryview(data), codec, rate, 1, bits)
+    return _decode_ffmpeg(data, name, _FFMPEG_DEMUXERS[name], which, limit)
 
 
 def silence(audio: DecodedAudio, intervals: Sequence[tuple[int, int]]) -> tuple[DecodedAudio, int]:
@@ -461,13 +523,16 @@ def _layout(fmt: tuple[int, int, int, int, int], offset: int, size: int) -> _Wav
     return _WavLayout(tag, codec, rate, channels, bits, block_align, offset, whole)
 
 
-def _decode_wav(data: bytes, which: Callable[[str], str | None]) -> DecodedAudio:
+def _decode_wav(
+    data: bytes, which: Callable[[str], str | None], limit: DecodeLimit
+) -> DecodedAudio:
     view = memoryview(data)
     layout = _parse_wav(view)
     if layout.codec is None:
         if which("ffmpeg") is None:
             raise _unsupported_tag(layout.format_tag, ffmpeg_would_help=True)
-        return _decode_ffmpeg(data, "wav", "wav", which)
+        return _decode_ffmpeg(data, "wav", "wav", which, limit)
+    limit.check(layout.data_size // layout.block_align, layout.sample_rate, layout.channels)
     samples = view[layout.data_offset : layout.data_offset + layout.data_size]
     return _expand(samples, layout.codec, layout.sample_rate, layout.channels, layout.bits)
 
@@ -517,7 +582,11 @@ _STREAM_CODEC = re.compile(r"Stream #\d+:\d+.*?: Audio: ([\w-]+)")
 
 
 def _decode_ffmpeg(
-    data: bytes, name: str, demuxer: str, which: Callable[[str], str | None]
+    data: bytes,
+    name: str,
+    demuxer: str,
+    which: Callable[[str], str | None],
+    limit: DecodeLimit,
 ) -> DecodedAudio:
     ffmpeg = which("ffmpeg")
     if ffmpeg is None:
@@ -531,15 +600,14 @@ def _decode_ffmpeg(
                 ffmpeg, "-nostdin", "-hide_banner", "-f", demuxer, "-i", source.name,
                 "-map", "0:a:0", "-vn", "-acodec", "pcm_s16le", "-f", "wav", "-",
             ]  # fmt: skip
-            result = subprocess.run(command, capture_output=True, timeout=FFMPEG_TIMEOUT_S)
+            output, log, returncode = _run_bounded(command, limit)
     except (OSError, subprocess.SubprocessError) as exc:
         raise AudioError(f"ffmpeg could not decode {name}: {exc}") from exc
-    log = result.stderr.decode("utf-8", "replace")
-    if result.returncode != 0 or not result.stdout:
+    if returncode != 0 or not output:
         lines = [line.strip() for line in log.splitlines() if line.strip()]
-        reason = lines[-1] if lines else f"exit status {result.returncode}"
+        reason = lines[-1] if lines else f"exit status {returncode}"
         raise AudioError(f"ffmpeg could not decode the {name} data: {reason}")
-    view = memoryview(result.stdout)
+    view = memoryview(output)
     layout = _parse_wav(view)
     if layout.codec != "pcm_s16le":
         raise AudioError(f"ffmpeg returned {layout.codec} instead of pcm_s16le for {name}")
@@ -549,3 +617,79 @@ def _decode_ffmpeg(
     return DecodedAudio(
         decoded.pcm, decoded.sample_rate, decoded.channels, match.group(1) if match else name
     )
+
+
+_WAV_HEADER_MAX = 64 * 1024  # ffmpeg's header (with metadata chunks) comes first
+_STDERR_KEEP = 64 * 1024
+
+
+def _pcm_start(head: bytes) -> tuple[int, int, int] | None:
+    """``(data offset, rate, channels)`` once ``head`` holds the WAV header up to the
+    data chunk, else None (read more)."""
+    if len(head) < 12:
+        return None
+    if head[0:4] != b"RIFF" or head[8:12] != b"WAVE":
+        raise AudioError("ffmpeg did not write a WAV header")
+    pos, rate, channels = 12, 0, 0
+    while pos + 8 <= len(head):
+        chunk_id = head[pos : pos + 4]
+        (size,) = struct.unpack_from("<I", head, pos + 4)
+        if chunk_id == b"data":
+            if not rate:
+                raise AudioError("ffmpeg wrote no fmt chunk")
+            return pos + 8, rate, channels
+        if chunk_id == b"fmt ":
+            if pos + 8 + 16 > len(head):
+                return None
+            _, channels, rate = struct.unpack_from("<HHI", head, pos + 8)
+            _check_layout(rate, channels)
+        pos += 8 + size + (size & 1)
+    return None
+
+
+def _run_bounded(command: list[str], limit: DecodeLimit) -> tuple[bytes, str, int]:
+    """Run ffmpeg, reading its WAV output as a stream: once the header says the rate and
+    channels, at most ``limit.max_bytes(...)`` of samples are read; past that ffmpeg is
+    killed and :class:`AudioTooLong` raised. stderr is drained in a thread (its tail is
+    kept); the whole run is bounded by :data:`FFMPEG_TIMEOUT_S`."""
+    process = subprocess.Popen(
+        command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert process.stdout is not None and process.stderr is not None
+    errors = bytearray()
+
+    def drain() -> None:
+        assert process.stderr is not None
+        while chunk := process.stderr.read(8192):
+            errors.extend(chunk)
+            del errors[: max(0, len(errors) - _STDERR_KEEP)]
+
+    drainer = threading.Thread(target=drain, daemon=True, name="ffmpeg-stderr")
+    drainer.start()
+    timer = threading.Timer(FFMPEG_TIMEOUT_S, process.kill)
+    timer.start()
+    out = bytearray()
+    allowed: int | None = None
+    try:
+        while chunk := process.stdout.read(1 << 16):
+            out.extend(chunk)
+            if allowed is None:
+                start = _pcm_start(bytes(out[:_WAV_HEADER_MAX]))
+                if start is None:
+                    if len(out) > _WAV_HEADER_MAX:
+                        raise AudioError("ffmpeg wrote a WAV header larger than 64 KiB")
+                    continue
+                offset, rate, channels = start
+                allowed = offset + limit.max_bytes(rate, channels)
+            if len(out) > allowed:
+                raise limit.exceeded(rate, channels)
+        returncode = process.wait()
+    finally:
+        timer.cancel()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        process.stdout.close()
+        drainer.join(5)
+        process.stderr.close()
+    return bytes(out), errors.decode("utf-8", "replace"), returncode

@@ -7,13 +7,20 @@ no caller ever sees them. The tree (part of the one drawn in :mod:`callvault.err
     StorageError
     ├── RecordingNotFound           no object / row for that key or id
     ├── IntegrityError              tampered, truncated or spliced object
+    ├── BackendUnavailable          (also callvault.errors.Unavailable) worth retrying
+    │   └── VaultUnavailable        the vault folder / bucket cannot be used now
     ├── KeyringError
-    │   └── KeyDestroyed            the subject key was shredded (erasure)
+    │   ├── KeyDestroyed            the subject key was shredded (erasure)
+    │   └── KeyringUnavailable      key file or KMS unreachable (BackendUnavailable)
     ├── AudioError
-    │   └── UnsupportedAudioFormat
-    ├── LandingError                landing audio unreadable (worth retrying)
-    │   └── LandingRejected         refused for good, with a ``reason`` code
+    │   ├── UnsupportedAudioFormat
+    │   ├── AudioMislabelled        the container is not the declared format
+    │   └── AudioTooLong            decodes to more than its declared duration allows
+    ├── LandingError                landing audio unreadable
+    │   ├── LandingRejected         refused for good, with a ``reason`` code
+    │   └── LandingStoreUnavailable the landing folder / bucket unreachable (BackendUnavailable)
     ├── CatalogError
+    │   └── CatalogUnavailable      database unreachable, locked, full (BackendUnavailable)
     ├── AuditError
     ├── HoldError                   a malformed hold
     │   └── HoldNotFound
@@ -27,10 +34,17 @@ no caller ever sees them. The tree (part of the one drawn in :mod:`callvault.err
 
 from __future__ import annotations
 
-from callvault.errors import CallvaultError
+from callvault.errors import CallvaultError, Unavailable
 
 __all__ = [
     "StorageError",
+    "BackendUnavailable",
+    "VaultUnavailable",
+    "KeyringUnavailable",
+    "CatalogUnavailable",
+    "LandingStoreUnavailable",
+    "AudioTooLong",
+    "AudioMislabelled",
     "RecordingNotFound",
     "IntegrityError",
     "KeyringError",
@@ -56,6 +70,19 @@ class StorageError(CallvaultError):
     """Base class of storage failures."""
 
 
+class BackendUnavailable(StorageError, Unavailable):
+    """A storage backend cannot be used right now (unreachable, locked, full, refused
+    credentials): the same work may succeed later. ``backend`` names which."""
+
+    backend = "storage"
+
+
+class VaultUnavailable(BackendUnavailable):
+    """The vault folder or bucket cannot be read or written right now."""
+
+    backend = "vault"
+
+
 class RecordingNotFound(StorageError):
     """No object / catalog row exists for the given key or recording id."""
 
@@ -75,12 +102,27 @@ class KeyDestroyed(KeyringError):
     """The subject key was destroyed (crypto-shredding): the data is gone for good."""
 
 
+class KeyringUnavailable(KeyringError, BackendUnavailable):
+    """The key file cannot be read/locked, or KMS cannot be reached or refuses us."""
+
+    backend = "keyring"
+
+
 class AudioError(StorageError):
     """Audio could not be decoded or processed."""
 
 
 class UnsupportedAudioFormat(AudioError):
     """The audio format is not supported (or needs ffmpeg, which is not installed)."""
+
+
+class AudioMislabelled(AudioError):
+    """The bytes are another container than the declared format (an MP3 sent as WAV)."""
+
+
+class AudioTooLong(AudioError):
+    """The audio decodes to more samples than its declared duration (with tolerance) or
+    the absolute cap allow: a decompression bomb, or an event that lies about the call."""
 
 
 class LandingError(StorageError):
@@ -96,8 +138,20 @@ class LandingRejected(LandingError):
         self.reason = reason
 
 
+class LandingStoreUnavailable(LandingError, BackendUnavailable):
+    """The landing folder or bucket cannot be used right now (I/O error, S3 down)."""
+
+    backend = "landing"
+
+
 class CatalogError(StorageError):
     """The catalog database failed or holds inconsistent data."""
+
+
+class CatalogUnavailable(CatalogError, BackendUnavailable):
+    """The catalog database is unreachable, locked, full or closed: retry later."""
+
+    backend = "catalog"
 
 
 class AuditError(StorageError):

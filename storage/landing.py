@@ -16,10 +16,16 @@ and reads, writes and deletes audio only inside them. What a caller may rely on:
                             key beside the prefix (``s3://b/prefixEVIL``)
   ``landing-missing``       the audio is gone (read)
   ``landing-too-large``     more than ``max_bytes`` (checked before reading)
+  ``landing-not-regular``   a FIFO, socket, device or directory (refused before
+                            ``open``, so a read never blocks)
+  ``landing-unsafe``        more than one hard link, or replaced while opened
+  ``landing-unreadable``    this file cannot be read (permissions, ENXIO, a non-
+                            transient S3 refusal)
   ========================= ==================================================
 
-  Any other failure (S3 down, permissions, missing landing bucket) raises a plain
-  :class:`LandingError` without ``reason``: it is worth retrying, not dead-lettering.
+  A failure of the store itself (I/O error, S3 down or throttling, a missing landing
+  bucket or root folder) raises :class:`LandingStoreUnavailable`: worth retrying, not
+  dead-lettering.
 - A URI is returned in canonical form: ``file://`` URIs name the real path
   (percent-encoded like :meth:`pathlib.Path.as_uri`), ``s3://`` URIs are not encoded.
 - :meth:`Landing.land` writes atomically (temp file + rename, or one PutObject) into
@@ -33,6 +39,7 @@ and reads, writes and deletes audio only inside them. What a caller may rely on:
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -50,7 +57,7 @@ from callvault.errors import ConfigError
 from storage import _aws
 from storage._aws import AwsFailure, Failure
 from storage._files import write_file_atomically
-from storage.errors import LandingError, LandingRejected
+from storage.errors import LandingError, LandingRejected, LandingStoreUnavailable
 
 __all__ = [
     "Landing",
@@ -62,7 +69,32 @@ __all__ = [
     "SIDECAR_SUFFIX",
 ]
 
-REASONS = frozenset({"uri-invalid", "uri-outside-landing", "landing-missing", "landing-too-large"})
+REASONS = frozenset(
+    {
+        "uri-invalid",
+        "uri-outside-landing",
+        "landing-missing",
+        "landing-too-large",
+        "landing-not-regular",
+        "landing-unsafe",
+        "landing-unreadable",
+    }
+)
+#: errno values that are about one file, not about the landing store: refused for good.
+_FILE_ERRNOS = frozenset(
+    {
+        errno.EACCES,
+        errno.EPERM,
+        errno.ELOOP,
+        errno.ENXIO,
+        errno.EISDIR,
+        errno.ENOTDIR,
+        errno.ENAMETOOLONG,
+        errno.EINVAL,
+        errno.ENODEV,
+        errno.EOPNOTSUPP,
+    }
+)
 SIDECAR_SUFFIX = ".event.json"
 MAX_SIDECAR_BYTES = 1 << 20
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
@@ -134,7 +166,9 @@ class Landing:
 
     ``s3_client_factory`` makes the boto3 S3 client used for ``s3://`` roots (called
     once, lazily); by default :func:`storage._aws.make_client` with boto3's usual
-    credential chain.
+    credential chain. ``allow_hard_links`` accepts files with several links (an
+    archive an operator imports, where backups share identical files; never a drop
+    zone other parties write to).
 
     Raises:
         ConfigError: no roots, a malformed root, or ``max_bytes`` not a positive int.
@@ -146,6 +180,7 @@ class Landing:
         *,
         s3_client_factory: Callable[[], Any] | None = None,
         max_bytes: int,
+        allow_hard_links: bool = False,
     ) -> None:
         if isinstance(roots, str) or not roots:
             raise ConfigError("landing roots must be a non-empty sequence of file:// / s3:// URIs")
@@ -153,6 +188,7 @@ class Landing:
             raise ConfigError(f"landing max_bytes must be a positive int, not {max_bytes!r}")
         self._roots: list[_FileRoot | _S3Root] = [_parse_root(root) for root in roots]
         self.max_bytes = max_bytes
+        self.allow_hard_links = allow_hard_links
         self._s3_client_factory = s3_client_factory
         self._s3_client: Any = None
 
@@ -236,8 +272,11 @@ class Landing:
 
         Raises:
             LandingRejected: ``landing-missing``, ``landing-too-large`` (size checked before
-                reading), ``uri-outside-landing`` (a symlink was swapped in), ``uri-invalid``.
-            LandingError: any other failure (worth retrying).
+                reading), ``landing-not-regular``, ``landing-unsafe``,
+                ``landing-unreadable``, ``uri-outside-landing`` (a symlink was swapped
+                in), ``uri-invalid``.
+            LandingStoreUnavailable: the landing folder or bucket failed (worth retrying).
+            LandingError: any other S3 refusal of this object.
         """
         ref = self._ref(ref)
         if ref.path is not None:
@@ -375,7 +414,7 @@ class Landing:
 
     def _list_file(self, root: _FileRoot) -> Iterator[tuple[str, float, bool]]:
         def fail(exc: OSError) -> None:
-            raise LandingError(f"cannot list landing folder {root.uri}: {exc}") from exc
+            raise LandingStoreUnavailable(f"cannot list landing folder {root.uri}: {exc}") from exc
 
         if not root.path.is_dir():
             return
@@ -391,7 +430,9 @@ class Landing:
                 except FileNotFoundError:
                     continue  # deleted while listing
                 except OSError as exc:
-                    raise LandingError(f"cannot stat landing file {path}: {exc}") from exc
+                    raise LandingStoreUnavailable(
+                        f"cannot stat landing file {path}: {exc}"
+                    ) from exc
                 if not stat.S_ISREG(info.st_mode) or not self._resolvable(path.as_uri()):
                     continue
                 yield path.as_uri(), info.st_mtime, name + SIDECAR_SUFFIX in names
@@ -571,28 +612,53 @@ class Landing:
     # -- file helpers ----------------------------------------------------------------
 
     def _read_file(self, ref: LandingRef, limit: int, *, too_large: str) -> bytes:
+        """Read a landing file without ever blocking or leaving the roots.
+
+        Checked before the file is opened (``lstat``): it is a regular file (a FIFO
+        would block ``open``, a socket fails it with ENXIO, a device could be read
+        forever) with exactly one hard link (a hard link made in the landing root can
+        lead to any file outside it, which ``realpath`` cannot see). It is then opened
+        with ``O_NOFOLLOW | O_NONBLOCK`` and ``fstat`` must show the same device and
+        inode, so nothing swapped in between is read.
+        """
         assert ref.path is not None
         # Re-check: a symlink may have been swapped in since resolve().
         real = Path(os.path.realpath(ref.path))
-        if not any(isinstance(r, _FileRoot) and real.is_relative_to(r.path) for r in self._roots):
+        root = next(
+            (r for r in self._roots if isinstance(r, _FileRoot) and real.is_relative_to(r.path)),
+            None,
+        )
+        if root is None:
             raise _reject("uri-outside-landing", f"{ref.uri} now leads outside the landing roots")
         try:
-            fd = os.open(ref.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            before = os.lstat(ref.path)
+        except FileNotFoundError:
+            if not root.path.is_dir():  # the whole landing folder is gone (unmounted?)
+                raise LandingStoreUnavailable(f"landing root {root.uri} is missing") from None
+            raise _reject("landing-missing", f"landing audio {ref.uri} does not exist") from None
+        except OSError as exc:
+            raise _os_error(f"cannot stat landing file {ref.uri}", exc) from exc
+        _check_safe(ref.uri, before, self.allow_hard_links)
+        if before.st_size > limit:
+            raise _reject(too_large, f"{ref.uri} has {before.st_size} bytes; limit {limit}")
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+        try:
+            fd = os.open(ref.path, flags)
         except FileNotFoundError:
             raise _reject("landing-missing", f"landing audio {ref.uri} does not exist") from None
         except OSError as exc:
-            raise LandingError(f"cannot open landing file {ref.uri}: {exc}") from exc
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            os.close(fd)
-            raise _reject("uri-invalid", f"{ref.uri} is not a regular file")
+            raise _os_error(f"cannot open landing file {ref.uri}", exc) from exc
         with os.fdopen(fd, "rb") as handle:
+            info = os.fstat(fd)
+            if (info.st_dev, info.st_ino) != (before.st_dev, before.st_ino):
+                raise _reject("landing-unsafe", f"{ref.uri} was replaced while it was opened")
+            _check_safe(ref.uri, info, self.allow_hard_links)
             if info.st_size > limit:
                 raise _reject(too_large, f"{ref.uri} has {info.st_size} bytes; limit {limit}")
             try:
                 data = handle.read(limit + 1)
             except OSError as exc:
-                raise LandingError(f"cannot read landing file {ref.uri}: {exc}") from exc
+                raise _os_error(f"cannot read landing file {ref.uri}", exc) from exc
         if len(data) > limit:  # grew while we read
             raise _reject(too_large, f"{ref.uri} has more than {limit} bytes")
         return data
@@ -601,13 +667,17 @@ class Landing:
         try:
             write_file_atomically(path, data)
         except OSError as exc:
-            raise LandingError(f"cannot write landing file {path.as_uri()}: {exc}") from exc
+            raise LandingStoreUnavailable(
+                f"cannot write landing file {path.as_uri()}: {exc}"
+            ) from exc
 
     def _unlink(self, path: Path) -> None:
         try:
             path.unlink(missing_ok=True)
         except OSError as exc:
-            raise LandingError(f"cannot delete landing file {path.as_uri()}: {exc}") from exc
+            raise LandingStoreUnavailable(
+                f"cannot delete landing file {path.as_uri()}: {exc}"
+            ) from exc
 
     # -- s3 helpers ------------------------------------------------------------------
 
@@ -628,8 +698,9 @@ class Landing:
             if failure.kind is Failure.NOT_FOUND:
                 return _reject("landing-missing", f"landing object {where} does not exist")
             if failure.kind is Failure.NO_BUCKET:
-                return LandingError(f"landing bucket of {where} does not exist")
-            return LandingError(f"S3 {action} of {where} failed: {failure.code or failure}")
+                return LandingStoreUnavailable(f"landing bucket of {where} does not exist")
+            error = LandingStoreUnavailable if failure.transient else LandingError
+            return error(f"S3 {action} of {where} failed: {failure.code or failure}")
 
         with _aws.translated(landing_error):
             return call()
@@ -673,13 +744,41 @@ class Landing:
                 return
             errors = _aws.delete_versions(client, bucket, entries)
             if errors:
-                raise LandingError(f"could not delete {ref.uri}: {next(iter(errors.values()))}")
+                raise LandingStoreUnavailable(
+                    f"could not delete {ref.uri}: {next(iter(errors.values()))}"
+                )
 
         try:
             self._s3_guard("delete", ref.uri, remove)
         except LandingRejected as exc:
             if exc.reason != "landing-missing":
                 raise
+
+
+def _check_safe(uri: str, info: os.stat_result, allow_hard_links: bool = False) -> None:
+    """Refuse what must not be read as landing audio (see ``Landing._read_file``)."""
+    if stat.S_ISLNK(info.st_mode):
+        raise _reject("uri-outside-landing", f"{uri} is a symbolic link")
+    if stat.S_ISDIR(info.st_mode):
+        raise _reject("uri-invalid", f"{uri} is a folder, not audio")
+    if not stat.S_ISREG(info.st_mode):
+        kind = "a FIFO" if stat.S_ISFIFO(info.st_mode) else "a socket or device"
+        raise _reject("landing-not-regular", f"{uri} is {kind}, not a regular file")
+    if info.st_nlink != 1 and not allow_hard_links:
+        raise _reject(
+            "landing-unsafe",
+            f"{uri} has {info.st_nlink} hard links (a hard link may lead outside the landing root)",
+        )
+
+
+def _os_error(message: str, exc: OSError) -> LandingError:
+    """A per-file refusal (permissions, a symlink met by O_NOFOLLOW, ENXIO) is for good;
+    anything else (I/O errors, no file descriptors, a stale mount) is worth retrying."""
+    if exc.errno == errno.ELOOP:
+        return _reject("uri-outside-landing", f"{message}: it is a symbolic link")
+    if exc.errno in _FILE_ERRNOS:
+        return _reject("landing-unreadable", f"{message}: {exc.strerror}")
+    return LandingStoreUnavailable(f"{message}: {exc}")
 
 
 def _sidecar_path(audio: Path) -> Path:

@@ -11,8 +11,9 @@ end a recording before the catalog would:
   select ``retention-class=<class>`` AND ``legal-hold=off``, so a held recording
   matches no rule.
 - :class:`VaultMirror` works off the catalog's queue (:mod:`storage.catalog.vaultsync`):
-  for each queued recording still stored it rewrites the tags of the version the
-  catalog kept (``object_version``) from the catalog as it is *now*, and, where the
+  for each queued recording still stored it rewrites the governance tags
+  (:data:`GOVERNANCE_TAGS`; the object's other tags stay) of the version the catalog
+  kept (``object_version``) from the catalog as it is *now*, and, where the
   bucket has Object Lock and a hold was placed or released, sets or clears the S3
   legal hold on every version of the object (S3 itself then refuses to delete it).
   Work is done in batches, ``workers`` vault calls at a time; an entry leaves the queue
@@ -35,12 +36,14 @@ from storage.catalog.catalog import Catalog
 from storage.catalog.endoflife import EndOfLifeStore
 from storage.catalog.holds import HoldStore
 from storage.catalog.vaultsync import HOLD, TAGS, SyncItem, VaultSyncQueue
+from storage.crypto.envelope import FORMAT_VERSION
 from storage.errors import RecordingNotFound, StorageError
 from storage.types import RecordingRow, RecordingState
 from storage.vault.base import Vault
 
 __all__ = [
     "DATA_CLASS",
+    "GOVERNANCE_TAGS",
     "OBJECT_FORMAT",
     "MirrorResult",
     "VaultMirror",
@@ -52,7 +55,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DATA_CLASS = "call-audio"
-OBJECT_FORMAT = "cvlt1"  # the envelope format (storage/crypto/envelope.py)
+OBJECT_FORMAT = f"cvlt{FORMAT_VERSION}"  # the envelope format ingest writes now
+#: The tags the catalog decides, which the mirror rewrites (an object's others stay).
+GOVERNANCE_TAGS = ("purposes", "retention-class", "retain-until", "legal-hold")
 
 
 def tag_time(moment: datetime) -> str:
@@ -82,13 +87,15 @@ def recording_tags(
 
 
 def tags_of(row: RecordingRow, *, held: bool) -> dict[str, str]:
-    """:func:`recording_tags` of a catalog row."""
-    return recording_tags(
+    """The governance part of :func:`recording_tags` for a catalog row (what the mirror
+    writes; the object's ``data-class``, ``format`` and any other tag stay as written)."""
+    tags = recording_tags(
         purposes=row.purposes,
         retention_class=row.retention_class,
         retain_until=row.retain_until,
         held=held,
     )
+    return {name: tags[name] for name in GOVERNANCE_TAGS}
 
 
 @dataclass
@@ -178,7 +185,7 @@ class VaultMirror:
         def tag(item: SyncItem) -> None:
             row = live[item.recording_id]
             try:
-                self.vault.put_tags(
+                self.vault.update_tags(
                     row.object_key,
                     tags_of(row, held=row.recording_id in covering),
                     version_id=row.object_version,

@@ -11,7 +11,8 @@ What a caller may rely on:
     redelivered; or an object written outside callvault); ``expired`` / ``erased``:
     the row ended but its object (or an old version) is still there. Objects a
     deletion in progress names (deletion intents, superseded objects awaiting
-    cleanup) are ``pending``, not orphans: the sweep finishes them.
+    cleanup) are ``pending``, not orphans: the sweep finishes them; sealed dead-letter
+    originals the DLQ index names (``dead_letters.blob_key``) are ``dead_letters``.
   * **missing**: stored recordings without their object (``no-object``), or whose
     object no longer has the version the catalog kept (``version-missing``).
 
@@ -68,6 +69,7 @@ class VaultCheckResult:
     orphans: list[Finding] = field(default_factory=list)
     missing: list[Finding] = field(default_factory=list)
     pending: int = 0  # objects a deletion in progress names
+    dead_letters: int = 0  # sealed dead-letter blobs the DLQ index names (not recordings)
     repaired: list[str] = field(default_factory=list)  # orphan keys deleted
     too_young: int = 0  # orphans within the grace period (left alone)
     failed: list[str] = field(default_factory=list)  # orphans the vault did not delete
@@ -97,6 +99,7 @@ class VaultCheckResult:
             "orphans": len(self.orphans),
             "missing": len(self.missing),
             "pending": self.pending,
+            "dead_letters": self.dead_letters,
             "repaired": len(self.repaired),
             "too_young": self.too_young,
             "failed": len(self.failed),
@@ -156,6 +159,7 @@ class VaultCheck:
         now = self.clock()
         entries = self._catalog_entries()
         pending_keys = self._pending_keys()
+        dead_letter_keys = self._dead_letter_keys()
         result = VaultCheckResult(
             recordings=sum(1 for e in entries.values() if e.state is RecordingState.STORED)
         )
@@ -168,6 +172,9 @@ class VaultCheck:
                 progress(listed)
                 listed = 0
             seen.add(stored.key)
+            if stored.key in dead_letter_keys:
+                result.dead_letters += 1
+                continue
             self._judge(stored, entries.get(stored.key), pending_keys, result)
         if progress is not None and listed:
             progress(listed)
@@ -266,6 +273,13 @@ class VaultCheck:
             if len(rows) < _PAGE:
                 return entries
             after = rows[-1][0]
+
+    def _dead_letter_keys(self) -> set[str]:
+        """Vault keys of sealed dead-letter originals (``dead_letters.blob_key``)."""
+        rows = self.catalog.database.fetch_all(
+            "SELECT blob_key FROM dead_letters WHERE blob_key IS NOT NULL"
+        )
+        return {row[0] for row in rows}
 
     def _pending_keys(self) -> set[str]:
         rows = self.catalog.database.fetch_all(

@@ -1,46 +1,62 @@
 """The faust-streaming application: topics, the ingest agent, the audit publisher,
 the landing reconciler and the HTTP server, all in one worker process.
 
-Agents stay thin: the ingest agent buffers events (``take_events``, acked only after
+Agents stay thin: the ingest agent buffers events (``noack_take``, acked only after
 the batch body finished), hands them to :class:`~streams.ingest.IngestPipeline` in a
-thread, publishes DLQ entries, and only then lets faust ack (commit) the offsets.
-An infrastructure failure is retried with back-off inside the body, so offsets of
-an unprocessed batch are never committed.
+thread, records and publishes DLQ entries (:mod:`streams.dlq`), and only then lets
+faust ack (commit) the offsets.
+
+Failures are typed (:mod:`callvault.errors`): an infrastructure failure (vault,
+catalog, keyring, landing store or broker unavailable) is retried with capped
+exponential back-off (0.5 s doubling to 30 s) inside the body and counted in
+``callvault_ingest_infrastructure_retries_total{backend}``, so the offsets of an
+unprocessed batch are never committed and nothing is skipped; anything else is
+permanent for the event that caused it and comes back from the pipeline as a DLQ
+outcome, so one poison event never stops the stream. Log lines carry keyed
+references (:mod:`streams.refs`), never recording ids or landing URIs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import functools
+import inspect
 import json
 import logging
+import socket
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
-from typing import Any
+from datetime import timedelta
+from typing import Any, TypeVar
 
 import faust
 from aiohttp import web
 from mode import Service
 
-from callvault.errors import CallvaultError
+from callvault.errors import CallvaultError, StartupError, is_unavailable, unavailable_backend
 from storage.catalog.audit import entry_json
+from storage.catalog.claims import ClaimState
+from storage.errors import LandingError
 from storage.types import AuditEntry
 from streams._faust import task, timer
+from streams.dlq import DeadLetterQueue, DlqMessage, DlqSource
 from streams.endoflife import EndOfLife
 from streams.evaluations import EvaluationService
+from streams.events import RejectReason
 from streams.governance import GovernanceCollector, refresh_worker_gauges
 from streams.http import WebContext, build_web_app
 from streams.http.auth import LocalTokens, TokenVerifier
 from streams.http.oidc import verifier_for
-from streams.ingest import IngestOutcome, IngestPipeline, redacted_event
+from streams.ingest import IngestOutcome, IngestPipeline
 from streams.metrics import Metrics
+from streams.refs import landing_key, redact_text
 from streams.services import Services
 from streams.sources import CONNECT_CTR_TOPIC, S3_EVENTS_TOPIC, SourceOutcome, Sources
 
-__all__ = ["Worker", "TOPICS"]
+__all__ = ["Worker", "TOPICS", "bind_web", "MAX_ANNOUNCEMENTS"]
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +71,37 @@ TOPICS = {
 BATCH_MAX = 256
 BATCH_WITHIN = 0.2
 PARTITIONS = 4
+#: How often the reconciler re-announces one landing file at most (with back-off).
+MAX_ANNOUNCEMENTS = 3
+RETRY_FIRST = 0.5
+RETRY_CAP = 30.0
+
+
+def bind_web(host: str, port: int) -> socket.socket:
+    """The web server's listening socket, bound before anything else starts, so that a
+    taken or invalid port is one clear error at start-up, not a crash later.
+
+    Raises:
+        StartupError: the address cannot be bound.
+    """
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, proto, _, address = infos[0]
+        sock = socket.socket(family, kind, proto)
+    except (OSError, OverflowError) as exc:
+        raise StartupError(f"cannot use web address {host}:{port}: {exc}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+        sock.setblocking(False)
+    except OSError as exc:
+        sock.close()
+        reason = "is already in use" if exc.errno == 98 else f"cannot be bound ({exc.strerror})"
+        raise StartupError(
+            f"web port {host}:{port} {reason} (CALLVAULT_WEB_HOST / CALLVAULT_WEB_PORT)"
+        ) from None
+    return sock
 
 
 class Worker:
@@ -70,6 +117,9 @@ class Worker:
         web_port: int | None = None,
         reconcile_interval: float | None = None,
         sweep_interval: float | None = None,
+        web_socket: socket.socket | None = None,
+        retry_first: float = RETRY_FIRST,
+        retry_cap: float = RETRY_CAP,
     ) -> None:
         self.services = services
         self.metrics = metrics or Metrics()
@@ -84,7 +134,8 @@ class Worker:
         self.reconcile_interval = reconcile_interval or max(
             5.0, settings.reconcile_after_seconds / 4
         )
-        self._reannounced: dict[str, float] = {}
+        self.web_socket = web_socket
+        self.retry_first, self.retry_cap = retry_first, retry_cap
         self.sweep_interval = sweep_interval or 60.0
         services.audit_listeners.append(self._audit_buffer.append)  # publish committed entries
 
@@ -137,7 +188,10 @@ class Worker:
             actor=f"worker:{settings.worker_id}",
             clock=services.clock,
             restrictions=services.restrictions,
+            claims=services.claims,
+            window=settings.call_window,
         )
+        self.dead_letters = DeadLetterQueue.from_services(services)
         self.endoflife = EndOfLife.from_services(
             services, actor=f"worker:{settings.worker_id}", metrics=self.metrics
         )
@@ -239,7 +293,13 @@ class Worker:
                 )
                 self.runner = web.AppRunner(build_web_app(ctx), access_log=None)
                 await self.runner.setup()
-                site = web.TCPSite(self.runner, worker.services.config.web_host, worker.web_port)
+                site: web.BaseSite
+                if worker.web_socket is not None:
+                    site = web.SockSite(self.runner, worker.web_socket)
+                else:
+                    site = web.TCPSite(
+                        self.runner, worker.services.config.web_host, worker.web_port
+                    )
                 await site.start()
                 log.info(
                     "web server on http://%s:%d", worker.services.config.web_host, worker.web_port
@@ -252,35 +312,99 @@ class Worker:
         app.service(WebServer)
 
     # -- behaviour ------------------------------------------------------------------------
-    async def _ingest_batch(self, events: Sequence[Any]) -> list[IngestOutcome]:
-        """Process one batch of faust events; retried until it succeeds (never skipped)."""
+    async def _until_done(self, what: str, call: Callable[[], T]) -> T:
+        """Run ``call`` in a thread until it succeeds; infrastructure failures are retried
+        with capped back-off (never skipped), anything else is raised."""
         loop = asyncio.get_running_loop()
-        payloads = [event.value for event in events]
-        delay = 0.5
+        delay = self.retry_first
         while True:
             try:
-                outcomes = await loop.run_in_executor(None, self.pipeline.process_batch, payloads)
-                break
-            except Exception as exc:  # any failure: retry, never skip the batch
-                # Infrastructure failure (or a bug): retry the same batch; its offsets are
-                # not acked, so nothing past it is committed either.
-                log.error(
-                    "ingest batch failed (%s: %s); retrying in %.1fs",
-                    type(exc).__name__,
-                    exc,
-                    delay,
-                )
-                self.metrics.ingest_batch_failures.inc()
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
-        for event, outcome in zip(events, outcomes, strict=True):
-            if outcome.status == "dlq":
-                await self.dlq.send(
-                    key=(outcome.recording_id or "").encode() or None,
-                    value=self._dlq_message(outcome, getattr(event, "message", None)),
-                )
+                return await loop.run_in_executor(None, call)
+            except Exception as exc:
+                if not is_unavailable(exc):
+                    raise
+                self._retrying(what, unavailable_backend(exc), exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.retry_cap)
+
+    def _retrying(self, what: str, backend: str, exc: BaseException, delay: float) -> None:
+        self.metrics.infrastructure_retries.labels(backend).inc()
+        self.metrics.ingest_batch_failures.inc()
+        log.error(
+            "%s: %s unavailable (%s: %s); retrying in %.1fs",
+            what,
+            backend,
+            type(exc).__name__,
+            redact_text(str(exc)),
+            delay,
+        )
+
+    async def _ingest_batch(self, events: Sequence[Any]) -> list[IngestOutcome]:
+        """Process one batch of faust events: stored, or dead-lettered, never skipped."""
+        payloads = [event.value for event in events]
+        try:
+            outcomes = await self._until_done(
+                "ingest batch", lambda: self.pipeline.process_batch(payloads)
+            )
+        except Exception as exc:  # the pipeline raises nothing but infrastructure; still:
+            log.error("ingest batch failed (%s); dead-lettering it", type(exc).__name__)
+            outcomes = [
+                IngestOutcome("dlq", None, str(RejectReason.INTERNAL_ERROR), type(exc).__name__,
+                              payload=payload if isinstance(payload, bytes) else None)
+                for payload in payloads
+            ]  # fmt: skip
+        dead = [
+            (outcome, _source(event, self.recordings.get_topic_name()))
+            for event, outcome in zip(events, outcomes, strict=True)
+            if outcome.status == "dlq"
+        ]
+        if dead:
+            await self._dead_letter(dead)
         await self._flush_audit()
         return outcomes
+
+    async def _dead_letter(self, dead: list[tuple[IngestOutcome, DlqSource]]) -> None:
+        """Record (sealed, in the catalog and, when large, the vault) and publish."""
+        try:
+            messages = await self._until_done(
+                "dead letters", lambda: self.dead_letters.record(dead)
+            )
+        except Exception as exc:  # not infrastructure: the rejection is audited, audio kept
+            log.error("could not record %d dead letters (%s)", len(dead), type(exc).__name__)
+            return
+        for message in messages:
+            await self._publish_dead_letter(message)
+        try:
+            count = await asyncio.get_running_loop().run_in_executor(
+                None, self.services.dead_letters.open_count
+            )
+            self.metrics.dlq_open.set(count)
+        except CallvaultError:
+            pass  # a gauge; the next entry refreshes it
+
+    async def _publish_dead_letter(self, message: DlqMessage) -> None:
+        """Produce one entry and wait for the broker's acknowledgement; a broker failure
+        is retried with back-off (the entry is already in the catalog)."""
+        from aiokafka.errors import KafkaError, MessageSizeTooLargeError
+
+        delay = self.retry_first
+        while True:
+            try:
+                sent = await self.dlq.send(
+                    key=message.key, value=message.value, headers=message.headers
+                )
+                if inspect.isawaitable(sent):
+                    await sent  # the broker's acknowledgement
+                return
+            except MessageSizeTooLargeError:
+                # Cannot happen for an entry of at most INLINE_MAX (+ headers); if a broker
+                # is configured smaller, the catalog still has the entry.
+                log.error("dead letter %s too large for the broker", message.header("cv-dlq-id"))
+                return
+            except (TimeoutError, KafkaError, OSError) as exc:
+                self._retrying("dead letter", "broker", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.retry_cap)
 
     def _ctr_outcomes(self, value: bytes) -> list[SourceOutcome]:
         return [self.sources.on_ctr_message(value)]
@@ -289,61 +413,38 @@ class Worker:
         self, event: Any, handle: Callable[[], list[SourceOutcome]]
     ) -> list[SourceOutcome]:
         """One message of a source topic: mapped events produced to
-        ``callvault.recordings``, refusals to ``callvault.dlq``. A storage failure is
-        retried with back-off (the message is not acked meanwhile, never skipped)."""
-        loop = asyncio.get_running_loop()
-        delay = 0.5
-        while True:
-            try:
-                outcomes = await loop.run_in_executor(None, handle)
-                break
-            except CallvaultError as exc:
-                log.error("source message failed (%s); retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
+        ``callvault.recordings``, refusals dead-lettered (the notification kept sealed:
+        object keys and CTRs carry phone numbers; nothing it names was deleted). An
+        infrastructure failure is retried with back-off (the message is not acked
+        meanwhile, never skipped); any other failure dead-letters the message."""
+        topic = str(getattr(getattr(event, "message", None), "topic", "")) or S3_EVENTS_TOPIC
+        try:
+            outcomes = await self._until_done("source message", handle)
+        except Exception as exc:  # not infrastructure: pinned on this message
+            log.error("source message failed unexpectedly (%s)", type(exc).__name__)
+            outcomes = [
+                SourceOutcome("source", "refused", str(RejectReason.INTERNAL_ERROR),
+                              type(exc).__name__)
+            ]  # fmt: skip
+        refused: list[tuple[IngestOutcome, DlqSource]] = []
         for outcome in outcomes:
             if outcome.status == "mapped" and outcome.recording_id:
                 await self.publish_recording(outcome.payload, outcome.recording_id)
             elif outcome.status == "refused":
-                await self.dlq.send(
-                    key=(outcome.recording_id or "").encode() or None,
-                    value=self._source_dlq_message(outcome, getattr(event, "message", None)),
+                dead = IngestOutcome(
+                    "dlq",
+                    outcome.recording_id,
+                    reason=outcome.reason,
+                    detail=f"{outcome.source}: {outcome.detail}",
+                    payload=event.value if isinstance(event.value, bytes) else None,
                 )
+                refused.append((dead, _source(event, topic)))
+        if refused:
+            await self._dead_letter(refused)
         return outcomes
-
-    def _source_dlq_message(self, outcome: SourceOutcome, message: Any = None) -> bytes:
-        """A refused source notification: reason, detail and where it sits (replay it
-        from there once fixed). Not the notification itself: object keys and CTRs carry
-        phone numbers. Nothing it names was deleted."""
-        body: dict[str, Any] = {
-            "reason": outcome.reason,
-            "detail": outcome.detail,
-            "adapter": outcome.source,
-            "recording_id": outcome.recording_id,
-            "at": datetime.now(UTC).isoformat(),
-            "worker": self.services.config.worker_id,
-            "source": _position(message),
-            "event": None,
-        }
-        return json.dumps(body).encode()
 
     async def publish_s3_event(self, notification: bytes, key: str) -> None:
         await self.s3_events.send(key=key.encode(), value=notification)
-
-    def _dlq_message(self, outcome: IngestOutcome, message: Any = None) -> bytes:
-        """A DLQ entry: reason, detail, where the original sits (topic, partition,
-        offset: replay it from there once fixed) and the event with its personal data
-        (customer reference, landing URI) redacted. The landing audio is kept."""
-        body: dict[str, Any] = {
-            "reason": outcome.reason,
-            "detail": outcome.detail,
-            "recording_id": outcome.recording_id,
-            "at": datetime.now(UTC).isoformat(),
-            "worker": self.services.config.worker_id,
-            "source": _position(message),
-            "event": redacted_event(outcome.payload),
-        }
-        return json.dumps(body).encode()
 
     async def _flush_audit(self) -> None:
         while self._audit_buffer:
@@ -359,38 +460,56 @@ class Worker:
 
     async def reconcile_landing(self) -> int:
         """Re-announce landing audio whose event was lost (e.g. the in-memory broker
-        restarted): stale files with a sidecar event and no catalog entry."""
+        restarted): stale files with a sidecar event and no catalog entry. A file whose
+        event was dead-lettered is never re-announced; any other file at most
+        :data:`MAX_ANNOUNCEMENTS` times, the reconcile age doubling between two (counted
+        in the catalog, so restarts do not reset it)."""
         services = self.services
         loop = asyncio.get_running_loop()
         older = float(services.config.reconcile_after_seconds)
         stale = await loop.run_in_executor(None, lambda: list(services.landing.iter_stale(older)))
         self.metrics.landing_backlog.set(len(stale))
         sent = 0
-        now = time.monotonic()
         for item in stale:
             if not item.has_sidecar:
                 continue
-            last = self._reannounced.get(item.uri)
-            if last is not None and now - last < older:
-                continue  # already re-announced recently; give the worker time
-            event = await loop.run_in_executor(None, services.landing.read_sidecar, item.uri)
-            if not isinstance(event, dict):
+            try:
+                event = await loop.run_in_executor(None, self._announceable, item.uri, older)
+            except LandingError as exc:
+                log.warning("landing sidecar unusable (%s); not re-announced", type(exc).__name__)
                 continue
-            rid = event.get("recording_id")
-            if not isinstance(rid, str):
-                continue  # a sidecar without an id cannot be re-announced; the backlog shows it
-            present = await loop.run_in_executor(
-                None, services.catalog.recording_ids_present, [rid]
-            )
-            if rid in present:
+            if event is None:
                 continue
+            rid = event["recording_id"]
             await self.publish_recording(json.dumps(event).encode(), rid)
-            self._reannounced[item.uri] = now
+            key = landing_key(services.keyring, item.uri)
+            await loop.run_in_executor(None, services.claims.announced, key)
             self.metrics.reconciled.inc()
             sent += 1
         if sent:
             log.warning("re-announced %d landing recordings with no catalog entry", sent)
         return sent
+
+    def _announceable(self, uri: str, older: float) -> dict[str, Any] | None:
+        """The sidecar event of ``uri`` if the file may be re-announced now (blocking)."""
+        services = self.services
+        key = landing_key(services.keyring, uri)
+        claim = services.claims.get([key]).get(key)
+        if claim is not None and claim.state is ClaimState.DEAD_LETTERED:
+            return None  # an operator decides (callvault dlq)
+        if not services.claims.may_announce(
+            key, limit=MAX_ANNOUNCEMENTS, backoff=timedelta(seconds=older)
+        ):
+            return None
+        event = services.landing.read_sidecar(uri)
+        rid = event.get("recording_id") if isinstance(event, dict) else None
+        if not isinstance(rid, str) or not rid:
+            return None  # a sidecar without an id cannot be re-announced; the backlog shows it
+        if rid in services.catalog.recording_ids_present([rid]):
+            return None
+        if services.dead_letters.list(recording_id=rid, limit=1):
+            return None  # its event was dead-lettered (maybe before its audio was verified)
+        return event
 
     async def run_sweep(self) -> None:
         """One retention sweep off the event loop (errors logged; the next tick retries)."""
@@ -424,8 +543,9 @@ class Worker:
         status["uptime_seconds"] = round(time.monotonic() - self.started_at, 1)
         return status
 
-    def run(self) -> None:
-        """Run the worker until SIGINT/SIGTERM (blocks)."""
+    def run(self) -> int:
+        """Run the worker until SIGINT/SIGTERM (blocks); return the exit status (0 after a
+        clean stop, non-zero when the worker crashed)."""
         from faust.worker import Worker as FaustWorker
 
         level = self.services.config.log_level.lower()
@@ -435,12 +555,23 @@ class Worker:
             quiet=True,
             redirect_stdouts=False,
         )
-        with contextlib.suppress(SystemExit):
+        try:
             worker.execute_from_commandline()
+        except SystemExit as exit_:
+            code = exit_.code
+            return code if isinstance(code, int) else (0 if code is None else 1)
+        return 0  # pragma: no cover - execute_from_commandline always exits
 
 
-def _position(message: Any) -> dict[str, Any] | None:
-    """Where a consumed message sits (replay it from there), for a DLQ entry."""
+def _source(event: Any, topic: str) -> DlqSource:
+    """Where a faust event came from (its message's topic, partition, offset and key)."""
+    message = getattr(event, "message", None)
     if message is None:
-        return None
-    return {"topic": message.topic, "partition": message.partition, "offset": message.offset}
+        return DlqSource(topic)
+    key = getattr(message, "key", None)
+    return DlqSource(
+        topic=str(getattr(message, "topic", topic)),
+        partition=getattr(message, "partition", None),
+        offset=getattr(message, "offset", None),
+        key=key if isinstance(key, bytes) else None,
+    )

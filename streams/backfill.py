@@ -294,7 +294,10 @@ def _archive_landing(root: str, *, s3_client_factory: Callable[[], Any], max_byt
         def remove_original(self, uri: str) -> None:
             Landing.delete(self, uri)
 
-    return KeepOriginals([root], s3_client_factory=s3_client_factory, max_bytes=max_bytes)
+    # An archive an operator chose, not a drop zone: backups may hard-link identical files.
+    return KeepOriginals(
+        [root], s3_client_factory=s3_client_factory, max_bytes=max_bytes, allow_hard_links=True
+    )
 
 
 def archive_root(source: str) -> str:
@@ -379,6 +382,8 @@ def run_import(
         actor=actor,
         clock=services.clock,
         restrictions=services.restrictions,
+        claims=services.claims,
+        window=config.call_window,
     )
     summary = ImportSummary()
     done_ids: set[str] = set()  # stored or declined in this run

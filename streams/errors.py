@@ -2,6 +2,8 @@
 
     StreamError
     ├── EventRejected            a bad event; goes to callvault.dlq with ``reason``
+    ├── InputRejected            input outside its bounds (streams.bounds); callers
+    │                            answer with their own error and its ``reason``
     ├── PrivacyRequestRejected   a malformed privacy request (nothing stored)
     ├── ManifestError            an import manifest that cannot be used at all
     ├── SourceRefused            a telephony source's notification that cannot be mapped
@@ -15,6 +17,7 @@
         ├── AccessDenied         a decision refused it, already audited (403/404/410/429)
         ├── AuditUnavailable     the decision could not be audited, so nothing goes out (503)
         ├── LandingUnavailable   ingest audio could not be landed (503)
+        ├── Unprocessable        pushed audio is undecodable or mislabelled (422)
         └── AudioFailure         stored audio unreadable: tampered, shredded, vault down
 
 Every one carries a stable, machine-readable ``reason`` (the code the audit record
@@ -29,6 +32,7 @@ from callvault.errors import CallvaultError
 __all__ = [
     "StreamError",
     "EventRejected",
+    "InputRejected",
     "PrivacyRequestRejected",
     "ManifestError",
     "SourceRefused",
@@ -42,6 +46,7 @@ __all__ = [
     "AccessDenied",
     "AuditUnavailable",
     "LandingUnavailable",
+    "Unprocessable",
     "AudioFailure",
     "INTEGRITY_FAILURE",
 ]
@@ -65,6 +70,13 @@ class EventRejected(_Coded):
 
     ``reason`` is a stable, machine-readable code (e.g. ``schema``, ``landing-missing``,
     ``sha256-mismatch``); ``detail`` is for humans and never carries personal data.
+    """
+
+
+class InputRejected(_Coded):
+    """Input outside its bounds (:mod:`streams.bounds`): too large, too deep, not JSON,
+    or text with lone surrogates, NUL or control characters. ``reason`` is
+    ``too-large``, ``malformed`` or ``bad-text``; ``detail`` names where, never the value.
     """
 
 
@@ -178,6 +190,16 @@ class LandingUnavailable(RequestError):
     def __init__(self, detail: str) -> None:
         self.detail = detail
         super().__init__(detail)
+
+
+class Unprocessable(RequestError):
+    """Well-formed request, unusable content (pushed audio that does not decode or is
+    not the declared format): 422 with ``reason`` and ``detail``."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason}: {detail}")
 
 
 class AudioFailure(RequestError):

@@ -3,13 +3,18 @@
 Events arrive as raw bytes so that a malformed message becomes a DLQ entry with a
 reason instead of a decoding error inside faust. :func:`parse_recording_event`
 either returns a :class:`RecordingEvent` or raises :class:`EventRejected` with a
-stable reason code (see :class:`RejectReason`). The ``detail`` of a rejection names
-the offending field, never its value when that value may be personal data.
+stable reason code (see :class:`RejectReason`); it raises nothing else, whatever the
+input. The ``detail`` of a rejection names the offending field, never its value when
+that value may be personal data.
+
+Bounds (:mod:`streams.bounds`): at most :data:`MAX_EVENT_BYTES` of JSON nested at most
+:data:`~streams.bounds.MAX_JSON_DEPTH` deep; no string (keys included) with a lone
+surrogate, NUL or a control character; call times inside the
+:class:`~streams.bounds.TimeWindow` (default 2000-01-01 to now + 1 day).
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,12 +23,15 @@ from enum import StrEnum
 from typing import Any
 
 from storage.audio import SUPPORTED_FORMATS
-from streams.errors import EventRejected
+from streams.bounds import DEFAULT_WINDOW, TimeWindow, check_tree, load_json, parse_instant
+from streams.errors import EventRejected, InputRejected
 
 __all__ = [
     "SCHEMA_V1",
     "CALL_FIELDS",
     "RECORDING_ID",
+    "TENANT",
+    "MAX_EVENT_BYTES",
     "AUDIO_FORMATS",
     "RejectReason",
     "AudioRef",
@@ -34,7 +42,6 @@ __all__ = [
 SCHEMA_V1 = "callvault.recording.v1"
 MAX_EVENT_BYTES = 64 * 1024
 MAX_CALL = timedelta(hours=24)
-FUTURE_SLACK = timedelta(minutes=5)
 MAX_PCI_PAUSES = 200
 AUDIO_FORMATS = SUPPORTED_FORMATS
 DIRECTIONS = frozenset({"inbound", "outbound", "internal"})
@@ -43,6 +50,7 @@ CONSENTS = frozenset({"notified", "granted", "declined"})
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 RECORDING_ID = _ID
 _TENANT = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+TENANT = _TENANT
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _PURPOSE = re.compile(r"^[a-z][a-z0-9-]{0,63}$")
 
@@ -74,10 +82,17 @@ class RejectReason(StrEnum):
     URI_OUTSIDE_LANDING = "uri-outside-landing"
     LANDING_MISSING = "landing-missing"
     LANDING_TOO_LARGE = "landing-too-large"
+    LANDING_NOT_REGULAR = "landing-not-regular"  # a FIFO, socket or device
+    LANDING_UNSAFE = "landing-unsafe"  # hard links, or replaced while opened
+    LANDING_UNREADABLE = "landing-unreadable"  # permissions, or S3 refuses this object
+    LANDING_CLAIMED = "landing-claimed"  # the audio belongs to another recording id
     SHA256_MISMATCH = "sha256-mismatch"
     AUDIO_UNDECODABLE = "audio-undecodable"
     AUDIO_UNSUPPORTED = "audio-unsupported"
+    AUDIO_MISLABELLED = "audio-mislabelled"  # the container is not the declared format
+    AUDIO_TOO_LONG = "audio-too-long"  # decodes to more than the declared call allows
     PCI_OUT_OF_RANGE = "pci-out-of-range"
+    INTERNAL_ERROR = "internal-error"  # an unexpected failure; detail: the exception type
 
 
 @dataclass(frozen=True)
@@ -112,6 +127,12 @@ class RecordingEvent:
         return int((self.ended_at - self.started_at) / timedelta(milliseconds=1))
 
 
+def _names(names: list[str]) -> str:
+    """A bounded list of field names for a detail (a sender chooses them)."""
+    shown = ", ".join(name[:40] for name in names[:5])
+    return shown + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+
+
 def _reject(reason: RejectReason, detail: str) -> EventRejected:
     return EventRejected(str(reason), detail)
 
@@ -125,15 +146,16 @@ def _text(data: Mapping[str, Any], name: str, pattern: re.Pattern[str] | None = 
     return value
 
 
-def _time(data: Mapping[str, Any], name: str) -> datetime:
+def _time(data: Mapping[str, Any], name: str, window: TimeWindow, now: datetime) -> datetime:
     raw = _text(data, name)
     try:
-        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        raise _reject(RejectReason.INVALID_FIELD, f"{name}: not an ISO 8601 timestamp") from None
-    if value.tzinfo is None:
-        raise _reject(RejectReason.INVALID_FIELD, f"{name}: timestamp needs a UTC offset")
-    return value.astimezone(UTC)
+        value = parse_instant(raw)
+    except ValueError as exc:
+        raise _reject(RejectReason.INVALID_FIELD, f"{name}: {exc}") from None
+    problem = window.problem(value, now)
+    if problem:
+        raise _reject(RejectReason.INVALID_FIELD, f"{name} {problem}")
+    return value
 
 
 def _choice(data: Mapping[str, Any], name: str, allowed: frozenset[str]) -> str:
@@ -146,45 +168,52 @@ def _choice(data: Mapping[str, Any], name: str, allowed: frozenset[str]) -> str:
 
 
 def _load(payload: bytes | str | Mapping[str, Any]) -> Mapping[str, Any]:
-    if isinstance(payload, Mapping):
-        return payload
-    if len(payload) > MAX_EVENT_BYTES:
-        raise _reject(RejectReason.MALFORMED, f"event larger than {MAX_EVENT_BYTES} bytes")
     try:
-        data = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise _reject(RejectReason.MALFORMED, f"not JSON: {exc.__class__.__name__}") from None
+        if isinstance(payload, Mapping):
+            check_tree(payload, multiline=False)
+            return payload
+        if not isinstance(payload, bytes | bytearray | str):
+            raise _reject(RejectReason.MALFORMED, "event must be JSON bytes or text")
+        data = load_json(payload, max_bytes=MAX_EVENT_BYTES, multiline=False)
+    except InputRejected as exc:
+        if exc.reason == "bad-text":
+            bad_uri = exc.detail.startswith("audio.uri:")  # NUL in a URI was always uri-invalid
+            reason = RejectReason.URI_INVALID if bad_uri else RejectReason.INVALID_FIELD
+            raise _reject(reason, exc.detail) from None
+        raise _reject(RejectReason.MALFORMED, f"event {exc.detail}") from None
     if not isinstance(data, dict):
         raise _reject(RejectReason.MALFORMED, "event must be a JSON object")
     return data
 
 
 def parse_recording_event(
-    payload: bytes | str | Mapping[str, Any], *, now: datetime | None = None
+    payload: bytes | str | Mapping[str, Any],
+    *,
+    now: datetime | None = None,
+    window: TimeWindow = DEFAULT_WINDOW,
 ) -> RecordingEvent:
-    """Validate a raw event.
+    """Validate a raw event; call times must lie in ``window`` around ``now``.
 
     Raises:
         EventRejected: with ``reason`` one of :class:`RejectReason`.
     """
+    now = now or datetime.now(UTC)
     data = _load(payload)
     if data.get("schema") != SCHEMA_V1:
         raise _reject(RejectReason.SCHEMA_VERSION, f"schema must be {SCHEMA_V1!r}")
     unknown = sorted(set(data) - _FIELDS)
     if unknown:
-        raise _reject(RejectReason.SCHEMA, f"unknown fields: {', '.join(unknown)}")
+        raise _reject(RejectReason.SCHEMA, f"unknown fields: {_names(unknown)}")
     missing = sorted(_FIELDS - _OPTIONAL - set(data))
     if missing:
         raise _reject(RejectReason.SCHEMA, f"missing fields: {', '.join(missing)}")
 
-    started_at = _time(data, "started_at")
-    ended_at = _time(data, "ended_at")
+    started_at = _time(data, "started_at", window, now)
+    ended_at = _time(data, "ended_at", window, now)
     if ended_at < started_at:
         raise _reject(RejectReason.INVALID_FIELD, "ended_at is before started_at")
     if ended_at - started_at > MAX_CALL:
         raise _reject(RejectReason.INVALID_FIELD, "call longer than 24 hours")
-    if ended_at > (now or datetime.now(UTC)) + FUTURE_SLACK:
-        raise _reject(RejectReason.INVALID_FIELD, "ended_at is in the future")
 
     customer_ref = data.get("customer_ref")
     if not isinstance(customer_ref, str) or not customer_ref.strip() or len(customer_ref) > 256:
@@ -209,7 +238,7 @@ def parse_recording_event(
         raise _reject(RejectReason.SCHEMA, "audio: expected an object with uri, format, sha256")
     extra = sorted(set(audio) - {"uri", "format", "sha256"})
     if extra:
-        raise _reject(RejectReason.SCHEMA, f"audio: unknown fields: {', '.join(extra)}")
+        raise _reject(RejectReason.SCHEMA, f"audio: unknown fields: {_names(extra)}")
     uri = _text(audio, "uri")
     if len(uri) > 1024 or "\x00" in uri:
         raise _reject(RejectReason.URI_INVALID, "audio.uri: too long or contains NUL")

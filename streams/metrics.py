@@ -71,6 +71,18 @@ class Metrics:
             "Ingest batches that failed (vault, catalog or landing down) and are being retried.",
             registry=r,
         )
+        self.infrastructure_retries = Counter(
+            "callvault_ingest_infrastructure_retries",
+            "Retries of ingest work after an infrastructure failure, by backend (vault, "
+            "catalog, keyring, landing, broker); the work is never skipped.",
+            ["backend"],
+            registry=r,
+        )
+        self.dlq_open = Gauge(
+            "callvault_dlq_open_entries",
+            "Dead letters not replayed yet (callvault dlq list).",
+            registry=r,
+        )
         self.reconciled = Counter(
             "callvault_landing_reannounced",
             "Landing files re-announced by the reconciler (event presumed lost).",

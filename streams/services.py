@@ -29,11 +29,14 @@ from storage.catalog import (
     ReceiptStore,
     SubjectRestrictions,
 )
+from storage.catalog.claims import LandingClaims
+from storage.catalog.deadletters import DeadLetterStore
 from storage.crypto import Keyring, KeyService
 from storage.landing import Landing
 from storage.mirror import VaultMirror
 from storage.types import AuditEntry
 from storage.vault import Vault
+from streams.bounds import DEFAULT_WINDOW, TimeWindow
 from streams.sources.config import SourceBindings
 
 __all__ = ["Services", "WorkerConfig", "DEFAULT_MAX_AUDIO_BYTES"]
@@ -53,6 +56,8 @@ class WorkerConfig:
     metrics_interval_seconds: int = 15
     log_level: str = "info"
     max_audio_bytes: int = DEFAULT_MAX_AUDIO_BYTES
+    #: The range call times of events, uploads and imports must fall in.
+    call_window: TimeWindow = DEFAULT_WINDOW
 
     @property
     def actor(self) -> str:
@@ -80,6 +85,8 @@ class Services:
     requests: PrivacyRequestStore
     ledger: DisclosureLedger
     restrictions: SubjectRestrictions
+    claims: LandingClaims
+    dead_letters: DeadLetterStore
     evaluations: EvaluationStore
     #: Brings vault tags and S3 legal holds in line with the catalog (storage.mirror).
     mirror: VaultMirror
@@ -130,6 +137,8 @@ class Services:
             requests=PrivacyRequestStore(catalog, clock=clock),
             ledger=DisclosureLedger(catalog.database, catalog.audit, clock=clock),
             restrictions=SubjectRestrictions(catalog.database),
+            claims=LandingClaims(catalog.database, clock=clock),
+            dead_letters=DeadLetterStore(catalog.database, clock=clock),
             evaluations=EvaluationStore(catalog, clock=clock),
             mirror=VaultMirror(catalog, vault, holds=holds, endoflife=endoflife, clock=clock),
             audit_listeners=audit_listeners if audit_listeners is not None else [],

@@ -15,6 +15,8 @@
     callvault import PATH --manifest FILE   backfill an archive through the ingest pipeline
     callvault qa sample|assignments|summary quality evaluations (sampling plans, scores)
     callvault announce FILE [--leg FILE --role R]...   a PBX's end-of-recording hook
+    callvault dlq list|show|replay   dead letters: what ingest refused (sealed), replay it
+    callvault ref RECORDING_ID   the keyed reference logs and DLQ headers use for an id
     callvault vault check [--repair]        orphan objects, recordings without their object
     callvault vault sync [--all]            vault tags and S3 legal holds from the catalog
 
@@ -54,6 +56,8 @@ COMMANDS = (
     "callvault.cli.imports:import_command",
     "callvault.cli.qa:qa",
     "callvault.cli.announce:announce_command",
+    "callvault.cli.dlq:dlq",
+    "callvault.cli.ref:ref",
     "callvault.cli.vault:vault",
 )
 

@@ -11,7 +11,11 @@ starts no S3 server. Ctrl-C stops the worker, then the broker, then the S3 serve
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
 import sys
+from collections.abc import Iterator
 from contextlib import ExitStack
 from typing import TYPE_CHECKING
 
@@ -23,27 +27,59 @@ from callvault.settings import Settings
 
 if TYPE_CHECKING:
     from callvault.broker import EmbeddedBroker
+    from callvault.services import Services
 
-__all__ = ["up", "worker", "demo", "BROKER_BUCKET"]
-
-
-def _broker_url(settings: Settings) -> str:
-    return settings.broker or f"kafka://127.0.0.1:{settings.embedded_broker_port}"
-
-
-def _run_worker(settings: Settings, broker_url: str) -> None:
-    from callvault.services import build_services
-    from streams.app import Worker
-
-    services = build_services(settings)
-    try:
-        Worker(services, broker_url=broker_url).run()
-    finally:
-        services.close()
-
+__all__ = ["up", "worker", "demo", "broker_url", "BROKER_BUCKET"]
 
 #: The bucket of the embedded S3 server that holds the embedded broker's topics.
 BROKER_BUCKET = "callvault-broker"
+
+
+def broker_url(settings: Settings) -> str:
+    """The broker a worker (or ``dlq replay``) talks to: CALLVAULT_BROKER, or the
+    embedded broker's port."""
+    return settings.broker or f"kafka://127.0.0.1:{settings.embedded_broker_port}"
+
+
+def _start(settings: Settings) -> tuple[Services, socket.socket]:
+    """Open the services (settings, policy and backends are checked first), then bind
+    the web port: a taken or invalid port is one line and exit 2, before anything runs.
+
+    Raises:
+        CallvaultError: a configuration, backend or bind error.
+    """
+    from callvault.services import build_services
+    from streams.app import bind_web
+
+    services = build_services(settings)
+    try:
+        return services, bind_web(settings.web_host, settings.web_port)
+    except BaseException:
+        services.close()
+        raise
+
+
+def _run_worker(services: Services, broker_url: str, web_socket: socket.socket) -> int:
+    """Run a worker until it stops; its exit status (non-zero when it crashed)."""
+    from streams.app import Worker
+
+    try:
+        return Worker(services, broker_url=broker_url, web_socket=web_socket).run()
+    finally:
+        services.close()
+        web_socket.close()
+
+
+@contextlib.contextmanager
+def _private_files() -> Iterator[None]:
+    """Every file and folder a worker creates is 0600 / 0700, whatever the caller's umask
+    (the catalog, exports, logs; storage sets modes explicitly as well). The umask is
+    restored afterwards (tests run these commands in-process)."""
+    previous = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(previous)
 
 
 @click.command()
@@ -52,23 +88,35 @@ def up(ctx: click.Context) -> None:
     """Start the embedded default: S3 server (SeaweedFS) and tansu broker keeping its
     topics on it, one worker, web server (Ctrl-C stops all)."""
     settings = settings_of(ctx)
+    with _private_files():
+        code = _up(settings)
+    if code:
+        fail(f"the worker stopped with status {code} (see the log above)", code)
+
+
+def _up(settings: Settings) -> int:
     try:
+        services, web_socket = _start(settings)
         if settings.broker:
             click.echo(f"using the broker at {settings.broker} (CALLVAULT_BROKER)")
-            _run_worker(settings, settings.broker)
-            return
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        with ExitStack() as children:  # stopped in reverse: worker, broker, S3 server
-            broker = children.enter_context(_embedded_broker(settings, children))
-            click.echo(
-                f"callvault up: broker {broker.url} (topics {_where_topics(settings)}), "
-                f"web http://{settings.web_host}:{settings.web_port}, "
-                f"state in {settings.data_dir}\n"
-                "  try `callvault demo` in another shell; Ctrl-C stops everything"
-            )
-            _run_worker(settings, broker.url)
+            code = _run_worker(services, settings.broker, web_socket)
+        else:
+            try:
+                with ExitStack() as children:  # stopped in reverse: broker, then S3 server
+                    broker = children.enter_context(_embedded_broker(settings, children))
+                    click.echo(
+                        f"callvault up: broker {broker.url} (topics {_where_topics(settings)}), "
+                        f"web http://{settings.web_host}:{settings.web_port}, "
+                        f"state in {settings.data_dir}\n"
+                        "  try `callvault demo` in another shell; Ctrl-C stops everything"
+                    )
+                    code = _run_worker(services, broker.url, web_socket)
+            finally:  # also when the S3 server or the broker does not start
+                services.close()
+                web_socket.close()
     except CallvaultError as exc:
         fail(str(exc))
+    return code
 
 
 def _where_topics(settings: Settings) -> str:
@@ -79,7 +127,11 @@ def _where_topics(settings: Settings) -> str:
 
 def _embedded_broker(settings: Settings, children: ExitStack) -> EmbeddedBroker:
     """The embedded broker, on the embedded S3 server unless its storage is memory
-    (the S3 server is entered into ``children`` first, so it stops last)."""
+    (the S3 server is entered into ``children`` first, so it stops last).
+
+    Raises:
+        EmbeddedServerError: the S3 server did not start or refused the bucket.
+    """
     from callvault.broker import EmbeddedBroker
     from callvault.seaweed import EmbeddedS3
 
@@ -103,9 +155,13 @@ def worker(ctx: click.Context) -> None:
     """Run one worker against CALLVAULT_BROKER (or the embedded broker's port)."""
     settings = settings_of(ctx)
     try:
-        _run_worker(settings, _broker_url(settings))
+        with _private_files():
+            services, web_socket = _start(settings)
+            code = _run_worker(services, broker_url(settings), web_socket)
     except CallvaultError as exc:
         fail(str(exc))
+    if code:
+        fail(f"the worker stopped with status {code} (see the log above)", code)
 
 
 @click.command()

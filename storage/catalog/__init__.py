@@ -17,6 +17,8 @@ module                      holds
 ``receipts``                signed deletion receipts
 ``stats``                   governance counts for the gauges (numbers only)
 ``evaluations``             QA evaluation assignments, sealed scores and notes
+``claims``                  which recording owns which landing file; re-announcements
+``deadletters``             the index of callvault.dlq (sealed originals, attempts)
 ``vaultsync``               the vault mirror queue (tags, S3 legal holds to write)
 ``holdsql``                 the SQL form of "an active hold covers this row"
 ==========================  =====================================================
@@ -26,6 +28,13 @@ from __future__ import annotations
 
 from storage.catalog.audit import AuditDraft, AuditLog, AuditVerification
 from storage.catalog.catalog import Catalog, DailyStat, listing_cursor, open_catalog
+from storage.catalog.claims import ClaimState, LandingClaim, LandingClaims
+from storage.catalog.deadletters import (
+    DeadLetter,
+    DeadLetterDraft,
+    DeadLetterState,
+    DeadLetterStore,
+)
 from storage.catalog.disclosures import Disclosure, DisclosureLedger
 from storage.catalog.endoflife import DeletionIntent, EndOfLifeStore, ObjectCleanup, ScheduleChange
 from storage.catalog.evaluations import Assignment, AssignmentState, EvaluationStore
@@ -43,8 +52,13 @@ __all__ = [
     "AuditLog",
     "AuditVerification",
     "Catalog",
+    "ClaimState",
     "DailyStat",
     "Database",
+    "DeadLetter",
+    "DeadLetterDraft",
+    "DeadLetterState",
+    "DeadLetterStore",
     "DeletionIntent",
     "DeletionReceipt",
     "Disclosure",
@@ -52,6 +66,8 @@ __all__ = [
     "EndOfLifeStore",
     "HoldScope",
     "HoldStore",
+    "LandingClaim",
+    "LandingClaims",
     "LegalHold",
     "ObjectCleanup",
     "PrivacyRequest",

@@ -35,6 +35,15 @@ _PG_MIGRATION_LOCK = 0x63766D69_6772
 GENESIS_HASH = "0" * 64
 
 
+def _repad(table: str, column: str) -> str:
+    """Zero-pad a year below 1000 that strftime("%Y") wrote unpadded (text order)."""
+    return (
+        f"UPDATE {table} SET {column} = CASE length({column}) WHEN 26 THEN '0' || {column} "
+        f"WHEN 25 THEN '00' || {column} WHEN 24 THEN '000' || {column} ELSE {column} END "
+        f"WHERE length({column}) BETWEEN 24 AND 26"
+    )
+
+
 @dataclass(frozen=True)
 class Migration:
     """One schema step: its version, a short name and the statements it runs."""
@@ -334,6 +343,68 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         7,
+        "landing claims, re-announcement counts, dead letters (storage/catalog/claims.py, "
+        "deadletters.py); zero-padded years in sender-controlled timestamps",
+        (
+            """
+            CREATE TABLE landing_claims (
+                landing_key TEXT PRIMARY KEY,
+                recording_id TEXT NOT NULL,
+                tenant TEXT NOT NULL,
+                state TEXT NOT NULL CHECK (state IN ('claimed', 'dead-lettered', 'released')),
+                reason TEXT NOT NULL,
+                claimed_at TEXT NOT NULL,
+                updated_at TEXT NOT NULL
+            )
+            """,
+            "CREATE INDEX landing_claims_recording ON landing_claims (recording_id)",
+            """
+            CREATE TABLE landing_announcements (
+                landing_key TEXT PRIMARY KEY,
+                announcements INTEGER NOT NULL,
+                last_announced_at TEXT NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE dead_letters (
+                entry_id TEXT PRIMARY KEY,
+                reason TEXT NOT NULL,
+                detail TEXT NOT NULL,
+                source_topic TEXT NOT NULL,
+                source_partition INTEGER,
+                source_offset BIGINT,
+                original_key {bytes},
+                sealed_value {bytes},
+                blob_key TEXT,
+                value_size INTEGER NOT NULL,
+                recording_id TEXT,
+                tenant TEXT,
+                first_seen TEXT NOT NULL,
+                last_seen TEXT NOT NULL,
+                attempts INTEGER NOT NULL,
+                state TEXT NOT NULL CHECK (state IN ('open', 'replayed')),
+                replayed_at TEXT,
+                replayed_by TEXT
+            )
+            """,
+            "CREATE INDEX dead_letters_reason ON dead_letters (state, reason, last_seen)",
+            "CREATE INDEX dead_letters_recording ON dead_letters (recording_id)",
+            *(
+                _repad(table, column)
+                for table, column in (
+                    ("recordings", "started_at"),
+                    ("recordings", "ended_at"),
+                    ("recordings", "retain_until"),
+                    ("privacy_requests", "received_at"),
+                    ("privacy_requests", "due_at"),
+                    ("privacy_requests", "verified_at"),
+                    ("contract_terminations", "terminated_at"),
+                )
+            ),
+        ),
+    ),
+    Migration(
+        8,
         "vault version ids of recordings; the vault mirror queue (storage/catalog/vaultsync.py)",
         (
             # NULL: written before this migration, or to a vault that keeps no versions

@@ -26,17 +26,24 @@ What a caller may rely on:
   PostgreSQL it is an ordinary READ COMMITTED transaction. A nested ``transaction()``
   in the same thread joins the outer one. Callbacks registered with
   :meth:`Transaction.on_commit` run after the outermost commit, never on rollback.
+- The SQLite file (and with it its ``-wal`` / ``-shm`` files) is created ``0600``;
+  a missing folder ``0700``.
 - SQLite runs in WAL mode with foreign keys on, a 30 s busy timeout and
   ``synchronous=FULL`` (each commit is durable on disk; the audit log relies on it).
   ``?synchronous=normal`` in the URL trades that for speed.
 - Every sqlite3 / psycopg error is raised as :class:`~storage.errors.CatalogError`
-  (``from`` the driver error); no caller ever sees a driver exception.
+  (``from`` the driver error); no caller ever sees a driver exception. Errors that say
+  the database cannot be used now (unreachable, closed, locked, busy, disk full or I/O
+  error, lost connection, timeouts, serialization failures) are
+  :class:`~storage.errors.CatalogUnavailable`: worth retrying.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
+import stat
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -48,7 +55,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from callvault.errors import ConfigError
-from storage.errors import CatalogError
+from storage._files import make_private_dirs
+from storage.errors import CatalogError, CatalogUnavailable
 
 __all__ = [
     "Database",
@@ -68,6 +76,7 @@ Params = Sequence[Any]
 
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 _BUSY_TIMEOUT_S = 30.0
+_SHORT_YEAR = re.compile(r"[0-9]{1,3}-[0-9]{2}-[0-9]{2}T")
 
 
 def to_db_time(value: datetime) -> str:
@@ -78,7 +87,13 @@ def to_db_time(value: datetime) -> str:
     """
     if value.tzinfo is None or value.utcoffset() is None:
         raise CatalogError(f"naive datetime {value.isoformat()} given; use an aware UTC datetime")
-    return value.astimezone(UTC).strftime(_TIME_FORMAT)
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:
+        raise CatalogError(f"datetime {value.isoformat()} cannot be moved to UTC") from None
+    # Not strftime("%Y"): glibc does not zero-pad years below 1000, which would break
+    # the fixed width (and with it text order = time order and from_db_time).
+    return f"{utc.year:04d}-" + utc.strftime(_TIME_FORMAT[3:])
 
 
 def from_db_time(text: str) -> datetime:
@@ -90,6 +105,8 @@ def from_db_time(text: str) -> datetime:
     # The stored form is fixed-width "YYYY-MM-DDTHH:MM:SS.ffffffZ": fromisoformat is
     # ~20x faster than strptime (hot in listings and the retention sweep); anything
     # else is refused, as strptime would.
+    if isinstance(text, str) and 24 <= len(text) < 27 and _SHORT_YEAR.match(text):
+        text = text.zfill(27)  # written by strftime("%Y") before years were zero-padded
     if not isinstance(text, str) or len(text) != 27 or text[10] != "T" or text[-1] != "Z":
         raise CatalogError(f"malformed timestamp in the catalog: {text!r}")
     try:
@@ -317,7 +334,7 @@ class Database(ABC):
             return state
         with self._lock:
             if self._closed:
-                raise CatalogError(f"catalog database {self.url} is closed")
+                raise CatalogUnavailable(f"catalog database {self.url} is closed")
             # Threads of a finished pool leave their connection behind: reclaim them,
             # including one whose thread id the OS has just recycled for this thread.
             dead = [
@@ -330,7 +347,7 @@ class Database(ABC):
         with self._lock:
             if self._closed:
                 self._close_connection(state.connection)
-                raise CatalogError(f"catalog database {self.url} is closed")
+                raise CatalogUnavailable(f"catalog database {self.url} is closed")
             self._states[ident] = state
         return state
 
@@ -360,9 +377,48 @@ class Database(ABC):
             self._execute(connection, "ROLLBACK", ())
 
 
+#: SQLite primary result codes that say the database cannot be used now, not that the
+#: statement is wrong: BUSY, LOCKED, NOMEM, READONLY, IOERR, CORRUPT, FULL, CANTOPEN,
+#: PROTOCOL, NOTADB.
+_SQLITE_UNAVAILABLE = frozenset({5, 6, 7, 8, 10, 11, 13, 14, 15, 26})
+
+
+def _sqlite_error(message: str, exc: Exception) -> CatalogError:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int) and code & 0xFF in _SQLITE_UNAVAILABLE:
+        return CatalogUnavailable(message)
+    return CatalogError(message)
+
+
+def _postgres_error(message: str, exc: Exception) -> CatalogError:
+    import psycopg
+
+    # OperationalError: connection lost, server shutting down, timeouts, serialization
+    # failures and deadlocks; InterfaceError: the connection is unusable.
+    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+        return CatalogUnavailable(message)
+    return CatalogError(message)
+
+
 def _sql_excerpt(sql: str) -> str:
     text = " ".join(sql.split())
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _private_database_file(path: Path) -> None:
+    """Create the database file 0600 in a 0700 folder before SQLite does (it would use
+    the umask, typically 0644), and tighten an existing one we own. SQLite creates the
+    ``-wal`` and ``-shm`` files with the database file's mode."""
+    if not path.parent.exists():
+        make_private_dirs(path.parent)
+    if not path.parent.is_dir():
+        raise NotADirectoryError(f"{path.parent} is not a folder")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    os.close(fd)
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with suppress(FileNotFoundError, PermissionError):
+            if stat.S_IMODE(file.stat().st_mode) & 0o077 and file.stat().st_uid == os.geteuid():
+                os.chmod(file, 0o600)
 
 
 class SqliteDatabase(Database):
@@ -375,9 +431,11 @@ class SqliteDatabase(Database):
         self.path = path
         self._synchronous = synchronous
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
+            _private_database_file(path)
+        except NotADirectoryError as exc:
             raise CatalogError(f"cannot create the folder for {path}: {exc}") from exc
+        except OSError as exc:
+            raise CatalogUnavailable(f"cannot create the catalog file {path}: {exc}") from exc
         self._close_connection(self._connect())  # fail now, not at first use
 
     def _connect(self) -> sqlite3.Connection:
@@ -393,7 +451,7 @@ class SqliteDatabase(Database):
             connection.execute(f"PRAGMA synchronous = {self._synchronous}")
             connection.execute("PRAGMA foreign_keys = ON")
         except sqlite3.Error as exc:
-            raise CatalogError(f"cannot open SQLite catalog {self.path}: {exc}") from exc
+            raise CatalogUnavailable(f"cannot open SQLite catalog {self.path}: {exc}") from exc
         return connection
 
     def _close_connection(self, connection: Any) -> None:
@@ -407,13 +465,13 @@ class SqliteDatabase(Database):
             cursor.close()
             return count
         except sqlite3.Error as exc:
-            raise CatalogError(f"SQLite failed on {_sql_excerpt(sql)!r}: {exc}") from exc
+            raise _sqlite_error(f"SQLite failed on {_sql_excerpt(sql)!r}: {exc}", exc) from exc
 
     def _executemany(self, connection: Any, sql: str, rows: list[Params]) -> None:
         try:
             connection.executemany(sql, rows)
         except sqlite3.Error as exc:
-            raise CatalogError(f"SQLite failed on {_sql_excerpt(sql)!r}: {exc}") from exc
+            raise _sqlite_error(f"SQLite failed on {_sql_excerpt(sql)!r}: {exc}", exc) from exc
 
     def _fetch_all(self, connection: Any, sql: str, params: Params) -> list[Row]:
         try:
@@ -422,7 +480,7 @@ class SqliteDatabase(Database):
             cursor.close()
             return [tuple(row) for row in rows]
         except sqlite3.Error as exc:
-            raise CatalogError(f"SQLite failed on {_sql_excerpt(sql)!r}: {exc}") from exc
+            raise _sqlite_error(f"SQLite failed on {_sql_excerpt(sql)!r}: {exc}", exc) from exc
 
 
 _PLACEHOLDER_TOKENS = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|--[^\n]*|\?|%")
@@ -465,7 +523,7 @@ class PostgresDatabase(Database):
             return psycopg.connect(self._conninfo, autocommit=True, connect_timeout=10)
         except psycopg.Error as exc:
             message = str(exc).replace(self._conninfo, self.url).strip()
-            raise CatalogError(
+            raise CatalogUnavailable(
                 f"cannot connect to PostgreSQL catalog {self.url}: {message}"
             ) from exc
 
@@ -486,7 +544,9 @@ class PostgresDatabase(Database):
                 cursor.execute(self._sql(sql), tuple(params) or None)
                 return int(cursor.rowcount)
         except psycopg.Error as exc:
-            raise CatalogError(f"PostgreSQL failed on {_sql_excerpt(sql)!r}: {exc}") from exc
+            raise _postgres_error(
+                f"PostgreSQL failed on {_sql_excerpt(sql)!r}: {exc}", exc
+            ) from exc
 
     def _executemany(self, connection: Any, sql: str, rows: list[Params]) -> None:
         import psycopg
@@ -495,7 +555,9 @@ class PostgresDatabase(Database):
             with connection.cursor() as cursor:
                 cursor.executemany(self._sql(sql), rows)
         except psycopg.Error as exc:
-            raise CatalogError(f"PostgreSQL failed on {_sql_excerpt(sql)!r}: {exc}") from exc
+            raise _postgres_error(
+                f"PostgreSQL failed on {_sql_excerpt(sql)!r}: {exc}", exc
+            ) from exc
 
     def _fetch_all(self, connection: Any, sql: str, params: Params) -> list[Row]:
         import psycopg
@@ -505,7 +567,9 @@ class PostgresDatabase(Database):
                 cursor.execute(self._sql(sql), tuple(params) or None)
                 return [tuple(row) for row in cursor.fetchall()]
         except psycopg.Error as exc:
-            raise CatalogError(f"PostgreSQL failed on {_sql_excerpt(sql)!r}: {exc}") from exc
+            raise _postgres_error(
+                f"PostgreSQL failed on {_sql_excerpt(sql)!r}: {exc}", exc
+            ) from exc
 
 
 _SYNCHRONOUS = {"full": "FULL", "normal": "NORMAL", "extra": "EXTRA"}

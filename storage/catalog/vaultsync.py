@@ -1,4 +1,4 @@
-"""The vault mirror queue (table ``vault_sync``, migration 7): recordings whose object
+"""The vault mirror queue (table ``vault_sync``, migration 8): recordings whose object
 tags or legal hold in the vault must be brought in line with the catalog.
 
 What a caller may rely on:

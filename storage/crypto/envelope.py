@@ -2,10 +2,15 @@
 
 Byte layout (all integers big-endian)::
 
-    prefix   16 bytes  b"CVLT" | version u8 (=1) | flags u8 (=0) | reserved u16 (=0)
-                       | header_len u32 | reserved u32 (=0)
+    prefix   16 bytes  b"CVLT" | version u8 (=2; 1 still read) | flags u8 (=0)
+                       | reserved u16 (=0) | header_len u32 | reserved u32 (=0)
     header   header_len bytes of UTF-8 JSON (sorted keys, compact), see EnvelopeHeader
     chunks   chunk_count x (ciphertext of one plaintext chunk + 16-byte GCM tag)
+
+Version 2 names the recording by ``recording_ref``, a keyed digest of its id
+(:func:`storage.crypto.keyring.recording_digest`), so object storage never holds a
+recording id; version 1 objects (``recording_id`` in clear) are still read. The
+envelope treats the value as an opaque binding either way.
 
 Every plaintext chunk is ``chunk_size`` bytes except the last, which holds the rest
 (0 < size <= chunk_size, or 0 for an empty recording, which still has one chunk).
@@ -18,7 +23,7 @@ or a chunk or header spliced in from another recording all raise
 never return bytes they could not authenticate.
 
 The data key travels in the header wrapped by the subject key
-(:func:`wrap_data_key`), bound to the recording id and the subject key id.
+(:func:`wrap_data_key`), bound to the recording reference and the subject key id.
 
 Streaming (:func:`seal_chunks`, :func:`open_chunks`) authenticates every chunk
 before yielding it; a defect later in the object (truncation, trailing bytes) is
@@ -45,6 +50,7 @@ from storage.errors import IntegrityError
 __all__ = [
     "MAGIC",
     "FORMAT_VERSION",
+    "READ_VERSIONS",
     "PREFIX_SIZE",
     "TAG_SIZE",
     "DEFAULT_CHUNK_SIZE",
@@ -69,7 +75,10 @@ __all__ = [
 ]
 
 MAGIC = b"CVLT"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Versions read: 1 (recording id in clear) and 2 (keyed recording reference).
+READ_VERSIONS = frozenset({1, 2})
+_BINDING_FIELD = {1: "recording_id", 2: "recording_ref"}
 PREFIX_SIZE = 16
 TAG_SIZE = 16
 DEFAULT_CHUNK_SIZE = 64 * 1024
@@ -95,9 +104,13 @@ class SupportsRead(Protocol):
 
 @dataclass(frozen=True)
 class EnvelopeHeader:
-    """The parsed header of a sealed object (format version 1)."""
+    """The parsed header of a sealed object.
 
-    recording_id: str
+    ``recording_ref`` is what the object is bound to: in version 2 a keyed digest of
+    the recording id, in version 1 the recording id itself (``version`` says which).
+    """
+
+    recording_ref: str
     subject_key_id: str
     wrapped_data_key: bytes
     nonce_base: bytes
@@ -107,6 +120,13 @@ class EnvelopeHeader:
     content_type: str
     digest: bytes  # sha256 over prefix + header bytes; bound into every chunk
     cipher: str = CIPHER
+    version: int = FORMAT_VERSION
+
+    @property
+    def label(self) -> str:
+        """How errors name the object: ``r`` + 11 hex digits of a v2 reference (the
+        keyed reference logs use), never a v1 object's recording id."""
+        return f"r{self.recording_ref[:11]}" if self.version >= 2 else "a v1 object"
 
     def chunk_plain_size(self, index: int) -> int:
         """Plaintext length of chunk ``index``."""
@@ -128,13 +148,13 @@ def new_data_key() -> bytes:
     return AESGCM.generate_key(bit_length=256)
 
 
-def _data_key_aad(recording_id: str, subject_key_id: str) -> bytes:
-    rid, sid = recording_id.encode(), subject_key_id.encode()
+def _data_key_aad(recording_ref: str, subject_key_id: str) -> bytes:
+    rid, sid = recording_ref.encode(), subject_key_id.encode()
     return _DATA_KEY_DOMAIN + struct.pack(">I", len(rid)) + rid + struct.pack(">I", len(sid)) + sid
 
 
 def wrap_data_key(
-    subject_key: bytes, data_key: bytes, *, recording_id: str, subject_key_id: str
+    subject_key: bytes, data_key: bytes, *, recording_ref: str, subject_key_id: str
 ) -> bytes:
     """Encrypt ``data_key`` under ``subject_key``: 12-byte nonce || ciphertext+tag.
 
@@ -144,28 +164,28 @@ def wrap_data_key(
     if len(data_key) != KEY_SIZE or len(subject_key) != KEY_SIZE:
         raise ValueError("subject and data keys must be 32 bytes (AES-256)")
     nonce = os.urandom(12)
-    aad = _data_key_aad(recording_id, subject_key_id)
+    aad = _data_key_aad(recording_ref, subject_key_id)
     return nonce + AESGCM(subject_key).encrypt(nonce, data_key, aad)
 
 
 def unwrap_data_key(
-    subject_key: bytes, wrapped: bytes, *, recording_id: str, subject_key_id: str
+    subject_key: bytes, wrapped: bytes, *, recording_ref: str, subject_key_id: str
 ) -> bytes:
     """Reverse :func:`wrap_data_key`.
 
     Raises:
-        IntegrityError: wrong subject key, recording id or subject key id, or tampering.
+        IntegrityError: wrong subject key, recording reference or subject key id, or
+            tampering.
     """
     if len(wrapped) != 12 + KEY_SIZE + TAG_SIZE:
-        raise IntegrityError(f"recording {recording_id}: wrapped data key has a wrong length")
+        raise IntegrityError("wrapped data key has a wrong length")
     try:
         return AESGCM(subject_key).decrypt(
-            wrapped[:12], wrapped[12:], _data_key_aad(recording_id, subject_key_id)
+            wrapped[:12], wrapped[12:], _data_key_aad(recording_ref, subject_key_id)
         )
     except (InvalidTag, ValueError) as exc:
         raise IntegrityError(
-            f"recording {recording_id}: data key does not unwrap "
-            "(header tampered or spliced from another recording)"
+            "data key does not unwrap (header tampered or spliced from another recording)"
         ) from exc
 
 
@@ -174,21 +194,27 @@ def unwrap_data_key(
 
 def build_header(
     *,
-    recording_id: str,
+    recording_ref: str,
     subject_key_id: str,
     wrapped_data_key: bytes,
     plaintext_size: int,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     content_type: str = "audio/wav",
     nonce_base: bytes | None = None,
+    version: int = FORMAT_VERSION,
 ) -> tuple[EnvelopeHeader, bytes]:
-    """The header for a new object and its bytes (prefix included).
+    """The header for a new object and its bytes (prefix included). ``version=1``
+    writes the old layout (``recording_ref`` stored as ``recording_id``), for tests and
+    tools that must produce what older callvaults wrote.
 
     Raises:
-        ValueError: empty ids, a chunk size out of range, a negative size, too many chunks.
+        ValueError: empty ids, a chunk size out of range, a negative size, too many
+            chunks, an unknown version.
     """
-    if not recording_id or not subject_key_id:
-        raise ValueError("recording_id and subject_key_id must not be empty")
+    if not recording_ref or not subject_key_id:
+        raise ValueError("recording_ref and subject_key_id must not be empty")
+    if version not in READ_VERSIONS:
+        raise ValueError(f"unknown sealed object version {version}")
     if not MIN_CHUNK_SIZE <= chunk_size <= MAX_CHUNK_SIZE:
         raise ValueError(f"chunk_size must be in [{MIN_CHUNK_SIZE}, {MAX_CHUNK_SIZE}]")
     if plaintext_size < 0:
@@ -199,7 +225,7 @@ def build_header(
     nonce_base = os.urandom(_NONCE_BASE_SIZE) if nonce_base is None else nonce_base
     body = json.dumps(
         {
-            "recording_id": recording_id,
+            _BINDING_FIELD[version]: recording_ref,
             "subject_key_id": subject_key_id,
             "wrapped_data_key": base64.b64encode(wrapped_data_key).decode("ascii"),
             "nonce_base": base64.b64encode(nonce_base).decode("ascii"),
@@ -214,9 +240,9 @@ def build_header(
     ).encode()
     if len(body) > MAX_HEADER_SIZE:
         raise ValueError("header too large (ids or content type too long)")
-    raw = _PREFIX.pack(MAGIC, FORMAT_VERSION, 0, 0, len(body), 0) + body
+    raw = _PREFIX.pack(MAGIC, version, 0, 0, len(body), 0) + body
     header = EnvelopeHeader(
-        recording_id=recording_id,
+        recording_ref=recording_ref,
         subject_key_id=subject_key_id,
         wrapped_data_key=wrapped_data_key,
         nonce_base=nonce_base,
@@ -225,6 +251,7 @@ def build_header(
         chunk_count=chunk_count,
         content_type=content_type,
         digest=hashlib.sha256(raw).digest(),
+        version=version,
     )
     return header, raw
 
@@ -240,7 +267,7 @@ def header_length(prefix: bytes | memoryview) -> int:
     magic, version, flags, reserved, body_len, reserved2 = _PREFIX.unpack_from(prefix)
     if magic != MAGIC:
         raise IntegrityError("not a callvault sealed object (bad magic)")
-    if version != FORMAT_VERSION:
+    if version not in READ_VERSIONS:
         raise IntegrityError(f"unsupported sealed object version {version}")
     if flags or reserved or reserved2:
         raise IntegrityError("sealed object prefix has non-zero reserved bits")
@@ -269,13 +296,13 @@ def parse_header(prefix: bytes | memoryview) -> tuple[EnvelopeHeader, int]:
     if len(prefix) < total:
         raise IntegrityError(f"object too short: header needs {total} bytes, got {len(prefix)}")
     raw = bytes(prefix[:total])
+    version = raw[4]
+    binding = _BINDING_FIELD[version]
     try:
         fields = json.loads(raw[PREFIX_SIZE:])
         if not isinstance(fields, dict):
             raise TypeError("header is not an object")
-        strings = {
-            k: fields[k] for k in ("recording_id", "subject_key_id", "content_type", "cipher")
-        }
+        strings = {k: fields[k] for k in (binding, "subject_key_id", "content_type", "cipher")}
         ints = {k: fields[k] for k in ("chunk_size", "plaintext_size", "chunk_count")}
         wrapped = _b64field(fields, "wrapped_data_key")
         nonce_base = _b64field(fields, "nonce_base")
@@ -299,7 +326,7 @@ def parse_header(prefix: bytes | memoryview) -> tuple[EnvelopeHeader, int]:
     ):
         raise IntegrityError("sealed object header sizes are inconsistent")
     header = EnvelopeHeader(
-        recording_id=strings["recording_id"],
+        recording_ref=strings[binding],
         subject_key_id=strings["subject_key_id"],
         wrapped_data_key=wrapped,
         nonce_base=nonce_base,
@@ -308,6 +335,7 @@ def parse_header(prefix: bytes | memoryview) -> tuple[EnvelopeHeader, int]:
         chunk_count=chunk_count,
         content_type=str(strings["content_type"]),
         digest=hashlib.sha256(raw).digest(),
+        version=version,
     )
     return header, total
 
@@ -352,13 +380,13 @@ def _decrypt_chunk(
         return aead.decrypt(_nonce(header, index), sealed, _aad(header, index))
     except InvalidTag as exc:
         raise IntegrityError(
-            f"recording {header.recording_id}: chunk {index} of {header.chunk_count} failed "
+            f"recording {header.label}: chunk {index} of {header.chunk_count} failed "
             "authentication (tampered, reordered, spliced, or wrong key)"
         ) from exc
 
 
 def seal_chunks(
-    recording_id: str,
+    recording_ref: str,
     plaintext: bytes | bytearray | memoryview | SupportsRead,
     *,
     data_key: bytes,
@@ -367,6 +395,7 @@ def seal_chunks(
     size: int | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     content_type: str = "audio/wav",
+    version: int = FORMAT_VERSION,
 ) -> Iterator[bytes]:
     """Yield the sealed object piece by piece: the header, then each sealed chunk.
 
@@ -389,12 +418,13 @@ def seal_chunks(
             raise ValueError("sealing a stream needs its size")
         view, total, reader = None, size, plaintext
     header, raw = build_header(
-        recording_id=recording_id,
+        recording_ref=recording_ref,
         subject_key_id=subject_key_id,
         wrapped_data_key=wrapped_data_key,
         plaintext_size=total,
         chunk_size=chunk_size,
         content_type=content_type,
+        version=version,
     )
     yield raw
     for index in range(header.chunk_count):
@@ -428,7 +458,7 @@ def _read_exactly(reader: SupportsRead, length: int) -> bytes:
 
 
 def seal(
-    recording_id: str,
+    recording_ref: str,
     plaintext: bytes | bytearray | memoryview,
     *,
     data_key: bytes,
@@ -436,21 +466,24 @@ def seal(
     subject_key_id: str,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     content_type: str = "audio/wav",
+    version: int = FORMAT_VERSION,
 ) -> bytes:
-    """The whole sealed object for ``plaintext`` (see :func:`seal_chunks`).
+    """The whole sealed object for ``plaintext`` (see :func:`seal_chunks`; ``version=1``
+    only to produce what older callvaults wrote).
 
     Raises:
         ValueError: bad arguments (empty ids, key size, chunk size).
     """
     return b"".join(
         seal_chunks(
-            recording_id,
+            recording_ref,
             plaintext,
             data_key=data_key,
             wrapped_data_key=wrapped_data_key,
             subject_key_id=subject_key_id,
             chunk_size=chunk_size,
             content_type=content_type,
+            version=version,
         )
     )
 
@@ -511,19 +544,19 @@ def open_chunks(
         piece = _read_exactly(reader, size)
         if len(piece) != size:
             raise IntegrityError(
-                f"recording {parsed.recording_id}: object truncated in chunk {index} "
+                f"recording {parsed.label}: object truncated in chunk {index} "
                 f"of {parsed.chunk_count}"
             )
         yield _decrypt_chunk(aead, parsed, index, piece)
     if _read_exactly(reader, 1):
-        raise IntegrityError(f"recording {parsed.recording_id}: trailing bytes after last chunk")
+        raise IntegrityError(f"recording {parsed.label}: trailing bytes after last chunk")
 
 
 def _check_length(view: memoryview, header: EnvelopeHeader, header_len: int) -> None:
     expected = header.sealed_size(header_len)
     if len(view) != expected:
         raise IntegrityError(
-            f"recording {header.recording_id}: object is {len(view)} bytes, header says "
+            f"recording {header.label}: object is {len(view)} bytes, header says "
             f"{expected} (truncated or extended)"
         )
 
@@ -601,7 +634,7 @@ def open_range(
     view = memoryview(ciphertext).cast("B")
     if len(view) != cipher_end - cipher_start + 1:
         raise IntegrityError(
-            f"recording {header.recording_id}: range read returned {len(view)} bytes, "
+            f"recording {header.label}: range read returned {len(view)} bytes, "
             f"expected {cipher_end - cipher_start + 1} (object truncated?)"
         )
     last = end // header.chunk_size

@@ -44,6 +44,7 @@ __all__ = [
     "open_keyring",
     "canonical_context",
     "pseudonym",
+    "recording_digest",
     "hmac_signature",
     "split_signature",
     "hmac_matches",
@@ -55,6 +56,8 @@ BACKENDS: dict[str, str] = {
     "kms": "storage.crypto.kms:KmsKeyring",
 }
 _PSEUDONYM_DOMAIN = b"callvault-pseudonym/1"
+# Not a tenant name (tenants are [a-z0-9-]): never collides with a customer pseudonym.
+_RECORDING_DOMAIN = "callvault:recording-ref"
 
 
 @runtime_checkable
@@ -116,14 +119,30 @@ def pseudonym(secret: bytes, tenant: str, value: str) -> str:
     so a move between keyrings that keep the same secret keeps every pseudonym).
 
     Raises:
-        KeyringError: an empty tenant or value.
+        KeyringError: an empty tenant or value, or one with a lone surrogate.
     """
     if not tenant or not value:
         raise KeyringError("pseudonymize needs a non-empty tenant and value")
-    t, v = tenant.encode(), value.encode()
+    try:
+        t, v = tenant.encode(), value.encode()
+    except UnicodeEncodeError:
+        raise KeyringError(
+            "pseudonymize needs text encodable as UTF-8 (no lone surrogates)"
+        ) from None
     # Length prefixes keep ("ab", "c") and ("a", "bc") apart.
     message = _PSEUDONYM_DOMAIN + struct.pack(">I", len(t)) + t + struct.pack(">I", len(v)) + v
     return hmac.new(secret, message, hashlib.sha256).hexdigest()
+
+
+def recording_digest(keyring: Keyring, recording_id: str) -> str:
+    """The keyed digest that names a recording where its id must not appear: a sealed
+    object's header (format v2), and, shortened to ``r`` + 11 hex digits, log lines and
+    DLQ headers (``streams.refs.recording_ref``; ``callvault ref`` prints it).
+
+    Raises:
+        KeyringError: an empty or unencodable recording id.
+    """
+    return keyring.pseudonymize(_RECORDING_DOMAIN, recording_id)
 
 
 def hmac_signature(key_id: str, key: bytes, payload: bytes) -> str:

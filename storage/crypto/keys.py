@@ -19,6 +19,7 @@ What a caller of :class:`KeyService` may rely on:
 
 from __future__ import annotations
 
+import hmac
 import secrets
 import threading
 from collections import OrderedDict
@@ -29,7 +30,7 @@ from typing import Protocol, runtime_checkable
 
 from storage.crypto import envelope
 from storage.crypto.envelope import EnvelopeHeader
-from storage.crypto.keyring import Keyring
+from storage.crypto.keyring import Keyring, recording_digest
 from storage.errors import IntegrityError, KeyDestroyed, KeyringError
 from storage.types import SubjectKeyRecord
 
@@ -151,11 +152,12 @@ class KeyService:
         record = self._live_or_new_subject_key(tenant, subject_ref)
         subject_key = self._subject_key(record)
         data_key = envelope.new_data_key()
+        ref = self.recording_ref(recording_id)  # the header never holds the id (format v2)
         wrapped = envelope.wrap_data_key(
-            subject_key, data_key, recording_id=recording_id, subject_key_id=record.key_id
+            subject_key, data_key, recording_ref=ref, subject_key_id=record.key_id
         )
         blob = envelope.seal(
-            recording_id,
+            ref,
             plaintext,
             data_key=data_key,
             wrapped_data_key=wrapped,
@@ -164,6 +166,22 @@ class KeyService:
             content_type=content_type,
         )
         return SealedRecording(blob=blob, subject_key_id=record.key_id)
+
+    def recording_ref(self, recording_id: str) -> str:
+        """What a sealed object's header (format v2) names ``recording_id`` by: a keyed
+        digest (:func:`storage.crypto.keyring.recording_digest`).
+
+        Raises:
+            KeyringError: an empty or unencodable recording id.
+        """
+        return recording_digest(self._keyring, recording_id)
+
+    def header_matches(self, header: EnvelopeHeader, recording_id: str) -> bool:
+        """Whether the object behind ``header`` holds ``recording_id`` (v2: its keyed
+        digest; v1: the id itself): a swapped object fails this."""
+        if header.version == 1:
+            return header.recording_ref == recording_id
+        return hmac.compare_digest(header.recording_ref, self.recording_ref(recording_id))
 
     def open_recording(self, blob: bytes | memoryview) -> bytes:
         """Decrypt a whole sealed object.
@@ -186,8 +204,8 @@ class KeyService:
         content_type: str = "application/json",
     ) -> bytes:
         """Encrypt a small record about a recording (an evaluation, a timeline note) under
-        an existing, live subject key, in the object format with ``name`` in the place of
-        the recording id (bound into every chunk and the wrapped data key). Destroying
+        an existing, live subject key, in the object format with ``name`` as its
+        ``recording_ref`` (bound into every chunk and the wrapped data key). Destroying
         the subject key (erasure) makes it unreadable together with the audio.
 
         Never creates a key: after an erasure nothing new is sealed for that customer.
@@ -207,7 +225,7 @@ class KeyService:
             raise KeyDestroyed(f"subject key {subject_key_id} was destroyed (customer erased)")
         data_key = envelope.new_data_key()
         wrapped = envelope.wrap_data_key(
-            self._subject_key(record), data_key, recording_id=name, subject_key_id=record.key_id
+            self._subject_key(record), data_key, recording_ref=name, subject_key_id=record.key_id
         )
         return envelope.seal(
             name,
@@ -227,9 +245,9 @@ class KeyService:
             KeyringError: the subject key is unknown or cannot be unwrapped.
         """
         header = envelope.parse_header(blob)
-        if header[0].recording_id != name:
+        if header[0].recording_ref != name:
             raise IntegrityError(
-                f"sealed record belongs to {header[0].recording_id!r}, not {name!r}"
+                f"sealed record belongs to {header[0].recording_ref!r}, not {name!r}"
             )
         return envelope.open_sealed(blob, self.data_key(header[0]), header=header)
 
@@ -286,19 +304,19 @@ class KeyService:
         record = self._store.get_subject_key_by_id(header.subject_key_id)
         if record is None:
             raise KeyringError(
-                f"recording {header.recording_id}: subject key {header.subject_key_id} "
+                f"recording {header.label}: subject key {header.subject_key_id} "
                 "is unknown to the catalog"
             )
         if record.wrapped_key is None or record.destroyed_at is not None:
             self._forget(record.key_id)
             raise KeyDestroyed(
-                f"recording {header.recording_id}: its subject key was destroyed "
+                f"recording {header.label}: its subject key was destroyed "
                 "(customer erased); the audio is unrecoverable"
             )
         return envelope.unwrap_data_key(
             self._subject_key(record),
             header.wrapped_data_key,
-            recording_id=header.recording_id,
+            recording_ref=header.recording_ref,
             subject_key_id=header.subject_key_id,
         )
 

@@ -80,7 +80,7 @@ from storage.crypto.keyring import (
     pseudonym,
     split_signature,
 )
-from storage.errors import KeyringError
+from storage.errors import KeyringError, KeyringUnavailable
 
 __all__ = ["KmsKeyring", "make_kms_client", "SECRETS_FORMAT", "SECRETS_CONTEXT"]
 
@@ -123,8 +123,9 @@ def _kms(action: str, call: Callable[[], T]) -> T:
                 f"KMS {action} refused: wrong context, wrong key or tampered blob ({failure.code})"
             )
         if failure.kind is Failure.UNREACHABLE:
-            return KeyringError(f"KMS {action} failed: {failure.message}")
-        return KeyringError(f"KMS {action} failed: {failure.code}: {failure.message}".rstrip(": "))
+            return KeyringUnavailable(f"KMS {action} failed: {failure.message}")
+        error = KeyringUnavailable if failure.transient else KeyringError
+        return error(f"KMS {action} failed: {failure.code}: {failure.message}".rstrip(": "))
 
     with _aws.translated(refused):
         return call()
@@ -376,7 +377,9 @@ class KmsKeyring:
             try:
                 stack.enter_context(exclusive_lock(self._path))
             except OSError as exc:
-                raise KeyringError(f"cannot lock KMS secrets file {self._path}: {exc}") from exc
+                raise KeyringUnavailable(
+                    f"cannot lock KMS secrets file {self._path}: {exc}"
+                ) from exc
             yield
 
     def _write(self, inner: dict[str, Any]) -> None:
@@ -411,7 +414,7 @@ class KmsKeyring:
         except OSError as exc:
             with contextlib.suppress(OSError):
                 tmp.unlink()
-            raise KeyringError(f"cannot write KMS secrets file {self._path}: {exc}") from exc
+            raise KeyringUnavailable(f"cannot write KMS secrets file {self._path}: {exc}") from exc
 
     def _read(self) -> dict[str, Any]:
         where = f"KMS secrets file {self._path}"
@@ -420,7 +423,7 @@ class KmsKeyring:
             raw = self._path.read_bytes()
             self._stamp = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
         except OSError as exc:
-            raise KeyringError(f"cannot read {where}: {exc}") from exc
+            raise KeyringUnavailable(f"cannot read {where}: {exc}") from exc
         try:
             document = json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -45,7 +45,7 @@ from storage.crypto.keyring import (
     pseudonym,
     split_signature,
 )
-from storage.errors import KeyringError
+from storage.errors import KeyringError, KeyringUnavailable
 
 __all__ = ["LocalKeyring", "KEY_FILE_FORMAT"]
 
@@ -295,7 +295,7 @@ class LocalKeyring:
             try:
                 stack.enter_context(exclusive_lock(self._path))
             except OSError as exc:
-                raise KeyringError(f"cannot lock key file {self._path}: {exc}") from exc
+                raise KeyringUnavailable(f"cannot lock key file {self._path}: {exc}") from exc
             yield
 
     def _write(self, state: dict[str, Any]) -> None:
@@ -312,7 +312,7 @@ class LocalKeyring:
         except OSError as exc:
             with contextlib.suppress(OSError):
                 tmp.unlink()
-            raise KeyringError(f"cannot write key file {self._path}: {exc}") from exc
+            raise KeyringUnavailable(f"cannot write key file {self._path}: {exc}") from exc
 
     def _read(self) -> dict[str, Any]:
         try:
@@ -326,7 +326,7 @@ class LocalKeyring:
             raw = self._path.read_bytes()
             stamp = (st.st_ino, st.st_mtime_ns)
         except OSError as exc:
-            raise KeyringError(f"cannot read key file {self._path}: {exc}") from exc
+            raise KeyringUnavailable(f"cannot read key file {self._path}: {exc}") from exc
         try:
             state = json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -169,6 +169,19 @@ class Vault(Protocol):
         """
         ...
 
+    def update_tags(
+        self, key: str, tags: Mapping[str, str], *, version_id: str | None = None
+    ) -> dict[str, str]:
+        """Set ``tags`` on an existing object (its version ``version_id`` where the backend
+        keeps versions), keeping its other tags; returns the tags it has now.
+
+        Raises:
+            RecordingNotFound: no object (or version) under ``key``.
+            StorageError: bad key or tags (also: more than 10 after the merge), or the
+                backend failed.
+        """
+        ...
+
     def iter_objects(self, prefix: str = "") -> Iterator[StoredObject]:
         """Yield every stored key that starts with ``prefix`` with its size, the time
         its newest data was written and its version ids (in no promised order).

@@ -21,7 +21,7 @@ from urllib.parse import SplitResult, unquote
 
 from callvault.errors import ConfigError
 from storage._files import make_private_dirs, syncfs, write_file_atomically
-from storage.errors import RecordingNotFound, StorageError
+from storage.errors import RecordingNotFound, StorageError, VaultUnavailable
 from storage.types import ObjectInfo, StoredObject
 from storage.vault.base import check_range, validate_key, validate_prefix, validate_tags
 
@@ -44,7 +44,7 @@ class LocalVault:
         try:
             make_private_dirs(root)
         except OSError as exc:
-            raise StorageError(f"cannot create vault folder {str(root)!r}: {exc}") from exc
+            raise VaultUnavailable(f"cannot create vault folder {str(root)!r}: {exc}") from exc
         if not root.is_dir():
             raise StorageError(f"vault root {str(root)!r} is not a folder")
         self.root = root
@@ -94,7 +94,7 @@ class LocalVault:
         except NotADirectoryError as exc:
             raise StorageError(f"vault key {key!r} extends an existing key") from exc
         except OSError as exc:
-            raise StorageError(f"cannot write vault object {key!r}: {exc}") from exc
+            raise VaultUnavailable(f"cannot write vault object {key!r}: {exc}") from exc
         return ObjectInfo(key=key, size=len(data), tags=checked)
 
     def flush(self) -> None:
@@ -102,7 +102,7 @@ class LocalVault:
         try:
             syncfs(self.root)
         except OSError as exc:
-            raise StorageError(f"cannot flush vault {str(self.root)!r}: {exc}") from exc
+            raise VaultUnavailable(f"cannot flush vault {str(self.root)!r}: {exc}") from exc
 
     def get(self, key: str) -> bytes:
         path = self._object_path(key)
@@ -148,7 +148,7 @@ class LocalVault:
             with contextlib.suppress(FileNotFoundError, NotADirectoryError):
                 self._tags_path(key).unlink()
         except OSError as exc:
-            raise StorageError(f"cannot delete vault object {key!r}: {exc}") from exc
+            raise VaultUnavailable(f"cannot delete vault object {key!r}: {exc}") from exc
 
     def delete_many(
         self, keys: Sequence[str], *, versions: Mapping[str, str | None] | None = None
@@ -164,6 +164,17 @@ class LocalVault:
                 failed.append(key)
         return failed
 
+    def update_tags(
+        self, key: str, tags: Mapping[str, str], *, version_id: str | None = None
+    ) -> dict[str, str]:
+        del version_id  # a folder keeps one version per key
+        changes = validate_tags(tags)
+        if not self.exists(key):
+            raise RecordingNotFound(f"no vault object {key!r} in {self.url}")
+        merged = validate_tags({**self._read_tags(key), **changes})
+        self.put_tags(key, merged)
+        return merged
+
     def iter_objects(self, prefix: str = "") -> Iterator[StoredObject]:
         for key in self.iter_keys(prefix):
             try:
@@ -171,7 +182,7 @@ class LocalVault:
             except FileNotFoundError:
                 continue  # deleted since it was listed
             except OSError as exc:
-                raise StorageError(f"cannot stat vault object {key!r}: {exc}") from exc
+                raise VaultUnavailable(f"cannot stat vault object {key!r}: {exc}") from exc
             yield StoredObject(key, info.st_size, datetime.fromtimestamp(info.st_mtime, UTC))
 
     def object_lock_enabled(self) -> bool:
@@ -206,7 +217,7 @@ class LocalVault:
         try:
             write_file_atomically(self._tags_path(key), _encode_tags(checked))
         except OSError as exc:
-            raise StorageError(f"cannot write tags of vault object {key!r}: {exc}") from exc
+            raise VaultUnavailable(f"cannot write tags of vault object {key!r}: {exc}") from exc
 
     # -- helpers -------------------------------------------------------------------
 
@@ -216,7 +227,7 @@ class LocalVault:
         except FileNotFoundError:
             return {}
         except OSError as exc:
-            raise StorageError(f"cannot read tags of vault object {key!r}: {exc}") from exc
+            raise VaultUnavailable(f"cannot read tags of vault object {key!r}: {exc}") from exc
         try:
             tags = json.loads(raw)
         except ValueError as exc:
@@ -228,7 +239,7 @@ class LocalVault:
     def _translate(self, key: str, exc: OSError) -> StorageError:
         if isinstance(exc, FileNotFoundError | IsADirectoryError | NotADirectoryError):
             return RecordingNotFound(f"no vault object {key!r} in {self.url}")
-        return StorageError(f"cannot read vault object {key!r}: {exc}")
+        return VaultUnavailable(f"cannot read vault object {key!r}: {exc}")
 
 
 def _encode_tags(tags: Mapping[str, str]) -> bytes:
@@ -236,4 +247,4 @@ def _encode_tags(tags: Mapping[str, str]) -> bytes:
 
 
 def _raise_walk_error(exc: OSError) -> None:
-    raise StorageError(f"cannot list vault folder: {exc}") from exc
+    raise VaultUnavailable(f"cannot list vault folder: {exc}") from exc

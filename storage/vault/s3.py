@@ -39,7 +39,7 @@ from urllib.parse import SplitResult, urlencode
 from callvault.errors import ConfigError
 from storage import _aws
 from storage._aws import AwsFailure, Failure
-from storage.errors import RecordingNotFound, StorageError
+from storage.errors import RecordingNotFound, StorageError, VaultUnavailable
 from storage.types import ObjectInfo, StoredObject
 from storage.vault.base import validate_key, validate_prefix, validate_tags
 
@@ -318,6 +318,20 @@ class S3Vault:
         with self._errors("put_tags", key):
             self._client.put_object_tagging(**request)
 
+    def update_tags(
+        self, key: str, tags: Mapping[str, str], *, version_id: str | None = None
+    ) -> dict[str, str]:
+        full = self._full_key(key)
+        changes = validate_tags(tags)
+        request: dict[str, Any] = {"Bucket": self.bucket, "Key": full}
+        if version_id:
+            request["VersionId"] = version_id
+        with self._errors("update_tags", key):
+            current = self._client.get_object_tagging(**request).get("TagSet", [])
+        merged = validate_tags({**{t["Key"]: t["Value"] for t in current}, **changes})
+        self.put_tags(key, merged, version_id=version_id)
+        return merged
+
     def iter_objects(self, prefix: str = "") -> Iterator[StoredObject]:
         validate_prefix(prefix)
         base = f"{self.prefix}/" if self.prefix else ""
@@ -496,11 +510,12 @@ class S3Vault:
             return RecordingNotFound(f"no vault object {key!r} in {self.url}")
         if failure.kind is Failure.INVALID_RANGE:
             return StorageError(f"byte range not satisfiable for {self._where(key)}")
-        return StorageError(f"S3 {action} on {self._where(key)} failed: {failure}")
+        error = VaultUnavailable if failure.transient else StorageError
+        return error(f"S3 {action} on {self._where(key)} failed: {failure}")
 
     def _no_such_bucket(self) -> StorageError:
         where = f" at {self.endpoint_url}" if self.endpoint_url else ""
-        return StorageError(f"S3 bucket {self.bucket!r} does not exist{where}")
+        return VaultUnavailable(f"S3 bucket {self.bucket!r} does not exist{where}")
 
     def _head_object(self, full: str, key: str) -> dict[str, Any]:
         """HEAD one object. A 404 carries no error code in its body, so ask the bucket:

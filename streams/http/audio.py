@@ -69,7 +69,13 @@ from streams.http.decisions import (
     draft,
     recording_row,
 )
-from streams.http.params import check_evidence, query_text, recording_id_of
+from streams.http.params import (
+    ascii_header,
+    check_evidence,
+    json_object,
+    query_text,
+    recording_id_of,
+)
 from streams.http.playback import PlaybackGrant
 from streams.http.rateguard import RATE_LIMITED
 
@@ -211,13 +217,8 @@ async def issue_grant(request: web.Request) -> web.Response:
     rid = recording_id_of(request)
     if request.content_type != "application/json":
         raise BadRequest("send a JSON object (Content-Type: application/json)")
-    try:
-        body = await request.json()
-    except ValueError:
-        raise BadRequest("body is not JSON") from None
-    if not isinstance(body, dict) or not all(
-        isinstance(v, str) for v in body.values() if v is not None
-    ):
+    body = await json_object(request)  # bounded: size, depth, text
+    if not body or not all(isinstance(v, str) for v in body.values() if v is not None):
         raise BadRequest("body must be a JSON object of strings")
     ask = _ask(principal, {k: v for k, v in body.items() if v is not None})
     row, seq, _ = await _decide(request, ask, rid, via="grant")
@@ -244,7 +245,7 @@ async def issue_grant(request: web.Request) -> web.Response:
 # -- GET /v1/recordings/{id}/audio -------------------------------------------------------------
 async def audio(request: web.Request) -> web.StreamResponse:
     rid = recording_id_of(request)
-    range_header = request.headers.get("Range")
+    range_header = ascii_header(request, "Range")
     grant_text = request.query.get("grant")
     if grant_text is not None:
         return await _audio_by_grant(request, rid, grant_text)
@@ -329,8 +330,8 @@ def _prefetch(request: web.Request, row: RecordingRow) -> asyncio.Future[Prepare
         ctx.services.vault,
         ctx.services.keys,
         row,
-        request.headers.get("Range"),
-        request.headers.get("If-Range"),
+        ascii_header(request, "Range"),
+        ascii_header(request, "If-Range"),
         ctx.first_window,
     )
 

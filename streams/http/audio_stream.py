@@ -91,7 +91,7 @@ class AudioReader:
                 raise IntegrityError("the stored object's size differs from the catalog's")
             ranges = self._keys.open_ranges(self._fetch)
             header = ranges.header
-            if header.recording_id != row.recording_id:
+            if not self._keys.header_matches(header, row.recording_id):
                 raise IntegrityError("the stored object belongs to another recording")
             if header.sealed_size(ranges.header_len) != row.stored_size:
                 raise IntegrityError("the object's header disagrees with the catalog's size")

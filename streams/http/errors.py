@@ -21,6 +21,7 @@ match wins ("its own": the exception's ``reason`` and ``detail``)::
                               429 rate-limited (+ Retry-After), else 403 forbidden
     AuditUnavailable          503 audit-unavailable       -, its detail
     LandingUnavailable        503 landing-unavailable     -, its detail
+    Unprocessable             422 unprocessable           its own
     AudioFailure              its status and error        its own
     NotFound                  404 not-found               its own (reason may be absent)
     EventRejected             400 invalid-event           its own
@@ -79,6 +80,7 @@ from streams.errors import (
     PrivacyRequestRejected,
     RangeNotSatisfiable,
     SourceRefused,
+    Unprocessable,
     UnsupportedMediaType,
 )
 from streams.http.rateguard import RATE_LIMITED
@@ -178,6 +180,8 @@ def error_response(exc: Exception, route: str) -> web.Response:
             return _answer(503, "audit-unavailable", exc.detail)
         case LandingUnavailable():
             return _answer(503, "landing-unavailable", exc.detail)
+        case Unprocessable():
+            return _answer(422, "unprocessable", exc.detail, exc.reason)
         case AudioFailure():
             return _answer(exc.status, exc.error, exc.detail, exc.reason)
         case NotFound():

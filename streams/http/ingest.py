@@ -1,10 +1,20 @@
-"""``POST /v1/recordings`` (capability ``ingest``): audio pushed by a PBX.
+"""Telephony's routes (capability ``ingest``): push audio, and learn what became of it.
 
-The body is multipart with a ``metadata`` JSON part (the event without
-``audio.uri``; ``audio.sha256`` optional, checked when given) and an ``audio`` part.
-The view lands the audio, writes its sidecar event, produces the event to
-``callvault.recordings`` and answers 202 with the recording id; the ingest agent does
-the rest, as for an event from the topic.
+``POST /v1/recordings``: the body is multipart with a ``metadata`` JSON part (the
+event without ``audio.uri``; ``audio.sha256`` optional, checked when given) and an
+``audio`` part. Before answering, the view validates the event and its purposes (400
+``invalid-event`` with the reason code), probes the audio (:func:`storage.audio_probe.probe`: its
+container is the declared format and its first seconds decode; else 422
+``unprocessable`` with ``audio-mislabelled``, ``audio-undecodable`` or
+``audio-unsupported``), lands it, claims the landing file for the recording id, writes
+its sidecar event, audits ``ingest.accepted`` and produces the event to
+``callvault.recordings``; 202 with the recording id. The ingest agent does the rest.
+
+``GET /v1/recordings/{id}/status``: ``accepted | stored | declined | dead-lettered``
+with the reason code (and nothing else: no personal data, no URI, no digest), for a
+caller whose token is of the recording's tenant (a token naming no tenant sees every
+tenant, as it may push for every tenant). A recording it does not know, or of another
+tenant, is 404 ``no-recording``.
 """
 
 from __future__ import annotations
@@ -16,17 +26,45 @@ from typing import Any
 
 from aiohttp import web
 
-from storage.errors import LandingRejected, StorageError
-from streams.errors import BadRequest, LandingUnavailable, PayloadTooLarge, UnsupportedMediaType
-from streams.events import SCHEMA_V1, parse_recording_event
+from storage.audio_probe import probe
+from storage.catalog.audit import AuditDraft
+from storage.errors import (
+    AudioError,
+    AudioMislabelled,
+    LandingRejected,
+    StorageError,
+    UnsupportedAudioFormat,
+)
+from streams.bounds import load_json
+from streams.errors import (
+    BadRequest,
+    InputRejected,
+    LandingUnavailable,
+    NotFound,
+    PayloadTooLarge,
+    Unprocessable,
+    UnsupportedMediaType,
+)
+from streams.events import SCHEMA_V1, RejectReason, parse_recording_event
 from streams.http.context import ctx_of, run
-from streams.http.decisions import require
+from streams.http.decisions import audit_or_503, require
+from streams.http.params import recording_id_of
+from streams.ingest import decide_event
+from streams.refs import landing_key, recording_ref
+from streams.services import Services
 
-__all__ = ["ROUTES"]
+__all__ = ["ROUTES", "STATUSES", "ingest_status"]
 
 log = logging.getLogger(__name__)
 
 _MAX_METADATA = 64 * 1024
+#: What the status route answers, by the last ingest audit action of the recording.
+STATUSES = {
+    "ingest.accepted": "accepted",
+    "dlq.replayed": "accepted",
+    "ingest.declined": "declined",
+    "ingest.rejected": "dead-lettered",
+}
 
 
 async def _parts(request: web.Request, limit: int) -> tuple[dict[str, Any], bytes]:
@@ -43,9 +81,11 @@ async def _parts(request: web.Request, limit: int) -> tuple[dict[str, Any], byte
                 if len(raw) > _MAX_METADATA:
                     raise PayloadTooLarge("metadata larger than 64 KiB")
                 try:
-                    metadata = json.loads(raw)
-                except ValueError:
-                    raise BadRequest("metadata is not JSON", "malformed") from None
+                    metadata = load_json(raw, max_bytes=_MAX_METADATA, multiline=False)
+                except InputRejected as exc:
+                    raise BadRequest(
+                        f"metadata is not usable JSON: {exc.detail}", "malformed"
+                    ) from None
             elif part.name == "audio":  # type: ignore[union-attr]
                 chunks, size = [], 0
                 while chunk := await part.read_chunk(1 << 16):  # type: ignore[union-attr]
@@ -63,6 +103,18 @@ async def _parts(request: web.Request, limit: int) -> tuple[dict[str, Any], byte
     return metadata, audio
 
 
+def _probe(audio: bytes, audio_format: str) -> None:
+    """Raise :class:`Unprocessable` for audio telephony should fix and send again."""
+    try:
+        probe(audio, audio_format)
+    except AudioMislabelled as exc:
+        raise Unprocessable(str(RejectReason.AUDIO_MISLABELLED), str(exc)) from None
+    except UnsupportedAudioFormat as exc:
+        raise Unprocessable(str(RejectReason.AUDIO_UNSUPPORTED), str(exc)) from None
+    except AudioError as exc:
+        raise Unprocessable(str(RejectReason.AUDIO_UNDECODABLE), str(exc)) from None
+
+
 async def post_recording(request: web.Request) -> web.Response:
     ctx = ctx_of(request)
     principal = await require(request, "ingest")
@@ -75,25 +127,96 @@ async def post_recording(request: web.Request) -> web.Response:
     audio_format = str(meta_audio.get("format", "wav"))  # type: ignore[union-attr]
     event = {**metadata, "schema": metadata.get("schema", SCHEMA_V1)}
     event["audio"] = {"uri": "file:///pending", "format": audio_format, "sha256": digest}
-    parsed = parse_recording_event(event, now=ctx.now())  # EventRejected: 400 invalid-event
+    # EventRejected: 400 invalid-event (before anything is landed)
+    parsed = parse_recording_event(event, now=ctx.now(), window=ctx.services.config.call_window)
+    decide_event(parsed, ctx.services.policy)  # an unknown purpose: 400 now, not a DLQ entry
+    await run(_probe, audio, parsed.audio.format)  # Unprocessable: 422, nothing landed
+    services = ctx.services
     # The landing file is named by a keyed hash: recording ids may hold characters a
     # file name may not (":"), or personal data some PBXs put there.
-    name = ctx.services.keyring.pseudonymize(parsed.tenant, f"landing:{parsed.recording_id}")
-    landing = ctx.services.landing
+    name = services.keyring.pseudonymize(parsed.tenant, f"landing:{parsed.recording_id}")
+    landing = services.landing
     try:
         uri = await run(landing.land, f"{name[:40]}.{parsed.audio.format}", audio)
         event["audio"]["uri"] = uri
+        # Claimed now, so no other event can take or destroy this file meanwhile.
+        await run(
+            services.claims.claim,
+            [(landing_key(services.keyring, uri), parsed.recording_id, parsed.tenant)],
+        )
         await run(landing.write_sidecar, uri, event)
     except LandingRejected:
         raise  # 400 invalid-event with its reason
     except StorageError as exc:
-        log.error("landing write failed: %s", exc)
+        log.error("landing write failed (%s)", type(exc).__name__)
         raise LandingUnavailable("could not store the audio for ingest") from None
-    await ctx.publish_recording(json.dumps(event).encode(), parsed.recording_id)
-    log.info("recording %s accepted over HTTP from %s", parsed.recording_id, principal.user)
+    await audit_or_503(
+        request,
+        AuditDraft(
+            actor=f"user:{principal.user}",
+            action="ingest.accepted",
+            outcome="ok",
+            reason="",
+            recording_id=parsed.recording_id,
+            details={"tenant": parsed.tenant, "via": "http", "format": parsed.audio.format},
+        ),
+    )
+    try:
+        await ctx.publish_recording(json.dumps(event).encode(), parsed.recording_id)
+    except Exception as exc:  # the broker: the landed file and its sidecar stay
+        log.error("could not queue an accepted upload (%s)", type(exc).__name__)
+        raise LandingUnavailable(
+            "the audio was landed but could not be queued; send it again"
+        ) from None
+    log.info(
+        "recording %s accepted over HTTP",
+        recording_ref(services.keyring, parsed.recording_id),
+    )
     return web.json_response(
         {"recording_id": parsed.recording_id, "status": "accepted", "sha256": digest}, status=202
     )
 
 
-ROUTES = [web.post("/v1/recordings", post_recording)]
+def ingest_status(services: Services, recording_id: str) -> dict[str, Any] | None:
+    """``{recording_id, tenant, status, reason, at}`` of one recording, or None when
+    nothing is known of it (blocking: catalog and audit log reads)."""
+    row = services.catalog.get_recording(recording_id)
+    if row is not None:
+        return {
+            "recording_id": recording_id,
+            "tenant": row.tenant,
+            "status": "stored",
+            "reason": None,
+            "at": row.created_at.isoformat(),
+        }
+    last = None
+    for entry in services.audit.iter_entries(recording_id=recording_id):
+        if entry.action in STATUSES:
+            last = entry
+    if last is None:
+        return None
+    tenant = last.details.get("tenant") if isinstance(last.details, dict) else None
+    dead = STATUSES[last.action] == "dead-lettered"
+    return {
+        "recording_id": recording_id,
+        "tenant": tenant if isinstance(tenant, str) else None,
+        "status": STATUSES[last.action],
+        "reason": (last.reason or None) if dead or last.action == "ingest.declined" else None,
+        "at": last.at.isoformat(),
+    }
+
+
+async def recording_status(request: web.Request) -> web.Response:
+    ctx = ctx_of(request)
+    principal = await require(request, "ingest")
+    rid = recording_id_of(request)
+    status = await run(ingest_status, ctx.services, rid)
+    if status is None or (principal.tenant is not None and status["tenant"] != principal.tenant):
+        raise NotFound("no such recording", "no-recording")
+    return web.json_response(status, headers={"Cache-Control": "no-store"})
+
+
+ROUTES = [
+    web.post("/v1/recordings", post_recording),
+    web.get("/v1/recordings/{recording_id}/status", recording_status),
+]

@@ -16,7 +16,7 @@ from streams.errors import RangeNotSatisfiable
 
 __all__ = ["parse_range", "RangeNotSatisfiable", "content_range"]
 
-_SPEC = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
+_SPEC = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE | re.ASCII)
 _MAX_DIGITS = 19
 
 

@@ -8,7 +8,6 @@ are checked here; the kind-specific ones by the kind's handler (``read_input``).
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
 from collections.abc import Mapping
@@ -16,7 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from streams.errors import PrivacyRequestRejected
+from streams.bounds import check_tree, load_json, parse_instant
+from streams.errors import InputRejected, PrivacyRequestRejected
 from streams.privacy.kinds import VERIFICATION_METHODS, RequestKind, handler_class
 
 __all__ = [
@@ -32,6 +32,7 @@ REQUEST_TYPES = tuple(kind.value for kind in RequestKind)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
 _USER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}$")
 _MAX_IDS = 1000
+_MAX_REQUEST_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,10 @@ def parse_time(value: Any, name: str) -> datetime:
         raise PrivacyRequestRejected("bad-field", f"{name} is not an ISO 8601 timestamp") from None
     if parsed.tzinfo is None:
         raise PrivacyRequestRejected("bad-field", f"{name} needs a time zone (e.g. +00:00)")
-    return parsed
+    try:
+        return parse_instant(value)
+    except ValueError as exc:  # year 1 with a positive offset cannot move to UTC
+        raise PrivacyRequestRejected("bad-field", f"{name}: {exc}") from None
 
 
 def _text(data: Mapping[str, Any], name: str, *, limit: int = 256) -> str:
@@ -84,11 +88,15 @@ def parse_privacy_request(data: Any, *, now: datetime) -> RequestInput:
         PrivacyRequestRejected: with reason ``malformed``, ``unknown-type``,
             ``missing-field``, ``bad-field`` or ``identity-not-verified``.
     """
-    if isinstance(data, (bytes, str)):
-        try:
-            data = json.loads(data)
-        except ValueError:
-            raise PrivacyRequestRejected("malformed", "the request is not JSON") from None
+    try:
+        if isinstance(data, bytes | bytearray | str):
+            data = load_json(data, max_bytes=_MAX_REQUEST_BYTES)
+        else:
+            check_tree(data)
+    except InputRejected as exc:
+        raise PrivacyRequestRejected(
+            "malformed", f"the request is not usable: {exc.detail}"
+        ) from None
     if not isinstance(data, dict):
         raise PrivacyRequestRejected("malformed", "the request must be a JSON object")
     try:

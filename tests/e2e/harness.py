@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,17 @@ from callvault.demo import demo_event
 from callvault.services import Services, build_services
 from callvault.settings import Settings, load_settings
 
-__all__ = ["WorkerProcess", "e2e_settings", "wait_until", "produce", "consume_all", "landed_call"]
+__all__ = [
+    "WorkerProcess",
+    "e2e_settings",
+    "wait_until",
+    "produce",
+    "consume_all",
+    "consume_messages",
+    "Message",
+    "landed_call",
+    "multipart_upload",
+]
 
 
 def e2e_settings(data_dir: Path, broker_url: str, **extra: str) -> dict[str, str]:
@@ -110,16 +121,43 @@ class WorkerProcess:
 def produce(bootstrap: str, topic: str, payloads: Iterable[bytes]) -> None:
     from confluent_kafka import Producer
 
-    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
+    # message.max.bytes: let a test send what a careless PBX might (the broker decides).
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "acks": "all", "message.max.bytes": 4_000_000}
+    )
     for payload in payloads:
         producer.produce(topic, payload)
     remaining = producer.flush(30)
     assert remaining == 0, f"{remaining} messages not delivered"
 
 
+@dataclass(frozen=True)
+class Message:
+    """One consumed record: key, value and headers (names to decoded ASCII values)."""
+
+    key: bytes | None
+    value: bytes
+    headers: dict[str, str]
+
+    def size(self) -> int:
+        return (
+            len(self.key or b"")
+            + len(self.value)
+            + sum(len(k) + len(v) for k, v in self.headers.items())
+        )
+
+
 def consume_all(
     bootstrap: str, topic: str, expect: int, timeout: float = 30.0
 ) -> list[dict[str, Any]]:
+    """The JSON values of ``topic`` (at least ``expect`` of them, or what came in time)."""
+    return [json.loads(m.value) for m in consume_messages(bootstrap, topic, expect, timeout)]
+
+
+def consume_messages(
+    bootstrap: str, topic: str, expect: int, timeout: float = 30.0
+) -> list[Message]:
+    """Every record of ``topic`` from the start (at least ``expect``, or what came in time)."""
     from confluent_kafka import Consumer
 
     consumer = Consumer(
@@ -136,20 +174,25 @@ def consume_all(
         }
     )
     consumer.subscribe([topic])
-    out: list[dict[str, Any]] = []
+    out: list[Message] = []
+
+    def keep(msg: Any) -> None:
+        headers = {k: (v or b"").decode("ascii") for k, v in msg.headers() or []}
+        out.append(Message(msg.key(), msg.value() or b"", headers))
+
     deadline = time.monotonic() + timeout
     try:
         while len(out) < expect and time.monotonic() < deadline:
             msg = consumer.poll(0.5)
             if msg is None or msg.error():
                 continue
-            out.append(json.loads(msg.value()))
+            keep(msg)
         # a little longer, to catch anything beyond what was expected
         end = time.monotonic() + 1.0
         while time.monotonic() < end:
             msg = consumer.poll(0.2)
             if msg is not None and not msg.error():
-                out.append(json.loads(msg.value()))
+                keep(msg)
     finally:
         consumer.close()
     return out
@@ -165,6 +208,25 @@ def landed_call(
         path.write_bytes(audio)
     event_kw.setdefault("sha256", hashlib.sha256(audio).hexdigest())
     return demo_event(rid, audio=audio, uri=f"file://{path}", **event_kw)
+
+
+def multipart_upload(metadata: bytes, audio: bytes, *, closed: bool = True) -> tuple[bytes, str]:
+    """A ``POST /v1/recordings`` body of raw ``metadata`` and ``audio`` parts (any bytes,
+    as a careless or hostile client sends them) and its Content-Type; ``closed=False``
+    leaves out the closing boundary."""
+    boundary = uuid.uuid4().hex
+    body = b"".join(
+        [
+            f'--{boundary}\r\nContent-Disposition: form-data; name="metadata"\r\n'
+            "Content-Type: application/json\r\n\r\n".encode(),
+            metadata,
+            f'\r\n--{boundary}\r\nContent-Disposition: form-data; name="audio"; '
+            'filename="call.wav"\r\nContent-Type: application/octet-stream\r\n\r\n'.encode(),
+            audio,
+            f"\r\n--{boundary}--\r\n".encode() if closed else b"",
+        ]
+    )
+    return body, f"multipart/form-data; boundary={boundary}"
 
 
 def open_services(env: dict[str, str]) -> Services:

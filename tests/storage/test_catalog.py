@@ -614,3 +614,38 @@ def test_opening_without_migrate_leaves_the_schema_alone(catalog_url: str) -> No
         with pytest.raises(CatalogError):
             catalog.get_recording("r1")
         assert catalog.migrate() == ALL_VERSIONS
+
+
+def test_unpadded_years_older_versions_wrote_are_read_and_repadded(catalog: Catalog) -> None:
+    """Found on main: a call dated year 999 was stored as "999-..." (strftime %Y is not
+    padded on glibc): listing answered 500, the row was never swept. Rows like that are
+    read, and the hardening migration re-pads them so text order is time order again."""
+    from storage.catalog.migrations import _repad
+
+    catalog.store_recordings([(make_row("old-999"), stored("old-999"))])
+    database = catalog.database
+    with database.transaction() as tx:  # what an older callvault wrote
+        tx.execute(
+            "UPDATE recordings SET started_at = ?, ended_at = ?, retain_until = ? "
+            "WHERE recording_id = ?",
+            (
+                "999-03-01T10:00:00.000000Z",
+                "999-03-01T10:01:00.000000Z",
+                "999-05-30T10:01:00.000000Z",
+                "old-999",
+            ),
+        )
+    row = catalog.get_recording("old-999")
+    assert row is not None and row.started_at.year == 999  # read, not refused
+    assert [r.recording_id for r in catalog.list_recordings()] == ["old-999"]
+    with database.transaction() as tx:
+        for column in ("started_at", "ended_at", "retain_until"):
+            tx.execute(_repad("recordings", column))
+    (text,) = database.fetch_one(
+        "SELECT retain_until FROM recordings WHERE recording_id = ?", ("old-999",)
+    ) or ("",)
+    assert text == "0999-05-30T10:01:00.000000Z"
+    from storage.catalog.endoflife import EndOfLifeStore
+
+    due = EndOfLifeStore(catalog).due(datetime(2026, 1, 1, tzinfo=UTC), 10)
+    assert [r.recording_id for r in due] == ["old-999"]  # due again: the sweep finds it

@@ -42,7 +42,9 @@ def make(
     """A sealed blob and its data key."""
     data_key = data_key or envelope.new_data_key()
     subject_key = os.urandom(32)
-    wrapped = wrap_data_key(subject_key, data_key, recording_id=recording_id, subject_key_id="sk_1")
+    wrapped = wrap_data_key(
+        subject_key, data_key, recording_ref=recording_id, subject_key_id="sk_1"
+    )
     blob = seal(
         recording_id,
         plaintext,
@@ -92,12 +94,12 @@ def test_round_trip_default_chunk_size(size: int) -> None:
 def test_header_records_what_the_reader_needs() -> None:
     blob, _ = make(b"x" * 200, recording_id="rec-42")
     header, header_len = parse_header(blob)
-    assert blob[:4] == b"CVLT" and blob[4] == 1
+    assert blob[:4] == b"CVLT" and blob[4] == 2
     assert header_len == PREFIX_SIZE + struct.unpack(">I", blob[8:12])[0]
     assert header_length(blob[:PREFIX_SIZE]) == header_len
     body = json.loads(blob[PREFIX_SIZE:header_len])
-    assert body["recording_id"] == "rec-42"
-    assert (header.recording_id, header.subject_key_id) == ("rec-42", "sk_1")
+    assert body["recording_ref"] == "rec-42" and "recording_id" not in body
+    assert (header.recording_ref, header.subject_key_id) == ("rec-42", "sk_1")
     assert (header.plaintext_size, header.chunk_size, header.chunk_count) == (200, SMALL, 4)
     assert header.content_type == "audio/wav"
 
@@ -132,7 +134,7 @@ def test_whole_trailing_chunk_cut_is_detected_even_when_header_is_rewritten() ->
     body = json.loads(blob[PREFIX_SIZE:header_len])
     body["plaintext_size"], body["chunk_count"] = 2 * SMALL, 2
     new_body = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
-    new_prefix = struct.pack(">4sBBHII", b"CVLT", 1, 0, 0, len(new_body), 0)
+    new_prefix = struct.pack(">4sBBHII", b"CVLT", 2, 0, 0, len(new_body), 0)
     _, pieces = chunks_of(blob)
     forged = new_prefix + new_body + pieces[0] + pieces[1]
     with pytest.raises(IntegrityError, match="chunk 0"):
@@ -157,13 +159,13 @@ def test_header_edits_are_detected() -> None:
     header, header_len = parse_header(blob)
     body = json.loads(blob[PREFIX_SIZE:header_len])
     for field, value in (
-        ("recording_id", "rec-2"),
+        ("recording_ref", "rec-2"),
         ("content_type", "audio/x-other"),
         ("subject_key_id", "sk_2"),
     ):
         edited = dict(body, **{field: value})
         raw = json.dumps(edited, sort_keys=True, separators=(",", ":")).encode()
-        forged = struct.pack(">4sBBHII", b"CVLT", 1, 0, 0, len(raw), 0) + raw + blob[header_len:]
+        forged = struct.pack(">4sBBHII", b"CVLT", 2, 0, 0, len(raw), 0) + raw + blob[header_len:]
         with pytest.raises(IntegrityError):
             open_sealed(forged, key)
 
@@ -192,8 +194,8 @@ def test_wrong_data_key_is_an_integrity_error() -> None:
 
 def test_data_key_wrap_binds_recording_and_subject_key() -> None:
     subject_key, data_key = os.urandom(32), envelope.new_data_key()
-    wrapped = wrap_data_key(subject_key, data_key, recording_id="rec-1", subject_key_id="sk_1")
-    assert unwrap_data_key(subject_key, wrapped, recording_id="rec-1", subject_key_id="sk_1") == (
+    wrapped = wrap_data_key(subject_key, data_key, recording_ref="rec-1", subject_key_id="sk_1")
+    assert unwrap_data_key(subject_key, wrapped, recording_ref="rec-1", subject_key_id="sk_1") == (
         data_key
     )
     bad_cases = [
@@ -205,7 +207,7 @@ def test_data_key_wrap_binds_recording_and_subject_key() -> None:
     ]
     for key, blob, rid, sid in bad_cases:
         with pytest.raises(IntegrityError):
-            unwrap_data_key(key, blob, recording_id=rid, subject_key_id=sid)
+            unwrap_data_key(key, blob, recording_ref=rid, subject_key_id=sid)
 
 
 @pytest.mark.parametrize(
@@ -242,7 +244,7 @@ def test_parse_header_rejects_inconsistent_sizes() -> None:
         {"cipher": "ROT13"},
     ):
         raw = json.dumps(dict(body, **edit)).encode()
-        forged = struct.pack(">4sBBHII", b"CVLT", 1, 0, 0, len(raw), 0) + raw
+        forged = struct.pack(">4sBBHII", b"CVLT", 2, 0, 0, len(raw), 0) + raw
         with pytest.raises(IntegrityError):
             parse_header(forged)
 

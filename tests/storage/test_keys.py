@@ -129,7 +129,10 @@ def test_seal_and_open_round_trip(service: KeyService, store: MemoryKeyStore) ->
     assert record.tenant == "acme" and record.wrapped_key is not None
     assert record.master_key_id == service.keyring.current_key_id
     header, _ = envelope.parse_header(sealed.blob)
-    assert (header.recording_id, header.subject_key_id) == ("rec-1", sealed.subject_key_id)
+    assert (header.version, header.subject_key_id) == (2, sealed.subject_key_id)
+    assert header.recording_ref == service.recording_ref("rec-1") != "rec-1"
+    assert b"rec-1" not in sealed.blob  # no recording id in clear (format v2)
+    assert service.header_matches(header, "rec-1") and not service.header_matches(header, "rec-2")
     assert "+15551234567" not in ref and b"+15551234567" not in sealed.blob
 
 
@@ -204,7 +207,7 @@ def test_header_pointing_at_another_subjects_key_is_an_integrity_error(
     header_a, len_a = envelope.parse_header(blob_a)
     header_b, _ = envelope.parse_header(blob_b)
     _, raw = envelope.build_header(
-        recording_id="rec-a",
+        recording_ref=header_a.recording_ref,
         subject_key_id=header_b.subject_key_id,
         wrapped_data_key=header_a.wrapped_data_key,
         plaintext_size=header_a.plaintext_size,
@@ -384,6 +387,35 @@ def test_ensure_subject_keys_creates_only_the_missing_ones_in_one_batch(tmp_path
     assert service.open_recording(existing.blob) == b"x"
     with pytest.raises(KeyringError, match="belongs to tenant 'acme'"):
         service.ensure_subject_keys([("other", "s-0")])
+
+
+def test_version_1_objects_with_the_recording_id_in_clear_still_open(
+    service: KeyService, store: MemoryKeyStore
+) -> None:
+    """Format v2 names the recording by a keyed digest; objects written by earlier
+    versions (recording id in the header) keep opening, and still bind to their id."""
+    sealed = service.seal_recording(
+        recording_id="rec-old", tenant="acme", subject_ref="A", plaintext=b"x", chunk_size=CHUNK
+    )
+    record = store.get_subject_key_by_id(sealed.subject_key_id)
+    assert record is not None
+    subject_key = service._subject_key(record)
+    data_key = envelope.new_data_key()
+    wrapped = envelope.wrap_data_key(
+        subject_key, data_key, recording_ref="rec-old", subject_key_id=record.key_id
+    )
+    plaintext = os.urandom(3 * CHUNK + 5)
+    v1 = envelope.seal(
+        "rec-old", plaintext, data_key=data_key, wrapped_data_key=wrapped,
+        subject_key_id=record.key_id, chunk_size=CHUNK, version=1,
+    )  # fmt: skip
+    assert v1[4] == 1 and b'"recording_id":"rec-old"' in v1
+    header, _ = envelope.parse_header(v1)
+    assert header.version == 1 and header.label == "a v1 object"
+    assert service.open_recording(v1) == plaintext
+    assert service.header_matches(header, "rec-old") and not service.header_matches(header, "x")
+    ranges = service.open_ranges(lambda start, end: v1[start : end + 1])
+    assert ranges.read(CHUNK - 1, CHUNK + 1) == plaintext[CHUNK - 1 : CHUNK + 2]
 
 
 def test_named_records_are_sealed_under_the_subject_key_and_shredded_with_it(

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from callvault.errors import ConfigError
-from storage.errors import LandingError
+from storage.errors import LandingError, LandingStoreUnavailable
 from storage.landing import (
     SIDECAR_SUFFIX,
     Landing,
@@ -429,3 +429,50 @@ def test_hand_made_ref_is_checked_again(landing: Landing) -> None:
         with pytest.raises(LandingRejected) as caught:
             call()
         assert caught.value.reason == "uri-outside-landing"
+
+
+# -- reads that never block and never leave the root -----------------------------------------
+
+
+def _reason_of(landing: Landing, path: Path) -> str:
+    with pytest.raises(LandingRejected) as caught:
+        landing.read(path.as_uri())
+    return caught.value.reason
+
+
+def test_a_fifo_is_refused_before_it_is_opened(landing: Landing, root: Path) -> None:
+    """Found on main: os.open on a FIFO blocked the worker until a writer came."""
+    fifo = root / "fifo.wav"
+    os.mkfifo(fifo)
+    assert _reason_of(landing, fifo) == "landing-not-regular"
+
+
+def test_a_unix_socket_is_refused_for_good(landing: Landing, root: Path) -> None:
+    """Found on main: ENXIO was raised as a transient LandingError, retried forever."""
+    import socket
+
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        server.bind(str(root / "sock.wav"))
+        assert _reason_of(landing, root / "sock.wav") == "landing-not-regular"
+    finally:
+        server.close()
+
+
+def test_a_hard_link_to_a_file_outside_the_root_is_refused(
+    landing: Landing, root: Path, tmp_path: Path
+) -> None:
+    """Found on main: realpath cannot see hard links; the outside file was read."""
+    outside = tmp_path / "shadow"
+    outside.write_bytes(b"secret")
+    os.link(outside, root / "linked.wav")
+    assert _reason_of(landing, root / "linked.wav") == "landing-unsafe"
+    archive = Landing([root.as_uri()], max_bytes=1000, allow_hard_links=True)
+    assert archive.read((root / "linked.wav").as_uri()) == b"secret"
+
+
+def test_a_missing_landing_root_is_unavailable_not_missing_audio(root: Path) -> None:
+    landing = Landing([root.as_uri()], max_bytes=1000)
+    root.rmdir()  # the landing volume is gone (unmounted): retry, do not dead-letter
+    with pytest.raises(LandingStoreUnavailable):
+        landing.read((root / "a.wav").as_uri())

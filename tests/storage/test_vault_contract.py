@@ -270,6 +270,18 @@ class TestVaultContract:
         vault.put_tags("k", {"retention-class": "end-of-contract"}, version_id=info.version_id)
         assert vault.head("k").tags == {"retention-class": "end-of-contract"}
 
+    def test_update_tags_merges_into_the_version_put_returned(self, vault: Vault) -> None:
+        info = vault.put("k", b"data", tags={"format": "cvlt2", "retention-class": "a"})
+        merged = vault.update_tags(
+            "k", {"retention-class": "b", "legal-hold": "on"}, version_id=info.version_id
+        )
+        assert merged == {"format": "cvlt2", "retention-class": "b", "legal-hold": "on"}
+        assert vault.head("k").tags == merged
+        with pytest.raises(RecordingNotFound):
+            vault.update_tags("missing", {"a": "b"})
+        with pytest.raises(StorageError, match="at most 10"):
+            vault.update_tags("k", {f"t{i}": "x" for i in range(8)})
+
     def test_iter_objects_reports_size_time_and_versions(self, vault: Vault) -> None:
         before = datetime.now(UTC) - timedelta(seconds=5)
         first = vault.put("rec/a", b"12345", tags={})

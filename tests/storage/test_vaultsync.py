@@ -1,4 +1,4 @@
-"""The vault version id in the catalog and the vault mirror queue (migration 7), on
+"""The vault version id in the catalog and the vault mirror queue (migration 8), on
 SQLite and PostgreSQL: every change the vault mirrors is queued in its own transaction."""
 
 from __future__ import annotations

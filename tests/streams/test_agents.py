@@ -16,6 +16,7 @@ import pytest
 from callvault.services import Services, build_services
 from callvault.settings import load_settings
 from callvault.synth import call_wav
+from storage.errors import CatalogUnavailable
 from streams.app import Worker
 from tests.e2e.harness import landed_call
 
@@ -32,9 +33,14 @@ class Recorder:
 
     def __init__(self) -> None:
         self.values: list[bytes] = []
+        self.messages: list[dict[str, Any]] = []
 
-    async def __call__(self, *, value: bytes, **_: Any) -> None:
+    async def __call__(self, *, value: bytes, **kw: Any) -> None:
         self.values.append(value)
+        self.messages.append({"value": value, **kw})
+
+    def headers(self, index: int = 0) -> dict[str, str]:
+        return {k: v.decode() for k, v in self.messages[index].get("headers") or []}
 
 
 @pytest.fixture
@@ -81,9 +87,17 @@ def test_ingest_agent_stores_dead_letters_and_publishes_audit(
 
     asyncio.run(scenario())
     assert services.catalog.get_recording("agent-1") is not None
-    (dead,) = [json.loads(v) for v in dlq.values]
-    assert dead["reason"] == "malformed" and dead["event"] is None  # not JSON: offset only
-    assert dead["source"]["topic"] == "callvault.recordings"
+    (value,) = dlq.values
+    headers = dlq.headers()
+    assert (
+        headers["cv-reason"] == "malformed" and headers["cv-source-topic"] == "callvault.recordings"
+    )
+    assert headers["cv-attempts"] == "1" and headers["cv-original"] == "inline"
+    assert b"broken" not in value  # the original, sealed
+    (letter,) = services.dead_letters.list()
+    assert letter.entry_id == headers["cv-dlq-id"]
+    assert worker.dead_letters.original(letter) == b"{broken"
+    assert worker.dead_letters.show(letter)["event"] is None  # not JSON: offset only
     published = [json.loads(v) for v in audit.values]
     assert {p["action"] for p in published} == {"ingest.stored", "ingest.rejected"}
     assert all(len(p["hash"]) == 64 for p in published)
@@ -109,13 +123,21 @@ def test_dead_letters_carry_no_personal_data_but_their_source_offset(
                 await asyncio.sleep(0.05)
 
     asyncio.run(scenario())
-    (raw,) = dlq.values
-    assert b"Jane" not in raw and b"555" not in raw
-    dead = json.loads(raw)
-    assert dead["reason"] == "landing-missing"
-    assert dead["event"]["customer_ref"] == "[redacted]"
-    assert dead["event"]["audio"]["uri"].startswith("[redacted uri sha256:")
-    assert dead["source"]["topic"] == "callvault.recordings" and dead["source"]["offset"] >= 0
+    (message,) = dlq.messages
+    everything = message["value"] + b"".join(k.encode() + v for k, v in message["headers"])
+    sha = missing["audio"]["sha256"].encode()
+    assert b"Jane" not in everything and b"555" not in everything and sha not in everything
+    headers = dlq.headers()
+    assert headers["cv-reason"] == "landing-missing"
+    assert headers["cv-source-topic"] == "callvault.recordings"
+    assert int(headers["cv-source-offset"]) >= 0
+    assert headers["cv-recording-ref"].startswith("r") and "agent-2" not in headers.values()
+    (letter,) = services.dead_letters.list()
+    view = worker.dead_letters.show(letter)
+    assert view["event"]["customer_ref"] == "[redacted]"
+    assert view["event"]["audio"]["uri"] == "[redacted]"
+    assert view["event"]["audio"]["sha256"] == "[redacted]"
+    assert json.loads(worker.dead_letters.original(letter)) == missing  # kept whole, sealed
 
 
 def test_a_failing_batch_is_retried_not_skipped(
@@ -130,7 +152,7 @@ def test_a_failing_batch_is_retried_not_skipped(
     def flaky(payloads: Any) -> Any:
         calls["n"] += 1
         if calls["n"] == 1:
-            raise RuntimeError("catalog connection reset")  # not a CallvaultError
+            raise CatalogUnavailable("catalog connection reset")  # infrastructure
         return real(payloads)
 
     worker.pipeline.process_batch = flaky  # type: ignore[method-assign]
@@ -148,3 +170,7 @@ def test_a_failing_batch_is_retried_not_skipped(
     assert calls["n"] == 2
     assert services.catalog.get_recording("agent-3") is not None
     assert worker.metrics.ingest_batch_failures._value.get() == 1
+    retries = worker.metrics.registry.get_sample_value(
+        "callvault_ingest_infrastructure_retries_total", {"backend": "catalog"}
+    )
+    assert retries == 1

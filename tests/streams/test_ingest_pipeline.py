@@ -19,6 +19,7 @@ from callvault.services import Services, build_services
 from callvault.settings import load_settings
 from callvault.synth import call_wav
 from storage import StorageError, decode
+from storage.errors import VaultUnavailable
 from streams.ingest import IngestPipeline
 from streams.metrics import Metrics
 from tests.fixtures.seaweedfs import BucketFactory
@@ -142,7 +143,7 @@ def test_a_failing_vault_raises_instead_of_dead_lettering(services: Services) ->
         url = "file:///broken"
 
         def put(self, *args: Any, **kwargs: Any) -> Any:
-            raise StorageError("disk full")
+            raise VaultUnavailable("disk full")  # what LocalVault / S3Vault raise when down
 
         def flush(self) -> None:
             pass

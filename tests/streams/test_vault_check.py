@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from callvault.cli import cli
 from callvault.services import Services
 from storage.catalog.audit import AuditDraft
+from storage.catalog.deadletters import DeadLetterDraft, DeadLetterStore
 from storage.types import RecordingState
 from storage.vaultcheck import VaultCheck
 from streams.ingest import object_key_for
@@ -71,6 +72,32 @@ def test_orphans_and_missing_objects_are_found(services: Services, clock: Clock)
     ]
     assert result.pending == 1 and not result.clean
     assert services.vault.exists(ok.object_key) and services.vault.exists(crashed)  # read only
+
+
+def test_a_sealed_dead_letter_original_is_not_an_orphan(services: Services, clock: Clock) -> None:
+    store_call(services, "r-ok")
+    blob_key = "dlq/ab/dlq-abcdef0123456789abcdef01.cvsr"
+    services.vault.put(blob_key, b"sealed original", tags={"data-class": "dead-letter"})
+    DeadLetterStore(services.catalog.database).record(
+        [
+            DeadLetterDraft(
+                entry_id="dlq-abcdef0123456789abcdef01",
+                reason="malformed",
+                detail="not JSON",
+                source_topic="callvault.recordings",
+                source_partition=0,
+                source_offset=7,
+                original_key=None,
+                sealed_value=None,
+                blob_key=blob_key,
+                value_size=15,
+            )
+        ]
+    )
+    services.vault.put("dlq/cd/dlq-forgotten.cvsr", b"no index row", tags={})
+    result = check(services)
+    assert result.dead_letters == 1
+    assert [f.object_key for f in result.orphans] == ["dlq/cd/dlq-forgotten.cvsr"]
 
 
 def test_a_lost_version_is_missing_even_when_a_newer_one_exists(

@@ -19,7 +19,7 @@ from callvault.services import Services
 from policies import load_policy
 from storage.catalog.holds import LegalHold
 from storage.errors import StorageError
-from storage.mirror import tag_time
+from storage.mirror import OBJECT_FORMAT, tag_time
 from storage.types import RecordingRow
 from streams.endoflife import EndOfLife
 from streams.metrics import Metrics
@@ -64,7 +64,7 @@ def test_a_policy_change_rewrites_the_tags_of_the_stored_objects(
             "retain-until": tag_time(now.retain_until),
             "legal-hold": "off",
             "data-class": "call-audio",
-            "format": "cvlt1",
+            "format": OBJECT_FORMAT,
         }
 
 

@@ -1,7 +1,7 @@
 """The worker's source agents, unit-tested with faust's ``agent.test_context()`` (no
 broker): mapped notifications are produced to callvault.recordings keyed by recording
-id, refused ones go to callvault.dlq with their reason and position, never their
-content. The same flow runs through the real broker in tests/e2e/test_sources_e2e.py."""
+id, refused ones go to callvault.dlq with their reason and position, their content
+sealed. The same flow runs through the real broker in tests/e2e/test_sources_e2e.py."""
 
 from __future__ import annotations
 
@@ -59,7 +59,10 @@ def test_the_s3_events_agent_produces_events_and_dead_letters_refusals(
     assert produced["key"] == b"agent-1"
     assert json.loads(produced["value"])["tenant"] == "acme"
     (dead,) = dlq.sent
-    entry = json.loads(dead["value"])
-    assert (entry["reason"], entry["adapter"], entry["event"]) == ("unknown-source", "s3", None)
-    assert entry["source"]["topic"] == "callvault.s3-events"
-    assert b"5555550100" not in dead["value"]
+    headers = {name: value.decode() for name, value in dead["headers"]}
+    assert headers["cv-reason"] == "unknown-source" and headers["cv-detail"].startswith("s3: ")
+    assert headers["cv-source-topic"] == "callvault.s3-events"
+    seen = dead["value"] + json.dumps(headers).encode()
+    assert b"5555550100" not in seen  # the notification is kept, sealed
+    (letter,) = world.services.dead_letters.list()
+    assert worker.dead_letters.original(letter) == refused

@@ -1,0 +1,269 @@
+"""The dead-letter queue an operator can act on: ``callvault.dlq`` + its catalog index.
+
+A rejected record is kept whole, but nobody who reads the topic (or the catalog) can
+read the personal data in it:
+
+- the entry's **key** is the original record key; its **value** is the original value
+  sealed with the keyring (:mod:`storage.crypto.sealed`), or empty when the sealed
+  value is larger than :data:`INLINE_MAX` -- then it is a vault object
+  (``dlq/<xx>/<entry id>.cvsr``) named by the ``cv-original`` header, so an entry
+  never exceeds the broker's message size;
+- **headers** (all ASCII): ``cv-dlq-id``, ``cv-reason``, ``cv-detail`` (for humans,
+  never a value), ``cv-source-topic``, ``cv-source-partition``, ``cv-source-offset``,
+  ``cv-first-seen``, ``cv-attempts``, ``cv-recording-ref`` (keyed, see
+  :mod:`streams.refs`), ``cv-value-size``, ``cv-sealing`` (``keyring-v1``),
+  ``cv-original`` (``inline`` or ``vault:<key>``).
+
+The entry id is a keyed digest of the source topic and the original value, so the same
+poison record arriving again (a redelivery, a re-announcement) counts one more
+``attempt`` of one entry. The catalog (``dead_letters``, :mod:`storage.catalog.deadletters`)
+keeps what is needed to replay an entry even after the broker lost its topics.
+``callvault dlq list|show|replay`` (:mod:`callvault.cli.dlq`) work on it: ``show`` is a
+redacted view (no customer reference, landing URI or sha256), ``replay`` produces the
+original key and value once more to its source topic and audits ``dlq.replayed``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from storage.catalog.audit import AuditDraft, AuditLog
+from storage.catalog.deadletters import DeadLetter, DeadLetterDraft, DeadLetterStore
+from storage.catalog.sql import Database
+from storage.crypto.keyring import Keyring
+from storage.crypto.sealed import open_record, seal_record
+from storage.vault import Vault
+from streams.ingest import IngestOutcome, redacted_event
+from streams.refs import ref_or_dash
+from streams.services import Services
+
+__all__ = [
+    "INLINE_MAX",
+    "DlqMessage",
+    "DlqSource",
+    "DeadLetterQueue",
+]
+
+#: Largest sealed value carried inside a DLQ message (brokers default to 1 MB messages).
+INLINE_MAX = 256 * 1024
+SEALING = "keyring-v1"
+_PURPOSE = "dlq-entry"
+_DETAIL_MAX = 200
+
+
+@dataclass(frozen=True)
+class DlqSource:
+    """Where a dead-lettered record came from."""
+
+    topic: str
+    partition: int | None = None
+    offset: int | None = None
+    key: bytes | None = None
+
+
+@dataclass(frozen=True)
+class DlqMessage:
+    """One message for ``callvault.dlq``."""
+
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+    @property
+    def size(self) -> int:
+        return (
+            len(self.key or b"") + len(self.value) + sum(len(k) + len(v) for k, v in self.headers)
+        )
+
+    def header(self, name: str) -> str | None:
+        for key, value in self.headers:
+            if key == name:
+                return value.decode("ascii")
+        return None
+
+
+def _ascii(text: str, limit: int = _DETAIL_MAX) -> bytes:
+    return text[:limit].encode("ascii", "replace")
+
+
+class DeadLetterQueue:
+    """Records, shows and replays dead letters (blocking calls: run them in a thread)."""
+
+    def __init__(
+        self,
+        *,
+        store: DeadLetterStore,
+        keyring: Keyring,
+        vault: Vault,
+        audit: AuditLog,
+        database: Database,
+        inline_max: int = INLINE_MAX,
+    ) -> None:
+        self.store = store
+        self.database = database
+        self.keyring = keyring
+        self.vault = vault
+        self.audit = audit
+        self.inline_max = inline_max
+
+    @classmethod
+    def from_services(cls, services: Services) -> DeadLetterQueue:
+        """The queue over the services' dead-letter store, keyring, vault and catalog."""
+        return cls(
+            store=services.dead_letters,
+            keyring=services.keyring,
+            vault=services.vault,
+            audit=services.audit,
+            database=services.catalog.database,
+        )
+
+    def entry_id(self, source_topic: str, value: bytes) -> str:
+        """The id of the entry for this record (same record, same id)."""
+        digest = hashlib.sha256(value).hexdigest()
+        return "dlq-" + self.keyring.pseudonymize("callvault:dlq", f"{source_topic}:{digest}")[:24]
+
+    # -- recording ----------------------------------------------------------------------
+    def record(self, items: list[tuple[IngestOutcome, DlqSource]]) -> list[DlqMessage]:
+        """Seal and index each dead-lettered record; return the messages to produce.
+
+        Raises:
+            StorageError / KeyringError: the vault, catalog or keyring failed (retry).
+        """
+        drafts: list[DeadLetterDraft] = []
+        for outcome, source in items:
+            value = outcome.payload or b""
+            entry_id = self.entry_id(source.topic, value)
+            sealed = seal_record(self.keyring, value, purpose=_PURPOSE, name=entry_id)
+            blob_key: str | None = None
+            inline: bytes | None = sealed
+            if len(sealed) > self.inline_max:
+                blob_key = f"dlq/{entry_id[4:6]}/{entry_id}.cvsr"
+                self.vault.put(blob_key, sealed, tags={"data-class": "dead-letter"})
+                inline = None
+            drafts.append(
+                DeadLetterDraft(
+                    entry_id=entry_id,
+                    reason=outcome.reason,
+                    detail=outcome.detail,
+                    source_topic=source.topic,
+                    source_partition=source.partition,
+                    source_offset=source.offset,
+                    original_key=source.key,
+                    sealed_value=inline,
+                    blob_key=blob_key,
+                    value_size=len(value),
+                    recording_id=outcome.recording_id,
+                    tenant=outcome.tenant,
+                )
+            )
+        return [self.message(letter) for letter in self.store.record(drafts)]
+
+    def message(self, letter: DeadLetter) -> DlqMessage:
+        """The ``callvault.dlq`` message of an entry (module docstring)."""
+        headers = [
+            ("cv-dlq-id", _ascii(letter.entry_id)),
+            ("cv-reason", _ascii(letter.reason)),
+            ("cv-detail", _ascii(letter.detail)),
+            ("cv-source-topic", _ascii(letter.source_topic)),
+            ("cv-source-partition", _ascii(_number(letter.source_partition))),
+            ("cv-source-offset", _ascii(_number(letter.source_offset))),
+            ("cv-first-seen", _ascii(letter.first_seen.isoformat())),
+            ("cv-attempts", _ascii(str(letter.attempts))),
+            ("cv-recording-ref", _ascii(ref_or_dash(self.keyring, letter.recording_id))),
+            ("cv-value-size", _ascii(str(letter.value_size))),
+            ("cv-sealing", SEALING.encode()),
+            ("cv-original", _ascii(f"vault:{letter.blob_key}" if letter.blob_key else "inline")),
+        ]
+        return DlqMessage(letter.original_key, letter.sealed_value or b"", headers)
+
+    # -- reading ------------------------------------------------------------------------
+    def original(self, letter: DeadLetter) -> bytes:
+        """The original value (unsealed). Personal data: never print it.
+
+        Raises:
+            IntegrityError / KeyringError / StorageError: it cannot be opened.
+        """
+        sealed = letter.sealed_value
+        if sealed is None:
+            assert letter.blob_key is not None
+            sealed = self.vault.get(letter.blob_key)
+        return open_record(self.keyring, sealed, purpose=_PURPOSE, name=letter.entry_id)
+
+    def summary(self, letter: DeadLetter) -> dict[str, Any]:
+        """What ``callvault dlq list`` shows of an entry (no personal data)."""
+        return {
+            "id": letter.entry_id,
+            "reason": letter.reason,
+            "detail": letter.detail,
+            "recording_ref": ref_or_dash(self.keyring, letter.recording_id),
+            "tenant": letter.tenant,
+            "source": {
+                "topic": letter.source_topic,
+                "partition": letter.source_partition,
+                "offset": letter.source_offset,
+            },
+            "first_seen": letter.first_seen.isoformat(),
+            "last_seen": letter.last_seen.isoformat(),
+            "attempts": letter.attempts,
+            "state": str(letter.state),
+            "size": letter.value_size,
+            "stored": "vault" if letter.blob_key else "inline",
+        }
+
+    def show(self, letter: DeadLetter) -> dict[str, Any]:
+        """The redacted view of an entry (``callvault dlq show``): the summary, the
+        recording id, and the event with its customer reference, landing URI and sha256
+        replaced by markers (``None`` when the original is not a JSON object)."""
+        view = self.summary(letter)
+        view["recording_id"] = letter.recording_id
+        view["replayed_at"] = letter.replayed_at.isoformat() if letter.replayed_at else None
+        view["replayed_by"] = letter.replayed_by
+        view["event"] = redacted_event(self.original(letter))
+        return view
+
+    # -- replaying ----------------------------------------------------------------------
+    async def replay(
+        self,
+        letter: DeadLetter,
+        *,
+        by: str,
+        produce: Callable[[str, bytes | None, bytes], Awaitable[None]],
+        run: Callable[..., Awaitable[Any]],
+    ) -> bool:
+        """Produce the original record once more to its source topic (``produce(topic,
+        key, value)``, awaited until the broker acknowledged it), then mark the entry
+        replayed and audit ``dlq.replayed``. An entry already replayed is skipped
+        (False). ``run(fn, *args)`` runs a blocking call off the event loop."""
+        current = await run(self.store.get, letter.entry_id)
+        if current is None or current.state != "open":
+            return False
+        value = await run(self.original, current)
+        await produce(current.source_topic, current.original_key, value)
+        marked: bool = await run(self._mark, current, by)
+        return marked
+
+    def _mark(self, letter: DeadLetter, by: str) -> bool:
+        with self.database.transaction() as tx:
+            if not self.store.mark_replayed(letter.entry_id, by=by, tx=tx):
+                return False
+            self.audit.append_many(
+                [
+                    AuditDraft(
+                        actor=by,
+                        action="dlq.replayed",
+                        outcome="ok",
+                        reason=letter.reason,
+                        recording_id=letter.recording_id,
+                        details={"dlq_id": letter.entry_id, "attempts": letter.attempts},
+                    )
+                ],
+                tx=tx,
+            )
+        return True
+
+
+def _number(value: int | None) -> str:
+    return "" if value is None else str(value)
