@@ -43,7 +43,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from storage.errors import AudioError, AudioTooLong, UnsupportedAudioFormat
+from storage.errors import AudioError, AudioMismatch, AudioTooLong, UnsupportedAudioFormat
 
 with warnings.catch_warnings():
     # Deprecated on 3.11/3.12 (PEP 594); provided by ``audioop-lts`` on 3.13+.
@@ -60,7 +60,10 @@ __all__ = [
     "WavInfo",
     "SUPPORTED_FORMATS",
     "FFMPEG_FORMATS",
+    "Layout",
+    "Span",
     "decode",
+    "join_legs",
     "silence",
     "encode_wav",
     "wav_info",
@@ -88,7 +91,7 @@ _FFMPEG_DEMUXERS = {
     "m4a": "mov",
     "webm": "matroska",
 }
-# Headerless formats: declared format -> (source codec, sample rate).
+# Headerless formats: declared format -> (source codec, default sample rate).
 _RAW_FORMATS = {
     "ulaw": ("mulaw", 8000),
     "mulaw": ("mulaw", 8000),
@@ -114,6 +117,31 @@ _FFMPEG_WAV_TAGS = {
 _UNKNOWN_SIZE = 0xFFFFFFFF  # streaming writers (ffmpeg to a pipe) leave sizes unset
 _SILENCE_BYTE = {"mulaw": b"\xff", "alaw": b"\xd5"}
 _ENCODE_CODECS = ("pcm_s16le", "mulaw", "alaw")
+
+#: A span to silence: ``(start_ms, end_ms)`` on every channel, or
+#: ``(start_ms, end_ms, channels)`` on the listed 0-based channels only (None: all).
+Span = tuple[int, int] | tuple[int, int, Sequence[int] | None]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What the sender declared about the audio (``audio.sample_rate``/``channels``):
+    headerless formats are decoded with it; a container that says otherwise is refused
+    (:class:`~storage.errors.AudioMismatch`). ``None``: not declared."""
+
+    sample_rate: int | None = None
+    channels: int | None = None
+
+    def check(self, sample_rate: int, channels: int, what: str) -> None:
+        """Raise :class:`AudioMismatch` when the container's layout contradicts this."""
+        if self.sample_rate is not None and self.sample_rate != sample_rate:
+            raise AudioMismatch(
+                f"the event declares {self.sample_rate} Hz, the {what} says {sample_rate} Hz"
+            )
+        if self.channels is not None and self.channels != channels:
+            raise AudioMismatch(
+                f"the event declares {self.channels} channel(s), the {what} has {channels}"
+            )
 
 
 @dataclass(frozen=True)
@@ -246,6 +274,7 @@ def decode(
     *,
     which: Callable[[str], str | None] = shutil.which,
     limit: DecodeLimit | None = None,
+    layout: Layout | None = None,
 ) -> DecodedAudio:
     """Decode ``data`` declared as ``fmt`` to 16-bit linear PCM.
 
@@ -255,8 +284,13 @@ def decode(
     ``gsm``, ``m4a``, ``webm``. ``which`` locates ffmpeg (injectable for tests).
     ``limit`` bounds what the data may decode to (default: the absolute cap only);
     ffmpeg's output is read as a stream and ffmpeg is stopped once it is exceeded.
+    ``layout`` is what the sender declared: headerless audio is read at that rate and
+    channel count (default 8 kHz mono, 16 kHz for ``sln16``, interleaved frames); a
+    container whose header (for ffmpeg formats: the decoded stream) contradicts it is
+    refused.
 
     Raises:
+        AudioMismatch: ``layout`` contradicts the container.
         UnsupportedAudioFormat: unknown ``fmt``; a WAV codec that cannot be handled
             (the message names the format tag); an ffmpeg format while ffmpeg is not
             installed.
@@ -273,88 +307,149 @@ def decode(
         )
     if not data:
         raise AudioError(f"no audio data (0 bytes declared as {name})")
+    layout = layout or Layout()
     if name == "wav":
-        return _decode_wav(data, which, limit)
-    if name in _RAW_FORMATS:
-        codec, rate = _RAW_FORMATS[name]
+        decoded = _decode_wav(data, which, limit, layout)
+    elif name in _RAW_FORMATS:
+        codec, default_rate = _RAW_FORMATS[name]
+        rate = layout.sample_rate or default_rate
+        channels = layout.channels or 1
         bits = 8 if codec != "pcm_s16le" else 16
-        limit.check(len(data) // (bits // 8), rate, 1)
-        return _expand(memoryview(data), codec, rate, 1, bits)
-    return _decode_ffmpeg(data, name, _FFMPEG_DEMUXERS[name], which, limit)
+        _check_layout(rate, channels)
+        limit.check(len(data) // (bits // 8 * channels), rate, channels)
+        return _expand(memoryview(data), codec, rate, channels, bits)
+    else:
+        decoded = _decode_ffmpeg(data, name, _FFMPEG_DEMUXERS[name], which, limit)
+    layout.check(decoded.sample_rate, decoded.channels, f"{name} audio")
+    return decoded
 
 
-def silence(audio: DecodedAudio, intervals: Sequence[tuple[int, int]]) -> tuple[DecodedAudio, int]:
-    """Zero every sample in each ``[start_ms, end_ms)``; return the audio and the ms silenced.
-
-    Intervals may be unsorted and overlap (they are merged) and may reach past the
-    end (they are clamped). A sample is zeroed when any part of its period falls in
-    an interval, so nothing spoken inside a pause survives at the edges. The
-    returned count is the merged, clamped length in milliseconds.
+def join_legs(legs: Sequence[DecodedAudio]) -> DecodedAudio:
+    """One interleaved recording of mono ``legs`` (one file per direction), channel ``i``
+    being leg ``i``, sample-aligned from the first sample; a shorter leg is padded with
+    silence to the longest. G.711 legs of one codec keep their codes (stored as G.711).
 
     Raises:
-        AudioError: an interval that is not two integers, has a negative start, or
-            has ``start_ms >= end_ms``.
+        AudioMismatch: fewer than two legs, a leg that is not mono, or legs of
+            different sample rates.
     """
-    spans: list[tuple[int, int]] = []
+    if len(legs) < 2:
+        raise AudioMismatch("legs come in twos or more")
+    rates = {leg.sample_rate for leg in legs}
+    if len(rates) != 1:
+        raise AudioMismatch(f"legs differ in sample rate ({', '.join(map(str, sorted(rates)))} Hz)")
+    if any(leg.channels != 1 for leg in legs):
+        raise AudioMismatch("each leg must be one mono direction of the call")
+    count = len(legs)
+    frames = max(leg.frames for leg in legs)
+    pcm = bytearray(2 * count * frames)
+    for index, leg in enumerate(legs):
+        n = leg.frames
+        for byte in (0, 1):  # C-level strided copies: each leg's low and high bytes
+            pcm[2 * index + byte : 2 * count * n : 2 * count] = leg.pcm[byte::2]
+    codecs = {leg.source_codec for leg in legs}
+    codec = codecs.pop() if len(codecs) == 1 else "pcm_s16le"
+    joined = DecodedAudio(bytes(pcm), legs[0].sample_rate, count, codec)
+    if codec in _SILENCE_BYTE and all(leg._g711 is not None for leg in legs):
+        codes = bytearray(_SILENCE_BYTE[codec] * (count * frames))
+        for index, leg in enumerate(legs):
+            assert leg._g711 is not None
+            codes[index : count * leg.frames : count] = leg._g711
+        _attach_g711(joined, bytes(codes))
+    return joined
+
+
+def silence(audio: DecodedAudio, intervals: Sequence[Span]) -> tuple[DecodedAudio, int]:
+    """Zero every sample in each ``[start_ms, end_ms)``; return the audio and the ms silenced.
+
+    An interval may name the 0-based ``channels`` it silences (a third element; None or
+    absent: every channel); only those channels' samples are zeroed, the others stay
+    bit-identical. Intervals may be unsorted and overlap (they are merged per channel
+    set) and may reach past the end (they are clamped). A sample is zeroed when any
+    part of its period falls in an interval, so nothing spoken inside a pause survives
+    at the edges. The returned count is the merged, clamped length in milliseconds of
+    the union over all channels.
+
+    Raises:
+        AudioError: an interval that is not two integers (and channels), has a negative
+            start, ``start_ms >= end_ms``, or names a channel the audio does not have.
+    """
+    spans: list[tuple[int, int, tuple[int, ...]]] = []
+    everything = tuple(range(audio.channels))
     for interval in intervals:
         try:
-            start, end = interval
+            start, end, *rest = interval
         except (TypeError, ValueError) as exc:
             raise AudioError(
                 f"silence interval {interval!r} is not a (start_ms, end_ms) pair"
             ) from exc
+        if len(rest) > 1:
+            raise AudioError(f"silence interval {interval!r} has too many fields")
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in (start, end)):
             raise AudioError(f"silence interval {interval!r} must hold integer milliseconds")
         if start < 0:
             raise AudioError(f"silence interval {interval!r} starts before 0 ms")
         if start >= end:
             raise AudioError(f"silence interval {interval!r} is empty or reversed (start >= end)")
-        spans.append((start, end))
+        channels = everything
+        if rest and rest[0] is not None:
+            if isinstance(rest[0], str | bytes) or not isinstance(rest[0], Sequence):
+                raise AudioError(f"silence interval {interval!r}: channels must be a sequence")
+            channels = tuple(sorted(set(rest[0])))
+            if not channels or not all(
+                isinstance(c, int) and not isinstance(c, bool) and 0 <= c < audio.channels
+                for c in channels
+            ):
+                raise AudioError(
+                    f"silence interval {interval!r} names a channel the audio "
+                    f"({audio.channels} channel(s)) does not have"
+                )
+        spans.append((start, end, channels))
     if not spans:
         return audio, 0
 
     rate, frames = audio.sample_rate, audio.frames
     total_ms = -(-frames * 1000 // rate)  # ceil: the last partial ms still counts
-    merged: list[list[int]] = []
-    for start, end in sorted(spans):
-        if merged and start <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], end)
+    # Cut the timeline at every boundary; each piece silences the union of its channels.
+    pieces: list[tuple[int, int, frozenset[int]]] = []
+    bounds = sorted({min(v, total_ms) for s_, e_, _ in spans for v in (s_, e_)})
+    for low, high in zip(bounds, bounds[1:], strict=False):
+        chans = frozenset(c for s_, e_, cs in spans if s_ <= low and high <= e_ for c in cs)
+        if not chans or low >= total_ms:
+            continue
+        if pieces and pieces[-1][1] == low and pieces[-1][2] == chans:
+            pieces[-1] = (pieces[-1][0], high, chans)
         else:
-            merged.append([start, end])
-
-    frame_bytes = 2 * audio.channels
-    pcm = memoryview(audio.pcm)
-    parts: list[bytes | memoryview] = []
-    cuts: list[tuple[int, int]] = []
-    position = 0
-    silenced_ms = 0
-    for start_ms, end_ms in merged:
-        if start_ms >= total_ms:
-            break
-        end_ms = min(end_ms, total_ms)
-        silenced_ms += end_ms - start_ms
-        first = start_ms * rate // 1000
-        last = min(-(-end_ms * rate // 1000), frames)
-        parts.append(pcm[position : first * frame_bytes])
-        parts.append(bytes((last - first) * frame_bytes))
-        cuts.append((first, last))
-        position = last * frame_bytes
-    if not silenced_ms:
+            pieces.append((low, high, chans))
+    if not pieces:
         return audio, 0
-    parts.append(pcm[position:])
-    silenced = DecodedAudio(b"".join(parts), audio.sample_rate, audio.channels, audio.source_codec)
-    if audio._g711 is not None:
-        # Same cut in the G.711 codes: 1 byte per sample, the codec's silence byte.
-        fill = _SILENCE_BYTE[audio.source_codec]
-        codes = memoryview(audio._g711)
-        code_parts: list[bytes | memoryview] = []
-        position = 0
-        for first, last in cuts:
-            code_parts.append(codes[position : first * audio.channels])
-            code_parts.append(fill * ((last - first) * audio.channels))
-            position = last * audio.channels
-        code_parts.append(codes[position:])
-        _attach_g711(silenced, b"".join(code_parts))
+    silenced_ms = sum(high - low for low, high, _ in pieces)
+
+    fill = _SILENCE_BYTE.get(audio.source_codec) if audio._g711 is not None else None
+    pcm = bytearray(audio.pcm)
+    codes = bytearray(audio._g711) if fill is not None and audio._g711 is not None else None
+    count = audio.channels
+    frame_bytes = 2 * count
+    for low, high, chans in pieces:
+        first = low * rate // 1000
+        last = min(-(-high * rate // 1000), frames)
+        n = last - first
+        if n <= 0:
+            continue
+        if len(chans) == count:
+            pcm[first * frame_bytes : last * frame_bytes] = bytes(n * frame_bytes)
+            if codes is not None and fill is not None:
+                codes[first * count : last * count] = fill * (n * count)
+            continue
+        for channel in chans:
+            for byte in (0, 1):
+                begin = first * frame_bytes + 2 * channel + byte
+                pcm[begin : last * frame_bytes : frame_bytes] = bytes(n)
+            if codes is not None and fill is not None:
+                codes[first * count + channel : last * count : count] = fill * n
+    silenced = DecodedAudio(bytes(pcm), audio.sample_rate, audio.channels, audio.source_codec)
+    if codes is not None:
+        _attach_g711(silenced, bytes(codes))
     return silenced, silenced_ms
 
 
@@ -524,10 +619,11 @@ def _layout(fmt: tuple[int, int, int, int, int], offset: int, size: int) -> _Wav
 
 
 def _decode_wav(
-    data: bytes, which: Callable[[str], str | None], limit: DecodeLimit
+    data: bytes, which: Callable[[str], str | None], limit: DecodeLimit, declared: Layout
 ) -> DecodedAudio:
     view = memoryview(data)
     layout = _parse_wav(view)
+    declared.check(layout.sample_rate, layout.channels, "WAV header")
     if layout.codec is None:
         if which("ffmpeg") is None:
             raise _unsupported_tag(layout.format_tag, ffmpeg_would_help=True)

@@ -10,8 +10,10 @@ Order of effects for one batch (what makes crash-and-redeliver safe):
    the landing copy is removed only when the stored recording's own claim names it;
 3. consent ``declined``: verify the audio is the event's (sha256), claim it, audit
    the decision, then destroy the landing copy;
-4. read -> sha256 check -> decode (bounded by the declared duration) -> silence PCI
-   pauses -> encode -> encrypt -> vault put (in a thread pool: I/O and C code overlap);
+4. read -> sha256 check -> decode (bounded by the declared duration; headerless audio
+   at the declared rate and channels, a container checked against them) -> join legs
+   (``audio.legs``: one sample-aligned channel per file) -> silence PCI pauses on their
+   channels -> encode -> encrypt -> vault put (in a thread pool: I/O and C code overlap);
 5. ONE catalog transaction claims the files, inserts the rows and their audit
    records (and the audit records of the rejections);
 6. only then the landing copies are deleted and their claims released; the caller
@@ -44,13 +46,28 @@ from typing import Any
 
 from callvault.errors import is_unavailable
 from policies import IngestDecision, Policy, PolicyInputError, decide_ingest
-from storage.audio import DEFAULT_MAX_PCM_BYTES, DecodeLimit, decode, encode_wav, silence
+from storage.audio import (
+    DEFAULT_MAX_PCM_BYTES,
+    DecodedAudio,
+    DecodeLimit,
+    Layout,
+    decode,
+    encode_wav,
+    join_legs,
+    silence,
+)
 from storage.catalog import Catalog
 from storage.catalog.audit import AuditDraft, AuditLog
 from storage.catalog.claims import ClaimState, LandingClaim, LandingClaims
 from storage.catalog.restrictions import SubjectRestrictions
 from storage.crypto.keys import KeyService
-from storage.errors import AudioError, AudioTooLong, LandingError, UnsupportedAudioFormat
+from storage.errors import (
+    AudioError,
+    AudioMismatch,
+    AudioTooLong,
+    LandingError,
+    UnsupportedAudioFormat,
+)
 from storage.landing import Landing, LandingRef, LandingRejected
 from storage.mirror import recording_tags
 from storage.types import RecordingRow
@@ -91,15 +108,32 @@ class IngestOutcome:
 @dataclass
 class _Prepared:
     event: RecordingEvent
-    ref: LandingRef
+    refs: tuple[LandingRef, ...]  # the landing files, one per leg (the first names it)
     decision: IngestDecision
     subject_ref: str
-    landing_key: str  # keyed name of the landing file (claims)
+    landing_keys: tuple[str, ...]  # keyed names of the landing files (claims)
     payload: bytes | str | dict[str, Any] = field(repr=False, default=b"")
     restricted: bool = False  # the customer asked to stop use: stored, but unusable
     row: RecordingRow | None = None
     bytes_in: int = 0
     verified: bool = False  # the landing audio matched the event's sha256
+
+    @property
+    def ref(self) -> LandingRef:
+        """The recording's first landing file (its sidecar's)."""
+        return self.refs[0]
+
+    @property
+    def landing_key(self) -> str:
+        return self.landing_keys[0]
+
+    def claim_rows(self) -> list[tuple[str, str, str]]:
+        """``(landing key, recording id, tenant)`` of every file, for the claims."""
+        rid, tenant = self.event.recording_id, self.event.tenant
+        return [(key, rid, tenant) for key in self.landing_keys]
+
+    def release_rows(self) -> list[tuple[str, str]]:
+        return [(key, self.event.recording_id) for key in self.landing_keys]
 
 
 def object_key_for(keys: KeyService, tenant: str, recording_id: str) -> str:
@@ -135,6 +169,24 @@ def decide_event(event: RecordingEvent, policy: Policy) -> IngestDecision:
         )
     except PolicyInputError as exc:
         raise EventRejected(str(RejectReason.UNKNOWN_PURPOSE), str(exc)) from exc
+
+
+def _check_pauses(event: RecordingEvent, audio: DecodedAudio) -> None:
+    """Every pause must fall inside the decoded audio and on channels it has: a pause
+    that cannot be silenced where the event says means the audio is not what the event
+    describes (a stereo file read as mono halves every time), so nothing is stored."""
+    total_ms = -(-audio.frames * 1000 // audio.sample_rate)
+    for index, pause in enumerate(event.pci_pauses):
+        if pause.start_ms >= total_ms:
+            raise EventRejected(
+                str(RejectReason.PCI_OUT_OF_RANGE),
+                f"pci_pauses[{index}]: starts after the decoded audio ends ({total_ms} ms)",
+            )
+        if pause.channels is not None and max(pause.channels) >= audio.channels:
+            raise EventRejected(
+                str(RejectReason.PCI_OUT_OF_RANGE),
+                f"pci_pauses[{index}]: the audio has {audio.channels} channel(s)",
+            )
 
 
 def _foreign(claim: LandingClaim | None, recording_id: str) -> bool:
@@ -360,20 +412,20 @@ class IngestPipeline:
                         "duplicate", item.event.recording_id, tenant=item.event.tenant
                     )
                     continue
-                if item.landing_key in files:
+                if files.intersection(item.landing_keys):
                     deferred.append(index)
                     continue
                 seen[item.event.recording_id] = index
-                files.add(item.landing_key)
+                files.update(item.landing_keys)
                 prepared[index] = item
 
         if prepared:
             oldest = min(p.event.ended_at for p in prepared.values())
             self.metrics.oldest_event_age.set(max(0.0, (now - oldest).total_seconds()))
-            claims = self.claims.get(p.landing_key for p in prepared.values())
+            claims = self.claims.get(k for p in prepared.values() for k in p.landing_keys)
             for index in list(prepared):
-                claim = claims.get(prepared[index].landing_key)
-                if _foreign(claim, prepared[index].event.recording_id):
+                rid = prepared[index].event.recording_id
+                if any(_foreign(claims.get(k), rid) for k in prepared[index].landing_keys):
                     item = prepared.pop(index)
                     outcomes[index] = self._dlq(item.payload, _claimed(), rejected_audit)
             present = self.catalog.recording_ids_present(
@@ -437,9 +489,9 @@ class IngestPipeline:
                 stored = self._commit(stored, dead, outcomes, rejected_audit, payloads)
             with self.metrics.stage("landing"):
                 for _, item in stored:
-                    self._discard_landing(item.ref)
+                    self._discard_landing(item)
                 self.claims.set_state(
-                    [(item.landing_key, item.event.recording_id) for _, item in stored],
+                    [row for _, item in stored for row in item.release_rows()],
                     ClaimState.RELEASED,
                 )
 
@@ -465,12 +517,13 @@ class IngestPipeline:
         refused: list[tuple[int, _Prepared]] = []
         with self.catalog.database.transaction() as tx:
             owners = self.claims.claim(
-                [(p.landing_key, p.event.recording_id, p.event.tenant) for _, p in stored],
+                [row for _, p in stored for row in p.claim_rows()],
                 tx=tx,
             )
             kept = []
             for index, item in stored:
-                if owners.get(item.landing_key) == item.event.recording_id:
+                rid = item.event.recording_id
+                if all(owners.get(key) == rid for key in item.landing_keys):
                     kept.append((index, item))
                 else:
                     refused.append((index, item))
@@ -478,7 +531,7 @@ class IngestPipeline:
             for index, item in dead:
                 outcome = outcomes[index]
                 self.claims.claim(
-                    [(item.landing_key, item.event.recording_id, item.event.tenant)],
+                    item.claim_rows(),
                     state=ClaimState.DEAD_LETTERED,
                     reason=outcome.reason if outcome else "",
                     tx=tx,
@@ -530,19 +583,24 @@ class IngestPipeline:
     def _validate(self, payload: bytes | str | dict[str, Any], now: datetime) -> _Prepared:
         event = parse_recording_event(payload, now=now, window=self.window)
         decision = decide_event(event, self.policy)
-        ref = self._resolve(event)
+        refs = tuple(self._resolve(uri) for uri, _ in event.audio.files)
+        keys = tuple(landing_key(self.keys.keyring, ref.uri) for ref in refs)
+        if len(set(keys)) != len(keys):
+            raise EventRejected(
+                str(RejectReason.INVALID_FIELD), "audio.legs: each leg is its own file"
+            )
         return _Prepared(
             event,
-            ref,
+            refs,
             decision,
             self.keys.subject_ref(event.tenant, event.customer_ref),
-            landing_key(self.keys.keyring, ref.uri),
+            keys,
             payload,
         )
 
-    def _resolve(self, event: RecordingEvent) -> LandingRef:
+    def _resolve(self, uri: str) -> LandingRef:
         try:
-            return self.landing.resolve(event.audio.uri)
+            return self.landing.resolve(uri)
         except LandingRejected as exc:  # LandingStoreUnavailable propagates (retried)
             raise _landing_rejection(exc) from exc
 
@@ -559,42 +617,41 @@ class IngestPipeline:
         if isinstance(owner, str) and owner != item.event.recording_id:
             raise _claimed()
 
-    def _read_verified(self, item: _Prepared) -> bytes:
-        """The landing audio, checked against the event's sha256 (``item.verified``),
-        after checking that no sidecar names another owner."""
+    def _read_verified(self, item: _Prepared) -> list[bytes]:
+        """The landing audio of every file (one per leg), each checked against its
+        sha256 (``item.verified`` once all match), after checking that no sidecar names
+        another owner."""
         self._check_sidecar(item)
-        try:
-            data = self.landing.read(item.ref)
-        except LandingError as exc:
-            if is_unavailable(exc):
-                raise  # the landing store is down: retried
-            raise _landing_rejection(exc) from exc
-        if hashlib.sha256(data).hexdigest() != item.event.audio.sha256:
-            raise EventRejected(
-                str(RejectReason.SHA256_MISMATCH), "landing audio does not match audio.sha256"
-            )
+        files = []
+        for ref, (_, digest) in zip(item.refs, item.event.audio.files, strict=True):
+            try:
+                data = self.landing.read(ref)
+            except LandingError as exc:
+                if is_unavailable(exc):
+                    raise  # the landing store is down: retried
+                raise _landing_rejection(exc) from exc
+            if hashlib.sha256(data).hexdigest() != digest:
+                where = "audio.sha256" if not item.event.audio.legs else "its leg's sha256"
+                raise EventRejected(
+                    str(RejectReason.SHA256_MISMATCH), f"landing audio does not match {where}"
+                )
+            files.append(data)
         item.verified = True
-        return data
+        return files
 
     def _prepare(self, item: _Prepared) -> _Prepared:
         event = item.event
         with self.metrics.stage("read"):
-            data = self._read_verified(item)
-        item.bytes_in = len(data)
+            files = self._read_verified(item)
+        item.bytes_in = sum(len(data) for data in files)
         with self.metrics.stage("decode"):
-            limit = DecodeLimit.for_call(event.duration_ms, max_pcm_bytes=self.max_pcm_bytes)
-            try:
-                audio = decode(data, event.audio.format, limit=limit)
-            except UnsupportedAudioFormat as exc:
-                raise EventRejected(str(RejectReason.AUDIO_UNSUPPORTED), str(exc)) from exc
-            except AudioTooLong as exc:
-                raise EventRejected(str(RejectReason.AUDIO_TOO_LONG), str(exc)) from exc
-            except AudioError as exc:
-                raise EventRejected(str(RejectReason.AUDIO_UNDECODABLE), str(exc)) from exc
-            del data
+            audio = self._decode(event, files)
+            del files
         with self.metrics.stage("redact"):
+            spans = [(p.start_ms, p.end_ms, p.channels) for p in event.pci_pauses]
+            _check_pauses(event, audio)
             try:
-                audio, redacted_ms = silence(audio, event.pci_pauses)
+                audio, redacted_ms = silence(audio, spans)
             except AudioError as exc:
                 raise EventRejected(str(RejectReason.PCI_OUT_OF_RANGE), str(exc)) from exc
             wav, audio_format = encode_wav(audio)
@@ -642,12 +699,47 @@ class IngestPipeline:
             audio_format=audio_format,
             sample_rate=audio.sample_rate,
             channels=audio.channels,
+            channel_roles=event.audio.channel_roles,
+            pci_pauses=tuple(
+                {
+                    "start_ms": p.start_ms,
+                    "end_ms": p.end_ms,
+                    "channels": list(p.channels or range(audio.channels)),
+                }
+                for p in event.pci_pauses
+            ),
             pci_redacted_ms=redacted_ms,
             created_at=self.clock(),
             restricted=item.restricted,
             object_version=written.version_id,
         )
         return item
+
+    def _decode(self, event: RecordingEvent, files: list[bytes]) -> DecodedAudio:
+        """The event's audio as one recording: each file decoded (bounded by the declared
+        call; headerless audio at the declared layout), legs joined channel by channel."""
+        limit = DecodeLimit.for_call(event.duration_ms, max_pcm_bytes=self.max_pcm_bytes)
+        declared = event.audio
+        # Each leg is one mono direction: the declared channel count is the recording's.
+        layout = Layout(declared.sample_rate, None if declared.legs else declared.channels)
+        try:
+            decoded = [decode(data, declared.format, limit=limit, layout=layout) for data in files]
+            audio = join_legs(decoded) if declared.legs else decoded[0]
+            if declared.channel_roles and len(declared.channel_roles) != audio.channels:
+                raise AudioMismatch(
+                    f"audio.channel_roles names {len(declared.channel_roles)} channel(s), "
+                    f"the audio has {audio.channels}"
+                )
+            limit.check(audio.frames, audio.sample_rate, audio.channels)
+        except UnsupportedAudioFormat as exc:
+            raise EventRejected(str(RejectReason.AUDIO_UNSUPPORTED), str(exc)) from exc
+        except AudioTooLong as exc:
+            raise EventRejected(str(RejectReason.AUDIO_TOO_LONG), str(exc)) from exc
+        except AudioMismatch as exc:
+            raise EventRejected(str(RejectReason.AUDIO_MISMATCH), str(exc)) from exc
+        except AudioError as exc:
+            raise EventRejected(str(RejectReason.AUDIO_UNDECODABLE), str(exc)) from exc
+        return audio
 
     def _stored_draft(self, row: RecordingRow) -> AuditDraft:
         return AuditDraft(
@@ -686,8 +778,8 @@ class IngestPipeline:
                 )
             destroy = False  # already gone (a redelivery), or not this event's audio
         if destroy:
-            owners = self.claims.claim([(item.landing_key, rid, tenant)])
-            if owners.get(item.landing_key) != rid:
+            owners = self.claims.claim(item.claim_rows())
+            if any(owners.get(key) != rid for key in item.landing_keys):
                 raise _claimed()
         already = next(
             self.audit.iter_entries(recording_id=rid, action_prefix="ingest.declined"), None
@@ -704,8 +796,8 @@ class IngestPipeline:
                 )
             )
         if destroy:
-            self._discard_landing(item.ref)
-            self.claims.set_state([(item.landing_key, rid)], ClaimState.RELEASED)
+            self._discard_landing(item)
+            self.claims.set_state(item.release_rows(), ClaimState.RELEASED)
         return IngestOutcome("declined", rid, reason="consent-declined", tenant=tenant)
 
     def _dlq(
@@ -737,9 +829,10 @@ class IngestPipeline:
             tenant=tenant,
         )
 
-    def _discard_landing(self, ref: LandingRef) -> None:
-        self.landing.delete(ref)
-        self.landing.delete_sidecar(ref)
+    def _discard_landing(self, item: _Prepared) -> None:
+        for ref in item.refs:
+            self.landing.delete(ref)
+        self.landing.delete_sidecar(item.ref)
 
     def _discard_duplicate(self, item: _Prepared, claim: LandingClaim | None) -> None:
         """A redelivered event of a stored recording: delete the landing copy only when
@@ -748,8 +841,8 @@ class IngestPipeline:
         rid = item.event.recording_id
         if claim is None or claim.recording_id != rid or claim.state is not ClaimState.CLAIMED:
             return
-        self._discard_landing(item.ref)
-        self.claims.set_state([(item.landing_key, rid)], ClaimState.RELEASED)
+        self._discard_landing(item)
+        self.claims.set_state(item.release_rows(), ClaimState.RELEASED)
 
     def _count(self, outcomes: list[IngestOutcome]) -> None:
         for outcome in outcomes:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from streams.errors import EventRejected
-from streams.events import RejectReason, parse_recording_event
+from streams.events import PciPause, RejectReason, parse_recording_event
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
@@ -39,7 +39,7 @@ def test_good_event_parses_to_typed_fields() -> None:
     assert event.recording_id == "rec-0001"
     assert event.started_at == datetime(2026, 11, 25, 10, tzinfo=UTC)
     assert event.duration_ms == 60_000
-    assert event.pci_pauses == ((1000, 2000),)
+    assert event.pci_pauses == (PciPause(1000, 2000),)
     assert event.purposes is None
 
 
