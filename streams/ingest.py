@@ -52,10 +52,10 @@ from storage.audio import (
     DecodeLimit,
     Layout,
     decode,
-    encode_wav,
     join_legs,
     silence,
 )
+from storage.audio_store import stored_audio
 from storage.catalog import Catalog
 from storage.catalog.audit import AuditDraft, AuditLog
 from storage.catalog.claims import ClaimState, LandingClaim, LandingClaims
@@ -86,6 +86,11 @@ from streams.refs import landing_key, ref_or_dash
 from streams.services import Services
 
 __all__ = ["IngestOutcome", "IngestPipeline", "decide_event", "object_key_for"]
+
+#: Source codecs stored from their samples (canonical WAV), not from the sent bytes.
+_PCM = frozenset(
+    {"pcm_s16le", "pcm_u8", "pcm_s24le", "pcm_s32le", "pcm_f32le", "pcm_f64le", "mulaw", "alaw"}
+)
 
 log = logging.getLogger(__name__)
 
@@ -646,6 +651,9 @@ class IngestPipeline:
         item.bytes_in = sum(len(data) for data in files)
         with self.metrics.stage("decode"):
             audio = self._decode(event, files)
+            # Kept as sent: a compressed file's own bytes are what is stored (or, around a
+            # PCI pause, re-encoded alike); PCM and G.711 are stored from the samples.
+            sent = files[0] if len(files) == 1 and audio.source_codec not in _PCM else None
             del files
         with self.metrics.stage("redact"):
             spans = [(p.start_ms, p.end_ms, p.channels) for p in event.pci_pauses]
@@ -654,14 +662,19 @@ class IngestPipeline:
                 audio, redacted_ms = silence(audio, spans)
             except AudioError as exc:
                 raise EventRejected(str(RejectReason.PCI_OUT_OF_RANGE), str(exc)) from exc
-            wav, audio_format = encode_wav(audio)
+            try:
+                kept = stored_audio(sent, event.audio.format, audio, silenced=redacted_ms > 0)
+            except AudioError as exc:
+                raise EventRejected(str(RejectReason.AUDIO_UNSUPPORTED), str(exc)) from exc
+            del sent
         subject_ref = item.subject_ref
         with self.metrics.stage("encrypt"):
             sealed = self.keys.seal_recording(
                 recording_id=event.recording_id,
                 tenant=event.tenant,
                 subject_ref=subject_ref,
-                plaintext=wav,
+                plaintext=kept.data,
+                content_type=kept.content_type,
             )
         decision = item.decision
         assert decision.retention_class is not None and decision.retain_until is not None
@@ -695,8 +708,8 @@ class IngestPipeline:
             subject_key_id=sealed.subject_key_id,
             ciphertext_sha256=hashlib.sha256(sealed.blob).hexdigest(),
             stored_size=len(sealed.blob),
-            audio_bytes=len(wav),
-            audio_format=audio_format,
+            audio_bytes=len(kept.data),
+            audio_format=kept.audio_format,
             sample_rate=audio.sample_rate,
             channels=audio.channels,
             channel_roles=event.audio.channel_roles,

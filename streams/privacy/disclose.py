@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from policies import AccessRequest, Principal, decide_access
+from storage.audio_store import file_extension_of
 from storage.catalog.audit import AuditDraft
 from storage.catalog.requests import PrivacyRequest, RequestStatus
 from storage.catalog.sql import to_db_time
@@ -66,7 +67,7 @@ class DiscloseHandler(BaseHandler):
                 withheld.append({"recording_id": row.recording_id, "reason": type(exc).__name__})
                 continue
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-            path = folder / f"{row.recording_id}.wav"
+            path = folder / f"{row.recording_id}.{file_extension_of(row.audio_format)}"
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "wb") as out:
                 out.write(audio)
