@@ -39,7 +39,7 @@ import subprocess
 import tempfile
 import threading
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -60,12 +60,17 @@ __all__ = [
     "WavInfo",
     "SUPPORTED_FORMATS",
     "FFMPEG_FORMATS",
+    "RAW_FORMATS",
+    "check_layout",
     "Layout",
+    "SilencePlan",
     "Span",
     "decode",
     "join_legs",
     "silence",
     "encode_wav",
+    "wav_head_info",
+    "wav_header",
     "wav_info",
 ]
 
@@ -99,6 +104,8 @@ _RAW_FORMATS = {
     "sln": ("pcm_s16le", 8000),
     "sln16": ("pcm_s16le", 16000),
 }
+#: Headerless formats: declared format -> (codec, default sample rate).
+RAW_FORMATS: Mapping[str, tuple[str, int]] = _RAW_FORMATS
 FFMPEG_FORMATS: frozenset[str] = frozenset(_FFMPEG_DEMUXERS)
 SUPPORTED_FORMATS: frozenset[str] = frozenset({"wav", *_RAW_FORMATS, *_FFMPEG_DEMUXERS})
 
@@ -359,23 +366,77 @@ def join_legs(legs: Sequence[DecodedAudio]) -> DecodedAudio:
     return joined
 
 
-def silence(audio: DecodedAudio, intervals: Sequence[Span]) -> tuple[DecodedAudio, int]:
-    """Zero every sample in each ``[start_ms, end_ms)``; return the audio and the ms silenced.
+@dataclass(frozen=True)
+class SilencePlan:
+    """Which frames of which channels a set of pauses silences, for audio of a known
+    length: ``cuts`` are ``(first_frame, last_frame, channels)``, sorted (neighbours may
+    share the frame their common boundary falls in), ``channels`` a sorted tuple of
+    0-based indexes; ``silenced_ms`` is the merged, clamped length of the union (what
+    :func:`silence` returns)."""
 
-    An interval may name the 0-based ``channels`` it silences (a third element; None or
-    absent: every channel); only those channels' samples are zeroed, the others stay
-    bit-identical. Intervals may be unsorted and overlap (they are merged per channel
-    set) and may reach past the end (they are clamped). A sample is zeroed when any
-    part of its period falls in an interval, so nothing spoken inside a pause survives
-    at the edges. The returned count is the merged, clamped length in milliseconds of
-    the union over all channels.
+    cuts: tuple[tuple[int, int, tuple[int, ...]], ...]
+    channels: int
+    silenced_ms: int
 
-    Raises:
-        AudioError: an interval that is not two integers (and channels), has a negative
-            start, ``start_ms >= end_ms``, or names a channel the audio does not have.
-    """
+    @classmethod
+    def of(
+        cls, intervals: Sequence[Span], *, sample_rate: int, channels: int, frames: int
+    ) -> SilencePlan:
+        """The plan of ``intervals`` (see :func:`silence`) over ``frames`` frames.
+
+        Raises:
+            AudioError: a malformed interval, or one naming a channel there is not.
+        """
+        spans = _check_spans(intervals, channels)
+        total_ms = -(-frames * 1000 // sample_rate)  # ceil: the last partial ms counts
+        # Cut the timeline at every boundary; each piece silences its channels' union.
+        pieces: list[tuple[int, int, tuple[int, ...]]] = []
+        bounds = sorted({min(v, total_ms) for s_, e_, _ in spans for v in (s_, e_)})
+        for low, high in zip(bounds, bounds[1:], strict=False):
+            chans = tuple(
+                sorted({c for s_, e_, cs in spans if s_ <= low and high <= e_ for c in cs})
+            )
+            if not chans or low >= total_ms:
+                continue
+            if pieces and pieces[-1][1] == low and pieces[-1][2] == chans:
+                pieces[-1] = (pieces[-1][0], high, chans)
+            else:
+                pieces.append((low, high, chans))
+        silenced_ms = sum(high - low for low, high, _ in pieces)
+        cuts = []
+        for low, high, chans in pieces:
+            first = low * sample_rate // 1000
+            last = min(-(-high * sample_rate // 1000), frames)
+            if last > first:  # rounded outwards: neighbours may share a boundary frame
+                cuts.append((first, last, chans))
+        return cls(tuple(cuts), channels, silenced_ms)
+
+    def apply(self, buffer: bytearray, first_frame: int, width: int, fill: bytes) -> None:
+        """Silence, in place, the cut samples that fall in ``buffer``: whole frames of
+        ``width`` bytes per sample starting at frame ``first_frame``; ``fill`` is one
+        silent sample (``width`` bytes)."""
+        frame_bytes = width * self.channels
+        end_frame = first_frame + len(buffer) // frame_bytes
+        for first, last, chans in self.cuts:
+            low, high = max(first, first_frame), min(last, end_frame)
+            if low >= high:
+                continue
+            n = high - low
+            start, stop = (low - first_frame) * frame_bytes, (high - first_frame) * frame_bytes
+            if len(chans) == self.channels:
+                buffer[start:stop] = fill * (n * self.channels)
+                continue
+            for channel in chans:
+                for byte in range(width):
+                    begin = start + width * channel + byte
+                    buffer[begin:stop:frame_bytes] = fill[byte : byte + 1] * n
+
+
+def _check_spans(
+    intervals: Sequence[Span], channels: int
+) -> list[tuple[int, int, tuple[int, ...]]]:
     spans: list[tuple[int, int, tuple[int, ...]]] = []
-    everything = tuple(range(audio.channels))
+    everything = tuple(range(channels))
     for interval in intervals:
         try:
             start, end, *rest = interval
@@ -391,66 +452,50 @@ def silence(audio: DecodedAudio, intervals: Sequence[Span]) -> tuple[DecodedAudi
             raise AudioError(f"silence interval {interval!r} starts before 0 ms")
         if start >= end:
             raise AudioError(f"silence interval {interval!r} is empty or reversed (start >= end)")
-        channels = everything
+        chosen = everything
         if rest and rest[0] is not None:
             if isinstance(rest[0], str | bytes) or not isinstance(rest[0], Sequence):
                 raise AudioError(f"silence interval {interval!r}: channels must be a sequence")
-            channels = tuple(sorted(set(rest[0])))
-            if not channels or not all(
-                isinstance(c, int) and not isinstance(c, bool) and 0 <= c < audio.channels
-                for c in channels
+            chosen = tuple(sorted(set(rest[0])))
+            if not chosen or not all(
+                isinstance(c, int) and not isinstance(c, bool) and 0 <= c < channels for c in chosen
             ):
                 raise AudioError(
                     f"silence interval {interval!r} names a channel the audio "
-                    f"({audio.channels} channel(s)) does not have"
+                    f"({channels} channel(s)) does not have"
                 )
-        spans.append((start, end, channels))
-    if not spans:
-        return audio, 0
+        spans.append((start, end, chosen))
+    return spans
 
-    rate, frames = audio.sample_rate, audio.frames
-    total_ms = -(-frames * 1000 // rate)  # ceil: the last partial ms still counts
-    # Cut the timeline at every boundary; each piece silences the union of its channels.
-    pieces: list[tuple[int, int, frozenset[int]]] = []
-    bounds = sorted({min(v, total_ms) for s_, e_, _ in spans for v in (s_, e_)})
-    for low, high in zip(bounds, bounds[1:], strict=False):
-        chans = frozenset(c for s_, e_, cs in spans if s_ <= low and high <= e_ for c in cs)
-        if not chans or low >= total_ms:
-            continue
-        if pieces and pieces[-1][1] == low and pieces[-1][2] == chans:
-            pieces[-1] = (pieces[-1][0], high, chans)
-        else:
-            pieces.append((low, high, chans))
-    if not pieces:
-        return audio, 0
-    silenced_ms = sum(high - low for low, high, _ in pieces)
 
-    fill = _SILENCE_BYTE.get(audio.source_codec) if audio._g711 is not None else None
+def silence(audio: DecodedAudio, intervals: Sequence[Span]) -> tuple[DecodedAudio, int]:
+    """Zero every sample in each ``[start_ms, end_ms)``; return the audio and the ms silenced.
+
+    An interval may name the 0-based ``channels`` it silences (a third element; None or
+    absent: every channel); only those channels' samples are zeroed, the others stay
+    bit-identical. Intervals may be unsorted and overlap (they are merged per channel
+    set) and may reach past the end (they are clamped). A sample is zeroed when any
+    part of its period falls in an interval, so nothing spoken inside a pause survives
+    at the edges. The returned count is the merged, clamped length in milliseconds of
+    the union over all channels.
+
+    Raises:
+        AudioError: an interval that is not two integers (and channels), has a negative
+            start, ``start_ms >= end_ms``, or names a channel the audio does not have.
+    """
+    plan = SilencePlan.of(
+        intervals, sample_rate=audio.sample_rate, channels=audio.channels, frames=audio.frames
+    )
+    if not plan.cuts:
+        return audio, 0
     pcm = bytearray(audio.pcm)
-    codes = bytearray(audio._g711) if fill is not None and audio._g711 is not None else None
-    count = audio.channels
-    frame_bytes = 2 * count
-    for low, high, chans in pieces:
-        first = low * rate // 1000
-        last = min(-(-high * rate // 1000), frames)
-        n = last - first
-        if n <= 0:
-            continue
-        if len(chans) == count:
-            pcm[first * frame_bytes : last * frame_bytes] = bytes(n * frame_bytes)
-            if codes is not None and fill is not None:
-                codes[first * count : last * count] = fill * (n * count)
-            continue
-        for channel in chans:
-            for byte in (0, 1):
-                begin = first * frame_bytes + 2 * channel + byte
-                pcm[begin : last * frame_bytes : frame_bytes] = bytes(n)
-            if codes is not None and fill is not None:
-                codes[first * count + channel : last * count : count] = fill * n
+    plan.apply(pcm, 0, 2, b"\x00\x00")
     silenced = DecodedAudio(bytes(pcm), audio.sample_rate, audio.channels, audio.source_codec)
-    if codes is not None:
+    if audio._g711 is not None and audio.source_codec in _SILENCE_BYTE:
+        codes = bytearray(audio._g711)
+        plan.apply(codes, 0, 1, _SILENCE_BYTE[audio.source_codec])
         _attach_g711(silenced, bytes(codes))
-    return silenced, silenced_ms
+    return silenced, plan.silenced_ms
 
 
 def encode_wav(audio: DecodedAudio, codec: str | None = None) -> tuple[bytes, str]:
@@ -469,37 +514,81 @@ def encode_wav(audio: DecodedAudio, codec: str | None = None) -> tuple[bytes, st
         raise UnsupportedAudioFormat(
             f"cannot encode WAV as {codec!r}; choose one of {', '.join(_ENCODE_CODECS)}"
         )
-    rate, channels = audio.sample_rate, audio.channels
     if codec == "pcm_s16le":
         body = audio.pcm
+    elif audio._g711 is not None and codec == audio.source_codec:
+        body = audio._g711
+    else:
+        convert = audioop.lin2ulaw if codec == "mulaw" else audioop.lin2alaw
+        body = convert(audio.pcm, 2)
+    header = wav_header(codec, audio.sample_rate, audio.channels, audio.frames)
+    pad = b"\x00" if len(body) % 2 else b""
+    return b"".join((header, body, pad)), f"wav/{codec}"
+
+
+def wav_head_info(head: bytes, total: int) -> WavInfo:
+    """:func:`wav_info` from the first bytes of a WAV of ``total`` bytes (``head`` must
+    reach the data chunk's header; a data chunk of unknown size, as streaming writers
+    leave it, runs to the end of the file).
+
+    Raises:
+        UnsupportedAudioFormat: a WAV codec :func:`decode` cannot handle natively.
+        AudioError: not a WAV, a header beyond ``head``, or a truncated data chunk.
+    """
+    layout = _parse_wav(memoryview(head), total)
+    if layout.codec is None:
+        raise _unsupported_tag(layout.format_tag, ffmpeg_would_help=True)
+    frames = layout.data_size // layout.block_align
+    return WavInfo(
+        codec=layout.codec,
+        sample_rate=layout.sample_rate,
+        channels=layout.channels,
+        bits=layout.bits,
+        data_offset=layout.data_offset,
+        data_size=layout.data_size,
+        duration_ms=frames * 1000 // layout.sample_rate,
+    )
+
+
+def wav_header(codec: str, sample_rate: int, channels: int, frames: int) -> bytes:
+    """The canonical WAV header :func:`encode_wav` writes for ``frames`` frames of
+    ``codec`` (``pcm_s16le``, ``mulaw`` or ``alaw``); the samples (and a pad byte when
+    their size is odd) follow it.
+
+    Raises:
+        UnsupportedAudioFormat: an unknown ``codec``.
+    """
+    if codec not in _ENCODE_CODECS:
+        raise UnsupportedAudioFormat(
+            f"cannot encode WAV as {codec!r}; choose one of {', '.join(_ENCODE_CODECS)}"
+        )
+    _check_layout(sample_rate, channels)
+    if codec == "pcm_s16le":
         block = 2 * channels
         fmt_chunk = struct.pack(
-            "<4sIHHIIHH", b"fmt ", 16, _TAG_PCM, channels, rate, rate * block, block, 16
-        )
+            "<4sIHHIIHH", b"fmt ", 16, _TAG_PCM, channels, sample_rate,
+            sample_rate * block, block, 16,
+        )  # fmt: skip
         fact_chunk = b""
     else:
-        if audio._g711 is not None and codec == audio.source_codec:
-            body = audio._g711
-        else:
-            convert = audioop.lin2ulaw if codec == "mulaw" else audioop.lin2alaw
-            body = convert(audio.pcm, 2)
+        block = channels
         tag = _TAG_MULAW if codec == "mulaw" else _TAG_ALAW
         fmt_chunk = struct.pack(
-            "<4sIHHIIHHH", b"fmt ", 18, tag, channels, rate, rate * channels, channels, 8, 0
-        )
+            "<4sIHHIIHHH", b"fmt ", 18, tag, channels, sample_rate, sample_rate * channels,
+            channels, 8, 0,
+        )  # fmt: skip
         # Non-PCM WAVs carry a fact chunk with the frame count (RIFF spec; sox does too).
-        fact_chunk = struct.pack("<4sII", b"fact", 4, audio.frames)
-    pad = b"\x00" if len(body) % 2 else b""
-    riff_size = 4 + len(fmt_chunk) + len(fact_chunk) + 8 + len(body) + len(pad)
-    header = b"".join(
+        fact_chunk = struct.pack("<4sII", b"fact", 4, frames)
+    size = frames * block
+    riff_size = 4 + len(fmt_chunk) + len(fact_chunk) + 8 + size + (size & 1)
+    return b"".join(
         (
             struct.pack("<4sI4s", b"RIFF", riff_size, b"WAVE"),
             fmt_chunk,
             fact_chunk,
-            struct.pack("<4sI", b"data", len(body)),
+            struct.pack("<4sI", b"data", size),
         )
     )
-    return b"".join((header, body, pad)), f"wav/{codec}"
 
 
 def wav_info(data: bytes) -> WavInfo:
@@ -525,6 +614,11 @@ def wav_info(data: bytes) -> WavInfo:
 
 
 # -- WAV parsing ------------------------------------------------------------------
+
+
+def check_layout(sample_rate: int, channels: int) -> None:
+    """Raise :class:`AudioError` for a rate outside 4000-192000 Hz or 0 / > 8 channels."""
+    _check_layout(sample_rate, channels)
 
 
 def _check_layout(sample_rate: int, channels: int) -> None:
@@ -566,7 +660,9 @@ def _codec_for(tag: int, bits: int) -> str | None:
     return codec
 
 
-def _parse_wav(data: memoryview) -> _WavLayout:
+def _parse_wav(data: memoryview, total: int | None = None) -> _WavLayout:
+    """The layout of a WAV; ``data`` is the whole file, or (with ``total``, the file's
+    size) its first bytes, which must reach the data chunk's header."""
     head = bytes(data[0:12])
     if len(head) < 12 or head[0:4] != b"RIFF" or head[8:12] != b"WAVE":
         if head[0:4] in (b"RIFX", b"RF64"):
@@ -590,7 +686,7 @@ def _parse_wav(data: memoryview) -> _WavLayout:
         elif chunk_id == b"data":
             if fmt is None:
                 raise AudioError("WAV data chunk comes before the fmt chunk")
-            available = len(data) - body
+            available = (len(data) if total is None else total) - body
             if size == _UNKNOWN_SIZE:
                 size = available
             elif size > available:

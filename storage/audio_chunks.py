@@ -1,0 +1,225 @@
+"""Landing audio to stored plaintext chunk by chunk, in constant memory.
+
+What a caller may rely on:
+
+- :func:`plan_stream` looks at the first bytes of landing audio (a WAV's header, or
+  nothing for headerless ``sln``/``ulaw``/``alaw``) and its total size, and says what
+  will be stored (:class:`StreamPlan`: codec label, layout, frames, plaintext size) or
+  None when the audio needs the in-memory path (compressed formats through ffmpeg, a WAV
+  of unknown size or with its header beyond :data:`HEAD_BYTES`, legs).
+- :func:`stream_plaintext` then yields the stored WAV (the same bytes
+  :func:`storage.audio.encode_wav` would write) piece by piece from the landing stream:
+  the header, then the samples :data:`CHUNK_FRAMES` frames at a time, PCI pauses
+  silenced on their channels at the exact samples (G.711 codes stay codes, with the
+  codec's silence byte), 8/24/32-bit and float PCM converted to 16-bit. It reads the
+  whole file (trailing chunks too) so the caller's digest covers every byte, and calls
+  ``finish`` once the file is exhausted, before the last piece: a digest that does not
+  match raises there, and no complete object is ever written.
+- The bounds of :class:`~storage.audio.DecodeLimit` hold as in :func:`~storage.audio.decode`:
+  they are checked against the header before anything is read.
+
+Every failure is an :class:`~storage.errors.AudioError` (or a subclass).
+"""
+
+from __future__ import annotations
+
+import struct
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from storage.audio import (
+    RAW_FORMATS,
+    DecodeLimit,
+    Layout,
+    SilencePlan,
+    check_layout,
+    wav_head_info,
+    wav_header,
+)
+from storage.crypto.envelope import SupportsRead
+from storage.errors import AudioError, UnsupportedAudioFormat
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import audioop
+
+__all__ = ["CHUNK_FRAMES", "HEAD_BYTES", "StreamPlan", "plan_stream", "stream_plaintext"]
+
+#: How much of a file :func:`plan_stream` needs to see (a WAV header with metadata).
+HEAD_BYTES = 64 * 1024
+#: Frames converted per piece (8 kHz: 32 s; 16 kHz stereo: 2 MiB of PCM).
+CHUNK_FRAMES = 1 << 18
+_G711_FILL = {"mulaw": b"\xff", "alaw": b"\xd5"}
+_WIDTH = {"pcm_u8": 1, "pcm_s16le": 2, "pcm_s24le": 3, "pcm_s32le": 4, "pcm_f32le": 4,
+          "pcm_f64le": 8, "mulaw": 1, "alaw": 1}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class StreamPlan:
+    """What :func:`stream_plaintext` will produce from one landing file."""
+
+    source_codec: str  # as in DecodedAudio.source_codec
+    stored_codec: str  # pcm_s16le, mulaw or alaw
+    sample_rate: int
+    channels: int
+    frames: int
+    data_offset: int  # where the samples start in the landing file
+    total_size: int  # bytes of the landing file
+
+    @property
+    def audio_format(self) -> str:
+        return f"wav/{self.stored_codec}"
+
+    @property
+    def source_width(self) -> int:
+        return _WIDTH[self.source_codec]
+
+    @property
+    def stored_width(self) -> int:
+        return 2 if self.stored_codec == "pcm_s16le" else 1
+
+    @property
+    def data_size(self) -> int:
+        return self.frames * self.channels * self.stored_width
+
+    @property
+    def plaintext_size(self) -> int:
+        header = wav_header(self.stored_codec, self.sample_rate, self.channels, self.frames)
+        return len(header) + self.data_size + (self.data_size & 1)
+
+    @property
+    def duration_ms(self) -> int:
+        return self.frames * 1000 // self.sample_rate
+
+
+def plan_stream(
+    head: bytes, total: int, fmt: str, *, layout: Layout, limit: DecodeLimit
+) -> StreamPlan | None:
+    """The plan for a landing file of ``total`` bytes starting with ``head``, declared
+    ``fmt`` and ``layout``; None when it needs the in-memory path.
+
+    Raises:
+        AudioMismatch: a WAV header contradicting ``layout``.
+        AudioTooLong: more frames than ``limit`` allows.
+        UnsupportedAudioFormat: a WAV codec that cannot be handled.
+        AudioError: a truncated or inconsistent header, or no samples.
+    """
+    name = fmt.strip().lower().lstrip(".")
+    if name in RAW_FORMATS:
+        codec, default_rate = RAW_FORMATS[name]
+        rate, channels = layout.sample_rate or default_rate, layout.channels or 1
+        check_layout(rate, channels)
+        offset = 0
+        frames = total // (_WIDTH[codec] * channels)
+    elif name == "wav":
+        if len(head) < 12:
+            raise AudioError("not a WAV file (no RIFF/WAVE header)")
+        try:
+            info = wav_head_info(head, total)
+        except UnsupportedAudioFormat:
+            return None  # a codec only ffmpeg expands (GSM, ADPCM, MP3 in WAV)
+        except AudioError:
+            if len(head) >= HEAD_BYTES and head[:4] == b"RIFF":
+                return None  # metadata chunks before the data: decode it whole
+            raise
+        layout.check(info.sample_rate, info.channels, "WAV header")
+        codec, rate, channels = info.codec, info.sample_rate, info.channels
+        if info.data_offset + info.data_size > total:
+            return None
+        offset = info.data_offset
+        frames = info.data_size // (_WIDTH[codec] * channels)
+    else:
+        return None
+    if frames < 1:
+        raise AudioError("audio contains no samples")
+    limit.check(frames, rate, channels)
+    stored = codec if codec in _G711_FILL else "pcm_s16le"
+    return StreamPlan(codec, stored, rate, channels, frames, offset, total)
+
+
+def _read(source: SupportsRead, size: int) -> bytes:
+    parts, got = [], 0
+    while got < size:
+        piece = source.read(size - got)
+        if not piece:
+            break
+        parts.append(piece)
+        got += len(piece)
+    return b"".join(parts)
+
+
+def _to_s16(data: bytes, codec: str) -> bytes:
+    if codec == "pcm_s16le":
+        return data
+    if codec == "pcm_u8":
+        return audioop.lin2lin(audioop.bias(data, 1, -128), 1, 2)
+    if codec in ("pcm_s24le", "pcm_s32le"):
+        return audioop.lin2lin(data, _WIDTH[codec], 2)
+    floats = memoryview(data).cast("f" if codec == "pcm_f32le" else "d")
+    return struct.pack(f"<{len(floats)}h", *map(_float_to_s16, floats))
+
+
+def _float_to_s16(x: float) -> int:
+    if x != x:
+        return 0
+    if x >= 1.0:
+        return 32767
+    if x <= -1.0:
+        return -32768
+    return min(32767, round(x * 32768))
+
+
+def stream_plaintext(
+    plan: StreamPlan,
+    head: bytes,
+    source: SupportsRead,
+    silence: SilencePlan,
+    *,
+    finish: Callable[[], None] = lambda: None,
+) -> Iterator[bytes]:
+    """The stored WAV of ``plan``, piece by piece: ``head`` is what was read of the file
+    already, ``source`` the rest of it; ``silence`` the pauses (over ``plan.frames``).
+
+    Raises:
+        AudioError: the file ended before its samples did (it was truncated meanwhile).
+        Whatever ``finish`` raises (a digest mismatch), before the last piece.
+    """
+    buffered = bytearray(head)
+
+    def take(size: int) -> bytes:
+        nonlocal buffered
+        if len(buffered) < size:
+            buffered += _read(source, size - len(buffered))
+        out = bytes(buffered[:size])
+        del buffered[:size]
+        return out
+
+    width, channels = plan.source_width, plan.channels
+    fill = _G711_FILL.get(plan.stored_codec, b"\x00\x00")
+    yield wav_header(plan.stored_codec, plan.sample_rate, channels, plan.frames)
+    take(plan.data_offset)
+    frame = 0
+    pending: bytes | None = None
+    while frame < plan.frames:
+        count = min(CHUNK_FRAMES, plan.frames - frame)
+        raw = take(count * width * channels)
+        if len(raw) != count * width * channels:
+            raise AudioError(f"the audio ended after {frame} of {plan.frames} frames")
+        samples = bytearray(
+            raw if plan.stored_codec != "pcm_s16le" else _to_s16(raw, plan.source_codec)
+        )
+        silence.apply(samples, frame, plan.stored_width, fill)
+        frame += count
+        if pending is not None:
+            yield pending
+        pending = bytes(samples)
+    # The rest of the file (a partial frame, trailing chunks) is read for the digest.
+    buffered.clear()
+    while source.read(1 << 20):
+        pass
+    finish()
+    if plan.data_size & 1:
+        pending = (pending or b"") + b"\x00"
+    if pending is not None:
+        yield pending
