@@ -44,7 +44,15 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     import audioop
 
-__all__ = ["CHUNK_FRAMES", "HEAD_BYTES", "StreamPlan", "plan_stream", "stream_plaintext"]
+__all__ = [
+    "CHUNK_FRAMES",
+    "HEAD_BYTES",
+    "PieceReader",
+    "StreamPlan",
+    "plan_stream",
+    "read_head",
+    "stream_plaintext",
+]
 
 #: How much of a file :func:`plan_stream` needs to see (a WAV header with metadata).
 HEAD_BYTES = 64 * 1024
@@ -136,6 +144,33 @@ def plan_stream(
     limit.check(frames, rate, channels)
     stored = codec if codec in _G711_FILL else "pcm_s16le"
     return StreamPlan(codec, stored, rate, channels, frames, offset, total)
+
+
+class PieceReader:
+    """``read(n)`` over an iterator of byte pieces (what the envelope's sealer reads)."""
+
+    def __init__(self, pieces: Iterator[bytes]) -> None:
+        self._pieces = pieces
+        self._buffer = bytearray()
+        self._done = False
+
+    def read(self, size: int = -1, /) -> bytes:
+        while not self._done and (size < 0 or len(self._buffer) < size):
+            piece = next(self._pieces, None)
+            if piece is None:
+                self._done = True
+            else:
+                self._buffer += piece
+        if size < 0:
+            size = len(self._buffer)
+        out = bytes(self._buffer[:size])
+        del self._buffer[:size]
+        return out
+
+
+def read_head(source: SupportsRead, size: int = HEAD_BYTES) -> bytes:
+    """Up to ``size`` bytes from the start of ``source`` (fewer only at its end)."""
+    return _read(source, size)
 
 
 def _read(source: SupportsRead, size: int) -> bytes:

@@ -38,7 +38,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -51,10 +51,12 @@ from storage.audio import (
     DecodedAudio,
     DecodeLimit,
     Layout,
+    SilencePlan,
     decode,
     join_legs,
     silence,
 )
+from storage.audio_chunks import PieceReader, StreamPlan, plan_stream, read_head, stream_plaintext
 from storage.audio_store import stored_audio
 from storage.catalog import Catalog
 from storage.catalog.audit import AuditDraft, AuditLog
@@ -176,22 +178,45 @@ def decide_event(event: RecordingEvent, policy: Policy) -> IngestDecision:
         raise EventRejected(str(RejectReason.UNKNOWN_PURPOSE), str(exc)) from exc
 
 
-def _check_pauses(event: RecordingEvent, audio: DecodedAudio) -> None:
+def _check_pauses(event: RecordingEvent, frames: int, rate: int, channels: int) -> None:
     """Every pause must fall inside the decoded audio and on channels it has: a pause
     that cannot be silenced where the event says means the audio is not what the event
     describes (a stereo file read as mono halves every time), so nothing is stored."""
-    total_ms = -(-audio.frames * 1000 // audio.sample_rate)
+    total_ms = -(-frames * 1000 // rate)
     for index, pause in enumerate(event.pci_pauses):
         if pause.start_ms >= total_ms:
             raise EventRejected(
                 str(RejectReason.PCI_OUT_OF_RANGE),
                 f"pci_pauses[{index}]: starts after the decoded audio ends ({total_ms} ms)",
             )
-        if pause.channels is not None and max(pause.channels) >= audio.channels:
+        if pause.channels is not None and max(pause.channels) >= channels:
             raise EventRejected(
                 str(RejectReason.PCI_OUT_OF_RANGE),
-                f"pci_pauses[{index}]: the audio has {audio.channels} channel(s)",
+                f"pci_pauses[{index}]: the audio has {channels} channel(s)",
             )
+
+
+#: Formats :meth:`IngestPipeline._prepare_streamed` may handle without holding them.
+_STREAMED = frozenset({"wav", "sln", "sln16", "ulaw", "mulaw", "alaw"})
+
+
+def _audio_rejection(exc: AudioError) -> EventRejected:
+    """The reason code of an audio failure."""
+    if isinstance(exc, UnsupportedAudioFormat):
+        return EventRejected(str(RejectReason.AUDIO_UNSUPPORTED), str(exc))
+    if isinstance(exc, AudioTooLong):
+        return EventRejected(str(RejectReason.AUDIO_TOO_LONG), str(exc))
+    if isinstance(exc, AudioMismatch):
+        return EventRejected(str(RejectReason.AUDIO_MISMATCH), str(exc))
+    return EventRejected(str(RejectReason.AUDIO_UNDECODABLE), str(exc))
+
+
+def _translated(pieces: Iterator[bytes]) -> Iterator[bytes]:
+    """``pieces`` with audio failures as rejections (they surface inside ``Vault.put``)."""
+    try:
+        yield from pieces
+    except AudioError as exc:
+        raise _audio_rejection(exc) from exc
 
 
 def _foreign(claim: LandingClaim | None, recording_id: str) -> bool:
@@ -645,6 +670,168 @@ class IngestPipeline:
         return files
 
     def _prepare(self, item: _Prepared) -> _Prepared:
+        if not item.event.audio.legs and item.event.audio.format in _STREAMED:
+            with self.metrics.stage("stream"):
+                if self._prepare_streamed(item):
+                    return item
+        return self._prepare_whole(item)
+
+    def _prepare_streamed(self, item: _Prepared) -> bool:
+        """PCM / G.711 WAV and headerless audio: read, silence, encrypt and write chunk by
+        chunk, in constant memory (False: this file needs :meth:`_prepare_whole`)."""
+        event = item.event
+        self._check_sidecar(item)
+        limit = DecodeLimit.for_call(event.duration_ms, max_pcm_bytes=self.max_pcm_bytes)
+        layout = Layout(event.audio.sample_rate, event.audio.channels)
+        digest = hashlib.sha256()
+        try:
+            with self.landing.open(item.ref) as stream:
+                head = read_head(stream)
+                digest.update(head)
+                try:
+                    plan = plan_stream(
+                        head, stream.size, event.audio.format, layout=layout, limit=limit
+                    )
+                except AudioError as exc:
+                    raise _audio_rejection(exc) from exc
+                if plan is None:
+                    return False
+                cuts = self._cuts(event, plan.frames, plan.sample_rate, plan.channels)
+
+                class Hashed:
+                    def read(self, size: int = -1, /) -> bytes:
+                        piece = stream.read(size)
+                        digest.update(piece)
+                        return piece
+
+                def finish() -> None:
+                    if digest.hexdigest() != event.audio.sha256:
+                        raise EventRejected(
+                            str(RejectReason.SHA256_MISMATCH),
+                            "landing audio does not match audio.sha256",
+                        )
+                    item.verified = True
+
+                pieces = _translated(stream_plaintext(plan, head, Hashed(), cuts, finish=finish))
+                item.bytes_in = stream.size
+                self._seal_and_put(item, plan, PieceReader(pieces), cuts.silenced_ms)
+        except LandingError as exc:
+            if is_unavailable(exc):
+                raise  # the landing store is down: retried
+            raise _landing_rejection(exc) from exc
+        return True
+
+    def _cuts(self, event: RecordingEvent, frames: int, rate: int, channels: int) -> SilencePlan:
+        """The PCI cuts over audio of this layout (see :func:`_check_pauses`)."""
+        roles = event.audio.channel_roles
+        if roles and len(roles) != channels:
+            raise EventRejected(
+                str(RejectReason.AUDIO_MISMATCH),
+                f"audio.channel_roles names {len(roles)} channel(s), the audio has {channels}",
+            )
+        _check_pauses(event, frames, rate, channels)
+        spans = [(p.start_ms, p.end_ms, p.channels) for p in event.pci_pauses]
+        try:
+            return SilencePlan.of(spans, sample_rate=rate, channels=channels, frames=frames)
+        except AudioError as exc:
+            raise EventRejected(str(RejectReason.PCI_OUT_OF_RANGE), str(exc)) from exc
+
+    def _seal_and_put(
+        self, item: _Prepared, plan: StreamPlan, plaintext: PieceReader, redacted_ms: int
+    ) -> None:
+        event, decision = item.event, item.decision
+        assert decision.retention_class is not None and decision.retain_until is not None
+        sealing = self.keys.seal_recording_stream(
+            recording_id=event.recording_id,
+            tenant=event.tenant,
+            subject_ref=item.subject_ref,
+            plaintext=plaintext,
+            size=plan.plaintext_size,
+            content_type="audio/wav",
+        )
+        key = object_key_for(self.keys, event.tenant, event.recording_id)
+        tags = recording_tags(
+            purposes=decision.purposes,
+            retention_class=decision.retention_class,
+            retain_until=decision.retain_until,
+            held=False,
+        )
+        # The pieces raise (sha256, truncation) before the object is complete: the vault
+        # then discards what it wrote, and the event is dead-lettered.
+        written = self.vault.put(key, sealing, tags=tags, durable=False)
+        self.metrics.pci_redacted_seconds.inc(redacted_ms / 1000)
+        item.row = self._row(
+            item,
+            key=key,
+            subject_key_id=sealing.subject_key_id,
+            ciphertext_sha256=sealing.sha256,
+            stored_size=sealing.size,
+            audio_bytes=plan.plaintext_size,
+            audio_format=plan.audio_format,
+            duration_ms=plan.duration_ms,
+            sample_rate=plan.sample_rate,
+            channels=plan.channels,
+            redacted_ms=redacted_ms,
+            version=written.version_id,
+        )
+
+    def _row(
+        self,
+        item: _Prepared,
+        *,
+        key: str,
+        subject_key_id: str,
+        ciphertext_sha256: str,
+        stored_size: int,
+        audio_bytes: int,
+        audio_format: str,
+        duration_ms: int,
+        sample_rate: int,
+        channels: int,
+        redacted_ms: int,
+        version: str | None,
+    ) -> RecordingRow:
+        event, decision = item.event, item.decision
+        assert decision.retention_class is not None and decision.retain_until is not None
+        return RecordingRow(
+            recording_id=event.recording_id,
+            call_id=event.call_id,
+            tenant=event.tenant,
+            subject_ref=item.subject_ref,
+            agent_id=event.agent_id,
+            queue=event.queue,
+            direction=event.direction,
+            started_at=event.started_at,
+            ended_at=event.ended_at,
+            duration_ms=duration_ms,
+            consent=event.consent,
+            purposes=decision.purposes,
+            retention_class=decision.retention_class,
+            retain_until=decision.retain_until,
+            object_key=key,
+            subject_key_id=subject_key_id,
+            ciphertext_sha256=ciphertext_sha256,
+            stored_size=stored_size,
+            audio_bytes=audio_bytes,
+            audio_format=audio_format,
+            sample_rate=sample_rate,
+            channels=channels,
+            channel_roles=event.audio.channel_roles,
+            pci_pauses=tuple(
+                {
+                    "start_ms": p.start_ms,
+                    "end_ms": p.end_ms,
+                    "channels": list(p.channels or range(channels)),
+                }
+                for p in event.pci_pauses
+            ),
+            pci_redacted_ms=redacted_ms,
+            created_at=self.clock(),
+            restricted=item.restricted,
+            object_version=version,
+        )
+
+    def _prepare_whole(self, item: _Prepared) -> _Prepared:
         event = item.event
         with self.metrics.stage("read"):
             files = self._read_verified(item)
@@ -657,7 +844,7 @@ class IngestPipeline:
             del files
         with self.metrics.stage("redact"):
             spans = [(p.start_ms, p.end_ms, p.channels) for p in event.pci_pauses]
-            _check_pauses(event, audio)
+            _check_pauses(event, audio.frames, audio.sample_rate, audio.channels)
             try:
                 audio, redacted_ms = silence(audio, spans)
             except AudioError as exc:
@@ -689,42 +876,19 @@ class IngestPipeline:
             # Group commit: the batch is flushed once before the catalog commit.
             written = self.vault.put(key, sealed.blob, tags=tags, durable=False)
         self.metrics.pci_redacted_seconds.inc(redacted_ms / 1000)
-        item.row = RecordingRow(
-            recording_id=event.recording_id,
-            call_id=event.call_id,
-            tenant=event.tenant,
-            subject_ref=subject_ref,
-            agent_id=event.agent_id,
-            queue=event.queue,
-            direction=event.direction,
-            started_at=event.started_at,
-            ended_at=event.ended_at,
-            duration_ms=audio.duration_ms,
-            consent=event.consent,
-            purposes=decision.purposes,
-            retention_class=decision.retention_class,
-            retain_until=decision.retain_until,
-            object_key=key,
+        item.row = self._row(
+            item,
+            key=key,
             subject_key_id=sealed.subject_key_id,
             ciphertext_sha256=hashlib.sha256(sealed.blob).hexdigest(),
             stored_size=len(sealed.blob),
             audio_bytes=len(kept.data),
             audio_format=kept.audio_format,
+            duration_ms=audio.duration_ms,
             sample_rate=audio.sample_rate,
             channels=audio.channels,
-            channel_roles=event.audio.channel_roles,
-            pci_pauses=tuple(
-                {
-                    "start_ms": p.start_ms,
-                    "end_ms": p.end_ms,
-                    "channels": list(p.channels or range(audio.channels)),
-                }
-                for p in event.pci_pauses
-            ),
-            pci_redacted_ms=redacted_ms,
-            created_at=self.clock(),
-            restricted=item.restricted,
-            object_version=written.version_id,
+            redacted_ms=redacted_ms,
+            version=written.version_id,
         )
         return item
 
@@ -744,14 +908,8 @@ class IngestPipeline:
                     f"the audio has {audio.channels}"
                 )
             limit.check(audio.frames, audio.sample_rate, audio.channels)
-        except UnsupportedAudioFormat as exc:
-            raise EventRejected(str(RejectReason.AUDIO_UNSUPPORTED), str(exc)) from exc
-        except AudioTooLong as exc:
-            raise EventRejected(str(RejectReason.AUDIO_TOO_LONG), str(exc)) from exc
-        except AudioMismatch as exc:
-            raise EventRejected(str(RejectReason.AUDIO_MISMATCH), str(exc)) from exc
         except AudioError as exc:
-            raise EventRejected(str(RejectReason.AUDIO_UNDECODABLE), str(exc)) from exc
+            raise _audio_rejection(exc) from exc
         return audio
 
     def _stored_draft(self, row: RecordingRow) -> AuditDraft:
