@@ -526,15 +526,17 @@ def encode_wav(audio: DecodedAudio, codec: str | None = None) -> tuple[bytes, st
     return b"".join((header, body, pad)), f"wav/{codec}"
 
 
-def wav_head_info(head: bytes, total: int) -> WavInfo:
-    """:func:`wav_info` from the first bytes of a WAV of ``total`` bytes (``head`` must
-    reach the data chunk's header; a data chunk of unknown size, as streaming writers
-    leave it, runs to the end of the file).
+def wav_head_info(head: bytes, total: int) -> WavInfo | None:
+    """:func:`wav_info` from the first bytes of a WAV of ``total`` bytes; None when
+    ``head`` ends before the data chunk's header (metadata chunks first: read more). A
+    data chunk of unknown size, as streaming writers leave it, runs to the end.
 
     Raises:
         UnsupportedAudioFormat: a WAV codec :func:`decode` cannot handle natively.
         AudioError: not a WAV, a header beyond ``head``, or a truncated data chunk.
     """
+    if len(head) < total and not _reaches_data(head):
+        return None
     layout = _parse_wav(memoryview(head), total)
     if layout.codec is None:
         raise _unsupported_tag(layout.format_tag, ffmpeg_would_help=True)
@@ -698,6 +700,17 @@ def _parse_wav(data: memoryview, total: int | None = None) -> _WavLayout:
     if fmt is None:
         raise AudioError("WAV file has no fmt chunk (truncated or not audio)")
     raise AudioError("WAV file has no data chunk (truncated)")
+
+
+def _reaches_data(head: bytes) -> bool:
+    """Whether ``head`` (a WAV's first bytes) holds the data chunk's header."""
+    pos = 12
+    while pos + 8 <= len(head):
+        if head[pos : pos + 4] == b"data":
+            return True
+        (size,) = struct.unpack_from("<I", head, pos + 4)
+        pos += 8 + size + (size & 1)
+    return False
 
 
 def _layout(fmt: tuple[int, int, int, int, int], offset: int, size: int) -> _WavLayout:

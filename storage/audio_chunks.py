@@ -127,10 +127,8 @@ def plan_stream(
             info = wav_head_info(head, total)
         except UnsupportedAudioFormat:
             return None  # a codec only ffmpeg expands (GSM, ADPCM, MP3 in WAV)
-        except AudioError:
-            if len(head) >= HEAD_BYTES and head[:4] == b"RIFF":
-                return None  # metadata chunks before the data: decode it whole
-            raise
+        if info is None:
+            return None  # metadata chunks beyond HEAD_BYTES before the data: decode whole
         layout.check(info.sample_rate, info.channels, "WAV header")
         codec, rate, channels = info.codec, info.sample_rate, info.channels
         if info.data_offset + info.data_size > total:
