@@ -97,8 +97,16 @@ class LocalVault:
         check_data(data)
         try:
             # Tags first: the object never becomes visible without its tags.
-            write_file_atomically(self._tags_path(key), _encode_tags(checked), sync=durable)
-            size = write_file_atomically(path, data, sync=durable)
+            tags_path = self._tags_path(key)
+            existed = path.exists()
+            write_file_atomically(tags_path, _encode_tags(checked), sync=durable)
+            try:
+                size = write_file_atomically(path, data, sync=durable)
+            except BaseException:
+                if not existed:  # pieces that failed leave nothing behind
+                    with contextlib.suppress(OSError):
+                        tags_path.unlink()
+                raise
         except IsADirectoryError as exc:
             raise StorageError(f"vault key {key!r} is a prefix of other keys here") from exc
         except NotADirectoryError as exc:

@@ -253,3 +253,20 @@ def test_headerless_wideband_and_g711_keep_their_declared_rate(
     assert row is not None and row.audio_format == "wav/mulaw"
     plain = services.keys.open_recording(services.vault.get(row.object_key))
     assert plain.endswith(ulaw.path.read_bytes())  # the G.711 codes as sent, behind a header
+
+
+def test_a_streamed_file_with_a_wrong_digest_leaves_no_object(
+    services: Services, telephony_samples: TelephonySamples
+) -> None:
+    """WAV and headerless audio are sealed and written while they are read; the digest is
+    checked at the end of the file, before the object is complete, so a mismatch leaves
+    no object (nor temp file) in the vault and the landing copy for an operator."""
+    sample = telephony_samples.get("freeswitch-stereo-16k", seconds=SECONDS)
+    uri, _ = _land(services, sample.path, "fs.wav")
+    audio = {"uri": uri, "sha256": "ab" * 32, "format": "wav"}
+    (outcome,) = _ingest(services, _event("wrong-sum", audio))
+    assert (outcome.status, outcome.reason) == ("dlq", "sha256-mismatch"), outcome
+    vault_dir = services.settings.data_dir / "vault"
+    assert not [p for p in vault_dir.rglob("*") if p.is_file()]
+    assert Path(uri.removeprefix("file://")).exists()
+    assert services.catalog.get_recording("wrong-sum") is None
