@@ -27,7 +27,7 @@ from streams.http.oidc import verifier_for
 from streams.ingest import IngestPipeline
 from streams.metrics import Metrics
 
-__all__ = ["Clock", "QaEnv", "Reply", "ServerThread", "make_env"]
+__all__ = ["Clock", "QaEnv", "Reply", "ServerThread", "make_env", "serve"]
 
 # Inside acme-qa's contract window (2026-01-01 .. 2028-01-01) of the shipped policy.
 NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
@@ -252,6 +252,15 @@ def make_env(
     services = build_services(load_settings(env), clock=clock)
     metrics = Metrics()
     wavs = ingest(services, metrics, calls, clock)
+    tokens, server = serve(services, metrics, **qa_options)
+    return QaEnv(services, clock, metrics, tokens, server, wavs)
+
+
+def serve(
+    services: Services, metrics: Metrics, **qa_options: Any
+) -> tuple[LocalTokens, ServerThread]:
+    """The worker's web app over ``services`` on a free port (no ingest over HTTP), and
+    the local tokens it accepts."""
     tokens = LocalTokens(services.keyring, frozenset(services.policy.roles))
 
     async def publish(_event: bytes, _recording_id: str) -> None:
@@ -270,8 +279,7 @@ def make_env(
         )
         return build_web_app(ctx)
 
-    server = ServerThread(make_app).start()
-    return QaEnv(services, clock, metrics, tokens, server, wavs)
+    return tokens, ServerThread(make_app).start()
 
 
 def metric(env: QaEnv, name: str, labels: dict[str, str] | None = None) -> float:
