@@ -39,7 +39,7 @@ import subprocess
 import tempfile
 import threading
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -63,13 +63,16 @@ __all__ = [
     "RAW_FORMATS",
     "check_layout",
     "Layout",
+    "PcmStream",
     "SilencePlan",
     "Span",
     "decode",
+    "ffmpeg_decoder",
     "join_legs",
     "silence",
     "encode_wav",
     "wav_head_info",
+    "wav_needs_ffmpeg",
     "wav_header",
     "wav_info",
 ]
@@ -702,6 +705,21 @@ def _parse_wav(data: memoryview, total: int | None = None) -> _WavLayout:
     raise AudioError("WAV file has no data chunk (truncated)")
 
 
+def wav_needs_ffmpeg(head: bytes) -> bool:
+    """Whether the WAV starting with ``head`` holds a codec only ffmpeg expands (GSM
+    6.10 "WAV49", ADPCM, MP3 in WAV), by its fmt chunk's format tag."""
+    pos = 12
+    while pos + 8 <= len(head) and head[:4] == b"RIFF":
+        chunk, (size,) = head[pos : pos + 4], struct.unpack_from("<I", head, pos + 4)
+        if chunk == b"fmt " and pos + 10 <= len(head):
+            (tag,) = struct.unpack_from("<H", head, pos + 8)
+            if tag == _TAG_EXTENSIBLE and pos + 8 + 26 <= len(head):
+                (tag,) = struct.unpack_from("<H", head, pos + 8 + 24)
+            return tag in _FFMPEG_WAV_TAGS
+        pos += 8 + size + (size & 1)
+    return False
+
+
 def _reaches_data(head: bytes) -> bool:
     """Whether ``head`` (a WAV's first bytes) holds the data chunk's header."""
     pos = 12
@@ -793,35 +811,20 @@ def _decode_ffmpeg(
     which: Callable[[str], str | None],
     limit: DecodeLimit,
 ) -> DecodedAudio:
-    ffmpeg = which("ffmpeg")
-    if ffmpeg is None:
-        raise UnsupportedAudioFormat(f"cannot decode {name}: {_FFMPEG_MISSING}")
+    del demuxer  # ffmpeg_decoder knows it
     # A file, not a pipe: m4a/mp4 may keep their index at the end and need seeking.
     try:
         with tempfile.NamedTemporaryFile(prefix="callvault-audio-", suffix=f".{name}") as source:
             source.write(data)
             source.flush()
-            command = [
-                ffmpeg, "-nostdin", "-hide_banner", "-f", demuxer, "-i", source.name,
-                "-map", "0:a:0", "-vn", "-acodec", "pcm_s16le", "-f", "wav", "-",
-            ]  # fmt: skip
-            output, log, returncode = _run_bounded(command, limit)
+            with PcmStream(ffmpeg_decoder(source.name, name, which=which), limit, what=name) as run:
+                pcm = b"".join(run)
+                codec = run.codec or name
+                rate, channels = run.sample_rate, run.channels
     except (OSError, subprocess.SubprocessError) as exc:
         raise AudioError(f"ffmpeg could not decode {name}: {exc}") from exc
-    if returncode != 0 or not output:
-        lines = [line.strip() for line in log.splitlines() if line.strip()]
-        reason = lines[-1] if lines else f"exit status {returncode}"
-        raise AudioError(f"ffmpeg could not decode the {name} data: {reason}")
-    view = memoryview(output)
-    layout = _parse_wav(view)
-    if layout.codec != "pcm_s16le":
-        raise AudioError(f"ffmpeg returned {layout.codec} instead of pcm_s16le for {name}")
-    match = _STREAM_CODEC.search(log)
-    samples = view[layout.data_offset : layout.data_offset + layout.data_size]
-    decoded = _expand(samples, "pcm_s16le", layout.sample_rate, layout.channels, 16)
-    return DecodedAudio(
-        decoded.pcm, decoded.sample_rate, decoded.channels, match.group(1) if match else name
-    )
+    decoded = _expand(memoryview(pcm), "pcm_s16le", rate, channels, 16)
+    return DecodedAudio(decoded.pcm, decoded.sample_rate, decoded.channels, codec)
 
 
 _WAV_HEADER_MAX = 64 * 1024  # ffmpeg's header (with metadata chunks) comes first
@@ -852,49 +855,117 @@ def _pcm_start(head: bytes) -> tuple[int, int, int] | None:
     return None
 
 
-def _run_bounded(command: list[str], limit: DecodeLimit) -> tuple[bytes, str, int]:
-    """Run ffmpeg, reading its WAV output as a stream: once the header says the rate and
-    channels, at most ``limit.max_bytes(...)`` of samples are read; past that ffmpeg is
+class PcmStream:
+    """A running ffmpeg decoding one audio stream to 16-bit WAV on its stdout, read as a
+    stream: iterate it for the PCM (``sample_rate``/``channels`` are set before the first
+    chunk). At most ``limit.max_bytes(...)`` of samples are read; past that ffmpeg is
     killed and :class:`AudioTooLong` raised. stderr is drained in a thread (its tail is
-    kept); the whole run is bounded by :data:`FFMPEG_TIMEOUT_S`."""
-    process = subprocess.Popen(
-        command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    assert process.stdout is not None and process.stderr is not None
-    errors = bytearray()
+    kept in :attr:`log`); the run is bounded by :data:`FFMPEG_TIMEOUT_S`. Use it as a
+    context manager: leaving it stops ffmpeg if it still runs.
 
-    def drain() -> None:
-        assert process.stderr is not None
-        while chunk := process.stderr.read(8192):
-            errors.extend(chunk)
-            del errors[: max(0, len(errors) - _STDERR_KEEP)]
+    Raises (while iterating):
+        AudioTooLong: more samples than ``limit`` allows.
+        AudioError: ffmpeg wrote no usable WAV header, or failed (its last log line).
+    """
 
-    drainer = threading.Thread(target=drain, daemon=True, name="ffmpeg-stderr")
-    drainer.start()
-    timer = threading.Timer(FFMPEG_TIMEOUT_S, process.kill)
-    timer.start()
-    out = bytearray()
-    allowed: int | None = None
-    try:
-        while chunk := process.stdout.read(1 << 16):
-            out.extend(chunk)
-            if allowed is None:
-                start = _pcm_start(bytes(out[:_WAV_HEADER_MAX]))
+    def __init__(self, command: list[str], limit: DecodeLimit, *, what: str) -> None:
+        self.limit, self.what = limit, what
+        self.sample_rate = self.channels = self.pcm_bytes = 0
+        self.returncode: int | None = None
+        self._errors = bytearray()
+        try:
+            self._process = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            )
+        except OSError as exc:
+            raise AudioError(f"ffmpeg could not decode {what}: {exc}") from exc
+        self._drainer = threading.Thread(target=self._drain, daemon=True, name="ffmpeg-stderr")
+        self._drainer.start()
+        self._timer = threading.Timer(FFMPEG_TIMEOUT_S, self._process.kill)
+        self._timer.start()
+
+    def _drain(self) -> None:
+        stderr = self._process.stderr
+        assert stderr is not None
+        while chunk := stderr.read(8192):
+            self._errors.extend(chunk)
+            del self._errors[: max(0, len(self._errors) - _STDERR_KEEP)]
+
+    @property
+    def log(self) -> str:
+        return self._errors.decode("utf-8", "replace")
+
+    @property
+    def frames(self) -> int:
+        return self.pcm_bytes // (2 * self.channels) if self.channels else 0
+
+    @property
+    def codec(self) -> str | None:
+        """The codec ffmpeg reported for its input (``opus``, ``mp3``, ``aac``...)."""
+        match = _STREAM_CODEC.search(self.log)
+        return match.group(1) if match else None
+
+    def __enter__(self) -> PcmStream:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def __iter__(self) -> Iterator[bytes]:
+        stdout = self._process.stdout
+        assert stdout is not None
+        head = bytearray()
+        allowed = 0
+        while chunk := stdout.read(1 << 16):
+            if not self.channels:
+                head += chunk
+                start = _pcm_start(bytes(head[:_WAV_HEADER_MAX]))
                 if start is None:
-                    if len(out) > _WAV_HEADER_MAX:
+                    if len(head) > _WAV_HEADER_MAX:
                         raise AudioError("ffmpeg wrote a WAV header larger than 64 KiB")
                     continue
-                offset, rate, channels = start
-                allowed = offset + limit.max_bytes(rate, channels)
-            if len(out) > allowed:
-                raise limit.exceeded(rate, channels)
-        returncode = process.wait()
-    finally:
-        timer.cancel()
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        process.stdout.close()
-        drainer.join(5)
-        process.stderr.close()
-    return bytes(out), errors.decode("utf-8", "replace"), returncode
+                offset, self.sample_rate, self.channels = start
+                allowed = self.limit.max_bytes(self.sample_rate, self.channels)
+                chunk = bytes(head[offset:])
+            self.pcm_bytes += len(chunk)
+            if self.pcm_bytes > allowed:
+                raise self.limit.exceeded(self.sample_rate, self.channels)
+            yield chunk
+        self.returncode = self._process.wait()
+        if self.returncode != 0 or not self.channels:
+            lines = [line.strip() for line in self.log.splitlines() if line.strip()]
+            reason = lines[-1] if lines else f"exit status {self.returncode}"
+            raise AudioError(f"ffmpeg could not decode the {self.what} data: {reason}")
+
+    def close(self) -> None:
+        self._timer.cancel()
+        if self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+        if self._process.stdout is not None:
+            self._process.stdout.close()
+        self._drainer.join(5)
+        if self._process.stderr is not None:
+            self._process.stderr.close()
+
+
+def ffmpeg_decoder(
+    path: str, fmt: str, *, which: Callable[[str], str | None] = shutil.which
+) -> list[str]:
+    """The ffmpeg command decoding the file ``path`` (declared ``fmt``) to 16-bit WAV on
+    stdout, for :class:`PcmStream`.
+
+    Raises:
+        UnsupportedAudioFormat: ffmpeg is not installed, or ``fmt`` is not one it reads.
+    """
+    ffmpeg = which("ffmpeg")
+    name = fmt.strip().lower().lstrip(".")
+    if ffmpeg is None:
+        raise UnsupportedAudioFormat(f"cannot decode {name}: {_FFMPEG_MISSING}")
+    demuxer = _FFMPEG_DEMUXERS.get(name, "wav" if name == "wav" else None)
+    if demuxer is None:
+        raise UnsupportedAudioFormat(f"{name} is not decoded through ffmpeg")
+    return [
+        ffmpeg, "-nostdin", "-hide_banner", "-f", demuxer, "-i", path,
+        "-map", "0:a:0", "-vn", "-acodec", "pcm_s16le", "-f", "wav", "-",
+    ]  # fmt: skip

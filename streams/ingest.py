@@ -38,30 +38,38 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from callvault.errors import is_unavailable
 from policies import IngestDecision, Policy, PolicyInputError, decide_ingest
 from storage.audio import (
     DEFAULT_MAX_PCM_BYTES,
+    FFMPEG_FORMATS,
     DecodedAudio,
     DecodeLimit,
     Layout,
+    PcmStream,
     SilencePlan,
     decode,
+    encode_wav,
+    ffmpeg_decoder,
     join_legs,
     silence,
+    wav_needs_ffmpeg,
 )
-from storage.audio_chunks import PieceReader, StreamPlan, plan_stream, read_head, stream_plaintext
-from storage.audio_store import stored_audio
+from storage.audio_chunks import PieceReader, plan_stream, read_head, stream_plaintext
+from storage.audio_store import content_type_of, reencode_file, stored_label
 from storage.catalog import Catalog
 from storage.catalog.audit import AuditDraft, AuditLog
 from storage.catalog.claims import ClaimState, LandingClaim, LandingClaims
 from storage.catalog.restrictions import SubjectRestrictions
+from storage.crypto.envelope import SupportsRead
 from storage.crypto.keys import KeyService
 from storage.errors import (
     AudioError,
@@ -89,10 +97,6 @@ from streams.services import Services
 
 __all__ = ["IngestOutcome", "IngestPipeline", "decide_event", "object_key_for"]
 
-#: Source codecs stored from their samples (canonical WAV), not from the sent bytes.
-_PCM = frozenset(
-    {"pcm_s16le", "pcm_u8", "pcm_s24le", "pcm_s32le", "pcm_f32le", "pcm_f64le", "mulaw", "alaw"}
-)
 
 log = logging.getLogger(__name__)
 
@@ -670,15 +674,89 @@ class IngestPipeline:
         return files
 
     def _prepare(self, item: _Prepared) -> _Prepared:
-        if not item.event.audio.legs and item.event.audio.format in _STREAMED:
-            with self.metrics.stage("stream"):
-                if self._prepare_streamed(item):
-                    return item
-        return self._prepare_whole(item)
+        fmt = item.event.audio.format
+        if item.event.audio.legs:
+            return self._prepare_whole(item)
+        path = "ffmpeg" if fmt in FFMPEG_FORMATS else "whole"
+        with self.metrics.stage("stream"):
+            if fmt in _STREAMED:
+                path = self._prepare_streamed(item)
+            if path == "ffmpeg":
+                self._prepare_compressed(item)
+                return item
+        return item if path == "done" else self._prepare_whole(item)
 
-    def _prepare_streamed(self, item: _Prepared) -> bool:
+    def _prepare_compressed(self, item: _Prepared) -> None:
+        """Compressed audio (and GSM / ADPCM WAV), kept as sent in constant memory: the
+        landing file is copied aside while its digest is checked, ffmpeg decodes it as a
+        stream (bounded; the samples are only counted), and the copy is sealed and
+        written chunk by chunk; around a PCI pause a second ffmpeg re-encodes the
+        silenced samples in the same codec, rate, channels and bit rate."""
+        event = item.event
+        self._check_sidecar(item)
+        limit = DecodeLimit.for_call(event.duration_ms, max_pcm_bytes=self.max_pcm_bytes)
+        layout = Layout(event.audio.sample_rate, event.audio.channels)
+        fmt = event.audio.format
+        with tempfile.TemporaryDirectory(prefix="callvault-ingest-") as folder:
+            sent = Path(folder) / f"sent.{fmt}"
+            item.bytes_in = self._copy_verified(item, sent)
+            try:
+                with PcmStream(ffmpeg_decoder(str(sent), fmt), limit, what=fmt) as scan:
+                    for _ in scan:
+                        pass  # counted and bounded; kept as sent, not as samples
+                codec = scan.codec or fmt
+                layout.check(scan.sample_rate, scan.channels, f"{fmt} audio")
+                rate, channels, frames = scan.sample_rate, scan.channels, scan.frames
+                cuts = self._cuts(event, frames, rate, channels)
+                stored = sent
+                if cuts.cuts:
+                    seconds = max(frames / rate, 0.001)
+                    bit_rate = max(6000, round(item.bytes_in * 8 / seconds / 1000) * 1000)
+                    stored = reencode_file(
+                        sent, fmt, codec, cuts, bit_rate=bit_rate, limit=limit, folder=Path(folder)
+                    )
+            except AudioError as exc:
+                raise _audio_rejection(exc) from exc
+            label = stored_label(fmt, codec)
+            size = stored.stat().st_size
+            with stored.open("rb") as plaintext:
+                self._seal_and_put(
+                    item,
+                    plaintext,
+                    size=size,
+                    audio_format=label,
+                    content_type=content_type_of(label),
+                    frames=frames,
+                    sample_rate=rate,
+                    channels=channels,
+                    redacted_ms=cuts.silenced_ms,
+                )
+
+    def _copy_verified(self, item: _Prepared, target: Path) -> int:
+        """Copy the landing file to ``target`` chunk by chunk, checking its sha256
+        (``item.verified``); return its size."""
+        digest = hashlib.sha256()
+        try:
+            with self.landing.open(item.ref) as stream, target.open("wb") as out:
+                while piece := stream.read(1 << 20):
+                    digest.update(piece)
+                    out.write(piece)
+                size = stream.position
+        except LandingError as exc:
+            if is_unavailable(exc):
+                raise
+            raise _landing_rejection(exc) from exc
+        if digest.hexdigest() != item.event.audio.sha256:
+            raise EventRejected(
+                str(RejectReason.SHA256_MISMATCH), "landing audio does not match audio.sha256"
+            )
+        item.verified = True
+        return size
+
+    def _prepare_streamed(self, item: _Prepared) -> str:
         """PCM / G.711 WAV and headerless audio: read, silence, encrypt and write chunk by
-        chunk, in constant memory (False: this file needs :meth:`_prepare_whole`)."""
+        chunk, in constant memory. Returns ``done``, or the path this file needs instead:
+        ``ffmpeg`` (a codec only ffmpeg expands) or ``whole`` (an unusual WAV layout)."""
         event = item.event
         self._check_sidecar(item)
         limit = DecodeLimit.for_call(event.duration_ms, max_pcm_bytes=self.max_pcm_bytes)
@@ -695,7 +773,7 @@ class IngestPipeline:
                 except AudioError as exc:
                     raise _audio_rejection(exc) from exc
                 if plan is None:
-                    return False
+                    return "ffmpeg" if wav_needs_ffmpeg(head) else "whole"
                 cuts = self._cuts(event, plan.frames, plan.sample_rate, plan.channels)
 
                 class Hashed:
@@ -714,12 +792,22 @@ class IngestPipeline:
 
                 pieces = _translated(stream_plaintext(plan, head, Hashed(), cuts, finish=finish))
                 item.bytes_in = stream.size
-                self._seal_and_put(item, plan, PieceReader(pieces), cuts.silenced_ms)
+                self._seal_and_put(
+                    item,
+                    PieceReader(pieces),
+                    size=plan.plaintext_size,
+                    audio_format=plan.audio_format,
+                    content_type="audio/wav",
+                    frames=plan.frames,
+                    sample_rate=plan.sample_rate,
+                    channels=plan.channels,
+                    redacted_ms=cuts.silenced_ms,
+                )
         except LandingError as exc:
             if is_unavailable(exc):
                 raise  # the landing store is down: retried
             raise _landing_rejection(exc) from exc
-        return True
+        return "done"
 
     def _cuts(self, event: RecordingEvent, frames: int, rate: int, channels: int) -> SilencePlan:
         """The PCI cuts over audio of this layout (see :func:`_check_pauses`)."""
@@ -737,8 +825,20 @@ class IngestPipeline:
             raise EventRejected(str(RejectReason.PCI_OUT_OF_RANGE), str(exc)) from exc
 
     def _seal_and_put(
-        self, item: _Prepared, plan: StreamPlan, plaintext: PieceReader, redacted_ms: int
+        self,
+        item: _Prepared,
+        plaintext: SupportsRead,
+        *,
+        size: int,
+        audio_format: str,
+        content_type: str,
+        frames: int,
+        sample_rate: int,
+        channels: int,
+        redacted_ms: int,
     ) -> None:
+        """Seal ``size`` bytes of ``plaintext`` and write them to the vault as they are
+        sealed; the row of what was stored becomes ``item.row``."""
         event, decision = item.event, item.decision
         assert decision.retention_class is not None and decision.retain_until is not None
         sealing = self.keys.seal_recording_stream(
@@ -746,8 +846,8 @@ class IngestPipeline:
             tenant=event.tenant,
             subject_ref=item.subject_ref,
             plaintext=plaintext,
-            size=plan.plaintext_size,
-            content_type="audio/wav",
+            size=size,
+            content_type=content_type,
         )
         key = object_key_for(self.keys, event.tenant, event.recording_id)
         tags = recording_tags(
@@ -766,11 +866,11 @@ class IngestPipeline:
             subject_key_id=sealing.subject_key_id,
             ciphertext_sha256=sealing.sha256,
             stored_size=sealing.size,
-            audio_bytes=plan.plaintext_size,
-            audio_format=plan.audio_format,
-            duration_ms=plan.duration_ms,
-            sample_rate=plan.sample_rate,
-            channels=plan.channels,
+            audio_bytes=size,
+            audio_format=audio_format,
+            duration_ms=frames * 1000 // sample_rate,
+            sample_rate=sample_rate,
+            channels=channels,
             redacted_ms=redacted_ms,
             version=written.version_id,
         )
@@ -832,15 +932,14 @@ class IngestPipeline:
         )
 
     def _prepare_whole(self, item: _Prepared) -> _Prepared:
+        """Legs (joined into one recording) and WAVs of an unusual layout: decoded,
+        silenced and encoded as the canonical WAV in memory."""
         event = item.event
         with self.metrics.stage("read"):
             files = self._read_verified(item)
         item.bytes_in = sum(len(data) for data in files)
         with self.metrics.stage("decode"):
             audio = self._decode(event, files)
-            # Kept as sent: a compressed file's own bytes are what is stored (or, around a
-            # PCI pause, re-encoded alike); PCM and G.711 are stored from the samples.
-            sent = files[0] if len(files) == 1 and audio.source_codec not in _PCM else None
             del files
         with self.metrics.stage("redact"):
             spans = [(p.start_ms, p.end_ms, p.channels) for p in event.pci_pauses]
@@ -849,19 +948,15 @@ class IngestPipeline:
                 audio, redacted_ms = silence(audio, spans)
             except AudioError as exc:
                 raise EventRejected(str(RejectReason.PCI_OUT_OF_RANGE), str(exc)) from exc
-            try:
-                kept = stored_audio(sent, event.audio.format, audio, silenced=redacted_ms > 0)
-            except AudioError as exc:
-                raise EventRejected(str(RejectReason.AUDIO_UNSUPPORTED), str(exc)) from exc
-            del sent
+            wav, audio_format = encode_wav(audio)
         subject_ref = item.subject_ref
         with self.metrics.stage("encrypt"):
             sealed = self.keys.seal_recording(
                 recording_id=event.recording_id,
                 tenant=event.tenant,
                 subject_ref=subject_ref,
-                plaintext=kept.data,
-                content_type=kept.content_type,
+                plaintext=wav,
+                content_type="audio/wav",
             )
         decision = item.decision
         assert decision.retention_class is not None and decision.retain_until is not None
@@ -882,8 +977,8 @@ class IngestPipeline:
             subject_key_id=sealed.subject_key_id,
             ciphertext_sha256=hashlib.sha256(sealed.blob).hexdigest(),
             stored_size=len(sealed.blob),
-            audio_bytes=len(kept.data),
-            audio_format=kept.audio_format,
+            audio_bytes=len(wav),
+            audio_format=audio_format,
             duration_ms=audio.duration_ms,
             sample_rate=audio.sample_rate,
             channels=audio.channels,
