@@ -69,6 +69,7 @@ __all__ = [
     "decode",
     "ffmpeg_decoder",
     "join_legs",
+    "pcm_to_s16",
     "silence",
     "encode_wav",
     "wav_head_info",
@@ -541,18 +542,7 @@ def wav_head_info(head: bytes, total: int) -> WavInfo | None:
     if len(head) < total and not _reaches_data(head):
         return None
     layout = _parse_wav(memoryview(head), total)
-    if layout.codec is None:
-        raise _unsupported_tag(layout.format_tag, ffmpeg_would_help=True)
-    frames = layout.data_size // layout.block_align
-    return WavInfo(
-        codec=layout.codec,
-        sample_rate=layout.sample_rate,
-        channels=layout.channels,
-        bits=layout.bits,
-        data_offset=layout.data_offset,
-        data_size=layout.data_size,
-        duration_ms=frames * 1000 // layout.sample_rate,
-    )
+    return _info(layout)
 
 
 def wav_header(codec: str, sample_rate: int, channels: int, frames: int) -> bytes:
@@ -604,18 +594,7 @@ def wav_info(data: bytes) -> WavInfo:
         AudioError: not a WAV, or a truncated / inconsistent header.
     """
     layout = _parse_wav(memoryview(data))
-    if layout.codec is None:
-        raise _unsupported_tag(layout.format_tag, ffmpeg_would_help=True)
-    frames = layout.data_size // layout.block_align
-    return WavInfo(
-        codec=layout.codec,
-        sample_rate=layout.sample_rate,
-        channels=layout.channels,
-        bits=layout.bits,
-        data_offset=layout.data_offset,
-        data_size=layout.data_size,
-        duration_ms=frames * 1000 // layout.sample_rate,
-    )
+    return _info(layout)
 
 
 # -- WAV parsing ------------------------------------------------------------------
@@ -720,6 +699,21 @@ def wav_needs_ffmpeg(head: bytes) -> bool:
     return False
 
 
+def _info(layout: _WavLayout) -> WavInfo:
+    if layout.codec is None:
+        raise _unsupported_tag(layout.format_tag, ffmpeg_would_help=True)
+    frames = layout.data_size // layout.block_align
+    return WavInfo(
+        codec=layout.codec,
+        sample_rate=layout.sample_rate,
+        channels=layout.channels,
+        bits=layout.bits,
+        data_offset=layout.data_offset,
+        data_size=layout.data_size,
+        duration_ms=frames * 1000 // layout.sample_rate,
+    )
+
+
 def _reaches_data(head: bytes) -> bool:
     """Whether ``head`` (a WAV's first bytes) holds the data chunk's header."""
     pos = 12
@@ -772,16 +766,21 @@ def _expand(samples: memoryview, codec: str, rate: int, channels: int, bits: int
         decoded = DecodedAudio(expand(samples, 2), rate, channels, codec)
         _attach_g711(decoded, bytes(samples))
         return decoded
+    return DecodedAudio(pcm_to_s16(samples, codec), rate, channels, codec)
+
+
+def pcm_to_s16(samples: bytes | memoryview, codec: str) -> bytes:
+    """Whole samples of linear PCM ``codec`` (``pcm_u8``, ``pcm_s16le``, ``pcm_s24le``,
+    ``pcm_s32le``, ``pcm_f32le``, ``pcm_f64le``) as 16-bit little-endian PCM."""
     if codec == "pcm_s16le":
-        pcm = bytes(samples)
-    elif codec == "pcm_u8":
-        pcm = audioop.lin2lin(audioop.bias(samples, 1, -128), 1, 2)
-    elif codec in ("pcm_s24le", "pcm_s32le"):
-        pcm = audioop.lin2lin(samples, bits // 8, 2)
-    else:  # pcm_f32le / pcm_f64le: no C-level float path without numpy
-        floats = samples.cast("f" if bits == 32 else "d")
-        pcm = struct.pack(f"<{len(floats)}h", *map(_float_to_s16, floats))
-    return DecodedAudio(pcm, rate, channels, codec)
+        return bytes(samples)
+    if codec == "pcm_u8":
+        return audioop.lin2lin(audioop.bias(samples, 1, -128), 1, 2)
+    if codec in ("pcm_s24le", "pcm_s32le"):
+        return audioop.lin2lin(samples, 3 if codec == "pcm_s24le" else 4, 2)
+    # pcm_f32le / pcm_f64le: no C-level float path without numpy
+    floats = memoryview(samples).cast("B").cast("f" if codec == "pcm_f32le" else "d")
+    return struct.pack(f"<{len(floats)}h", *map(_float_to_s16, floats))
 
 
 def _attach_g711(audio: DecodedAudio, codes: bytes) -> None:

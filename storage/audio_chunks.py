@@ -23,8 +23,6 @@ Every failure is an :class:`~storage.errors.AudioError` (or a subclass).
 
 from __future__ import annotations
 
-import struct
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -34,20 +32,16 @@ from storage.audio import (
     Layout,
     SilencePlan,
     check_layout,
+    pcm_to_s16,
     wav_head_info,
     wav_header,
 )
-from storage.crypto.envelope import SupportsRead
+from storage.crypto.envelope import SupportsRead, read_exactly
 from storage.errors import AudioError, UnsupportedAudioFormat
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", DeprecationWarning)
-    import audioop
 
 __all__ = [
     "CHUNK_FRAMES",
     "HEAD_BYTES",
-    "PieceReader",
     "StreamPlan",
     "plan_stream",
     "read_head",
@@ -144,63 +138,9 @@ def plan_stream(
     return StreamPlan(codec, stored, rate, channels, frames, offset, total)
 
 
-class PieceReader:
-    """``read(n)`` over an iterator of byte pieces (what the envelope's sealer reads)."""
-
-    def __init__(self, pieces: Iterator[bytes]) -> None:
-        self._pieces = pieces
-        self._buffer = bytearray()
-        self._done = False
-
-    def read(self, size: int = -1, /) -> bytes:
-        while not self._done and (size < 0 or len(self._buffer) < size):
-            piece = next(self._pieces, None)
-            if piece is None:
-                self._done = True
-            else:
-                self._buffer += piece
-        if size < 0:
-            size = len(self._buffer)
-        out = bytes(self._buffer[:size])
-        del self._buffer[:size]
-        return out
-
-
 def read_head(source: SupportsRead, size: int = HEAD_BYTES) -> bytes:
     """Up to ``size`` bytes from the start of ``source`` (fewer only at its end)."""
-    return _read(source, size)
-
-
-def _read(source: SupportsRead, size: int) -> bytes:
-    parts, got = [], 0
-    while got < size:
-        piece = source.read(size - got)
-        if not piece:
-            break
-        parts.append(piece)
-        got += len(piece)
-    return b"".join(parts)
-
-
-def _to_s16(data: bytes, codec: str) -> bytes:
-    if codec == "pcm_s16le":
-        return data
-    if codec == "pcm_u8":
-        return audioop.lin2lin(audioop.bias(data, 1, -128), 1, 2)
-    if codec in ("pcm_s24le", "pcm_s32le"):
-        return audioop.lin2lin(data, _WIDTH[codec], 2)
-    floats = memoryview(data).cast("f" if codec == "pcm_f32le" else "d")
-    return struct.pack(f"<{len(floats)}h", *map(_float_to_s16, floats))
-
-
-def _float_to_s16(x: float) -> int:
-    if x != x:
-        return 0
-    if x >= 1.0:
-        return 32767
-    if x <= -1.0:
-        return -32768
-    return min(32767, round(x * 32768))
+    return read_exactly(source, size)
 
 
 def stream_plaintext(
@@ -223,7 +163,7 @@ def stream_plaintext(
     def take(size: int) -> bytes:
         nonlocal buffered
         if len(buffered) < size:
-            buffered += _read(source, size - len(buffered))
+            buffered += read_exactly(source, size - len(buffered))
         out = bytes(buffered[:size])
         del buffered[:size]
         return out
@@ -240,7 +180,7 @@ def stream_plaintext(
         if len(raw) != count * width * channels:
             raise AudioError(f"the audio ended after {frame} of {plan.frames} frames")
         samples = bytearray(
-            raw if plan.stored_codec != "pcm_s16le" else _to_s16(raw, plan.source_codec)
+            raw if plan.stored_codec != "pcm_s16le" else pcm_to_s16(raw, plan.source_codec)
         )
         silence.apply(samples, frame, plan.stored_width, fill)
         frame += count

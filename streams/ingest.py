@@ -63,13 +63,13 @@ from storage.audio import (
     silence,
     wav_needs_ffmpeg,
 )
-from storage.audio_chunks import PieceReader, plan_stream, read_head, stream_plaintext
+from storage.audio_chunks import plan_stream, read_head, stream_plaintext
 from storage.audio_store import content_type_of, reencode_file, stored_label
 from storage.catalog import Catalog
 from storage.catalog.audit import AuditDraft, AuditLog
 from storage.catalog.claims import ClaimState, LandingClaim, LandingClaims
 from storage.catalog.restrictions import SubjectRestrictions
-from storage.crypto.envelope import SupportsRead
+from storage.crypto.envelope import PieceReader, SupportsRead
 from storage.crypto.keys import KeyService
 from storage.errors import (
     AudioError,

@@ -171,15 +171,7 @@ class KeyService:
                 subject ref belongs to another tenant.
             ValueError: empty ids or a bad chunk size.
         """
-        if not recording_id or not tenant or not subject_ref:
-            raise ValueError("recording_id, tenant and subject_ref must not be empty")
-        record = self._live_or_new_subject_key(tenant, subject_ref)
-        subject_key = self._subject_key(record)
-        data_key = envelope.new_data_key()
-        ref = self.recording_ref(recording_id)  # the header never holds the id (format v2)
-        wrapped = envelope.wrap_data_key(
-            subject_key, data_key, recording_ref=ref, subject_key_id=record.key_id
-        )
+        ref, record, data_key, wrapped = self._new_data_key(recording_id, tenant, subject_ref)
         blob = envelope.seal(
             ref,
             plaintext,
@@ -210,15 +202,7 @@ class KeyService:
             ValueError: empty ids; while iterating, a stream shorter or longer than
                 ``size`` (and whatever reading ``plaintext`` raises).
         """
-        if not recording_id or not tenant or not subject_ref:
-            raise ValueError("recording_id, tenant and subject_ref must not be empty")
-        record = self._live_or_new_subject_key(tenant, subject_ref)
-        subject_key = self._subject_key(record)
-        data_key = envelope.new_data_key()
-        ref = self.recording_ref(recording_id)
-        wrapped = envelope.wrap_data_key(
-            subject_key, data_key, recording_ref=ref, subject_key_id=record.key_id
-        )
+        ref, record, data_key, wrapped = self._new_data_key(recording_id, tenant, subject_ref)
         pieces = envelope.seal_chunks(
             ref,
             plaintext,
@@ -230,6 +214,22 @@ class KeyService:
             content_type=content_type,
         )
         return SealingStream(pieces, record.key_id)
+
+    def _new_data_key(
+        self, recording_id: str, tenant: str, subject_ref: str
+    ) -> tuple[str, SubjectKeyRecord, bytes, bytes]:
+        """A fresh data key for one recording: its reference, the subject key record,
+        the key and the key wrapped by the subject key."""
+        if not recording_id or not tenant or not subject_ref:
+            raise ValueError("recording_id, tenant and subject_ref must not be empty")
+        record = self._live_or_new_subject_key(tenant, subject_ref)
+        subject_key = self._subject_key(record)
+        data_key = envelope.new_data_key()
+        ref = self.recording_ref(recording_id)  # the header never holds the id (format v2)
+        wrapped = envelope.wrap_data_key(
+            subject_key, data_key, recording_ref=ref, subject_key_id=record.key_id
+        )
+        return ref, record, data_key, wrapped
 
     def recording_ref(self, recording_id: str) -> str:
         """What a sealed object's header (format v2) names ``recording_id`` by: a keyed

@@ -22,7 +22,8 @@ from storage.audio import (
     encode_wav,
     silence,
 )
-from storage.audio_chunks import HEAD_BYTES, PieceReader, plan_stream, read_head, stream_plaintext
+from storage.audio_chunks import HEAD_BYTES, plan_stream, read_head, stream_plaintext
+from storage.crypto.envelope import PieceReader
 from storage.errors import AudioError, AudioMismatch, AudioTooLong
 
 with warnings.catch_warnings():
