@@ -69,6 +69,7 @@ from policies.model import (
     RetentionClass,
     RetentionRule,
     Role,
+    StorageCodec,
 )
 from policies.retention import (
     RULE_VERSION,
@@ -109,6 +110,7 @@ __all__ = [
     "Action",
     "Capability",
     "Anchor",
+    "StorageCodec",
     "Decision",
     "Reason",
     "BUILTIN_RULES",

@@ -949,10 +949,14 @@ class PcmStream:
 
 
 def ffmpeg_decoder(
-    path: str, fmt: str, *, which: Callable[[str], str | None] = shutil.which
+    path: str,
+    fmt: str,
+    *,
+    layout: Layout | None = None,
+    which: Callable[[str], str | None] = shutil.which,
 ) -> list[str]:
-    """The ffmpeg command decoding the file ``path`` (declared ``fmt``) to 16-bit WAV on
-    stdout, for :class:`PcmStream`.
+    """The ffmpeg command decoding the file ``path`` (declared ``fmt``; headerless audio
+    at the declared ``layout``) to 16-bit WAV on stdout, for :class:`PcmStream`.
 
     Raises:
         UnsupportedAudioFormat: ffmpeg is not installed, or ``fmt`` is not one it reads.
@@ -961,10 +965,17 @@ def ffmpeg_decoder(
     name = fmt.strip().lower().lstrip(".")
     if ffmpeg is None:
         raise UnsupportedAudioFormat(f"cannot decode {name}: {_FFMPEG_MISSING}")
-    demuxer = _FFMPEG_DEMUXERS.get(name, "wav" if name == "wav" else None)
-    if demuxer is None:
+    if name in _RAW_FORMATS:
+        codec, default_rate = _RAW_FORMATS[name]
+        layout = layout or Layout()
+        demuxer = {"pcm_s16le": "s16le", "mulaw": "mulaw", "alaw": "alaw"}[codec]
+        source = ["-f", demuxer, "-ar", str(layout.sample_rate or default_rate),
+                  "-ac", str(layout.channels or 1)]  # fmt: skip
+    elif name in _FFMPEG_DEMUXERS or name == "wav":
+        source = ["-f", _FFMPEG_DEMUXERS.get(name, "wav")]
+    else:
         raise UnsupportedAudioFormat(f"{name} is not decoded through ffmpeg")
     return [
-        ffmpeg, "-nostdin", "-hide_banner", "-f", demuxer, "-i", path,
+        ffmpeg, "-nostdin", "-hide_banner", *source, "-i", path,
         "-map", "0:a:0", "-vn", "-acodec", "pcm_s16le", "-f", "wav", "-",
     ]  # fmt: skip

@@ -34,12 +34,14 @@ import itertools
 import shutil
 import subprocess
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from storage.audio import (
     FFMPEG_TIMEOUT_S,
     DecodeLimit,
+    Layout,
     PcmStream,
     SilencePlan,
     ffmpeg_decoder,
@@ -50,6 +52,9 @@ __all__ = [
     "CONTENT_TYPES",
     "stored_label",
     "reencode_file",
+    "transcode_file",
+    "STORAGE_CODECS",
+    "StorageCodec",
     "content_type_of",
     "file_extension_of",
 ]
@@ -149,21 +154,77 @@ def reencode_file(
     encoder = _ENCODERS.get(codec)
     if encoder is None or name not in _CONTAINERS:
         raise UnsupportedAudioFormat(f"cannot re-encode {codec} around a PCI pause (no encoder)")
+    encoder_name, with_rate = encoder
+    options = ["-c:a", encoder_name, *(["-b:a", str(bit_rate)] if with_rate else [])]
+    return transcode_file(
+        source, name, Layout(), cuts, options=options, muxer=_CONTAINERS[name][1],
+        limit=limit, folder=folder, which=which,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class StorageCodec:
+    """A codec a retention class may store in instead of the sent one."""
+
+    encoder: tuple[str, ...]  # ffmpeg encoder options
+    muxer: str
+    label: str  # the stored audio_format
+    decoded_rate: int | None = None  # the rate it decodes to (None: the source's)
+    bit_rate_per_channel: int | None = None
+
+    def options(self, channels: int) -> tuple[str, ...]:
+        """The encoder options for audio of ``channels`` channels."""
+        if self.bit_rate_per_channel is None:
+            return self.encoder
+        return (*self.encoder, "-b:a", str(self.bit_rate_per_channel * channels))
+
+
+#: ``policies.StorageCodec`` values other than ``as-sent`` -> how they are encoded. Opus
+#: gets 16 kb/s per channel: at 16 kb/s for a stereo call libopus folds both channels
+#: into one (measured: identical channels), and who said what would be lost.
+STORAGE_CODECS: dict[str, StorageCodec] = {
+    "opus-16k": StorageCodec(
+        ("-c:a", "libopus", "-application", "voip"), "ogg", "ogg/opus", 48000, 16000
+    ),
+    "flac": StorageCodec(("-c:a", "flac", "-sample_fmt", "s16"), "flac", "flac"),
+}
+
+
+def transcode_file(
+    source: Path,
+    declared_format: str,
+    layout: Layout,
+    cuts: SilencePlan,
+    *,
+    options: Sequence[str],
+    muxer: str,
+    limit: DecodeLimit,
+    folder: Path,
+    which: Callable[[str], str | None] = shutil.which,
+) -> Path:
+    """Decode ``source`` (any format; headerless at ``layout``) with ffmpeg as a stream,
+    silence ``cuts`` chunk by chunk, and encode with the encoder ``options`` into a
+    ``muxer`` file in ``folder`` (returned), at the source's rate and channels.
+
+    Raises:
+        UnsupportedAudioFormat: ffmpeg missing, or a format it does not read.
+        AudioTooLong: the audio decodes to more than ``limit`` allows.
+        AudioError: either ffmpeg failed.
+    """
+    name = declared_format.strip().lower().lstrip(".")
     ffmpeg = which("ffmpeg")
     if ffmpeg is None:
-        raise UnsupportedAudioFormat(f"re-encoding {codec} needs ffmpeg (apt-get install ffmpeg)")
-    encoder_name, with_rate = encoder
-    muxer = _CONTAINERS[name][1]
-    target = folder / f"reencoded.{muxer}"
+        raise UnsupportedAudioFormat("encoding needs ffmpeg (apt-get install ffmpeg)")
+    target = folder / f"encoded.{muxer}"
     log_path = folder / "encoder.log"
-    with PcmStream(ffmpeg_decoder(str(source), name, which=which), limit, what=name) as decoded:
+    decoder = ffmpeg_decoder(str(source), name, layout=layout, which=which)
+    with PcmStream(decoder, limit, what=name) as decoded:
         pieces = iter(decoded)
         first = next(pieces, b"")  # the header tells the layout
         command = [
             ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
             "-f", "s16le", "-ar", str(decoded.sample_rate), "-ac", str(decoded.channels),
-            "-i", "pipe:0", "-c:a", encoder_name,
-            *(["-b:a", str(bit_rate)] if with_rate else []), "-f", muxer, str(target),
+            "-i", "pipe:0", *options, "-f", muxer, str(target),
         ]  # fmt: skip
         with log_path.open("wb") as log:
             try:
@@ -197,5 +258,5 @@ def reencode_file(
     if returncode != 0 or not target.exists():
         lines = [line for line in log_path.read_text(errors="replace").splitlines() if line]
         reason = lines[-1] if lines else f"exit status {returncode}"
-        raise AudioError(f"ffmpeg could not re-encode as {encoder_name}: {reason}")
+        raise AudioError(f"ffmpeg could not encode ({' '.join(options)}): {reason}")
     return target

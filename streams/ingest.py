@@ -64,7 +64,14 @@ from storage.audio import (
     wav_needs_ffmpeg,
 )
 from storage.audio_chunks import plan_stream, read_head, stream_plaintext
-from storage.audio_store import content_type_of, reencode_file, stored_label
+from storage.audio_store import (
+    STORAGE_CODECS,
+    StorageCodec,
+    content_type_of,
+    reencode_file,
+    stored_label,
+    transcode_file,
+)
 from storage.catalog import Catalog
 from storage.catalog.audit import AuditDraft, AuditLog
 from storage.catalog.claims import ClaimState, LandingClaim, LandingClaims
@@ -677,6 +684,11 @@ class IngestPipeline:
         fmt = item.event.audio.format
         if item.event.audio.legs:
             return self._prepare_whole(item)
+        codec = str(item.decision.storage_codec)
+        if codec in STORAGE_CODECS:  # the retention class stores in its own codec
+            with self.metrics.stage("stream"):
+                self._prepare_compressed(item, STORAGE_CODECS[codec])
+            return item
         path = "ffmpeg" if fmt in FFMPEG_FORMATS else "whole"
         with self.metrics.stage("stream"):
             if fmt in _STREAMED:
@@ -686,12 +698,14 @@ class IngestPipeline:
                 return item
         return item if path == "done" else self._prepare_whole(item)
 
-    def _prepare_compressed(self, item: _Prepared) -> None:
+    def _prepare_compressed(self, item: _Prepared, target: StorageCodec | None = None) -> None:
         """Compressed audio (and GSM / ADPCM WAV), kept as sent in constant memory: the
         landing file is copied aside while its digest is checked, ffmpeg decodes it as a
         stream (bounded; the samples are only counted), and the copy is sealed and
         written chunk by chunk; around a PCI pause a second ffmpeg re-encodes the
-        silenced samples in the same codec, rate, channels and bit rate."""
+        silenced samples in the same codec, rate, channels and bit rate. With a
+        ``target`` codec (the retention class's ``storage_codec``) any format is
+        transcoded to it instead, PCI pauses silenced on the way."""
         event = item.event
         self._check_sidecar(item)
         limit = DecodeLimit.for_call(event.duration_ms, max_pcm_bytes=self.max_pcm_bytes)
@@ -701,7 +715,8 @@ class IngestPipeline:
             sent = Path(folder) / f"sent.{fmt}"
             item.bytes_in = self._copy_verified(item, sent)
             try:
-                with PcmStream(ffmpeg_decoder(str(sent), fmt), limit, what=fmt) as scan:
+                decoder = ffmpeg_decoder(str(sent), fmt, layout=layout)
+                with PcmStream(decoder, limit, what=fmt) as scan:
                     for _ in scan:
                         pass  # counted and bounded; kept as sent, not as samples
                 codec = scan.codec or fmt
@@ -709,7 +724,18 @@ class IngestPipeline:
                 rate, channels, frames = scan.sample_rate, scan.channels, scan.frames
                 cuts = self._cuts(event, frames, rate, channels)
                 stored = sent
-                if cuts.cuts:
+                label = stored_label(fmt, codec)
+                if target is not None:
+                    options = target.options(channels)
+                    stored = transcode_file(
+                        sent, fmt, layout, cuts, options=options, muxer=target.muxer,
+                        limit=limit, folder=Path(folder),
+                    )  # fmt: skip
+                    label = target.label
+                    if target.decoded_rate:  # Opus decodes at 48 kHz, whatever it was fed
+                        frames = frames * target.decoded_rate // rate
+                        rate = target.decoded_rate
+                elif cuts.cuts:
                     seconds = max(frames / rate, 0.001)
                     bit_rate = max(6000, round(item.bytes_in * 8 / seconds / 1000) * 1000)
                     stored = reencode_file(
@@ -717,7 +743,6 @@ class IngestPipeline:
                     )
             except AudioError as exc:
                 raise _audio_rejection(exc) from exc
-            label = stored_label(fmt, codec)
             size = stored.stat().st_size
             with stored.open("rb") as plaintext:
                 self._seal_and_put(
