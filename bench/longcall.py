@@ -19,6 +19,12 @@ read, decode, silence, encode and seal in memory) on a ``--baseline-minutes`` ca
 the same kind, in its own fresh process; its peak grows with the call, so the ratio of
 the two peaks per minute of audio says how much the streaming saves. min / median /
 max of ``--runs`` runs.
+
+Storage codecs (``--codec-minutes``, default 30; 0 skips): the same kinds stored with
+each retention-class ``storage_codec`` (``as-sent``, ``opus-16k``, ``flac``; the shipped
+policy's ``standard-90d`` class changed), each in a fresh process: stored bytes per
+audio minute and the ratio to what telephony sent (for the mu-law call: G.711 as
+sent), and CPU per audio minute (the worker and its ffmpeg children).
 """
 
 from __future__ import annotations
@@ -53,8 +59,23 @@ def _status(field: str) -> float:
 
 
 def _cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    """CPU seconds of this process and its finished children (ffmpeg)."""
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        usage = resource.getrusage(who)
+        total += usage.ru_utime + usage.ru_stime
+    return total
+
+
+def _policy_with(folder: Path, codec: str) -> Path:
+    """The shipped policy with ``standard-90d`` storing in ``codec``."""
+    from policies import default_policy_path
+
+    text = default_policy_path().read_text()
+    marker = "  standard-90d:\n"
+    path = folder / "policy.yaml"
+    path.write_text(text.replace(marker, f"{marker}    storage_codec: {codec}\n", 1))
+    return path
 
 
 def child(data_dir: Path, event_path: Path, path: str) -> dict[str, Any]:
@@ -67,7 +88,10 @@ def child(data_dir: Path, event_path: Path, path: str) -> dict[str, Any]:
     from streams.metrics import Metrics
     from tests.streams.qa_support import serve
 
-    services = build_services(load_settings({"CALLVAULT_DATA_DIR": str(data_dir)}))
+    env = {"CALLVAULT_DATA_DIR": str(data_dir)}
+    if path.startswith("codec:"):
+        env["CALLVAULT_POLICY"] = str(_policy_with(data_dir, path.removeprefix("codec:")))
+    services = build_services(load_settings(env))
     event = json.loads(event_path.read_text())
     idle = _status("VmHWM")
     pipeline = IngestPipeline.over(services, actor="worker:bench")
@@ -76,6 +100,12 @@ def child(data_dir: Path, event_path: Path, path: str) -> dict[str, Any]:
     cpu, wall = _cpu(), time.perf_counter()
     (outcome,) = pipeline.process_batch([json.dumps(event).encode()])
     cpu, wall = _cpu() - cpu, time.perf_counter() - wall
+    if path.startswith("codec:"):
+        row = services.catalog.get_recording(event["recording_id"])
+        services.close()
+        return {"status": outcome.status, "reason": outcome.reason, "cpu_s": cpu,
+                "stored_bytes": row.audio_bytes if row else 0, "sent_bytes": outcome.bytes_in,
+                "audio_format": row.audio_format if row else ""}  # fmt: skip
     peak = _status("VmHWM")
     pipeline.close()
     result: dict[str, Any] = {
@@ -125,11 +155,15 @@ def child(data_dir: Path, event_path: Path, path: str) -> dict[str, Any]:
     return result
 
 
-def _prepare(root: Path, kind: str, minutes: float) -> tuple[Path, Path]:
-    """A data folder with the call in its landing area, and the event's file."""
+def _prepare(
+    root: Path, name: str, minutes: float, *, kind: str | None = None
+) -> tuple[Path, Path]:
+    """A data folder ``name`` with a call of ``kind`` (default: ``name``) in its landing
+    area, and the event's file."""
     from tests.fixtures.telephony import TelephonySamples, write_long_call
 
-    data = root / f"{kind}-{minutes:g}"
+    kind = kind or name
+    data = root / f"{name}-{minutes:g}"
     landing = data / "landing"
     landing.mkdir(parents=True, exist_ok=True)
     rate = 8000 if kind == "mulaw-8k-mono" else 16000
@@ -188,6 +222,7 @@ def main() -> None:
     parser.add_argument("--baseline-minutes", type=float, default=30.0)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--kinds", default=",".join(KINDS))
+    parser.add_argument("--codec-minutes", type=float, default=30.0)
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -234,6 +269,24 @@ def main() -> None:
                       f"ms; read+decrypt in process {_spread(base)} ms")  # fmt: skip
             served = [r["peak_after_serving_mb"] - r["idle_mb"] for r in runs]
             print(f"  peak above idle after serving {_spread(served)} MB")
+            if args.codec_minutes:
+                _codecs(root, kind, args.codec_minutes, args.runs)
+
+
+def _codecs(root: Path, kind: str, minutes: float, runs: int) -> None:
+    data, event = _prepare(root, f"{kind}-codecs", minutes, kind=kind)
+    print(f"  storage codecs, {minutes:g} min call (min / median / max of {runs} runs):")
+    for codec in ("as-sent", "opus-16k", "flac"):
+        results = [_run_child(data, event, f"codec:{codec}") for _ in range(runs)]
+        bad = [r for r in results if r["status"] != "stored"]
+        if bad:
+            raise SystemExit(f"{codec}: not stored: {bad}")
+        per_min = [r["stored_bytes"] / minutes / 1e3 for r in results]
+        ratio = [r["stored_bytes"] / r["sent_bytes"] for r in results]
+        cpu = [r["cpu_s"] * 1000 / minutes for r in results]
+        print(f"    {codec:9} {results[0]['audio_format']:14} {_spread(per_min)} kB per audio "
+              f"minute, {statistics.median(ratio):.3f} x sent; CPU {_spread(cpu)} ms per "
+              "audio minute")  # fmt: skip
 
 
 if __name__ == "__main__":
