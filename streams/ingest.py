@@ -222,6 +222,12 @@ def _audio_rejection(exc: AudioError) -> EventRejected:
     return EventRejected(str(RejectReason.AUDIO_UNDECODABLE), str(exc))
 
 
+def _sha256_mismatch() -> EventRejected:
+    return EventRejected(
+        str(RejectReason.SHA256_MISMATCH), "landing audio does not match audio.sha256"
+    )
+
+
 def _translated(pieces: Iterator[bytes]) -> Iterator[bytes]:
     """``pieces`` with audio failures as rejections (they surface inside ``Vault.put``)."""
     try:
@@ -772,9 +778,7 @@ class IngestPipeline:
                 raise
             raise _landing_rejection(exc) from exc
         if digest.hexdigest() != item.event.audio.sha256:
-            raise EventRejected(
-                str(RejectReason.SHA256_MISMATCH), "landing audio does not match audio.sha256"
-            )
+            raise _sha256_mismatch()
         item.verified = True
         return size
 
@@ -789,45 +793,56 @@ class IngestPipeline:
         digest = hashlib.sha256()
         try:
             with self.landing.open(item.ref) as stream:
-                head = read_head(stream)
-                digest.update(head)
                 try:
-                    plan = plan_stream(
-                        head, stream.size, event.audio.format, layout=layout, limit=limit
-                    )
-                except AudioError as exc:
-                    raise _audio_rejection(exc) from exc
-                if plan is None:
-                    return "ffmpeg" if wav_needs_ffmpeg(head) else "whole"
-                cuts = self._cuts(event, plan.frames, plan.sample_rate, plan.channels)
-
-                class Hashed:
-                    def read(self, size: int = -1, /) -> bytes:
-                        piece = stream.read(size)
-                        digest.update(piece)
-                        return piece
-
-                def finish() -> None:
-                    if digest.hexdigest() != event.audio.sha256:
-                        raise EventRejected(
-                            str(RejectReason.SHA256_MISMATCH),
-                            "landing audio does not match audio.sha256",
+                    head = read_head(stream)
+                    digest.update(head)
+                    try:
+                        plan = plan_stream(
+                            head, stream.size, event.audio.format, layout=layout, limit=limit
                         )
-                    item.verified = True
+                    except AudioError as exc:
+                        raise _audio_rejection(exc) from exc
+                    if plan is None:
+                        return "ffmpeg" if wav_needs_ffmpeg(head) else "whole"
+                    cuts = self._cuts(event, plan.frames, plan.sample_rate, plan.channels)
 
-                pieces = _translated(stream_plaintext(plan, head, Hashed(), cuts, finish=finish))
-                item.bytes_in = stream.size
-                self._seal_and_put(
-                    item,
-                    PieceReader(pieces),
-                    size=plan.plaintext_size,
-                    audio_format=plan.audio_format,
-                    content_type="audio/wav",
-                    frames=plan.frames,
-                    sample_rate=plan.sample_rate,
-                    channels=plan.channels,
-                    redacted_ms=cuts.silenced_ms,
-                )
+                    class Hashed:
+                        def read(self, size: int = -1, /) -> bytes:
+                            piece = stream.read(size)
+                            digest.update(piece)
+                            return piece
+
+                    def finish() -> None:
+                        if digest.hexdigest() != event.audio.sha256:
+                            raise _sha256_mismatch()
+                        item.verified = True
+
+                    pieces = _translated(
+                        stream_plaintext(plan, head, Hashed(), cuts, finish=finish)
+                    )
+                    item.bytes_in = stream.size
+                    self._seal_and_put(
+                        item,
+                        PieceReader(pieces),
+                        size=plan.plaintext_size,
+                        audio_format=plan.audio_format,
+                        content_type="audio/wav",
+                        frames=plan.frames,
+                        sample_rate=plan.sample_rate,
+                        channels=plan.channels,
+                        redacted_ms=cuts.silenced_ms,
+                    )
+                except EventRejected as exc:
+                    # Refused before the whole file was read. As on the whole-file path,
+                    # a file that is not the event's is a sha256-mismatch whatever else
+                    # is wrong with it; one that is gets claimed (the reconciler leaves it).
+                    if not item.verified and exc.reason != RejectReason.SHA256_MISMATCH:
+                        while piece := stream.read(1 << 20):
+                            digest.update(piece)
+                        item.verified = digest.hexdigest() == event.audio.sha256
+                        if not item.verified:
+                            raise _sha256_mismatch() from exc
+                    raise
         except LandingError as exc:
             if is_unavailable(exc):
                 raise  # the landing store is down: retried

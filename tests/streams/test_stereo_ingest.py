@@ -270,3 +270,31 @@ def test_a_streamed_file_with_a_wrong_digest_leaves_no_object(
     assert not [p for p in vault_dir.rglob("*") if p.is_file()]
     assert Path(uri.removeprefix("file://")).exists()
     assert services.catalog.get_recording("wrong-sum") is None
+
+
+def test_a_streamed_file_refused_early_is_still_checked_against_its_digest(
+    services: Services, telephony_samples: TelephonySamples
+) -> None:
+    """Refused from its header (longer than the call allows), a file is still read to
+    the end: not the event's audio -> sha256-mismatch (as on the whole-file path); the
+    event's -> audio-too-long, and the file is claimed for that recording."""
+    sample = telephony_samples.get("amazon-connect-wav", seconds=20)  # as the QA page test's
+    uri, digest = _land(services, sample.path, "long.wav")
+    short_call = _event("too-long", {"uri": uri, "sha256": digest, "format": "wav"})
+    ended = datetime.fromisoformat(short_call["ended_at"])
+    short_call["started_at"] = (ended - timedelta(seconds=1)).isoformat()  # 1 s + 10 s slack
+    wrong = {**short_call, "recording_id": "too-long-wrong",
+             "audio": {**short_call["audio"], "sha256": "cd" * 32}}  # fmt: skip
+    (mismatch,) = _ingest(services, wrong)
+    assert (mismatch.status, mismatch.reason) == ("dlq", "sha256-mismatch"), mismatch
+    assert services.claims.get([_landing_key(services, uri)]) == {}
+    (too_long,) = _ingest(services, short_call)
+    assert (too_long.status, too_long.reason) == ("dlq", "audio-too-long"), too_long
+    (claim,) = services.claims.get([_landing_key(services, uri)]).values()
+    assert claim.recording_id == "too-long"
+
+
+def _landing_key(services: Services, uri: str) -> str:
+    from streams.refs import landing_key
+
+    return landing_key(services.keyring, services.landing.resolve(uri).uri)
