@@ -334,3 +334,28 @@ def test_rate_limit_for(policy: Policy) -> None:
     assert policy.rate_limit_for("qa-reviewer") == 60
     assert policy.rate_limit_for("operator") is None
     assert policy.rate_limit_for("no-such-role") is None
+
+
+def test_tenants_cannot_see_each_other(policy: Policy, facts: Facts, now: datetime) -> None:
+    from policies import ALL_TENANTS, tenant_scope
+
+    globex = facts(tenant="globex")
+    play = AccessRequest("play", "quality-improvement", justification="QA-1")
+    own = Principal("quinn", "qa-reviewer", tenant="globex")
+    other = Principal("quinn", "qa-reviewer", tenant="acme")
+    legacy = Principal("quinn", "qa-reviewer")  # a token naming no tenant: the default
+    assert decide_access(own, play, globex, policy, now).allowed
+    for stranger in (other, legacy):
+        denied = decide_access(stranger, play, globex, policy, now)
+        assert (denied.reason, denied.rule) == (Reason.TENANT_MISMATCH, "access:tenant")
+        listed = decide_access(stranger, AccessRequest("metadata"), globex, policy, now)
+        assert listed.reason is Reason.TENANT_MISMATCH
+    assert tenant_scope(legacy, policy) == policy.default_tenant == "acme"
+    # Only a role the policy lets span tenants may hold a token for every tenant.
+    spanning = Principal("cora", "compliance-officer", tenant=ALL_TENANTS)
+    denied = decide_access(spanning, AccessRequest("metadata"), globex, policy, now)
+    assert (denied.reason, denied.rule) == (Reason.TENANT_SPAN_NOT_ALLOWED, "access:tenant")
+    assert not decide_capability(spanning, "read-audit", policy, now).allowed
+    operator = Principal("otto", "operator", tenant=ALL_TENANTS)
+    assert decide_capability(operator, "view-metrics", policy, now).allowed
+    assert tenant_scope(operator, policy) is None

@@ -565,3 +565,26 @@ def test_parse_policy_names_its_source() -> None:
 def test_an_invalid_class_is_not_reported_again_where_it_is_used(tmp_path: Path) -> None:
     problems = check_policy(write(tmp_path, MINIMAL.replace("days: 30", "days: 0")))
     assert [p.path for p in problems] == ["retention_classes.short.days"]
+
+
+
+def test_tenancy_and_request_sla_sections_are_checked(tmp_path: Path) -> None:
+    import yaml
+
+    data = yaml.safe_load(default_policy_path().read_text(encoding="utf-8"))
+    data["tenancy"]["default_tenant"] = "Not A Tenant"
+    data["privacy_requests"]["sla_days"]["gossip"] = 3
+    data["privacy_requests"]["sla_days"]["erase"] = 0
+    data["roles"]["qa-reviewer"]["spans_tenants"] = True
+    path = write(tmp_path, yaml.safe_dump(data, sort_keys=False))
+    problems = {p.path: p.message for p in check_policy(path)}
+    assert "must match" in problems["tenancy.default_tenant"], problems
+    assert "unknown request kind 'gossip'" in problems["privacy_requests.sla_days.gossip"]
+    assert "greater than zero" in problems["privacy_requests.sla_days.erase"]
+    assert "must not span tenants" in problems["roles.qa-reviewer.spans_tenants"]
+
+    data = yaml.safe_load(default_policy_path().read_text(encoding="utf-8"))
+    data["privacy_requests"]["sla_days"]["erase"] = 5
+    variant = parse_policy(yaml.safe_dump(data, sort_keys=False), "v.yaml")
+    assert variant.request_days("erase") == 5
+    assert variant.request_days("correct") == variant.request_response_days == 14
