@@ -26,7 +26,6 @@ evaluate, organisations; ``sso`` keys and its role map.
 
 from __future__ import annotations
 
-
 import importlib.resources
 import re
 from collections.abc import Callable, Mapping
@@ -329,9 +328,7 @@ class _Checker:
             if tenancy is not None:
                 name = self.get(tenancy, "default_tenant", "tenancy", self.text)
                 if name is not None and not _TENANT.match(name):
-                    self.problem(
-                        "tenancy.default_tenant", f"{name!r} must match {_TENANT.pattern}"
-                    )
+                    self.problem("tenancy.default_tenant", f"{name!r} must match {_TENANT.pattern}")
                 default_tenant = name or default_tenant
                 tenancy_clause = self.clause_ref(tenancy, "tenancy")
         forms = _load_qa.evaluation_forms(self, top.get("evaluation_forms", {}))
@@ -480,7 +477,9 @@ class _Checker:
         for kind, raw in (self.mapping(value, "privacy_requests.sla_days") or {}).items():
             p = child_path("privacy_requests.sla_days", kind)
             if kind not in REQUEST_KINDS:
-                self.problem(p, f"unknown request kind {kind!r} (known: {', '.join(REQUEST_KINDS)})")
+                self.problem(
+                    p, f"unknown request kind {kind!r} (known: {', '.join(REQUEST_KINDS)})"
+                )
                 continue
             days = self.positive(raw, p)
             if days is not None:

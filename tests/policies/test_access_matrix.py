@@ -139,9 +139,10 @@ def test_no_combination_outside_the_allow_list_is_granted(
     granted_pairs: set[tuple[str, str]] = set()
     granted_tenancy: set[str] = set()
     checked = 0
-    for role_name, (contract, (org, now)), (tenancy, (token_tenant, rec_tenant)) in (
-        itertools.product([*ROLES, "intruder"], CONTRACTS.items(), TENANTS.items())
-    ):
+    for role_name, (contract, (org, now)), (
+        tenancy,
+        (token_tenant, rec_tenant),
+    ) in itertools.product([*ROLES, "intruder"], CONTRACTS.items(), TENANTS.items()):
         principal = Principal("u1", role_name, org, token_tenant)
         for purpose, action, request in requests:
             evidence = {

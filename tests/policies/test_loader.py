@@ -567,7 +567,6 @@ def test_an_invalid_class_is_not_reported_again_where_it_is_used(tmp_path: Path)
     assert [p.path for p in problems] == ["retention_classes.short.days"]
 
 
-
 def test_tenancy_and_request_sla_sections_are_checked(tmp_path: Path) -> None:
     import yaml
 

@@ -213,7 +213,7 @@ def test_an_erasure_interrupted_by_a_crash_is_finished_on_resume(
         patch.setattr(services.vault, "delete_many", crash)
         with pytest.raises(Crash):
             lifecycle.privacy.submit({**ERASE, "request_id": "PR-KILLED"}, requested_by="officer-7")
-    assert lifecycle.privacy.get("PR-KILLED").status.value == "in-progress"
+    assert lifecycle.privacy.get("PR-KILLED").status.value == "executing"
     assert services.catalog.get_subject_key(rows[0].subject_ref) is None  # shredded
     store = lifecycle.retention.endoflife
     assert {i.recording_id for i in store.pending_intents(request_id="PR-KILLED")} == {
@@ -262,7 +262,7 @@ def test_a_correction_interrupted_before_the_old_object_is_deleted_is_cleaned_up
     row = services.catalog.get_recording("r-misfiled")
     assert row is not None and row.object_key != wrong.object_key
     assert services.vault.exists(wrong.object_key)  # under the wrong customer's key
-    assert lifecycle.privacy.get("PR-FIX").status.value == "in-progress"
+    assert lifecycle.privacy.get("PR-FIX").status.value == "executing"
 
     lifecycle.sweep_and_resume()
     assert object_versions(services, wrong.object_key) == 0
@@ -275,8 +275,8 @@ def test_a_correction_interrupted_before_the_old_object_is_deleted_is_cleaned_up
 @pytest.mark.parametrize(
     ("body", "reason"),
     [
-        ({**ERASE, "identity_verification": None}, "identity-not-verified"),
-        ({k: v for k, v in ERASE.items() if k != "identity_verification"}, "identity-not-verified"),
+        ({**ERASE, "identity_verification": "yes"}, "identity-not-verified"),
+        ({**ERASE, "approve": "yes"}, "bad-field"),
         (
             {
                 **ERASE,
@@ -306,7 +306,8 @@ def test_an_overdue_request_raises_the_metric(file_services: Services, clock: Cl
     metrics = Metrics()
     lifecycle = lifecycle_of(services, metrics)
     request = lifecycle.privacy.submit({**ERASE, "type": "restrict"}, requested_by="officer-7")
-    assert request.due_at == request.received_at + timedelta(days=14)
+    # the SLA per kind, from the policy (privacy_requests.sla_days): restrict 3, erase 14
+    assert request.due_at == request.received_at + timedelta(days=3)
     # a failed request stays open; make one by breaking the vault for an erasure
     store_call(services, "r-fail")
     lifecycle.privacy.vault = _BrokenVault(services.vault)  # type: ignore[assignment]
@@ -405,7 +406,7 @@ def test_http_privacy_requests_and_holds_are_compliance_only(server: WebServer) 
     assert got.status == 200 and got.json()["progress"] == {"erased": 0, "held": 1}
     assert server.request("GET", "/v1/privacy-requests/PR-missing", token=officer).status == 404
     rejected = server.request(
-        "POST", "/v1/privacy-requests", token=officer, body={**ERASE, "identity_verification": None}
+        "POST", "/v1/privacy-requests", token=officer, body={**ERASE, "identity_verification": 7}
     )
     assert rejected.status == 400 and rejected.json()["reason"] == "identity-not-verified"
 
