@@ -112,10 +112,19 @@ class QaEnv:
     wavs: dict[str, bytes] = field(default_factory=dict)
 
     # -- tokens -----------------------------------------------------------------------------
-    def token(self, user: str, role: str, org: str | None = None, ttl: float = 3600) -> str:
+    def token(
+        self,
+        user: str,
+        role: str,
+        org: str | None = None,
+        ttl: float = 3600,
+        tenant: str | None = "demo",
+    ) -> str:
+        """A token of ``tenant`` (default: the tenant ``demo_event`` stores calls in)."""
         return self.tokens.issue(
-            user=user, role=role, org=org, ttl=timedelta(seconds=ttl), now=self.clock()
-        )
+            user=user, role=role, org=org, ttl=timedelta(seconds=ttl), now=self.clock(),
+            tenant=tenant,
+        )  # fmt: skip
 
     # -- HTTP -------------------------------------------------------------------------------
     def request(
