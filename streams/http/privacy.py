@@ -36,10 +36,13 @@ __all__ = ["ROUTES", "request_json"]
 
 
 def request_json(found: PrivacyRequest, request: web.Request) -> dict[str, Any]:
-    """A request as the API shows it: the stored fields, ``overdue`` and its SLA."""
+    """A request as the API shows it: the stored fields, ``overdue``, its SLA and the
+    whole days left until it is due (negative: overdue by)."""
     ctx = ctx_of(request)
-    body = found.to_json(ctx.now())
+    now = ctx.now()
+    body = found.to_json(now)
     body["sla_days"] = ctx.services.policy.request_days(found.kind)
+    body["days_left"] = (found.due_at - now).days
     return body
 
 

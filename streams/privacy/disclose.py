@@ -83,7 +83,9 @@ class DiscloseHandler(BaseHandler):
         held = self.ctx.holds.holds_for(rows)
         folder = self.ctx.services.config.data_dir / "exports" / request.request_id
         officer = Principal(
-            user=request.verified_by or request.requested_by, role="compliance-officer"
+            user=request.decided_by or request.verified_by or request.requested_by,
+            role="compliance-officer",
+            tenant=request.tenant,  # the request's tenant, never another's recordings
         )
         access = AccessRequest("download", "customer-disclosure", reference=request.request_id)
         exported: list[dict[str, Any]] = []
