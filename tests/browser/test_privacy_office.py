@@ -54,6 +54,20 @@ def _open(driver: Any, request_id: str) -> None:
     wait(driver, lambda d: d.find_element(By.ID, "d-id").text == request_id, "detail")
 
 
+def _steps(driver: Any) -> list[str]:
+    from selenium.webdriver.common.by import By
+
+    items = driver.find_elements(By.CSS_SELECTOR, "#d-timeline li")
+    return [item.get_attribute("data-step") for item in items]
+
+
+def _shown(driver: Any, element_id: str) -> Any:
+    from selenium.webdriver.common.by import By
+
+    element = driver.find_element(By.ID, element_id)
+    return element if element.is_displayed() else None
+
+
 def _status_is(driver: Any, wanted: str) -> bool:
     from selenium.webdriver.common.by import By
 
@@ -97,7 +111,8 @@ def test_the_privacy_office_works_a_request_through(
     overdue = driver.find_element(By.CSS_SELECTOR, '#requests tr[data-request-id="PR-OLD"]')
     assert "overdue" in overdue.get_attribute("class")
     assert "overdue by 6 d (14 d SLA)" in overdue.text
-    assert "3 d left of 3" in driver.find_element(By.CSS_SELECTOR, '#requests tr[data-request-id="PR-NEW"]').text  # fmt: skip
+    newer = driver.find_element(By.CSS_SELECTOR, '#requests tr[data-request-id="PR-NEW"]')
+    assert "3 d left of 3" in newer.text
     assert "cora · compliance-officer · demo" in driver.find_element(By.ID, "who-text").text
     holds = driver.find_elements(By.CSS_SELECTOR, "#holds tr")
     assert len(holds) == 1 and "recording" in holds[0].text and "rec-po-3" in holds[0].text
@@ -118,15 +133,14 @@ def test_the_privacy_office_works_a_request_through(
     Select(driver.find_element(By.ID, "v-method")).select_by_value("callback")
     driver.find_element(By.ID, "verify").click()
     wait(driver, lambda d: _status_is(d, "verified"), "verified")
-    steps = [li.get_attribute("data-step") for li in driver.find_elements(By.CSS_SELECTOR, "#d-timeline li")]  # fmt: skip
-    assert steps == ["received", "verified"]
-    assert "by cora" in driver.find_element(By.CSS_SELECTOR, '#d-timeline li[data-step="verified"]').text  # fmt: skip
+    assert _steps(driver) == ["received", "verified"]
+    verified = driver.find_element(By.CSS_SELECTOR, '#d-timeline li[data-step="verified"]')
+    assert "by cora" in verified.text
     screens.shot("identity-verified")
 
     driver.find_element(By.ID, "approve").click()
     wait(driver, lambda d: _status_is(d, "completed"), "completed")
-    steps = [li.get_attribute("data-step") for li in driver.find_elements(By.CSS_SELECTOR, "#d-timeline li")]  # fmt: skip
-    assert steps == ["received", "verified", "approved", "executing", "completed"]
+    assert _steps(driver) == ["received", "verified", "approved", "executing", "completed"]
     assert "exported 2 of 2 stored recordings" in driver.find_element(By.ID, "d-result").text
     download = driver.find_element(By.ID, "download")
     assert download.is_displayed()
