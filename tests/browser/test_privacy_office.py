@@ -74,6 +74,7 @@ def _status_is(driver: Any, wanted: str) -> bool:
     return bool(driver.find_element(By.ID, "d-status").text.startswith(wanted))
 
 
+@pytest.mark.clause("requests.identity")
 def test_the_privacy_office_works_a_request_through(
     env: QaEnv, driver: Any, tmp_path: Path
 ) -> None:

@@ -26,6 +26,7 @@ def run(env: dict[str, str], *args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
+@pytest.mark.clause("requests.identity")
 def test_the_workflow_on_the_command_line(env: dict[str, str], tmp_path: Path) -> None:
     services = build_services(load_settings(env))
     try:

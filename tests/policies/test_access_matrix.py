@@ -11,6 +11,8 @@ import itertools
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+import pytest
+
 from policies import (
     LEGAL_BASES,
     AccessRequest,
@@ -117,6 +119,7 @@ def expected_allow(
     return True
 
 
+@pytest.mark.clause("purpose.limitation", "management.safety")
 def test_no_combination_outside_the_allow_list_is_granted(
     policy: Policy, facts: Callable[..., RecordingFacts]
 ) -> None:
@@ -235,6 +238,7 @@ def expected_with_assignment(
     return expected_allow(role, purpose, action, recording, contract, evidence)
 
 
+@pytest.mark.clause("purpose.3-improvement")
 def test_assignments_in_the_access_matrix(
     policy: Policy,
     facts: Callable[..., RecordingFacts],

@@ -150,6 +150,7 @@ def test_shipped_policy_is_valid() -> None:
     assert set(policy.legal_bases) == {"consent", "protect-life-body-property", "legal-requirement"}
 
 
+@pytest.mark.clause("collection.call-recording")
 def test_shipped_policy_defaults_to_the_two_operational_purposes() -> None:
     policy = load_policy()
     assert policy.default_purposes == ("customer-response", "quality-improvement")
@@ -466,6 +467,7 @@ def test_each_problem_is_reported_with_its_location(
     assert str(problem) in str(raised.value)
 
 
+@pytest.mark.clause("entrustment.selection")
 def test_organisation_problems_are_located(tmp_path: Path) -> None:
     text = MINIMAL.replace("contract_end: 2027-01-01", "contract_end: 2025-12-31").replace(
         "    confidentiality_contract: NDA-1\n", ""
@@ -478,6 +480,7 @@ def test_organisation_problems_are_located(tmp_path: Path) -> None:
     assert any("vendor-1: missing key 'confidentiality_contract'" in p for p in problems)
 
 
+@pytest.mark.clause("third-party")
 def test_disclosure_purpose_for_another_role_is_a_problem(tmp_path: Path) -> None:
     text = MINIMAL.replace(
         "    capabilities: [view-metrics]",
@@ -490,6 +493,7 @@ def test_disclosure_purpose_for_another_role_is_a_problem(tmp_path: Path) -> Non
     ]
 
 
+@pytest.mark.clause("management.safety")
 def test_audio_for_operator_or_telephony_is_a_problem(tmp_path: Path) -> None:
     text = MINIMAL.replace(
         "    capabilities: [view-metrics]",

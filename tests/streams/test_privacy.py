@@ -37,6 +37,7 @@ ERASE = {
 }
 
 
+@pytest.mark.clause("requests.removal", "storage-period.statistics")
 def test_erase_shreds_every_copy_and_leaves_tombstones(services: Services, clock: Clock) -> None:
     metrics = Metrics()
     lifecycle = lifecycle_of(services, metrics)
@@ -80,6 +81,7 @@ def test_erase_shreds_every_copy_and_leaves_tombstones(services: Services, clock
     assert again.status.value == "completed"
 
 
+@pytest.mark.clause("storage-period.law")
 def test_a_hold_beats_erasure_until_it_is_released(file_services: Services, clock: Clock) -> None:
     services = file_services
     lifecycle = lifecycle_of(services)
@@ -117,6 +119,7 @@ def test_a_hold_beats_erasure_until_it_is_released(file_services: Services, cloc
     assert not services.vault.exists(held.object_key)
 
 
+@pytest.mark.clause("requests.confirmation")
 def test_disclose_lists_and_exports_the_customers_audio(
     file_services: Services, clock: Clock
 ) -> None:
@@ -145,6 +148,7 @@ def test_disclose_lists_and_exports_the_customers_audio(
     assert all(e.details["purpose"] == "customer-disclosure" for e in granted)
 
 
+@pytest.mark.clause("requests.cessation")
 def test_restrict_and_lift_restriction(catalog_url: str, tmp_path: Path, clock: Clock) -> None:
     services = make_services(tmp_path, catalog_url, "file", clock)
     try:
@@ -163,6 +167,7 @@ def test_restrict_and_lift_restriction(catalog_url: str, tmp_path: Path, clock: 
         services.close()
 
 
+@pytest.mark.clause("requests.revision")
 def test_correcting_the_customer_rekeys_the_recording(
     file_services: Services, clock: Clock
 ) -> None:
@@ -295,12 +300,14 @@ def test_a_correction_interrupted_before_the_old_object_is_deleted_is_cleaned_up
         ([1, 2], "malformed"),
     ],
 )
+@pytest.mark.clause("requests.identity")
 def test_malformed_requests_are_rejected_with_a_reason(body: object, reason: str) -> None:
     with pytest.raises(PrivacyRequestRejected) as caught:
         parse_privacy_request(body, now=NOW)
     assert caught.value.reason == reason
 
 
+@pytest.mark.clause("requests.identity")
 def test_an_overdue_request_raises_the_metric(file_services: Services, clock: Clock) -> None:
     services = file_services
     metrics = Metrics()
@@ -348,6 +355,7 @@ def server(file_services: Services) -> Iterator[WebServer]:
     started.stop()
 
 
+@pytest.mark.clause("requests.identity")
 def test_http_privacy_requests_and_holds_are_compliance_only(server: WebServer) -> None:
     services = server.services
     store_call(services, "r-http")
@@ -427,6 +435,7 @@ def test_http_privacy_requests_and_holds_are_compliance_only(server: WebServer) 
     )
 
 
+@pytest.mark.clause("requests.removal")
 def test_after_erase_no_role_or_purpose_obtains_the_audio_over_http(server: WebServer) -> None:
     services = server.services
     row = store_call(services, "r-gone")
@@ -478,6 +487,7 @@ def test_after_erase_no_role_or_purpose_obtains_the_audio_over_http(server: WebS
     assert services.audit.verify().ok
 
 
+@pytest.mark.clause("requests.cessation")
 def test_a_restricted_customer_s_later_recordings_are_restricted_at_ingest(
     file_services: Services, clock: Clock
 ) -> None:

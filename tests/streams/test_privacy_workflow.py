@@ -27,6 +27,7 @@ from tests.streams.lifecycle_support import (
 ERASE = {"type": "erase", "tenant": "acme", "customer_ref": "C-1001"}
 
 
+@pytest.mark.clause("requests.identity")
 def test_a_request_waits_for_verification_and_approval_with_true_timestamps(
     file_services: Services, clock: Clock
 ) -> None:
@@ -77,6 +78,7 @@ def test_a_request_waits_for_verification_and_approval_with_true_timestamps(
     assert services.audit.verify().ok
 
 
+@pytest.mark.clause("requests.identity")
 def test_a_refusal_needs_a_closed_reason_and_a_note(file_services: Services, clock: Clock) -> None:
     services = file_services
     lifecycle = lifecycle_of(services)
@@ -120,6 +122,7 @@ def test_a_refusal_needs_a_closed_reason_and_a_note(file_services: Services, clo
     assert "security" not in str(audited.details)  # the note stays with the request
 
 
+@pytest.mark.clause("requests.removal")
 def test_a_held_then_finished_erasure_completes_when_it_finishes(
     file_services: Services, clock: Clock
 ) -> None:
@@ -144,6 +147,7 @@ def test_a_held_then_finished_erasure_completes_when_it_finishes(
     assert final.executing_at == NOW
 
 
+@pytest.mark.clause("requests.confirmation")
 def test_a_disclosure_during_a_hold_says_why_it_exported_fewer(
     file_services: Services, clock: Clock
 ) -> None:
@@ -182,6 +186,7 @@ def server(file_services: Services) -> Iterator[WebServer]:
     started.stop()
 
 
+@pytest.mark.clause("management.safety")
 def test_tenants_cannot_see_each_others_requests_holds_recordings_or_audit(
     server: WebServer,
 ) -> None:
