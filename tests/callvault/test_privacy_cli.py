@@ -7,23 +7,14 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from callvault.cli import cli
 from callvault.services import build_services
 from callvault.settings import load_settings
 from storage.types import RecordingState
+from tests.callvault.test_cli import env, run
 from tests.streams.lifecycle_support import store_call
 
-
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    return {"CALLVAULT_DATA_DIR": str(tmp_path / "data")}
-
-
-def run(env: dict[str, str], *args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
-    return result.exit_code, result.output
+__all__ = ["env"]  # the fixture, shared with test_cli
 
 
 @pytest.mark.clause("requests.identity")

@@ -6,7 +6,6 @@ served in-process."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlencode
@@ -345,14 +344,6 @@ class _BrokenVault:
 
 
 # -- HTTP ------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def server(file_services: Services) -> Iterator[WebServer]:
-    metrics = Metrics()
-    started = WebServer(file_services, lifecycle_of(file_services, metrics), metrics).start()
-    yield started
-    started.stop()
 
 
 @pytest.mark.clause("requests.identity")

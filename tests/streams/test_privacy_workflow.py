@@ -5,7 +5,6 @@ served in-process over real SQLite and a folder vault)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -13,7 +12,6 @@ import pytest
 from callvault.services import Services
 from storage.errors import AuditError
 from storage.types import RecordingState
-from streams.metrics import Metrics
 from streams.privacy import PrivacyRequestRejected
 from tests.streams.lifecycle_support import (
     NOW,
@@ -176,14 +174,6 @@ def test_a_disclosure_during_a_hold_says_why_it_exported_fewer(
 
 
 # -- tenants over HTTP --------------------------------------------------------------------------
-
-
-@pytest.fixture
-def server(file_services: Services) -> Iterator[WebServer]:
-    metrics = Metrics()
-    started = WebServer(file_services, lifecycle_of(file_services, metrics), metrics).start()
-    yield started
-    started.stop()
 
 
 @pytest.mark.clause("management.safety")
