@@ -245,6 +245,17 @@ def test_tenants_cannot_see_each_others_requests_holds_recordings_or_audit(
     rows = server.request("GET", "/v1/recordings?tenant=acme", token=globex).json()["recordings"]
     assert rows == []
 
+    # quality evaluations: a supervisor samples and reads scores in its tenant only
+    boss = server.tokens.issue(user="sam", role="supervisor", org=None,
+                               ttl=timedelta(hours=1), now=NOW, tenant="globex")  # fmt: skip
+    for method, path, body in (
+        ("GET", "/v1/evaluations/summary?tenant=acme", None),
+        ("POST", "/v1/sampling-plans/weekly-per-agent/runs", {"tenant": "acme"}),
+    ):
+        reply = server.request(method, path, token=boss, body=body)
+        assert (reply.status, reply.json()["reason"]) == (403, "tenant-mismatch"), path
+    assert server.request("GET", "/v1/evaluations/summary", token=boss).status == 200
+
     # the audit trail: each tenant's records only
     def audit_of(token: str) -> list[dict[str, object]]:
         reply = server.request("GET", "/v1/audit?limit=1000", token=token)
