@@ -23,7 +23,7 @@ from typing import Any
 
 from aiohttp import web
 
-from policies import Capability, decide_capability
+from policies import Capability, decide_capability, tenant_scope
 from streams.errors import AuthError, NotFound
 from streams.http.context import WebContext, ctx_of, run
 from streams.http.decisions import authenticate
@@ -121,7 +121,8 @@ async def whoami(request: web.Request) -> web.Response:
             "user": principal.user,
             "role": principal.role,
             "org": principal.org,
-            "tenant": principal.tenant,
+            # the tenant it acts in: the token's, else the policy's default; * for all
+            "tenant": tenant_scope(principal, policy) or "*",
             "capabilities": granted,
             "purposes": list(role.purposes) if role and granted else [],
             "blocked": blocked,

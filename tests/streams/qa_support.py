@@ -22,7 +22,7 @@ from callvault.services import Services, build_services
 from callvault.settings import load_settings
 from callvault.synth import call_wav
 from streams.http import WebContext, build_web_app
-from streams.http.auth import LocalTokens
+from streams.http.auth import LocalTokens, local_tokens
 from streams.http.oidc import verifier_for
 from streams.ingest import IngestPipeline
 from streams.metrics import Metrics
@@ -261,7 +261,7 @@ def make_env(
     services = build_services(load_settings(env), clock=clock)
     metrics = Metrics()
     wavs = ingest(services, metrics, calls, clock)
-    tokens = LocalTokens(services.keyring, frozenset(services.policy.roles))
+    tokens = local_tokens(services.keyring, services.policy)
 
     async def publish(_event: bytes, _recording_id: str) -> None:
         raise AssertionError("no ingest over HTTP in these tests")
