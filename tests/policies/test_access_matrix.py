@@ -119,7 +119,7 @@ def expected_allow(
     return True
 
 
-@pytest.mark.clause("purpose.limitation", "management.safety")
+@pytest.mark.clause("management.safety", "purpose.limitation")
 def test_no_combination_outside_the_allow_list_is_granted(
     policy: Policy, facts: Callable[..., RecordingFacts]
 ) -> None:

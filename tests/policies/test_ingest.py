@@ -41,7 +41,7 @@ def test_notified_and_granted_consent_are_stored(policy: Policy, consent: str) -
     assert decision.retain_until == ENDED + timedelta(days=90)
 
 
-@pytest.mark.clause("collection.necessary-range")
+@pytest.mark.clause("collection.call-recording", "collection.necessary-range")
 def test_missing_purposes_default_to_the_operational_ones(policy: Policy) -> None:
     decision = ingest(policy, "notified")
     assert decision.purposes == ("customer-response", "quality-improvement")

@@ -236,7 +236,7 @@ def test_a_refused_token_is_503_when_the_audit_log_cannot_be_written(services: S
     assert published == []
 
 
-@pytest.mark.clause("management.safety")
+@pytest.mark.clause("collection.call-recording", "management.safety")
 def test_a_telephony_token_ingests_only_for_its_tenant(services: Services) -> None:
     audio = call_wav(1.0, codec="mulaw", seed=8)
     meta = _metadata("t-1", audio)  # tenant demo

@@ -356,7 +356,7 @@ def test_grant_request_must_be_json(env: QaEnv) -> None:
 # -- rate guard --------------------------------------------------------------------------
 
 
-@pytest.mark.clause("purpose.necessary-range", "management.safety")
+@pytest.mark.clause("management.safety", "purpose.necessary-range")
 def test_rate_guard_trips_on_the_third_distinct_recording(tmp_path: Path) -> None:
     env = make_env(tmp_path, CALLS, rate_guard=RateGuard(lambda role: 2))
     try:
