@@ -64,9 +64,8 @@ async def file_request(request: web.Request) -> web.Response:
     if "tenant" not in body and own is not None:
         body = {**body, "tenant": own}
     tenant = body.get("tenant")
-    await require_tenant(
-        request, principal, tenant if isinstance(tenant, str) else None, "privacy-requests"
-    )
+    if isinstance(tenant, str) and tenant:  # anything else: 400 from the body's validation
+        await require_tenant(request, principal, tenant, "privacy-requests")
     known = False
     request_id = body.get("request_id")
     if isinstance(request_id, str) and request_id:

@@ -245,6 +245,15 @@ def test_tenants_cannot_see_each_others_requests_holds_recordings_or_audit(
     rows = server.request("GET", "/v1/recordings?tenant=acme", token=globex).json()["recordings"]
     assert rows == []
 
+    # a QA reviewer of globex lists, reads and hears globex's recordings only
+    quinn = server.tokens.issue(user="quinn", role="qa-reviewer", org=None,
+                                ttl=timedelta(hours=1), now=NOW, tenant="globex")  # fmt: skip
+    rows = server.request("GET", "/v1/recordings", token=quinn).json()["recordings"]
+    assert [r["recording_id"] for r in rows] == ["r-globex"]
+    audio = "/audio?purpose=quality-improvement&justification=EVAL-1"
+    assert server.request("GET", "/v1/recordings/r-globex" + audio, token=quinn).status == 200
+    assert server.request("GET", "/v1/recordings/r-acme" + audio, token=quinn).status == 404
+
     # quality evaluations: a supervisor samples and reads scores in its tenant only
     boss = server.tokens.issue(user="sam", role="supervisor", org=None,
                                ttl=timedelta(hours=1), now=NOW, tenant="globex")  # fmt: skip
