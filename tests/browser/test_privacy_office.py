@@ -147,6 +147,19 @@ def test_the_privacy_office_works_a_request_through(
     assert download.is_displayed()
     assert download.get_attribute("data-href") == "/v1/privacy-requests/PR-WEB/export"
     screens.shot("approved-completed-with-export")
+    # The download fetches the export route with the officer's token (part A's streamed
+    # ZIP where that route exists; its refusal, shown inline, where it does not yet).
+    served = env.request("GET", "/v1/privacy-requests/PR-WEB/export", token=officer)
+    download.click()
+    if served.status == 200:
+        wait(driver, lambda d: "Export downloaded" in d.find_element(By.ID, "status").text,
+             "the export downloaded")  # fmt: skip
+    else:
+        shown = wait(driver, lambda d: _shown(d, "detail-error"), "the export's refusal")
+        json_error = served.headers.get("Content-Type", "").startswith("application/json")
+        expected = served.json()["detail"] if json_error else f"HTTP {served.status}"
+        assert expected in shown.text
+    screens.shot("export-download")
 
     # Refuse the restriction request: a closed reason and a note.
     _open(driver, "PR-NEW")
@@ -177,8 +190,9 @@ def test_the_privacy_office_works_a_request_through(
         "03-filed-received.png",
         "04-identity-verified.png",
         "05-approved-completed-with-export.png",
-        "06-refusal-needs-a-note.png",
-        "07-refused.png",
+        "06-export-download.png",
+        "07-refusal-needs-a-note.png",
+        "08-refused.png",
     ]
     actions = [e.action for e in env.audit_after(0) if e.action.startswith("privacy.")]
     assert actions.count("privacy.verified") == 1 and actions.count("privacy.refused") == 1
