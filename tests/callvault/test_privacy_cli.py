@@ -1,5 +1,6 @@
 """`callvault privacy list|show|verify|approve|refuse`: the privacy office's workflow on
-the command line, human-readable and --json, over a real SQLite catalog and vault."""
+the command line, human-readable and --json, over a real SQLite catalog and vault; and
+`callvault dlq list --tenant`."""
 
 from __future__ import annotations
 
@@ -88,3 +89,36 @@ def test_help_texts_show_examples_not_source_files(env: dict[str, str]) -> None:
         assert ".py" not in out, command
     code, out = run(env, "privacy", "submit", "--help")
     assert '"type": "erase"' in out and "identity_verification" in out
+
+
+def test_dlq_list_shows_one_tenant(env: dict[str, str]) -> None:
+    from storage.catalog.deadletters import DeadLetterDraft, DeadLetterStore
+
+    services = build_services(load_settings(env))
+    try:
+        DeadLetterStore(services.catalog.database).record(
+            [
+                DeadLetterDraft(
+                    entry_id=f"dlq-{tenant or 'none'}",
+                    reason="landing-missing",
+                    detail="",
+                    source_topic="callvault.recordings",
+                    source_partition=0,
+                    source_offset=n,
+                    original_key=None,
+                    sealed_value=b"x",
+                    blob_key=None,
+                    value_size=1,
+                    tenant=tenant,
+                )  # fmt: skip
+                for n, tenant in enumerate(("acme", "globex", None))
+            ]
+        )
+    finally:
+        services.close()
+    code, out = run(env, "dlq", "list", "--tenant", "globex", "--json")
+    assert code == 0 and [json.loads(line)["id"] for line in out.splitlines()] == ["dlq-globex"]
+    code, out = run(env, "dlq", "list", "--json")
+    assert sorted(json.loads(line)["id"] for line in out.splitlines()) == [
+        "dlq-acme", "dlq-globex", "dlq-none",
+    ]  # fmt: skip
