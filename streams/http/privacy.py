@@ -32,7 +32,7 @@ from streams.http.context import ctx_of, run
 from streams.http.decisions import require, require_tenant, scope_of, store_call
 from streams.http.params import json_object
 
-__all__ = ["ROUTES", "request_json"]
+__all__ = ["ROUTES", "own_request", "request_json"]
 
 
 def request_json(found: PrivacyRequest, request: web.Request) -> dict[str, Any]:
@@ -46,8 +46,10 @@ def request_json(found: PrivacyRequest, request: web.Request) -> dict[str, Any]:
     return body
 
 
-async def _own_request(request: web.Request, principal: Principal) -> PrivacyRequest:
-    """The request the path names, if it is of the caller's tenant (else 404)."""
+async def own_request(request: web.Request, principal: Principal) -> PrivacyRequest:
+    """The request the path's ``{request_id}`` names, if it is of the caller's tenant
+    (another tenant's: :class:`PrivacyRequestNotFound`, 404). Every route under
+    ``/v1/privacy-requests/{request_id}`` (the export too) reads it through this."""
     request_id = request.match_info["request_id"]
     found: PrivacyRequest = await store_call(ctx_of(request).services.requests.get, request_id)
     own = scope_of(request, principal)
@@ -106,13 +108,13 @@ async def list_requests(request: web.Request) -> web.Response:
 
 async def get_request(request: web.Request) -> web.Response:
     principal = await require(request, "privacy-requests")
-    return web.json_response(request_json(await _own_request(request, principal), request))
+    return web.json_response(request_json(await own_request(request, principal), request))
 
 
 async def verify_request(request: web.Request) -> web.Response:
     ctx = ctx_of(request)
     principal = await require(request, "privacy-requests")
-    found = await _own_request(request, principal)
+    found = await own_request(request, principal)
     body = await json_object(request)
     identity = {"verified_by": principal.user, **body}
     privacy = ctx.endoflife.privacy
@@ -123,7 +125,7 @@ async def verify_request(request: web.Request) -> web.Response:
 async def approve_request(request: web.Request) -> web.Response:
     ctx = ctx_of(request)
     principal = await require(request, "privacy-requests")
-    found = await _own_request(request, principal)
+    found = await own_request(request, principal)
     privacy = ctx.endoflife.privacy
     done = await store_call(lambda: privacy.approve(found.request_id, by=principal.user))
     return web.json_response(request_json(done, request))
@@ -132,7 +134,7 @@ async def approve_request(request: web.Request) -> web.Response:
 async def refuse_request(request: web.Request) -> web.Response:
     ctx = ctx_of(request)
     principal = await require(request, "privacy-requests")
-    found = await _own_request(request, principal)
+    found = await own_request(request, principal)
     body = await json_object(request)
     reason, note = body.get("reason"), body.get("note")
     privacy = ctx.endoflife.privacy
