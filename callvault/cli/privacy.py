@@ -10,7 +10,8 @@ callvault privacy status REQUEST_ID          (the JSON of ``show``; kept for scr
 
 Human-readable by default, ``--json`` for scripts. Exit 0: done; 1: the request does
 not exist, or the step is not allowed in its status (``wrong-status``); 2: a malformed
-request or option, or the catalog cannot be opened.
+request or option, a note that looks like personal data, or the catalog cannot be
+opened.
 """
 
 from __future__ import annotations
@@ -114,7 +115,7 @@ def _json_of(lifecycle: Any, found: Any) -> dict[str, Any]:
 
 def _step(ctx: click.Context, actor: str, as_json: bool, run: Any) -> None:
     """Run one workflow step and print the request it leaves (exit 1/2 as documented)."""
-    from storage.errors import PrivacyRequestNotFound
+    from storage.errors import AuditError, PrivacyRequestNotFound
     from streams.privacy import PrivacyRequestRejected
 
     with open_endoflife(ctx, actor=actor) as lifecycle:
@@ -122,6 +123,8 @@ def _step(ctx: click.Context, actor: str, as_json: bool, run: Any) -> None:
             done = run(lifecycle.privacy)
         except PrivacyRequestNotFound as exc:
             fail(str(exc), 1)
+        except AuditError as exc:  # a note or reason that looks like personal data
+            fail(f"personal-data: {exc}")
         except PrivacyRequestRejected as exc:
             fail(f"{exc.reason}: {exc.detail}", 1 if exc.reason == "wrong-status" else 2)
         except CallvaultError as exc:

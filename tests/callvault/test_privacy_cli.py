@@ -72,6 +72,9 @@ def test_the_workflow_on_the_command_line(env: dict[str, str], tmp_path: Path) -
     code, out = run(env, "privacy", "refuse", "PR-NO", "--reason", "whim", "--note", "x",
                     "--by", "o")  # fmt: skip
     assert code == 2 and "identity-unverified" in out  # the closed list is shown
+    code, out = run(env, "privacy", "refuse", "PR-NO", "--reason", "legal-obligation",
+                    "--note", "ask jane@example.com", "--by", "o")  # fmt: skip
+    assert code == 2 and "personal-data" in out
     assert run(env, "privacy", "show", "PR-MISSING")[0] == 1
 
     services = build_services(load_settings(env))
