@@ -184,6 +184,16 @@ def test_the_privacy_office_works_a_request_through(
     wait(driver, lambda d: ("PR-NEW", "refused") in _rows(d), "the list updated")
     screens.shot("refused")
 
+    # On a phone-sized window the tables become cards and nothing overflows sideways.
+    driver.set_window_size(420, 900)
+    wait(driver, lambda d: d.execute_script("return window.innerWidth") <= 420, "resized")
+    overflow = driver.execute_script(
+        "return document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+    assert overflow <= 0, f"{overflow}px of horizontal overflow at 420px"
+    driver.execute_script("window.scrollTo(0, 0)")
+    screens.shot("width-420")
+
     assert screens.taken == [
         "01-sign-in.png",
         "02-requests-overdue-first-and-holds.png",
@@ -193,6 +203,7 @@ def test_the_privacy_office_works_a_request_through(
         "06-export-download.png",
         "07-refusal-needs-a-note.png",
         "08-refused.png",
+        "09-width-420.png",
     ]
     actions = [e.action for e in env.audit_after(0) if e.action.startswith("privacy.")]
     assert actions.count("privacy.verified") == 1 and actions.count("privacy.refused") == 1

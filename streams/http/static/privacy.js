@@ -56,9 +56,10 @@
     return body;
   }
   function when(iso) { return iso ? iso.slice(0, 16).replace("T", " ") : "—"; }
-  function cell(row, text, cls) {
+  function cell(row, text, cls, label) {
     const td = document.createElement("td");
     td.textContent = text;
+    td.dataset.label = label || "";  // the card view's label (qa.css, below 720 px)
     if (cls) { td.className = cls; }
     row.appendChild(td);
     return td;
@@ -109,18 +110,18 @@
       row.dataset.status = request.status;
       if (request.overdue) { row.classList.add("overdue"); }
       if (selected && selected === request.request_id) { row.classList.add("selected"); }
-      const idCell = cell(row, "");
+      const idCell = cell(row, "", null, "Request");
       const open = document.createElement("button");
       open.type = "button";
       open.className = "link open-request";
       open.textContent = request.request_id;
       open.addEventListener("click", () => showRequest(request.request_id));
       idCell.appendChild(open);
-      cell(row, request.type);
-      cell(row, request.status + (request.overdue ? " · OVERDUE" : ""), "state");
-      cell(row, when(request.received_at));
-      cell(row, when(request.due_at));
-      cell(row, slaText(request), "sla");
+      cell(row, request.type, null, "Type");
+      cell(row, request.status + (request.overdue ? " · OVERDUE" : ""), "state", "Status");
+      cell(row, when(request.received_at), null, "Received");
+      cell(row, when(request.due_at), null, "Due");
+      cell(row, slaText(request), "sla", "SLA");
       rows.appendChild(row);
     }
     $("requests-empty").hidden = body.requests.length > 0;
@@ -241,12 +242,12 @@
     for (const hold of body.holds) {
       const row = document.createElement("tr");
       row.dataset.holdId = hold.hold_id;
-      cell(row, hold.hold_id, "mono");
-      cell(row, hold.scope === "subject" ? "customer" : hold.scope, "scope");
-      cell(row, hold.scope === "subject" ? hold.target.slice(0, 16) + "… (pseudonym)" : hold.target, "mono");
-      cell(row, hold.reason);
-      cell(row, hold.reference);
-      cell(row, when(hold.placed_at) + " · " + hold.placed_by);
+      cell(row, hold.hold_id, "mono", "Hold");
+      cell(row, hold.scope === "subject" ? "customer" : hold.scope, "scope", "Scope");
+      cell(row, hold.scope === "subject" ? hold.target.slice(0, 16) + "… (pseudonym)" : hold.target, "mono", "Target");
+      cell(row, hold.reason, null, "Reason");
+      cell(row, hold.reference, null, "Reference");
+      cell(row, when(hold.placed_at) + " · " + hold.placed_by, null, "Placed");
       rows.appendChild(row);
     }
     $("holds-empty").hidden = body.holds.length > 0;
