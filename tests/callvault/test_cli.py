@@ -128,3 +128,17 @@ def test_config_reference_lists_every_variable(env: dict[str, str]) -> None:
         "CALLVAULT_LANDING_ROOTS",
     ):
         assert f"`{name}`" in out
+
+
+def test_policy_clauses_prints_status_mechanism_and_tests_per_clause(env: dict[str, str]) -> None:
+    code, out = run(env, "policy", "clauses")
+    assert code == 0
+    block = out.split("[management.safety]")[1].split("\n\n")[0]
+    assert block.splitlines()[0].endswith("(enforced)")
+    assert "mechanism: Against unauthorized access" in block
+    assert "    tests/storage/test_envelope.py::test_every_single_bit_flip_is_detected" in block
+    assert (
+        "    tests/storage/test_audit.py::test_forged_row_inserted_in_the_middle_is_named" in block
+    )
+    assert "[contact] Contact information (organizational)" in out
+    assert out.strip().splitlines()[-1] == "30 clauses: 25 enforced, 5 organizational"
