@@ -227,6 +227,8 @@ def test_tenants_cannot_see_each_others_requests_holds_recordings_or_audit(
     )  # fmt: skip
     assert steal.status == 404  # another tenant's recording: as if it did not exist
     assert server.request("GET", f"/v1/holds/{hold_id}", token=acme).status == 200
+    released = server.request("DELETE", f"/v1/holds/{hold_id}", token=acme, body={"reason": "ok"})
+    assert released.status == 200
 
     # recordings: another tenant's is answered exactly like a missing one
     missing = server.request("GET", "/v1/recordings/r-nothing", token=globex)
@@ -275,11 +277,13 @@ def test_tenants_cannot_see_each_others_requests_holds_recordings_or_audit(
     seen_by_globex = audit_of(globex)
     assert seen_by_globex and not any(e["recording_id"] == "r-acme" for e in seen_by_globex)
     assert not any(e["details"].get("request_id") == "PR-A" for e in seen_by_globex)  # type: ignore[attr-defined]
+    assert not any(str(e["action"]).startswith("hold.") for e in seen_by_globex)
     # the denied look at r-acme is in acme's trail (its recording), with the true reason
     seen_by_acme = audit_of(acme)
     (probe,) = [e for e in seen_by_acme if e["action"] == "access.metadata"
                 and e["recording_id"] == "r-acme"]  # fmt: skip
     assert probe["reason"] == "tenant-mismatch" and probe["actor"] == "user:gil"
     assert any(e["details"].get("request_id") == "PR-A" for e in seen_by_acme)  # type: ignore[attr-defined]
+    assert {"hold.placed", "hold.released"} <= {e["action"] for e in seen_by_acme}
     assert not any(e["recording_id"] == "r-globex" for e in seen_by_acme)
     assert services.audit.verify().ok
