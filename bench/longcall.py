@@ -121,7 +121,7 @@ def child(data_dir: Path, event_path: Path, path: str) -> dict[str, Any]:
     tokens, server = serve(services, Metrics())
     token = tokens.issue(
         user="alice", role="qa-reviewer", org=None, ttl=timedelta(hours=1),
-        now=datetime.now(UTC),
+        now=datetime.now(UTC), tenant="demo",
     )  # fmt: skip
     warm = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
     warm.request("GET", "/healthz")  # a running worker: the app is warm

@@ -18,7 +18,7 @@ import pytest
 from callvault.broker import EmbeddedBroker
 from storage.audio import Layout, decode
 from storage.audio_store import content_type_of
-from streams.http.auth import LocalTokens
+from streams.http.auth import local_tokens
 from tests.e2e.harness import WorkerProcess, open_services, produce, wait_until
 from tests.fixtures.signals import split_channels, wav_pcm
 from tests.fixtures.telephony import SAMPLE_NAMES, TelephonySamples, sample_event
@@ -69,9 +69,10 @@ def test_every_format_through_the_broker_and_worker(
         return len(done) == len(events)
 
     wait_until(stored, 120, "every format to be stored")
-    token = LocalTokens(services.keyring, frozenset(services.policy.roles)).issue(
-        user="alice", role="qa-reviewer", org=None, ttl=timedelta(hours=1), now=datetime.now(UTC)
-    )
+    token = local_tokens(services.keyring, services.policy).issue(
+        user="alice", role="qa-reviewer", org=None, ttl=timedelta(hours=1),
+        now=datetime.now(UTC), tenant="demo",
+    )  # fmt: skip
     query = "purpose=quality-improvement&justification=EVAL-11"
     for rid, sample in samples.items():
         row = services.catalog.get_recording(rid)
