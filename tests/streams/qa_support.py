@@ -197,7 +197,8 @@ def ingest(
     clock: Clock,
 ) -> dict[str, bytes]:
     """Store ``{recording_id: {"seconds", "purposes", "agent", "queue", "ended", "codec",
-    "customer", "call_id", "direction", "pci_pauses", "tenant", "audio" (WAV bytes)}}``."""
+    "customer", "call_id", "direction", "pci_pauses", "tenant", "audio" (WAV bytes),
+    "channel_roles"}}``."""
     pipeline = IngestPipeline(
         landing=services.landing,
         vault=services.vault,
@@ -234,6 +235,8 @@ def ingest(
         for name in ("call_id", "direction", "pci_pauses", "tenant"):
             if name in spec:
                 event[name] = spec[name]
+        if "channel_roles" in spec:
+            event["audio"]["channel_roles"] = spec["channel_roles"]
         events.append(json.dumps(event).encode())
         wavs[rid] = audio
     try:
