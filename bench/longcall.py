@@ -20,6 +20,9 @@ the same kind, in its own fresh process; its peak grows with the call, so the ra
 the two peaks per minute of audio says how much the streaming saves. min / median /
 max of ``--runs`` runs.
 
+``--vault s3`` stores into a bucket on an embedded SeaweedFS instead of a folder
+(streamed puts above 8 MiB are multipart uploads of 8 MiB parts).
+
 Storage codecs (``--codec-minutes``, default 30; 0 skips): the same kinds stored with
 each retention-class ``storage_codec`` (``as-sent``, ``opus-16k``, ``flac``; the shipped
 policy's ``standard-90d`` class changed), each in a fresh process: stored bytes per
@@ -33,12 +36,14 @@ import argparse
 import hashlib
 import http.client
 import json
+import os
 import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -89,6 +94,9 @@ def child(data_dir: Path, event_path: Path, path: str) -> dict[str, Any]:
     from tests.streams.qa_support import serve
 
     env = {"CALLVAULT_DATA_DIR": str(data_dir)}
+    for name in ("CALLVAULT_VAULT", "CALLVAULT_S3_ENDPOINT"):  # --vault s3
+        if name in os.environ:
+            env[name] = os.environ[name]
     if path.startswith("codec:"):
         env["CALLVAULT_POLICY"] = str(_policy_with(data_dir, path.removeprefix("codec:")))
     services = build_services(load_settings(env))
@@ -223,13 +231,26 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--kinds", default=",".join(KINDS))
     parser.add_argument("--codec-minutes", type=float, default=30.0)
+    parser.add_argument(
+        "--vault", choices=("file", "s3"), default="file",
+        help="file: a folder; s3: a bucket on an embedded SeaweedFS (multipart uploads)",
+    )  # fmt: skip
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(Path(args.child[0]), Path(args.child[1]), args.child[2])))
         return
-    with tempfile.TemporaryDirectory(prefix="callvault-longcall-") as folder:
+    with tempfile.TemporaryDirectory(prefix="callvault-longcall-") as folder, ExitStack() as stack:
         root = Path(folder)
+        if args.vault == "s3":
+            from callvault.seaweed import EmbeddedS3
+
+            server = stack.enter_context(EmbeddedS3(root / "s3").start(timeout=60))
+            server.ensure_bucket("longcall")
+            os.environ.update(server.credentials.env())
+            os.environ["CALLVAULT_VAULT"] = "s3://longcall"
+            os.environ["CALLVAULT_S3_ENDPOINT"] = server.endpoint
+            print(f"vault: s3://longcall on SeaweedFS at {server.endpoint}")
         for kind in args.kinds.split(","):
             data, event = _prepare(root, kind, args.minutes)
             base_data, base_event = _prepare(root, kind, args.baseline_minutes)
