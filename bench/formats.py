@@ -19,7 +19,6 @@ import argparse
 import hashlib
 import json
 import os
-import resource
 import statistics
 import sys
 import tempfile
@@ -29,22 +28,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.longcall import cpu_seconds  # noqa: E402
 from callvault.services import build_services  # noqa: E402
 from callvault.settings import load_settings  # noqa: E402
 from streams.ingest import IngestPipeline  # noqa: E402
 from tests.fixtures.telephony import SAMPLE_NAMES, TelephonySamples, sample_event  # noqa: E402
 
 
-def _cpu() -> float:
-    total = 0.0
-    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
-        usage = resource.getrusage(who)
-        total += usage.ru_utime + usage.ru_stime
-    return total
-
-
 def _copy(source: Path, target: Path) -> float:
-    began = _cpu()
+    began = cpu_seconds()
     digest = hashlib.sha256()
     with source.open("rb") as src, target.open("wb") as out:
         while piece := src.read(1 << 20):
@@ -52,7 +44,7 @@ def _copy(source: Path, target: Path) -> float:
             out.write(piece)
         out.flush()
         os.fsync(out.fileno())
-    return _cpu() - began
+    return cpu_seconds() - began
 
 
 def main() -> None:
@@ -83,9 +75,9 @@ def main() -> None:
                     rid = f"{name}-{kind}-{run}"
                     event = sample_event(sample, rid, services.settings.landing_dir,
                                          ended_at=datetime.now(UTC), **extra)  # fmt: skip
-                    began = _cpu()
+                    began = cpu_seconds()
                     (outcome,) = pipeline.process_batch([json.dumps(event).encode()])
-                    cpu[kind].append((_cpu() - began) * 1000 / minutes)
+                    cpu[kind].append((cpu_seconds() - began) * 1000 / minutes)
                     if outcome.status != "stored":
                         raise SystemExit(f"{name}: {outcome}")
                     row = services.catalog.get_recording(rid)

@@ -63,7 +63,7 @@ def _status(field: str) -> float:
     raise RuntimeError(f"no {field} in /proc/self/status")
 
 
-def _cpu() -> float:
+def cpu_seconds() -> float:
     """CPU seconds of this process and its finished children (ffmpeg)."""
     total = 0.0
     for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
@@ -105,9 +105,9 @@ def child(data_dir: Path, event_path: Path, path: str) -> dict[str, Any]:
     pipeline = IngestPipeline.over(services, actor="worker:bench")
     if path == "whole":  # the baseline: the whole-file path, as before issue 11
         pipeline._prepare = pipeline._prepare_whole  # type: ignore[method-assign]
-    cpu, wall = _cpu(), time.perf_counter()
+    cpu, wall = cpu_seconds(), time.perf_counter()
     (outcome,) = pipeline.process_batch([json.dumps(event).encode()])
-    cpu, wall = _cpu() - cpu, time.perf_counter() - wall
+    cpu, wall = cpu_seconds() - cpu, time.perf_counter() - wall
     if path.startswith("codec:"):
         row = services.catalog.get_recording(event["recording_id"])
         services.close()

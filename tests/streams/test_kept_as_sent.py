@@ -11,7 +11,6 @@ session); they go through the real ingest pipeline into a file vault.
 from __future__ import annotations
 
 import io
-import json
 import warnings
 import wave
 from collections.abc import Iterator
@@ -24,8 +23,6 @@ import pytest
 from callvault.services import Services, build_services
 from callvault.settings import load_settings
 from storage.audio import Layout, decode
-from storage.crypto.envelope import parse_header
-from streams.ingest import IngestPipeline
 from tests.fixtures.signals import wav_pcm
 from tests.fixtures.telephony import (
     SAMPLE_NAMES,
@@ -33,6 +30,7 @@ from tests.fixtures.telephony import (
     TelephonySamples,
     sample_event,
 )
+from tests.streams.audio_support import store
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -93,20 +91,6 @@ def _stereo_wav(sample: TelephonySample) -> bytes:
     return out.getvalue()
 
 
-def _store(services: Services, event: dict[str, Any]) -> tuple[Any, bytes, str]:
-    pipeline = IngestPipeline.over(services, actor="worker:test")
-    try:
-        (outcome,) = pipeline.process_batch([json.dumps(event).encode()])
-    finally:
-        pipeline.close()
-    assert outcome.status == "stored", outcome
-    row = services.catalog.get_recording(event["recording_id"])
-    assert row is not None
-    blob = services.vault.get(row.object_key)
-    header, _ = parse_header(blob)
-    return row, services.keys.open_recording(blob), header.content_type
-
-
 def _decoded(data: bytes, label_or_format: str, sample: TelephonySample) -> Any:
     fmt = {"m4a/aac": "m4a", "ogg/opus": "opus", "webm/opus": "webm"}.get(label_or_format)
     fmt = fmt or label_or_format.split("/", 1)[0]
@@ -126,7 +110,7 @@ def test_stored_in_its_own_codec_and_never_inflated(
     if sample.legs:
         sample = replace(sample, channels=2, channel_roles=("customer", "agent"))
         sent = _stereo_wav(sample)
-    row, plain, content_type = _store(services, _event(f"{name}-plain", sample, services))
+    row, plain, content_type = store(services, _event(f"{name}-plain", sample, services))
     label, served_as = STORED[name]
     assert (row.audio_format, content_type) == (label, served_as)
     assert (row.sample_rate, row.channels) == (sample.sample_rate, sample.channels)
@@ -136,7 +120,7 @@ def test_stored_in_its_own_codec_and_never_inflated(
     sent_pcm = _decoded(sent, sample.format, sample).pcm
     assert _decoded(plain, label, sample).pcm == sent_pcm  # same samples either way
 
-    row, paused, content_type = _store(
+    row, paused, content_type = store(
         services, _event(f"{name}-pci", sample, services, pci_pauses=[PAUSE])
     )
     assert (row.audio_format, content_type) == (label, served_as)

@@ -5,7 +5,6 @@ the shipped policy, its ``standard-90d`` class changed."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,10 +15,9 @@ from callvault.services import Services, build_services
 from callvault.settings import load_settings
 from policies import default_policy_path
 from storage.audio import Layout, decode
-from storage.crypto.envelope import parse_header
-from streams.ingest import IngestPipeline
 from tests.fixtures.signals import envelope, ncc, split_channels
 from tests.fixtures.telephony import TelephonySamples, sample_event
+from tests.streams.audio_support import store
 
 SECONDS = 8.0
 PAUSE = {"start_ms": 2000, "end_ms": 3500, "channels": ["agent"]}
@@ -49,19 +47,6 @@ def services_with(tmp_path: Path) -> Iterator[Callable[[str], Services]]:
         services.close()
 
 
-def _store(services: Services, event: dict) -> tuple[object, bytes, str]:  # type: ignore[type-arg]
-    pipeline = IngestPipeline.over(services, actor="worker:test")
-    try:
-        (outcome,) = pipeline.process_batch([json.dumps(event).encode()])
-    finally:
-        pipeline.close()
-    assert outcome.status == "stored", outcome
-    row = services.catalog.get_recording(event["recording_id"])
-    assert row is not None
-    blob = services.vault.get(row.object_key)
-    return row, services.keys.open_recording(blob), parse_header(blob)[0].content_type
-
-
 @pytest.mark.parametrize(
     "name", ["amazon-connect-wav", "genesys-ogg-opus", "asterisk-d-stereo-sln"]
 )
@@ -73,7 +58,7 @@ def test_flac_class_stores_lossless_flac_with_the_pause_silenced(
     ended = datetime.now(UTC).replace(microsecond=0)
     landing = services.settings.landing_dir
     event = sample_event(sample, f"flac-{name}", landing, ended_at=ended, pci_pauses=[PAUSE])
-    row, plain, content_type = _store(services, event)
+    row, plain, content_type = store(services, event)
     assert (row.audio_format, content_type) == ("flac", "audio/flac")
     assert (row.sample_rate, row.channels) == (sample.sample_rate, 2)
     stored = decode(plain, "flac")
@@ -99,7 +84,7 @@ def test_opus_class_stores_16_kbps_opus(
     ended = datetime.now(UTC).replace(microsecond=0)
     landing = services.settings.landing_dir
     event = sample_event(sample, "opus-1", landing, ended_at=ended, pci_pauses=[PAUSE])
-    row, plain, content_type = _store(services, event)
+    row, plain, content_type = store(services, event)
     assert (row.audio_format, content_type) == ("ogg/opus", "audio/ogg")
     assert (row.sample_rate, row.channels) == (48000, 2)
     assert abs(row.duration_ms - sample.duration_ms) <= 30
