@@ -9,6 +9,7 @@ no caller ever sees them. The tree (part of the one drawn in :mod:`callvault.err
     ├── IntegrityError              tampered, truncated or spliced object
     ├── BackendUnavailable          (also callvault.errors.Unavailable) worth retrying
     │   └── VaultUnavailable        the vault folder / bucket cannot be used now
+    ├── CustomerRefNotCanonical     a customer reference not in canonical form (storage.customer)
     ├── KeyringError
     │   ├── KeyDestroyed            the subject key was shredded (erasure)
     │   └── KeyringUnavailable      key file or KMS unreachable (BackendUnavailable)
@@ -47,6 +48,7 @@ __all__ = [
     "AudioMislabelled",
     "RecordingNotFound",
     "IntegrityError",
+    "CustomerRefNotCanonical",
     "KeyringError",
     "KeyDestroyed",
     "AudioError",
@@ -96,6 +98,13 @@ class IntegrityError(StorageError):
 
 class KeyringError(StorageError):
     """A key could not be created, wrapped or unwrapped."""
+
+
+class CustomerRefNotCanonical(StorageError):
+    """A customer reference breaks the canonical form (:mod:`storage.customer`); ``reason``
+    is ``customer-ref-not-canonical``. Never carries the reference itself."""
+
+    reason = "customer-ref-not-canonical"
 
 
 class KeyDestroyed(KeyringError):

@@ -31,7 +31,8 @@ from typing import Protocol, runtime_checkable
 from storage.crypto import envelope
 from storage.crypto.envelope import EnvelopeHeader
 from storage.crypto.keyring import Keyring, recording_digest
-from storage.errors import IntegrityError, KeyDestroyed, KeyringError
+from storage.customer import NOT_CANONICAL, customer_ref_problem
+from storage.errors import CustomerRefNotCanonical, IntegrityError, KeyDestroyed, KeyringError
 from storage.types import SubjectKeyRecord
 
 __all__ = [
@@ -124,9 +125,16 @@ class KeyService:
     def subject_ref(self, tenant: str, customer_ref: str) -> str:
         """The pseudonymous subject reference of a customer (keyed hash, per tenant).
 
+        ``customer_ref`` must be canonical (:mod:`storage.customer`): a reference that
+        is not is refused here too, so no path can pseudonymize an altered form.
+
         Raises:
-            KeyringError: ``tenant`` or ``customer_ref`` is empty.
+            CustomerRefNotCanonical: ``customer_ref`` breaks a rule of the canonical form.
+            KeyringError: ``tenant`` is empty.
         """
+        problem = customer_ref_problem(customer_ref)
+        if problem is not None:
+            raise CustomerRefNotCanonical(f"{NOT_CANONICAL}: {problem}")
         return self._keyring.pseudonymize(tenant, customer_ref)
 
     # -- sealing / opening ------------------------------------------------------------

@@ -20,6 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from storage.catalog import HoldScope, LegalHold
+from storage.customer import NOT_CANONICAL, customer_ref_problem
 from streams.errors import BadRequest, NotFound
 from streams.http.context import WebContext, ctx_of
 from streams.http.decisions import require, store_call
@@ -73,6 +74,9 @@ async def place_hold(request: web.Request) -> web.Response:
         raise BadRequest("tenant is required", "invalid-hold")
     target = value
     if scope == "customer":
+        problem = customer_ref_problem(value)
+        if problem is not None:  # refused as every path refuses it, never stripped
+            raise BadRequest(problem, NOT_CANONICAL)
         target = await store_call(ctx.services.keys.subject_ref, tenant, value)
 
     def place() -> tuple[LegalHold, list[str]]:
