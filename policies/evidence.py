@@ -37,6 +37,7 @@ _DATES = re.compile(
 _DIGIT_RUN = re.compile(r"\+?\d[\d \t./()\-\u00a0]*\d")
 #: Fewest digits that can be a phone number (local numbers have 7; cards 12-19).
 _MIN_DIGITS = 7
+_ASK = "give a ticket, case or evaluation id"
 
 
 def justification_problem(text: str, policy: Policy) -> str | None:
@@ -45,12 +46,12 @@ def justification_problem(text: str, policy: Policy) -> str | None:
     if re.fullmatch(policy.justification_reference_pattern, text):
         return None
     if _EMAIL.search(text):
-        return "the justification holds an e-mail address; give a ticket, case or evaluation id"
+        return f"the justification holds personal data (an e-mail address); {_ASK}"
     stripped = _DATES.sub(" ", text)
     for run in _DIGIT_RUN.finditer(stripped):
         if sum(char.isdigit() for char in run.group()) >= _MIN_DIGITS:
             return (
-                "the justification holds a run of digits that can be a phone or card number; "
-                "give a ticket, case or evaluation id"
+                "the justification holds personal data (a run of digits that can be a "
+                f"phone or card number); {_ASK}"
             )
     return None
