@@ -31,6 +31,7 @@ so a caller can catch one type at the edge (CLI, HTTP view, stream agent)::
     │   ├── CatalogError
     │   │   └── CatalogUnavailable    database unreachable, locked, full (BackendUnavailable)
     │   ├── AuditError
+    │   │   └── CheckpointError       storage.checkpoints: a rewritten log is not signed
     │   ├── HoldError
     │   │   └── HoldNotFound
     │   ├── ReceiptError

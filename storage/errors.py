@@ -23,6 +23,7 @@ no caller ever sees them. The tree (part of the one drawn in :mod:`callvault.err
     ├── CatalogError
     │   └── CatalogUnavailable      database unreachable, locked, full (BackendUnavailable)
     ├── AuditError
+    │   └── CheckpointError         storage.checkpoints: the log no longer matches a checkpoint
     ├── HoldError                   a malformed hold
     │   └── HoldNotFound
     ├── ReceiptError                a malformed deletion receipt

@@ -37,6 +37,7 @@ from mode import Service
 from callvault.errors import CallvaultError, StartupError, is_unavailable, unavailable_backend
 from storage.catalog.audit import entry_json
 from storage.catalog.claims import ClaimState
+from storage.checkpoints import Checkpoint, CheckpointError
 from storage.errors import LandingError
 from storage.types import AuditEntry
 from streams._faust import task, timer
@@ -138,6 +139,7 @@ class Worker:
         self.retry_first, self.retry_cap = retry_first, retry_cap
         self.sweep_interval = sweep_interval or 60.0
         services.audit_listeners.append(self._audit_buffer.append)  # publish committed entries
+        self._checkpoints = services.audit_checkpoints()
 
         self.app = faust.App(
             "callvault",
@@ -242,6 +244,10 @@ class Worker:
         @timer(app, 1.0, name="audit-publisher")
         async def publish_audit() -> None:
             await self._flush_audit()
+
+        @timer(app, 5.0, name="audit-checkpoints")
+        async def audit_checkpoints() -> None:
+            await self.checkpoint_audit()
 
         @app.agent(self.privacy_requests, name="privacy-requests")
         async def privacy_requests(stream: faust.StreamT[bytes]) -> None:
@@ -452,6 +458,28 @@ class Worker:
             await self.audit_topic.send(
                 value=json.dumps(entry_json(entry), separators=(",", ":"), sort_keys=True).encode()
             )
+
+    async def checkpoint_audit(self) -> Checkpoint | None:
+        """Sign a checkpoint of the audit head when one is due (storage.checkpoints),
+        stored in the vault and sent to the audit topic. A log that no longer matches
+        the last checkpoint is reported (error log), never signed."""
+        loop = asyncio.get_running_loop()
+        now = self.services.clock()
+        try:
+            written = await loop.run_in_executor(None, self._checkpoints.write_due, now)
+        except CheckpointError as exc:
+            log.error("audit checkpoint refused: %s", exc)
+            return None
+        except CallvaultError as exc:
+            log.warning("audit checkpoint not written (%s); retried", type(exc).__name__)
+            return None
+        if written is not None:
+            body = {"checkpoint": written.to_json()}
+            await self.audit_topic.send(
+                key=b"checkpoint",
+                value=json.dumps(body, separators=(",", ":"), sort_keys=True).encode(),
+            )
+        return written
 
     async def publish_recording(self, event: bytes, recording_id: str) -> None:
         # Keyed by recording id: every (re)delivery of one recording lands on the same
