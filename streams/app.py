@@ -51,6 +51,7 @@ from streams.http.auth import LocalTokens, TokenVerifier
 from streams.http.oidc import verifier_for
 from streams.ingest import IngestOutcome, IngestPipeline
 from streams.metrics import Metrics
+from streams.privacy.reapply import reapply_erasures
 from streams.refs import landing_key, redact_text
 from streams.services import Services
 from streams.sources import CONNECT_CTR_TOPIC, S3_EVENTS_TOPIC, SourceOutcome, Sources
@@ -572,10 +573,17 @@ class Worker:
         return status
 
     def run(self) -> int:
-        """Run the worker until SIGINT/SIGTERM (blocks); return the exit status (0 after a
-        clean stop, non-zero when the worker crashed)."""
+        """Re-apply the erasure journal, then run the worker until SIGINT/SIGTERM (blocks);
+        return the exit status (0 after a clean stop, non-zero when the worker crashed).
+
+        Raises:
+            CallvaultError: the erasure journal could not be re-applied (nothing started).
+        """
         from faust.worker import Worker as FaustWorker
 
+        # Before anything is served: a catalog restored from an older backup must not
+        # bring an erased customer back (storage.erasures). A failure stops the start.
+        reapply_erasures(self.services, actor=self.services.config.actor)
         level = self.services.config.log_level.lower()
         worker = FaustWorker(
             self.app,

@@ -33,6 +33,7 @@ from storage.catalog.claims import LandingClaims
 from storage.catalog.deadletters import DeadLetterStore
 from storage.checkpoints import AuditCheckpoints, Checkpoint
 from storage.crypto import Keyring, KeyService
+from storage.erasures import ErasureJournal
 from storage.landing import Landing
 from storage.mirror import VaultMirror
 from storage.types import AuditEntry
@@ -104,6 +105,10 @@ class Services:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.catalog.close()
+
+    def erasure_journal(self) -> ErasureJournal:
+        """The signed erasure journal in the vault (storage.erasures)."""
+        return ErasureJournal(self.vault, self.keyring)
 
     def audit_checkpoints(
         self, publish: Callable[[Checkpoint], None] | None = None

@@ -344,6 +344,22 @@ class KeyService:
         self._forget(record.key_id)
         return True
 
+    def destroy_key(self, key_id: str) -> bool:
+        """Crypto-shred the subject key ``key_id`` (not a newer key of the same subject).
+
+        Returns True if it was live and is destroyed now, False if it was destroyed
+        already or is unknown.
+
+        Raises:
+            KeyringError / CatalogError: the store failed.
+        """
+        record = self._store.get_subject_key_by_id(key_id)
+        if record is None or record.wrapped_key is None:
+            return False
+        self._store.destroy_subject_key(key_id)
+        self._forget(key_id)
+        return True
+
     def rewrap_all(self, progress: Callable[[int], None] | None = None) -> int:
         """Rewrap every live subject key under the keyring's current master key.
 

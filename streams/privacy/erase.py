@@ -3,7 +3,9 @@ a legal hold wins (see :mod:`streams.privacy`).
 
 Order of effects: deletion intents (``EndOfLifeStore.mark``, which re-checks holds: a
 recording a hold covers by then is reported held) and the marked ids in the request's
-``progress``; the subject key destroyed; the objects deleted; the tombstones, audit
+``progress``; the erasure journaled in the vault (the subject key ids and object keys it
+erases, signed: :mod:`storage.erasures`, re-applied after a catalog restore); the
+subject key destroyed; the objects deleted; the tombstones, audit
 records and receipts in one commit; the request's status. Re-running after a crash at
 any point continues (the intents are found again, receipts are issued once, and the
 result counts what earlier runs erased).
@@ -18,6 +20,7 @@ from storage.catalog.audit import AuditDraft
 from storage.catalog.holds import first_hold
 from storage.catalog.receipts import DeletionReceipt
 from storage.catalog.requests import PrivacyRequest, RequestStatus
+from storage.erasures import ErasureEntry
 from storage.errors import StorageError
 from storage.types import RecordingRow, RecordingState
 from streams.facts import facts_of
@@ -97,6 +100,22 @@ class EraseHandler(BaseHandler):
         request = self.ctx.store.update(
             request, progress={**request.progress, "marked": earlier, "shred": shred}
         )
+        # Journaled outside the catalog before any effect, so that a catalog restored
+        # from an older backup gets the same erasure again (storage.erasures).
+        key_ids: set[str] = set()
+        if shred:
+            live = self.ctx.catalog.get_subject_key(request.subject_ref)
+            key_ids = {row.subject_key_id for row in rows} | ({live.key_id} if live else set())
+        if key_ids or erasable:
+            self.ctx.services.erasure_journal().record(
+                ErasureEntry(
+                    request_id=request.request_id,
+                    tenant=request.tenant,
+                    erased_at=now,
+                    subject_key_ids=tuple(sorted(key_ids)),
+                    object_keys=tuple(sorted(row.object_key for row in erasable)),
+                )
+            )
         destroyed = False
         if shred:
             # Crypto-shred first: from here on no copy anywhere can be decrypted.

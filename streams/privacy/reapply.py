@@ -1,0 +1,145 @@
+"""Re-applying the erasure journal (:mod:`storage.erasures`) to the catalog: what a
+catalog restored from a backup older than an erasure brought back is erased again.
+
+Run at worker start (before the first sweep) and by ``callvault keys reconcile``. For
+every signed journal entry: each subject key it names that is live again is destroyed
+(crypto-shredding, again: only that key id, never a newer key of the customer); each
+recording sealed under such a key or kept under an object key it names that is
+``stored`` or ``expired`` again loses every object version and becomes a tombstone, with
+an audit record ``privacy.erasure-reapplied`` and a signed receipt (reason
+``erasure-reapplied``). A legal hold does not stop it: the erasure was decided and
+carried out before the restore, and its key is gone. Idempotent: a second run finds
+nothing to do.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from storage.catalog.audit import AuditDraft
+from storage.catalog.receipts import DeletionReceipt
+from storage.erasures import JournalListing
+from storage.errors import StorageError
+from streams.services import Services
+
+__all__ = ["ReapplyReport", "reapply_erasures"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ReapplyReport:
+    """What :func:`reapply_erasures` found and did."""
+
+    entries: int = 0
+    keys_destroyed: list[str] = field(default_factory=list)
+    recordings_erased: list[str] = field(default_factory=list)
+    unsigned_entries: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.keys_destroyed or self.recordings_erased)
+
+
+def reapply_erasures(services: Services, *, actor: str) -> ReapplyReport:
+    """Re-apply every journaled erasure (see the module docstring).
+
+    Raises:
+        StorageError: the vault, catalog or keyring failed (run it again).
+    """
+    report = ReapplyReport()
+    listing = JournalListing()
+    endoflife = services.endoflife
+    clauses = services.policy.clauses_for_rule("retention:erasure")
+    for entry in services.erasure_journal().entries(listing):
+        report.entries += 1
+        destroyed = [
+            key_id for key_id in entry.subject_key_ids if services.keys.destroy_key(key_id)
+        ]
+        report.keys_destroyed.extend(destroyed)
+        rows = endoflife.rows_erased_elsewhere(entry.subject_key_ids, entry.object_keys)
+        if destroyed or rows:
+            services.audit.append(
+                AuditDraft(
+                    actor=actor,
+                    action="privacy.erasure-reapplied",
+                    outcome="ok",
+                    reason="catalog-restored",
+                    details={
+                        "request_id": entry.request_id,
+                        "subject_keys_destroyed": len(destroyed),
+                        "recordings": len(rows),
+                    },
+                )
+            )
+        if not rows:
+            continue
+        failed = set(
+            services.vault.delete_many(
+                [row.object_key for row in rows],
+                versions={row.object_key: row.object_version for row in rows},
+            )
+        )
+        if failed:
+            raise StorageError(
+                f"the vault could not delete {len(failed)} re-erased object(s); run again"
+            )
+        now = services.clock()
+        items: list[tuple[str, AuditDraft, DeletionReceipt]] = []
+        for row in rows:
+            receipt = services.signer.issue(
+                recording_id=row.recording_id,
+                tenant=row.tenant,
+                reason="erasure-reapplied",
+                rule="retention:erasure",
+                clauses=clauses,
+                deleted_at=now,
+                actor=actor,
+                request_id=entry.request_id,
+                effects={
+                    "object_versions_deleted": True,
+                    "subject_key_destroyed": True,
+                    "catalog_state": "erased",
+                    "cause": "the catalog was restored from a backup older than the erasure",
+                },
+                facts={
+                    "object_key": row.object_key,
+                    "ciphertext_sha256": row.ciphertext_sha256,
+                    "retention_class": row.retention_class,
+                    "previous_state": row.state.value,
+                },
+            )
+            items.append(
+                (
+                    row.recording_id,
+                    AuditDraft(
+                        actor=actor,
+                        action="privacy.erased",
+                        outcome="ok",
+                        reason="erasure-reapplied",
+                        recording_id=row.recording_id,
+                        details={
+                            "request_id": entry.request_id,
+                            "rule": "retention:erasure",
+                            "receipt_id": receipt.receipt_id,
+                        },
+                    ),
+                    receipt,
+                )
+            )
+        report.recordings_erased.extend(endoflife.finish_erasure(items))
+    report.unsigned_entries = listing.unsigned
+    if listing.unsigned:
+        log.error(
+            "%d erasure journal entr(ies) do not verify and were not applied",
+            len(listing.unsigned),
+        )
+    if report.changed:
+        log.warning(
+            "erasure journal re-applied: %d subject key(s) destroyed, %d recording(s) erased "
+            "again (the catalog was restored from an older backup)",
+            len(report.keys_destroyed),
+            len(report.recordings_erased),
+        )
+    return report
