@@ -7,11 +7,11 @@ checkpoints and sends them to ``callvault.audit`` (one worker start)."""
 from __future__ import annotations
 
 import json
-from contextlib import closing
 import sqlite3
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import closing
 from datetime import timedelta
 from pathlib import Path
 
