@@ -51,6 +51,7 @@ from streams.http.auth import LocalTokens, TokenVerifier
 from streams.http.oidc import verifier_for
 from streams.ingest import IngestOutcome, IngestPipeline
 from streams.metrics import Metrics
+from streams.privacy.disclose import remove_legacy_exports
 from streams.privacy.reapply import reapply_erasures
 from streams.refs import landing_key, redact_text
 from streams.services import Services
@@ -584,6 +585,7 @@ class Worker:
         # Before anything is served: a catalog restored from an older backup must not
         # bring an erased customer back (storage.erasures). A failure stops the start.
         reapply_erasures(self.services, actor=self.services.config.actor)
+        remove_legacy_exports(self.services.config.data_dir)
         level = self.services.config.log_level.lower()
         worker = FaustWorker(
             self.app,

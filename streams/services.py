@@ -31,6 +31,7 @@ from storage.catalog import (
 )
 from storage.catalog.claims import LandingClaims
 from storage.catalog.deadletters import DeadLetterStore
+from storage.catalog.exports import ExportStore
 from storage.checkpoints import AuditCheckpoints, Checkpoint
 from storage.crypto import Keyring, KeyService
 from storage.erasures import ErasureJournal
@@ -105,6 +106,10 @@ class Services:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.catalog.close()
+
+    def exports(self) -> ExportStore:
+        """Disclosure exports: signed manifests (storage.catalog.exports)."""
+        return ExportStore(self.catalog.database, self.audit, self.keyring, clock=self.clock)
 
     def erasure_journal(self) -> ErasureJournal:
         """The signed erasure journal in the vault (storage.erasures)."""

@@ -102,7 +102,11 @@ def test_an_erasure_survives_restoring_an_older_catalog_backup(
     finally:
         restored.close()
 
+    legacy = Path(env["CALLVAULT_DATA_DIR"]) / "exports" / "PR-OLD"
+    legacy.mkdir(parents=True)
+    (legacy / "r-old.wav").write_bytes(b"RIFF....WAVEfmt ")  # what older versions left
     worker.start()
+    assert not legacy.parent.exists()  # no plaintext export survives a start
     status, body = _audio_status(worker.web_url, token)
     assert status == 410, body
     assert body["reason"] in ("recording-not-stored", "key-destroyed")
