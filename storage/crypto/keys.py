@@ -344,6 +344,17 @@ class KeyService:
         self._forget(record.key_id)
         return True
 
+    def live_subject_key(self, subject_ref: str) -> SubjectKeyRecord | None:
+        """The live key of ``subject_ref`` (None: none yet, or destroyed by an erasure).
+
+        Raises:
+            CatalogError: the store failed.
+        """
+        record = self._store.get_subject_key(subject_ref)
+        if record is None or record.wrapped_key is None:
+            return None
+        return record
+
     def destroy_key(self, key_id: str) -> bool:
         """Crypto-shred the subject key ``key_id`` (not a newer key of the same subject).
 

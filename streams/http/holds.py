@@ -21,6 +21,7 @@ from aiohttp import web
 
 from storage.catalog import HoldScope, LegalHold
 from storage.customer import NOT_CANONICAL, customer_ref_problem
+from storage.subjectdetails import sealed_subject
 from streams.errors import BadRequest, NotFound
 from streams.http.context import WebContext, ctx_of
 from streams.http.decisions import require, store_call
@@ -80,6 +81,7 @@ async def place_hold(request: web.Request) -> web.Response:
         target = await store_call(ctx.services.keys.subject_ref, tenant, value)
 
     def place() -> tuple[LegalHold, list[str]]:
+        sealed = sealed_subject(ctx.services.keys, target) if scope == "customer" else None
         hold = holds.place(
             tenant=tenant,
             scope=HoldScope.SUBJECT if scope == "customer" else HoldScope(scope),
@@ -88,6 +90,7 @@ async def place_hold(request: web.Request) -> web.Response:
             reference=str(body.get("reference") or ""),
             placed_by=principal.user,
             actor=f"user:{principal.user}",
+            sealed_target=sealed,
         )
         _refresh_gauge(ctx)
         ctx.endoflife.sync_vault(holds_only=True)  # the S3 legal hold of what it covers, now

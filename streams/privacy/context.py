@@ -27,6 +27,7 @@ from storage.catalog import (
     SubjectRestrictions,
 )
 from storage.crypto import KeyService
+from storage.subjectdetails import sealed_subject
 from storage.types import RecordingRow, RecordingState
 from storage.vault import Vault
 from streams.metrics import Metrics
@@ -113,7 +114,8 @@ class PrivacyContext:
     def audit(
         self, request: PrivacyRequest, action: str, outcome: str, details: dict[str, Any]
     ) -> None:
-        """Append one audit record about ``request`` (its id and subject reference)."""
+        """Append one audit record about ``request``: its id, and the customer sealed
+        under their subject key (``storage.subjectdetails``; nothing once erased)."""
         self.catalog.audit.append(
             AuditDraft(
                 actor=self.actor,
@@ -122,7 +124,7 @@ class PrivacyContext:
                 reason=request.kind,
                 details={
                     "request_id": request.request_id,
-                    "subject_ref": request.subject_ref,
+                    **sealed_subject(self.keys, request.subject_ref),
                     **details,
                 },
             )

@@ -72,6 +72,7 @@ from typing import Any
 from callvault.errors import CallvaultError
 from storage.catalog import AuditDraft, PrivacyRequest, PrivacyRequestStore, RequestStatus
 from storage.errors import PrivacyRequestNotFound
+from storage.subjectdetails import sealed_subject
 from storage.types import RecordingState
 from storage.vault import Vault
 from streams.errors import PrivacyRequestRejected
@@ -173,7 +174,8 @@ class PrivacyService:
                         "request_id": request.request_id,
                         "type": parsed.kind.value,
                         "tenant": parsed.tenant,
-                        "subject_ref": subject_ref,
+                        # the customer, sealed under their key: shredded by an erasure
+                        **sealed_subject(ctx.keys, subject_ref),
                         "verified_by": parsed.verified_by,
                         "verification_method": parsed.verification_method,
                         "due_at": request.due_at.isoformat(),
