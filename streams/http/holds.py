@@ -19,6 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
+from policies import justification_problem
 from storage.catalog import HoldScope, LegalHold
 from storage.customer import NOT_CANONICAL, customer_ref_problem
 from storage.subjectdetails import sealed_subject
@@ -79,6 +80,13 @@ async def place_hold(request: web.Request) -> web.Response:
         if problem is not None:  # refused as every path refuses it, never stripped
             raise BadRequest(problem, NOT_CANONICAL)
         target = await store_call(ctx.services.keys.subject_ref, tenant, value)
+
+    for name in ("reason", "reference"):
+        text = body.get(name)
+        if isinstance(text, str) and (problem := justification_problem(text, ctx.services.policy)):
+            raise BadRequest(
+                problem.replace("the justification", f"the hold's {name}"), "personal-data"
+            )
 
     def place() -> tuple[LegalHold, list[str]]:
         sealed = sealed_subject(ctx.services.keys, target) if scope == "customer" else None

@@ -390,6 +390,14 @@ def test_http_privacy_requests_and_holds_are_compliance_only(server: WebServer) 
         },
     )
     assert personal.status == 400 and personal.json()["reason"] == "personal-data"
+    phone = server.request(
+        "POST",
+        "/v1/holds",
+        token=officer,
+        body={"scope": "recording", "recording_id": "r-http",
+              "reason": "customer on 415-555-0100 sued", "reference": "X-1"},
+    )  # fmt: skip
+    assert phone.status == 400 and phone.json()["reason"] == "personal-data"
 
     filed = server.request(
         "POST", "/v1/privacy-requests", token=officer, body={**ERASE, "request_id": "PR-77"}
