@@ -13,12 +13,13 @@ result counts what earlier runs erased).
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from policies import erasure_decision
 from storage.catalog.audit import AuditDraft
 from storage.catalog.holds import first_hold
-from storage.catalog.receipts import DeletionReceipt
+from storage.catalog.receipts import DeletionReceipt, ReceiptSigner
 from storage.catalog.requests import PrivacyRequest, RequestStatus
 from storage.erasures import ErasureEntry
 from storage.errors import StorageError
@@ -26,7 +27,7 @@ from storage.types import RecordingRow, RecordingState
 from streams.facts import facts_of
 from streams.privacy.context import BaseHandler
 
-__all__ = ["EraseHandler"]
+__all__ = ["EraseHandler", "erasure_items"]
 
 
 class EraseHandler(BaseHandler):
@@ -168,51 +169,70 @@ class EraseHandler(BaseHandler):
     def _finish_erasure(
         self, request: PrivacyRequest, rows: list[RecordingRow], key_gone: bool
     ) -> list[str]:
-        clauses = self.ctx.policy.clauses_for_rule("retention:erasure")
-        deleted_at = self.ctx.clock()
-        items: list[tuple[str, AuditDraft, DeletionReceipt]] = []
-        for row in rows:
-            receipt = self.ctx.signer.issue(
-                recording_id=row.recording_id,
-                tenant=row.tenant,
-                reason="erasure-requested",
-                rule="retention:erasure",
-                clauses=clauses,
-                deleted_at=deleted_at,
-                actor=self.ctx.actor,
-                request_id=request.request_id,
-                effects={
-                    "object_versions_deleted": True,
-                    "data_key": "removed with the object",
-                    "subject_key_destroyed": key_gone,
-                    "catalog_state": "erased",
-                    "tombstone": "no subject_ref, call_id or agent_id",
-                },
-                facts={
-                    "object_key": row.object_key,
-                    "ciphertext_sha256": row.ciphertext_sha256,
-                    "retention_class": row.retention_class,
-                    "previous_state": row.state.value,
-                },
-            )
-            items.append(
-                (
-                    row.recording_id,
-                    AuditDraft(
-                        actor=self.ctx.actor,
-                        action="privacy.erased",
-                        outcome="ok",
-                        reason="erasure-requested",
-                        recording_id=row.recording_id,
-                        details={
-                            "request_id": request.request_id,
-                            "rule": "retention:erasure",
-                            "clauses": list(clauses),
-                            "subject_key_destroyed": key_gone,
-                            "receipt_id": receipt.receipt_id,
-                        },
-                    ),
-                    receipt,
-                )
-            )
+        items = erasure_items(
+            self.ctx.signer,
+            rows,
+            request_id=request.request_id,
+            actor=self.ctx.actor,
+            reason="erasure-requested",
+            clauses=self.ctx.policy.clauses_for_rule("retention:erasure"),
+            deleted_at=self.ctx.clock(),
+            effects={
+                "object_versions_deleted": True,
+                "data_key": "removed with the object",
+                "subject_key_destroyed": key_gone,
+                "catalog_state": "erased",
+                "tombstone": "no subject_ref, call_id or agent_id",
+            },
+        )
         return self.ctx.endoflife.finish_erasure(items)
+
+
+def erasure_items(
+    signer: ReceiptSigner,
+    rows: list[RecordingRow],
+    *,
+    request_id: str,
+    actor: str,
+    reason: str,
+    clauses: tuple[str, ...],
+    deleted_at: datetime,
+    effects: dict[str, Any],
+) -> list[tuple[str, AuditDraft, DeletionReceipt]]:
+    """Per recording: a signed receipt and its ``privacy.erased`` audit record, for
+    ``EndOfLifeStore.finish_erasure`` (the tombstones, in one commit)."""
+    items: list[tuple[str, AuditDraft, DeletionReceipt]] = []
+    for row in rows:
+        receipt = signer.issue(
+            recording_id=row.recording_id,
+            tenant=row.tenant,
+            reason=reason,
+            rule="retention:erasure",
+            clauses=clauses,
+            deleted_at=deleted_at,
+            actor=actor,
+            request_id=request_id,
+            effects=effects,
+            facts={
+                "object_key": row.object_key,
+                "ciphertext_sha256": row.ciphertext_sha256,
+                "retention_class": row.retention_class,
+                "previous_state": row.state.value,
+            },
+        )
+        draft = AuditDraft(
+            actor=actor,
+            action="privacy.erased",
+            outcome="ok",
+            reason=reason,
+            recording_id=row.recording_id,
+            details={
+                "request_id": request_id,
+                "rule": "retention:erasure",
+                "clauses": list(clauses),
+                "subject_key_destroyed": bool(effects.get("subject_key_destroyed")),
+                "receipt_id": receipt.receipt_id,
+            },
+        )
+        items.append((row.recording_id, draft, receipt))
+    return items

@@ -18,9 +18,9 @@ import logging
 from dataclasses import dataclass, field
 
 from storage.catalog.audit import AuditDraft
-from storage.catalog.receipts import DeletionReceipt
 from storage.erasures import JournalListing
 from storage.errors import StorageError
+from streams.privacy.erase import erasure_items
 from streams.services import Services
 
 __all__ = ["ReapplyReport", "reapply_erasures"]
@@ -85,49 +85,21 @@ def reapply_erasures(services: Services, *, actor: str) -> ReapplyReport:
             raise StorageError(
                 f"the vault could not delete {len(failed)} re-erased object(s); run again"
             )
-        now = services.clock()
-        items: list[tuple[str, AuditDraft, DeletionReceipt]] = []
-        for row in rows:
-            receipt = services.signer.issue(
-                recording_id=row.recording_id,
-                tenant=row.tenant,
-                reason="erasure-reapplied",
-                rule="retention:erasure",
-                clauses=clauses,
-                deleted_at=now,
-                actor=actor,
-                request_id=entry.request_id,
-                effects={
-                    "object_versions_deleted": True,
-                    "subject_key_destroyed": True,
-                    "catalog_state": "erased",
-                    "cause": "the catalog was restored from a backup older than the erasure",
-                },
-                facts={
-                    "object_key": row.object_key,
-                    "ciphertext_sha256": row.ciphertext_sha256,
-                    "retention_class": row.retention_class,
-                    "previous_state": row.state.value,
-                },
-            )
-            items.append(
-                (
-                    row.recording_id,
-                    AuditDraft(
-                        actor=actor,
-                        action="privacy.erased",
-                        outcome="ok",
-                        reason="erasure-reapplied",
-                        recording_id=row.recording_id,
-                        details={
-                            "request_id": entry.request_id,
-                            "rule": "retention:erasure",
-                            "receipt_id": receipt.receipt_id,
-                        },
-                    ),
-                    receipt,
-                )
-            )
+        items = erasure_items(
+            services.signer,
+            rows,
+            request_id=entry.request_id,
+            actor=actor,
+            reason="erasure-reapplied",
+            clauses=clauses,
+            deleted_at=services.clock(),
+            effects={
+                "object_versions_deleted": True,
+                "subject_key_destroyed": True,
+                "catalog_state": "erased",
+                "cause": "the catalog was restored from a backup older than the erasure",
+            },
+        )
         report.recordings_erased.extend(endoflife.finish_erasure(items))
     report.unsigned_entries = listing.unsigned
     if listing.unsigned:
