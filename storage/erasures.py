@@ -28,7 +28,7 @@ import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from storage.catalog.audit import canonical_json
@@ -41,7 +41,7 @@ from storage.vault.base import Vault
 __all__ = ["ERASURE_KIND", "ERASURE_PREFIX", "ErasureEntry", "ErasureJournal"]
 
 ERASURE_KIND = "callvault.erasure.v1"
-#: Vault prefix of the journal (``audit/erasures/<time>-<digest>.json``).
+#: Vault prefix of the journal (``audit/erasures/<YYYY-MM>/<time>-<digest>.json``).
 ERASURE_PREFIX = AUDIT_PREFIX + "erasures/"
 _TAGS = {"data-class": "erasure-journal"}
 
@@ -105,8 +105,8 @@ class ErasureJournal:
         """
         body = canonical_json(entry.payload())
         digest = hashlib.sha256(body.encode()).hexdigest()[:24]
-        stamp = entry.erased_at.strftime("%Y%m%dT%H%M%S%fZ")
-        key = f"{ERASURE_PREFIX}{stamp}-{digest}.json"
+        at = entry.erased_at.astimezone(UTC)
+        key = f"{ERASURE_PREFIX}{at:%Y-%m}/{at:%Y%m%dT%H%M%S%fZ}-{digest}.json"
         data = canonical_json(
             {"payload": entry.payload(), "signature": self.keyring.sign(body.encode())}
         ).encode()
@@ -117,13 +117,29 @@ class ErasureJournal:
                 raise StorageError(f"the vault refused the legal hold of {key}")
         return key
 
-    def entries(self, listing: JournalListing | None = None) -> Iterator[ErasureEntry]:
-        """Every entry whose signature verifies, oldest first.
+    def entries(
+        self,
+        listing: JournalListing | None = None,
+        *,
+        since: datetime | None = None,
+        now: datetime | None = None,
+    ) -> Iterator[ErasureEntry]:
+        """Every entry whose signature verifies, oldest first; with ``since``, only the
+        months from ``since``'s to ``now``'s are listed, and entries erased before
+        ``since`` skipped.
 
         Raises:
             StorageError: the vault cannot be listed or read.
         """
-        for key in sorted(self.vault.iter_keys(ERASURE_PREFIX)):
+        if since is None:
+            keys = sorted(self.vault.iter_keys(ERASURE_PREFIX))
+        else:
+            keys = []
+            for month in _months(since, now or datetime.now(UTC)):
+                keys.extend(sorted(self.vault.iter_keys(f"{ERASURE_PREFIX}{month}/")))
+            stamp = f"{since.astimezone(UTC):%Y%m%dT%H%M%S%fZ}"
+            keys = [key for key in keys if key.rsplit("/", 1)[-1] >= stamp]
+        for key in keys:
             try:
                 body = json.loads(self.vault.get(key))
                 payload = body["payload"]
@@ -138,3 +154,14 @@ class ErasureJournal:
                     listing.unsigned.append(key)
                 continue
             yield entry
+
+
+def _months(start: datetime, end: datetime) -> list[str]:
+    """``YYYY-MM`` of every month from ``start``'s to ``end``'s, inclusive."""
+    year, month = start.astimezone(UTC).year, start.astimezone(UTC).month
+    last = (end.astimezone(UTC).year, end.astimezone(UTC).month)
+    months = []
+    while (year, month) <= last:
+        months.append(f"{year:04d}-{month:02d}")
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return months

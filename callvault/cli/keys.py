@@ -224,12 +224,19 @@ def keys_rotate(ctx: click.Context, resume: bool) -> None:
 
 
 @keys.command("reconcile")
+@click.option(
+    "--full",
+    is_flag=True,
+    help="Read the whole journal, not only what was journaled since the last run.",
+)
 @click.pass_context
-def keys_reconcile(ctx: click.Context) -> None:
+def keys_reconcile(ctx: click.Context, full: bool) -> None:
     """Re-apply the erasure journal kept in the vault: after restoring a catalog backup,
     destroy again every subject key an erasure destroyed and erase again every
     recording it erased (audited, with receipts). Workers do it at start; run it right
-    after a restore. Exits 1 if a journal entry's signature does not verify.
+    after a restore. Reads what was journaled since the catalog's last run (which a
+    restored backup carries), or everything with --full. Exits 1 if a journal entry's
+    signature does not verify.
 
     \b
     Example:
@@ -245,7 +252,7 @@ def keys_reconcile(ctx: click.Context) -> None:
     except CallvaultError as exc:
         fail(str(exc))
     try:
-        report = reapply_erasures(services, actor=f"cli:{settings.worker_id}")
+        report = reapply_erasures(services, actor=f"cli:{settings.worker_id}", full=full)
     except CallvaultError as exc:
         fail(f"{exc}; nothing applied is undone: run it again", 1)
     finally:

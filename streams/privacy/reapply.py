@@ -10,20 +10,34 @@ an audit record ``privacy.erasure-reapplied`` and a signed receipt (reason
 ``erasure-reapplied``). A legal hold does not stop it: the erasure was decided and
 carried out before the restore, and its key is gone. Idempotent: a second run finds
 nothing to do.
+
+The catalog keeps when the journal was last re-applied (``retention_settings``
+``erasure_journal_applied_at``); a run reads the entries journaled since then (minus an
+hour), listing only those months (the journal is foldered by month), so a start costs
+what was erased since the last one, not the whole journal. A restored backup carries
+its older cursor, so everything journaled after the backup is applied again.
+``callvault keys reconcile --full`` reads the whole journal.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from storage.catalog.audit import AuditDraft
+from storage.catalog.sql import from_db_time, to_db_time
 from storage.erasures import JournalListing
 from storage.errors import StorageError
 from streams.privacy.erase import erasure_items
 from streams.services import Services
 
-__all__ = ["ReapplyReport", "reapply_erasures"]
+__all__ = ["CURSOR_MARGIN", "CURSOR_SETTING", "ReapplyReport", "reapply_erasures"]
+
+#: The catalog setting holding when the journal was last re-applied.
+CURSOR_SETTING = "erasure_journal_applied_at"
+#: How far before the cursor entries are read again (clock skew between workers).
+CURSOR_MARGIN = timedelta(hours=1)
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +56,10 @@ class ReapplyReport:
         return bool(self.keys_destroyed or self.recordings_erased)
 
 
-def reapply_erasures(services: Services, *, actor: str) -> ReapplyReport:
-    """Re-apply every journaled erasure (see the module docstring).
+def reapply_erasures(services: Services, *, actor: str, full: bool = False) -> ReapplyReport:
+    """Re-apply the journaled erasures (see the module docstring): those journaled since
+    the catalog's cursor (minus :data:`CURSOR_MARGIN`, for workers' clock skew), or
+    every one with ``full``.
 
     Raises:
         StorageError: the vault, catalog or keyring failed (run it again).
@@ -52,7 +68,10 @@ def reapply_erasures(services: Services, *, actor: str) -> ReapplyReport:
     listing = JournalListing()
     endoflife = services.endoflife
     clauses = services.policy.clauses_for_rule("retention:erasure")
-    for entry in services.erasure_journal().entries(listing):
+    started = services.clock()
+    cursor = endoflife.get_setting(CURSOR_SETTING) if not full else None
+    since = from_db_time(cursor) - CURSOR_MARGIN if cursor else None
+    for entry in services.erasure_journal().entries(listing, since=since, now=started):
         report.entries += 1
         destroyed = [
             key_id for key_id in entry.subject_key_ids if services.keys.destroy_key(key_id)
@@ -102,6 +121,10 @@ def reapply_erasures(services: Services, *, actor: str) -> ReapplyReport:
         )
         report.recordings_erased.extend(endoflife.finish_erasure(items))
     report.unsigned_entries = listing.unsigned
+    if not listing.unsigned:
+        # Kept in the catalog on purpose: a restored backup carries an older cursor, so
+        # what was journaled after it is applied again.
+        endoflife.set_setting(CURSOR_SETTING, to_db_time(started))
     if listing.unsigned:
         log.error(
             "%d erasure journal entr(ies) do not verify and were not applied",
