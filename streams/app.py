@@ -142,6 +142,7 @@ class Worker:
         self.sweep_interval = sweep_interval or 60.0
         services.audit_listeners.append(self._audit_buffer.append)  # publish committed entries
         self._checkpoints = services.audit_checkpoints()
+        self._checkpoint_refusal = ""
 
         self.app = faust.App(
             "callvault",
@@ -470,12 +471,15 @@ class Worker:
         try:
             written = await loop.run_in_executor(None, self._checkpoints.write_due, now)
         except CheckpointError as exc:
-            log.error("audit checkpoint refused: %s", exc)
+            if str(exc) != self._checkpoint_refusal:  # once per problem, not every tick
+                log.error("audit checkpoint refused: %s", exc)
+                self._checkpoint_refusal = str(exc)
             return None
         except CallvaultError as exc:
             log.warning("audit checkpoint not written (%s); retried", type(exc).__name__)
             return None
         if written is not None:
+            self._checkpoint_refusal = ""
             body = {"checkpoint": written.to_json()}
             await self.audit_topic.send(
                 key=b"checkpoint",
