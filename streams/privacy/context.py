@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, Protocol
 
+from callvault.errors import CallvaultError
 from policies import Policy
 from storage.catalog import (
     AuditDraft,
@@ -116,17 +117,17 @@ class PrivacyContext:
     ) -> None:
         """Append one audit record about ``request``: its id, and the customer sealed
         under their subject key (``storage.subjectdetails``; nothing once erased)."""
+        try:
+            subject = sealed_subject(self.keys, request.subject_ref)
+        except CallvaultError:  # the key store failing must not hide what is recorded
+            subject = {}
         self.catalog.audit.append(
             AuditDraft(
                 actor=self.actor,
                 action=action,
                 outcome=outcome,
                 reason=request.kind,
-                details={
-                    "request_id": request.request_id,
-                    **sealed_subject(self.keys, request.subject_ref),
-                    **details,
-                },
+                details={"request_id": request.request_id, **subject, **details},
             )
         )
 
