@@ -25,6 +25,9 @@ What a caller may rely on:
   chain check (what ``callvault audit verify`` prints).
 - Records after the last checkpoint are protected by the chain only, until the next
   checkpoint (at most ``every_records`` records or ``every_seconds``).
+- After a deliberate restore of an older catalog backup, :meth:`AuditCheckpoints.restart`
+  begins a new epoch at the restored head (signed, naming the last checkpoint and the
+  reason); ``verify`` then reports the checkpoints the restore discarded as notes.
 """
 
 from __future__ import annotations
@@ -62,7 +65,8 @@ CHECKPOINT_KIND = "callvault.audit-checkpoint.v1"
 #: Vault prefix of audit evidence kept outside the catalog (checkpoints, erasure journal):
 #: never a recording, never an orphan for ``callvault vault check``.
 AUDIT_PREFIX = "audit/"
-#: Vault prefix of the checkpoint objects (``audit/checkpoints/<seq, 12 digits>.json``).
+#: Vault prefix of the checkpoint objects
+#: (``audit/checkpoints/e<epoch, 4 digits>/<seq, 12 digits>.json``).
 CHECKPOINT_PREFIX = AUDIT_PREFIX + "checkpoints/"
 _TAGS = {"data-class": "audit-checkpoint"}
 
@@ -82,16 +86,29 @@ class Checkpoint:
     prev_seq: int
     prev_digest: str
     signature: str
+    #: 0, then one more after each deliberate restart (:meth:`AuditCheckpoints.restart`).
+    epoch: int = 0
+    #: Only on the first checkpoint of an epoch > 0: ``{"reason", "kept_through_seq"}``.
+    restart: dict[str, Any] | None = None
 
     def payload(self) -> dict[str, Any]:
-        return {
+        payload: dict[str, Any] = {
             "kind": CHECKPOINT_KIND,
+            "epoch": self.epoch,
             "seq": self.seq,
             "hash": self.hash,
             "at": to_db_time(self.at),
             "prev_seq": self.prev_seq,
             "prev_digest": self.prev_digest,
         }
+        if self.restart is not None:
+            payload["restart"] = self.restart
+        return payload
+
+    @property
+    def key(self) -> str:
+        """Where the checkpoint lives in the vault."""
+        return checkpoint_key(self.seq, self.epoch)
 
     @property
     def digest(self) -> str:
@@ -119,13 +136,15 @@ class Checkpoint:
                 prev_seq=int(payload["prev_seq"]),
                 prev_digest=str(payload["prev_digest"]),
                 signature=str(body["signature"]),
+                epoch=int(payload.get("epoch", 0)),
+                restart=dict(payload["restart"]) if payload.get("restart") else None,
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise CheckpointError(f"not an audit checkpoint: {exc}") from None
 
 
-def checkpoint_key(seq: int) -> str:
-    return f"{CHECKPOINT_PREFIX}{seq:012d}.json"
+def checkpoint_key(seq: int, epoch: int = 0) -> str:
+    return f"{CHECKPOINT_PREFIX}e{epoch:04d}/{seq:012d}.json"
 
 
 @dataclass(frozen=True)
@@ -137,6 +156,8 @@ class CheckpointVerification:
     last_seq: int
     problems: tuple[str, ...] = ()
     first_broken_seq: int | None = None
+    #: Deliberate restarts and the checkpoints they discarded (not problems).
+    notes: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -195,19 +216,24 @@ class AuditCheckpoints:
 
         Raises:
             CheckpointError: the log no longer matches the last checkpoint (it was
-                rewritten): nothing is signed.
+                rewritten, or restored from an older backup without a restart): nothing
+                is signed.
             StorageError: the catalog or the vault failed.
         """
         head = self.audit.head()
         if head is None:
             return None
         last = self._last or self.latest()
+        if last is not None and head.seq < last.seq and self._last is not None:
+            self._last = None  # a restart elsewhere may have begun a new epoch
+            last = self.latest()
         last_seq = last.seq if last else 0
         if head.seq <= last_seq:
             if last is not None and head.seq < last_seq:
                 raise CheckpointError(
                     f"the audit log ends at seq {head.seq} but checkpoint seq {last_seq} "
-                    "was signed: records were removed"
+                    "was signed: records were removed (after a deliberate restore: "
+                    "callvault audit checkpoint --restart)"
                 )
             return None
         due = head.seq - last_seq >= self.every_records or (
@@ -224,35 +250,85 @@ class AuditCheckpoints:
             CheckpointError: the log does not continue ``last``'s record.
             StorageError: the catalog or the vault failed.
         """
+        self._check_chain(last, head)
+        return self._store(
+            Checkpoint(
+                seq=head.seq,
+                hash=head.hash,
+                at=head.at,
+                prev_seq=last.seq if last else 0,
+                prev_digest=last.digest if last else "",
+                signature="",
+                epoch=last.epoch if last else 0,
+            )
+        )
+
+    def restart(self, reason: str) -> Checkpoint:
+        """Begin a new epoch at the current head after a deliberate restore of an older
+        catalog backup: a signed checkpoint naming the last one (so nothing is hidden)
+        and the reason. Checkpoints of the old epoch past the head are reported as
+        discarded by ``verify``, never as intact; the ones at or below it must still
+        match the log, which is checked here first.
+
+        Raises:
+            CheckpointError: an empty reason or log, or the log does not match the last
+                checkpoint at or below its head (a rewrite, not a restore).
+            StorageError: the catalog or the vault failed.
+        """
+        if not reason.strip():
+            raise CheckpointError("a restart needs a reason")
+        head = self.audit.head()
+        if head is None:
+            raise CheckpointError("the audit log is empty: nothing to restart from")
+        last = self.latest()
+        if last is None:
+            return self.write(head, None)
+        kept = [
+            item
+            for item in self.iter_checkpoints()
+            if isinstance(item, Checkpoint)
+            and item.epoch == last.epoch
+            and item.seq <= head.seq
+            and self._signed(item)
+        ]
+        self._check_chain(kept[-1] if kept else None, head)
+        return self._store(
+            Checkpoint(
+                seq=head.seq,
+                hash=head.hash,
+                at=head.at,
+                prev_seq=last.seq,
+                prev_digest=last.digest,
+                signature="",
+                epoch=last.epoch + 1,
+                restart={"reason": reason.strip()[:500], "kept_through_seq": head.seq},
+            )
+        )
+
+    def _check_chain(self, anchor: Checkpoint | None, head: AuditEntry) -> None:
         after = 0
         expected = None
-        if last is not None:
-            previous = list(self.audit.iter_entries(after_seq=last.seq - 1, limit=1))
-            if not previous or previous[0].seq != last.seq or previous[0].hash != last.hash:
+        if anchor is not None:
+            previous = list(self.audit.iter_entries(after_seq=anchor.seq - 1, limit=1))
+            if not previous or previous[0].seq != anchor.seq or previous[0].hash != anchor.hash:
                 raise CheckpointError(
-                    f"audit record seq {last.seq} no longer has the hash checkpoint seq "
-                    f"{last.seq} signed: the log was rewritten; not signing it"
+                    f"audit record seq {anchor.seq} no longer has the hash checkpoint seq "
+                    f"{anchor.seq} signed: the log was rewritten; not signing it"
                 )
-            after, expected = last.seq, last.hash
-        for entry in self.audit.iter_entries(after_seq=after, limit=head.seq - after):
+            after, expected = anchor.seq, anchor.hash
+        for entry in self.audit.iter_entries(after_seq=after, limit=max(0, head.seq - after)):
             if expected is not None and entry.prev_hash != expected:
                 raise CheckpointError(
                     f"audit record seq {entry.seq} does not chain to seq {entry.seq - 1}; "
                     "not signing it"
                 )
             expected = entry.hash
-        unsigned = Checkpoint(
-            seq=head.seq,
-            hash=head.hash,
-            at=head.at,
-            prev_seq=last.seq if last else 0,
-            prev_digest=last.digest if last else "",
-            signature="",
-        )
+
+    def _store(self, unsigned: Checkpoint) -> Checkpoint:
         checkpoint = replace(
             unsigned, signature=self.keyring.sign(canonical_json(unsigned.payload()).encode())
         )
-        key = checkpoint_key(checkpoint.seq)
+        key = checkpoint.key
         written = self.vault.put(key, checkpoint.to_bytes(), tags=_TAGS)
         if self.vault.object_lock_enabled():
             refused = self.vault.set_legal_holds([key], on=True, versions={key: written.version_id})
@@ -268,68 +344,132 @@ class AuditCheckpoints:
 
     # -- verifying ------------------------------------------------------------------------
     def verify(self) -> CheckpointVerification:
-        """Check every checkpoint: signature, continuity (each names the previous one,
-        which must exist), and that the log's record at its seq has the signed hash.
+        """Check every checkpoint: signature, continuity (each names the previous one of
+        its epoch, which must exist; an epoch's first names the last of the one before
+        as a restart), and that the log's record at its seq has the signed hash (except
+        checkpoints a later restart discarded: reported as notes).
 
         Raises:
             StorageError: the vault or the catalog cannot be read.
         """
         problems: list[str] = []
+        notes: list[str] = []
         broken: list[int] = []
-        by_seq: dict[int, Checkpoint] = {}
-        head = self.audit.head()
-        head_seq = head.seq if head else 0
+        epochs: dict[int, list[Checkpoint]] = {}
         count = 0
         for item in self.iter_checkpoints():
             count += 1
             if isinstance(item, CheckpointError):
                 problems.append(f"unreadable checkpoint: {item}")
-                continue
-            if not self._signed(item):
+            elif not self._signed(item):
                 problems.append(
                     f"checkpoint seq {item.seq}: signature does not verify (forged or edited)"
                 )
                 broken.append(item.seq)
-                continue
-            if item.prev_seq:
-                prev = by_seq.get(item.prev_seq)
-                if prev is None:
-                    problems.append(
-                        f"checkpoint seq {item.seq} follows checkpoint seq {item.prev_seq}, "
-                        "which is missing from the vault (deleted)"
+            else:
+                epochs.setdefault(item.epoch, []).append(item)
+        head = self.audit.head()
+        head_seq = head.seq if head else 0
+        kept_through: dict[int, int] = {}  # epoch -> what the next restart kept of it
+        for epoch in sorted(epochs, reverse=True):
+            first = epochs[epoch][0]
+            later = kept_through.get(epoch)
+            if first.restart is not None and epoch > 0:
+                kept = int(first.restart.get("kept_through_seq", first.seq))
+                kept_through[epoch - 1] = min(kept, later) if later is not None else kept
+        for epoch in sorted(epochs):
+            by_seq = {item.seq: item for item in epochs[epoch]}
+            previous_epoch = {item.seq: item for item in epochs.get(epoch - 1, [])}
+            for index, item in enumerate(epochs[epoch]):
+                self._check_continuity(item, index, by_seq, previous_epoch, problems, broken)
+                if item.restart is not None and index == 0:
+                    dropped = sum(1 for old in epochs.get(epoch - 1, []) if old.seq > item.seq)
+                    notes.append(
+                        f"restart at seq {item.seq} ({item.at.isoformat()}): "
+                        f"{item.restart.get('reason', '')}; {dropped} checkpoint(s) after "
+                        f"seq {item.seq} of epoch {epoch - 1} discarded"
                     )
-                    broken.append(item.prev_seq)
-                elif prev.digest != item.prev_digest:
-                    problems.append(
-                        f"checkpoint seq {item.seq}: its predecessor seq {item.prev_seq} "
-                        "differs from the one it named"
-                    )
-                    broken.append(item.prev_seq)
-            by_seq[item.seq] = item
-            if item.seq > head_seq:
-                problems.append(
-                    f"checkpoint seq {item.seq} was signed but the log ends at seq "
-                    f"{head_seq}: records {head_seq + 1}..{item.seq} were removed"
-                )
-                broken.append(head_seq + 1)
-                continue
-            found = list(self.audit.iter_entries(after_seq=item.seq - 1, limit=1))
-            if not found or found[0].seq != item.seq:
-                problems.append(f"checkpoint seq {item.seq}: the log has no record seq {item.seq}")
-                broken.append(item.seq)
-            elif found[0].hash != item.hash:
-                problems.append(
-                    f"checkpoint seq {item.seq}: the log's record seq {item.seq} no longer has "
-                    f"the signed hash: records up to seq {item.seq} were rewritten"
-                    + (f" after seq {item.prev_seq}" if item.prev_seq in by_seq else "")
-                )
-                broken.append(item.seq)
+                limit = kept_through.get(epoch)
+                if limit is not None and item.seq > limit:
+                    continue  # discarded by a deliberate restart (noted above)
+                self._check_against_log(item, head_seq, by_seq, problems, broken)
+        last = max((c.seq for items in epochs.values() for c in items), default=0)
         return CheckpointVerification(
             checkpoints=count,
-            last_seq=max(by_seq, default=0),
+            last_seq=last,
             problems=tuple(problems),
             first_broken_seq=min(broken) if broken else None,
+            notes=tuple(notes),
         )
+
+    @staticmethod
+    def _check_continuity(
+        item: Checkpoint,
+        index: int,
+        by_seq: dict[int, Checkpoint],
+        previous_epoch: dict[int, Checkpoint],
+        problems: list[str],
+        broken: list[int],
+    ) -> None:
+        if item.restart is not None:
+            if index != 0 or item.epoch == 0:
+                problems.append(f"checkpoint seq {item.seq}: a restart inside an epoch")
+                broken.append(item.seq)
+                return
+            prev = previous_epoch.get(item.prev_seq)
+            if prev is None or prev.digest != item.prev_digest:
+                problems.append(
+                    f"restart at seq {item.seq} names checkpoint seq {item.prev_seq} of epoch "
+                    f"{item.epoch - 1}, which is missing or differs (deleted or edited)"
+                )
+                broken.append(item.prev_seq)
+            return
+        if index == 0 and item.epoch > 0:
+            problems.append(f"epoch {item.epoch} begins at seq {item.seq} without a restart")
+            broken.append(item.seq)
+            return
+        if not item.prev_seq:
+            return
+        prev = by_seq.get(item.prev_seq)
+        if prev is None:
+            problems.append(
+                f"checkpoint seq {item.seq} follows checkpoint seq {item.prev_seq}, "
+                "which is missing from the vault (deleted)"
+            )
+            broken.append(item.prev_seq)
+        elif prev.digest != item.prev_digest:
+            problems.append(
+                f"checkpoint seq {item.seq}: its predecessor seq {item.prev_seq} "
+                "differs from the one it named"
+            )
+            broken.append(item.prev_seq)
+
+    def _check_against_log(
+        self,
+        item: Checkpoint,
+        head_seq: int,
+        by_seq: dict[int, Checkpoint],
+        problems: list[str],
+        broken: list[int],
+    ) -> None:
+        if item.seq > head_seq:
+            problems.append(
+                f"checkpoint seq {item.seq} was signed but the log ends at seq "
+                f"{head_seq}: records {head_seq + 1}..{item.seq} were removed"
+            )
+            broken.append(head_seq + 1)
+            return
+        found = list(self.audit.iter_entries(after_seq=item.seq - 1, limit=1))
+        if not found or found[0].seq != item.seq:
+            problems.append(f"checkpoint seq {item.seq}: the log has no record seq {item.seq}")
+            broken.append(item.seq)
+        elif found[0].hash != item.hash:
+            problems.append(
+                f"checkpoint seq {item.seq}: the log's record seq {item.seq} no longer has "
+                f"the signed hash: records up to seq {item.seq} were rewritten"
+                + (f" after seq {item.prev_seq}" if item.prev_seq in by_seq else "")
+            )
+            broken.append(item.seq)
 
 
 def verify_audit(

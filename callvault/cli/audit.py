@@ -64,6 +64,8 @@ def audit_verify(ctx: click.Context) -> None:
             f"({chain.checked} records checked)",
             fg="red",
         )
+    for note in signed.notes:
+        click.secho(f"note: {note}", fg="yellow")
     if signed.ok:
         click.echo(
             f"checkpoints intact: {signed.checkpoints} signed checkpoint(s)"
@@ -80,19 +82,32 @@ def audit_verify(ctx: click.Context) -> None:
 
 
 @audit.command("checkpoint")
+@click.option(
+    "--restart",
+    "reason",
+    default=None,
+    metavar="REASON",
+    help="After deliberately restoring an older catalog backup: begin a new epoch at "
+    "the current head, naming the last checkpoint and this reason (kept forever; "
+    "`audit verify` reports the discarded checkpoints as a note).",
+)
 @click.pass_context
-def audit_checkpoint(ctx: click.Context) -> None:
+def audit_checkpoint(ctx: click.Context, reason: str | None) -> None:
     """Sign a checkpoint of the audit chain's head now (workers do it every
     CALLVAULT_AUDIT_CHECKPOINT_RECORDS records or CALLVAULT_AUDIT_CHECKPOINT_SECONDS).
-    Refuses (exit 1) when the log no longer matches the last checkpoint.
+    Refuses (exit 1) when the log no longer matches the last checkpoint; after a
+    deliberate restore, --restart begins a new epoch (the records up to the head must
+    still match the checkpoints that covered them).
 
     \b
-    Example:
+    Examples:
       callvault audit checkpoint
-      checkpoint signed at seq 5210 (audit/checkpoints/000000005210.json)
+      checkpoint signed at seq 5210 (audit/checkpoints/e0000/000000005210.json)
+      callvault audit checkpoint --restart "restored the 2026-12-01 backup (INC-42)"
     """
     from callvault.services import build_services
-    from storage.checkpoints import CheckpointError, checkpoint_key
+    from storage.catalog.audit import AuditDraft
+    from storage.checkpoints import CheckpointError
 
     try:
         services = build_services(settings_of(ctx))
@@ -104,9 +119,22 @@ def audit_checkpoint(ctx: click.Context) -> None:
         if head is None:
             click.echo("the audit log is empty: nothing to sign")
             return
+        if reason is not None:
+            services.audit.append(
+                AuditDraft(
+                    actor=f"cli:{services.config.worker_id}",
+                    action="audit.checkpoints-restarted",
+                    outcome="ok",
+                    reason="catalog-restored",
+                    details={"restored_head_seq": head.seq},
+                )
+            )
+            written = checkpoints.restart(reason)
+            click.echo(f"new checkpoint epoch {written.epoch} at seq {written.seq} ({written.key})")
+            return
         last = checkpoints.latest()
         if last is not None and last.seq == head.seq:
-            click.echo(f"seq {head.seq} is checkpointed already ({checkpoint_key(head.seq)})")
+            click.echo(f"seq {head.seq} is checkpointed already ({last.key})")
             return
         written = checkpoints.write(head, last)
     except CheckpointError as exc:
@@ -116,4 +144,4 @@ def audit_checkpoint(ctx: click.Context) -> None:
         fail(str(exc))
     finally:
         services.close()
-    click.echo(f"checkpoint signed at seq {written.seq} ({checkpoint_key(written.seq)})")
+    click.echo(f"checkpoint signed at seq {written.seq} ({written.key})")

@@ -215,3 +215,63 @@ def test_on_an_object_lock_bucket_checkpoints_are_under_legal_hold(
         assert services.audit_checkpoints().verify().ok
     finally:
         services.close()
+
+
+def _restore_older_backup(services: Services, keep_through: int) -> None:
+    """What restoring an older catalog backup does to the log: the tail is gone."""
+    db = services.catalog.database
+    kept = db.fetch_one("SELECT hash FROM audit_log WHERE seq = ?", (keep_through,))
+    assert kept is not None
+    with db.transaction() as tx:
+        tx.execute("DELETE FROM audit_log WHERE seq > ?", (keep_through,))
+        tx.execute("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", (keep_through, kept[0]))
+
+
+def test_a_deliberate_restore_begins_a_new_epoch_that_still_catches_rewrites(
+    services: Services, env: dict[str, str]
+) -> None:
+    checkpoints = services.audit_checkpoints()
+    _append(services, 5)
+    first = checkpoints.write(services.audit.head(), None)  # type: ignore[arg-type]
+    _append(services, 5)
+    checkpoints.write(services.audit.head(), first)  # type: ignore[arg-type]
+    _restore_older_backup(services, 7)  # the backup had records 1..7
+    assert any("were removed" in p for p in checkpoints.verify().problems)
+    with pytest.raises(CheckpointError, match="--restart"):
+        services.audit_checkpoints().write_due(services.clock())
+
+    clean = {k: None for k in os.environ if k.startswith("CALLVAULT_")} | env
+    restarted = CliRunner().invoke(
+        cli, ["audit", "checkpoint", "--restart", "restored the nightly backup (INC-42)"],
+        env=clean, catch_exceptions=False,
+    )  # fmt: skip
+    assert restarted.exit_code == 0, restarted.output
+    assert "new checkpoint epoch 1 at seq 8" in restarted.output
+    result = checkpoints.verify()
+    assert result.ok, result.problems
+    assert any("restored the nightly backup" in n and "1 checkpoint(s)" in n for n in result.notes)
+    ok = _verify_cli(env)
+    assert ok.exit_code == 0 and "note: restart at seq 8" in ok.output
+    # the new epoch continues as before
+    _append(services, 3)
+    worker = services.audit_checkpoints()
+    worker.every_records = 1
+    nxt = worker.write_due(services.clock())
+    assert nxt is not None and (nxt.epoch, nxt.prev_seq) == (1, 8)
+    assert checkpoints.verify().ok
+    # and records the restore kept are still covered by the old epoch's checkpoint
+    _rewrite(services, 3)
+    broken = checkpoints.verify()
+    assert not broken.ok and broken.first_broken_seq == first.seq
+
+
+def test_a_restart_over_a_rewritten_log_is_refused(services: Services) -> None:
+    checkpoints = services.audit_checkpoints()
+    _append(services, 6)
+    first = checkpoints.write(services.audit.head(), None)  # type: ignore[arg-type]
+    _append(services, 4)
+    checkpoints.write(services.audit.head(), first)  # type: ignore[arg-type]
+    _restore_older_backup(services, 8)
+    _rewrite(services, 2)  # not a restore: the kept records differ
+    with pytest.raises(CheckpointError, match="rewritten"):
+        checkpoints.restart("cover it up")
