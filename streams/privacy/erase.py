@@ -4,7 +4,8 @@ a legal hold wins (see :mod:`streams.privacy`).
 Order of effects: deletion intents (``EndOfLifeStore.mark``, which re-checks holds: a
 recording a hold covers by then is reported held) and the marked ids in the request's
 ``progress``; the erasure journaled in the vault (the subject key ids and object keys it
-erases, signed: :mod:`storage.erasures`, re-applied after a catalog restore); the
+erases, signed: :mod:`storage.erasures`, re-applied after a catalog restore; once done,
+a second entry adds the ids of the signed receipts); the
 subject key destroyed; the objects deleted; the tombstones, audit
 records and receipts in one commit; the request's status. Re-running after a crash at
 any point continues (the intents are found again, receipts are issued once, and the
@@ -13,6 +14,7 @@ result counts what earlier runs erased).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -107,16 +109,15 @@ class EraseHandler(BaseHandler):
         if shred:
             live = self.ctx.catalog.get_subject_key(request.subject_ref)
             key_ids = {row.subject_key_id for row in rows} | ({live.key_id} if live else set())
+        journaled = ErasureEntry(
+            request_id=request.request_id,
+            tenant=request.tenant,
+            erased_at=now,
+            subject_key_ids=tuple(sorted(key_ids)),
+            object_keys=tuple(sorted(row.object_key for row in erasable)),
+        )
         if key_ids or erasable:
-            self.ctx.services.erasure_journal().record(
-                ErasureEntry(
-                    request_id=request.request_id,
-                    tenant=request.tenant,
-                    erased_at=now,
-                    subject_key_ids=tuple(sorted(key_ids)),
-                    object_keys=tuple(sorted(row.object_key for row in erasable)),
-                )
-            )
+            self.ctx.services.erasure_journal().record(journaled)
         destroyed = False
         if shred:
             # Crypto-shred first: from here on no copy anywhere can be decrypted.
@@ -158,6 +159,19 @@ class EraseHandler(BaseHandler):
                 if r.payload.get("request_id") == request.request_id
             ],
         }
+        if erased:  # the signed receipts' ids beside what the erasure did (same effects)
+            self.ctx.services.erasure_journal().record(
+                replace(
+                    journaled,
+                    erased_at=self.ctx.clock(),
+                    receipt_ids=tuple(
+                        r.receipt_id
+                        for rid in erased
+                        for r in self.ctx.receipts.for_recording(rid)
+                        if r.payload.get("request_id") == request.request_id
+                    ),
+                )
+            )
         status = RequestStatus.HELD if held else RequestStatus.COMPLETED
         return self.ctx.store.update(
             request,

@@ -44,10 +44,14 @@ def test_a_start_reads_what_was_journaled_since_its_cursor(file_services: Servic
     services = file_services
     row = store_call(services, "r-rj-1", customer="C-RJ")
     _erase(services, "C-RJ", "PR-RJ-1")
-    (key,) = [k for k in services.vault.iter_keys(ERASURE_PREFIX)]
-    assert key.startswith(f"{ERASURE_PREFIX}{NOW:%Y-%m}/")
+    keys = sorted(services.vault.iter_keys(ERASURE_PREFIX))
+    assert len(keys) == 2 and all(k.startswith(f"{ERASURE_PREFIX}{NOW:%Y-%m}/") for k in keys)
+    intent, done = sorted(services.erasure_journal().entries(), key=lambda e: len(e.receipt_ids))
+    assert intent.subject_key_ids == done.subject_key_ids == (row.subject_key_id,)
+    assert intent.receipt_ids == () and len(done.receipt_ids) == 1  # the signed receipt's id
+    assert services.receipts.get(done.receipt_ids[0]).payload["recording_id"] == "r-rj-1"
     first = reapply_erasures(services, actor="test")
-    assert first.entries == 1 and not first.changed  # applied already: nothing to do
+    assert first.entries == 2 and not first.changed  # applied already: nothing to do
     assert services.endoflife.get_setting(CURSOR_SETTING) is not None
 
     # an entry journaled three months ago is outside the months a start lists
@@ -56,11 +60,11 @@ def test_a_start_reads_what_was_journaled_since_its_cursor(file_services: Servic
         ErasureEntry(request_id="PR-OLD", tenant="acme", erased_at=NOW - timedelta(days=90),
                      object_keys=(old.object_key,))
     )  # fmt: skip
-    assert reapply_erasures(services, actor="test").entries == 1
+    assert reapply_erasures(services, actor="test").entries == 2
     kept = services.catalog.get_recording("r-rj-old")
     assert kept is not None and kept.state is RecordingState.STORED
     full = reapply_erasures(services, actor="test", full=True)
-    assert full.entries == 2 and full.recordings_erased == ["r-rj-old"]
+    assert full.entries == 3 and full.recordings_erased == ["r-rj-old"]
 
     # the restore brings r-rj-1 back; the backup's cursor is older than the erasure
     _unerase(services, "r-rj-1", row.subject_key_id, row.subject_ref)
