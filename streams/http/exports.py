@@ -1,10 +1,11 @@
 """``GET /v1/privacy-requests/{id}/export``: a disclosure's export as a ZIP, decrypted
 on the fly, never written to disk.
 
-Who: the ``compliance-officer`` role only (and it must hold ``privacy-requests``);
-anyone else is 403, audited ``privacy.export-denied``. What:
+Who: the ``compliance-officer`` role only (and it must hold ``privacy-requests``), of
+the request's tenant; anyone else is 403, audited ``privacy.export-denied``. What:
 
-- 404 ``no-export``: the request has no export (not a disclosure, or not carried out);
+- 404 ``no-export``: the request has no export (not a disclosure, or not carried out),
+  or it is another tenant's;
 - 502 ``integrity-failure`` / ``export-tampered``: the stored manifest's signature no
   longer verifies;
 - 410 ``export-expired``: past its expiry (``exports.expiry_days`` in the policy,
@@ -34,7 +35,7 @@ from typing import Any
 
 from aiohttp import web
 
-from policies import Principal
+from policies import Principal, in_tenant
 from storage.catalog.audit import AuditDraft
 from storage.catalog.exports import DisclosureExport
 from storage.errors import KeyDestroyed, StorageError
@@ -234,8 +235,8 @@ async def download_export(request: web.Request) -> web.StreamResponse:
         raise AccessDenied("role-not-allowed-export", "only a compliance officer may download")
     exports = ctx.services.exports()
     export = await run(exports.find, request_id)
-    if export is None:
-        raise NotFound("this privacy request has no export", "no-export")
+    if export is None or not in_tenant(principal, export.tenant, ctx.services.policy):
+        raise NotFound("this privacy request has no export", "no-export")  # nor another's
     if not export.verified:
         raise AudioFailure(
             502, "integrity-failure", "export-tampered", "the export manifest does not verify"

@@ -127,7 +127,12 @@ class PrivacyContext:
                 action=action,
                 outcome=outcome,
                 reason=request.kind,
-                details={"request_id": request.request_id, **subject, **details},
+                details={
+                    "request_id": request.request_id,
+                    "tenant": request.tenant,
+                    **subject,
+                    **details,
+                },
             )
         )
 

@@ -64,13 +64,40 @@ def _rows_json(rows: list[RecordingRow], held: Mapping[str, Any]) -> list[dict[s
     ]
 
 
-def _why_withheld(row: RecordingRow, held: Mapping[str, Any], reason: str) -> str:
-    """A sentence for the customer's letter: why this recording is not in the export."""
-    if row.recording_id in held:
-        return f"{reason}: kept under a legal hold and restricted (released for legal use only)"
-    if row.restricted:
-        return f"{reason}: restricted at the customer's request (released for legal use only)"
-    return reason
+def _withheld(row: RecordingRow, reason: str, held: Mapping[str, Any]) -> dict[str, str]:
+    """Why a stored recording is not exported, in words an officer can pass on: a
+    recording a legal hold keeps is restricted to legal disclosure (an erasure waits)."""
+    if row.recording_id in held and reason == "recording-restricted":
+        return {
+            "recording_id": row.recording_id,
+            "reason": "legal-hold",
+            "note": "kept under a legal hold and restricted to legal disclosure until it "
+            "is released; ask the privacy office's counsel",
+        }
+    if reason == "recording-restricted":
+        return {
+            "recording_id": row.recording_id,
+            "reason": reason,
+            "note": "the customer asked to stop using it",
+        }
+    return {"recording_id": row.recording_id, "reason": reason}
+
+
+def _summary(
+    rows: list[RecordingRow], exported: list[dict[str, Any]], withheld: list[dict[str, str]]
+) -> str:
+    """``exported 0 of 7 stored recordings (7 withheld: legal-hold 7); 1 not stored``."""
+    stored = sum(1 for row in rows if row.state is RecordingState.STORED)
+    text = f"exported {len(exported)} of {stored} stored recordings"
+    if withheld:
+        counts: dict[str, int] = {}
+        for item in withheld:
+            counts[item["reason"]] = counts.get(item["reason"], 0) + 1
+        why = ", ".join(f"{reason} {n}" for reason, n in sorted(counts.items()))
+        text += f" ({len(withheld)} withheld: {why})"
+    if len(rows) > stored:
+        text += f"; {len(rows) - stored} no longer stored (expired or erased)"
+    return text
 
 
 class DiscloseHandler(BaseHandler):
@@ -80,7 +107,9 @@ class DiscloseHandler(BaseHandler):
         rows = self.ctx.rows(request)
         held = self.ctx.holds.holds_for(rows)
         officer = Principal(
-            user=request.verified_by or request.requested_by, role="compliance-officer"
+            user=request.decided_by or request.verified_by or request.requested_by,
+            role="compliance-officer",
+            tenant=request.tenant,  # the request's tenant, never another's recordings
         )
         access = AccessRequest("download", "customer-disclosure", reference=request.request_id)
         exported: list[dict[str, Any]] = []
@@ -91,13 +120,7 @@ class DiscloseHandler(BaseHandler):
                 continue
             decision = decide_access(officer, access, facts_of(row), self.ctx.policy, now)
             if not decision.allowed:
-                withheld.append(
-                    {
-                        "recording_id": row.recording_id,
-                        "reason": str(decision.reason),
-                        "why": _why_withheld(row, held, str(decision.reason)),
-                    }
-                )
+                withheld.append(_withheld(row, str(decision.reason), held))
                 continue
             already = any(  # a resumed request: this release is on record already
                 d.reference == request.request_id and d.purpose == "customer-disclosure"
@@ -160,6 +183,7 @@ class DiscloseHandler(BaseHandler):
                 "expires_at": export.expires_at.isoformat(),
                 "recordings": len(exported),
             },
+            "summary": _summary(rows, exported, withheld),
         }
         return self.ctx.store.update(
             request,

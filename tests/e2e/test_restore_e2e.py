@@ -63,6 +63,7 @@ def _audio_status(url: str, token: str) -> tuple[int, dict[str, str]]:
         return exc.code, json.loads(exc.read())
 
 
+@pytest.mark.clause("requests.removal")
 def test_an_erasure_survives_restoring_an_older_catalog_backup(
     env: dict[str, str], worker: WorkerProcess, kafka_broker: EmbeddedBroker, tmp_path: Path
 ) -> None:

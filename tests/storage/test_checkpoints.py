@@ -84,6 +84,7 @@ def _verify_cli(env: dict[str, str]) -> Any:
     return CliRunner().invoke(cli, ["audit", "verify"], env=clean, catch_exceptions=False)
 
 
+@pytest.mark.clause("management.safety")
 def test_the_issue_s_rewrite_passes_the_chain_but_not_the_checkpoints(
     services: Services, env: dict[str, str]
 ) -> None:

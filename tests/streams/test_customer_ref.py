@@ -50,7 +50,9 @@ def services(tmp_path: Path) -> Iterator[Services]:
 
 def _token(services: Services, role: str) -> str:
     tokens = LocalTokens(services.keyring, frozenset(services.policy.roles))
-    return tokens.issue(user=f"{role}-1", role=role, org=None, ttl=timedelta(hours=1))
+    return tokens.issue(
+        user=f"{role}-1", role=role, org=None, ttl=timedelta(hours=1), tenant="demo"
+    )
 
 
 def _landed(services: Services, name: str) -> str:
@@ -169,6 +171,7 @@ def test_the_rules_are_stated_once() -> None:
     assert "white space" in (customer_ref_problem(f" {CUSTOMER}") or "")
 
 
+@pytest.mark.clause("requests.removal")
 def test_a_customer_ingested_through_every_path_is_erased_whole(
     services: Services, tmp_path: Path
 ) -> None:

@@ -48,6 +48,7 @@ def _disclose(server: WebServer, officer: str) -> dict[str, object]:
     return body
 
 
+@pytest.mark.clause("requests.confirmation")
 def test_the_export_streams_a_zip_of_what_is_stored(server: WebServer) -> None:
     services = server.services
     rows = [store_call(services, f"r-exp-{i}", seconds=30.0 + i) for i in range(2)]
@@ -99,6 +100,7 @@ def test_only_a_compliance_officer_downloads(server: WebServer, role: str) -> No
     assert server.request("GET", URL).status == 401
 
 
+@pytest.mark.clause("requests.confirmation")
 def test_expired_erased_and_edited_exports_are_refused(server: WebServer, clock: Clock) -> None:
     services = server.services
     store_call(services, "r-exp-gone")

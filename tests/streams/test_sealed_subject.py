@@ -25,6 +25,7 @@ def _request(kind: str, request_id: str) -> dict[str, object]:
     }
 
 
+@pytest.mark.clause("management.safety")
 def test_customer_details_are_sealed_and_shredded_by_the_erasure(
     file_services: Services,
 ) -> None:
