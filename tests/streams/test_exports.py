@@ -100,6 +100,17 @@ def test_only_a_compliance_officer_downloads(server: WebServer, role: str) -> No
     assert server.request("GET", URL).status == 401
 
 
+def test_another_tenant_s_officer_finds_no_export(server: WebServer) -> None:
+    store_call(server.services, "r-exp-tenant")
+    _disclose(server, server.token("officer-7", "compliance-officer"))
+    other = server.tokens.issue(
+        user="officer-9", role="compliance-officer", org=None, ttl=timedelta(hours=1),
+        now=server.services.clock(), tenant="globex",
+    )  # fmt: skip
+    reply = server.request("GET", URL, token=other)
+    assert (reply.status, reply.json()["reason"]) == (404, "no-export")
+
+
 @pytest.mark.clause("requests.confirmation")
 def test_expired_erased_and_edited_exports_are_refused(server: WebServer, clock: Clock) -> None:
     services = server.services
