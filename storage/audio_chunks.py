@@ -23,7 +23,7 @@ Every failure is an :class:`~storage.errors.AudioError` (or a subclass).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from storage.audio import (
@@ -37,14 +37,16 @@ from storage.audio import (
     wav_header,
 )
 from storage.crypto.envelope import SupportsRead, read_exactly
-from storage.errors import AudioError, UnsupportedAudioFormat
+from storage.errors import AudioError, AudioMismatch, UnsupportedAudioFormat
 
 __all__ = [
     "CHUNK_FRAMES",
     "HEAD_BYTES",
     "StreamPlan",
+    "join_plans",
     "plan_stream",
     "read_head",
+    "stream_legs",
     "stream_plaintext",
 ]
 
@@ -143,6 +145,65 @@ def read_head(source: SupportsRead, size: int = HEAD_BYTES) -> bytes:
     return read_exactly(source, size)
 
 
+def _samples(plan: StreamPlan, head: bytes, source: SupportsRead) -> Iterator[bytes]:
+    """The samples of ``plan`` in its stored codec, :data:`CHUNK_FRAMES` frames at a
+    time; once they are out, the rest of the file (a partial frame, trailing chunks) is
+    read too, for the digest, before the iterator ends."""
+    buffered = bytearray(head)
+
+    def take(size: int) -> bytes:
+        nonlocal buffered
+        if len(buffered) < size:
+            buffered += read_exactly(source, size - len(buffered))
+        out = bytes(buffered[:size])
+        del buffered[:size]
+        return out
+
+    width, channels = plan.source_width, plan.channels
+    take(plan.data_offset)
+    frame = 0
+    while frame < plan.frames:
+        count = min(CHUNK_FRAMES, plan.frames - frame)
+        raw = take(count * width * channels)
+        if len(raw) != count * width * channels:
+            raise AudioError(f"the audio ended after {frame} of {plan.frames} frames")
+        frame += count
+        yield raw if plan.stored_codec != "pcm_s16le" else pcm_to_s16(raw, plan.source_codec)
+    buffered.clear()
+    while source.read(1 << 20):
+        pass
+
+
+def _stored_wav(
+    stored_codec: str,
+    sample_rate: int,
+    channels: int,
+    frames: int,
+    chunks: Iterator[bytes],
+    silence: SilencePlan,
+    finish: Callable[[], None],
+) -> Iterator[bytes]:
+    """Header, then ``chunks`` (whole frames) silenced; ``finish`` runs once ``chunks``
+    are exhausted, before the last piece (and the pad byte) is yielded."""
+    width = 2 if stored_codec == "pcm_s16le" else 1
+    fill = _G711_FILL.get(stored_codec, b"\x00\x00")
+    yield wav_header(stored_codec, sample_rate, channels, frames)
+    frame = 0
+    pending: bytes | None = None
+    for chunk in chunks:
+        samples = bytearray(chunk)
+        silence.apply(samples, frame, width, fill)
+        frame += len(samples) // (width * channels)
+        if pending is not None:
+            yield pending
+        pending = bytes(samples)
+    finish()
+    if frames * channels * width & 1:
+        pending = (pending or b"") + b"\x00"
+    if pending is not None:
+        yield pending
+
+
 def stream_plaintext(
     plan: StreamPlan,
     head: bytes,
@@ -158,41 +219,74 @@ def stream_plaintext(
         AudioError: the file ended before its samples did (it was truncated meanwhile).
         Whatever ``finish`` raises (a digest mismatch), before the last piece.
     """
-    buffered = bytearray(head)
+    return _stored_wav(
+        plan.stored_codec, plan.sample_rate, plan.channels, plan.frames,
+        _samples(plan, head, source), silence, finish,
+    )  # fmt: skip
 
-    def take(size: int) -> bytes:
-        nonlocal buffered
-        if len(buffered) < size:
-            buffered += read_exactly(source, size - len(buffered))
-        out = bytes(buffered[:size])
-        del buffered[:size]
-        return out
 
-    width, channels = plan.source_width, plan.channels
-    fill = _G711_FILL.get(plan.stored_codec, b"\x00\x00")
-    yield wav_header(plan.stored_codec, plan.sample_rate, channels, plan.frames)
-    take(plan.data_offset)
-    frame = 0
-    pending: bytes | None = None
-    while frame < plan.frames:
-        count = min(CHUNK_FRAMES, plan.frames - frame)
-        raw = take(count * width * channels)
-        if len(raw) != count * width * channels:
-            raise AudioError(f"the audio ended after {frame} of {plan.frames} frames")
-        samples = bytearray(
-            raw if plan.stored_codec != "pcm_s16le" else pcm_to_s16(raw, plan.source_codec)
-        )
-        silence.apply(samples, frame, plan.stored_width, fill)
-        frame += count
-        if pending is not None:
-            yield pending
-        pending = bytes(samples)
-    # The rest of the file (a partial frame, trailing chunks) is read for the digest.
-    buffered.clear()
-    while source.read(1 << 20):
-        pass
-    finish()
-    if plan.data_size & 1:
-        pending = (pending or b"") + b"\x00"
-    if pending is not None:
-        yield pending
+def join_plans(plans: Sequence[StreamPlan]) -> StreamPlan:
+    """The plan of one recording of mono ``plans`` (legs), channel ``i`` = leg ``i``,
+    as long as the longest; what :func:`stream_legs` produces.
+
+    Raises:
+        AudioMismatch: a leg that is not mono, or legs of different rates or codecs.
+    """
+    if len({p.sample_rate for p in plans}) != 1:
+        rates = ", ".join(str(r) for r in sorted({p.sample_rate for p in plans}))
+        raise AudioMismatch(f"legs differ in sample rate ({rates} Hz)")
+    if any(p.channels != 1 for p in plans):
+        raise AudioMismatch("each leg must be one mono direction of the call")
+    if len({p.stored_codec for p in plans}) != 1:
+        raise AudioMismatch("legs of one recording must share a codec to be streamed")
+    first = plans[0]
+    frames = max(p.frames for p in plans)
+    return StreamPlan(
+        first.source_codec, first.stored_codec, first.sample_rate, len(plans), frames, 0,
+        sum(p.total_size for p in plans),
+    )  # fmt: skip
+
+
+def stream_legs(
+    plans: Sequence[StreamPlan],
+    heads: Sequence[bytes],
+    sources: Sequence[SupportsRead],
+    silence: SilencePlan,
+    *,
+    finish: Callable[[], None] = lambda: None,
+) -> Iterator[bytes]:
+    """The stored WAV of mono legs interleaved (what :func:`storage.audio.join_legs`
+    and :func:`storage.audio.encode_wav` write), piece by piece: sample-aligned from the
+    first sample, a shorter leg padded with the codec's silence.
+
+    Raises:
+        AudioMismatch: as :func:`join_plans`.
+        AudioError: a leg ended before its samples did.
+        Whatever ``finish`` raises, before the last piece.
+    """
+    joined = join_plans(plans)
+    count, width = len(plans), joined.stored_width
+    fill = _G711_FILL.get(joined.stored_codec, b"\x00\x00")
+    readers = [_samples(p, h, s) for p, h, s in zip(plans, heads, sources, strict=True)]
+
+    def interleaved() -> Iterator[bytes]:
+        frame = 0
+        while frame < joined.frames:
+            n = min(CHUNK_FRAMES, joined.frames - frame)
+            out = bytearray(fill * (n * count))
+            for index, reader in enumerate(readers):
+                have = next(reader, b"") if frame < plans[index].frames else b""
+                got = len(have) // width
+                for byte in range(width):
+                    start = index * width + byte
+                    out[start : got * count * width : count * width] = have[byte::width]
+            frame += n
+            yield bytes(out)
+        for reader in readers:  # each leg's tail, for its digest
+            for _ in reader:
+                pass
+
+    return _stored_wav(
+        joined.stored_codec, joined.sample_rate, count, joined.frames, interleaved(),
+        silence, finish,
+    )  # fmt: skip

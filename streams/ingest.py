@@ -35,6 +35,7 @@ retried event by event, so it is pinned on the event that causes it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -63,7 +64,7 @@ from storage.audio import (
     silence,
     wav_needs_ffmpeg,
 )
-from storage.audio_chunks import plan_stream, read_head, stream_plaintext
+from storage.audio_chunks import join_plans, plan_stream, read_head, stream_legs, stream_plaintext
 from storage.audio_store import (
     STORAGE_CODECS,
     StorageCodec,
@@ -85,7 +86,7 @@ from storage.errors import (
     LandingError,
     UnsupportedAudioFormat,
 )
-from storage.landing import Landing, LandingRef, LandingRejected
+from storage.landing import Landing, LandingRef, LandingRejected, LandingStream
 from storage.mirror import recording_tags
 from storage.types import RecordingRow
 from storage.vault import Vault
@@ -689,6 +690,10 @@ class IngestPipeline:
     def _prepare(self, item: _Prepared) -> _Prepared:
         fmt = item.event.audio.format
         if item.event.audio.legs:
+            if fmt in _STREAMED:
+                with self.metrics.stage("stream"):
+                    if self._prepare_streamed_legs(item):
+                        return item
             return self._prepare_whole(item)
         codec = str(item.decision.storage_codec)
         if codec in STORAGE_CODECS:  # the retention class stores in its own codec
@@ -848,6 +853,89 @@ class IngestPipeline:
                 raise  # the landing store is down: retried
             raise _landing_rejection(exc) from exc
         return "done"
+
+    def _prepare_streamed_legs(self, item: _Prepared) -> bool:
+        """Legs of PCM / G.711 WAV or headerless audio, interleaved chunk by chunk into one
+        recording in constant memory (False: they need :meth:`_prepare_whole`, e.g. legs
+        of different codecs)."""
+        event = item.event
+        self._check_sidecar(item)
+        limit = DecodeLimit.for_call(event.duration_ms, max_pcm_bytes=self.max_pcm_bytes)
+        layout = Layout(event.audio.sample_rate, None)  # each leg is one mono direction
+        digests = [hashlib.sha256() for _ in item.refs]
+        expected = [digest for _, digest in event.audio.files]
+
+        def hashed(stream: LandingStream, digest: Any) -> SupportsRead:
+            class Hashed:
+                def read(self, size: int = -1, /) -> bytes:
+                    piece = stream.read(size)
+                    digest.update(piece)
+                    return piece
+
+            return Hashed()
+
+        def matches() -> bool:
+            return all(d.hexdigest() == e for d, e in zip(digests, expected, strict=True))
+
+        try:
+            with contextlib.ExitStack() as stack:
+                streams = [stack.enter_context(self.landing.open(ref)) for ref in item.refs]
+                try:
+                    heads, plans = [], []
+                    for stream, digest in zip(streams, digests, strict=True):
+                        heads.append(read_head(stream))
+                        digest.update(heads[-1])
+                        try:
+                            plan = plan_stream(
+                                heads[-1], stream.size, event.audio.format, layout=layout,
+                                limit=limit,
+                            )  # fmt: skip
+                        except AudioError as exc:
+                            raise _audio_rejection(exc) from exc
+                        if plan is None:
+                            return False
+                        plans.append(plan)
+                    if len({p.stored_codec for p in plans}) != 1:
+                        return False  # mixed codecs: join_legs makes them 16-bit PCM
+                    try:
+                        joined = join_plans(plans)
+                    except AudioError as exc:
+                        raise _audio_rejection(exc) from exc
+                    cuts = self._cuts(event, joined.frames, joined.sample_rate, joined.channels)
+
+                    def finish() -> None:
+                        if not matches():
+                            raise _sha256_mismatch()
+                        item.verified = True
+
+                    readers = [hashed(s, d) for s, d in zip(streams, digests, strict=True)]
+                    pieces = _translated(stream_legs(plans, heads, readers, cuts, finish=finish))
+                    item.bytes_in = sum(s.size for s in streams)
+                    self._seal_and_put(
+                        item,
+                        PieceReader(pieces),
+                        size=joined.plaintext_size,
+                        audio_format=joined.audio_format,
+                        content_type="audio/wav",
+                        frames=joined.frames,
+                        sample_rate=joined.sample_rate,
+                        channels=joined.channels,
+                        redacted_ms=cuts.silenced_ms,
+                    )
+                except EventRejected as exc:
+                    if not item.verified and exc.reason != RejectReason.SHA256_MISMATCH:
+                        for stream, digest in zip(streams, digests, strict=True):
+                            while piece := stream.read(1 << 20):
+                                digest.update(piece)
+                        item.verified = matches()
+                        if not item.verified:
+                            raise _sha256_mismatch() from exc
+                    raise
+        except LandingError as exc:
+            if is_unavailable(exc):
+                raise
+            raise _landing_rejection(exc) from exc
+        return True
 
     def _cuts(self, event: RecordingEvent, frames: int, rate: int, channels: int) -> SilencePlan:
         """The PCI cuts over audio of this layout (see :func:`_check_pauses`)."""

@@ -163,3 +163,28 @@ def test_piece_reader_reads_across_pieces() -> None:
         b"abc", b"d", b"efg", b"",
     ]  # fmt: skip
     assert audioop.rms(b"\0\0", 2) == 0
+
+
+@pytest.mark.parametrize(("tag", "bits"), [(1, 16), (7, 8)])
+def test_streamed_legs_are_what_join_legs_writes(tag: int, bits: int) -> None:
+    """Two mono legs of different lengths (crossing a chunk boundary), interleaved chunk
+    by chunk, with a pause on one channel: the bytes encode_wav(silence(join_legs)) writes."""
+    from storage.audio import join_legs
+    from storage.audio_chunks import join_plans, stream_legs
+
+    legs = [_wav(tag, bits, 1, _noise(FRAMES, bits // 8, 1)),
+            _wav(tag, bits, 1, _noise(FRAMES - 12_345, bits // 8, 1))]  # fmt: skip
+    spans = [(1000, 2500, [1]), (33_000, 35_000, None)]
+    expected, _ = encode_wav(silence(join_legs([decode(leg, "wav") for leg in legs]), spans)[0])
+    sources = [io.BytesIO(leg) for leg in legs]
+    heads = [read_head(source) for source in sources]
+    plans = []
+    for head, leg in zip(heads, legs, strict=True):
+        plan = plan_stream(head, len(leg), "wav", layout=Layout(), limit=DecodeLimit())
+        assert plan is not None
+        plans.append(plan)
+    joined = join_plans(plans)
+    cuts = SilencePlan.of(spans, sample_rate=RATE, channels=2, frames=joined.frames)
+    streamed = b"".join(stream_legs(plans, heads, sources, cuts))
+    assert streamed == expected and len(streamed) == joined.plaintext_size
+    assert all(source.tell() == len(leg) for source, leg in zip(sources, legs, strict=True))
