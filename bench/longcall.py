@@ -4,7 +4,9 @@
 
 For each kind (``mulaw-8k-mono``: an 8 kHz G.711 mu-law WAV, 57.6 MB for two hours;
 ``pcm-16k-stereo``: a 16 kHz 16-bit stereo WAV, customer left and agent right, 460.8
-MB), written to disk chunk by chunk from espeak-ng speech (tests/fixtures/telephony.py),
+MB; ``legs-8k-pcm``: MixMonitor ``r()``/``t()`` legs, two 8 kHz 16-bit mono WAVs of
+115.2 MB, stored as one stereo recording), written to disk chunk by chunk from
+espeak-ng speech (tests/fixtures/telephony.py),
 a **fresh process** per run builds the worker's services (file vault, SQLite catalog,
 local key file; the faust app imported, as a worker has it), reads its ``VmHWM`` (peak
 RSS) idle, ingests the call through ``IngestPipeline`` with a 10 s PCI pause at 90 % of the call,
@@ -51,7 +53,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-KINDS = ("mulaw-8k-mono", "pcm-16k-stereo")
+KINDS = ("mulaw-8k-mono", "pcm-16k-stereo", "legs-8k-pcm")
 GOAL_MB = 150.0
 
 
@@ -174,21 +176,26 @@ def _prepare(
     data = root / f"{name}-{minutes:g}"
     landing = data / "landing"
     landing.mkdir(parents=True, exist_ok=True)
-    rate = 8000 if kind == "mulaw-8k-mono" else 16000
+    rate = 16000 if kind == "pcm-16k-stereo" else 8000
     unit = TelephonySamples(root / "speech")._unit(rate)
-    call = write_long_call(landing / f"{kind}.wav", unit, kind=kind, seconds=minutes * 60)
-    digest = hashlib.sha256()
-    with call.path.open("rb") as source:
-        while piece := source.read(1 << 20):
-            digest.update(piece)
+    if kind == "legs-8k-pcm":  # MixMonitor r()/t(): one 8 kHz 16-bit mono WAV per direction
+        legs = [_write_leg(landing / f"leg-{role}.wav", unit[role], minutes * 60)
+                for role in ("customer", "agent")]  # fmt: skip
+        audio: dict[str, Any] = {"format": "wav", "legs": [
+            {"uri": path.as_uri(), "sha256": _sha256(path), "role": role}
+            for path, role in zip(legs, ("customer", "agent"), strict=True)
+        ]}  # fmt: skip
+        last_ms = int(minutes * 60_000)
+    else:
+        call = write_long_call(landing / f"{kind}.wav", unit, kind=kind, seconds=minutes * 60)
+        audio = {
+            "uri": call.path.as_uri(), "format": "wav", "sha256": _sha256(call.path),
+            "sample_rate": call.sample_rate, "channels": call.channels,
+        }  # fmt: skip
+        if call.channels == 2:
+            audio["channel_roles"] = list(call.channel_roles)
+        last_ms = call.duration_ms
     ended = datetime.now(UTC).replace(microsecond=0)
-    audio: dict[str, Any] = {
-        "uri": call.path.as_uri(), "format": "wav", "sha256": digest.hexdigest(),
-        "sample_rate": call.sample_rate, "channels": call.channels,
-    }  # fmt: skip
-    if call.channels == 2:
-        audio["channel_roles"] = list(call.channel_roles)
-    last_ms = call.duration_ms
     event = {
         "schema": "callvault.recording.v1", "recording_id": f"long-{kind}", "call_id": "c-1",
         "tenant": "demo", "started_at": (ended - timedelta(milliseconds=last_ms)).isoformat(),
@@ -202,12 +209,38 @@ def _prepare(
     return data, event_path
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as source:
+        while piece := source.read(1 << 20):
+            digest.update(piece)
+    return digest.hexdigest()
+
+
+def _write_leg(path: Path, unit: bytes, seconds: float) -> Path:
+    """One direction, ``unit`` (mono 16-bit PCM at 8 kHz) looped, written a piece at a time."""
+    import wave
+
+    frames = round(seconds * 8000)
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(8000)
+        left = 2 * frames
+        while left > 0:
+            piece = unit[: min(len(unit), left)]
+            out.writeframes(piece)
+            left -= len(piece)
+    return path
+
+
 def _run_child(data: Path, event: Path, path: str) -> dict[str, Any]:
     # A copy of the data folder per run: the first ingest consumes the landing file.
     work = Path(tempfile.mkdtemp(prefix="longcall-run-", dir=data.parent))
     subprocess.run(["cp", "-a", f"{data}/.", str(work)], check=True)
     moved = json.loads(event.read_text())
-    moved["audio"]["uri"] = moved["audio"]["uri"].replace(str(data), str(work))
+    for ref in moved["audio"].get("legs", [moved["audio"]]):
+        ref["uri"] = ref["uri"].replace(str(data), str(work))
     (work / "event.json").write_text(json.dumps(moved))
     done = subprocess.run(
         [sys.executable, __file__, "--child", str(work), str(work / "event.json"), path],
@@ -290,7 +323,7 @@ def main() -> None:
                       f"ms; read+decrypt in process {_spread(base)} ms")  # fmt: skip
             served = [r["peak_after_serving_mb"] - r["idle_mb"] for r in runs]
             print(f"  peak above idle after serving {_spread(served)} MB")
-            if args.codec_minutes:
+            if args.codec_minutes and kind != "legs-8k-pcm":  # legs stay WAV (policies/README)
                 _codecs(root, kind, args.codec_minutes, args.runs)
 
 
