@@ -32,6 +32,7 @@ to exactly 0.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import struct
@@ -867,21 +868,52 @@ class PcmStream:
         AudioError: ffmpeg wrote no usable WAV header, or failed (its last log line).
     """
 
-    def __init__(self, command: list[str], limit: DecodeLimit, *, what: str) -> None:
+    def __init__(
+        self,
+        command: list[str],
+        limit: DecodeLimit,
+        *,
+        what: str,
+        feed: Iterator[bytes] | None = None,
+    ) -> None:
         self.limit, self.what = limit, what
         self.sample_rate = self.channels = self.pcm_bytes = 0
         self.returncode: int | None = None
         self._errors = bytearray()
         try:
             self._process = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+                command,
+                stdin=subprocess.DEVNULL if feed is None else subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
             )
         except OSError as exc:
             raise AudioError(f"ffmpeg could not decode {what}: {exc}") from exc
         self._drainer = threading.Thread(target=self._drain, daemon=True, name="ffmpeg-stderr")
         self._drainer.start()
+        self._feeder: threading.Thread | None = None
+        self.feed_error: BaseException | None = None
+        if feed is not None:  # the input from a stream (``-i pipe:0``), written by a thread
+            self._feeder = threading.Thread(
+                target=self._write, args=(feed,), daemon=True, name="ffmpeg-stdin"
+            )
+            self._feeder.start()
         self._timer = threading.Timer(FFMPEG_TIMEOUT_S, self._process.kill)
         self._timer.start()
+
+    def _write(self, feed: Iterator[bytes]) -> None:
+        stdin = self._process.stdin
+        assert stdin is not None
+        try:
+            for piece in feed:
+                stdin.write(piece)
+        except (BrokenPipeError, ValueError):
+            pass  # ffmpeg stopped reading (it had enough, or was killed)
+        except BaseException as exc:  # the source failed: ffmpeg sees a short input
+            self.feed_error = exc
+        finally:
+            with contextlib.suppress(OSError, ValueError):
+                stdin.close()
 
     def _drain(self) -> None:
         stderr = self._process.stderr
@@ -944,6 +976,8 @@ class PcmStream:
         if self._process.stdout is not None:
             self._process.stdout.close()
         self._drainer.join(5)
+        if self._feeder is not None:
+            self._feeder.join(5)
         if self._process.stderr is not None:
             self._process.stderr.close()
 

@@ -122,3 +122,24 @@ def test_chromium_plays_the_stored_recording(
     assert result["duration"] == pytest.approx(samples[name].duration_ms / 1000, rel=0.01)
     assert result["played"] > 0.5
     assert result["ended_at"] >= result["duration"] - 1.01
+
+
+@pytest.mark.parametrize("name", SAMPLE_NAMES)
+def test_the_review_waveform_of_every_stored_format(
+    served: tuple[QaEnv, dict[str, TelephonySample]], name: str
+) -> None:
+    """PCM / G.711 WAV read window by window; compressed formats decoded by ffmpeg from
+    the decrypted stream (nothing decrypted is written to disk)."""
+    env, samples = served
+    rid = f"srv-{name}"
+    row = env.services.catalog.get_recording(rid)
+    assert row is not None
+    grant = env.request("POST", f"/v1/recordings/{rid}/grants", token=_reviewer(env), body=QA)
+    url = grant.json()["url"].replace("/audio?", "/waveform?") + "&points=200"
+    reply = env.get(url)
+    assert reply.status == 200, reply.body
+    body = reply.json()
+    assert body["channels"] == row.channels and body["points"] == 200
+    assert abs(body["duration_ms"] - samples[name].duration_ms) <= 0.01 * row.duration_ms + 30
+    for lane in body["peaks"]:  # every lane has speech somewhere, and silence somewhere
+        assert max(lane["max"]) > 50 and min(lane["max"]) < 50
