@@ -467,6 +467,19 @@ MIGRATIONS: tuple[Migration, ...] = (
             "UPDATE privacy_requests SET completed_at = NULL WHERE status = 'held'",
         ),
     ),
+    Migration(
+        14,
+        "audit records hash their tenant (hash form 2); destroyed subject keys forget "
+        "their pseudonym",
+        (
+            # Existing records keep the form they were hashed in (1: tenant not covered);
+            # the audit log writes form 2 (tenant covered) from now on.
+            "ALTER TABLE audit_log ADD COLUMN hash_form INTEGER NOT NULL DEFAULT 1",
+            # Nothing reads a destroyed key by its subject: erasure replay, audio and
+            # exports find keys by key_id, and a customer ingested again gets a new key.
+            "UPDATE subject_keys SET subject_ref = '' WHERE destroyed_at IS NOT NULL",
+        ),
+    ),
 )
 
 _CREATE_MIGRATIONS_TABLE = """

@@ -70,7 +70,8 @@ class SubjectKeyStore(Protocol):
         ...
 
     def destroy_subject_key(self, key_id: str) -> None:
-        """Forget the wrapped key for good (``wrapped_key`` NULL, ``destroyed_at`` set)."""
+        """Forget the wrapped key for good (``wrapped_key`` NULL, ``destroyed_at`` set,
+        ``subject_ref`` emptied: a destroyed key names no customer)."""
         ...
 
     def replace_wrapped_subject_key(
