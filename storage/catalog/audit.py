@@ -395,8 +395,7 @@ class AuditLog:
                 recording_id=draft.recording_id,
                 details=details,
                 prev_hash=prev_hash,
-                tenant=recording_tenants.get(draft.recording_id or "")
-                or _tenant_named(details),
+                tenant=recording_tenants.get(draft.recording_id or "") or _tenant_named(details),
                 hash_form=HASH_FORM,
             )
             entry = replace(entry, hash=entry_hash(entry))

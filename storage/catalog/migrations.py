@@ -470,7 +470,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         14,
         "audit records hash their tenant (hash form 2); destroyed subject keys forget "
-        "their pseudonym",
+        "their pseudonym; dead letters sealed under their customer's subject key",
         (
             # Existing records keep the form they were hashed in (1: tenant not covered);
             # the audit log writes form 2 (tenant covered) from now on.
@@ -478,6 +478,9 @@ MIGRATIONS: tuple[Migration, ...] = (
             # Nothing reads a destroyed key by its subject: erasure replay, audio and
             # exports find keys by key_id, and a customer ingested again gets a new key.
             "UPDATE subject_keys SET subject_ref = '' WHERE destroyed_at IS NOT NULL",
+            # The subject key a dead letter's original is sealed under (NULL: the master
+            # keyring, as every entry recorded before).
+            "ALTER TABLE dead_letters ADD COLUMN subject_key_id TEXT",
         ),
     ),
 )

@@ -345,6 +345,16 @@ class KeyService:
         self._forget(record.key_id)
         return True
 
+    def key_destroyed(self, key_id: str) -> bool:
+        """Whether the subject key ``key_id`` was destroyed (or is unknown: never stored,
+        so nothing it sealed can be opened either).
+
+        Raises:
+            CatalogError: the store failed.
+        """
+        record = self._store.get_subject_key_by_id(key_id)
+        return record is None or record.wrapped_key is None or record.destroyed_at is not None
+
     def live_subject_key(self, subject_ref: str) -> SubjectKeyRecord | None:
         """The live key of ``subject_ref`` (None: none yet, or destroyed by an erasure).
 
