@@ -167,7 +167,8 @@ def canonical_json(value: Any) -> str:
 
 def entry_json(entry: AuditEntry) -> dict[str, Any]:
     """The entry as JSON-ready data (ISO 8601 time, hash included), as the HTTP API and
-    the ``callvault.audit`` topic publish it."""
+    the ``callvault.audit`` topic publish it; ``tenant`` and ``hash_form`` too, so a
+    reader can recompute the hash (:func:`entry_hash`)."""
     return {
         "seq": entry.seq,
         "at": entry.at.isoformat(),
@@ -179,6 +180,8 @@ def entry_json(entry: AuditEntry) -> dict[str, Any]:
         "details": entry.details,
         "prev_hash": entry.prev_hash,
         "hash": entry.hash,
+        "tenant": entry.tenant,
+        "hash_form": entry.hash_form,
     }
 
 
