@@ -187,10 +187,11 @@ class DeadLetterQueue:
 
     def subject_of(self, value: bytes) -> tuple[str, str] | None:
         """``(tenant, subject_ref)`` of the customer a dead-lettered event names, or None
-        when it names no tenant or no canonical ``customer_ref`` (or is not JSON)."""
+        when it names no tenant or no canonical ``customer_ref`` (or is not JSON: also
+        too deeply nested to parse, as a poison event may be)."""
         try:
             data = json.loads(value)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             return None
         if not isinstance(data, dict):
             return None

@@ -179,3 +179,7 @@ def test_a_dead_letter_after_the_erasure_is_sealed_under_the_new_key(services: S
     assert renewed is not None and renewed.attempts == 2
     assert renewed.subject_key_id not in (None, old.subject_key_id)
     assert queue.original(renewed) == event and again.value != first.value
+    # poison that names nobody (too deep to parse, not JSON, no customer) is master-sealed
+    poison = [b"[" * 60_000, b"\xff\xfe", b'{"tenant": "acme"}', b'{"customer_ref": "C-1"}']
+    sealed = [m.header("cv-sealing") for m in _dead(queue, *poison)]
+    assert sealed == ["keyring-v1"] * 4
