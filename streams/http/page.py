@@ -10,9 +10,10 @@ when it may do nothing, e.g. ``contract-not-live``).
 ``GET /privacy`` is the privacy office's page (``static/privacy.html`` +
 ``privacy.js`` + ``privacy.css``, signed in with a compliance officer's token).
 
-Both pages are served as one shared head (``static/head.html``: meta, ``qa.css``, the
-shared helpers ``common.js``, then the page's own script) followed by the page's body
-(``static/qa.html``, ``static/privacy.html``).
+Both pages are served as one shared top (``static/frame.html``: the head with meta,
+``qa.css``, the shared helpers ``common.js`` and the page's own script; the header bar,
+the error and status lines, the sign-in card's heading) followed by the rest of the
+page (``static/qa.html``, ``static/privacy.html``).
 
 Served with a strict CSP: scripts, styles, media and images from ``'self'`` only;
 ``connect-src`` adds the IdP's origins (the page exchanges its code at the token
@@ -69,7 +70,8 @@ def _read(name: str) -> bytes:
 
 @dataclass(frozen=True)
 class _Page:
-    """A page: its body (a static file), title, extra style sheets and own script."""
+    """A page: the rest of it after the shared top (a static file), its title, extra
+    style sheets and own script."""
 
     body: str
     title: str
@@ -87,7 +89,7 @@ _PRIVACY_PAGE = _Page(
 def _html(page: _Page) -> bytes:
     styles = "".join(f'  <link rel="stylesheet" href="/static/{name}">\n' for name in page.styles)
     head = (
-        _read("head.html")
+        _read("frame.html")
         .decode("utf-8")
         .format(title=page.title, styles=styles, script=page.script)
     )

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +18,9 @@ from callvault.cli import cli
 from callvault.services import Services, build_services
 from callvault.settings import load_settings
 from storage.catalog import Catalog, open_catalog
-from storage.catalog.audit import HASH_FORM, AuditDraft, canonical_json, entry_hash
+from storage.catalog.audit import HASH_FORM, AuditDraft
 from storage.catalog.migrations import MIGRATIONS, apply_migrations
-from storage.catalog.sql import to_db_time
-from storage.types import AuditEntry
+from tests.storage.test_catalog import _append_as_before_12
 
 
 @pytest.fixture
@@ -58,23 +56,11 @@ def _raw(catalog: Catalog, sql: str, params: tuple[Any, ...] = ()) -> None:
         tx.execute(sql, params)
 
 
-def _append_form_1(catalog: Catalog, tenant: str | None, n: int) -> None:
+def _append_form_1(catalog: Catalog, tenant: str | None) -> None:
     """A record as the code before migration 14 wrote it: tenant beside the hash."""
-    with catalog.database.transaction() as tx:
-        seq, prev = catalog.audit.lock_head(tx)
-        entry = AuditEntry(
-            seq=seq + 1, at=datetime.now(UTC), actor="worker:w", action="ingest.stored",
-            outcome="ok", reason="", recording_id=None, details={"n": n}, prev_hash=prev,
-        )  # fmt: skip
-        entry = replace(entry, hash=entry_hash(entry))
-        tx.execute(
-            "INSERT INTO audit_log (seq, at, actor, action, outcome, reason, recording_id,"
-            " details, prev_hash, hash, tenant) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (entry.seq, to_db_time(entry.at), entry.actor, entry.action, entry.outcome,
-             entry.reason, entry.recording_id, canonical_json(entry.details),
-             entry.prev_hash, entry.hash, tenant),
-        )  # fmt: skip
-        tx.execute("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", (entry.seq, entry.hash))
+    _append_as_before_12(catalog, None, "ingest.stored")
+    _raw(catalog, "UPDATE audit_log SET tenant = ? WHERE seq = (SELECT MAX(seq) FROM audit_log)",
+         (tenant,))  # fmt: skip
 
 
 @pytest.mark.clause("management.safety")
@@ -141,7 +127,7 @@ def test_a_chain_written_before_migration_14_still_verifies_with_its_checkpoints
     with open_catalog(catalog_url) as old:
         apply_migrations(old.database, tuple(m for m in MIGRATIONS if m.version < 14))
         for n in range(3):
-            _append_form_1(old, "acme" if n % 2 else None, n)
+            _append_form_1(old, "acme" if n % 2 else None)
     env = {"CALLVAULT_DATA_DIR": str(tmp_path / "data"), "CALLVAULT_CATALOG": catalog_url}
     services = build_services(load_settings(env))  # migrates to 14: the old rows are form 1
     try:

@@ -1,6 +1,7 @@
 """The two pages (``GET /`` the QA page, ``GET /privacy`` the privacy office) share one
-head (``static/head.html``) and one helper script (``static/common.js``), loaded before
-each page's own script; neither page script carries its own copy of the helpers."""
+top (``static/frame.html``: head, header bar, sign-in heading) and one helper script
+(``static/common.js``), loaded before each page's own script; neither page script
+carries its own copy of the helpers."""
 
 from __future__ import annotations
 
@@ -33,8 +34,10 @@ def test_both_pages_load_the_shared_head_and_helpers_first(env: QaEnv) -> None:
     qa_html, office_html = qa.body.decode(), office.body.decode()
     assert _scripts(qa_html) == ["/static/common.js", "/static/qa.js"]
     assert _scripts(office_html) == ["/static/common.js", "/static/privacy.js"]
-    assert "<title>callvault · QA review</title>" in qa_html
-    assert "<title>callvault · Privacy office</title>" in office_html
+    for html, title in ((qa_html, "QA review"), (office_html, "Privacy office")):
+        assert f"<title>callvault · {title}</title>" in html
+        assert f'<h1>callvault <span class="sub">{title}</span></h1>' in html
+        assert html.count('id="signin-title"') == 1 and html.count('id="token"') == 1
     assert 'href="/static/privacy.css"' in office_html and "privacy.css" not in qa_html
     # one head, then the page's body; no inline script anywhere (script-src 'self')
     for html in (qa_html, office_html):
