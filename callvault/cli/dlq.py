@@ -112,7 +112,7 @@ def dlq_replay(
 
     An entry whose original was erased with its customer (sealed under the customer's
     subject key, now destroyed) is not replayed: it is reported as
-    ``dlq-original-erased`` (exit 1 when it was the one entry named; skipped with
+    "dlq-original-erased" (exit 1 when it was the one entry named; skipped with
     --reason).
     """
     from callvault.cli.run import broker_url

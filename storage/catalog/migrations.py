@@ -446,7 +446,8 @@ MIGRATIONS: tuple[Migration, ...] = (
         (
             # Which tenant's auditors see a record: its recording's tenant, else the tenant
             # its details name; NULL (system records, and records naming no tenant) belongs
-            # to the policy's default tenant. A read filter, not part of the hash chain.
+            # to the policy's default tenant. A read filter, not part of the hash chain
+            # here; migration 14 makes it part of the hash of every record written after.
             "ALTER TABLE audit_log ADD COLUMN tenant TEXT",
             """
             UPDATE audit_log SET tenant = (
