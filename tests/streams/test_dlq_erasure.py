@@ -165,7 +165,17 @@ def test_a_customer_s_dead_letters_are_shredded_by_the_erasure(
         assert _files_holding(tmp_path / "data", needle) == [], needle
 
 
-def test_a_dead_letter_after_the_erasure_is_sealed_under_the_new_key(services: Services) -> None:
+def test_a_dead_letter_after_the_erasure_is_sealed_under_the_new_key(
+    tmp_path: Path, catalog_url: str
+) -> None:
+    services = make_services(tmp_path, catalog_url, "local", Clock())  # SQLite and PostgreSQL
+    try:
+        _renewed_after_erasure(services)
+    finally:
+        services.close()
+
+
+def _renewed_after_erasure(services: Services) -> None:
     queue = DeadLetterQueue.from_services(services)
     event = _event("r-dead-0", CUSTOMER)
     (first,) = _dead(queue, event)
