@@ -64,7 +64,14 @@ from storage.audio import (
     silence,
     wav_needs_ffmpeg,
 )
-from storage.audio_chunks import join_plans, plan_stream, read_head, stream_legs, stream_plaintext
+from storage.audio_chunks import (
+    StreamPlan,
+    join_plans,
+    plan_stream,
+    read_head,
+    stream_legs,
+    stream_plaintext,
+)
 from storage.audio_store import (
     STORAGE_CODECS,
     StorageCodec,
@@ -221,6 +228,57 @@ def _audio_rejection(exc: AudioError) -> EventRejected:
     if isinstance(exc, AudioMismatch):
         return EventRejected(str(RejectReason.AUDIO_MISMATCH), str(exc))
     return EventRejected(str(RejectReason.AUDIO_UNDECODABLE), str(exc))
+
+
+class _Digested:
+    """Landing streams read through their sha256, each to be the event's (``expected``)."""
+
+    def __init__(self, streams: Sequence[LandingStream], expected: Sequence[str]) -> None:
+        self._streams = list(streams)
+        self._expected = list(expected)
+        self._digests = [hashlib.sha256() for _ in self._streams]
+
+    def head(self, index: int) -> bytes:
+        """The first bytes of stream ``index`` (a WAV header's worth), digested."""
+        head = read_head(self._streams[index])
+        self._digests[index].update(head)
+        return head
+
+    def reader(self, index: int) -> SupportsRead:
+        """Stream ``index`` as ``read(n)``, everything read digested."""
+        stream, digest = self._streams[index], self._digests[index]
+
+        class Digesting:
+            def read(self, size: int = -1, /) -> bytes:
+                piece = stream.read(size)
+                digest.update(piece)
+                return piece
+
+        return Digesting()
+
+    def matches(self) -> bool:
+        return all(d.hexdigest() == e for d, e in zip(self._digests, self._expected, strict=True))
+
+    def finish(self, item: _Prepared) -> None:
+        """Every stream was read to its end: raise ``sha256-mismatch`` unless each is the
+        event's audio (``item.verified`` then)."""
+        if not self.matches():
+            raise _sha256_mismatch()
+        item.verified = True
+
+    def refused(self, item: _Prepared, exc: EventRejected) -> None:
+        """``exc`` refused the event before the files were read to the end. As on the
+        whole-file path, a file that is not the event's is a ``sha256-mismatch`` whatever
+        else is wrong with it (raised from here); files that are get claimed for the
+        recording (``item.verified``), so the reconciler leaves them."""
+        if item.verified or exc.reason == RejectReason.SHA256_MISMATCH:
+            return
+        for stream, digest in zip(self._streams, self._digests, strict=True):
+            while piece := stream.read(1 << 20):
+                digest.update(piece)
+        item.verified = self.matches()
+        if not item.verified:
+            raise _sha256_mismatch() from exc
 
 
 def _sha256_mismatch() -> EventRejected:
@@ -795,12 +853,11 @@ class IngestPipeline:
         self._check_sidecar(item)
         limit = DecodeLimit.for_call(event.duration_ms, max_pcm_bytes=self.max_pcm_bytes)
         layout = Layout(event.audio.sample_rate, event.audio.channels)
-        digest = hashlib.sha256()
         try:
             with self.landing.open(item.ref) as stream:
+                digested = _Digested([stream], [event.audio.sha256])
                 try:
-                    head = read_head(stream)
-                    digest.update(head)
+                    head = digested.head(0)
                     try:
                         plan = plan_stream(
                             head, stream.size, event.audio.format, layout=layout, limit=limit
@@ -810,43 +867,13 @@ class IngestPipeline:
                     if plan is None:
                         return "ffmpeg" if wav_needs_ffmpeg(head) else "whole"
                     cuts = self._cuts(event, plan.frames, plan.sample_rate, plan.channels)
-
-                    class Hashed:
-                        def read(self, size: int = -1, /) -> bytes:
-                            piece = stream.read(size)
-                            digest.update(piece)
-                            return piece
-
-                    def finish() -> None:
-                        if digest.hexdigest() != event.audio.sha256:
-                            raise _sha256_mismatch()
-                        item.verified = True
-
-                    pieces = _translated(
-                        stream_plaintext(plan, head, Hashed(), cuts, finish=finish)
+                    pieces = stream_plaintext(
+                        plan, head, digested.reader(0), cuts, finish=lambda: digested.finish(item)
                     )
                     item.bytes_in = stream.size
-                    self._seal_and_put(
-                        item,
-                        PieceReader(pieces),
-                        size=plan.plaintext_size,
-                        audio_format=plan.audio_format,
-                        content_type="audio/wav",
-                        frames=plan.frames,
-                        sample_rate=plan.sample_rate,
-                        channels=plan.channels,
-                        redacted_ms=cuts.silenced_ms,
-                    )
+                    self._put_streamed(item, plan, pieces, cuts)
                 except EventRejected as exc:
-                    # Refused before the whole file was read. As on the whole-file path,
-                    # a file that is not the event's is a sha256-mismatch whatever else
-                    # is wrong with it; one that is gets claimed (the reconciler leaves it).
-                    if not item.verified and exc.reason != RejectReason.SHA256_MISMATCH:
-                        while piece := stream.read(1 << 20):
-                            digest.update(piece)
-                        item.verified = digest.hexdigest() == event.audio.sha256
-                        if not item.verified:
-                            raise _sha256_mismatch() from exc
+                    digested.refused(item, exc)
                     raise
         except LandingError as exc:
             if is_unavailable(exc):
@@ -862,29 +889,14 @@ class IngestPipeline:
         self._check_sidecar(item)
         limit = DecodeLimit.for_call(event.duration_ms, max_pcm_bytes=self.max_pcm_bytes)
         layout = Layout(event.audio.sample_rate, None)  # each leg is one mono direction
-        digests = [hashlib.sha256() for _ in item.refs]
-        expected = [digest for _, digest in event.audio.files]
-
-        def hashed(stream: LandingStream, digest: Any) -> SupportsRead:
-            class Hashed:
-                def read(self, size: int = -1, /) -> bytes:
-                    piece = stream.read(size)
-                    digest.update(piece)
-                    return piece
-
-            return Hashed()
-
-        def matches() -> bool:
-            return all(d.hexdigest() == e for d, e in zip(digests, expected, strict=True))
-
         try:
             with contextlib.ExitStack() as stack:
                 streams = [stack.enter_context(self.landing.open(ref)) for ref in item.refs]
+                digested = _Digested(streams, [digest for _, digest in event.audio.files])
                 try:
                     heads, plans = [], []
-                    for stream, digest in zip(streams, digests, strict=True):
-                        heads.append(read_head(stream))
-                        digest.update(heads[-1])
+                    for index, stream in enumerate(streams):
+                        heads.append(digested.head(index))
                         try:
                             plan = plan_stream(
                                 heads[-1], stream.size, event.audio.format, layout=layout,
@@ -902,40 +914,36 @@ class IngestPipeline:
                     except AudioError as exc:
                         raise _audio_rejection(exc) from exc
                     cuts = self._cuts(event, joined.frames, joined.sample_rate, joined.channels)
-
-                    def finish() -> None:
-                        if not matches():
-                            raise _sha256_mismatch()
-                        item.verified = True
-
-                    readers = [hashed(s, d) for s, d in zip(streams, digests, strict=True)]
-                    pieces = _translated(stream_legs(plans, heads, readers, cuts, finish=finish))
-                    item.bytes_in = sum(s.size for s in streams)
-                    self._seal_and_put(
-                        item,
-                        PieceReader(pieces),
-                        size=joined.plaintext_size,
-                        audio_format=joined.audio_format,
-                        content_type="audio/wav",
-                        frames=joined.frames,
-                        sample_rate=joined.sample_rate,
-                        channels=joined.channels,
-                        redacted_ms=cuts.silenced_ms,
+                    readers = [digested.reader(i) for i in range(len(streams))]
+                    pieces = stream_legs(
+                        plans, heads, readers, cuts, finish=lambda: digested.finish(item)
                     )
+                    item.bytes_in = sum(s.size for s in streams)
+                    self._put_streamed(item, joined, pieces, cuts)
                 except EventRejected as exc:
-                    if not item.verified and exc.reason != RejectReason.SHA256_MISMATCH:
-                        for stream, digest in zip(streams, digests, strict=True):
-                            while piece := stream.read(1 << 20):
-                                digest.update(piece)
-                        item.verified = matches()
-                        if not item.verified:
-                            raise _sha256_mismatch() from exc
+                    digested.refused(item, exc)
                     raise
         except LandingError as exc:
             if is_unavailable(exc):
                 raise
             raise _landing_rejection(exc) from exc
         return True
+
+    def _put_streamed(
+        self, item: _Prepared, plan: StreamPlan, pieces: Iterator[bytes], cuts: SilencePlan
+    ) -> None:
+        """Seal and write the stored WAV ``pieces`` of ``plan`` as they are produced."""
+        self._seal_and_put(
+            item,
+            PieceReader(_translated(pieces)),
+            size=plan.plaintext_size,
+            audio_format=plan.audio_format,
+            content_type="audio/wav",
+            frames=plan.frames,
+            sample_rate=plan.sample_rate,
+            channels=plan.channels,
+            redacted_ms=cuts.silenced_ms,
+        )
 
     def _cuts(self, event: RecordingEvent, frames: int, rate: int, channels: int) -> SilencePlan:
         """The PCI cuts over audio of this layout (see :func:`_check_pauses`)."""
