@@ -24,6 +24,7 @@ so a caller can catch one type at the edge (CLI, HTTP view, stream agent)::
     │   ├── AudioError
     │   │   ├── UnsupportedAudioFormat
     │   │   ├── AudioMislabelled      the container is not the declared format
+    │   │   ├── AudioMismatch         declared rate/channels contradict the audio
     │   │   └── AudioTooLong          decodes to more than the declared call allows
     │   ├── LandingError              landing audio unreadable
     │   │   ├── LandingRejected       refused for good, with a reason code

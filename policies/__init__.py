@@ -72,6 +72,7 @@ from policies.model import (
     RetentionClass,
     RetentionRule,
     Role,
+    StorageCodec,
 )
 from policies.retention import (
     RULE_VERSION,
@@ -114,6 +115,7 @@ __all__ = [
     "Action",
     "Capability",
     "Anchor",
+    "StorageCodec",
     "Decision",
     "Reason",
     "BUILTIN_RULES",

@@ -15,7 +15,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from policies.errors import PolicyInputError
-from policies.model import Policy
+from policies.model import Policy, StorageCodec
 from policies.retention import retain_until, retention_class_for
 
 __all__ = ["CONSENT_VALUES", "IngestReason", "IngestDecision", "resolve_purposes", "decide_ingest"]
@@ -39,6 +39,7 @@ class IngestDecision:
     purposes: tuple[str, ...] = ()
     retention_class: str | None = None
     retain_until: datetime | None = None
+    storage_codec: StorageCodec = StorageCodec.AS_SENT  # the retention class's
 
 
 def resolve_purposes(requested: Sequence[str] | None, policy: Policy) -> tuple[str, ...]:
@@ -94,5 +95,11 @@ def decide_ingest(
     retention_class = retention_class_for(resolved, policy)
     until = retain_until(started_at, ended_at, retention_class, policy)
     return IngestDecision(
-        True, IngestReason.STORE, "ingest:purposes", resolved, retention_class.id, until
+        True,
+        IngestReason.STORE,
+        "ingest:purposes",
+        resolved,
+        retention_class.id,
+        until,
+        retention_class.storage_codec,
     )

@@ -52,6 +52,7 @@ from policies.model import (
     RetentionClass,
     RetentionRule,
     Role,
+    StorageCodec,
 )
 
 __all__ = ["Problem", "load_policy", "check_policy", "parse_policy", "default_policy_path"]
@@ -534,7 +535,9 @@ class _Checker:
         self.declared_classes = set(section)
         for cid, raw in section.items():
             p = child_path("retention_classes", cid)
-            fields = self.entry(raw, p, ("description", "clause", "anchor", "days"), ("max_days",))
+            fields = self.entry(
+                raw, p, ("description", "clause", "anchor", "days"), ("max_days", "storage_codec")
+            )
             if fields is None:
                 continue
             anchor_text = self.get(fields, "anchor", p, self.text)
@@ -553,6 +556,16 @@ class _Checker:
                 self.problem(p, "a contract-termination class needs 'max_days' (bound while live)")
             if anchor is Anchor.CALL_END and "max_days" in fields:
                 self.problem(child_path(p, "max_days"), "only a contract-termination class has it")
+            codec = StorageCodec.AS_SENT
+            codec_text = self.get(fields, "storage_codec", p, self.text)
+            if codec_text is not None:
+                if codec_text in set(StorageCodec):
+                    codec = StorageCodec(codec_text)
+                else:
+                    self.problem(
+                        child_path(p, "storage_codec"),
+                        f"unknown storage codec {codec_text!r} (known: {', '.join(StorageCodec)})",
+                    )
             if anchor is None or days is None:
                 continue
             found[cid] = RetentionClass(
@@ -562,6 +575,7 @@ class _Checker:
                 anchor=anchor,
                 days=days,
                 max_days=max_days,
+                storage_codec=codec,
             )
         terminations = [c for c in found.values() if c.anchor is Anchor.CONTRACT_TERMINATION]
         if value is not None and len(terminations) != 1:

@@ -39,6 +39,7 @@ __all__ = [
     "Purpose",
     "Role",
     "RetentionClass",
+    "StorageCodec",
     "RetentionRule",
     "LegalBasis",
     "Organisation",
@@ -88,6 +89,15 @@ class Anchor(StrEnum):
 
     CALL_END = "call-end"
     CONTRACT_TERMINATION = "contract-termination"
+
+
+class StorageCodec(StrEnum):
+    """How a retention class stores audio: as sent (the default), or transcoded at
+    ingest for long retention (Opus at 16 kb/s in Ogg, or lossless FLAC)."""
+
+    AS_SENT = "as-sent"
+    OPUS_16K = "opus-16k"
+    FLAC = "flac"
 
 
 class RecordingStatus(StrEnum):
@@ -257,6 +267,7 @@ class RetentionClass:
     anchor: Anchor
     days: int
     max_days: int | None = None
+    storage_codec: StorageCodec = StorageCodec.AS_SENT
 
     @property
     def rule(self) -> str:

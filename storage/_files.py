@@ -12,7 +12,7 @@ import ctypes
 import fcntl
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 __all__ = [
@@ -73,9 +73,13 @@ def syncfs(path: Path) -> None:
 
 
 def write_file_atomically(
-    path: Path, data: bytes | bytearray | memoryview, *, sync: bool = True
-) -> None:
-    """Write ``data`` to ``path`` so a reader sees all of it or the previous content.
+    path: Path,
+    data: bytes | bytearray | memoryview | Iterable[bytes],
+    *,
+    sync: bool = True,
+) -> int:
+    """Write ``data`` (bytes, or pieces written as they come) to ``path`` so a reader
+    sees all of it or the previous content; return the bytes written.
 
     Missing folders are created with mode 0700. A temp file ``.tmp-*`` in the same
     folder (mode 0600) is written, fsynced, renamed over ``path`` and the folder
@@ -89,9 +93,14 @@ def write_file_atomically(
     folder = path.parent
     make_private_dirs(folder)
     fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=folder)
+    size = 0
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            if isinstance(data, bytes | bytearray | memoryview):
+                size = handle.write(data)
+            else:
+                for piece in data:  # whatever the pieces raise leaves no file behind
+                    size += handle.write(piece)
             if sync:
                 handle.flush()
                 os.fsync(handle.fileno())
@@ -102,6 +111,7 @@ def write_file_atomically(
         raise
     if sync:
         fsync_dir(folder)
+    return size
 
 
 @contextlib.contextmanager

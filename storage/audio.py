@@ -32,6 +32,7 @@ to exactly 0.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import struct
@@ -39,11 +40,11 @@ import subprocess
 import tempfile
 import threading
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from storage.errors import AudioError, AudioTooLong, UnsupportedAudioFormat
+from storage.errors import AudioError, AudioMismatch, AudioTooLong, UnsupportedAudioFormat
 
 with warnings.catch_warnings():
     # Deprecated on 3.11/3.12 (PEP 594); provided by ``audioop-lts`` on 3.13+.
@@ -60,9 +61,21 @@ __all__ = [
     "WavInfo",
     "SUPPORTED_FORMATS",
     "FFMPEG_FORMATS",
+    "RAW_FORMATS",
+    "check_layout",
+    "Layout",
+    "PcmStream",
+    "SilencePlan",
+    "Span",
     "decode",
+    "ffmpeg_decoder",
+    "join_legs",
+    "pcm_to_s16",
     "silence",
     "encode_wav",
+    "wav_head_info",
+    "wav_needs_ffmpeg",
+    "wav_header",
     "wav_info",
 ]
 
@@ -88,7 +101,7 @@ _FFMPEG_DEMUXERS = {
     "m4a": "mov",
     "webm": "matroska",
 }
-# Headerless formats: declared format -> (source codec, sample rate).
+# Headerless formats: declared format -> (source codec, default sample rate).
 _RAW_FORMATS = {
     "ulaw": ("mulaw", 8000),
     "mulaw": ("mulaw", 8000),
@@ -96,6 +109,8 @@ _RAW_FORMATS = {
     "sln": ("pcm_s16le", 8000),
     "sln16": ("pcm_s16le", 16000),
 }
+#: Headerless formats: declared format -> (codec, default sample rate).
+RAW_FORMATS: Mapping[str, tuple[str, int]] = _RAW_FORMATS
 FFMPEG_FORMATS: frozenset[str] = frozenset(_FFMPEG_DEMUXERS)
 SUPPORTED_FORMATS: frozenset[str] = frozenset({"wav", *_RAW_FORMATS, *_FFMPEG_DEMUXERS})
 
@@ -114,6 +129,31 @@ _FFMPEG_WAV_TAGS = {
 _UNKNOWN_SIZE = 0xFFFFFFFF  # streaming writers (ffmpeg to a pipe) leave sizes unset
 _SILENCE_BYTE = {"mulaw": b"\xff", "alaw": b"\xd5"}
 _ENCODE_CODECS = ("pcm_s16le", "mulaw", "alaw")
+
+#: A span to silence: ``(start_ms, end_ms)`` on every channel, or
+#: ``(start_ms, end_ms, channels)`` on the listed 0-based channels only (None: all).
+Span = tuple[int, int] | tuple[int, int, Sequence[int] | None]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What the sender declared about the audio (``audio.sample_rate``/``channels``):
+    headerless formats are decoded with it; a container that says otherwise is refused
+    (:class:`~storage.errors.AudioMismatch`). ``None``: not declared."""
+
+    sample_rate: int | None = None
+    channels: int | None = None
+
+    def check(self, sample_rate: int, channels: int, what: str) -> None:
+        """Raise :class:`AudioMismatch` when the container's layout contradicts this."""
+        if self.sample_rate is not None and self.sample_rate != sample_rate:
+            raise AudioMismatch(
+                f"the event declares {self.sample_rate} Hz, the {what} says {sample_rate} Hz"
+            )
+        if self.channels is not None and self.channels != channels:
+            raise AudioMismatch(
+                f"the event declares {self.channels} channel(s), the {what} has {channels}"
+            )
 
 
 @dataclass(frozen=True)
@@ -246,6 +286,7 @@ def decode(
     *,
     which: Callable[[str], str | None] = shutil.which,
     limit: DecodeLimit | None = None,
+    layout: Layout | None = None,
 ) -> DecodedAudio:
     """Decode ``data`` declared as ``fmt`` to 16-bit linear PCM.
 
@@ -255,8 +296,13 @@ def decode(
     ``gsm``, ``m4a``, ``webm``. ``which`` locates ffmpeg (injectable for tests).
     ``limit`` bounds what the data may decode to (default: the absolute cap only);
     ffmpeg's output is read as a stream and ffmpeg is stopped once it is exceeded.
+    ``layout`` is what the sender declared: headerless audio is read at that rate and
+    channel count (default 8 kHz mono, 16 kHz for ``sln16``, interleaved frames); a
+    container whose header (for ffmpeg formats: the decoded stream) contradicts it is
+    refused.
 
     Raises:
+        AudioMismatch: ``layout`` contradicts the container.
         UnsupportedAudioFormat: unknown ``fmt``; a WAV codec that cannot be handled
             (the message names the format tag); an ffmpeg format while ffmpeg is not
             installed.
@@ -273,89 +319,188 @@ def decode(
         )
     if not data:
         raise AudioError(f"no audio data (0 bytes declared as {name})")
+    layout = layout or Layout()
     if name == "wav":
-        return _decode_wav(data, which, limit)
-    if name in _RAW_FORMATS:
-        codec, rate = _RAW_FORMATS[name]
+        decoded = _decode_wav(data, which, limit, layout)
+    elif name in _RAW_FORMATS:
+        codec, default_rate = _RAW_FORMATS[name]
+        rate = layout.sample_rate or default_rate
+        channels = layout.channels or 1
         bits = 8 if codec != "pcm_s16le" else 16
-        limit.check(len(data) // (bits // 8), rate, 1)
-        return _expand(memoryview(data), codec, rate, 1, bits)
-    return _decode_ffmpeg(data, name, _FFMPEG_DEMUXERS[name], which, limit)
+        _check_layout(rate, channels)
+        limit.check(len(data) // (bits // 8 * channels), rate, channels)
+        return _expand(memoryview(data), codec, rate, channels, bits)
+    else:
+        decoded = _decode_ffmpeg(data, name, _FFMPEG_DEMUXERS[name], which, limit)
+    layout.check(decoded.sample_rate, decoded.channels, f"{name} audio")
+    return decoded
 
 
-def silence(audio: DecodedAudio, intervals: Sequence[tuple[int, int]]) -> tuple[DecodedAudio, int]:
-    """Zero every sample in each ``[start_ms, end_ms)``; return the audio and the ms silenced.
-
-    Intervals may be unsorted and overlap (they are merged) and may reach past the
-    end (they are clamped). A sample is zeroed when any part of its period falls in
-    an interval, so nothing spoken inside a pause survives at the edges. The
-    returned count is the merged, clamped length in milliseconds.
+def join_legs(legs: Sequence[DecodedAudio]) -> DecodedAudio:
+    """One interleaved recording of mono ``legs`` (one file per direction), channel ``i``
+    being leg ``i``, sample-aligned from the first sample; a shorter leg is padded with
+    silence to the longest. G.711 legs of one codec keep their codes (stored as G.711).
 
     Raises:
-        AudioError: an interval that is not two integers, has a negative start, or
-            has ``start_ms >= end_ms``.
+        AudioMismatch: fewer than two legs, a leg that is not mono, or legs of
+            different sample rates.
     """
-    spans: list[tuple[int, int]] = []
+    if len(legs) < 2:
+        raise AudioMismatch("legs come in twos or more")
+    rates = {leg.sample_rate for leg in legs}
+    if len(rates) != 1:
+        raise AudioMismatch(f"legs differ in sample rate ({', '.join(map(str, sorted(rates)))} Hz)")
+    if any(leg.channels != 1 for leg in legs):
+        raise AudioMismatch("each leg must be one mono direction of the call")
+    count = len(legs)
+    frames = max(leg.frames for leg in legs)
+    pcm = bytearray(2 * count * frames)
+    for index, leg in enumerate(legs):
+        n = leg.frames
+        for byte in (0, 1):  # C-level strided copies: each leg's low and high bytes
+            pcm[2 * index + byte : 2 * count * n : 2 * count] = leg.pcm[byte::2]
+    codecs = {leg.source_codec for leg in legs}
+    codec = codecs.pop() if len(codecs) == 1 else "pcm_s16le"
+    joined = DecodedAudio(bytes(pcm), legs[0].sample_rate, count, codec)
+    if codec in _SILENCE_BYTE and all(leg._g711 is not None for leg in legs):
+        codes = bytearray(_SILENCE_BYTE[codec] * (count * frames))
+        for index, leg in enumerate(legs):
+            assert leg._g711 is not None
+            codes[index : count * leg.frames : count] = leg._g711
+        _attach_g711(joined, bytes(codes))
+    return joined
+
+
+@dataclass(frozen=True)
+class SilencePlan:
+    """Which frames of which channels a set of pauses silences, for audio of a known
+    length: ``cuts`` are ``(first_frame, last_frame, channels)``, sorted (neighbours may
+    share the frame their common boundary falls in), ``channels`` a sorted tuple of
+    0-based indexes; ``silenced_ms`` is the merged, clamped length of the union (what
+    :func:`silence` returns)."""
+
+    cuts: tuple[tuple[int, int, tuple[int, ...]], ...]
+    channels: int
+    silenced_ms: int
+
+    @classmethod
+    def of(
+        cls, intervals: Sequence[Span], *, sample_rate: int, channels: int, frames: int
+    ) -> SilencePlan:
+        """The plan of ``intervals`` (see :func:`silence`) over ``frames`` frames.
+
+        Raises:
+            AudioError: a malformed interval, or one naming a channel there is not.
+        """
+        spans = _check_spans(intervals, channels)
+        total_ms = -(-frames * 1000 // sample_rate)  # ceil: the last partial ms counts
+        # Cut the timeline at every boundary; each piece silences its channels' union.
+        pieces: list[tuple[int, int, tuple[int, ...]]] = []
+        bounds = sorted({min(v, total_ms) for s_, e_, _ in spans for v in (s_, e_)})
+        for low, high in zip(bounds, bounds[1:], strict=False):
+            chans = tuple(
+                sorted({c for s_, e_, cs in spans if s_ <= low and high <= e_ for c in cs})
+            )
+            if not chans or low >= total_ms:
+                continue
+            if pieces and pieces[-1][1] == low and pieces[-1][2] == chans:
+                pieces[-1] = (pieces[-1][0], high, chans)
+            else:
+                pieces.append((low, high, chans))
+        silenced_ms = sum(high - low for low, high, _ in pieces)
+        cuts = []
+        for low, high, chans in pieces:
+            first = low * sample_rate // 1000
+            last = min(-(-high * sample_rate // 1000), frames)
+            if last > first:  # rounded outwards: neighbours may share a boundary frame
+                cuts.append((first, last, chans))
+        return cls(tuple(cuts), channels, silenced_ms)
+
+    def apply(self, buffer: bytearray, first_frame: int, width: int, fill: bytes) -> None:
+        """Silence, in place, the cut samples that fall in ``buffer``: whole frames of
+        ``width`` bytes per sample starting at frame ``first_frame``; ``fill`` is one
+        silent sample (``width`` bytes)."""
+        frame_bytes = width * self.channels
+        end_frame = first_frame + len(buffer) // frame_bytes
+        for first, last, chans in self.cuts:
+            low, high = max(first, first_frame), min(last, end_frame)
+            if low >= high:
+                continue
+            n = high - low
+            start, stop = (low - first_frame) * frame_bytes, (high - first_frame) * frame_bytes
+            if len(chans) == self.channels:
+                buffer[start:stop] = fill * (n * self.channels)
+                continue
+            for channel in chans:
+                for byte in range(width):
+                    begin = start + width * channel + byte
+                    buffer[begin:stop:frame_bytes] = fill[byte : byte + 1] * n
+
+
+def _check_spans(
+    intervals: Sequence[Span], channels: int
+) -> list[tuple[int, int, tuple[int, ...]]]:
+    spans: list[tuple[int, int, tuple[int, ...]]] = []
+    everything = tuple(range(channels))
     for interval in intervals:
         try:
-            start, end = interval
+            start, end, *rest = interval
         except (TypeError, ValueError) as exc:
             raise AudioError(
                 f"silence interval {interval!r} is not a (start_ms, end_ms) pair"
             ) from exc
+        if len(rest) > 1:
+            raise AudioError(f"silence interval {interval!r} has too many fields")
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in (start, end)):
             raise AudioError(f"silence interval {interval!r} must hold integer milliseconds")
         if start < 0:
             raise AudioError(f"silence interval {interval!r} starts before 0 ms")
         if start >= end:
             raise AudioError(f"silence interval {interval!r} is empty or reversed (start >= end)")
-        spans.append((start, end))
-    if not spans:
-        return audio, 0
+        chosen = everything
+        if rest and rest[0] is not None:
+            if isinstance(rest[0], str | bytes) or not isinstance(rest[0], Sequence):
+                raise AudioError(f"silence interval {interval!r}: channels must be a sequence")
+            chosen = tuple(sorted(set(rest[0])))
+            if not chosen or not all(
+                isinstance(c, int) and not isinstance(c, bool) and 0 <= c < channels for c in chosen
+            ):
+                raise AudioError(
+                    f"silence interval {interval!r} names a channel the audio "
+                    f"({channels} channel(s)) does not have"
+                )
+        spans.append((start, end, chosen))
+    return spans
 
-    rate, frames = audio.sample_rate, audio.frames
-    total_ms = -(-frames * 1000 // rate)  # ceil: the last partial ms still counts
-    merged: list[list[int]] = []
-    for start, end in sorted(spans):
-        if merged and start <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], end)
-        else:
-            merged.append([start, end])
 
-    frame_bytes = 2 * audio.channels
-    pcm = memoryview(audio.pcm)
-    parts: list[bytes | memoryview] = []
-    cuts: list[tuple[int, int]] = []
-    position = 0
-    silenced_ms = 0
-    for start_ms, end_ms in merged:
-        if start_ms >= total_ms:
-            break
-        end_ms = min(end_ms, total_ms)
-        silenced_ms += end_ms - start_ms
-        first = start_ms * rate // 1000
-        last = min(-(-end_ms * rate // 1000), frames)
-        parts.append(pcm[position : first * frame_bytes])
-        parts.append(bytes((last - first) * frame_bytes))
-        cuts.append((first, last))
-        position = last * frame_bytes
-    if not silenced_ms:
+def silence(audio: DecodedAudio, intervals: Sequence[Span]) -> tuple[DecodedAudio, int]:
+    """Zero every sample in each ``[start_ms, end_ms)``; return the audio and the ms silenced.
+
+    An interval may name the 0-based ``channels`` it silences (a third element; None or
+    absent: every channel); only those channels' samples are zeroed, the others stay
+    bit-identical. Intervals may be unsorted and overlap (they are merged per channel
+    set) and may reach past the end (they are clamped). A sample is zeroed when any
+    part of its period falls in an interval, so nothing spoken inside a pause survives
+    at the edges. The returned count is the merged, clamped length in milliseconds of
+    the union over all channels.
+
+    Raises:
+        AudioError: an interval that is not two integers (and channels), has a negative
+            start, ``start_ms >= end_ms``, or names a channel the audio does not have.
+    """
+    plan = SilencePlan.of(
+        intervals, sample_rate=audio.sample_rate, channels=audio.channels, frames=audio.frames
+    )
+    if not plan.cuts:
         return audio, 0
-    parts.append(pcm[position:])
-    silenced = DecodedAudio(b"".join(parts), audio.sample_rate, audio.channels, audio.source_codec)
-    if audio._g711 is not None:
-        # Same cut in the G.711 codes: 1 byte per sample, the codec's silence byte.
-        fill = _SILENCE_BYTE[audio.source_codec]
-        codes = memoryview(audio._g711)
-        code_parts: list[bytes | memoryview] = []
-        position = 0
-        for first, last in cuts:
-            code_parts.append(codes[position : first * audio.channels])
-            code_parts.append(fill * ((last - first) * audio.channels))
-            position = last * audio.channels
-        code_parts.append(codes[position:])
-        _attach_g711(silenced, b"".join(code_parts))
-    return silenced, silenced_ms
+    pcm = bytearray(audio.pcm)
+    plan.apply(pcm, 0, 2, b"\x00\x00")
+    silenced = DecodedAudio(bytes(pcm), audio.sample_rate, audio.channels, audio.source_codec)
+    if audio._g711 is not None and audio.source_codec in _SILENCE_BYTE:
+        codes = bytearray(audio._g711)
+        plan.apply(codes, 0, 1, _SILENCE_BYTE[audio.source_codec])
+        _attach_g711(silenced, bytes(codes))
+    return silenced, plan.silenced_ms
 
 
 def encode_wav(audio: DecodedAudio, codec: str | None = None) -> tuple[bytes, str]:
@@ -374,37 +519,72 @@ def encode_wav(audio: DecodedAudio, codec: str | None = None) -> tuple[bytes, st
         raise UnsupportedAudioFormat(
             f"cannot encode WAV as {codec!r}; choose one of {', '.join(_ENCODE_CODECS)}"
         )
-    rate, channels = audio.sample_rate, audio.channels
     if codec == "pcm_s16le":
         body = audio.pcm
+    elif audio._g711 is not None and codec == audio.source_codec:
+        body = audio._g711
+    else:
+        convert = audioop.lin2ulaw if codec == "mulaw" else audioop.lin2alaw
+        body = convert(audio.pcm, 2)
+    header = wav_header(codec, audio.sample_rate, audio.channels, audio.frames)
+    pad = b"\x00" if len(body) % 2 else b""
+    return b"".join((header, body, pad)), f"wav/{codec}"
+
+
+def wav_head_info(head: bytes, total: int) -> WavInfo | None:
+    """:func:`wav_info` from the first bytes of a WAV of ``total`` bytes; None when
+    ``head`` ends before the data chunk's header (metadata chunks first: read more). A
+    data chunk of unknown size, as streaming writers leave it, runs to the end.
+
+    Raises:
+        UnsupportedAudioFormat: a WAV codec :func:`decode` cannot handle natively.
+        AudioError: not a WAV, a header beyond ``head``, or a truncated data chunk.
+    """
+    if len(head) < total and not _reaches_data(head):
+        return None
+    layout = _parse_wav(memoryview(head), total)
+    return _info(layout)
+
+
+def wav_header(codec: str, sample_rate: int, channels: int, frames: int) -> bytes:
+    """The canonical WAV header :func:`encode_wav` writes for ``frames`` frames of
+    ``codec`` (``pcm_s16le``, ``mulaw`` or ``alaw``); the samples (and a pad byte when
+    their size is odd) follow it.
+
+    Raises:
+        UnsupportedAudioFormat: an unknown ``codec``.
+    """
+    if codec not in _ENCODE_CODECS:
+        raise UnsupportedAudioFormat(
+            f"cannot encode WAV as {codec!r}; choose one of {', '.join(_ENCODE_CODECS)}"
+        )
+    _check_layout(sample_rate, channels)
+    if codec == "pcm_s16le":
         block = 2 * channels
         fmt_chunk = struct.pack(
-            "<4sIHHIIHH", b"fmt ", 16, _TAG_PCM, channels, rate, rate * block, block, 16
-        )
+            "<4sIHHIIHH", b"fmt ", 16, _TAG_PCM, channels, sample_rate,
+            sample_rate * block, block, 16,
+        )  # fmt: skip
         fact_chunk = b""
     else:
-        if audio._g711 is not None and codec == audio.source_codec:
-            body = audio._g711
-        else:
-            convert = audioop.lin2ulaw if codec == "mulaw" else audioop.lin2alaw
-            body = convert(audio.pcm, 2)
+        block = channels
         tag = _TAG_MULAW if codec == "mulaw" else _TAG_ALAW
         fmt_chunk = struct.pack(
-            "<4sIHHIIHHH", b"fmt ", 18, tag, channels, rate, rate * channels, channels, 8, 0
-        )
+            "<4sIHHIIHHH", b"fmt ", 18, tag, channels, sample_rate, sample_rate * channels,
+            channels, 8, 0,
+        )  # fmt: skip
         # Non-PCM WAVs carry a fact chunk with the frame count (RIFF spec; sox does too).
-        fact_chunk = struct.pack("<4sII", b"fact", 4, audio.frames)
-    pad = b"\x00" if len(body) % 2 else b""
-    riff_size = 4 + len(fmt_chunk) + len(fact_chunk) + 8 + len(body) + len(pad)
-    header = b"".join(
+        fact_chunk = struct.pack("<4sII", b"fact", 4, frames)
+    size = frames * block
+    riff_size = 4 + len(fmt_chunk) + len(fact_chunk) + 8 + size + (size & 1)
+    return b"".join(
         (
             struct.pack("<4sI4s", b"RIFF", riff_size, b"WAVE"),
             fmt_chunk,
             fact_chunk,
-            struct.pack("<4sI", b"data", len(body)),
+            struct.pack("<4sI", b"data", size),
         )
     )
-    return b"".join((header, body, pad)), f"wav/{codec}"
 
 
 def wav_info(data: bytes) -> WavInfo:
@@ -415,21 +595,15 @@ def wav_info(data: bytes) -> WavInfo:
         AudioError: not a WAV, or a truncated / inconsistent header.
     """
     layout = _parse_wav(memoryview(data))
-    if layout.codec is None:
-        raise _unsupported_tag(layout.format_tag, ffmpeg_would_help=True)
-    frames = layout.data_size // layout.block_align
-    return WavInfo(
-        codec=layout.codec,
-        sample_rate=layout.sample_rate,
-        channels=layout.channels,
-        bits=layout.bits,
-        data_offset=layout.data_offset,
-        data_size=layout.data_size,
-        duration_ms=frames * 1000 // layout.sample_rate,
-    )
+    return _info(layout)
 
 
 # -- WAV parsing ------------------------------------------------------------------
+
+
+def check_layout(sample_rate: int, channels: int) -> None:
+    """Raise :class:`AudioError` for a rate outside 4000-192000 Hz or 0 / > 8 channels."""
+    _check_layout(sample_rate, channels)
 
 
 def _check_layout(sample_rate: int, channels: int) -> None:
@@ -471,7 +645,9 @@ def _codec_for(tag: int, bits: int) -> str | None:
     return codec
 
 
-def _parse_wav(data: memoryview) -> _WavLayout:
+def _parse_wav(data: memoryview, total: int | None = None) -> _WavLayout:
+    """The layout of a WAV; ``data`` is the whole file, or (with ``total``, the file's
+    size) its first bytes, which must reach the data chunk's header."""
     head = bytes(data[0:12])
     if len(head) < 12 or head[0:4] != b"RIFF" or head[8:12] != b"WAVE":
         if head[0:4] in (b"RIFX", b"RF64"):
@@ -495,7 +671,7 @@ def _parse_wav(data: memoryview) -> _WavLayout:
         elif chunk_id == b"data":
             if fmt is None:
                 raise AudioError("WAV data chunk comes before the fmt chunk")
-            available = len(data) - body
+            available = (len(data) if total is None else total) - body
             if size == _UNKNOWN_SIZE:
                 size = available
             elif size > available:
@@ -507,6 +683,47 @@ def _parse_wav(data: memoryview) -> _WavLayout:
     if fmt is None:
         raise AudioError("WAV file has no fmt chunk (truncated or not audio)")
     raise AudioError("WAV file has no data chunk (truncated)")
+
+
+def wav_needs_ffmpeg(head: bytes) -> bool:
+    """Whether the WAV starting with ``head`` holds a codec only ffmpeg expands (GSM
+    6.10 "WAV49", ADPCM, MP3 in WAV), by its fmt chunk's format tag."""
+    pos = 12
+    while pos + 8 <= len(head) and head[:4] == b"RIFF":
+        chunk, (size,) = head[pos : pos + 4], struct.unpack_from("<I", head, pos + 4)
+        if chunk == b"fmt " and pos + 10 <= len(head):
+            (tag,) = struct.unpack_from("<H", head, pos + 8)
+            if tag == _TAG_EXTENSIBLE and pos + 8 + 26 <= len(head):
+                (tag,) = struct.unpack_from("<H", head, pos + 8 + 24)
+            return tag in _FFMPEG_WAV_TAGS
+        pos += 8 + size + (size & 1)
+    return False
+
+
+def _info(layout: _WavLayout) -> WavInfo:
+    if layout.codec is None:
+        raise _unsupported_tag(layout.format_tag, ffmpeg_would_help=True)
+    frames = layout.data_size // layout.block_align
+    return WavInfo(
+        codec=layout.codec,
+        sample_rate=layout.sample_rate,
+        channels=layout.channels,
+        bits=layout.bits,
+        data_offset=layout.data_offset,
+        data_size=layout.data_size,
+        duration_ms=frames * 1000 // layout.sample_rate,
+    )
+
+
+def _reaches_data(head: bytes) -> bool:
+    """Whether ``head`` (a WAV's first bytes) holds the data chunk's header."""
+    pos = 12
+    while pos + 8 <= len(head):
+        if head[pos : pos + 4] == b"data":
+            return True
+        (size,) = struct.unpack_from("<I", head, pos + 4)
+        pos += 8 + size + (size & 1)
+    return False
 
 
 def _layout(fmt: tuple[int, int, int, int, int], offset: int, size: int) -> _WavLayout:
@@ -524,10 +741,11 @@ def _layout(fmt: tuple[int, int, int, int, int], offset: int, size: int) -> _Wav
 
 
 def _decode_wav(
-    data: bytes, which: Callable[[str], str | None], limit: DecodeLimit
+    data: bytes, which: Callable[[str], str | None], limit: DecodeLimit, declared: Layout
 ) -> DecodedAudio:
     view = memoryview(data)
     layout = _parse_wav(view)
+    declared.check(layout.sample_rate, layout.channels, "WAV header")
     if layout.codec is None:
         if which("ffmpeg") is None:
             raise _unsupported_tag(layout.format_tag, ffmpeg_would_help=True)
@@ -549,16 +767,21 @@ def _expand(samples: memoryview, codec: str, rate: int, channels: int, bits: int
         decoded = DecodedAudio(expand(samples, 2), rate, channels, codec)
         _attach_g711(decoded, bytes(samples))
         return decoded
+    return DecodedAudio(pcm_to_s16(samples, codec), rate, channels, codec)
+
+
+def pcm_to_s16(samples: bytes | memoryview, codec: str) -> bytes:
+    """Whole samples of linear PCM ``codec`` (``pcm_u8``, ``pcm_s16le``, ``pcm_s24le``,
+    ``pcm_s32le``, ``pcm_f32le``, ``pcm_f64le``) as 16-bit little-endian PCM."""
     if codec == "pcm_s16le":
-        pcm = bytes(samples)
-    elif codec == "pcm_u8":
-        pcm = audioop.lin2lin(audioop.bias(samples, 1, -128), 1, 2)
-    elif codec in ("pcm_s24le", "pcm_s32le"):
-        pcm = audioop.lin2lin(samples, bits // 8, 2)
-    else:  # pcm_f32le / pcm_f64le: no C-level float path without numpy
-        floats = samples.cast("f" if bits == 32 else "d")
-        pcm = struct.pack(f"<{len(floats)}h", *map(_float_to_s16, floats))
-    return DecodedAudio(pcm, rate, channels, codec)
+        return bytes(samples)
+    if codec == "pcm_u8":
+        return audioop.lin2lin(audioop.bias(samples, 1, -128), 1, 2)
+    if codec in ("pcm_s24le", "pcm_s32le"):
+        return audioop.lin2lin(samples, 3 if codec == "pcm_s24le" else 4, 2)
+    # pcm_f32le / pcm_f64le: no C-level float path without numpy
+    floats = memoryview(samples).cast("B").cast("f" if codec == "pcm_f32le" else "d")
+    return struct.pack(f"<{len(floats)}h", *map(_float_to_s16, floats))
 
 
 def _attach_g711(audio: DecodedAudio, codes: bytes) -> None:
@@ -588,35 +811,20 @@ def _decode_ffmpeg(
     which: Callable[[str], str | None],
     limit: DecodeLimit,
 ) -> DecodedAudio:
-    ffmpeg = which("ffmpeg")
-    if ffmpeg is None:
-        raise UnsupportedAudioFormat(f"cannot decode {name}: {_FFMPEG_MISSING}")
+    del demuxer  # ffmpeg_decoder knows it
     # A file, not a pipe: m4a/mp4 may keep their index at the end and need seeking.
     try:
         with tempfile.NamedTemporaryFile(prefix="callvault-audio-", suffix=f".{name}") as source:
             source.write(data)
             source.flush()
-            command = [
-                ffmpeg, "-nostdin", "-hide_banner", "-f", demuxer, "-i", source.name,
-                "-map", "0:a:0", "-vn", "-acodec", "pcm_s16le", "-f", "wav", "-",
-            ]  # fmt: skip
-            output, log, returncode = _run_bounded(command, limit)
+            with PcmStream(ffmpeg_decoder(source.name, name, which=which), limit, what=name) as run:
+                pcm = b"".join(run)
+                codec = run.codec or name
+                rate, channels = run.sample_rate, run.channels
     except (OSError, subprocess.SubprocessError) as exc:
         raise AudioError(f"ffmpeg could not decode {name}: {exc}") from exc
-    if returncode != 0 or not output:
-        lines = [line.strip() for line in log.splitlines() if line.strip()]
-        reason = lines[-1] if lines else f"exit status {returncode}"
-        raise AudioError(f"ffmpeg could not decode the {name} data: {reason}")
-    view = memoryview(output)
-    layout = _parse_wav(view)
-    if layout.codec != "pcm_s16le":
-        raise AudioError(f"ffmpeg returned {layout.codec} instead of pcm_s16le for {name}")
-    match = _STREAM_CODEC.search(log)
-    samples = view[layout.data_offset : layout.data_offset + layout.data_size]
-    decoded = _expand(samples, "pcm_s16le", layout.sample_rate, layout.channels, 16)
-    return DecodedAudio(
-        decoded.pcm, decoded.sample_rate, decoded.channels, match.group(1) if match else name
-    )
+    decoded = _expand(memoryview(pcm), "pcm_s16le", rate, channels, 16)
+    return DecodedAudio(decoded.pcm, decoded.sample_rate, decoded.channels, codec)
 
 
 _WAV_HEADER_MAX = 64 * 1024  # ffmpeg's header (with metadata chunks) comes first
@@ -647,49 +855,161 @@ def _pcm_start(head: bytes) -> tuple[int, int, int] | None:
     return None
 
 
-def _run_bounded(command: list[str], limit: DecodeLimit) -> tuple[bytes, str, int]:
-    """Run ffmpeg, reading its WAV output as a stream: once the header says the rate and
-    channels, at most ``limit.max_bytes(...)`` of samples are read; past that ffmpeg is
+class PcmStream:
+    """A running ffmpeg decoding one audio stream to 16-bit WAV on its stdout, read as a
+    stream: iterate it for the PCM (``sample_rate``/``channels`` are set before the first
+    chunk). At most ``limit.max_bytes(...)`` of samples are read; past that ffmpeg is
     killed and :class:`AudioTooLong` raised. stderr is drained in a thread (its tail is
-    kept); the whole run is bounded by :data:`FFMPEG_TIMEOUT_S`."""
-    process = subprocess.Popen(
-        command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    assert process.stdout is not None and process.stderr is not None
-    errors = bytearray()
+    kept in :attr:`log`); the run is bounded by :data:`FFMPEG_TIMEOUT_S`. Use it as a
+    context manager: leaving it stops ffmpeg if it still runs.
 
-    def drain() -> None:
-        assert process.stderr is not None
-        while chunk := process.stderr.read(8192):
-            errors.extend(chunk)
-            del errors[: max(0, len(errors) - _STDERR_KEEP)]
+    Raises (while iterating):
+        AudioTooLong: more samples than ``limit`` allows.
+        AudioError: ffmpeg wrote no usable WAV header, or failed (its last log line).
+    """
 
-    drainer = threading.Thread(target=drain, daemon=True, name="ffmpeg-stderr")
-    drainer.start()
-    timer = threading.Timer(FFMPEG_TIMEOUT_S, process.kill)
-    timer.start()
-    out = bytearray()
-    allowed: int | None = None
-    try:
-        while chunk := process.stdout.read(1 << 16):
-            out.extend(chunk)
-            if allowed is None:
-                start = _pcm_start(bytes(out[:_WAV_HEADER_MAX]))
+    def __init__(
+        self,
+        command: list[str],
+        limit: DecodeLimit,
+        *,
+        what: str,
+        feed: Iterator[bytes] | None = None,
+    ) -> None:
+        self.limit, self.what = limit, what
+        self.sample_rate = self.channels = self.pcm_bytes = 0
+        self.returncode: int | None = None
+        self._errors = bytearray()
+        try:
+            self._process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL if feed is None else subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+        except OSError as exc:
+            raise AudioError(f"ffmpeg could not decode {what}: {exc}") from exc
+        self._drainer = threading.Thread(target=self._drain, daemon=True, name="ffmpeg-stderr")
+        self._drainer.start()
+        self._feeder: threading.Thread | None = None
+        self.feed_error: BaseException | None = None
+        if feed is not None:  # the input from a stream (``-i pipe:0``), written by a thread
+            self._feeder = threading.Thread(
+                target=self._write, args=(feed,), daemon=True, name="ffmpeg-stdin"
+            )
+            self._feeder.start()
+        self._timer = threading.Timer(FFMPEG_TIMEOUT_S, self._process.kill)
+        self._timer.start()
+
+    def _write(self, feed: Iterator[bytes]) -> None:
+        stdin = self._process.stdin
+        assert stdin is not None
+        try:
+            for piece in feed:
+                stdin.write(piece)
+        except (BrokenPipeError, ValueError):
+            pass  # ffmpeg stopped reading (it had enough, or was killed)
+        except BaseException as exc:  # the source failed: ffmpeg sees a short input
+            self.feed_error = exc
+        finally:
+            with contextlib.suppress(OSError, ValueError):
+                stdin.close()
+
+    def _drain(self) -> None:
+        stderr = self._process.stderr
+        assert stderr is not None
+        while chunk := stderr.read(8192):
+            self._errors.extend(chunk)
+            del self._errors[: max(0, len(self._errors) - _STDERR_KEEP)]
+
+    @property
+    def log(self) -> str:
+        return self._errors.decode("utf-8", "replace")
+
+    @property
+    def frames(self) -> int:
+        return self.pcm_bytes // (2 * self.channels) if self.channels else 0
+
+    @property
+    def codec(self) -> str | None:
+        """The codec ffmpeg reported for its input (``opus``, ``mp3``, ``aac``...)."""
+        match = _STREAM_CODEC.search(self.log)
+        return match.group(1) if match else None
+
+    def __enter__(self) -> PcmStream:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def __iter__(self) -> Iterator[bytes]:
+        stdout = self._process.stdout
+        assert stdout is not None
+        head = bytearray()
+        allowed = 0
+        while chunk := stdout.read(1 << 16):
+            if not self.channels:
+                head += chunk
+                start = _pcm_start(bytes(head[:_WAV_HEADER_MAX]))
                 if start is None:
-                    if len(out) > _WAV_HEADER_MAX:
+                    if len(head) > _WAV_HEADER_MAX:
                         raise AudioError("ffmpeg wrote a WAV header larger than 64 KiB")
                     continue
-                offset, rate, channels = start
-                allowed = offset + limit.max_bytes(rate, channels)
-            if len(out) > allowed:
-                raise limit.exceeded(rate, channels)
-        returncode = process.wait()
-    finally:
-        timer.cancel()
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        process.stdout.close()
-        drainer.join(5)
-        process.stderr.close()
-    return bytes(out), errors.decode("utf-8", "replace"), returncode
+                offset, self.sample_rate, self.channels = start
+                allowed = self.limit.max_bytes(self.sample_rate, self.channels)
+                chunk = bytes(head[offset:])
+            self.pcm_bytes += len(chunk)
+            if self.pcm_bytes > allowed:
+                raise self.limit.exceeded(self.sample_rate, self.channels)
+            yield chunk
+        self.returncode = self._process.wait()
+        if self.returncode != 0 or not self.channels:
+            lines = [line.strip() for line in self.log.splitlines() if line.strip()]
+            reason = lines[-1] if lines else f"exit status {self.returncode}"
+            raise AudioError(f"ffmpeg could not decode the {self.what} data: {reason}")
+
+    def close(self) -> None:
+        self._timer.cancel()
+        if self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+        if self._process.stdout is not None:
+            self._process.stdout.close()
+        self._drainer.join(5)
+        if self._feeder is not None:
+            self._feeder.join(5)
+        if self._process.stderr is not None:
+            self._process.stderr.close()
+
+
+def ffmpeg_decoder(
+    path: str,
+    fmt: str,
+    *,
+    layout: Layout | None = None,
+    which: Callable[[str], str | None] = shutil.which,
+) -> list[str]:
+    """The ffmpeg command decoding the file ``path`` (declared ``fmt``; headerless audio
+    at the declared ``layout``) to 16-bit WAV on stdout, for :class:`PcmStream`.
+
+    Raises:
+        UnsupportedAudioFormat: ffmpeg is not installed, or ``fmt`` is not one it reads.
+    """
+    ffmpeg = which("ffmpeg")
+    name = fmt.strip().lower().lstrip(".")
+    if ffmpeg is None:
+        raise UnsupportedAudioFormat(f"cannot decode {name}: {_FFMPEG_MISSING}")
+    if name in _RAW_FORMATS:
+        codec, default_rate = _RAW_FORMATS[name]
+        layout = layout or Layout()
+        demuxer = {"pcm_s16le": "s16le", "mulaw": "mulaw", "alaw": "alaw"}[codec]
+        source = ["-f", demuxer, "-ar", str(layout.sample_rate or default_rate),
+                  "-ac", str(layout.channels or 1)]  # fmt: skip
+    elif name in _FFMPEG_DEMUXERS or name == "wav":
+        source = ["-f", _FFMPEG_DEMUXERS.get(name, "wav")]
+    else:
+        raise UnsupportedAudioFormat(f"{name} is not decoded through ffmpeg")
+    return [
+        ffmpeg, "-nostdin", "-hide_banner", *source, "-i", path,
+        "-map", "0:a:0", "-vn", "-acodec", "pcm_s16le", "-f", "wav", "-",
+    ]  # fmt: skip

@@ -23,7 +23,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from storage.audio import SUPPORTED_FORMATS, DecodeLimit, decode
+from storage.audio import SUPPORTED_FORMATS, DecodeLimit, Layout, decode
 from storage.errors import AudioMislabelled, AudioTooLong, UnsupportedAudioFormat
 
 __all__ = ["PROBE_SECONDS", "ProbeResult", "probe", "sniff"]
@@ -86,10 +86,13 @@ def probe(
     *,
     seconds: float = PROBE_SECONDS,
     which: Callable[[str], str | None] = shutil.which,
+    layout: Layout | None = None,
 ) -> ProbeResult:
-    """Check that ``data`` is the declared ``fmt`` and that its first ``seconds`` decode.
+    """Check that ``data`` is the declared ``fmt`` and that its first ``seconds`` decode
+    (headerless audio at the declared ``layout``; a container must agree with it).
 
     Raises:
+        AudioMismatch: the container contradicts the declared ``layout``.
         UnsupportedAudioFormat: an unknown format, or a codec callvault cannot decode.
         AudioMislabelled: the bytes are another container than ``fmt`` says.
         AudioError: the header is inconsistent or the audio does not decode.
@@ -107,5 +110,5 @@ def probe(
     # AudioTooLong: more than the probed seconds decoded, so the start of the file is
     # fine (the header is all a WAV needs; ffmpeg was stopped once it got that far).
     with contextlib.suppress(AudioTooLong):
-        decode(data, name, which=which, limit=limit)
+        decode(data, name, which=which, limit=limit, layout=layout)
     return ProbeResult(found, name)

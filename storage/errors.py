@@ -16,6 +16,7 @@ no caller ever sees them. The tree (part of the one drawn in :mod:`callvault.err
     ├── AudioError
     │   ├── UnsupportedAudioFormat
     │   ├── AudioMislabelled        the container is not the declared format
+    │   ├── AudioMismatch           declared rate/channels contradict the audio
     │   └── AudioTooLong            decodes to more than its declared duration allows
     ├── LandingError                landing audio unreadable
     │   ├── LandingRejected         refused for good, with a ``reason`` code
@@ -47,6 +48,7 @@ __all__ = [
     "LandingStoreUnavailable",
     "AudioTooLong",
     "AudioMislabelled",
+    "AudioMismatch",
     "RecordingNotFound",
     "IntegrityError",
     "CustomerRefNotCanonical",
@@ -128,6 +130,11 @@ class UnsupportedAudioFormat(AudioError):
 
 class AudioMislabelled(AudioError):
     """The bytes are another container than the declared format (an MP3 sent as WAV)."""
+
+
+class AudioMismatch(AudioError):
+    """A declared sample rate, channel count or channel roles contradict what the
+    container says, or legs of one recording do not fit together (rates, channels)."""
 
 
 class AudioTooLong(AudioError):

@@ -39,8 +39,10 @@ and reads, writes and deletes audio only inside them. What a caller may rely on:
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
+import io
 import json
 import os
 import re
@@ -64,6 +66,7 @@ __all__ = [
     "LandingObject",
     "LandingRef",
     "LandingRejected",
+    "LandingStream",
     "StaleLanding",
     "REASONS",
     "SIDECAR_SUFFIX",
@@ -115,6 +118,35 @@ class LandingRef:
     @property
     def scheme(self) -> str:
         return "file" if self.path is not None else "s3"
+
+
+class LandingStream:
+    """Landing audio being read (:meth:`Landing.open`): ``size`` bytes, ``read(n)``."""
+
+    def __init__(
+        self,
+        uri: str,
+        size: int,
+        limit: int,
+        read: Callable[[int], bytes],
+        translate: Callable[[str, OSError], LandingError] | None,
+    ) -> None:
+        self.uri, self.size, self._limit = uri, size, limit
+        self._read, self._translate = read, translate
+        self.position = 0
+
+    def read(self, size: int = -1, /) -> bytes:
+        want = 1 << 20 if size is None or size < 0 else size
+        try:
+            piece = self._read(want)
+        except OSError as exc:
+            if self._translate is None:
+                raise
+            raise self._translate(f"cannot read landing file {self.uri}", exc) from exc
+        self.position += len(piece)
+        if self.position > self._limit:  # grew while it was read
+            raise _reject("landing-too-large", f"{self.uri} has more than {self._limit} bytes")
+        return piece
 
 
 @dataclass(frozen=True)
@@ -282,6 +314,44 @@ class Landing:
         if ref.path is not None:
             return self._read_file(ref, self.max_bytes, too_large="landing-too-large")
         return self._read_s3(ref, self.max_bytes, too_large="landing-too-large")
+
+    @contextlib.contextmanager
+    def open(self, ref: LandingRef | str) -> Iterator[LandingStream]:
+        """The landing audio as a stream (``size``, ``read(n)``), for reading it chunk by
+        chunk in constant memory; the same checks as :meth:`read`. Reading past
+        ``size`` (a file growing meanwhile) or past ``max_bytes`` raises
+        ``landing-too-large``.
+
+        Raises:
+            LandingRejected, LandingStoreUnavailable, LandingError: as :meth:`read`, on
+                opening or on any read.
+        """
+        ref = self._ref(ref)
+        if ref.path is not None:
+            handle, size = self._open_file(ref, self.max_bytes, too_large="landing-too-large")
+            with handle:
+                yield LandingStream(ref.uri, size, self.max_bytes, handle.read, _os_error)
+            return
+
+        def fetch() -> tuple[Any, int]:
+            response = self._client().get_object(Bucket=ref.bucket, Key=ref.key)
+            length = int(response.get("ContentLength", 0))
+            if length > self.max_bytes:
+                response["Body"].close()
+                raise _reject(
+                    "landing-too-large", f"{ref.uri} has {length} bytes; limit {self.max_bytes}"
+                )
+            return response["Body"], length
+
+        body, size = self._s3_guard("read", ref.uri, fetch)
+
+        def read(n: int) -> bytes:
+            return bytes(self._s3_guard("read", ref.uri, lambda: body.read(n)))
+
+        try:
+            yield LandingStream(ref.uri, size, self.max_bytes, read, None)
+        finally:
+            body.close()
 
     def delete(self, ref: LandingRef | str) -> None:
         """Delete the landing audio (every version on S3); already gone is fine.
@@ -612,7 +682,22 @@ class Landing:
     # -- file helpers ----------------------------------------------------------------
 
     def _read_file(self, ref: LandingRef, limit: int, *, too_large: str) -> bytes:
-        """Read a landing file without ever blocking or leaving the roots.
+        """Read a landing file whole (see :meth:`_open_file`)."""
+        handle, _ = self._open_file(ref, limit, too_large=too_large)
+        with handle:
+            try:
+                data = handle.read(limit + 1)
+            except OSError as exc:
+                raise _os_error(f"cannot read landing file {ref.uri}", exc) from exc
+        if len(data) > limit:  # grew while we read
+            raise _reject(too_large, f"{ref.uri} has more than {limit} bytes")
+        return data
+
+    def _open_file(
+        self, ref: LandingRef, limit: int, *, too_large: str
+    ) -> tuple[io.BufferedReader, int]:
+        """Open a landing file without ever blocking or leaving the roots; return the
+        handle and the file's size.
 
         Checked before the file is opened (``lstat``): it is a regular file (a FIFO
         would block ``open``, a socket fails it with ENXIO, a device could be read
@@ -648,20 +733,18 @@ class Landing:
             raise _reject("landing-missing", f"landing audio {ref.uri} does not exist") from None
         except OSError as exc:
             raise _os_error(f"cannot open landing file {ref.uri}", exc) from exc
-        with os.fdopen(fd, "rb") as handle:
+        handle = os.fdopen(fd, "rb")
+        try:
             info = os.fstat(fd)
             if (info.st_dev, info.st_ino) != (before.st_dev, before.st_ino):
                 raise _reject("landing-unsafe", f"{ref.uri} was replaced while it was opened")
             _check_safe(ref.uri, info, self.allow_hard_links)
             if info.st_size > limit:
                 raise _reject(too_large, f"{ref.uri} has {info.st_size} bytes; limit {limit}")
-            try:
-                data = handle.read(limit + 1)
-            except OSError as exc:
-                raise _os_error(f"cannot read landing file {ref.uri}", exc) from exc
-        if len(data) > limit:  # grew while we read
-            raise _reject(too_large, f"{ref.uri} has more than {limit} bytes")
-        return data
+        except BaseException:
+            handle.close()
+            raise
+        return handle, info.st_size
 
     def _write_file(self, path: Path, data: bytes) -> None:
         try:

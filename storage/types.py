@@ -63,6 +63,11 @@ class RecordingRow:
     updated_at: datetime | None = None
     # the vault's version id of the object as written (S3 with versioning; else None)
     object_version: str | None = None
+    # what each channel carries, in order (``audio.channel_roles``; () when not declared)
+    channel_roles: tuple[str, ...] = ()
+    # the silenced PCI pauses as ``{"start_ms", "end_ms"[, "channels"]}`` (0-based
+    # channel indexes; absent: every channel); () for rows stored before migration 9
+    pci_pauses: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)

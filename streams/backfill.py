@@ -18,8 +18,11 @@ direction       yes      inbound / outbound / internal
 consent         yes      notified / granted / declined
 format          yes      wav, ulaw, ... (empty: taken from the file's extension)
 purposes        no       ``;``-separated (CSV) or a list (JSON); empty: policy default
-pci_pauses      no       ``start_ms-end_ms;...`` or a JSON list of {start_ms, end_ms}
+pci_pauses      no       ``start_ms-end_ms;...`` or a JSON list of {start_ms, end_ms[, channels]}
 sha256          no       expected digest; empty: computed from the file
+sample_rate     no       Hz (``audio.sample_rate``): what headerless files are read at
+channels        no       1 or 2 (``audio.channels``): e.g. MixMonitor's ``D``-option ``.raw``
+channel_roles   no       ``customer;agent`` (CSV) or a list (JSON): what each channel carries
 =============== ======== ==========================================================
 
 What a caller may rely on:
@@ -85,7 +88,7 @@ __all__ = [
 #: Manifest columns copied as they are into the event's fields of the same name.
 _EVENT_COLUMNS = CALL_FIELDS
 REQUIRED_COLUMNS = ("file", *_EVENT_COLUMNS, "consent", "format")
-OPTIONAL_COLUMNS = ("purposes", "pci_pauses", "sha256")
+OPTIONAL_COLUMNS = ("purposes", "pci_pauses", "sha256", "sample_rate", "channels", "channel_roles")
 STATUSES = ("stored", "duplicate", "declined", "skipped", "failed")
 _PLACEHOLDER_SHA = "0" * 64  # audio we could not read: the pipeline rejects it with its reason
 _PAUSE = re.compile(r"^\s*(\d+)\s*-\s*(\d+)\s*$")
@@ -566,6 +569,13 @@ def _event(item: _Pending, schema: str) -> dict[str, Any]:
     pauses = _pci_pauses(row.get("pci_pauses"))
     if pauses is not None:
         event["pci_pauses"] = pauses
+    for name in ("sample_rate", "channels"):
+        number = _text(row.get(name))
+        if number:  # not a number: the pipeline rejects it (schema)
+            event["audio"][name] = int(number) if number.isdigit() else number
+    roles = _purposes(row.get("channel_roles"))  # the same list syntax
+    if roles is not None:
+        event["audio"]["channel_roles"] = roles
     return event
 
 

@@ -10,8 +10,10 @@ Order of effects for one batch (what makes crash-and-redeliver safe):
    the landing copy is removed only when the stored recording's own claim names it;
 3. consent ``declined``: verify the audio is the event's (sha256), claim it, audit
    the decision, then destroy the landing copy;
-4. read -> sha256 check -> decode (bounded by the declared duration) -> silence PCI
-   pauses -> encode -> encrypt -> vault put (in a thread pool: I/O and C code overlap);
+4. read -> sha256 check -> decode (bounded by the declared duration; headerless audio
+   at the declared rate and channels, a container checked against them) -> join legs
+   (``audio.legs``: one sample-aligned channel per file) -> silence PCI pauses on their
+   channels -> encode -> encrypt -> vault put (in a thread pool: I/O and C code overlap);
 5. ONE catalog transaction claims the files, inserts the rows and their audit
    records (and the audit records of the rejections);
 6. only then the landing copies are deleted and their claims released; the caller
@@ -33,25 +35,65 @@ retried event by event, so it is pinned on the event that causes it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Sequence
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from callvault.errors import is_unavailable
 from policies import IngestDecision, Policy, PolicyInputError, decide_ingest
-from storage.audio import DEFAULT_MAX_PCM_BYTES, DecodeLimit, decode, encode_wav, silence
+from storage.audio import (
+    DEFAULT_MAX_PCM_BYTES,
+    FFMPEG_FORMATS,
+    DecodedAudio,
+    DecodeLimit,
+    Layout,
+    PcmStream,
+    SilencePlan,
+    decode,
+    encode_wav,
+    ffmpeg_decoder,
+    join_legs,
+    silence,
+    wav_needs_ffmpeg,
+)
+from storage.audio_chunks import (
+    StreamPlan,
+    join_plans,
+    plan_stream,
+    read_head,
+    stream_legs,
+    stream_plaintext,
+)
+from storage.audio_store import (
+    STORAGE_CODECS,
+    StorageCodec,
+    content_type_of,
+    reencode_file,
+    stored_label,
+    transcode_file,
+)
 from storage.catalog import Catalog
 from storage.catalog.audit import AuditDraft, AuditLog
 from storage.catalog.claims import ClaimState, LandingClaim, LandingClaims
 from storage.catalog.restrictions import SubjectRestrictions
+from storage.crypto.envelope import PieceReader, SupportsRead
 from storage.crypto.keys import KeyService
-from storage.errors import AudioError, AudioTooLong, LandingError, UnsupportedAudioFormat
-from storage.landing import Landing, LandingRef, LandingRejected
+from storage.errors import (
+    AudioError,
+    AudioMismatch,
+    AudioTooLong,
+    LandingError,
+    UnsupportedAudioFormat,
+)
+from storage.landing import Landing, LandingRef, LandingRejected, LandingStream
 from storage.mirror import recording_tags
 from storage.types import RecordingRow
 from storage.vault import Vault
@@ -69,6 +111,7 @@ from streams.refs import landing_key, ref_or_dash
 from streams.services import Services
 
 __all__ = ["IngestOutcome", "IngestPipeline", "decide_event", "object_key_for"]
+
 
 log = logging.getLogger(__name__)
 
@@ -91,15 +134,32 @@ class IngestOutcome:
 @dataclass
 class _Prepared:
     event: RecordingEvent
-    ref: LandingRef
+    refs: tuple[LandingRef, ...]  # the landing files, one per leg (the first names it)
     decision: IngestDecision
     subject_ref: str
-    landing_key: str  # keyed name of the landing file (claims)
+    landing_keys: tuple[str, ...]  # keyed names of the landing files (claims)
     payload: bytes | str | dict[str, Any] = field(repr=False, default=b"")
     restricted: bool = False  # the customer asked to stop use: stored, but unusable
     row: RecordingRow | None = None
     bytes_in: int = 0
     verified: bool = False  # the landing audio matched the event's sha256
+
+    @property
+    def ref(self) -> LandingRef:
+        """The recording's first landing file (its sidecar's)."""
+        return self.refs[0]
+
+    @property
+    def landing_key(self) -> str:
+        return self.landing_keys[0]
+
+    def claim_rows(self) -> list[tuple[str, str, str]]:
+        """``(landing key, recording id, tenant)`` of every file, for the claims."""
+        rid, tenant = self.event.recording_id, self.event.tenant
+        return [(key, rid, tenant) for key in self.landing_keys]
+
+    def release_rows(self) -> list[tuple[str, str]]:
+        return [(key, self.event.recording_id) for key in self.landing_keys]
 
 
 def object_key_for(keys: KeyService, tenant: str, recording_id: str) -> str:
@@ -135,6 +195,104 @@ def decide_event(event: RecordingEvent, policy: Policy) -> IngestDecision:
         )
     except PolicyInputError as exc:
         raise EventRejected(str(RejectReason.UNKNOWN_PURPOSE), str(exc)) from exc
+
+
+def _check_pauses(event: RecordingEvent, frames: int, rate: int, channels: int) -> None:
+    """Every pause must fall inside the decoded audio and on channels it has: a pause
+    that cannot be silenced where the event says means the audio is not what the event
+    describes (a stereo file read as mono halves every time), so nothing is stored."""
+    total_ms = -(-frames * 1000 // rate)
+    for index, pause in enumerate(event.pci_pauses):
+        if pause.start_ms >= total_ms:
+            raise EventRejected(
+                str(RejectReason.PCI_OUT_OF_RANGE),
+                f"pci_pauses[{index}]: starts after the decoded audio ends ({total_ms} ms)",
+            )
+        if pause.channels is not None and max(pause.channels) >= channels:
+            raise EventRejected(
+                str(RejectReason.PCI_OUT_OF_RANGE),
+                f"pci_pauses[{index}]: the audio has {channels} channel(s)",
+            )
+
+
+#: Formats :meth:`IngestPipeline._prepare_streamed` may handle without holding them.
+_STREAMED = frozenset({"wav", "sln", "sln16", "ulaw", "mulaw", "alaw"})
+
+
+def _audio_rejection(exc: AudioError) -> EventRejected:
+    """The reason code of an audio failure."""
+    if isinstance(exc, UnsupportedAudioFormat):
+        return EventRejected(str(RejectReason.AUDIO_UNSUPPORTED), str(exc))
+    if isinstance(exc, AudioTooLong):
+        return EventRejected(str(RejectReason.AUDIO_TOO_LONG), str(exc))
+    if isinstance(exc, AudioMismatch):
+        return EventRejected(str(RejectReason.AUDIO_MISMATCH), str(exc))
+    return EventRejected(str(RejectReason.AUDIO_UNDECODABLE), str(exc))
+
+
+class _Digested:
+    """Landing streams read through their sha256, each to be the event's (``expected``)."""
+
+    def __init__(self, streams: Sequence[LandingStream], expected: Sequence[str]) -> None:
+        self._streams = list(streams)
+        self._expected = list(expected)
+        self._digests = [hashlib.sha256() for _ in self._streams]
+
+    def head(self, index: int) -> bytes:
+        """The first bytes of stream ``index`` (a WAV header's worth), digested."""
+        head = read_head(self._streams[index])
+        self._digests[index].update(head)
+        return head
+
+    def reader(self, index: int) -> SupportsRead:
+        """Stream ``index`` as ``read(n)``, everything read digested."""
+        stream, digest = self._streams[index], self._digests[index]
+
+        class Digesting:
+            def read(self, size: int = -1, /) -> bytes:
+                piece = stream.read(size)
+                digest.update(piece)
+                return piece
+
+        return Digesting()
+
+    def matches(self) -> bool:
+        return all(d.hexdigest() == e for d, e in zip(self._digests, self._expected, strict=True))
+
+    def finish(self, item: _Prepared) -> None:
+        """Every stream was read to its end: raise ``sha256-mismatch`` unless each is the
+        event's audio (``item.verified`` then)."""
+        if not self.matches():
+            raise _sha256_mismatch()
+        item.verified = True
+
+    def refused(self, item: _Prepared, exc: EventRejected) -> None:
+        """``exc`` refused the event before the files were read to the end. As on the
+        whole-file path, a file that is not the event's is a ``sha256-mismatch`` whatever
+        else is wrong with it (raised from here); files that are get claimed for the
+        recording (``item.verified``), so the reconciler leaves them."""
+        if item.verified or exc.reason == RejectReason.SHA256_MISMATCH:
+            return
+        for stream, digest in zip(self._streams, self._digests, strict=True):
+            while piece := stream.read(1 << 20):
+                digest.update(piece)
+        item.verified = self.matches()
+        if not item.verified:
+            raise _sha256_mismatch() from exc
+
+
+def _sha256_mismatch() -> EventRejected:
+    return EventRejected(
+        str(RejectReason.SHA256_MISMATCH), "landing audio does not match audio.sha256"
+    )
+
+
+def _translated(pieces: Iterator[bytes]) -> Iterator[bytes]:
+    """``pieces`` with audio failures as rejections (they surface inside ``Vault.put``)."""
+    try:
+        yield from pieces
+    except AudioError as exc:
+        raise _audio_rejection(exc) from exc
 
 
 def _foreign(claim: LandingClaim | None, recording_id: str) -> bool:
@@ -360,20 +518,20 @@ class IngestPipeline:
                         "duplicate", item.event.recording_id, tenant=item.event.tenant
                     )
                     continue
-                if item.landing_key in files:
+                if files.intersection(item.landing_keys):
                     deferred.append(index)
                     continue
                 seen[item.event.recording_id] = index
-                files.add(item.landing_key)
+                files.update(item.landing_keys)
                 prepared[index] = item
 
         if prepared:
             oldest = min(p.event.ended_at for p in prepared.values())
             self.metrics.oldest_event_age.set(max(0.0, (now - oldest).total_seconds()))
-            claims = self.claims.get(p.landing_key for p in prepared.values())
+            claims = self.claims.get(k for p in prepared.values() for k in p.landing_keys)
             for index in list(prepared):
-                claim = claims.get(prepared[index].landing_key)
-                if _foreign(claim, prepared[index].event.recording_id):
+                rid = prepared[index].event.recording_id
+                if any(_foreign(claims.get(k), rid) for k in prepared[index].landing_keys):
                     item = prepared.pop(index)
                     outcomes[index] = self._dlq(item.payload, _claimed(), rejected_audit)
             present = self.catalog.recording_ids_present(
@@ -437,9 +595,9 @@ class IngestPipeline:
                 stored = self._commit(stored, dead, outcomes, rejected_audit, payloads)
             with self.metrics.stage("landing"):
                 for _, item in stored:
-                    self._discard_landing(item.ref)
+                    self._discard_landing(item)
                 self.claims.set_state(
-                    [(item.landing_key, item.event.recording_id) for _, item in stored],
+                    [row for _, item in stored for row in item.release_rows()],
                     ClaimState.RELEASED,
                 )
 
@@ -465,12 +623,13 @@ class IngestPipeline:
         refused: list[tuple[int, _Prepared]] = []
         with self.catalog.database.transaction() as tx:
             owners = self.claims.claim(
-                [(p.landing_key, p.event.recording_id, p.event.tenant) for _, p in stored],
+                [row for _, p in stored for row in p.claim_rows()],
                 tx=tx,
             )
             kept = []
             for index, item in stored:
-                if owners.get(item.landing_key) == item.event.recording_id:
+                rid = item.event.recording_id
+                if all(owners.get(key) == rid for key in item.landing_keys):
                     kept.append((index, item))
                 else:
                     refused.append((index, item))
@@ -478,7 +637,7 @@ class IngestPipeline:
             for index, item in dead:
                 outcome = outcomes[index]
                 self.claims.claim(
-                    [(item.landing_key, item.event.recording_id, item.event.tenant)],
+                    item.claim_rows(),
                     state=ClaimState.DEAD_LETTERED,
                     reason=outcome.reason if outcome else "",
                     tx=tx,
@@ -530,19 +689,24 @@ class IngestPipeline:
     def _validate(self, payload: bytes | str | dict[str, Any], now: datetime) -> _Prepared:
         event = parse_recording_event(payload, now=now, window=self.window)
         decision = decide_event(event, self.policy)
-        ref = self._resolve(event)
+        refs = tuple(self._resolve(uri) for uri, _ in event.audio.files)
+        keys = tuple(landing_key(self.keys.keyring, ref.uri) for ref in refs)
+        if len(set(keys)) != len(keys):
+            raise EventRejected(
+                str(RejectReason.INVALID_FIELD), "audio.legs: each leg is its own file"
+            )
         return _Prepared(
             event,
-            ref,
+            refs,
             decision,
             self.keys.subject_ref(event.tenant, event.customer_ref),
-            landing_key(self.keys.keyring, ref.uri),
+            keys,
             payload,
         )
 
-    def _resolve(self, event: RecordingEvent) -> LandingRef:
+    def _resolve(self, uri: str) -> LandingRef:
         try:
-            return self.landing.resolve(event.audio.uri)
+            return self.landing.resolve(uri)
         except LandingRejected as exc:  # LandingStoreUnavailable propagates (retried)
             raise _landing_rejection(exc) from exc
 
@@ -559,42 +723,365 @@ class IngestPipeline:
         if isinstance(owner, str) and owner != item.event.recording_id:
             raise _claimed()
 
-    def _read_verified(self, item: _Prepared) -> bytes:
-        """The landing audio, checked against the event's sha256 (``item.verified``),
-        after checking that no sidecar names another owner."""
+    def _read_verified(self, item: _Prepared) -> list[bytes]:
+        """The landing audio of every file (one per leg), each checked against its
+        sha256 (``item.verified`` once all match), after checking that no sidecar names
+        another owner."""
         self._check_sidecar(item)
+        files = []
+        for ref, (_, digest) in zip(item.refs, item.event.audio.files, strict=True):
+            try:
+                data = self.landing.read(ref)
+            except LandingError as exc:
+                if is_unavailable(exc):
+                    raise  # the landing store is down: retried
+                raise _landing_rejection(exc) from exc
+            if hashlib.sha256(data).hexdigest() != digest:
+                where = "audio.sha256" if not item.event.audio.legs else "its leg's sha256"
+                raise EventRejected(
+                    str(RejectReason.SHA256_MISMATCH), f"landing audio does not match {where}"
+                )
+            files.append(data)
+        item.verified = True
+        return files
+
+    def _prepare(self, item: _Prepared) -> _Prepared:
+        fmt = item.event.audio.format
+        if item.event.audio.legs:
+            if fmt in _STREAMED:
+                with self.metrics.stage("stream"):
+                    if self._prepare_streamed_legs(item):
+                        return item
+            return self._prepare_whole(item)
+        codec = str(item.decision.storage_codec)
+        if codec in STORAGE_CODECS:  # the retention class stores in its own codec
+            with self.metrics.stage("stream"):
+                self._prepare_compressed(item, STORAGE_CODECS[codec])
+            return item
+        path = "ffmpeg" if fmt in FFMPEG_FORMATS else "whole"
+        with self.metrics.stage("stream"):
+            if fmt in _STREAMED:
+                path = self._prepare_streamed(item)
+            if path == "ffmpeg":
+                self._prepare_compressed(item)
+                return item
+        return item if path == "done" else self._prepare_whole(item)
+
+    def _prepare_compressed(self, item: _Prepared, target: StorageCodec | None = None) -> None:
+        """Compressed audio (and GSM / ADPCM WAV), kept as sent in constant memory: the
+        landing file is copied aside while its digest is checked, ffmpeg decodes it as a
+        stream (bounded; the samples are only counted), and the copy is sealed and
+        written chunk by chunk; around a PCI pause a second ffmpeg re-encodes the
+        silenced samples in the same codec, rate, channels and bit rate. With a
+        ``target`` codec (the retention class's ``storage_codec``) any format is
+        transcoded to it instead, PCI pauses silenced on the way."""
+        event = item.event
+        self._check_sidecar(item)
+        limit = DecodeLimit.for_call(event.duration_ms, max_pcm_bytes=self.max_pcm_bytes)
+        layout = Layout(event.audio.sample_rate, event.audio.channels)
+        fmt = event.audio.format
+        with tempfile.TemporaryDirectory(prefix="callvault-ingest-") as folder:
+            sent = Path(folder) / f"sent.{fmt}"
+            item.bytes_in = self._copy_verified(item, sent)
+            try:
+                decoder = ffmpeg_decoder(str(sent), fmt, layout=layout)
+                with PcmStream(decoder, limit, what=fmt) as scan:
+                    for _ in scan:
+                        pass  # counted and bounded; kept as sent, not as samples
+                codec = scan.codec or fmt
+                layout.check(scan.sample_rate, scan.channels, f"{fmt} audio")
+                rate, channels, frames = scan.sample_rate, scan.channels, scan.frames
+                cuts = self._cuts(event, frames, rate, channels)
+                stored = sent
+                label = stored_label(fmt, codec)
+                if target is not None:
+                    options = target.options(channels)
+                    stored = transcode_file(
+                        sent, fmt, layout, cuts, options=options, muxer=target.muxer,
+                        limit=limit, folder=Path(folder),
+                    )  # fmt: skip
+                    label = target.label
+                    if target.decoded_rate:  # Opus decodes at 48 kHz, whatever it was fed
+                        frames = frames * target.decoded_rate // rate
+                        rate = target.decoded_rate
+                elif cuts.cuts:
+                    seconds = max(frames / rate, 0.001)
+                    bit_rate = max(6000, round(item.bytes_in * 8 / seconds / 1000) * 1000)
+                    stored = reencode_file(
+                        sent, fmt, codec, cuts, bit_rate=bit_rate, limit=limit, folder=Path(folder)
+                    )
+            except AudioError as exc:
+                raise _audio_rejection(exc) from exc
+            size = stored.stat().st_size
+            with stored.open("rb") as plaintext:
+                self._seal_and_put(
+                    item,
+                    plaintext,
+                    size=size,
+                    audio_format=label,
+                    content_type=content_type_of(label),
+                    frames=frames,
+                    sample_rate=rate,
+                    channels=channels,
+                    redacted_ms=cuts.silenced_ms,
+                )
+
+    def _copy_verified(self, item: _Prepared, target: Path) -> int:
+        """Copy the landing file to ``target`` chunk by chunk, checking its sha256
+        (``item.verified``); return its size."""
+        digest = hashlib.sha256()
         try:
-            data = self.landing.read(item.ref)
+            with self.landing.open(item.ref) as stream, target.open("wb") as out:
+                while piece := stream.read(1 << 20):
+                    digest.update(piece)
+                    out.write(piece)
+                size = stream.position
+        except LandingError as exc:
+            if is_unavailable(exc):
+                raise
+            raise _landing_rejection(exc) from exc
+        if digest.hexdigest() != item.event.audio.sha256:
+            raise _sha256_mismatch()
+        item.verified = True
+        return size
+
+    def _prepare_streamed(self, item: _Prepared) -> str:
+        """PCM / G.711 WAV and headerless audio: read, silence, encrypt and write chunk by
+        chunk, in constant memory. Returns ``done``, or the path this file needs instead:
+        ``ffmpeg`` (a codec only ffmpeg expands) or ``whole`` (an unusual WAV layout)."""
+        event = item.event
+        self._check_sidecar(item)
+        limit = DecodeLimit.for_call(event.duration_ms, max_pcm_bytes=self.max_pcm_bytes)
+        layout = Layout(event.audio.sample_rate, event.audio.channels)
+        try:
+            with self.landing.open(item.ref) as stream:
+                digested = _Digested([stream], [event.audio.sha256])
+                try:
+                    head = digested.head(0)
+                    try:
+                        plan = plan_stream(
+                            head, stream.size, event.audio.format, layout=layout, limit=limit
+                        )
+                    except AudioError as exc:
+                        raise _audio_rejection(exc) from exc
+                    if plan is None:
+                        return "ffmpeg" if wav_needs_ffmpeg(head) else "whole"
+                    cuts = self._cuts(event, plan.frames, plan.sample_rate, plan.channels)
+                    pieces = stream_plaintext(
+                        plan, head, digested.reader(0), cuts, finish=lambda: digested.finish(item)
+                    )
+                    item.bytes_in = stream.size
+                    self._put_streamed(item, plan, pieces, cuts)
+                except EventRejected as exc:
+                    digested.refused(item, exc)
+                    raise
         except LandingError as exc:
             if is_unavailable(exc):
                 raise  # the landing store is down: retried
             raise _landing_rejection(exc) from exc
-        if hashlib.sha256(data).hexdigest() != item.event.audio.sha256:
-            raise EventRejected(
-                str(RejectReason.SHA256_MISMATCH), "landing audio does not match audio.sha256"
-            )
-        item.verified = True
-        return data
+        return "done"
 
-    def _prepare(self, item: _Prepared) -> _Prepared:
+    def _prepare_streamed_legs(self, item: _Prepared) -> bool:
+        """Legs of PCM / G.711 WAV or headerless audio, interleaved chunk by chunk into one
+        recording in constant memory (False: they need :meth:`_prepare_whole`, e.g. legs
+        of different codecs)."""
+        event = item.event
+        self._check_sidecar(item)
+        limit = DecodeLimit.for_call(event.duration_ms, max_pcm_bytes=self.max_pcm_bytes)
+        layout = Layout(event.audio.sample_rate, None)  # each leg is one mono direction
+        try:
+            with contextlib.ExitStack() as stack:
+                streams = [stack.enter_context(self.landing.open(ref)) for ref in item.refs]
+                digested = _Digested(streams, [digest for _, digest in event.audio.files])
+                try:
+                    heads, plans = [], []
+                    for index, stream in enumerate(streams):
+                        heads.append(digested.head(index))
+                        try:
+                            plan = plan_stream(
+                                heads[-1], stream.size, event.audio.format, layout=layout,
+                                limit=limit,
+                            )  # fmt: skip
+                        except AudioError as exc:
+                            raise _audio_rejection(exc) from exc
+                        if plan is None:
+                            return False
+                        plans.append(plan)
+                    if len({p.stored_codec for p in plans}) != 1:
+                        return False  # mixed codecs: join_legs makes them 16-bit PCM
+                    try:
+                        joined = join_plans(plans)
+                    except AudioError as exc:
+                        raise _audio_rejection(exc) from exc
+                    cuts = self._cuts(event, joined.frames, joined.sample_rate, joined.channels)
+                    readers = [digested.reader(i) for i in range(len(streams))]
+                    pieces = stream_legs(
+                        plans, heads, readers, cuts, finish=lambda: digested.finish(item)
+                    )
+                    item.bytes_in = sum(s.size for s in streams)
+                    self._put_streamed(item, joined, pieces, cuts)
+                except EventRejected as exc:
+                    digested.refused(item, exc)
+                    raise
+        except LandingError as exc:
+            if is_unavailable(exc):
+                raise
+            raise _landing_rejection(exc) from exc
+        return True
+
+    def _put_streamed(
+        self, item: _Prepared, plan: StreamPlan, pieces: Iterator[bytes], cuts: SilencePlan
+    ) -> None:
+        """Seal and write the stored WAV ``pieces`` of ``plan`` as they are produced."""
+        self._seal_and_put(
+            item,
+            PieceReader(_translated(pieces)),
+            size=plan.plaintext_size,
+            audio_format=plan.audio_format,
+            content_type="audio/wav",
+            frames=plan.frames,
+            sample_rate=plan.sample_rate,
+            channels=plan.channels,
+            redacted_ms=cuts.silenced_ms,
+        )
+
+    def _cuts(self, event: RecordingEvent, frames: int, rate: int, channels: int) -> SilencePlan:
+        """The PCI cuts over audio of this layout (see :func:`_check_pauses`)."""
+        roles = event.audio.channel_roles
+        if roles and len(roles) != channels:
+            raise EventRejected(
+                str(RejectReason.AUDIO_MISMATCH),
+                f"audio.channel_roles names {len(roles)} channel(s), the audio has {channels}",
+            )
+        _check_pauses(event, frames, rate, channels)
+        spans = [(p.start_ms, p.end_ms, p.channels) for p in event.pci_pauses]
+        try:
+            return SilencePlan.of(spans, sample_rate=rate, channels=channels, frames=frames)
+        except AudioError as exc:
+            raise EventRejected(str(RejectReason.PCI_OUT_OF_RANGE), str(exc)) from exc
+
+    def _seal_and_put(
+        self,
+        item: _Prepared,
+        plaintext: SupportsRead,
+        *,
+        size: int,
+        audio_format: str,
+        content_type: str,
+        frames: int,
+        sample_rate: int,
+        channels: int,
+        redacted_ms: int,
+    ) -> None:
+        """Seal ``size`` bytes of ``plaintext`` and write them to the vault as they are
+        sealed; the row of what was stored becomes ``item.row``."""
+        event, decision = item.event, item.decision
+        assert decision.retention_class is not None and decision.retain_until is not None
+        sealing = self.keys.seal_recording_stream(
+            recording_id=event.recording_id,
+            tenant=event.tenant,
+            subject_ref=item.subject_ref,
+            plaintext=plaintext,
+            size=size,
+            content_type=content_type,
+        )
+        key = object_key_for(self.keys, event.tenant, event.recording_id)
+        tags = recording_tags(
+            purposes=decision.purposes,
+            retention_class=decision.retention_class,
+            retain_until=decision.retain_until,
+            held=False,
+        )
+        # The pieces raise (sha256, truncation) before the object is complete: the vault
+        # then discards what it wrote, and the event is dead-lettered.
+        written = self.vault.put(key, sealing, tags=tags, durable=False)
+        self.metrics.pci_redacted_seconds.inc(redacted_ms / 1000)
+        item.row = self._row(
+            item,
+            key=key,
+            subject_key_id=sealing.subject_key_id,
+            ciphertext_sha256=sealing.sha256,
+            stored_size=sealing.size,
+            audio_bytes=size,
+            audio_format=audio_format,
+            duration_ms=frames * 1000 // sample_rate,
+            sample_rate=sample_rate,
+            channels=channels,
+            redacted_ms=redacted_ms,
+            version=written.version_id,
+        )
+
+    def _row(
+        self,
+        item: _Prepared,
+        *,
+        key: str,
+        subject_key_id: str,
+        ciphertext_sha256: str,
+        stored_size: int,
+        audio_bytes: int,
+        audio_format: str,
+        duration_ms: int,
+        sample_rate: int,
+        channels: int,
+        redacted_ms: int,
+        version: str | None,
+    ) -> RecordingRow:
+        event, decision = item.event, item.decision
+        assert decision.retention_class is not None and decision.retain_until is not None
+        return RecordingRow(
+            recording_id=event.recording_id,
+            call_id=event.call_id,
+            tenant=event.tenant,
+            subject_ref=item.subject_ref,
+            agent_id=event.agent_id,
+            queue=event.queue,
+            direction=event.direction,
+            started_at=event.started_at,
+            ended_at=event.ended_at,
+            duration_ms=duration_ms,
+            consent=event.consent,
+            purposes=decision.purposes,
+            retention_class=decision.retention_class,
+            retain_until=decision.retain_until,
+            object_key=key,
+            subject_key_id=subject_key_id,
+            ciphertext_sha256=ciphertext_sha256,
+            stored_size=stored_size,
+            audio_bytes=audio_bytes,
+            audio_format=audio_format,
+            sample_rate=sample_rate,
+            channels=channels,
+            channel_roles=event.audio.channel_roles,
+            pci_pauses=tuple(
+                {
+                    "start_ms": p.start_ms,
+                    "end_ms": p.end_ms,
+                    "channels": list(p.channels or range(channels)),
+                }
+                for p in event.pci_pauses
+            ),
+            pci_redacted_ms=redacted_ms,
+            created_at=self.clock(),
+            restricted=item.restricted,
+            object_version=version,
+        )
+
+    def _prepare_whole(self, item: _Prepared) -> _Prepared:
+        """Legs (joined into one recording) and WAVs of an unusual layout: decoded,
+        silenced and encoded as the canonical WAV in memory."""
         event = item.event
         with self.metrics.stage("read"):
-            data = self._read_verified(item)
-        item.bytes_in = len(data)
+            files = self._read_verified(item)
+        item.bytes_in = sum(len(data) for data in files)
         with self.metrics.stage("decode"):
-            limit = DecodeLimit.for_call(event.duration_ms, max_pcm_bytes=self.max_pcm_bytes)
-            try:
-                audio = decode(data, event.audio.format, limit=limit)
-            except UnsupportedAudioFormat as exc:
-                raise EventRejected(str(RejectReason.AUDIO_UNSUPPORTED), str(exc)) from exc
-            except AudioTooLong as exc:
-                raise EventRejected(str(RejectReason.AUDIO_TOO_LONG), str(exc)) from exc
-            except AudioError as exc:
-                raise EventRejected(str(RejectReason.AUDIO_UNDECODABLE), str(exc)) from exc
-            del data
+            audio = self._decode(event, files)
+            del files
         with self.metrics.stage("redact"):
+            spans = [(p.start_ms, p.end_ms, p.channels) for p in event.pci_pauses]
+            _check_pauses(event, audio.frames, audio.sample_rate, audio.channels)
             try:
-                audio, redacted_ms = silence(audio, event.pci_pauses)
+                audio, redacted_ms = silence(audio, spans)
             except AudioError as exc:
                 raise EventRejected(str(RejectReason.PCI_OUT_OF_RANGE), str(exc)) from exc
             wav, audio_format = encode_wav(audio)
@@ -605,6 +1092,7 @@ class IngestPipeline:
                 tenant=event.tenant,
                 subject_ref=subject_ref,
                 plaintext=wav,
+                content_type="audio/wav",
             )
         decision = item.decision
         assert decision.retention_class is not None and decision.retain_until is not None
@@ -619,35 +1107,41 @@ class IngestPipeline:
             # Group commit: the batch is flushed once before the catalog commit.
             written = self.vault.put(key, sealed.blob, tags=tags, durable=False)
         self.metrics.pci_redacted_seconds.inc(redacted_ms / 1000)
-        item.row = RecordingRow(
-            recording_id=event.recording_id,
-            call_id=event.call_id,
-            tenant=event.tenant,
-            subject_ref=subject_ref,
-            agent_id=event.agent_id,
-            queue=event.queue,
-            direction=event.direction,
-            started_at=event.started_at,
-            ended_at=event.ended_at,
-            duration_ms=audio.duration_ms,
-            consent=event.consent,
-            purposes=decision.purposes,
-            retention_class=decision.retention_class,
-            retain_until=decision.retain_until,
-            object_key=key,
+        item.row = self._row(
+            item,
+            key=key,
             subject_key_id=sealed.subject_key_id,
             ciphertext_sha256=hashlib.sha256(sealed.blob).hexdigest(),
             stored_size=len(sealed.blob),
             audio_bytes=len(wav),
             audio_format=audio_format,
+            duration_ms=audio.duration_ms,
             sample_rate=audio.sample_rate,
             channels=audio.channels,
-            pci_redacted_ms=redacted_ms,
-            created_at=self.clock(),
-            restricted=item.restricted,
-            object_version=written.version_id,
+            redacted_ms=redacted_ms,
+            version=written.version_id,
         )
         return item
+
+    def _decode(self, event: RecordingEvent, files: list[bytes]) -> DecodedAudio:
+        """The event's audio as one recording: each file decoded (bounded by the declared
+        call; headerless audio at the declared layout), legs joined channel by channel."""
+        limit = DecodeLimit.for_call(event.duration_ms, max_pcm_bytes=self.max_pcm_bytes)
+        declared = event.audio
+        # Each leg is one mono direction: the declared channel count is the recording's.
+        layout = Layout(declared.sample_rate, None if declared.legs else declared.channels)
+        try:
+            decoded = [decode(data, declared.format, limit=limit, layout=layout) for data in files]
+            audio = join_legs(decoded) if declared.legs else decoded[0]
+            if declared.channel_roles and len(declared.channel_roles) != audio.channels:
+                raise AudioMismatch(
+                    f"audio.channel_roles names {len(declared.channel_roles)} channel(s), "
+                    f"the audio has {audio.channels}"
+                )
+            limit.check(audio.frames, audio.sample_rate, audio.channels)
+        except AudioError as exc:
+            raise _audio_rejection(exc) from exc
+        return audio
 
     def _stored_draft(self, row: RecordingRow) -> AuditDraft:
         return AuditDraft(
@@ -686,8 +1180,8 @@ class IngestPipeline:
                 )
             destroy = False  # already gone (a redelivery), or not this event's audio
         if destroy:
-            owners = self.claims.claim([(item.landing_key, rid, tenant)])
-            if owners.get(item.landing_key) != rid:
+            owners = self.claims.claim(item.claim_rows())
+            if any(owners.get(key) != rid for key in item.landing_keys):
                 raise _claimed()
         already = next(
             self.audit.iter_entries(recording_id=rid, action_prefix="ingest.declined"), None
@@ -704,8 +1198,8 @@ class IngestPipeline:
                 )
             )
         if destroy:
-            self._discard_landing(item.ref)
-            self.claims.set_state([(item.landing_key, rid)], ClaimState.RELEASED)
+            self._discard_landing(item)
+            self.claims.set_state(item.release_rows(), ClaimState.RELEASED)
         return IngestOutcome("declined", rid, reason="consent-declined", tenant=tenant)
 
     def _dlq(
@@ -737,9 +1231,10 @@ class IngestPipeline:
             tenant=tenant,
         )
 
-    def _discard_landing(self, ref: LandingRef) -> None:
-        self.landing.delete(ref)
-        self.landing.delete_sidecar(ref)
+    def _discard_landing(self, item: _Prepared) -> None:
+        for ref in item.refs:
+            self.landing.delete(ref)
+        self.landing.delete_sidecar(item.ref)
 
     def _discard_duplicate(self, item: _Prepared, claim: LandingClaim | None) -> None:
         """A redelivered event of a stored recording: delete the landing copy only when
@@ -748,8 +1243,8 @@ class IngestPipeline:
         rid = item.event.recording_id
         if claim is None or claim.recording_id != rid or claim.state is not ClaimState.CLAIMED:
             return
-        self._discard_landing(item.ref)
-        self.claims.set_state([(item.landing_key, rid)], ClaimState.RELEASED)
+        self._discard_landing(item)
+        self.claims.set_state(item.release_rows(), ClaimState.RELEASED)
 
     def _count(self, outcomes: list[IngestOutcome]) -> None:
         for outcome in outcomes:

@@ -24,6 +24,7 @@ STAGES = (
     "redact",
     "encrypt",
     "vault",
+    "stream",  # read, redact, encrypt and write in one pass (streamed recordings)
     "flush",
     "catalog",
     "landing",

@@ -421,6 +421,16 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(
+        9,
+        "channel roles and silenced PCI pauses of recordings (issue 11)",
+        (
+            # JSON arrays; NULL for recordings stored before (roles unknown, pauses
+            # only as pci_redacted_ms)
+            "ALTER TABLE recordings ADD COLUMN channel_roles TEXT",
+            "ALTER TABLE recordings ADD COLUMN pci_pauses TEXT",
+        ),
+    ),
+    Migration(
         11,
         "disclosure exports: signed manifests, no files (storage/catalog/exports.py)",
         (

@@ -27,8 +27,10 @@ RECORDING_COLUMNS = (
     "started_at", "ended_at", "duration_ms", "consent", "purposes", "retention_class",
     "retain_until", "object_key", "subject_key_id", "ciphertext_sha256", "stored_size",
     "audio_bytes", "audio_format", "sample_rate", "channels", "pci_redacted_ms",
-    "created_at", "state", "restricted", "updated_at", "object_version",
+    "created_at", "state", "restricted", "updated_at", "object_version", "channel_roles",
+    "pci_pauses",
 )  # fmt: skip
+_JSON_COLUMNS = frozenset({"channel_roles", "pci_pauses"})
 _TIME_COLUMNS = frozenset({"started_at", "ended_at", "retain_until", "created_at", "updated_at"})
 
 
@@ -65,7 +67,7 @@ def recording_params(row: RecordingRow) -> tuple[Any, ...]:
         value = getattr(row, column)
         if column in _TIME_COLUMNS:
             value = None if value is None else to_db_time(value)
-        elif column == "purposes":
+        elif column == "purposes" or column in _JSON_COLUMNS:
             value = json.dumps(list(value), separators=(",", ":"))
         elif column == "state":
             value = RecordingState(value).value
@@ -86,6 +88,8 @@ def recording_from_row(values: Sequence[Any]) -> RecordingRow:
         if data[column] is not None:
             data[column] = from_db_time(data[column])
     data["purposes"] = tuple(json.loads(data["purposes"]))
+    for column in _JSON_COLUMNS:  # NULL: stored before migration 9
+        data[column] = tuple(json.loads(data[column])) if data[column] else ()
     data["state"] = RecordingState(data["state"])
     data["restricted"] = bool(data["restricted"])
     return RecordingRow(**data)

@@ -68,6 +68,8 @@ __all__ = [
     "read_header",
     "seal",
     "seal_chunks",
+    "read_exactly",
+    "PieceReader",
     "open_sealed",
     "open_chunks",
     "ciphertext_span",
@@ -434,7 +436,7 @@ def seal_chunks(
             piece: bytes | memoryview = view[start : start + length]
         else:
             assert reader is not None
-            piece = _read_exactly(reader, length)
+            piece = read_exactly(reader, length)
             if len(piece) != length:
                 raise ValueError(f"stream ended after {start + len(piece)} of {total} bytes")
         yield aead.encrypt(_nonce(header, index), piece, _aad(header, index))
@@ -442,7 +444,8 @@ def seal_chunks(
         raise ValueError(f"stream holds more than the declared {total} bytes")
 
 
-def _read_exactly(reader: SupportsRead, length: int) -> bytes:
+def read_exactly(reader: SupportsRead, length: int) -> bytes:
+    """``length`` bytes from ``reader`` (fewer only at its end), however it splits them."""
     data = reader.read(length)
     if len(data) == length or not data:
         return data
@@ -534,21 +537,21 @@ def open_chunks(
         yield from _open_chunk_views(view[header_len:], parsed, 0, parsed.chunk_count, data_key)
         return
     reader = _as_reader(source)
-    head = _read_exactly(reader, PREFIX_SIZE)
+    head = read_exactly(reader, PREFIX_SIZE)
     total = header_length(head)
-    head += _read_exactly(reader, total - PREFIX_SIZE)
+    head += read_exactly(reader, total - PREFIX_SIZE)
     parsed, _ = parse_header(head)
     aead = _check_data_key(data_key)
     for index in range(parsed.chunk_count):
         size = parsed.chunk_plain_size(index) + TAG_SIZE
-        piece = _read_exactly(reader, size)
+        piece = read_exactly(reader, size)
         if len(piece) != size:
             raise IntegrityError(
                 f"recording {parsed.label}: object truncated in chunk {index} "
                 f"of {parsed.chunk_count}"
             )
         yield _decrypt_chunk(aead, parsed, index, piece)
-    if _read_exactly(reader, 1):
+    if read_exactly(reader, 1):
         raise IntegrityError(f"recording {parsed.label}: trailing bytes after last chunk")
 
 
@@ -561,8 +564,8 @@ def _check_length(view: memoryview, header: EnvelopeHeader, header_len: int) -> 
         )
 
 
-class _IterReader:
-    """Adapts an iterable of byte pieces to ``read(n)``."""
+class PieceReader:
+    """Adapts an iterable of byte pieces to ``read(n)`` (what the sealer reads)."""
 
     def __init__(self, pieces: Iterable[bytes]) -> None:
         self._pieces = iter(pieces)
@@ -584,7 +587,7 @@ class _IterReader:
 def _as_reader(source: SupportsRead | Iterable[bytes]) -> SupportsRead:
     if isinstance(source, SupportsRead):
         return source
-    return _IterReader(source)
+    return PieceReader(source)
 
 
 # -- ranges ------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ What a caller of :class:`KeyService` may rely on:
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import secrets
 import threading
@@ -40,6 +41,7 @@ __all__ = [
     "KeyService",
     "RecordingRanges",
     "SealedRecording",
+    "SealingStream",
     "subject_key_context",
 ]
 
@@ -91,6 +93,28 @@ class SealedRecording:
 
     blob: bytes
     subject_key_id: str
+
+
+class SealingStream:
+    """A recording being sealed piece by piece (:meth:`KeyService.seal_recording_stream`):
+    iterate it once (e.g. hand it to ``Vault.put``); afterwards ``size`` and
+    ``sha256`` describe the sealed object that was produced."""
+
+    def __init__(self, pieces: Iterator[bytes], subject_key_id: str) -> None:
+        self.subject_key_id = subject_key_id
+        self._pieces = pieces
+        self._hasher = hashlib.sha256()
+        self.size = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        for piece in self._pieces:
+            self._hasher.update(piece)
+            self.size += len(piece)
+            yield piece
+
+    @property
+    def sha256(self) -> str:
+        return self._hasher.hexdigest()
 
 
 def subject_key_context(record: SubjectKeyRecord) -> dict[str, str]:
@@ -156,15 +180,7 @@ class KeyService:
                 subject ref belongs to another tenant.
             ValueError: empty ids or a bad chunk size.
         """
-        if not recording_id or not tenant or not subject_ref:
-            raise ValueError("recording_id, tenant and subject_ref must not be empty")
-        record = self._live_or_new_subject_key(tenant, subject_ref)
-        subject_key = self._subject_key(record)
-        data_key = envelope.new_data_key()
-        ref = self.recording_ref(recording_id)  # the header never holds the id (format v2)
-        wrapped = envelope.wrap_data_key(
-            subject_key, data_key, recording_ref=ref, subject_key_id=record.key_id
-        )
+        ref, record, data_key, wrapped = self._new_data_key(recording_id, tenant, subject_ref)
         blob = envelope.seal(
             ref,
             plaintext,
@@ -175,6 +191,54 @@ class KeyService:
             content_type=content_type,
         )
         return SealedRecording(blob=blob, subject_key_id=record.key_id)
+
+    def seal_recording_stream(
+        self,
+        *,
+        recording_id: str,
+        tenant: str,
+        subject_ref: str,
+        plaintext: envelope.SupportsRead,
+        size: int,
+        content_type: str = "audio/wav",
+        chunk_size: int = envelope.DEFAULT_CHUNK_SIZE,
+    ) -> SealingStream:
+        """:meth:`seal_recording` for a stream of ``size`` bytes, in constant memory: the
+        sealed object is produced chunk by chunk as the result is iterated.
+
+        Raises:
+            KeyringError: as :meth:`seal_recording` (at once, before any piece).
+            ValueError: empty ids; while iterating, a stream shorter or longer than
+                ``size`` (and whatever reading ``plaintext`` raises).
+        """
+        ref, record, data_key, wrapped = self._new_data_key(recording_id, tenant, subject_ref)
+        pieces = envelope.seal_chunks(
+            ref,
+            plaintext,
+            data_key=data_key,
+            wrapped_data_key=wrapped,
+            subject_key_id=record.key_id,
+            size=size,
+            chunk_size=chunk_size,
+            content_type=content_type,
+        )
+        return SealingStream(pieces, record.key_id)
+
+    def _new_data_key(
+        self, recording_id: str, tenant: str, subject_ref: str
+    ) -> tuple[str, SubjectKeyRecord, bytes, bytes]:
+        """A fresh data key for one recording: its reference, the subject key record,
+        the key and the key wrapped by the subject key."""
+        if not recording_id or not tenant or not subject_ref:
+            raise ValueError("recording_id, tenant and subject_ref must not be empty")
+        record = self._live_or_new_subject_key(tenant, subject_ref)
+        subject_key = self._subject_key(record)
+        data_key = envelope.new_data_key()
+        ref = self.recording_ref(recording_id)  # the header never holds the id (format v2)
+        wrapped = envelope.wrap_data_key(
+            subject_key, data_key, recording_ref=ref, subject_key_id=record.key_id
+        )
+        return ref, record, data_key, wrapped
 
     def recording_ref(self, recording_id: str) -> str:
         """What a sealed object's header (format v2) names ``recording_id`` by: a keyed

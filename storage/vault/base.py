@@ -11,6 +11,10 @@ What a caller may rely on, whatever the backend:
 
 - ``put`` is atomic: a reader sees the old object, the new one, or nothing, never a
   partial object. Overwriting a key is allowed (ingest is idempotent by recording id).
+  ``put`` takes bytes or an iterable of byte pieces (written as they come, in constant
+  memory: a temp file renamed into place; an S3 multipart upload above
+  ``MULTIPART_THRESHOLD``); an iterable that raises leaves nothing behind and the
+  previous object (if any) in place.
 - An object is never visible without its tags.
 - ``delete`` removes every version (on a versioned bucket, old versions and delete
   markers too); deleting a missing key is not an error. ``delete_many`` takes the
@@ -35,7 +39,7 @@ What a caller may rely on, whatever the backend:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
 from storage.errors import StorageError
@@ -70,9 +74,18 @@ class Vault(Protocol):
     url: str
 
     def put(
-        self, key: str, data: bytes, *, tags: Mapping[str, str], durable: bool = True
+        self,
+        key: str,
+        data: bytes | Iterable[bytes],
+        *,
+        tags: Mapping[str, str],
+        durable: bool = True,
     ) -> ObjectInfo:
         """Store ``data`` under ``key`` with exactly ``tags``, atomically; overwrite allowed.
+
+        ``data`` may be an iterable of pieces (a sealed recording being produced): it is
+        consumed once, and whatever it raises propagates after the partial write was
+        discarded.
 
         With ``durable=False`` the object is visible at once but may only survive a
         crash after the next :meth:`flush` (group commit: ingest writes a batch of
@@ -209,6 +222,15 @@ class Vault(Protocol):
             StorageError: the backend has no legal holds, a bad key, or it failed.
         """
         ...
+
+
+def check_data(data: object) -> None:
+    """Raise :class:`StorageError` unless ``data`` is bytes-like or an iterable of pieces
+    (not text)."""
+    if isinstance(data, bytes | bytearray | memoryview):
+        return
+    if isinstance(data, str) or not hasattr(data, "__iter__"):
+        raise StorageError(f"vault data must be bytes or byte pieces, not {type(data).__name__}")
 
 
 def validate_key(key: object) -> str:

@@ -14,7 +14,7 @@ import contextlib
 import errno
 import json
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import SplitResult, unquote
@@ -23,7 +23,13 @@ from callvault.errors import ConfigError
 from storage._files import make_private_dirs, syncfs, write_file_atomically
 from storage.errors import RecordingNotFound, StorageError, VaultUnavailable
 from storage.types import ObjectInfo, StoredObject
-from storage.vault.base import check_range, validate_key, validate_prefix, validate_tags
+from storage.vault.base import (
+    check_data,
+    check_range,
+    validate_key,
+    validate_prefix,
+    validate_tags,
+)
 
 __all__ = ["LocalVault"]
 
@@ -79,23 +85,35 @@ class LocalVault:
     # -- Vault ---------------------------------------------------------------------
 
     def put(
-        self, key: str, data: bytes, *, tags: Mapping[str, str], durable: bool = True
+        self,
+        key: str,
+        data: bytes | Iterable[bytes],
+        *,
+        tags: Mapping[str, str],
+        durable: bool = True,
     ) -> ObjectInfo:
         path = self._object_path(key)
         checked = validate_tags(tags)
-        if not isinstance(data, bytes | bytearray | memoryview):
-            raise StorageError(f"vault data must be bytes, not {type(data).__name__}")
+        check_data(data)
         try:
             # Tags first: the object never becomes visible without its tags.
-            write_file_atomically(self._tags_path(key), _encode_tags(checked), sync=durable)
-            write_file_atomically(path, data, sync=durable)
+            tags_path = self._tags_path(key)
+            existed = path.exists()
+            write_file_atomically(tags_path, _encode_tags(checked), sync=durable)
+            try:
+                size = write_file_atomically(path, data, sync=durable)
+            except BaseException:
+                if not existed:  # pieces that failed leave nothing behind
+                    with contextlib.suppress(OSError):
+                        tags_path.unlink()
+                raise
         except IsADirectoryError as exc:
             raise StorageError(f"vault key {key!r} is a prefix of other keys here") from exc
         except NotADirectoryError as exc:
             raise StorageError(f"vault key {key!r} extends an existing key") from exc
         except OSError as exc:
             raise VaultUnavailable(f"cannot write vault object {key!r}: {exc}") from exc
-        return ObjectInfo(key=key, size=len(data), tags=checked)
+        return ObjectInfo(key=key, size=size, tags=checked)
 
     def flush(self) -> None:
         """One ``syncfs`` of the vault's filesystem instead of an fsync per file."""

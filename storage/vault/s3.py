@@ -28,9 +28,10 @@ as the local vault). What a caller may rely on beyond the protocol:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from typing import Any, TypeVar
@@ -41,12 +42,16 @@ from storage import _aws
 from storage._aws import AwsFailure, Failure
 from storage.errors import RecordingNotFound, StorageError, VaultUnavailable
 from storage.types import ObjectInfo, StoredObject
-from storage.vault.base import validate_key, validate_prefix, validate_tags
+from storage.vault.base import check_data, validate_key, validate_prefix, validate_tags
 
 __all__ = ["S3Vault", "make_s3_client"]
 
 _BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _MIN_RUN = 32  # keys per parallel run of a delete: fewer are not worth a thread
+#: Streamed puts of at least this many bytes become a multipart upload...
+MULTIPART_THRESHOLD = 8 * 1024 * 1024
+#: ...of parts this large (S3's minimum is 5 MiB for every part but the last).
+MULTIPART_PART_SIZE = 8 * 1024 * 1024
 _T = TypeVar("_T")
 
 
@@ -168,14 +173,30 @@ class S3Vault:
         """Nothing to do: S3 acknowledges a PUT only once it is durable."""
 
     def put(
-        self, key: str, data: bytes, *, tags: Mapping[str, str], durable: bool = True
+        self,
+        key: str,
+        data: bytes | Iterable[bytes],
+        *,
+        tags: Mapping[str, str],
+        durable: bool = True,
     ) -> ObjectInfo:
         del durable  # every PUT is durable when S3 answers
         full = self._full_key(key)
         checked = validate_tags(tags)
-        if not isinstance(data, bytes | bytearray | memoryview):
-            raise StorageError(f"vault data must be bytes, not {type(data).__name__}")
-        body = bytes(data)
+        check_data(data)
+        if isinstance(data, bytes | bytearray | memoryview):
+            return self._put_object(key, full, bytes(data), checked)
+        # Pieces: one PUT if they add up to less than a part, else a multipart upload of
+        # MULTIPART_PART_SIZE parts (constant memory, whatever the recording's length).
+        buffer = bytearray()
+        pieces = iter(data)
+        for piece in pieces:
+            buffer += piece
+            if len(buffer) >= MULTIPART_THRESHOLD:
+                return self._put_multipart(key, full, buffer, pieces, checked)
+        return self._put_object(key, full, bytes(buffer), checked)
+
+    def _put_object(self, key: str, full: str, body: bytes, checked: dict[str, str]) -> ObjectInfo:
         request: dict[str, Any] = {
             "Bucket": self.bucket,
             "Key": full,
@@ -189,6 +210,62 @@ class S3Vault:
         return ObjectInfo(
             key=key, size=len(body), tags=checked, version_id=response.get("VersionId")
         )
+
+    def _put_multipart(
+        self,
+        key: str,
+        full: str,
+        buffer: bytearray,
+        rest: Iterator[bytes],
+        checked: dict[str, str],
+    ) -> ObjectInfo:
+        """Upload ``buffer`` and then ``rest`` in parts; abort on any failure (of S3 or
+        of the pieces), so no partial object or stray parts are left."""
+        request: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Key": full,
+            "ContentType": "application/octet-stream",
+        }
+        if checked:
+            request["Tagging"] = urlencode(checked)
+        with self._errors("put", key):
+            upload = self._client.create_multipart_upload(**request)["UploadId"]
+        parts: list[dict[str, Any]] = []
+        size = 0
+
+        def send(body: bytes) -> None:
+            nonlocal size
+            with self._errors("put", key):
+                answer = self._client.upload_part(
+                    Bucket=self.bucket,
+                    Key=full,
+                    UploadId=upload,
+                    PartNumber=len(parts) + 1,
+                    Body=body,
+                )
+            parts.append({"PartNumber": len(parts) + 1, "ETag": answer["ETag"]})
+            size += len(body)
+
+        try:
+            for piece in rest:
+                buffer += piece
+                while len(buffer) >= MULTIPART_PART_SIZE:
+                    send(bytes(buffer[:MULTIPART_PART_SIZE]))
+                    del buffer[:MULTIPART_PART_SIZE]
+            if buffer or not parts:
+                send(bytes(buffer))
+            with self._errors("put", key):
+                response = self._client.complete_multipart_upload(
+                    Bucket=self.bucket,
+                    Key=full,
+                    UploadId=upload,
+                    MultipartUpload={"Parts": parts},
+                )
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self._client.abort_multipart_upload(Bucket=self.bucket, Key=full, UploadId=upload)
+            raise
+        return ObjectInfo(key=key, size=size, tags=checked, version_id=response.get("VersionId"))
 
     def get(self, key: str) -> bytes:
         full = self._full_key(key)

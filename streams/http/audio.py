@@ -52,6 +52,7 @@ from policies import (
     could_use,
     decide_access,
 )
+from storage.audio_store import file_extension_of
 from storage.catalog.disclosures import REFERENCE_PATTERN
 from storage.errors import StorageError
 from storage.types import RecordingRow
@@ -360,7 +361,9 @@ async def _send(
     return await stream_audio(
         request,
         ready,
-        filename=f"{row.recording_id}.wav" if mode == "download" else None,
+        filename=f"{row.recording_id}.{file_extension_of(row.audio_format)}"
+        if mode == "download"
+        else None,
         window=ctx.window,
         on_bytes=served.inc,
         on_failure=failed,

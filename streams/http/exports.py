@@ -13,7 +13,8 @@ the request's tenant; anyone else is 403, audited ``privacy.export-denied``. Wha
 - 410 ``export-erased``: the customer was erased since (a recording of the manifest is
   erased or its key destroyed); 410 ``export-stale``: a recording of it has expired;
 - 200 ``application/zip``: ``manifest.json`` (the signed manifest), then per released
-  recording ``audio/<n>-<id>.wav`` (the stored codec, exactly as stored) and
+  recording ``audio/<n>-<id>.<ext>`` (the stored codec, exactly as stored: ``wav``,
+  ``mp3``, ``ogg``, ``webm``, ``flac``, ``m4a``; storage/README.md "Audio") and
   ``metadata/<n>-<id>.json``. Each download is counted and audited
   (``privacy.export-downloaded``: request id, export id, recordings, download number)
   before the first byte.
@@ -36,6 +37,7 @@ from typing import Any
 from aiohttp import web
 
 from policies import Principal, in_tenant
+from storage.audio_store import file_extension_of
 from storage.catalog.audit import AuditDraft
 from storage.catalog.exports import DisclosureExport
 from storage.errors import KeyDestroyed, StorageError
@@ -124,7 +126,8 @@ def _write_zip(export: DisclosureExport, rows: dict[str, RecordingRow], ctx: Any
             ranges = keys.open_ranges(fetch)
             ranges.unlock()  # a shredded key is reported before any byte of this entry
             size = ranges.header.plaintext_size
-            with archive.open(f"audio/{name}.wav", "w", force_zip64=size > 0xFFFF0000) as entry:
+            entry_name = f"audio/{name}.{file_extension_of(row.audio_format)}"  # as stored
+            with archive.open(entry_name, "w", force_zip64=size > 0xFFFF0000) as entry:
                 for start in range(0, size, _WINDOW):
                     entry.write(ranges.read(start, min(size, start + _WINDOW) - 1))
             metadata = {

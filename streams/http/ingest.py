@@ -28,11 +28,13 @@ from typing import Any
 from aiohttp import web
 
 from policies import in_tenant
+from storage.audio import Layout
 from storage.audio_probe import probe
 from storage.catalog.audit import AuditDraft
 from storage.errors import (
     AudioError,
     AudioMislabelled,
+    AudioMismatch,
     LandingRejected,
     StorageError,
     UnsupportedAudioFormat,
@@ -105,12 +107,14 @@ async def _parts(request: web.Request, limit: int) -> tuple[dict[str, Any], byte
     return metadata, audio
 
 
-def _probe(audio: bytes, audio_format: str) -> None:
+def _probe(audio: bytes, audio_format: str, sample_rate: int | None, channels: int | None) -> None:
     """Raise :class:`Unprocessable` for audio telephony should fix and send again."""
     try:
-        probe(audio, audio_format)
+        probe(audio, audio_format, layout=Layout(sample_rate, channels))
     except AudioMislabelled as exc:
         raise Unprocessable(str(RejectReason.AUDIO_MISLABELLED), str(exc)) from None
+    except AudioMismatch as exc:
+        raise Unprocessable(str(RejectReason.AUDIO_MISMATCH), str(exc)) from None
     except UnsupportedAudioFormat as exc:
         raise Unprocessable(str(RejectReason.AUDIO_UNSUPPORTED), str(exc)) from None
     except AudioError as exc:
@@ -127,13 +131,18 @@ async def post_recording(request: web.Request) -> web.Response:
     if declared is not None and declared != digest:
         raise BadRequest("audio does not match metadata.audio.sha256", "sha256-mismatch")
     audio_format = str(meta_audio.get("format", "wav"))  # type: ignore[union-attr]
+    if "legs" in meta_audio:  # type: ignore[operator]
+        raise BadRequest("one audio part is one file: send legs through the recordings topic")
     event = {**metadata, "schema": metadata.get("schema", SCHEMA_V1)}
-    event["audio"] = {"uri": "file:///pending", "format": audio_format, "sha256": digest}
+    # The declared layout (sample_rate, channels, channel_roles) is kept.
+    layout = {k: v for k, v in meta_audio.items() if k not in ("uri", "sha256")}  # type: ignore[union-attr]
+    event["audio"] = {**layout, "uri": "file:///pending", "format": audio_format, "sha256": digest}
     # EventRejected: 400 invalid-event (before anything is landed)
     parsed = parse_recording_event(event, now=ctx.now(), window=ctx.services.config.call_window)
     decide_event(parsed, ctx.services.policy)  # an unknown purpose: 400 now, not a DLQ entry
     await require_tenant(request, principal, parsed.tenant, "ingest")
-    await run(_probe, audio, parsed.audio.format)  # Unprocessable: 422, nothing landed
+    # Unprocessable: 422, nothing landed
+    await run(_probe, audio, parsed.audio.format, parsed.audio.sample_rate, parsed.audio.channels)
     services = ctx.services
     # The landing file is named by a keyed hash: recording ids may hold characters a
     # file name may not (":"), or personal data some PBXs put there.

@@ -8,22 +8,27 @@ request is re-checked against the recording's state, like its Range requests, an
 not audited again). The stored WAV is read window by window (1 MiB), never whole,
 so a two-hour call costs constant memory.
 
-Formats: WAV with 8/16/24/32-bit PCM, mu-law or A-law (what ingest stores). Anything
-else answers 415 ``waveform-unsupported`` (the page then shows the lanes without a
-waveform).
+Formats: WAV with 8/16/24/32-bit PCM, mu-law or A-law, read window by window; the
+compressed formats stored as sent (MP3, Opus in Ogg/WebM, FLAC, AAC in M4A, GSM) are
+decrypted window by window into ffmpeg's stdin and decoded as a bounded stream (nothing
+decrypted touches the disk), the slices sized from the catalog's duration. What ffmpeg
+cannot decode answers 415 ``waveform-unsupported`` (the page then shows the lanes
+without a waveform).
 """
 
 from __future__ import annotations
 
 import struct
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
+from storage.audio import DecodeLimit, PcmStream, ffmpeg_decoder
 from storage.crypto.keys import KeyService
+from storage.errors import AudioError, UnsupportedAudioFormat
 from storage.types import RecordingRow
 from storage.vault import Vault
 from streams.errors import AudioFailure, BadRequest
@@ -156,10 +161,73 @@ def _split(pcm: bytes, channels: int) -> list[bytes]:
     return [view[c::channels].tobytes() for c in range(channels)]
 
 
+def _decoded_peaks(
+    reader: AudioReader, total: int, row: RecordingRow, points: int
+) -> tuple[list[dict[str, list[int]]], int, int, int]:
+    """Peaks of a compressed recording, decoded by ffmpeg from the decrypted stream:
+    ``(peaks, channels, sample_rate, frames)``.
+
+    Raises:
+        AudioFailure: 415 ``waveform-unsupported`` when ffmpeg cannot decode it.
+    """
+    fmt = {"m4a/aac": "m4a", "ogg/opus": "opus", "webm/opus": "webm"}.get(
+        row.audio_format, row.audio_format.split("/", 1)[0]
+    )
+
+    def plaintext() -> Iterator[bytes]:
+        for start in range(0, total, _WINDOW):
+            yield reader.read(start, min(total, start + _WINDOW) - 1)
+
+    limit = DecodeLimit.for_call(row.duration_ms)
+    try:
+        command = ffmpeg_decoder("pipe:0", fmt)
+        with PcmStream(command, limit, what=fmt, feed=plaintext()) as decoded:
+            lows: list[list[int]] = []
+            highs: list[list[int]] = []
+            frame, expected = 0, 0
+            for pcm in decoded:
+                channels = decoded.channels
+                if not lows:
+                    expected = max(1, row.duration_ms * decoded.sample_rate // 1000)
+                    points = max(1, min(points, expected))
+                    lows = [[0] * points for _ in range(channels)]
+                    highs = [[0] * points for _ in range(channels)]
+                lanes = [pcm] if channels == 1 else _split(pcm, channels)
+                count = len(pcm) // (2 * channels)
+                for lo in range(0, count, max(1, expected // points)):
+                    bucket = min(points - 1, (frame + lo) * points // expected)
+                    hi = min(count, lo + max(1, expected // points))
+                    for channel, lane in enumerate(lanes):
+                        small, big = audioop.minmax(lane[lo * 2 : hi * 2], 2)
+                        lows[channel][bucket] = min(lows[channel][bucket], small)
+                        highs[channel][bucket] = max(highs[channel][bucket], big)
+                frame += count
+            if decoded.feed_error is not None:
+                raise decoded.feed_error
+    except (AudioError, UnsupportedAudioFormat) as exc:
+        raise _unsupported(f"the stored {row.audio_format} could not be decoded ({exc})") from exc
+    scale = 1000 / 32768
+    peaks = [
+        {"min": [round(v * scale) for v in low], "max": [round(v * scale) for v in high]}
+        for low, high in zip(lows, highs, strict=True)
+    ]
+    return peaks, len(lows), decoded.sample_rate, frame
+
+
 def _waveform(vault: Vault, keys: KeyService, row: RecordingRow, points: int) -> dict[str, Any]:
     reader = AudioReader(vault, keys, row)
     header = reader.open()
     total = header.plaintext_size
+    if not row.audio_format.startswith("wav/") or row.audio_format == "wav/gsm_ms":
+        peaks, channels, rate, frames = _decoded_peaks(reader, total, row, points)
+        return {
+            "recording_id": row.recording_id,
+            "channels": channels,
+            "sample_rate": rate,
+            "duration_ms": frames * 1000 // rate if rate else 0,
+            "points": len(peaks[0]["min"]) if peaks else 0,
+            "peaks": peaks,
+        }
     head = reader.read(0, min(_HEAD, total) - 1) if total else b""
     layout = wav_layout(head, total)
     peaks = compute_peaks(reader.read, layout, points)

@@ -14,6 +14,7 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
+from storage.audio_store import content_type_of
 from storage.catalog.audit import AuditDraft
 from storage.catalog.requests import PrivacyRequest, RequestStatus
 from storage.types import RecordingRow, RecordingState
@@ -131,6 +132,7 @@ class CorrectHandler(BaseHandler):
             tenant=row.tenant,
             subject_ref=new_subject,
             plaintext=audio,
+            content_type=content_type_of(row.audio_format),  # served as stored
         )
         digest = self.ctx.keys.keyring.pseudonymize(
             row.tenant, f"object:{row.recording_id}:{sealed.subject_key_id}"

@@ -125,7 +125,8 @@ def announce(
     placeholder: dict[str, Any] = {"format": audio_format}
     if legs:
         placeholder["legs"] = [
-            {"uri": "file:///pending", "sha256": "0" * 64, "role": leg.role} for leg in legs
+            {"uri": f"file:///pending-{i}", "sha256": "0" * 64, "role": leg.role}
+            for i, leg in enumerate(legs)
         ]
     else:
         placeholder.update(uri="file:///pending", sha256="0" * 64)

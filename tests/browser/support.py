@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 __all__ = [
+    "AUDIO_PROBE_JS",
     "CHROMIUM",
     "CHROMEDRIVER",
     "chromium",
@@ -29,6 +30,32 @@ __all__ = [
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
+
+
+#: ``execute_async_script(AUDIO_PROBE_JS, url)``: load ``url`` in an ``<audio>``, read the
+#: duration, play at 4x for 0.7 s, seek to 1 s before the end; returns what happened.
+AUDIO_PROBE_JS = """
+const [url, done] = [arguments[0], arguments[arguments.length - 1]];
+const a = new Audio(); a.muted = true; a.preload = 'auto';
+const out = {};
+let finished = false;
+const finish = (why) => {
+  if (finished) return; finished = true;
+  Object.assign(out, {why, error: a.error ? a.error.code : null, ended_at: a.currentTime});
+  a.pause(); a.removeAttribute('src'); a.load(); done(out);
+};
+a.addEventListener('error', () => finish('error'));
+a.addEventListener('loadedmetadata', () => {
+  out.duration = a.duration; a.playbackRate = 4;
+  a.play().then(() => setTimeout(() => {
+    out.played = a.currentTime;
+    a.addEventListener('seeked', () => setTimeout(() => finish('seeked'), 300), {once: true});
+    a.currentTime = Math.max(0, a.duration - 1);
+  }, 700)).catch((e) => { out.play_error = String(e); finish('play-error'); });
+});
+setTimeout(() => finish('timeout'), 15000);
+a.src = url;
+"""
 
 
 @contextmanager

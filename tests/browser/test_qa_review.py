@@ -42,6 +42,7 @@ def env(
         "rec-conn-1": {
             "audio": stereo.path.read_bytes(), "seconds": 20.0, "call_id": "CA-7731",
             "agent": "agent-7", "queue": "billing", "tenant": "acme", "pci_pauses": [PCI],
+            "channel_roles": ["customer", "agent"],
         },
         "rec-conn-2": {"call_id": "CA-7732", "agent": "agent-8", "queue": "support",
                        "tenant": "acme", "seconds": 12.0},
@@ -174,7 +175,7 @@ def test_a_reviewers_day(env: QaEnv, oidc_provider: TestIdp, tmp_path: Path) -> 
         heard = _listen_until(driver, lambda peak: min(peak) > 0.001, "both lanes sound")
         assert min(heard) > 0.001  # the dialogue alternates: each lane spoke at some point
         state = _state(driver)
-        assert [lane["name"] for lane in state["lanes"]] == ["Channel 1", "Channel 2"]  # see below
+        assert [lane["name"] for lane in state["lanes"]] == ["Customer", "Agent"]  # channel_roles
         assert state["waveform"]["channels"] == 2
         driver.execute_script("document.getElementById('player-ui').scrollIntoView()")
         screens.shot("both-lanes")
@@ -200,8 +201,10 @@ def test_a_reviewers_day(env: QaEnv, oidc_provider: TestIdp, tmp_path: Path) -> 
         )
         screens.shot("solo-agent")
 
-        # 8. The PCI pause: 4.5 s silenced (the catalog keeps its length; see the note below).
-        assert "4.5 s of card details silenced" in text_of(driver, "pci-list")
+        # 8. The PCI pause, where it was (the catalog keeps pauses since issue 11): marked
+        # on both lanes (the event named no channel, so both were silenced).
+        assert text_of(driver, "pci-list") == "PCI pause 0:05–0:09.5: card details silenced"
+        assert [lane["pciMarks"] for lane in _state(driver)["lanes"]] == [1, 1]
         screens.shot("pci-silenced")
 
         # Speed and keys: 1.5x, space pauses, the right arrow jumps 5 s.
@@ -325,20 +328,21 @@ def test_a_reviewers_day(env: QaEnv, oidc_provider: TestIdp, tmp_path: Path) -> 
 def test_the_player_names_lanes_and_marks_pci_pauses_from_the_metadata(
     env: QaEnv, tmp_path: Path
 ) -> None:
-    """The player against the metadata contract of issue 11 (``channel_roles``,
-    ``pci_pauses[].channels``), which the catalog does not keep yet on this branch: the
-    real recording's metadata plus those two fields, as issue 11 will serve them."""
+    """The player against the metadata of issue 11 (``channel_roles``,
+    ``pci_pauses[].channels``) as the catalog keeps them; the pauses are then replaced by
+    ones naming channels, to see marks on one lane only."""
     from selenium.webdriver.common.by import By
 
     token = env.token("rita", "qa-reviewer", tenant="acme")
     meta = env.get("/v1/recordings/rec-conn-1", token=token).json()
-    assert "channel_roles" not in meta  # the fallback the page shows today: channel count only
+    assert meta["channel_roles"] == ["customer", "agent"]
+    assert meta["pci_pauses"] == [{**PCI, "channels": [0, 1]}]  # none named: both silenced
     grant = env.request(
         "POST", "/v1/recordings/rec-conn-1/grants", token=token,
         body={"purpose": "quality-improvement", "justification": "EVAL-9"},
     ).json()  # fmt: skip
     pauses = [{**PCI, "channels": [0]}, {"start_ms": 14000, "end_ms": 15000}]
-    contract = {**meta, "channel_roles": ["customer", "agent"], "pci_pauses": pauses}
+    contract = {**meta, "pci_pauses": pauses}
     with chromium(tmp_path) as driver:
         screens = Screens(driver, tmp_path, "player-contract")
         driver.get(env.server.url + "/")

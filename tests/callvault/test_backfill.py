@@ -341,3 +341,49 @@ def test_bad_source_and_missing_manifest_exit_2(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2 and "cannot read manifest" in result.output
     assert set(REQUIRED_COLUMNS) <= set(row("rec-1", "a.wav"))
+
+
+def test_a_stereo_sln_archive_is_imported_with_its_declared_layout(tmp_path: Path) -> None:
+    """MixMonitor ``D``-option ``.raw`` files: the manifest's sample_rate, channels and
+    channel_roles reach the event, so a 3 s stereo call is not stored as 6 s of mono and
+    the customer's pause lands on the customer's channel."""
+    import warnings
+    import wave
+    from io import BytesIO
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import audioop
+
+    from storage.audio import decode
+
+    def pcm(seed: int) -> bytes:
+        with wave.open(BytesIO(call_wav(3, codec="pcm16", seed=seed))) as w:
+            return w.readframes(w.getnframes())
+
+    customer, agent = pcm(1), pcm(2)
+    stereo = audioop.add(audioop.tostereo(customer, 2, 1, 0), audioop.tostereo(agent, 2, 0, 1), 2)
+    folder = tmp_path / "archive"
+    folder.mkdir()
+    (folder / "1764590400.17.raw").write_bytes(stereo)
+    env = {"CALLVAULT_DATA_DIR": str(tmp_path / "var")}
+    manifest = tmp_path / "m.json"
+    entry = row("rec-st1", "1764590400.17.raw", format="sln", sample_rate="8000", channels="2",
+                channel_roles="customer;agent")  # fmt: skip
+    entry["pci_pauses"] = [{"start_ms": 1000, "end_ms": 2000, "channels": ["customer"]}]  # type: ignore[assignment]
+    manifest.write_text(json.dumps([entry]))
+    result = invoke(env, "import", str(folder), "--manifest", str(manifest))
+    assert result.exit_code == 0, result.output
+    services = open_services(env)
+    try:
+        stored = services.catalog.get_recording("rec-st1")
+        assert stored is not None
+        assert (stored.channels, stored.duration_ms) == (2, 3000)
+        assert stored.channel_roles == ("customer", "agent")
+        audio = decode(services.keys.open_recording(services.vault.get(stored.object_key)), "wav")
+        left, right = audioop.tomono(audio.pcm, 2, 1, 0), audioop.tomono(audio.pcm, 2, 0, 1)
+        assert right == agent
+        assert not any(left[16000:32000]) and left[:16000] == customer[:16000]
+        assert left[32000:] == customer[32000:]
+    finally:
+        services.close()

@@ -19,7 +19,7 @@ def test_public_surface_is_pinned() -> None:
             "Policy", "Purpose", "Role", "RetentionClass", "RetentionRule", "LegalBasis",
             "Organisation", "RateLimit", "Clause", "Principal", "RecordingFacts",
             "RecordingStatus", "AccessRequest", "AccessDecision", "Action", "Capability",
-            "Anchor", "Decision", "Reason", "BUILTIN_RULES", "LEGAL_BASES",
+            "Anchor", "StorageCodec", "Decision", "Reason", "BUILTIN_RULES", "LEGAL_BASES",
             "decide_access", "decide_capability", "could_use", "decide_ingest",
             "resolve_purposes", "IngestDecision", "IngestReason", "CONSENT_VALUES",
             "retention_class_for", "retain_until", "deletion_decision", "erasure_decision",

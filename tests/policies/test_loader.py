@@ -169,6 +169,14 @@ def test_rate_limits_exist_for_every_role_with_audio() -> None:
 # (case id, old text, new text, YAML path, message fragment, line marker in the new text)
 CASES = [
     (
+        "unknown-storage-codec",
+        "    days: 30\n",
+        "    days: 30\n    storage_codec: mp3-8k\n",
+        "retention_classes.short.storage_codec",
+        "unknown storage codec 'mp3-8k' (known: as-sent, opus-16k, flac)",
+        "storage_codec: mp3-8k",
+    ),
+    (
         "unknown-top-level-key",
         "version: 1\n",
         "version: 1\nsharing: everyone\n",
@@ -569,6 +577,13 @@ def test_parse_policy_names_its_source() -> None:
 def test_an_invalid_class_is_not_reported_again_where_it_is_used(tmp_path: Path) -> None:
     problems = check_policy(write(tmp_path, MINIMAL.replace("days: 30", "days: 0")))
     assert [p.path for p in problems] == ["retention_classes.short.days"]
+
+
+def test_a_retention_class_may_choose_its_storage_codec(tmp_path: Path) -> None:
+    text = MINIMAL.replace("    days: 30\n", "    days: 30\n    storage_codec: opus-16k\n", 1)
+    policy = load_policy(write(tmp_path, text))
+    assert policy.retention_classes["short"].storage_codec == "opus-16k"
+    assert policy.retention_classes["eoc"].storage_codec == "as-sent"  # the default
 
 
 def test_tenancy_and_request_sla_sections_are_checked(tmp_path: Path) -> None:

@@ -122,6 +122,23 @@ def test_stored_recording_round_trips(catalog: Catalog) -> None:
     assert catalog.get_recording("nope") is None
 
 
+def test_channel_roles_and_pci_pauses_round_trip(catalog: Catalog) -> None:
+    pauses = ({"start_ms": 5000, "end_ms": 9500, "channels": [0]},)
+    row = make_row("r-st", channels=2, channel_roles=("customer", "agent"), pci_pauses=pauses)
+    catalog.store_recordings([(row, stored("r-st")), (make_row("r-mono"), stored("r-mono"))])
+    assert catalog.get_recording("r-st") == row
+    mono = catalog.get_recording("r-mono")
+    assert mono is not None and (mono.channel_roles, mono.pci_pauses) == ((), ())
+    # A row stored before migration 9 has NULL in both columns: read as "not known".
+    with catalog.database.transaction() as tx:
+        tx.execute(
+            "UPDATE recordings SET channel_roles = NULL, pci_pauses = NULL WHERE recording_id = ?",
+            ("r-st",),
+        )
+    old = catalog.get_recording("r-st")
+    assert old is not None and (old.channel_roles, old.pci_pauses) == ((), ())
+
+
 def test_storing_the_same_recording_twice_keeps_one_row_and_one_audit_record(
     catalog: Catalog,
 ) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import stat
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -258,6 +259,34 @@ class TestVaultContract:
     def test_data_must_be_bytes(self, vault: Vault) -> None:
         with pytest.raises(StorageError, match="bytes"):
             vault.put("k", "text", tags={})  # type: ignore[arg-type]
+        with pytest.raises(StorageError, match="bytes"):
+            vault.put("k", 42, tags={})  # type: ignore[arg-type]
+
+    @pytest.mark.parametrize("size", [0, 1000, 3 * (1 << 20) + 17, 17 * (1 << 20) + 5])
+    def test_put_takes_pieces(self, vault: Vault, size: int) -> None:
+        """Pieces are written as they come; above 8 MiB on S3 as a multipart upload."""
+        data = os.urandom(size)
+        pieces = (data[i : i + 700_001] for i in range(0, size, 700_001))
+        info = vault.put("rec/streamed.cvlt", pieces, tags={"purpose": "qa"})
+        assert info.size == size
+        assert vault.get("rec/streamed.cvlt") == data
+        assert vault.head("rec/streamed.cvlt").tags == {"purpose": "qa"}
+        if size:
+            assert vault.get_range("rec/streamed.cvlt", size - 10, size + 5) == data[-10:]
+
+    @pytest.mark.parametrize("fail_after", [1, 14])
+    def test_pieces_that_fail_leave_the_old_object(self, vault: Vault, fail_after: int) -> None:
+        vault.put("rec/k.cvlt", b"old", tags={})
+
+        def pieces() -> Iterator[bytes]:
+            for _ in range(fail_after):
+                yield b"x" * (1 << 20)
+            raise ValueError("the recording turned out not to be the event's")
+
+        with pytest.raises(ValueError, match="not to be"):
+            vault.put("rec/k.cvlt", pieces(), tags={})
+        assert vault.get("rec/k.cvlt") == b"old"
+        assert list(vault.iter_keys("rec/")) == ["rec/k.cvlt"]
 
     def test_delete_many_with_the_versions_put_returned(self, vault: Vault) -> None:
         written = {key: vault.put(key, key.encode(), tags={}).version_id for key in ("a", "b/c")}

@@ -27,7 +27,7 @@ from streams.http.oidc import verifier_for
 from streams.ingest import IngestPipeline
 from streams.metrics import Metrics
 
-__all__ = ["Clock", "QaEnv", "Reply", "ServerThread", "make_env"]
+__all__ = ["Clock", "QaEnv", "Reply", "ServerThread", "make_env", "serve"]
 
 # Inside acme-qa's contract window (2026-01-01 .. 2028-01-01) of the shipped policy.
 NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
@@ -197,7 +197,8 @@ def ingest(
     clock: Clock,
 ) -> dict[str, bytes]:
     """Store ``{recording_id: {"seconds", "purposes", "agent", "queue", "ended", "codec",
-    "customer", "call_id", "direction", "pci_pauses", "tenant", "audio" (WAV bytes)}}``."""
+    "customer", "call_id", "direction", "pci_pauses", "tenant", "audio" (WAV bytes),
+    "channel_roles"}}``."""
     pipeline = IngestPipeline(
         landing=services.landing,
         vault=services.vault,
@@ -234,6 +235,8 @@ def ingest(
         for name in ("call_id", "direction", "pci_pauses", "tenant"):
             if name in spec:
                 event[name] = spec[name]
+        if "channel_roles" in spec:
+            event["audio"]["channel_roles"] = spec["channel_roles"]
         events.append(json.dumps(event).encode())
         wavs[rid] = audio
     try:
@@ -261,6 +264,15 @@ def make_env(
     services = build_services(load_settings(env), clock=clock)
     metrics = Metrics()
     wavs = ingest(services, metrics, calls, clock)
+    tokens, server = serve(services, metrics, **qa_options)
+    return QaEnv(services, clock, metrics, tokens, server, wavs)
+
+
+def serve(
+    services: Services, metrics: Metrics, **qa_options: Any
+) -> tuple[LocalTokens, ServerThread]:
+    """The worker's web app over ``services`` on a free port (no ingest over HTTP), and
+    the local tokens it accepts."""
     tokens = local_tokens(services.keyring, services.policy)
 
     async def publish(_event: bytes, _recording_id: str) -> None:
@@ -279,8 +291,7 @@ def make_env(
         )
         return build_web_app(ctx)
 
-    server = ServerThread(make_app).start()
-    return QaEnv(services, clock, metrics, tokens, server, wavs)
+    return tokens, ServerThread(make_app).start()
 
 
 def metric(env: QaEnv, name: str, labels: dict[str, str] | None = None) -> float:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from streams.errors import EventRejected
-from streams.events import RejectReason, parse_recording_event
+from streams.events import PciPause, RejectReason, parse_recording_event
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
@@ -39,7 +39,7 @@ def test_good_event_parses_to_typed_fields() -> None:
     assert event.recording_id == "rec-0001"
     assert event.started_at == datetime(2026, 11, 25, 10, tzinfo=UTC)
     assert event.duration_ms == 60_000
-    assert event.pci_pauses == ((1000, 2000),)
+    assert event.pci_pauses == (PciPause(1000, 2000),)
     assert event.purposes is None
 
 
@@ -121,3 +121,75 @@ def test_rejection_detail_never_echoes_the_customer_reference() -> None:
     with pytest.raises(EventRejected) as info:
         parse_recording_event(good(customer_ref="x" * 300), now=NOW)
     assert "x" * 20 not in str(info.value)
+
+
+# -- issue 11: the declared layout, legs and per-channel pauses -------------------------
+
+_LEGS = [
+    {"uri": "file:///landing/in.wav", "sha256": "b" * 64, "role": "customer"},
+    {"uri": "file:///landing/out.wav", "sha256": "c" * 64, "role": "agent"},
+]
+
+
+def _audio(**fields: Any) -> dict[str, Any]:
+    return {"format": "sln", "uri": "file:///landing/r.raw", "sha256": "a" * 64, **fields}
+
+
+def test_layout_legs_and_pause_channels_parse() -> None:
+    event = parse_recording_event(
+        good(
+            audio=_audio(sample_rate=16000, channels=2, channel_roles=["customer", "agent"]),
+            pci_pauses=[{"start_ms": 5000, "end_ms": 9500, "channels": ["agent", 0]}],
+        ),
+        now=NOW,
+    )
+    assert (event.audio.sample_rate, event.audio.channels) == (16000, 2)
+    assert event.audio.channel_roles == ("customer", "agent")
+    assert event.pci_pauses == (PciPause(5000, 9500, (0, 1)),)
+    legs = parse_recording_event(good(audio={"format": "wav", "legs": _LEGS}), now=NOW).audio
+    assert legs.channels == 2 and legs.channel_roles == ("customer", "agent")
+    assert legs.files == (
+        ("file:///landing/in.wav", "b" * 64),
+        ("file:///landing/out.wav", "c" * 64),
+    )
+    assert (legs.uri, legs.sha256) == legs.files[0]
+
+
+@pytest.mark.parametrize(
+    ("audio", "pauses", "reason"),
+    [
+        (_audio(channels=3), None, RejectReason.INVALID_FIELD),
+        (_audio(channels="2"), None, RejectReason.SCHEMA),
+        (_audio(sample_rate=1000), None, RejectReason.INVALID_FIELD),
+        (_audio(sample_rate=True), None, RejectReason.SCHEMA),
+        (_audio(channels=1, channel_roles=["customer", "agent"]), None, RejectReason.INVALID_FIELD),
+        (_audio(channel_roles=["agent", "agent"]), None, RejectReason.INVALID_FIELD),
+        (_audio(channel_roles=["Agent"]), None, RejectReason.INVALID_FIELD),
+        (_audio(bitrate=16000), None, RejectReason.SCHEMA),  # still no unknown fields
+        ({"format": "wav", "legs": _LEGS, "uri": "file:///x"}, None, RejectReason.SCHEMA),
+        ({"format": "wav", "legs": _LEGS[:1]}, None, RejectReason.SCHEMA),
+        ({"format": "wav", "legs": [_LEGS[0], {**_LEGS[1], "role": "customer"}]}, None,
+         RejectReason.INVALID_FIELD),
+        ({"format": "wav", "legs": [_LEGS[0], {**_LEGS[1], "uri": _LEGS[0]["uri"]}]}, None,
+         RejectReason.INVALID_FIELD),
+        ({"format": "wav", "legs": _LEGS, "channel_roles": ["agent", "customer"]}, None,
+         RejectReason.INVALID_FIELD),
+        ({"format": "wav", "legs": [_LEGS[0], {**_LEGS[1], "sha256": "x"}]}, None,
+         RejectReason.INVALID_FIELD),
+        (_audio(channels=1), [{"start_ms": 0, "end_ms": 5, "channels": [1]}],
+         RejectReason.PCI_OUT_OF_RANGE),
+        (_audio(), [{"start_ms": 0, "end_ms": 5, "channels": ["agent"]}],
+         RejectReason.PCI_OUT_OF_RANGE),
+        (_audio(), [{"start_ms": 0, "end_ms": 5, "channels": [True]}], RejectReason.SCHEMA),
+        (_audio(), [{"start_ms": 0, "end_ms": 5, "channel": [0]}], RejectReason.SCHEMA),
+    ],
+)  # fmt: skip
+def test_bad_layouts_are_rejected(
+    audio: dict[str, Any], pauses: list[dict[str, Any]] | None, reason: RejectReason
+) -> None:
+    changes: dict[str, Any] = {"audio": audio}
+    if pauses is not None:
+        changes["pci_pauses"] = pauses
+    with pytest.raises(EventRejected) as info:
+        parse_recording_event(good(**changes), now=NOW)
+    assert info.value.reason == reason, info.value.detail

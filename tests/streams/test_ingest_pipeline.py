@@ -92,7 +92,7 @@ def test_alaw_input_is_stored_as_alaw_and_decodes_to_the_same_samples(services: 
     assert decode(plain, "wav").pcm == decode(audio, "wav").pcm
 
 
-def test_ffmpeg_format_is_stored_as_pcm(services: Services, tmp_path: Path) -> None:
+def test_ffmpeg_format_is_stored_as_sent(services: Services, tmp_path: Path) -> None:
     pcm_wav = call_wav(2.0, codec="pcm16", seed=4)
     flac = tmp_path / "in.flac"
     src = tmp_path / "in.wav"
@@ -104,11 +104,10 @@ def test_ffmpeg_format_is_stored_as_pcm(services: Services, tmp_path: Path) -> N
     (outcome,) = _pipeline(services).process_batch([json.dumps(payload).encode()])
     assert outcome.status == "stored", outcome
     row = services.catalog.get_recording("p-flac")
-    assert row is not None and row.audio_format == "wav/pcm_s16le"
-    with wave.open(
-        io.BytesIO(services.keys.open_recording(services.vault.get(row.object_key)))
-    ) as w:
-        assert w.getsampwidth() == 2 and w.getframerate() == 8000
+    assert row is not None and row.audio_format == "flac"
+    assert services.keys.open_recording(services.vault.get(row.object_key)) == audio
+    with wave.open(io.BytesIO(pcm_wav)) as w:
+        assert decode(audio, "flac").pcm == w.readframes(w.getnframes())
 
 
 @pytest.mark.parametrize(

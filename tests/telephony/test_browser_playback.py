@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from tests.browser.support import AUDIO_PROBE_JS
 from tests.fixtures.telephony import SAMPLE_NAMES, TelephonySample, TelephonySamples
 
 pytestmark = [pytest.mark.browser]
@@ -37,30 +38,6 @@ NOT_PLAYABLE = {
     "asterisk-d-stereo-sln",
     "asterisk-d-stereo-sln16",
 }
-
-# Load, read the duration, play at 4x for 0.7 s, seek to 1 s before the end.
-_PROBE_JS = """
-const [url, done] = [arguments[0], arguments[arguments.length - 1]];
-const a = new Audio(); a.muted = true; a.preload = 'auto';
-const out = {};
-let finished = false;
-const finish = (why) => {
-  if (finished) return; finished = true;
-  Object.assign(out, {why, error: a.error ? a.error.code : null, ended_at: a.currentTime});
-  a.pause(); a.removeAttribute('src'); a.load(); done(out);
-};
-a.addEventListener('error', () => finish('error'));
-a.addEventListener('loadedmetadata', () => {
-  out.duration = a.duration; a.playbackRate = 4;
-  a.play().then(() => setTimeout(() => {
-    out.played = a.currentTime;
-    a.addEventListener('seeked', () => setTimeout(() => finish('seeked'), 300), {once: true});
-    a.currentTime = Math.max(0, a.duration - 1);
-  }, 700)).catch((e) => { out.play_error = String(e); finish('play-error'); });
-});
-setTimeout(() => finish('timeout'), 15000);
-a.src = url;
-"""
 
 
 class _Files(BaseHTTPRequestHandler):
@@ -157,7 +134,7 @@ def test_chromium_plays_what_it_can_with_the_source_duration(
     base, samples = served
     sample = samples[name]
     browser.get(base + "/")
-    result = browser.execute_async_script(_PROBE_JS, f"{base}/audio/{name}")
+    result = browser.execute_async_script(AUDIO_PROBE_JS, f"{base}/audio/{name}")
     if name in NOT_PLAYABLE:
         assert result["why"] == "error" and result["error"] == 4, result  # SRC_NOT_SUPPORTED
         return

@@ -17,14 +17,6 @@ from streams.ingest import IngestOutcome, IngestPipeline
 from streams.metrics import Metrics
 from streams.sources import Sources
 
-#: Marks a test whose last step needs issue 11's event fields (audio.legs,
-#: audio.channels/channel_roles): the core path refuses them as ``schema`` until then.
-#: strict: the day 11 lands on main the test passes, and this marker must go.
-waits_on_issue_11 = pytest.mark.xfail(
-    strict=True,
-    reason="needs issue 11 (audio.legs / audio.channels / audio.channel_roles in the event)",
-)
-
 TWILIO_SID = "AC" + "0123456789abcdef" * 2
 TWILIO_TOKEN = "twilio-auth-token-for-tests"
 CONNECT_ARN = "arn:aws:connect:us-east-1:123456789012:instance/4f1c2d3e-0000-4000-8000-000000000001"

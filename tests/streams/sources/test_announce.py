@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import wave
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,10 +20,10 @@ from callvault.services import Services, build_services
 from callvault.settings import load_settings
 from storage.audio import decode
 from tests.e2e.harness import consume_all
-from tests.fixtures.signals import align, envelope, ncc, split_channels
+from tests.fixtures.signals import align, envelope, ncc, split_channels, wav_pcm
 from tests.fixtures.sipcall import SipCallFactory
 from tests.fixtures.telephony import TelephonySamples
-from tests.streams.sources.conftest import ingest, waits_on_issue_11
+from tests.streams.sources.conftest import ingest
 
 
 @pytest.fixture
@@ -135,7 +136,6 @@ def test_exit_codes_a_dialplan_can_test(
     assert json.loads(sidecar.read_text())["recording_id"] == "1764590400.17"
 
 
-@waits_on_issue_11
 def test_mixmonitor_r_and_t_legs_become_one_recording(
     tmp_path: Path, env: dict[str, str], services: Services, kafka_broker: EmbeddedBroker,
     telephony_samples: TelephonySamples,
@@ -154,7 +154,6 @@ def test_mixmonitor_r_and_t_legs_become_one_recording(
     _ingest(services, event)
 
 
-@waits_on_issue_11
 def test_a_real_sip_call_s_legs_are_stored_as_one_stereo_recording(
     tmp_path: Path,
     env: dict[str, str],
@@ -166,9 +165,25 @@ def test_a_real_sip_call_s_legs_are_stored_as_one_stereo_recording(
     """Two baresip softphones on 127.0.0.1 place and record a call; the callee's (the
     agent's) -dec/-enc WAVs go through `callvault announce` as two legs; the stored
     recording is played back and each channel checked against what each side sent."""
-    dialogue = telephony_samples.dialogue(8000, 10.0)
-    call = sip_call_factory(dialogue.tracks["customer"], dialogue.tracks["agent"], seconds=6.0)
+    # From 3.5 s into the dialogue, both speak within the call (the customer is silent
+    # for its first 5 s: a leg of silence would prove nothing).
+    dialogue = telephony_samples.dialogue(8000, 16.0)
+    offset = int(2 * 3.5 * 8000)
+    sent = {role: dialogue.pcm(role)[offset:] for role in ("customer", "agent")}
+    tracks = {}
+    for role, pcm in sent.items():
+        tracks[role] = tmp_path / f"source-{role}.wav"
+        with wave.open(str(tracks[role]), "wb") as out:
+            out.setnchannels(1)
+            out.setsampwidth(2)
+            out.setframerate(8000)
+            out.writeframes(pcm)
+    call = sip_call_factory(tracks["customer"], tracks["agent"], seconds=6.0)
     (customer_role, customer_file), (agent_role, agent_file) = call.agent_side_legs()
+    received, spoken = customer_file.read_bytes(), agent_file.read_bytes()  # moved by announce
+    received_path, spoken_path = tmp_path / "received.wav", tmp_path / "spoken.wav"
+    received_path.write_bytes(received)
+    spoken_path.write_bytes(spoken)
     result = _announce(
         env, "--leg", str(customer_file), "--role", customer_role,
         "--leg", str(agent_file), "--role", agent_role, *CALL,
@@ -180,7 +195,6 @@ def test_a_real_sip_call_s_legs_are_stored_as_one_stereo_recording(
     assert row is not None and row.channels == 2
     stored = decode(services.keys.open_recording(services.vault.get(row.object_key)), "wav")
     left, right = split_channels(stored.pcm, stored.channels)
-    sent = {"customer": dialogue.pcm("customer"), "agent": dialogue.pcm("agent")}
     heard = align(sent["customer"], left, 8000, max_lag_ms=1000)  # through PCMU and RTP
     spoke = align(sent["agent"], right, 8000, max_lag_ms=1000)  # before the encoder
     assert heard.envelope_corr > 0.9 and heard.sample_corr > 0.9, heard
@@ -188,3 +202,12 @@ def test_a_real_sip_call_s_legs_are_stored_as_one_stereo_recording(
     # Each channel is its own speaker, not the other's.
     assert ncc(envelope(left, 8000), envelope(sent["agent"], 8000)) < 0.3
     assert ncc(envelope(right, 8000), envelope(sent["customer"], 8000)) < 0.3
+    # Sample-exact: each channel is its leg from the first sample, the shorter padded.
+    legs = {
+        role: wav_pcm(path)[0]
+        for role, path in ((customer_role, received_path), (agent_role, spoken_path))
+    }
+    for channel, role in ((left, "customer"), (right, "agent")):
+        assert channel[: len(legs[role])] == legs[role]
+        assert not any(channel[len(legs[role]) :])
+    assert row.channel_roles == ("customer", "agent")

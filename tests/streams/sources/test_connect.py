@@ -16,7 +16,6 @@ from tests.streams.sources.conftest import (
     CONNECT_ARN,
     SourceWorld,
     aws_notification,
-    waits_on_issue_11,
 )
 
 CONTACT = "6a8f0d3c-2b1e-4c9d-8e7f-1a2b3c4d5e6f"
@@ -134,7 +133,6 @@ def _check_stored(world: SourceWorld, event: dict[str, Any], samples: TelephonyS
     assert ncc(envelope(right, 8000), customer) < 0.3
 
 
-@waits_on_issue_11
 def test_the_ctr_first_then_the_recording(
     world: SourceWorld, telephony_samples: TelephonySamples
 ) -> None:
@@ -152,7 +150,6 @@ def test_the_ctr_first_then_the_recording(
     _check_stored(world, outcome.event, telephony_samples)
 
 
-@waits_on_issue_11
 def test_the_recording_first_then_the_ctr_and_duplicates(
     world: SourceWorld, telephony_samples: TelephonySamples
 ) -> None:

@@ -29,7 +29,6 @@ from tests.streams.sources.conftest import (
     TWILIO_SID,
     TWILIO_TOKEN,
     SourceWorld,
-    waits_on_issue_11,
 )
 
 RECORDING_SID = "RE" + "5d1c0e8f3b2a49c6a7e8d9f0b1c2d3e4"
@@ -205,7 +204,6 @@ def test_a_signed_callback_fetches_with_retries_lands_and_announces(
     assert row is not None and row.tenant == "acme" and row.channels == 1
 
 
-@waits_on_issue_11
 def test_a_dual_channel_twilio_recording_is_stored_as_two_channels(
     world_factory: Callable[..., SourceWorld], telephony_samples: TelephonySamples
 ) -> None:
