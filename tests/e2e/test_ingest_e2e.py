@@ -12,6 +12,7 @@ import pytest
 from callvault.broker import EmbeddedBroker
 from callvault.synth import call_wav
 from storage.audio import decode
+from storage.checkpoints import AUDIT_PREFIX
 from tests.e2e.harness import (
     WorkerProcess,
     consume_messages,
@@ -100,8 +101,9 @@ def test_mixed_batch_ends_in_exactly_the_expected_state(
     assert not (landing / "e2e-good1.wav").exists()
     assert not (landing / "e2e-declined.wav").exists()
     assert (landing / "e2e-badsum.wav").exists()
-    # Vault: three objects, no plaintext audio anywhere under it.
-    keys = sorted(services.vault.iter_keys())
+    # Vault: three recording objects (beside signed audit checkpoints under audit/), no
+    # plaintext audio anywhere under it.
+    keys = sorted(k for k in services.vault.iter_keys() if not k.startswith(AUDIT_PREFIX))
     assert len(keys) == 3
     vault_root = Path(services.settings.vault.removeprefix("file://"))
     for path in vault_root.rglob("*"):
