@@ -49,6 +49,7 @@ def worker_config(settings: Settings) -> WorkerConfig:
         web_port=settings.web_port,
         reconcile_after_seconds=settings.reconcile_after_seconds,
         metrics_interval_seconds=settings.metrics_interval_seconds,
+        partitions=settings.partitions,
         log_level=settings.log_level,
         max_audio_bytes=settings.max_audio_bytes,
         call_window=TimeWindow(

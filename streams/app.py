@@ -70,7 +70,8 @@ TOPICS = {
 }
 BATCH_MAX = 256
 BATCH_WITHIN = 0.2
-PARTITIONS = 4
+#: Partitions of the input topics unless the settings say otherwise (CALLVAULT_PARTITIONS).
+PARTITIONS = 8
 #: How often the reconciler re-announces one landing file at most (with back-off).
 MAX_ANNOUNCEMENTS = 3
 RETRY_FIRST = 0.5
@@ -137,6 +138,7 @@ class Worker:
         self.web_socket = web_socket
         self.retry_first, self.retry_cap = retry_first, retry_cap
         self.sweep_interval = sweep_interval or 60.0
+        partitions = settings.partitions or PARTITIONS
         services.audit_listeners.append(self._audit_buffer.append)  # publish committed entries
 
         self.app = faust.App(
@@ -145,7 +147,7 @@ class Worker:
             store="memory://",
             autodiscover=False,
             web_enabled=False,
-            topic_partitions=PARTITIONS,
+            topic_partitions=partitions,
             topic_replication_factor=1,
             broker_session_timeout=6,
             broker_rebalance_timeout=6,
@@ -156,18 +158,18 @@ class Worker:
             stream_wait_empty=False,
         )
         self.recordings = self.app.topic(
-            TOPICS["recordings"], value_serializer="raw", partitions=PARTITIONS
+            TOPICS["recordings"], value_serializer="raw", partitions=partitions
         )
         self.privacy_requests = self.app.topic(
-            TOPICS["privacy"], value_serializer="raw", partitions=PARTITIONS
+            TOPICS["privacy"], value_serializer="raw", partitions=partitions
         )
         self.audit_topic = self.app.topic(TOPICS["audit"], value_serializer="raw", partitions=1)
         self.dlq = self.app.topic(TOPICS["dlq"], value_serializer="raw", partitions=1)
         self.s3_events = self.app.topic(
-            TOPICS["s3-events"], key_serializer="raw", value_serializer="raw", partitions=PARTITIONS
+            TOPICS["s3-events"], key_serializer="raw", value_serializer="raw", partitions=partitions
         )
         self.connect_ctr = self.app.topic(
-            TOPICS["connect-ctr"], value_serializer="raw", partitions=PARTITIONS
+            TOPICS["connect-ctr"], value_serializer="raw", partitions=partitions
         )
         self.sources = Sources(
             bindings=services.sources,

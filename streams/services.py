@@ -54,6 +54,8 @@ class WorkerConfig:
     web_port: int = 8080
     reconcile_after_seconds: int = 600
     metrics_interval_seconds: int = 15
+    #: Partitions of the input topics a worker creates (an existing topic keeps its own).
+    partitions: int = 8
     log_level: str = "info"
     max_audio_bytes: int = DEFAULT_MAX_AUDIO_BYTES
     #: The range call times of events, uploads and imports must fall in.

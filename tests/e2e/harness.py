@@ -69,6 +69,8 @@ class WorkerProcess:
 
     env: dict[str, str]
     log_path: Path
+    #: ``callvault worker --processes N``: N consumers of one group behind one port.
+    processes: int = 1
     proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     @property
@@ -80,7 +82,8 @@ class WorkerProcess:
         full_env.update(self.env)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "callvault.cli", "worker"],
+                [sys.executable, "-m", "callvault.cli", "worker"]
+                + (["--processes", str(self.processes)] if self.processes > 1 else []),
                 env=full_env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -98,6 +101,29 @@ class WorkerProcess:
                 return resp.status == 200
         except OSError:
             return False
+
+    def pids(self) -> list[int]:
+        """The worker's process and, with ``processes`` > 1, its children."""
+        assert self.proc is not None
+        pid = self.proc.pid
+        try:
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except OSError:
+            children = []
+        return [pid, *map(int, children)]
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the worker and its live children, from /proc."""
+        ticks = os.sysconf("SC_CLK_TCK")
+        total = 0
+        for pid in self.pids():
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text()
+            except OSError:
+                continue
+            fields_ = stat.rsplit(")", 1)[1].split()
+            total += int(fields_[11]) + int(fields_[12])  # utime, stime
+        return total / ticks
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-6000:]
