@@ -1,0 +1,104 @@
+"""Leases: a job that must run in one worker at a time, whatever the number of workers.
+
+The retention sweep, the landing reconciler and key rotation each take the lease of
+their name before they run (``leases`` table, migration 13). Every worker process on
+every host shares the catalog, so the lease is the one place where they agree who runs
+a singleton job.
+
+What a caller may rely on:
+
+- :meth:`LeaseStore.acquire` is atomic across threads, processes and hosts: one row per
+  name, taken by an upsert whose ``WHERE`` lets it through only for the holder itself
+  (a renewal) or once the lease expired (a take-over). Of two workers asking at once
+  exactly one gets it (SQLite: the ``BEGIN IMMEDIATE`` write lock; PostgreSQL: the
+  row lock of ``ON CONFLICT DO UPDATE``, whose ``WHERE`` is re-checked on the row the
+  winner committed).
+- A lease is held until ``expires_at`` (the holder's clock plus ``ttl``): a holder that
+  dies leaves it to expire, after which another takes it over. Clocks of the hosts
+  should agree to well within the ttl (NTP); a holder renews long jobs
+  (:meth:`acquire` again) and stops when a renewal fails.
+- :meth:`release` ends a lease early (a clean stop); it never touches another
+  holder's lease.
+- Holder names must be unique per process (the worker uses ``<worker id>:<pid>``).
+
+Raises: every method raises :class:`~storage.errors.CatalogError` when the database
+fails (``CatalogUnavailable`` when it is unreachable).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from storage.catalog.sql import Database, from_db_time, to_db_time
+
+__all__ = ["Lease", "LeaseStore", "SWEEP_LEASE", "RECONCILER_LEASE", "KEY_ROTATION_LEASE"]
+
+SWEEP_LEASE = "retention-sweep"
+RECONCILER_LEASE = "landing-reconciler"
+KEY_ROTATION_LEASE = "key-rotation"
+
+
+@dataclass(frozen=True)
+class Lease:
+    """Who holds the lease ``name``, since when and until when."""
+
+    name: str
+    holder: str
+    acquired_at: datetime
+    expires_at: datetime
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class LeaseStore:
+    """Named leases in the catalog (see the module docstring)."""
+
+    def __init__(self, database: Database, clock: Callable[[], datetime] = _utcnow) -> None:
+        self._database = database
+        self._clock = clock
+
+    def acquire(self, name: str, holder: str, ttl: timedelta) -> bool:
+        """Take or renew the lease ``name`` for ``holder`` until now + ``ttl``; False
+        when another holder's lease has not expired yet."""
+        if ttl <= timedelta(0):
+            raise ValueError("a lease needs a positive ttl")
+        if not name or not holder:
+            raise ValueError("a lease needs a name and a holder")
+        now = self._clock()
+        at, until = to_db_time(now), to_db_time(now + ttl)
+        with self._database.transaction() as tx:
+            changed = tx.execute(
+                "INSERT INTO leases (name, holder, acquired_at, expires_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET "
+                "acquired_at = CASE WHEN leases.holder = excluded.holder "
+                "THEN leases.acquired_at ELSE excluded.acquired_at END, "
+                "holder = excluded.holder, expires_at = excluded.expires_at "
+                "WHERE leases.holder = excluded.holder OR leases.expires_at <= ?",
+                (name, holder, at, until, at),
+            )
+        return changed > 0
+
+    def release(self, name: str, holder: str) -> bool:
+        """End ``holder``'s lease ``name`` now; False when it held none."""
+        with self._database.transaction() as tx:
+            return (
+                tx.execute("DELETE FROM leases WHERE name = ? AND holder = ?", (name, holder)) > 0
+            )
+
+    def get(self, name: str) -> Lease | None:
+        """The lease ``name`` as stored (it may have expired), or None."""
+        row = self._database.fetch_one(
+            "SELECT name, holder, acquired_at, expires_at FROM leases WHERE name = ?", (name,)
+        )
+        if row is None:
+            return None
+        return Lease(str(row[0]), str(row[1]), from_db_time(row[2]), from_db_time(row[3]))
+
+    def held_by(self, name: str, holder: str) -> bool:
+        """Whether ``holder`` holds an unexpired lease ``name`` now."""
+        lease = self.get(name)
+        return lease is not None and lease.holder == holder and lease.expires_at > self._clock()
