@@ -27,11 +27,17 @@ fails (``CatalogUnavailable`` when it is unreachable).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import logging
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from storage.catalog.sql import Database, from_db_time, to_db_time
+from storage.errors import CatalogError, LeaseHeld
+
+log = logging.getLogger(__name__)
 
 __all__ = ["Lease", "LeaseStore", "SWEEP_LEASE", "RECONCILER_LEASE", "KEY_ROTATION_LEASE"]
 
@@ -81,6 +87,39 @@ class LeaseStore:
                 (name, holder, at, until, at),
             )
         return changed > 0
+
+    @contextlib.contextmanager
+    def holding(self, name: str, holder: str, ttl: timedelta) -> Iterator[None]:
+        """Hold the lease ``name`` for the duration of the block, renewed every third of
+        ``ttl`` by a background thread, released at the end.
+
+        Raises:
+            LeaseHeld: another holder has it (its name and expiry in the message).
+        """
+        if not self.acquire(name, holder, ttl):
+            lease = self.get(name)
+            other = f"{lease.holder} until {lease.expires_at:%Y-%m-%dT%H:%M:%SZ}" if lease else "?"
+            raise LeaseHeld(f"{name} is running elsewhere (lease held by {other})")
+        done = threading.Event()
+
+        def renew() -> None:
+            while not done.wait(ttl.total_seconds() / 3):
+                try:
+                    if not self.acquire(name, holder, ttl):
+                        log.error("lease %s was lost to another holder", name)
+                        return
+                except CatalogError as exc:
+                    log.warning("lease %s not renewed (%s); retrying", name, exc)
+
+        renewer = threading.Thread(target=renew, name=f"lease-{name}", daemon=True)
+        renewer.start()
+        try:
+            yield
+        finally:
+            done.set()
+            renewer.join(5)
+            with contextlib.suppress(CatalogError):
+                self.release(name, holder)
 
     def release(self, name: str, holder: str) -> bool:
         """End ``holder``'s lease ``name`` now; False when it held none."""
