@@ -20,13 +20,15 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import functools
 import inspect
 import json
 import logging
+import os
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -37,6 +39,7 @@ from mode import Service
 from callvault.errors import CallvaultError, StartupError, is_unavailable, unavailable_backend
 from storage.catalog.audit import entry_json
 from storage.catalog.claims import ClaimState
+from storage.catalog.leases import RECONCILER_LEASE, SWEEP_LEASE, LeaseStore
 from storage.errors import LandingError
 from storage.types import AuditEntry
 from streams._faust import task, timer
@@ -76,6 +79,10 @@ PARTITIONS = 8
 MAX_ANNOUNCEMENTS = 3
 RETRY_FIRST = 0.5
 RETRY_CAP = 30.0
+#: A singleton's lease lasts this many of its intervals (at least LEASE_MIN_SECONDS): the
+#: holder renews it on every tick, another worker takes over this long after it died.
+LEASE_INTERVALS = 3
+LEASE_MIN_SECONDS = 30.0
 
 
 def bind_web(host: str, port: int) -> socket.socket:
@@ -140,6 +147,12 @@ class Worker:
         self.sweep_interval = sweep_interval or 60.0
         partitions = settings.partitions or PARTITIONS
         services.audit_listeners.append(self._audit_buffer.append)  # publish committed entries
+        # The retention sweep and the landing reconciler run in one worker at a time,
+        # whatever the number of workers and hosts: each tick takes (or renews) a lease in
+        # the catalog first (storage/catalog/leases.py).
+        self.leases = LeaseStore(services.catalog.database, services.clock)
+        self.lease_holder = f"{settings.worker_id}:{os.getpid()}"
+        self._held_leases: set[str] = set()
 
         self.app = faust.App(
             "callvault",
@@ -255,15 +268,18 @@ class Worker:
 
         @timer(app, self.sweep_interval, name="retention-sweep")
         async def retention_sweep() -> None:
-            await self.run_sweep()
+            await self.as_singleton(SWEEP_LEASE, self.sweep_interval, self.run_sweep)
 
         @task(app)
         async def retention_on_start() -> None:
-            await self.run_sweep()  # a changed policy reschedules at once
+            # a changed policy reschedules at once (in the worker holding the lease)
+            await self.as_singleton(SWEEP_LEASE, self.sweep_interval, self.run_sweep)
 
         @timer(app, self.reconcile_interval, name="landing-reconciler")
         async def reconcile() -> None:
-            await self.reconcile_landing()
+            await self.as_singleton(
+                RECONCILER_LEASE, self.reconcile_interval, self.reconcile_landing
+            )
 
         @timer(app, max(1, self.services.config.metrics_interval_seconds), name="governance-gauges")
         async def governance_gauges() -> None:
@@ -311,7 +327,12 @@ class Worker:
                 if self.runner is not None:
                     await self.runner.cleanup()
 
+        class LeaseRelease(Service):
+            async def on_stop(self) -> None:  # a clean stop hands the singletons on at once
+                await worker.release_leases()
+
         app.service(WebServer)
+        app.service(LeaseRelease)
 
     # -- behaviour ------------------------------------------------------------------------
     async def _until_done(self, what: str, call: Callable[[], T]) -> T:
@@ -459,6 +480,46 @@ class Worker:
         # Keyed by recording id: every (re)delivery of one recording lands on the same
         # partition, so two workers never process it at the same time.
         await self.recordings.send(key=recording_id.encode(), value=event)
+
+    async def as_singleton(
+        self, name: str, interval: float, body: Callable[[], Awaitable[Any]]
+    ) -> bool:
+        """Run ``body`` if this worker holds (or can take) the lease ``name``, renewed
+        while it runs; False (and nothing run) when another worker holds it or the
+        catalog cannot tell (the next tick asks again)."""
+        ttl = timedelta(seconds=max(LEASE_MIN_SECONDS, LEASE_INTERVALS * interval))
+        loop = asyncio.get_running_loop()
+        acquire = functools.partial(self.leases.acquire, name, self.lease_holder, ttl)
+        try:
+            if not await loop.run_in_executor(None, acquire):
+                return False
+        except CallvaultError as exc:
+            log.warning("lease %s not taken (%s); skipping this run", name, exc)
+            return False
+        self._held_leases.add(name)
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(ttl.total_seconds() / 3)
+                with contextlib.suppress(CallvaultError):
+                    if not await loop.run_in_executor(None, acquire):
+                        log.error("lease %s lost while its job runs", name)
+                        return
+
+        renewing = asyncio.ensure_future(renew())
+        try:
+            await body()
+        finally:
+            renewing.cancel()
+        return True
+
+    async def release_leases(self) -> None:
+        """Release the leases this worker holds (a clean stop)."""
+        loop = asyncio.get_running_loop()
+        for name in sorted(self._held_leases):
+            with contextlib.suppress(CallvaultError):
+                await loop.run_in_executor(None, self.leases.release, name, self.lease_holder)
+        self._held_leases.clear()
 
     async def reconcile_landing(self) -> int:
         """Re-announce landing audio whose event was lost (e.g. the in-memory broker

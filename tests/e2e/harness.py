@@ -78,6 +78,15 @@ class WorkerProcess:
         return f"http://127.0.0.1:{self.env['CALLVAULT_WEB_PORT']}"
 
     def start(self, timeout: float = 60.0) -> WorkerProcess:
+        self.spawn()
+        return self.wait_healthy(timeout)
+
+    def wait_healthy(self, timeout: float = 60.0) -> WorkerProcess:
+        wait_until(self._healthy, timeout, f"worker health (log: {self.log_path})")
+        return self
+
+    def spawn(self) -> WorkerProcess:
+        """Start the process without waiting for it (several workers starting at once)."""
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("CALLVAULT_")}
         full_env.update(self.env)
         with open(self.log_path, "ab") as log:
@@ -89,7 +98,6 @@ class WorkerProcess:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
             )
-        wait_until(self._healthy, timeout, f"worker health (log: {self.log_path})")
         return self
 
     def _healthy(self) -> bool:
