@@ -56,6 +56,7 @@ from streams.metrics import Metrics
 from streams.refs import landing_key, redact_text
 from streams.services import Services
 from streams.sources import CONNECT_CTR_TOPIC, S3_EVENTS_TOPIC, SourceOutcome, Sources
+from streams.topics import declare_topics
 
 __all__ = ["Worker", "TOPICS", "bind_web", "MAX_ANNOUNCEMENTS"]
 
@@ -145,7 +146,7 @@ class Worker:
         self.web_socket = web_socket
         self.retry_first, self.retry_cap = retry_first, retry_cap
         self.sweep_interval = sweep_interval or 60.0
-        partitions = settings.partitions or PARTITIONS
+        partitions = self.partitions = settings.partitions or PARTITIONS
         services.audit_listeners.append(self._audit_buffer.append)  # publish committed entries
         # The retention sweep and the landing reconciler run in one worker at a time,
         # whatever the number of workers and hosts: each tick takes (or renews) a lease in
@@ -606,11 +607,27 @@ class Worker:
         status["uptime_seconds"] = round(time.monotonic() - self.started_at, 1)
         return status
 
+    def declare_topics(self) -> dict[str, int]:
+        """Create the topics that do not exist yet with their partition counts (the input
+        topics: CALLVAULT_PARTITIONS; audit and DLQ: 1) before faust subscribes, which
+        would let the broker auto-create them with its own default; existing topics keep
+        theirs (streams/topics.py). Returns the counts the broker reports."""
+        wanted = {
+            topic.get_topic_name(): topic.partitions or self.partitions
+            for topic in (
+                self.recordings, self.privacy_requests, self.audit_topic, self.dlq,
+                self.s3_events, self.connect_ctr,
+            )
+        }  # fmt: skip
+        bootstrap = ",".join(part.removeprefix("kafka://") for part in self.broker_url.split(","))
+        return declare_topics(bootstrap, wanted)
+
     def run(self) -> int:
         """Run the worker until SIGINT/SIGTERM (blocks); return the exit status (0 after a
         clean stop, non-zero when the worker crashed)."""
         from faust.worker import Worker as FaustWorker
 
+        self.declare_topics()
         level = self.services.config.log_level.lower()
         worker = FaustWorker(
             self.app,
