@@ -84,6 +84,12 @@ def topic_partitions(bootstrap: str, topic: str) -> int:
     return len(metadata.topics[topic].partitions)
 
 
+#: Seconds to let the consumer group settle after a multi-process worker answers: its
+#: children join one after the other, each join a rebalance (faust's rebalance timeout
+#: is 6 s); tansu 0.6 does not describe group members, so this cannot be polled.
+GROUP_SETTLE_SECONDS = 12.0
+
+
 def run_pipeline(
     path: str,
     calls: int,
@@ -122,6 +128,8 @@ def run_pipeline(
                 sha256=hashlib.sha256(audio).hexdigest(),
             )
             payloads.append(json.dumps(event).encode())
+        if processes > 1:
+            time.sleep(GROUP_SETTLE_SECONDS)
         before = stage_sums(worker.web_url)
         ids = [f"bench-{i:05d}" for i in range(calls)]
         cpu_before = worker.cpu_seconds()
