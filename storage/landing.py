@@ -656,7 +656,11 @@ class Landing:
             if info.st_size > limit:
                 raise _reject(too_large, f"{ref.uri} has {info.st_size} bytes; limit {limit}")
             try:
-                data = handle.read(limit + 1)
+                # Sized to the file (not the limit: a read(limit + 1) faults in a buffer of
+                # max_bytes per call); one byte more shows a file that grew since fstat.
+                data = handle.read(info.st_size + 1)
+                if len(data) > info.st_size:
+                    data += handle.read(limit + 1 - len(data))
             except OSError as exc:
                 raise _os_error(f"cannot read landing file {ref.uri}", exc) from exc
         if len(data) > limit:  # grew while we read
@@ -717,7 +721,11 @@ class Landing:
                 size = int(response.get("ContentLength", 0))
                 if size > limit:
                     raise _reject(too_large, f"{ref.uri} has {size} bytes; limit {limit}")
-                data = bytes(body.read(limit + 1))
+                # Sized to the object when S3 says its length (http.client allocates the
+                # whole amount asked for); one byte more shows a longer body.
+                data = bytes(body.read((size if size > 0 else limit) + 1))
+                if 0 < size < len(data):
+                    data += bytes(body.read(limit + 1 - len(data)))
             finally:
                 body.close()
             if len(data) > limit:
