@@ -100,7 +100,7 @@ def test_workers_racing_for_a_lease_exactly_one_wins(catalogs: Callable[[], Cata
     stores = [LeaseStore(catalogs().database) for _ in range(6)]
     for round_ in range(3):
         name = f"job-{round_}"
-        results = _race(len(stores), lambda i: stores[i].acquire(name, f"w{i}:{i}", TTL))
+        results = _race(len(stores), lambda i, name=name: stores[i].acquire(name, f"w{i}:{i}", TTL))
         assert sum(results) == 1, results
         winner = results.index(True)
         lease = stores[0].get(name)
