@@ -53,7 +53,7 @@ from storage.crypto.keys import KeyService
 from storage.errors import AudioError, AudioTooLong, LandingError, UnsupportedAudioFormat
 from storage.landing import Landing, LandingRef, LandingRejected
 from storage.mirror import recording_tags
-from storage.types import RecordingRow
+from storage.types import RecordingRow, SubjectKeyRecord
 from storage.vault import Vault
 from streams.bounds import DEFAULT_WINDOW, TimeWindow
 from streams.errors import EventRejected
@@ -100,6 +100,7 @@ class _Prepared:
     row: RecordingRow | None = None
     bytes_in: int = 0
     verified: bool = False  # the landing audio matched the event's sha256
+    subject_key: SubjectKeyRecord | None = None  # the batch's lookup of the live key
 
 
 def object_key_for(keys: KeyService, tenant: str, recording_id: str) -> str:
@@ -393,9 +394,11 @@ class IngestPipeline:
         if prepared:
             # New customers' keys of the whole batch in one commit (not one each).
             with self.metrics.stage("keys"):
-                self.keys.ensure_subject_keys(
+                keys = self.keys.live_subject_keys(
                     (p.event.tenant, p.subject_ref) for p in prepared.values()
                 )
+            for item in prepared.values():  # sealing needs no query of its own
+                item.subject_key = keys.get(item.subject_ref)
             restricted = self.restrictions.restricted_among(
                 p.subject_ref for p in prepared.values()
             )
@@ -605,6 +608,7 @@ class IngestPipeline:
                 tenant=event.tenant,
                 subject_ref=subject_ref,
                 plaintext=wav,
+                subject_key_record=item.subject_key,
             )
         decision = item.decision
         assert decision.retention_class is not None and decision.retain_until is not None
