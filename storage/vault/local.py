@@ -3,9 +3,15 @@
 Implements :class:`storage.vault.base.Vault` on the local filesystem. Layout under
 its root (files ``0600``, folders ``0700``)::
 
-    <root>/<key>                  the object bytes
-    <root>/.tags/<key>.json       its tags, a JSON object (written before the object)
+    <root>/<key>                  the object bytes; its tags, a JSON object, in the
+                                  extended attribute ``user.callvault.tags``
+    <root>/.tags/<key>.json       its tags where the filesystem has no user xattrs (and
+                                  for objects written before; written before the object)
     <dir>/.tmp-*                  a write in progress (renamed into place, never read)
+
+Tags in an xattr are set on the temp file before it is renamed into place: the object
+and its tags appear together, with one file written per put instead of two. Folders
+this vault created or saw are remembered, so a put does not stat its way up the tree.
 """
 
 from __future__ import annotations
@@ -14,13 +20,15 @@ import contextlib
 import errno
 import json
 import os
+import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import SplitResult, unquote
 
 from callvault.errors import ConfigError
-from storage._files import make_private_dirs, syncfs, write_file_atomically
+from storage._files import TMP_PREFIX, fsync_dir, make_private_dirs, syncfs, write_file_atomically
 from storage.errors import RecordingNotFound, StorageError, VaultUnavailable
 from storage.types import ObjectInfo, StoredObject
 from storage.vault.base import check_range, validate_key, validate_prefix, validate_tags
@@ -28,6 +36,9 @@ from storage.vault.base import check_range, validate_key, validate_prefix, valid
 __all__ = ["LocalVault"]
 
 _TAGS_DIR = ".tags"
+_TAGS_XATTR = "user.callvault.tags"
+#: errnos meaning "no user xattrs here" (not supported, or no room for the value)
+_NO_XATTR = frozenset({errno.ENOTSUP, errno.EOPNOTSUPP, errno.E2BIG, errno.ENOSPC, errno.EPERM})
 
 
 class LocalVault:
@@ -49,6 +60,8 @@ class LocalVault:
             raise StorageError(f"vault root {str(root)!r} is not a folder")
         self.root = root
         self.url = root.as_uri()
+        self._folders: set[Path] = {root}  # known to exist (a put skips make_private_dirs)
+        self._xattrs = True  # until the filesystem refuses them
 
     @classmethod
     def from_url(cls, url: str, parts: SplitResult, **options: object) -> LocalVault:
@@ -86,9 +99,7 @@ class LocalVault:
         if not isinstance(data, bytes | bytearray | memoryview):
             raise StorageError(f"vault data must be bytes, not {type(data).__name__}")
         try:
-            # Tags first: the object never becomes visible without its tags.
-            write_file_atomically(self._tags_path(key), _encode_tags(checked), sync=durable)
-            write_file_atomically(path, data, sync=durable)
+            self._write_object(key, path, data, _encode_tags(checked), sync=durable)
         except IsADirectoryError as exc:
             raise StorageError(f"vault key {key!r} is a prefix of other keys here") from exc
         except NotADirectoryError as exc:
@@ -96,6 +107,49 @@ class LocalVault:
         except OSError as exc:
             raise VaultUnavailable(f"cannot write vault object {key!r}: {exc}") from exc
         return ObjectInfo(key=key, size=len(data), tags=checked)
+
+    def _write_object(self, key: str, path: Path, data: Any, tags: bytes, *, sync: bool) -> None:
+        """Write the object (and its tags) atomically: temp file, tags xattr, rename."""
+        folder = path.parent
+        if folder not in self._folders:
+            make_private_dirs(folder)
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=folder)
+        except FileNotFoundError:  # a remembered folder was removed meanwhile
+            self._folders.discard(folder)
+            make_private_dirs(folder)
+            fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=folder)
+        self._folders.add(folder)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                if not self._set_tags_xattr(handle.fileno(), tags):
+                    # Tags first: the object never becomes visible without its tags.
+                    write_file_atomically(self._tags_path(key), tags, sync=sync)
+                if sync:
+                    os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        if sync:
+            fsync_dir(folder)
+
+    def _set_tags_xattr(self, target: int | Path, tags: bytes) -> bool:
+        """Store ``tags`` in the xattr of ``target`` (an fd or a path); False when the
+        filesystem keeps no user xattrs (then the tags file is used, from now on)."""
+        if not self._xattrs:
+            return False
+        try:
+            os.setxattr(target, _TAGS_XATTR, tags)
+        except OSError as exc:
+            if exc.errno not in _NO_XATTR:
+                raise
+            self._xattrs = False
+            return False
+        return True
 
     def flush(self) -> None:
         """One ``syncfs`` of the vault's filesystem instead of an fsync per file."""
@@ -212,10 +266,22 @@ class LocalVault:
     def put_tags(self, key: str, tags: Mapping[str, str], *, version_id: str | None = None) -> None:
         del version_id  # a folder keeps one version per key
         checked = validate_tags(tags)
+        path = self._object_path(key)
         if not self.exists(key):
             raise RecordingNotFound(f"no vault object {key!r} in {self.url}")
         try:
-            write_file_atomically(self._tags_path(key), _encode_tags(checked))
+            if self._set_tags_xattr(path, _encode_tags(checked)):
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                try:
+                    os.fsync(fd)  # the xattr is inode metadata: durable with the inode
+                finally:
+                    os.close(fd)
+                with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                    self._tags_path(key).unlink()  # an older object's tags file
+            else:
+                write_file_atomically(self._tags_path(key), _encode_tags(checked))
+        except FileNotFoundError as exc:
+            raise RecordingNotFound(f"no vault object {key!r} in {self.url}") from exc
         except OSError as exc:
             raise VaultUnavailable(f"cannot write tags of vault object {key!r}: {exc}") from exc
 
@@ -223,11 +289,18 @@ class LocalVault:
 
     def _read_tags(self, key: str) -> dict[str, str]:
         try:
-            raw = self._tags_path(key).read_bytes()
+            raw = os.getxattr(self._object_path(key), _TAGS_XATTR)
         except FileNotFoundError:
             return {}
         except OSError as exc:
-            raise VaultUnavailable(f"cannot read tags of vault object {key!r}: {exc}") from exc
+            if exc.errno not in (errno.ENODATA, *_NO_XATTR):
+                raise VaultUnavailable(f"cannot read tags of vault object {key!r}: {exc}") from exc
+            try:  # no xattr: an object written before, or a filesystem without them
+                raw = self._tags_path(key).read_bytes()
+            except FileNotFoundError:
+                return {}
+            except OSError as exc:
+                raise VaultUnavailable(f"cannot read tags of vault object {key!r}: {exc}") from exc
         try:
             tags = json.loads(raw)
         except ValueError as exc:
