@@ -12,7 +12,7 @@ import ctypes
 import fcntl
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 __all__ = [
@@ -73,25 +73,36 @@ def syncfs(path: Path) -> None:
 
 
 def write_file_atomically(
-    path: Path, data: bytes | bytearray | memoryview, *, sync: bool = True
+    path: Path,
+    data: bytes | bytearray | memoryview,
+    *,
+    sync: bool = True,
+    make_dirs: bool = True,
+    before_rename: Callable[[int], None] | None = None,
 ) -> None:
     """Write ``data`` to ``path`` so a reader sees all of it or the previous content.
 
-    Missing folders are created with mode 0700. A temp file ``.tmp-*`` in the same
-    folder (mode 0600) is written, fsynced, renamed over ``path`` and the folder
-    fsynced, so the rename survives a crash; no temp file is left behind on error.
-    With ``sync=False`` both fsyncs are skipped: the caller makes the write durable
-    later (``LocalVault.flush``).
+    Missing folders are created with mode 0700 (unless ``make_dirs`` is False: the
+    caller knows the folder exists). A temp file ``.tmp-*`` in the same folder (mode
+    0600) is written, handed to ``before_rename(fd)`` (e.g. to set an xattr that must
+    appear with the content), fsynced, renamed over ``path`` and the folder fsynced, so
+    the rename survives a crash; no temp file is left behind on error. With
+    ``sync=False`` both fsyncs are skipped: the caller makes the write durable later
+    (``LocalVault.flush``).
 
     Raises:
         OSError: as raised by the filesystem (callers translate it).
     """
     folder = path.parent
-    make_private_dirs(folder)
+    if make_dirs:
+        make_private_dirs(folder)
     fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=folder)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
+            if before_rename is not None:
+                handle.flush()
+                before_rename(handle.fileno())
             if sync:
                 handle.flush()
                 os.fsync(handle.fileno())

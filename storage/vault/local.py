@@ -20,7 +20,6 @@ import contextlib
 import errno
 import json
 import os
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,7 +27,7 @@ from typing import Any
 from urllib.parse import SplitResult, unquote
 
 from callvault.errors import ConfigError
-from storage._files import TMP_PREFIX, fsync_dir, make_private_dirs, syncfs, write_file_atomically
+from storage._files import make_private_dirs, syncfs, write_file_atomically
 from storage.errors import RecordingNotFound, StorageError, VaultUnavailable
 from storage.types import ObjectInfo, StoredObject
 from storage.vault.base import check_range, validate_key, validate_prefix, validate_tags
@@ -111,31 +110,21 @@ class LocalVault:
     def _write_object(self, key: str, path: Path, data: Any, tags: bytes, *, sync: bool) -> None:
         """Write the object (and its tags) atomically: temp file, tags xattr, rename."""
         folder = path.parent
-        if folder not in self._folders:
-            make_private_dirs(folder)
+
+        def tag(fd: int) -> None:
+            if not self._set_tags_xattr(fd, tags):
+                # Tags first: the object never becomes visible without its tags.
+                write_file_atomically(self._tags_path(key), tags, sync=sync)
+
+        known = folder in self._folders
         try:
-            fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=folder)
-        except FileNotFoundError:  # a remembered folder was removed meanwhile
-            self._folders.discard(folder)
-            make_private_dirs(folder)
-            fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=folder)
+            write_file_atomically(path, data, sync=sync, make_dirs=not known, before_rename=tag)
+        except FileNotFoundError:
+            if not known:
+                raise
+            self._folders.discard(folder)  # a remembered folder was removed meanwhile
+            write_file_atomically(path, data, sync=sync, before_rename=tag)
         self._folders.add(folder)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                if not self._set_tags_xattr(handle.fileno(), tags):
-                    # Tags first: the object never becomes visible without its tags.
-                    write_file_atomically(self._tags_path(key), tags, sync=sync)
-                if sync:
-                    os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        if sync:
-            fsync_dir(folder)
 
     def _set_tags_xattr(self, target: int | Path, tags: bytes) -> bool:
         """Store ``tags`` in the xattr of ``target`` (an fd or a path); False when the

@@ -5,7 +5,6 @@ ingest topic."""
 
 from __future__ import annotations
 
-import secrets
 import time
 import urllib.request
 from collections import Counter
@@ -13,9 +12,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import psycopg
 import pytest
-from psycopg import sql
 
 from callvault.broker import EmbeddedBroker, free_port
 from callvault.synth import call_wav
@@ -28,7 +25,7 @@ from tests.e2e.harness import (
     open_services,
     wait_until,
 )
-from tests.fixtures.postgres import pg_schema_url
+from tests.fixtures.postgres import fresh_schema
 from tests.streams.lifecycle_support import store_call
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -39,14 +36,8 @@ LOST = 12
 
 @pytest.fixture
 def pg_catalog(postgres_url: str) -> Iterator[str]:
-    schema = f"mw_{secrets.token_hex(6)}"
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-    try:
-        yield pg_schema_url(postgres_url, schema)
-    finally:
-        with psycopg.connect(postgres_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+    with fresh_schema(postgres_url, "mw") as url:
+        yield url
 
 
 def _metric(worker: WorkerProcess, name: str) -> float:

@@ -15,17 +15,10 @@ from storage.catalog import Catalog, open_catalog
 from storage.catalog.leases import LeaseStore
 from storage.catalog.ratewindow import AccessRateWindow
 from streams.http.rateguard import RateGuard
+from tests.streams.lifecycle_support import Clock
 
 T0 = datetime(2026, 12, 2, 3, 0, tzinfo=UTC)
 TTL = timedelta(seconds=30)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture
@@ -63,7 +56,7 @@ def _race(count: int, attempt: Callable[[int], bool]) -> list[bool]:
 def test_one_holder_at_a_time_renewal_expiry_and_release(
     catalogs: Callable[[], Catalog],
 ) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     a = LeaseStore(catalogs().database, clock)
     b = LeaseStore(catalogs().database, clock)
     assert a.acquire("retention-sweep", "w1:10", TTL)
