@@ -265,6 +265,18 @@ class Landing:
         # A ref is re-resolved: it may be hand-made, or a symlink may have appeared since.
         return self.resolve(ref_or_uri.uri if isinstance(ref_or_uri, LandingRef) else ref_or_uri)
 
+    def _for_reading(self, ref_or_uri: LandingRef | str) -> LandingRef:
+        # A file ref is not resolved again before a read: _read_file re-checks its real
+        # path against the roots itself (and opens it O_NOFOLLOW, same inode), which is
+        # what resolving would check; every realpath is a walk of lstat calls.
+        if (
+            isinstance(ref_or_uri, LandingRef)
+            and ref_or_uri.path is not None
+            and not ref_or_uri.path.name.endswith(SIDECAR_SUFFIX)
+        ):
+            return ref_or_uri
+        return self._ref(ref_or_uri)
+
     # -- audio -----------------------------------------------------------------------
 
     def read(self, ref: LandingRef | str) -> bytes:
@@ -278,7 +290,7 @@ class Landing:
             LandingStoreUnavailable: the landing folder or bucket failed (worth retrying).
             LandingError: any other S3 refusal of this object.
         """
-        ref = self._ref(ref)
+        ref = self._for_reading(ref)
         if ref.path is not None:
             return self._read_file(ref, self.max_bytes, too_large="landing-too-large")
         return self._read_s3(ref, self.max_bytes, too_large="landing-too-large")
@@ -295,6 +307,22 @@ class Landing:
             self._unlink(ref.path)
         else:
             self._s3_delete(ref)
+
+    def discard(self, ref: LandingRef | str) -> None:
+        """:meth:`delete` the audio, then :meth:`delete_sidecar` its sidecar, resolving
+        the URI once (what ingest does with a stored recording's landing copy).
+
+        Raises:
+            LandingRejected: the URI is invalid or outside the roots.
+            LandingError: the audio or its sidecar could not be deleted.
+        """
+        resolved = self._ref(ref)
+        if resolved.path is not None:
+            self._unlink(resolved.path)
+            self._unlink(_sidecar_path(resolved.path))
+        else:
+            self._s3_delete(resolved)
+            self._s3_delete(_sidecar_ref(resolved))
 
     def land(self, name: str, data: bytes) -> str:
         """Write ``data`` as ``name`` into the first root, atomically; return its URI.
@@ -357,7 +385,7 @@ class Landing:
             LandingRejected: the audio URI is invalid or outside the roots.
             LandingError: the sidecar is not a JSON object, or could not be read.
         """
-        ref = self._ref(ref_or_uri)
+        ref = self._for_reading(ref_or_uri)
         sidecar = _sidecar_ref(ref)
         try:
             if sidecar.path is not None:
@@ -367,6 +395,8 @@ class Landing:
         except LandingRejected as exc:
             if exc.reason == "landing-missing":
                 return None
+            if exc.reason == "uri-outside-landing":
+                raise  # the audio's folder leads outside the roots now (as resolve says)
             raise LandingError(f"event sidecar {sidecar.uri} is unusable: {exc}") from exc
         try:
             event = json.loads(raw)

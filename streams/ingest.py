@@ -742,8 +742,7 @@ class IngestPipeline:
         )
 
     def _discard_landing(self, ref: LandingRef) -> None:
-        self.landing.delete(ref)
-        self.landing.delete_sidecar(ref)
+        self.landing.discard(ref)  # the audio, then its sidecar
 
     def _discard_duplicate(self, item: _Prepared, claim: LandingClaim | None) -> None:
         """A redelivered event of a stored recording: delete the landing copy only when
