@@ -652,22 +652,19 @@ class Landing:
         inode, so nothing swapped in between is read.
         """
         assert ref.path is not None
-        # Re-check: a symlink may have been swapped in since resolve().
-        real = Path(os.path.realpath(ref.path))
-        root = next(
-            (r for r in self._roots if isinstance(r, _FileRoot) and real.is_relative_to(r.path)),
-            None,
-        )
-        if root is None:
-            raise _reject("uri-outside-landing", f"{ref.uri} now leads outside the landing roots")
+        # lstat first: a missing file (most sidecars) needs no realpath walk to be missing.
         try:
             before = os.lstat(ref.path)
         except FileNotFoundError:
-            if not root.path.is_dir():  # the whole landing folder is gone (unmounted?)
-                raise LandingStoreUnavailable(f"landing root {root.uri} is missing") from None
+            lexical = self._root_of(ref.path)
+            if lexical is not None and not lexical.path.is_dir():  # unmounted?
+                raise LandingStoreUnavailable(f"landing root {lexical.uri} is missing") from None
             raise _reject("landing-missing", f"landing audio {ref.uri} does not exist") from None
         except OSError as exc:
             raise _os_error(f"cannot stat landing file {ref.uri}", exc) from exc
+        # Re-check: a symlink may have been swapped in since resolve().
+        if self._root_of(Path(os.path.realpath(ref.path))) is None:
+            raise _reject("uri-outside-landing", f"{ref.uri} now leads outside the landing roots")
         _check_safe(ref.uri, before, self.allow_hard_links)
         if before.st_size > limit:
             raise _reject(too_large, f"{ref.uri} has {before.st_size} bytes; limit {limit}")
@@ -696,6 +693,13 @@ class Landing:
         if len(data) > limit:  # grew while we read
             raise _reject(too_large, f"{ref.uri} has more than {limit} bytes")
         return data
+
+    def _root_of(self, path: Path) -> _FileRoot | None:
+        """The file root ``path`` lies in (compared as written: pass a real path)."""
+        return next(
+            (r for r in self._roots if isinstance(r, _FileRoot) and path.is_relative_to(r.path)),
+            None,
+        )
 
     def _write_file(self, path: Path, data: bytes) -> None:
         try:
