@@ -103,9 +103,11 @@ def run_pipeline(
     workdir.mkdir(parents=True, exist_ok=True)
     broker = EmbeddedBroker(free_port(), log_file=workdir / f"broker-{path}.log").start()
     extra: dict[str, str] = {}
+    if os.environ.get("BENCH_PARTITIONS"):  # --partitions (WorkerProcess drops CALLVAULT_*)
+        extra["CALLVAULT_PARTITIONS"] = os.environ["BENCH_PARTITIONS"]
     if path == "s3":
         assert s3_endpoint
-        extra = {"CALLVAULT_VAULT": "s3://bench-vault", "CALLVAULT_S3_ENDPOINT": s3_endpoint}
+        extra.update(CALLVAULT_VAULT="s3://bench-vault", CALLVAULT_S3_ENDPOINT=s3_endpoint)
     env = e2e_settings(workdir / f"data-{path}", broker.url, CALLVAULT_LOG_LEVEL="warning", **extra)
     services = open_services(env)
     if path == "s3":
@@ -221,7 +223,10 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=600)
     parser.add_argument("--paths", default="file,s3")
     parser.add_argument("--runs", type=int, default=1, help="runs per path (min/median/max)")
+    parser.add_argument("--partitions", type=int, default=None, help="CALLVAULT_PARTITIONS")
     args = parser.parse_args()
+    if args.partitions:
+        os.environ["BENCH_PARTITIONS"] = str(args.partitions)
     clip = call_wav(60.0, codec="mulaw", seed=1)
     mb = len(clip) * args.calls / 1e6
     print(
