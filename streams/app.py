@@ -49,7 +49,7 @@ from streams.evaluations import EvaluationService
 from streams.events import RejectReason
 from streams.governance import GovernanceCollector, refresh_worker_gauges
 from streams.http import WebContext, build_web_app
-from streams.http.auth import LocalTokens, TokenVerifier
+from streams.http.auth import TokenVerifier, local_tokens
 from streams.http.oidc import verifier_for
 from streams.ingest import IngestOutcome, IngestPipeline
 from streams.metrics import Metrics
@@ -137,7 +137,7 @@ class Worker:
         self._audit_buffer: collections.deque[AuditEntry] = collections.deque()
         settings = services.config
         self.tokens = tokens or verifier_for(
-            services.policy, LocalTokens(services.keyring, frozenset(services.policy.roles))
+            services.policy, local_tokens(services.keyring, services.policy)
         )
         self.web_port = settings.web_port if web_port is None else web_port
         self.reconcile_interval = reconcile_interval or max(
