@@ -712,7 +712,7 @@ def test_migration_12_gives_old_audit_records_their_tenant_and_old_requests_the_
                     (request_id, status, at, at, at, completed),
                 )
     with open_catalog(catalog_url) as new:
-        assert new.migrate() == [12]
+        assert new.migrate() == [m.version for m in MIGRATIONS if m.version >= 12]
         assert [e.action for e in new.audit.iter_entries(tenant="globex")] == ["ingest.stored"]
         untenanted = list(new.audit.iter_entries(tenant="acme", untenanted=True))
         assert [e.action for e in untenanted] == ["retention.sweep"]
