@@ -20,11 +20,14 @@ Raises: :class:`~storage.errors.CatalogError` when the database fails.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from storage.catalog.sql import Database, Transaction, from_db_time, to_db_time
 
-__all__ = ["AccessRateWindow", "WindowVerdict"]
+__all__ = ["AccessRateWindow", "WindowVerdict", "REFRESH_AFTER"]
+
+#: A recording counted this recently is not refreshed again (a player's Range requests).
+REFRESH_AFTER = timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
@@ -53,8 +56,17 @@ class AccessRateWindow:
     ) -> WindowVerdict:
         """Count ``recording_id`` for ``principal`` at ``now`` (entries at or before
         ``horizon`` no longer count) unless ``limit`` distinct recordings are counted
-        already; re-counting a recording in the window only refreshes it."""
+        already; re-counting a recording in the window only refreshes it (and a player's
+        Range requests within :data:`REFRESH_AFTER` of the last refresh write nothing)."""
         at = to_db_time(now)
+        seen = self._database.fetch_one(
+            "SELECT last_at FROM access_rate_window WHERE principal = ? AND recording_id = ?",
+            (principal, recording_id),
+        )
+        if seen is not None and from_db_time(seen[0]) > max(horizon, now - REFRESH_AFTER):
+            # Seeking in a recording counted a moment ago: no write transaction needed.
+            used, oldest = self._count(self._database, principal, horizon)
+            return WindowVerdict(True, used, oldest)
         with self._database.transaction() as tx:
             self._lock(tx, principal)
             tx.execute(
@@ -66,7 +78,7 @@ class AccessRateWindow:
                 "WHERE principal = ? AND recording_id = ?",
                 (at, principal, recording_id),
             )
-            used, oldest = self._count(tx, principal)
+            used, oldest = self._count(tx, principal, horizon)
             if again:
                 return WindowVerdict(True, used, oldest)
             if limit is not None and used >= limit:
@@ -93,10 +105,13 @@ class AccessRateWindow:
         # SQLite: BEGIN IMMEDIATE already holds the database's write lock.
 
     @staticmethod
-    def _count(tx: Transaction, principal: str) -> tuple[int, datetime | None]:
-        row = tx.fetch_one(
-            "SELECT COUNT(*), MIN(last_at) FROM access_rate_window WHERE principal = ?",
-            (principal,),
+    def _count(
+        reader: Transaction | Database, principal: str, horizon: datetime
+    ) -> tuple[int, datetime | None]:
+        row = reader.fetch_one(
+            "SELECT COUNT(*), MIN(last_at) FROM access_rate_window "
+            "WHERE principal = ? AND last_at > ?",
+            (principal, to_db_time(horizon)),
         )
         if row is None or not row[0]:
             return 0, None

@@ -110,12 +110,15 @@ def test_rate_window_in_the_catalog_is_shared_by_workers(
     ]
     assert guards[0].admit(alice, "rec-1", T0).allowed
     assert guards[1].admit(alice, "rec-2", T0 + timedelta(seconds=1)).allowed
-    assert guards[0].admit(alice, "rec-2", T0 + timedelta(seconds=2)).allowed  # seeking
+    seek = guards[0].admit(alice, "rec-2", T0 + timedelta(seconds=2))  # seeking: no count
+    assert seek.allowed and seek.used == 2
     assert guards[1].admit(alice, "rec-3", T0 + timedelta(seconds=3)).used == 3
     denied = guards[0].admit(alice, "rec-4", T0 + timedelta(seconds=4))
     assert not denied.allowed and denied.reason == "rate-limited"
     assert (denied.used, denied.limit) == (3, 3)
     assert denied.retry_after == 3600 - 4 + 1  # rec-1 leaves the window first
+    # Listening again minutes later refreshes rec-2 (within a minute it is not rewritten).
+    assert guards[1].admit(alice, "rec-2", T0 + timedelta(minutes=2)).allowed
     # Another principal, even of the same name in another org, has its own window.
     assert guards[1].admit(Principal("alice", "qa-reviewer", "acme-qa"), "rec-4", T0).allowed
     # After the hour, rec-1 no longer counts; a denied request consumed nothing.
