@@ -136,7 +136,12 @@ def run_pipeline(
         ids = [f"bench-{i:05d}" for i in range(calls)]
         cpu_before = worker.cpu_seconds()
         start = time.perf_counter()
-        produce(broker.url.removeprefix("kafka://"), "callvault.recordings", payloads)
+        produce(
+            broker.url.removeprefix("kafka://"),
+            "callvault.recordings",
+            payloads,
+            keys=[rid.encode() for rid in ids],  # as the worker keys them: over all partitions
+        )
         wait_until(
             lambda: len(services.catalog.recording_ids_present(ids)) == calls,
             1200,

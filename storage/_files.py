@@ -8,7 +8,6 @@ to, fsynced together with its folder so the rename survives a crash.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import fcntl
 import os
 import tempfile
@@ -19,7 +18,6 @@ __all__ = [
     "write_file_atomically",
     "make_private_dirs",
     "fsync_dir",
-    "syncfs",
     "exclusive_lock",
     "TMP_PREFIX",
 ]
@@ -49,25 +47,6 @@ def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def syncfs(path: Path) -> None:
-    """Flush the whole filesystem holding ``path`` (Linux ``syncfs``; else ``sync``).
-
-    Raises:
-        OSError: the flush failed.
-    """
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        call = getattr(libc, "syncfs", None)
-        if call is None:  # pragma: no cover - non-Linux
-            os.sync()
-        elif call(fd) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, os.strerror(err))
     finally:
         os.close(fd)
 

@@ -20,14 +20,16 @@ import contextlib
 import errno
 import json
 import os
+import threading
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import SplitResult, unquote
 
 from callvault.errors import ConfigError
-from storage._files import make_private_dirs, syncfs, write_file_atomically
+from storage._files import fsync_dir, make_private_dirs, write_file_atomically
 from storage.errors import RecordingNotFound, StorageError, VaultUnavailable
 from storage.types import ObjectInfo, StoredObject
 from storage.vault.base import check_range, validate_key, validate_prefix, validate_tags
@@ -61,6 +63,9 @@ class LocalVault:
         self.url = root.as_uri()
         self._folders: set[Path] = {root}  # known to exist (a put skips make_private_dirs)
         self._xattrs = True  # until the filesystem refuses them
+        self._pending: list[Path] = []  # written with durable=False since the last flush
+        self._pending_lock = threading.Lock()
+        self._syncers: ThreadPoolExecutor | None = None
 
     @classmethod
     def from_url(cls, url: str, parts: SplitResult, **options: object) -> LocalVault:
@@ -125,6 +130,11 @@ class LocalVault:
             self._folders.discard(folder)  # a remembered folder was removed meanwhile
             write_file_atomically(path, data, sync=sync, before_rename=tag)
         self._folders.add(folder)
+        if not sync:
+            with self._pending_lock:
+                self._pending.append(path)
+                if not self._xattrs:
+                    self._pending.append(self._tags_path(key))
 
     def _set_tags_xattr(self, target: int | Path, tags: bytes) -> bool:
         """Store ``tags`` in the xattr of ``target`` (an fd or a path); False when the
@@ -141,10 +151,23 @@ class LocalVault:
         return True
 
     def flush(self) -> None:
-        """One ``syncfs`` of the vault's filesystem instead of an fsync per file."""
+        """Make the objects put with ``durable=False`` since the last flush durable: an
+        ``fdatasync`` of each of those files and an ``fsync`` of each of their folders,
+        issued in parallel (the filesystem commits them together), never other
+        programs' or other workers' dirty data."""
+        with self._pending_lock:
+            paths, self._pending = self._pending, []
+        if not paths:
+            return
         try:
-            syncfs(self.root)
+            if self._syncers is None:
+                self._syncers = ThreadPoolExecutor(8, thread_name_prefix="vault-sync")
+            folders = sorted({path.parent for path in paths})
+            list(self._syncers.map(_sync_file, paths))
+            list(self._syncers.map(fsync_dir, folders))
         except OSError as exc:
+            with self._pending_lock:  # flushed again next time
+                self._pending.extend(paths)
             raise VaultUnavailable(f"cannot flush vault {str(self.root)!r}: {exc}") from exc
 
     def get(self, key: str) -> bytes:
@@ -302,6 +325,18 @@ class LocalVault:
         if isinstance(exc, FileNotFoundError | IsADirectoryError | NotADirectoryError):
             return RecordingNotFound(f"no vault object {key!r} in {self.url}")
         return VaultUnavailable(f"cannot read vault object {key!r}: {exc}")
+
+
+def _sync_file(path: Path) -> None:
+    """fdatasync ``path`` (gone since is fine: a later put or delete replaced it)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    try:
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
 
 
 def _encode_tags(tags: Mapping[str, str]) -> bytes:

@@ -13,6 +13,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -152,15 +153,20 @@ class WorkerProcess:
             self.proc.wait(10)
 
 
-def produce(bootstrap: str, topic: str, payloads: Iterable[bytes]) -> None:
+def produce(
+    bootstrap: str, topic: str, payloads: Iterable[bytes], keys: Iterable[bytes] | None = None
+) -> None:
+    """Produce ``payloads`` (keyed by ``keys``, as the worker keys recordings by their id,
+    which spreads them over the partitions; unkeyed, librdkafka's sticky partitioner puts
+    a burst into few partitions)."""
     from confluent_kafka import Producer
 
     # message.max.bytes: let a test send what a careless PBX might (the broker decides).
     producer = Producer(
         {"bootstrap.servers": bootstrap, "acks": "all", "message.max.bytes": 4_000_000}
     )
-    for payload in payloads:
-        producer.produce(topic, payload)
+    for payload, key in zip(payloads, keys if keys is not None else repeat(None), strict=False):
+        producer.produce(topic, payload, key)
     remaining = producer.flush(30)
     assert remaining == 0, f"{remaining} messages not delivered"
 

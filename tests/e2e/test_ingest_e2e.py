@@ -141,7 +141,8 @@ def test_worker_killed_mid_batch_stores_every_recording_exactly_once(
                 landed_call(services, f"kill-{i:04d}", audio, customer=f"c{i % 17}")
             ).encode()
         )
-    produce(bootstrap, TOPIC, events)
+    # keyed by recording id, as the worker keys them: spread over every partition
+    produce(bootstrap, TOPIC, events, keys=[f"kill-{i:04d}".encode() for i in range(count)])
     vault_root = Path(services.settings.vault.removeprefix("file://"))
 
     worker.start()

@@ -728,3 +728,36 @@ def _all_names(vault: Vault) -> list[str]:
     """Every file name under a LocalVault root (temp files included); [] for S3."""
     root = getattr(vault, "root", None)
     return [str(p) for p in root.rglob("*")] if root is not None else []
+
+
+def test_local_flush_syncs_exactly_the_files_put_since_the_last_flush(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The group commit of a folder vault flushes its own batch (each file, each folder),
+    not the whole filesystem: other programs' and other workers' dirty pages wait."""
+    vault = LocalVault(tmp_path / "v")
+    synced: list[str] = []
+    real_fdatasync, real_fsync = os.fdatasync, os.fsync
+
+    def record(real):  # type: ignore[no-untyped-def]
+        def call(fd: int) -> None:
+            synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+            real(fd)
+
+        return call
+
+    vault.put("a/one", b"1", tags={"purpose": "qa"}, durable=False)
+    vault.put("b/two", b"2", tags={"purpose": "qa"}, durable=False)
+    vault.put("b/gone", b"3", tags={"purpose": "qa"}, durable=False)
+    vault.delete("b/gone")  # deleted before the flush: nothing to sync
+    (tmp_path / "other").write_bytes(b"not the vault's")
+    monkeypatch.setattr(os, "fdatasync", record(real_fdatasync))
+    monkeypatch.setattr(os, "fsync", record(real_fsync))
+    vault.flush()
+    root = tmp_path / "v"
+    assert sorted(synced) == sorted(
+        [str(root / "a" / "one"), str(root / "b" / "two"), str(root / "a"), str(root / "b")]
+    )
+    synced.clear()
+    vault.flush()  # nothing put since
+    assert synced == []
