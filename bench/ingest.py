@@ -172,6 +172,7 @@ def one_run(
     """One pipeline run and its baseline on the same bytes; prints and returns figures."""
     result = run_pipeline(path, calls, clip, workdir, endpoint)
     blobs: list[bytes] = result["blobs"]  # type: ignore[assignment]
+    before = os.times()  # the baseline runs in this process (its boto3 threads included)
     if path == "file":
         base = baseline_file(blobs, workdir / "baseline")
         base_name = "plain durable file write"
@@ -184,6 +185,8 @@ def one_run(
         )
         base = baseline_s3(blobs, endpoint or "", bucket)
         base_name = "plain put_object x4 threads"
+    after = os.times()
+    base_cpu = (after.user - before.user) + (after.system - before.system)
     elapsed: float = result["elapsed"]  # type: ignore[assignment]
     cpu: float = result["cpu"]  # type: ignore[assignment]
     rate, base_rate = calls / elapsed, calls / base
@@ -194,6 +197,10 @@ def one_run(
     print(
         f"{tag} worker CPU: {1000 * cpu / calls:.2f} ms per call (user+sys, /proc), "
         f"{cpu / elapsed:.2f} cores busy; topic partitions: {result['partitions']}"
+    )
+    print(
+        f"{tag} baseline CPU: {1000 * base_cpu / calls:.2f} ms per call; "
+        f"worker / baseline CPU: {cpu / max(base_cpu, 1e-9):.2f}"
     )
     stages: dict[str, float] = result["stages"]  # type: ignore[assignment]
     total = sum(stages.values()) or 1.0
@@ -208,6 +215,7 @@ def one_run(
         "baseline calls/s": base_rate,
         "ratio": rate / base_rate,
         "CPU ms/call": 1000 * cpu / calls,
+        "baseline CPU ms": 1000 * base_cpu / calls,
     }
 
 
