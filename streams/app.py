@@ -40,6 +40,7 @@ from callvault.errors import CallvaultError, StartupError, is_unavailable, unava
 from storage.catalog.audit import entry_json
 from storage.catalog.claims import ClaimState
 from storage.catalog.leases import RECONCILER_LEASE, SWEEP_LEASE, LeaseStore
+from storage.checkpoints import Checkpoint, CheckpointError
 from storage.errors import LandingError
 from storage.types import AuditEntry
 from streams._faust import task, timer
@@ -53,6 +54,8 @@ from streams.http.auth import TokenVerifier, local_tokens
 from streams.http.oidc import verifier_for
 from streams.ingest import IngestOutcome, IngestPipeline
 from streams.metrics import Metrics
+from streams.privacy.disclose import remove_legacy_exports
+from streams.privacy.reapply import reapply_erasures
 from streams.refs import landing_key, redact_text
 from streams.services import Services
 from streams.sources import CONNECT_CTR_TOPIC, S3_EVENTS_TOPIC, SourceOutcome, Sources
@@ -154,6 +157,8 @@ class Worker:
         self.leases = LeaseStore(services.catalog.database, services.clock)
         self.lease_holder = f"{settings.worker_id}:{os.getpid()}"
         self._held_leases: set[str] = set()
+        self._checkpoints = services.audit_checkpoints()
+        self._checkpoint_refusal = ""
 
         self.app = faust.App(
             "callvault",
@@ -258,6 +263,10 @@ class Worker:
         @timer(app, 1.0, name="audit-publisher")
         async def publish_audit() -> None:
             await self._flush_audit()
+
+        @timer(app, 5.0, name="audit-checkpoints")
+        async def audit_checkpoints() -> None:
+            await self.checkpoint_audit()
 
         @app.agent(self.privacy_requests, name="privacy-requests")
         async def privacy_requests(stream: faust.StreamT[bytes]) -> None:
@@ -477,6 +486,31 @@ class Worker:
                 value=json.dumps(entry_json(entry), separators=(",", ":"), sort_keys=True).encode()
             )
 
+    async def checkpoint_audit(self) -> Checkpoint | None:
+        """Sign a checkpoint of the audit head when one is due (storage.checkpoints),
+        stored in the vault and sent to the audit topic. A log that no longer matches
+        the last checkpoint is reported (error log), never signed."""
+        loop = asyncio.get_running_loop()
+        now = self.services.clock()
+        try:
+            written = await loop.run_in_executor(None, self._checkpoints.write_due, now)
+        except CheckpointError as exc:
+            if str(exc) != self._checkpoint_refusal:  # once per problem, not every tick
+                log.error("audit checkpoint refused: %s", exc)
+                self._checkpoint_refusal = str(exc)
+            return None
+        except CallvaultError as exc:
+            log.warning("audit checkpoint not written (%s); retried", type(exc).__name__)
+            return None
+        if written is not None:
+            self._checkpoint_refusal = ""
+            body = {"checkpoint": written.to_json()}
+            await self.audit_topic.send(
+                key=b"checkpoint",
+                value=json.dumps(body, separators=(",", ":"), sort_keys=True).encode(),
+            )
+        return written
+
     async def publish_recording(self, event: bytes, recording_id: str) -> None:
         # Keyed by recording id: every (re)delivery of one recording lands on the same
         # partition, so two workers never process it at the same time.
@@ -623,10 +657,18 @@ class Worker:
         return declare_topics(bootstrap, wanted)
 
     def run(self) -> int:
-        """Run the worker until SIGINT/SIGTERM (blocks); return the exit status (0 after a
-        clean stop, non-zero when the worker crashed)."""
+        """Re-apply the erasure journal, then run the worker until SIGINT/SIGTERM (blocks);
+        return the exit status (0 after a clean stop, non-zero when the worker crashed).
+
+        Raises:
+            CallvaultError: the erasure journal could not be re-applied (nothing started).
+        """
         from faust.worker import Worker as FaustWorker
 
+        # Before anything is served: a catalog restored from an older backup must not
+        # bring an erased customer back (storage.erasures). A failure stops the start.
+        reapply_erasures(self.services, actor=self.services.config.actor)
+        remove_legacy_exports(self.services.config.data_dir)
         self.declare_topics()
         level = self.services.config.log_level.lower()
         worker = FaustWorker(

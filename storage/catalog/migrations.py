@@ -421,13 +421,33 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(
+        11,
+        "disclosure exports: signed manifests, no files (storage/catalog/exports.py)",
+        (
+            """
+            CREATE TABLE privacy_exports (
+                export_id TEXT PRIMARY KEY,
+                request_id TEXT NOT NULL UNIQUE,
+                tenant TEXT NOT NULL,
+                subject_ref TEXT NOT NULL,
+                created_at TEXT NOT NULL,
+                expires_at TEXT NOT NULL,
+                manifest TEXT NOT NULL,
+                signature TEXT NOT NULL,
+                downloads INTEGER NOT NULL DEFAULT 0
+            )
+            """,
+        ),
+    ),
+    Migration(
         12,
         "tenants on audit records; the privacy request workflow (verify, approve or refuse, "
         "execute)",
         (
             # Which tenant's auditors see a record: its recording's tenant, else the tenant
             # its details name; NULL (system records, and records naming no tenant) belongs
-            # to the policy's default tenant. A read filter, not part of the hash chain.
+            # to the policy's default tenant. A read filter, not part of the hash chain
+            # here; migration 14 makes it part of the hash of every record written after.
             "ALTER TABLE audit_log ADD COLUMN tenant TEXT",
             """
             UPDATE audit_log SET tenant = (
@@ -471,6 +491,22 @@ MIGRATIONS: tuple[Migration, ...] = (
             )
             """,
             "CREATE INDEX access_rate_window_last ON access_rate_window (principal, last_at)",
+        ),
+    ),
+    Migration(
+        14,
+        "audit records hash their tenant (hash form 2); destroyed subject keys forget "
+        "their pseudonym; dead letters sealed under their customer's subject key",
+        (
+            # Existing records keep the form they were hashed in (1: tenant not covered);
+            # the audit log writes form 2 (tenant covered) from now on.
+            "ALTER TABLE audit_log ADD COLUMN hash_form INTEGER NOT NULL DEFAULT 1",
+            # Nothing reads a destroyed key by its subject: erasure replay, audio and
+            # exports find keys by key_id, and a customer ingested again gets a new key.
+            "UPDATE subject_keys SET subject_ref = '' WHERE destroyed_at IS NOT NULL",
+            # The subject key a dead letter's original is sealed under (NULL: the master
+            # keyring, as every entry recorded before).
+            "ALTER TABLE dead_letters ADD COLUMN subject_key_id TEXT",
         ),
     ),
 )
