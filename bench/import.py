@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -32,6 +31,9 @@ from callvault.services import build_services  # noqa: E402
 from callvault.settings import load_settings  # noqa: E402
 from callvault.synth import call_wav  # noqa: E402
 from streams.backfill import read_manifest, run_import_workers  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "bench"))
+from ingest import summary  # noqa: E402
 
 
 def make_archive(folder: Path, files: int) -> tuple[Path, int]:
@@ -151,13 +153,7 @@ def main() -> None:
                 f"re-run (all skipped) {got['re-run s']:.2f} s | load {os.getloadavg()[0]:.1f}"
             )
     if args.runs > 1:
-        print(f"{args.runs} runs, min / median / max:")
-        for name in figures[0]:
-            values = [f[name] for f in figures]
-            print(
-                f"    {name:<15} {min(values):8.3f} / {statistics.median(values):8.3f} / "
-                f"{max(values):8.3f}"
-            )
+        summary("import:", figures, digits=3)
 
 
 if __name__ == "__main__":

@@ -219,14 +219,13 @@ def one_run(
     }
 
 
-def summary(path: str, figures: list[dict[str, float]]) -> None:
-    print(f"\n[{path}] {len(figures)} runs, min / median / max:")
+def summary(label: str, figures: list[dict[str, float]], digits: int = 2) -> None:
+    """min / median / max of each figure over the runs (bench/import.py uses it too)."""
+    print(f"\n{label} {len(figures)} runs, min / median / max:")
     for name in figures[0]:
         values = [f[name] for f in figures]
-        print(
-            f"    {name:<17} {min(values):8.2f} / {statistics.median(values):8.2f} / "
-            f"{max(values):8.2f}"
-        )
+        low, mid, high = min(values), statistics.median(values), max(values)
+        print(f"    {name:<17} {low:8.{digits}f} / {mid:8.{digits}f} / {high:8.{digits}f}")
 
 
 def main() -> None:
@@ -262,7 +261,7 @@ def main() -> None:
                         one_run(path, run, args.calls, clip, mb, workdir / f"run-{run}", endpoint)
                     )
                 if args.runs > 1:
-                    summary(path, figures)
+                    summary(f"[{path}]", figures)
         finally:
             if s3 is not None:
                 s3.stop()
