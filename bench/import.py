@@ -1,14 +1,16 @@
 """Backfill benchmark: N one-minute 8 kHz mu-law calls imported from a folder archive.
 
-    .venv/bin/python bench/import.py [--files 500] [--batch-size 32]
+    .venv/bin/python bench/import.py [--files 500] [--batch-size 32] [--workers 2] [--runs 3]
 
 Builds an archive of N one-minute calls and a CSV manifest in a temp folder, then runs
 ``callvault import`` in-process (the real pipeline: sha256, decode, redact, encrypt,
 vault, SQLite catalog, audit) into a fresh data dir with a file vault. The baseline,
 run in the same invocation on the same files, is a plain durable copy (read, write,
-fsync, rename) of every file into a folder. Printed: files/s and MB/s (of archive
-audio) for both, ratio = import files/s / baseline files/s, and the time a re-run
-(everything skipped) takes.
+fsync, rename) of every file into a folder. ``--workers N`` imports in N processes
+(``callvault import --workers N``). Printed: files/s and MB/s (of archive audio) for
+both, ratio = import files/s / baseline files/s, the CPU time per file of the import
+(this process and its children, ``os.times``), and the time a re-run (everything
+skipped) takes; with ``--runs N``, min / median / max over the runs.
 """
 
 from __future__ import annotations
@@ -28,7 +30,10 @@ sys.path.insert(0, str(ROOT))
 from callvault.services import build_services  # noqa: E402
 from callvault.settings import load_settings  # noqa: E402
 from callvault.synth import call_wav  # noqa: E402
-from streams.backfill import read_manifest, run_import  # noqa: E402
+from streams.backfill import read_manifest, run_import_workers  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "bench"))
+from ingest import summary  # noqa: E402
 
 
 def make_archive(folder: Path, files: int) -> tuple[Path, int]:
@@ -80,10 +85,50 @@ def baseline_copy(archive: Path, target: Path) -> float:
     return time.perf_counter() - started
 
 
+def cpu_seconds() -> float:
+    """User + system time of this process and its waited-for children."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
+def one_run(
+    folder: Path, manifest: Path, files: int, batch_size: int, workers: int
+) -> dict[str, float]:
+    base = baseline_copy(folder / "archive", folder / f"copy-{time.monotonic_ns()}")
+    data_dir = folder / f"var-{time.monotonic_ns()}"
+    settings = load_settings({"CALLVAULT_DATA_DIR": str(data_dir), "CALLVAULT_WORKER_ID": "bench"})
+    build_services(settings).close()  # create the key file and migrate the catalog once
+    rows = read_manifest(manifest)
+
+    def importing() -> object:
+        return run_import_workers(
+            lambda: build_services(settings), str(folder / "archive"), rows,
+            workers=workers, batch_size=batch_size,
+        )  # fmt: skip
+
+    cpu, started = cpu_seconds(), time.perf_counter()
+    summary = importing()
+    took, cpu = time.perf_counter() - started, cpu_seconds() - cpu
+    assert summary.by_status["stored"] == files, summary.as_dict()  # type: ignore[attr-defined]
+    started = time.perf_counter()
+    again = importing()
+    rerun = time.perf_counter() - started
+    assert again.by_status["skipped"] == files, again.as_dict()  # type: ignore[attr-defined]
+    return {
+        "import files/s": files / took,
+        "copy files/s": files / base,
+        "ratio": base / took,
+        "CPU ms/file": 1000 * cpu / files,
+        "re-run s": rerun,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=500)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=1, help="import processes")
+    parser.add_argument("--runs", type=int, default=1)
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="cv-bench-import-") as tmp:
@@ -91,39 +136,24 @@ def main() -> None:
         print(f"building an archive of {args.files} one-minute calls ...", file=sys.stderr)
         manifest, total = make_archive(folder, args.files)
         mb = total / 1e6
-
-        base = baseline_copy(folder / "archive", folder / "copy")
-
-        settings = load_settings(
-            {"CALLVAULT_DATA_DIR": str(folder / "var"), "CALLVAULT_WORKER_ID": "bench"}
-        )
-        services = build_services(settings)
-        try:
-            rows = read_manifest(manifest)
-            started = time.perf_counter()
-            summary = run_import(
-                services, str(folder / "archive"), rows, batch_size=args.batch_size
-            )
-            took = time.perf_counter() - started
-            assert summary.by_status["stored"] == args.files, summary.as_dict()
-            started = time.perf_counter()
-            again = run_import(services, str(folder / "archive"), rows, batch_size=args.batch_size)
-            rerun = time.perf_counter() - started
-            assert again.by_status["skipped"] == args.files, again.as_dict()
-        finally:
-            services.close()
-
-    print(
-        f"files: {args.files} one-minute 8 kHz mu-law WAV, {mb:.1f} MB; "
-        f"batch size {args.batch_size}; {os.cpu_count()} CPUs"
-    )
-    for label, seconds in (("baseline (durable file copy):", base), ("callvault import:", took)):
         print(
-            f"{label:<30}{args.files / seconds:8.1f} files/s {mb / seconds:8.1f} MB/s "
-            f"({seconds:.2f} s)"
+            f"files: {args.files} one-minute 8 kHz mu-law WAV, {mb:.1f} MB; "
+            f"batch size {args.batch_size}; {args.workers} worker(s); {os.cpu_count()} CPUs"
         )
-    print(f"ratio import/baseline: {base / took:.3f}")
-    print(f"re-run (all skipped): {rerun:.2f} s ({args.files / rerun:.0f} rows/s)")
+        figures = []
+        for run in range(1, args.runs + 1):
+            got = one_run(folder, manifest, args.files, args.batch_size, args.workers)
+            figures.append(got)
+            print(
+                f"[run {run}] baseline (durable file copy): {got['copy files/s']:7.1f} files/s "
+                f"{mb * got['copy files/s'] / args.files:7.1f} MB/s | callvault import: "
+                f"{got['import files/s']:7.1f} files/s "
+                f"{mb * got['import files/s'] / args.files:7.1f} MB/s | ratio "
+                f"{got['ratio']:.3f} | CPU {got['CPU ms/file']:.2f} ms per file | "
+                f"re-run (all skipped) {got['re-run s']:.2f} s | load {os.getloadavg()[0]:.1f}"
+            )
+    if args.runs > 1:
+        summary("import:", figures, digits=3)
 
 
 if __name__ == "__main__":

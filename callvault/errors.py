@@ -30,6 +30,7 @@ so a caller can catch one type at the edge (CLI, HTTP view, stream agent)::
     │   │   ├── LandingRejected       refused for good, with a reason code
     │   │   └── LandingStoreUnavailable  landing folder / bucket down (BackendUnavailable)
     │   ├── CatalogError
+    │   │   ├── LeaseHeld             a singleton job runs in another worker (leases)
     │   │   └── CatalogUnavailable    database unreachable, locked, full (BackendUnavailable)
     │   ├── AuditError
     │   │   └── CheckpointError       storage.checkpoints: a rewritten log is not signed

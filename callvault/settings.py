@@ -184,6 +184,17 @@ class Settings:
             "(no source enabled)",
         ),
     )
+    partitions: int = field(
+        default=8,
+        metadata=_meta(
+            "Partitions of the input topics (recordings, privacy requests, sources) when a "
+            "worker creates them; the most worker processes that can share the ingest. An "
+            "existing topic keeps its count (README: raising it on a live cluster; it never "
+            "shrinks).",
+            "16",
+            "8",
+        ),
+    )
     metrics_interval_seconds: int = field(
         default=15,
         metadata=_meta(
@@ -284,6 +295,7 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "s3_max_attempts": _parse_int,
     "reconcile_after_seconds": _parse_int,
     "metrics_interval_seconds": _parse_int,
+    "partitions": _parse_int,
     "audit_checkpoint_records": _parse_int,
     "audit_checkpoint_seconds": _parse_int,
     "max_audio_bytes": _parse_int,
@@ -307,7 +319,12 @@ def _finish(values: dict[str, Any]) -> Settings:
         values["landing_roots"] = (f"file://{data_dir / 'landing'}",)
     if not values.get("worker_id"):
         values["worker_id"] = os.uname().nodename
-    for name in ("s3_connect_timeout_seconds", "s3_read_timeout_seconds", "s3_max_attempts"):
+    for name in (
+        "s3_connect_timeout_seconds",
+        "s3_read_timeout_seconds",
+        "s3_max_attempts",
+        "partitions",
+    ):
         if int(values[name]) < 1:
             raise ConfigError(f"{ENV_PREFIX}{name.upper()}={values[name]!r} must be at least 1")
     if values.get("embedded_broker_storage") not in ("s3", "memory"):

@@ -8,18 +8,16 @@ to, fsynced together with its folder so the rename survives a crash.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import fcntl
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 __all__ = [
     "write_file_atomically",
     "make_private_dirs",
     "fsync_dir",
-    "syncfs",
     "exclusive_lock",
     "TMP_PREFIX",
 ]
@@ -53,45 +51,31 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def syncfs(path: Path) -> None:
-    """Flush the whole filesystem holding ``path`` (Linux ``syncfs``; else ``sync``).
-
-    Raises:
-        OSError: the flush failed.
-    """
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        call = getattr(libc, "syncfs", None)
-        if call is None:  # pragma: no cover - non-Linux
-            os.sync()
-        elif call(fd) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, os.strerror(err))
-    finally:
-        os.close(fd)
-
-
 def write_file_atomically(
     path: Path,
     data: bytes | bytearray | memoryview | Iterable[bytes],
     *,
     sync: bool = True,
+    make_dirs: bool = True,
+    before_rename: Callable[[int], None] | None = None,
 ) -> int:
     """Write ``data`` (bytes, or pieces written as they come) to ``path`` so a reader
     sees all of it or the previous content; return the bytes written.
 
-    Missing folders are created with mode 0700. A temp file ``.tmp-*`` in the same
-    folder (mode 0600) is written, fsynced, renamed over ``path`` and the folder
-    fsynced, so the rename survives a crash; no temp file is left behind on error.
-    With ``sync=False`` both fsyncs are skipped: the caller makes the write durable
-    later (``LocalVault.flush``).
+    Missing folders are created with mode 0700 (unless ``make_dirs`` is False: the
+    caller knows the folder exists). A temp file ``.tmp-*`` in the same folder (mode
+    0600) is written, handed to ``before_rename(fd)`` (e.g. to set an xattr that must
+    appear with the content), fsynced, renamed over ``path`` and the folder fsynced, so
+    the rename survives a crash; no temp file is left behind on error. With
+    ``sync=False`` both fsyncs are skipped: the caller makes the write durable later
+    (``LocalVault.flush``).
 
     Raises:
         OSError: as raised by the filesystem (callers translate it).
     """
     folder = path.parent
-    make_private_dirs(folder)
+    if make_dirs:
+        make_private_dirs(folder)
     fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=folder)
     size = 0
     try:
@@ -101,6 +85,9 @@ def write_file_atomically(
             else:
                 for piece in data:  # whatever the pieces raise leaves no file behind
                     size += handle.write(piece)
+            if before_rename is not None:
+                handle.flush()
+                before_rename(handle.fileno())
             if sync:
                 handle.flush()
                 os.fsync(handle.fileno())

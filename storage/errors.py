@@ -45,6 +45,7 @@ __all__ = [
     "VaultUnavailable",
     "KeyringUnavailable",
     "CatalogUnavailable",
+    "LeaseHeld",
     "LandingStoreUnavailable",
     "AudioTooLong",
     "AudioMislabelled",
@@ -163,6 +164,10 @@ class LandingStoreUnavailable(LandingError, BackendUnavailable):
 
 class CatalogError(StorageError):
     """The catalog database failed or holds inconsistent data."""
+
+
+class LeaseHeld(CatalogError):
+    """A singleton job's lease is held by another worker (storage/catalog/leases.py)."""
 
 
 class CatalogUnavailable(CatalogError, BackendUnavailable):

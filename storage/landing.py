@@ -297,6 +297,18 @@ class Landing:
         # A ref is re-resolved: it may be hand-made, or a symlink may have appeared since.
         return self.resolve(ref_or_uri.uri if isinstance(ref_or_uri, LandingRef) else ref_or_uri)
 
+    def _for_reading(self, ref_or_uri: LandingRef | str) -> LandingRef:
+        # A file ref is not resolved again before a read: _read_file re-checks its real
+        # path against the roots itself (and opens it O_NOFOLLOW, same inode), which is
+        # what resolving would check; every realpath is a walk of lstat calls.
+        if (
+            isinstance(ref_or_uri, LandingRef)
+            and ref_or_uri.path is not None
+            and not ref_or_uri.path.name.endswith(SIDECAR_SUFFIX)
+        ):
+            return ref_or_uri
+        return self._ref(ref_or_uri)
+
     # -- audio -----------------------------------------------------------------------
 
     def read(self, ref: LandingRef | str) -> bytes:
@@ -310,7 +322,7 @@ class Landing:
             LandingStoreUnavailable: the landing folder or bucket failed (worth retrying).
             LandingError: any other S3 refusal of this object.
         """
-        ref = self._ref(ref)
+        ref = self._for_reading(ref)
         if ref.path is not None:
             return self._read_file(ref, self.max_bytes, too_large="landing-too-large")
         return self._read_s3(ref, self.max_bytes, too_large="landing-too-large")
@@ -365,6 +377,22 @@ class Landing:
             self._unlink(ref.path)
         else:
             self._s3_delete(ref)
+
+    def discard(self, ref: LandingRef | str) -> None:
+        """:meth:`delete` the audio, then :meth:`delete_sidecar` its sidecar, resolving
+        the URI once (what ingest does with a stored recording's landing copy).
+
+        Raises:
+            LandingRejected: the URI is invalid or outside the roots.
+            LandingError: the audio or its sidecar could not be deleted.
+        """
+        resolved = self._ref(ref)
+        if resolved.path is not None:
+            self._unlink(resolved.path)
+            self._unlink(_sidecar_path(resolved.path))
+        else:
+            self._s3_delete(resolved)
+            self._s3_delete(_sidecar_ref(resolved))
 
     def land(self, name: str, data: bytes) -> str:
         """Write ``data`` as ``name`` into the first root, atomically; return its URI.
@@ -427,7 +455,7 @@ class Landing:
             LandingRejected: the audio URI is invalid or outside the roots.
             LandingError: the sidecar is not a JSON object, or could not be read.
         """
-        ref = self._ref(ref_or_uri)
+        ref = self._for_reading(ref_or_uri)
         sidecar = _sidecar_ref(ref)
         try:
             if sidecar.path is not None:
@@ -437,6 +465,8 @@ class Landing:
         except LandingRejected as exc:
             if exc.reason == "landing-missing":
                 return None
+            if exc.reason == "uri-outside-landing":
+                raise  # the audio's folder leads outside the roots now (as resolve says)
             raise LandingError(f"event sidecar {sidecar.uri} is unusable: {exc}") from exc
         try:
             event = json.loads(raw)
@@ -683,10 +713,14 @@ class Landing:
 
     def _read_file(self, ref: LandingRef, limit: int, *, too_large: str) -> bytes:
         """Read a landing file whole (see :meth:`_open_file`)."""
-        handle, _ = self._open_file(ref, limit, too_large=too_large)
+        handle, size = self._open_file(ref, limit, too_large=too_large)
         with handle:
             try:
-                data = handle.read(limit + 1)
+                # Sized to the file (not the limit: a read(limit + 1) faults in a buffer of
+                # max_bytes per call); one byte more shows a file that grew since fstat.
+                data = handle.read(size + 1)
+                if len(data) > size:
+                    data += handle.read(limit + 1 - len(data))
             except OSError as exc:
                 raise _os_error(f"cannot read landing file {ref.uri}", exc) from exc
         if len(data) > limit:  # grew while we read
@@ -707,22 +741,19 @@ class Landing:
         inode, so nothing swapped in between is read.
         """
         assert ref.path is not None
-        # Re-check: a symlink may have been swapped in since resolve().
-        real = Path(os.path.realpath(ref.path))
-        root = next(
-            (r for r in self._roots if isinstance(r, _FileRoot) and real.is_relative_to(r.path)),
-            None,
-        )
-        if root is None:
-            raise _reject("uri-outside-landing", f"{ref.uri} now leads outside the landing roots")
+        # lstat first: a missing file (most sidecars) needs no realpath walk to be missing.
         try:
             before = os.lstat(ref.path)
         except FileNotFoundError:
-            if not root.path.is_dir():  # the whole landing folder is gone (unmounted?)
-                raise LandingStoreUnavailable(f"landing root {root.uri} is missing") from None
+            lexical = self._root_of(ref.path)
+            if lexical is not None and not lexical.path.is_dir():  # unmounted?
+                raise LandingStoreUnavailable(f"landing root {lexical.uri} is missing") from None
             raise _reject("landing-missing", f"landing audio {ref.uri} does not exist") from None
         except OSError as exc:
             raise _os_error(f"cannot stat landing file {ref.uri}", exc) from exc
+        # Re-check: a symlink may have been swapped in since resolve().
+        if self._root_of(Path(os.path.realpath(ref.path))) is None:
+            raise _reject("uri-outside-landing", f"{ref.uri} now leads outside the landing roots")
         _check_safe(ref.uri, before, self.allow_hard_links)
         if before.st_size > limit:
             raise _reject(too_large, f"{ref.uri} has {before.st_size} bytes; limit {limit}")
@@ -745,6 +776,13 @@ class Landing:
             handle.close()
             raise
         return handle, info.st_size
+
+    def _root_of(self, path: Path) -> _FileRoot | None:
+        """The file root ``path`` lies in (compared as written: pass a real path)."""
+        return next(
+            (r for r in self._roots if isinstance(r, _FileRoot) and path.is_relative_to(r.path)),
+            None,
+        )
 
     def _write_file(self, path: Path, data: bytes) -> None:
         try:
@@ -800,7 +838,11 @@ class Landing:
                 size = int(response.get("ContentLength", 0))
                 if size > limit:
                     raise _reject(too_large, f"{ref.uri} has {size} bytes; limit {limit}")
-                data = bytes(body.read(limit + 1))
+                # Sized to the object when S3 says its length (http.client allocates the
+                # whole amount asked for); one byte more shows a longer body.
+                data = bytes(body.read((size if size > 0 else limit) + 1))
+                if 0 < size < len(data):
+                    data += bytes(body.read(limit + 1 - len(data)))
             finally:
                 body.close()
             if len(data) > limit:

@@ -20,13 +20,15 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import functools
 import inspect
 import json
 import logging
+import os
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -37,6 +39,7 @@ from mode import Service
 from callvault.errors import CallvaultError, StartupError, is_unavailable, unavailable_backend
 from storage.catalog.audit import entry_json
 from storage.catalog.claims import ClaimState
+from storage.catalog.leases import RECONCILER_LEASE, SWEEP_LEASE, LeaseStore
 from storage.checkpoints import Checkpoint, CheckpointError
 from storage.errors import LandingError
 from storage.types import AuditEntry
@@ -56,6 +59,7 @@ from streams.privacy.reapply import reapply_erasures
 from streams.refs import landing_key, redact_text
 from streams.services import Services
 from streams.sources import CONNECT_CTR_TOPIC, S3_EVENTS_TOPIC, SourceOutcome, Sources
+from streams.topics import declare_topics
 
 __all__ = ["Worker", "TOPICS", "bind_web", "MAX_ANNOUNCEMENTS"]
 
@@ -73,11 +77,16 @@ TOPICS = {
 }
 BATCH_MAX = 256
 BATCH_WITHIN = 0.2
-PARTITIONS = 4
+#: Partitions of the input topics unless the settings say otherwise (CALLVAULT_PARTITIONS).
+PARTITIONS = 8
 #: How often the reconciler re-announces one landing file at most (with back-off).
 MAX_ANNOUNCEMENTS = 3
 RETRY_FIRST = 0.5
 RETRY_CAP = 30.0
+#: A singleton's lease lasts this many of its intervals (at least LEASE_MIN_SECONDS): the
+#: holder renews it on every tick, another worker takes over this long after it died.
+LEASE_INTERVALS = 3
+LEASE_MIN_SECONDS = 30.0
 
 
 def bind_web(host: str, port: int) -> socket.socket:
@@ -140,7 +149,14 @@ class Worker:
         self.web_socket = web_socket
         self.retry_first, self.retry_cap = retry_first, retry_cap
         self.sweep_interval = sweep_interval or 60.0
+        partitions = self.partitions = settings.partitions or PARTITIONS
         services.audit_listeners.append(self._audit_buffer.append)  # publish committed entries
+        # The retention sweep and the landing reconciler run in one worker at a time,
+        # whatever the number of workers and hosts: each tick takes (or renews) a lease in
+        # the catalog first (storage/catalog/leases.py).
+        self.leases = LeaseStore(services.catalog.database, services.clock)
+        self.lease_holder = f"{settings.worker_id}:{os.getpid()}"
+        self._held_leases: set[str] = set()
         self._checkpoints = services.audit_checkpoints()
         self._checkpoint_refusal = ""
 
@@ -150,7 +166,7 @@ class Worker:
             store="memory://",
             autodiscover=False,
             web_enabled=False,
-            topic_partitions=PARTITIONS,
+            topic_partitions=partitions,
             topic_replication_factor=1,
             broker_session_timeout=6,
             broker_rebalance_timeout=6,
@@ -161,18 +177,18 @@ class Worker:
             stream_wait_empty=False,
         )
         self.recordings = self.app.topic(
-            TOPICS["recordings"], value_serializer="raw", partitions=PARTITIONS
+            TOPICS["recordings"], value_serializer="raw", partitions=partitions
         )
         self.privacy_requests = self.app.topic(
-            TOPICS["privacy"], value_serializer="raw", partitions=PARTITIONS
+            TOPICS["privacy"], value_serializer="raw", partitions=partitions
         )
         self.audit_topic = self.app.topic(TOPICS["audit"], value_serializer="raw", partitions=1)
         self.dlq = self.app.topic(TOPICS["dlq"], value_serializer="raw", partitions=1)
         self.s3_events = self.app.topic(
-            TOPICS["s3-events"], key_serializer="raw", value_serializer="raw", partitions=PARTITIONS
+            TOPICS["s3-events"], key_serializer="raw", value_serializer="raw", partitions=partitions
         )
         self.connect_ctr = self.app.topic(
-            TOPICS["connect-ctr"], value_serializer="raw", partitions=PARTITIONS
+            TOPICS["connect-ctr"], value_serializer="raw", partitions=partitions
         )
         self.sources = Sources(
             bindings=services.sources,
@@ -262,15 +278,18 @@ class Worker:
 
         @timer(app, self.sweep_interval, name="retention-sweep")
         async def retention_sweep() -> None:
-            await self.run_sweep()
+            await self.as_singleton(SWEEP_LEASE, self.sweep_interval, self.run_sweep)
 
         @task(app)
         async def retention_on_start() -> None:
-            await self.run_sweep()  # a changed policy reschedules at once
+            # a changed policy reschedules at once (in the worker holding the lease)
+            await self.as_singleton(SWEEP_LEASE, self.sweep_interval, self.run_sweep)
 
         @timer(app, self.reconcile_interval, name="landing-reconciler")
         async def reconcile() -> None:
-            await self.reconcile_landing()
+            await self.as_singleton(
+                RECONCILER_LEASE, self.reconcile_interval, self.reconcile_landing
+            )
 
         @timer(app, max(1, self.services.config.metrics_interval_seconds), name="governance-gauges")
         async def governance_gauges() -> None:
@@ -318,7 +337,12 @@ class Worker:
                 if self.runner is not None:
                     await self.runner.cleanup()
 
+        class LeaseRelease(Service):
+            async def on_stop(self) -> None:  # a clean stop hands the singletons on at once
+                await worker.release_leases()
+
         app.service(WebServer)
+        app.service(LeaseRelease)
 
     # -- behaviour ------------------------------------------------------------------------
     async def _until_done(self, what: str, call: Callable[[], T]) -> T:
@@ -492,6 +516,46 @@ class Worker:
         # partition, so two workers never process it at the same time.
         await self.recordings.send(key=recording_id.encode(), value=event)
 
+    async def as_singleton(
+        self, name: str, interval: float, body: Callable[[], Awaitable[Any]]
+    ) -> bool:
+        """Run ``body`` if this worker holds (or can take) the lease ``name``, renewed
+        while it runs; False (and nothing run) when another worker holds it or the
+        catalog cannot tell (the next tick asks again)."""
+        ttl = timedelta(seconds=max(LEASE_MIN_SECONDS, LEASE_INTERVALS * interval))
+        loop = asyncio.get_running_loop()
+        acquire = functools.partial(self.leases.acquire, name, self.lease_holder, ttl)
+        try:
+            if not await loop.run_in_executor(None, acquire):
+                return False
+        except CallvaultError as exc:
+            log.warning("lease %s not taken (%s); skipping this run", name, exc)
+            return False
+        self._held_leases.add(name)
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(ttl.total_seconds() / 3)
+                with contextlib.suppress(CallvaultError):
+                    if not await loop.run_in_executor(None, acquire):
+                        log.error("lease %s lost while its job runs", name)
+                        return
+
+        renewing = asyncio.ensure_future(renew())
+        try:
+            await body()
+        finally:
+            renewing.cancel()
+        return True
+
+    async def release_leases(self) -> None:
+        """Release the leases this worker holds (a clean stop)."""
+        loop = asyncio.get_running_loop()
+        for name in sorted(self._held_leases):
+            with contextlib.suppress(CallvaultError):
+                await loop.run_in_executor(None, self.leases.release, name, self.lease_holder)
+        self._held_leases.clear()
+
     async def reconcile_landing(self) -> int:
         """Re-announce landing audio whose event was lost (e.g. the in-memory broker
         restarted): stale files with a sidecar event and no catalog entry. A file whose
@@ -577,6 +641,21 @@ class Worker:
         status["uptime_seconds"] = round(time.monotonic() - self.started_at, 1)
         return status
 
+    def declare_topics(self) -> dict[str, int]:
+        """Create the topics that do not exist yet with their partition counts (the input
+        topics: CALLVAULT_PARTITIONS; audit and DLQ: 1) before faust subscribes, which
+        would let the broker auto-create them with its own default; existing topics keep
+        theirs (streams/topics.py). Returns the counts the broker reports."""
+        wanted = {
+            topic.get_topic_name(): topic.partitions or self.partitions
+            for topic in (
+                self.recordings, self.privacy_requests, self.audit_topic, self.dlq,
+                self.s3_events, self.connect_ctr,
+            )
+        }  # fmt: skip
+        bootstrap = ",".join(part.removeprefix("kafka://") for part in self.broker_url.split(","))
+        return declare_topics(bootstrap, wanted)
+
     def run(self) -> int:
         """Re-apply the erasure journal, then run the worker until SIGINT/SIGTERM (blocks);
         return the exit status (0 after a clean stop, non-zero when the worker crashed).
@@ -590,6 +669,7 @@ class Worker:
         # bring an erased customer back (storage.erasures). A failure stops the start.
         reapply_erasures(self.services, actor=self.services.config.actor)
         remove_legacy_exports(self.services.config.data_dir)
+        self.declare_topics()
         level = self.services.config.log_level.lower()
         worker = FaustWorker(
             self.app,

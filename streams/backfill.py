@@ -65,6 +65,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
+from queue import Empty
 from typing import TYPE_CHECKING, Any
 
 from callvault.errors import CallvaultError, ConfigError
@@ -83,6 +84,7 @@ __all__ = [
     "ImportSummary",
     "read_manifest",
     "run_import",
+    "run_import_workers",
 ]
 
 #: Manifest columns copied as they are into the event's fields of the same name.
@@ -305,6 +307,9 @@ def _archive_landing(root: str, *, s3_client_factory: Callable[[], Any], max_byt
         def delete_sidecar(self, ref_or_uri: LandingRef | str) -> None:
             return None
 
+        def discard(self, ref: LandingRef | str) -> None:
+            return None
+
         def remove_original(self, uri: str) -> None:
             Landing.delete(self, uri)
 
@@ -360,17 +365,21 @@ def run_import(
     batch_size: int = 32,
     on_outcome: Callable[[RowOutcome], None] | None = None,
     progress: Callable[[int], None] | None = None,
+    row_numbers: Sequence[int] | None = None,
+    record_completion: bool = True,
 ) -> ImportSummary:
     """Import ``rows`` (from :func:`read_manifest`) of the archive at ``source``.
 
     ``on_outcome`` receives each row's outcome (in manifest order within a batch);
     ``progress(n)`` is called after each batch with the rows it finished.
+    ``row_numbers`` are the manifest numbers of ``rows`` (default 1, 2, ...: a shard of
+    :func:`run_import_workers` passes its own); ``record_completion=False`` leaves the
+    ``import.completed`` audit record to the caller.
 
     Raises:
         ConfigError: bad ``source`` or ``batch_size``.
         StorageError: the vault, catalog or audit log failed (re-run to resume).
     """
-    from storage.catalog.audit import AuditDraft
     from storage.vault.s3 import make_s3_client
     from streams.ingest import IngestPipeline
     from streams.metrics import Metrics
@@ -412,7 +421,7 @@ def run_import(
 
     try:
         with ThreadPoolExecutor(max_workers=4, thread_name_prefix="import-hash") as hashers:
-            for batch in _batches(rows, batch_size):
+            for batch in _batches(rows, batch_size, row_numbers):
                 finished = _import_batch(
                     batch, root, landing, pipeline, services, hashers, done_ids,
                     move=move, retry_failed=retry_failed, actor=actor,
@@ -424,25 +433,153 @@ def run_import(
     finally:
         pipeline.close()
         summary.seconds = time.perf_counter() - started
-        # If we are already failing, the original error matters more than this record.
-        with contextlib.suppress(CallvaultError):
-            services.audit.append(
-                AuditDraft(
-                    actor=actor,
-                    action="import.completed",
-                    outcome="ok" if summary.rows == len(rows) else "interrupted",
-                    details={**summary.as_dict(), "moved": move},
-                )
-            )
+        if record_completion:
+            _record_completion(services, actor, summary, len(rows), move)
     return summary
 
 
-def _batches(rows: Sequence[dict[str, Any]], size: int) -> Iterator[list[_Pending]]:
+def _record_completion(
+    services: Services, actor: str, summary: ImportSummary, rows: int, move: bool
+) -> None:
+    from storage.catalog.audit import AuditDraft
+
+    # If we are already failing, the original error matters more than this record.
+    with contextlib.suppress(CallvaultError):
+        services.audit.append(
+            AuditDraft(
+                actor=actor,
+                action="import.completed",
+                outcome="ok" if summary.rows == rows else "interrupted",
+                details={**summary.as_dict(), "moved": move},
+            )
+        )
+
+
+def run_import_workers(
+    open_services: Callable[[], Services],
+    source: str,
+    rows: Sequence[dict[str, Any]],
+    *,
+    workers: int,
+    move: bool = False,
+    retry_failed: bool = False,
+    batch_size: int = 32,
+    on_outcome: Callable[[RowOutcome], None] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> ImportSummary:
+    """:func:`run_import` in ``workers`` processes (AES-GCM, sha256 and the G.711 codec
+    hold the GIL: one process uses one core). Rows are sharded by recording id (rows of
+    one id meet in one process, which sees the first one's fate), each process opens its
+    own services with ``open_services`` and imports its shard; outcomes stream back to
+    this process, which calls ``on_outcome``/``progress`` and writes the one
+    ``import.completed`` record. The guarantees are those of :func:`run_import`: a
+    re-run resumes whatever a crash of any process left.
+
+    Nothing that starts threads may run in this process before (the children are forked).
+
+    Raises:
+        ConfigError: bad ``source``, ``batch_size`` or ``workers``.
+        CallvaultError: what a worker process raised (the others finish their shard).
+    """
+    import multiprocessing
+
+    if workers < 1:
+        raise ConfigError("workers must be at least 1")
+    archive_root(source)
+    if workers == 1:
+        services = open_services()
+        try:
+            return run_import(
+                services, source, rows, move=move, retry_failed=retry_failed,
+                batch_size=batch_size, on_outcome=on_outcome, progress=progress,
+            )  # fmt: skip
+        finally:
+            services.close()
+    shards: list[tuple[list[dict[str, Any]], list[int]]] = [([], []) for _ in range(workers)]
+    for number, row in enumerate(rows, 1):
+        rid = _recording_id(row)
+        shard = (
+            int.from_bytes(hashlib.sha256(rid.encode()).digest()[:4], "big") if rid else number
+        ) % workers
+        shards[shard][0].append(row)
+        shards[shard][1].append(number)
+    context = multiprocessing.get_context("fork")
+    queue: Any = context.Queue()
+
+    def shard_main(index: int) -> None:
+        shard_rows, numbers = shards[index]
+        name = f"import-{index + 1}"
+        try:
+            services = open_services()
+            try:
+                run_import(
+                    services, source, shard_rows, move=move, retry_failed=retry_failed,
+                    batch_size=batch_size, row_numbers=numbers, record_completion=False,
+                    on_outcome=lambda outcome: queue.put(("row", name, outcome)),
+                )  # fmt: skip
+            finally:
+                services.close()
+            queue.put(("done", name, None))
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises
+            queue.put(("error", name, f"{type(exc).__name__}: {exc}"))
+
+    summary = ImportSummary()
+    started = time.perf_counter()
+    processes = [
+        context.Process(target=shard_main, args=(i,), name=f"import-{i + 1}", daemon=True)
+        for i in range(workers)
+        if shards[i][0]
+    ]
+    for process in processes:
+        process.start()
+    errors: list[str] = []
+    finished: set[str] = set()
+    try:
+        while len(finished) < len(processes):
+            try:
+                kind, name, payload = queue.get(timeout=1.0)
+            except Empty:  # a process killed outright sends nothing: notice it is gone
+                for process in processes:
+                    if not process.is_alive() and process.name not in finished:
+                        finished.add(process.name)
+                        errors.append(f"{process.name} died (exit {process.exitcode})")
+                continue
+            if kind == "row":
+                summary.add(payload)
+                if on_outcome is not None:
+                    on_outcome(payload)
+                if progress is not None:
+                    progress(1)
+                continue
+            finished.add(name)
+            if kind == "error":
+                errors.append(f"{name}: {payload}")
+    finally:
+        for process in processes:
+            if process.is_alive() and process.name not in finished:
+                process.terminate()  # this process is failing (e.g. Ctrl-C)
+            process.join(30)
+        summary.seconds = time.perf_counter() - started
+        services = open_services()
+        try:
+            _record_completion(
+                services, f"{_ACTOR_PREFIX}{services.config.worker_id}", summary, len(rows), move
+            )
+        finally:
+            services.close()
+    if errors:
+        raise CallvaultError(f"{len(errors)} import process(es) stopped: {'; '.join(errors)}")
+    return summary
+
+
+def _batches(
+    rows: Sequence[dict[str, Any]], size: int, numbers: Sequence[int] | None = None
+) -> Iterator[list[_Pending]]:
     """Batches of at most ``size`` rows, never two rows with one recording id together
     (the second must see the first's fate)."""
     batch: list[_Pending] = []
     ids: set[str] = set()
-    for index, row in enumerate(rows, 1):
+    for index, row in zip(numbers or range(1, len(rows) + 1), rows, strict=True):
         rid = _recording_id(row)
         if len(batch) >= size or (rid is not None and rid in ids):
             yield batch

@@ -95,7 +95,7 @@ from storage.errors import (
 )
 from storage.landing import Landing, LandingRef, LandingRejected, LandingStream
 from storage.mirror import recording_tags
-from storage.types import RecordingRow
+from storage.types import RecordingRow, SubjectKeyRecord
 from storage.vault import Vault
 from streams.bounds import DEFAULT_WINDOW, TimeWindow
 from streams.errors import EventRejected
@@ -143,6 +143,7 @@ class _Prepared:
     row: RecordingRow | None = None
     bytes_in: int = 0
     verified: bool = False  # the landing audio matched the event's sha256
+    subject_key: SubjectKeyRecord | None = None  # the batch's lookup of the live key
 
     @property
     def ref(self) -> LandingRef:
@@ -551,9 +552,11 @@ class IngestPipeline:
         if prepared:
             # New customers' keys of the whole batch in one commit (not one each).
             with self.metrics.stage("keys"):
-                self.keys.ensure_subject_keys(
+                keys = self.keys.live_subject_keys(
                     (p.event.tenant, p.subject_ref) for p in prepared.values()
                 )
+            for item in prepared.values():  # sealing needs no query of its own
+                item.subject_key = keys.get(item.subject_ref)
             restricted = self.restrictions.restricted_among(
                 p.subject_ref for p in prepared.values()
             )
@@ -984,6 +987,7 @@ class IngestPipeline:
             plaintext=plaintext,
             size=size,
             content_type=content_type,
+            subject_key_record=item.subject_key,
         )
         key = object_key_for(self.keys, event.tenant, event.recording_id)
         tags = recording_tags(
@@ -1093,6 +1097,7 @@ class IngestPipeline:
                 subject_ref=subject_ref,
                 plaintext=wav,
                 content_type="audio/wav",
+                subject_key_record=item.subject_key,
             )
         decision = item.decision
         assert decision.retention_class is not None and decision.retain_until is not None
@@ -1232,7 +1237,10 @@ class IngestPipeline:
         )
 
     def _discard_landing(self, item: _Prepared) -> None:
-        for ref in item.refs:
+        if len(item.refs) == 1:
+            self.landing.discard(item.ref)  # the audio, then its sidecar, resolved once
+            return
+        for ref in item.refs:  # legs: every file, then the one sidecar
             self.landing.delete(ref)
         self.landing.delete_sidecar(item.ref)
 

@@ -57,6 +57,8 @@ class WorkerConfig:
     web_port: int = 8080
     reconcile_after_seconds: int = 600
     metrics_interval_seconds: int = 15
+    #: Partitions of the input topics a worker creates (an existing topic keeps its own).
+    partitions: int = 8
     #: A signed audit checkpoint every so many records or seconds (storage.checkpoints).
     audit_checkpoint_records: int = 1000
     audit_checkpoint_seconds: int = 300

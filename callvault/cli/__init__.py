@@ -1,7 +1,7 @@
 """The ``callvault`` command line: one module per command group.
 
     callvault up                 embedded S3 server, broker on it, worker, web (make run)
-    callvault worker             a worker against CALLVAULT_BROKER
+    callvault worker [--processes N]   a worker (N consumer processes) against CALLVAULT_BROKER
     callvault demo               push synthetic calls through a running system
     callvault token issue        sign a bearer token
     callvault policy check       validate the policy file
@@ -12,7 +12,7 @@
     callvault privacy submit|status     customers' privacy requests
     callvault config reference   the CALLVAULT_* table (README)
     callvault keys rotate|status master key rotation (rewraps subject keys), key status
-    callvault import PATH --manifest FILE   backfill an archive through the ingest pipeline
+    callvault import PATH --manifest FILE [--workers N]   backfill an archive (N processes)
     callvault qa sample|assignments|summary quality evaluations (sampling plans, scores)
     callvault announce FILE [--leg FILE --role R]...   a PBX's end-of-recording hook
     callvault dlq list|show|replay   dead letters: what ingest refused (sealed), replay it

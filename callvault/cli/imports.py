@@ -17,6 +17,7 @@ from streams.backfill import (
     archive_root,
     read_manifest,
     run_import,
+    run_import_workers,
 )
 
 __all__ = ["import_command", "format_summary"]
@@ -60,6 +61,7 @@ def _import_cli(
     move: bool,
     retry_failed: bool,
     batch_size: int,
+    workers: int = 1,
 ) -> int:
     import sys
 
@@ -77,22 +79,34 @@ def _import_cli(
         click.secho(f"error: {exc}", fg="red", err=True)
         return 2
     try:
-        services = build_services(settings)
+        services = build_services(settings)  # checks the configuration (and migrates)
     except CallvaultError as exc:
         click.secho(f"error: {exc}", fg="red", err=True)
         return 2
+    if workers > 1:
+        services.close()  # the import processes open their own (forked before any thread)
     # Each row's fate goes to the summary and --report; per-row warnings would bury the bar.
     logging.getLogger("streams.ingest").setLevel(logging.ERROR)
     handle = None
     try:
         handle = report.open("w", encoding="utf-8") if report is not None else None
+        if workers > 1:
+            tqdm.monitor_interval = 0  # no monitor thread: the import processes are forked
         with tqdm(total=len(rows), unit="file", desc="importing", file=sys.stderr) as bar:
-            summary = run_import(
-                services, source, rows,
-                move=move, retry_failed=retry_failed, batch_size=batch_size,
-                on_outcome=lambda outcome: _write_report(handle, outcome),
-                progress=bar.update,
-            )  # fmt: skip
+            if workers > 1:
+                summary = run_import_workers(
+                    lambda: build_services(settings), source, rows, workers=workers,
+                    move=move, retry_failed=retry_failed, batch_size=batch_size,
+                    on_outcome=lambda outcome: _write_report(handle, outcome),
+                    progress=bar.update,
+                )  # fmt: skip
+            else:
+                summary = run_import(
+                    services, source, rows,
+                    move=move, retry_failed=retry_failed, batch_size=batch_size,
+                    on_outcome=lambda outcome: _write_report(handle, outcome),
+                    progress=bar.update,
+                )  # fmt: skip
     except OSError as exc:
         click.secho(f"error: cannot write report {report}: {exc}", fg="red", err=True)
         return 2
@@ -108,6 +122,10 @@ def _import_cli(
         if handle is not None:
             handle.close()
         services.close()
+    return _finish(summary, source, move)
+
+
+def _finish(summary: ImportSummary, source: str, move: bool) -> int:
     click.echo(format_summary(summary, source))
     declined_kept = summary.by_status["declined"] if not move else 0
     if declined_kept:
@@ -142,6 +160,10 @@ def _define_command() -> Any:
         "--retry-failed", is_flag=True, help="Retry rows that failed in an earlier import."
     )
     @click.option("--batch-size", default=32, show_default=True, help="Rows per pipeline batch.")
+    @click.option(
+        "--workers", default=1, show_default=True, type=click.IntRange(1, 64),
+        help="Import processes (one core each: encryption and hashing hold the GIL).",
+    )  # fmt: skip
     @click.pass_context
     def import_command(
         ctx: click.Context,
@@ -151,13 +173,16 @@ def _define_command() -> Any:
         move: bool,
         retry_failed: bool,
         batch_size: int,
+        workers: int,
     ) -> None:
         """Bring an archive (folder or s3://bucket/prefix) under governance via the ingest pipeline.
 
         Re-running skips what is done. Exit 0: every row is governed; 1: some rows
         failed (see --report); 2: bad manifest or configuration.
         """
-        ctx.exit(_import_cli(ctx.obj, source, manifest, report, move, retry_failed, batch_size))
+        ctx.exit(
+            _import_cli(ctx.obj, source, manifest, report, move, retry_failed, batch_size, workers)
+        )
 
     return import_command
 

@@ -28,6 +28,7 @@ import click
 from callvault.cli._common import fail, settings_of
 from callvault.errors import CallvaultError
 from storage.crypto import KmsKeyring
+from storage.errors import LeaseHeld
 
 if TYPE_CHECKING:  # the CLI imports this module; keep `callvault --help` light
     from callvault.services import Services
@@ -103,9 +104,29 @@ def rotate_master_key(
     done, an ``interrupted`` audit record is written, and the exception propagates.
 
     Raises:
+        LeaseHeld: another rotation is running (the key-rotation lease is taken).
         KeyringError: the keyring could not rotate, or a key could not be rewrapped.
         CatalogError / AuditError: the catalog failed.
     """
+    import os
+    from datetime import timedelta
+
+    from storage.catalog.leases import KEY_ROTATION_LEASE, LeaseStore
+
+    # One rotation at a time across every worker and shell (a second one would rotate
+    # the keyring again under the first one's rewrap).
+    leases = LeaseStore(services.catalog.database, services.clock)
+    with leases.holding(KEY_ROTATION_LEASE, f"{actor}:{os.getpid()}", timedelta(minutes=5)):
+        return _rotate(services, actor=actor, resume=resume, progress=progress)
+
+
+def _rotate(
+    services: Services,
+    *,
+    actor: str,
+    resume: bool,
+    progress: Callable[[int], None] | None,
+) -> RotationResult:
     from storage.catalog.audit import AuditDraft
 
     keyring = services.keyring
@@ -212,6 +233,8 @@ def keys_rotate(ctx: click.Context, resume: bool) -> None:
             )
     except KeyboardInterrupt:
         fail("interrupted; run `callvault keys rotate --resume` to finish the rewrap", 1)
+    except LeaseHeld as exc:
+        fail(f"{exc}; nothing was rotated", 1)
     except CallvaultError as exc:
         fail(f"{exc}; keys rewrapped so far stay done: run `callvault keys rotate --resume`", 1)
     finally:

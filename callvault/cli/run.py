@@ -150,18 +150,56 @@ def _embedded_broker(settings: Settings, children: ExitStack) -> EmbeddedBroker:
 
 
 @click.command()
+@click.option(
+    "--processes",
+    type=click.IntRange(1, 256),
+    default=1,
+    show_default=True,
+    help="Worker processes on this host: N consumers of one consumer group (at most "
+    "CALLVAULT_PARTITIONS get work) sharing the web port; the retention sweep, the "
+    "reconciler and key rotation still run in one at a time (catalog leases).",
+)
 @click.pass_context
-def worker(ctx: click.Context) -> None:
-    """Run one worker against CALLVAULT_BROKER (or the embedded broker's port)."""
+def worker(ctx: click.Context, processes: int) -> None:
+    """Run a worker (or N processes of one) against CALLVAULT_BROKER (or the embedded
+    broker's port)."""
     settings = settings_of(ctx)
     try:
         with _private_files():
             services, web_socket = _start(settings)
-            code = _run_worker(services, broker_url(settings), web_socket)
+            if processes == 1:
+                code = _run_worker(services, broker_url(settings), web_socket)
+            else:
+                code = _run_processes(settings, processes, services, web_socket)
     except CallvaultError as exc:
         fail(str(exc))
     if code:
         fail(f"the worker stopped with status {code} (see the log above)", code)
+
+
+def _run_processes(
+    settings: Settings, processes: int, checked: Services, web_socket: socket.socket
+) -> int:
+    """Fork ``processes`` workers sharing ``web_socket`` (the backends were checked by
+    opening ``checked``; each child opens its own)."""
+    from callvault.services import build_services
+    from callvault.workers import run_worker_processes
+
+    checked.close()  # no connection may be shared across the fork
+    if processes > settings.partitions:
+        click.echo(
+            f"warning: {processes} processes but {settings.partitions} partitions "
+            "(CALLVAULT_PARTITIONS): some processes will get no ingest work",
+            err=True,
+        )
+
+    def run_one(mine: Settings, sock: socket.socket) -> int:
+        return _run_worker(build_services(mine), broker_url(mine), sock)
+
+    try:
+        return run_worker_processes(settings, processes, web_socket, run_one)
+    finally:
+        web_socket.close()
 
 
 @click.command()

@@ -21,6 +21,8 @@ module                      holds
 ``deadletters``             the index of callvault.dlq (sealed originals, attempts)
 ``vaultsync``               the vault mirror queue (tags, S3 legal holds to write)
 ``holdsql``                 the SQL form of "an active hold covers this row"
+``leases``                  who runs a singleton job (sweep, reconciler, key rotation)
+``ratewindow``              the access rate guard's window, shared by every worker
 ==========================  =====================================================
 """
 
@@ -39,12 +41,15 @@ from storage.catalog.disclosures import Disclosure, DisclosureLedger
 from storage.catalog.endoflife import DeletionIntent, EndOfLifeStore, ObjectCleanup, ScheduleChange
 from storage.catalog.evaluations import Assignment, AssignmentState, EvaluationStore
 from storage.catalog.holds import HoldScope, HoldStore, LegalHold
+from storage.catalog.leases import Lease, LeaseStore
+from storage.catalog.ratewindow import AccessRateWindow
 from storage.catalog.receipts import DeletionReceipt, ReceiptSigner, ReceiptStore
 from storage.catalog.requests import PrivacyRequest, PrivacyRequestStore, RequestStatus
 from storage.catalog.restrictions import SubjectRestrictions
 from storage.catalog.sql import Database, open_database
 
 __all__ = [
+    "AccessRateWindow",
     "Assignment",
     "AssignmentState",
     "EvaluationStore",
@@ -68,6 +73,8 @@ __all__ = [
     "HoldStore",
     "LandingClaim",
     "LandingClaims",
+    "Lease",
+    "LeaseStore",
     "LegalHold",
     "ObjectCleanup",
     "PrivacyRequest",

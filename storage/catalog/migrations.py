@@ -479,6 +479,31 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(
+        13,
+        "leases of singleton jobs; the access rate window shared by workers",
+        (
+            # storage/catalog/leases.py: who runs the sweep, the reconciler, key rotation
+            """
+            CREATE TABLE leases (
+                name TEXT PRIMARY KEY,
+                holder TEXT NOT NULL,
+                acquired_at TEXT NOT NULL,
+                expires_at TEXT NOT NULL
+            )
+            """,
+            # storage/catalog/ratewindow.py: distinct recordings per principal per window
+            """
+            CREATE TABLE access_rate_window (
+                principal TEXT NOT NULL,
+                recording_id TEXT NOT NULL,
+                last_at TEXT NOT NULL,
+                PRIMARY KEY (principal, recording_id)
+            )
+            """,
+            "CREATE INDEX access_rate_window_last ON access_rate_window (principal, last_at)",
+        ),
+    ),
+    Migration(
         14,
         "audit records hash their tenant (hash form 2); destroyed subject keys forget "
         "their pseudonym; dead letters sealed under their customer's subject key",

@@ -172,15 +172,22 @@ class KeyService:
         plaintext: bytes | bytearray | memoryview,
         content_type: str = "audio/wav",
         chunk_size: int = envelope.DEFAULT_CHUNK_SIZE,
+        subject_key_record: SubjectKeyRecord | None = None,
     ) -> SealedRecording:
         """Encrypt ``plaintext`` under a fresh data key wrapped by the subject's key.
+
+        ``subject_key_record``: the subject's live key as :meth:`live_subject_keys` gave
+        it for the batch (saves a query per recording); None, or one of another
+        subject or tenant, looks the key up (creating it if there is none).
 
         Raises:
             KeyringError: the subject key could not be created or unwrapped, or the
                 subject ref belongs to another tenant.
             ValueError: empty ids or a bad chunk size.
         """
-        ref, record, data_key, wrapped = self._new_data_key(recording_id, tenant, subject_ref)
+        ref, record, data_key, wrapped = self._new_data_key(
+            recording_id, tenant, subject_ref, subject_key_record
+        )
         blob = envelope.seal(
             ref,
             plaintext,
@@ -202,16 +209,20 @@ class KeyService:
         size: int,
         content_type: str = "audio/wav",
         chunk_size: int = envelope.DEFAULT_CHUNK_SIZE,
+        subject_key_record: SubjectKeyRecord | None = None,
     ) -> SealingStream:
         """:meth:`seal_recording` for a stream of ``size`` bytes, in constant memory: the
-        sealed object is produced chunk by chunk as the result is iterated.
+        sealed object is produced chunk by chunk as the result is iterated
+        (``subject_key_record`` as for :meth:`seal_recording`).
 
         Raises:
             KeyringError: as :meth:`seal_recording` (at once, before any piece).
             ValueError: empty ids; while iterating, a stream shorter or longer than
                 ``size`` (and whatever reading ``plaintext`` raises).
         """
-        ref, record, data_key, wrapped = self._new_data_key(recording_id, tenant, subject_ref)
+        ref, record, data_key, wrapped = self._new_data_key(
+            recording_id, tenant, subject_ref, subject_key_record
+        )
         pieces = envelope.seal_chunks(
             ref,
             plaintext,
@@ -225,13 +236,23 @@ class KeyService:
         return SealingStream(pieces, record.key_id)
 
     def _new_data_key(
-        self, recording_id: str, tenant: str, subject_ref: str
+        self,
+        recording_id: str,
+        tenant: str,
+        subject_ref: str,
+        subject_key_record: SubjectKeyRecord | None = None,
     ) -> tuple[str, SubjectKeyRecord, bytes, bytes]:
         """A fresh data key for one recording: its reference, the subject key record,
-        the key and the key wrapped by the subject key."""
+        the key and the key wrapped by the subject key (``subject_key_record``: the
+        subject's live key when the batch looked it up already)."""
         if not recording_id or not tenant or not subject_ref:
             raise ValueError("recording_id, tenant and subject_ref must not be empty")
-        record = self._live_or_new_subject_key(tenant, subject_ref)
+        if subject_key_record is not None and (
+            subject_key_record.subject_ref == subject_ref and subject_key_record.tenant == tenant
+        ):
+            record = subject_key_record  # looked up for the whole batch already
+        else:
+            record = self._live_or_new_subject_key(tenant, subject_ref)
         subject_key = self._subject_key(record)
         data_key = envelope.new_data_key()
         ref = self.recording_ref(recording_id)  # the header never holds the id (format v2)
@@ -478,6 +499,22 @@ class KeyService:
             KeyringError: wrapping failed, or a subject belongs to another tenant.
             CatalogError: the store failed.
         """
+        return self._ensure(subjects)[1]
+
+    def live_subject_keys(self, subjects: Iterable[tuple[str, str]]) -> dict[str, SubjectKeyRecord]:
+        """:meth:`ensure_subject_keys`, returning each subject's live key record
+        (subject_ref -> record), to hand to :meth:`seal_recording` for the batch.
+
+        Raises:
+            KeyringError: wrapping failed, or a subject belongs to another tenant.
+            CatalogError: the store failed.
+        """
+        return self._ensure(subjects)[0]
+
+    def _ensure(
+        self, subjects: Iterable[tuple[str, str]]
+    ) -> tuple[dict[str, SubjectKeyRecord], int]:
+        records: dict[str, SubjectKeyRecord] = {}
         drafts: list[tuple[SubjectKeyRecord, bytes]] = []
         for tenant, subject_ref in dict.fromkeys(subjects):
             record = self._store.get_subject_key(subject_ref)
@@ -487,15 +524,18 @@ class KeyService:
                 raise KeyringError(
                     f"subject ref belongs to tenant {record.tenant!r}, not {tenant!r}"
                 )
+            else:
+                records[subject_ref] = record
         if not drafts:
-            return 0
+            return records, 0
         winners = self._store.put_subject_keys([draft for draft, _ in drafts])
         created = 0
         for (draft, key), winner in zip(drafts, winners, strict=True):
+            records[winner.subject_ref] = winner
             if winner.key_id == draft.key_id:
                 self._remember(draft.key_id, key)
                 created += 1
-        return created
+        return records, created
 
     # -- internals ----------------------------------------------------------------------
     def _new_subject_key(self, tenant: str, subject_ref: str) -> tuple[SubjectKeyRecord, bytes]:

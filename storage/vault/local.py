@@ -3,9 +3,15 @@
 Implements :class:`storage.vault.base.Vault` on the local filesystem. Layout under
 its root (files ``0600``, folders ``0700``)::
 
-    <root>/<key>                  the object bytes
-    <root>/.tags/<key>.json       its tags, a JSON object (written before the object)
+    <root>/<key>                  the object bytes; its tags, a JSON object, in the
+                                  extended attribute ``user.callvault.tags``
+    <root>/.tags/<key>.json       its tags where the filesystem has no user xattrs (and
+                                  for objects written before; written before the object)
     <dir>/.tmp-*                  a write in progress (renamed into place, never read)
+
+Tags in an xattr are set on the temp file before it is renamed into place: the object
+and its tags appear together, with one file written per put instead of two. Folders
+this vault created or saw are remembered, so a put does not stat its way up the tree.
 """
 
 from __future__ import annotations
@@ -14,13 +20,15 @@ import contextlib
 import errno
 import json
 import os
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import SplitResult, unquote
 
 from callvault.errors import ConfigError
-from storage._files import make_private_dirs, syncfs, write_file_atomically
+from storage._files import fsync_dir, make_private_dirs, write_file_atomically
 from storage.errors import RecordingNotFound, StorageError, VaultUnavailable
 from storage.types import ObjectInfo, StoredObject
 from storage.vault.base import (
@@ -34,6 +42,9 @@ from storage.vault.base import (
 __all__ = ["LocalVault"]
 
 _TAGS_DIR = ".tags"
+_TAGS_XATTR = "user.callvault.tags"
+#: errnos meaning "no user xattrs here" (not supported, or no room for the value)
+_NO_XATTR = frozenset({errno.ENOTSUP, errno.EOPNOTSUPP, errno.E2BIG, errno.ENOSPC, errno.EPERM})
 
 
 class LocalVault:
@@ -55,6 +66,11 @@ class LocalVault:
             raise StorageError(f"vault root {str(root)!r} is not a folder")
         self.root = root
         self.url = root.as_uri()
+        self._folders: set[Path] = {root}  # known to exist (a put skips make_private_dirs)
+        self._xattrs = True  # until the filesystem refuses them
+        self._pending: list[Path] = []  # written with durable=False since the last flush
+        self._pending_lock = threading.Lock()
+        self._syncers: ThreadPoolExecutor | None = None
 
     @classmethod
     def from_url(cls, url: str, parts: SplitResult, **options: object) -> LocalVault:
@@ -96,17 +112,9 @@ class LocalVault:
         checked = validate_tags(tags)
         check_data(data)
         try:
-            # Tags first: the object never becomes visible without its tags.
-            tags_path = self._tags_path(key)
-            existed = path.exists()
-            write_file_atomically(tags_path, _encode_tags(checked), sync=durable)
-            try:
-                size = write_file_atomically(path, data, sync=durable)
-            except BaseException:
-                if not existed:  # pieces that failed leave nothing behind
-                    with contextlib.suppress(OSError):
-                        tags_path.unlink()
-                raise
+            # The tags are set (xattr or tags file) only once every piece is written:
+            # pieces that fail leave nothing behind.
+            size = self._write_object(key, path, data, _encode_tags(checked), sync=durable)
         except IsADirectoryError as exc:
             raise StorageError(f"vault key {key!r} is a prefix of other keys here") from exc
         except NotADirectoryError as exc:
@@ -115,11 +123,76 @@ class LocalVault:
             raise VaultUnavailable(f"cannot write vault object {key!r}: {exc}") from exc
         return ObjectInfo(key=key, size=size, tags=checked)
 
-    def flush(self) -> None:
-        """One ``syncfs`` of the vault's filesystem instead of an fsync per file."""
+    def _write_object(
+        self,
+        key: str,
+        path: Path,
+        data: bytes | bytearray | memoryview | Iterable[bytes],
+        tags: bytes,
+        *,
+        sync: bool,
+    ) -> int:
+        """Write the object (and its tags) atomically: temp file, tags xattr, rename;
+        return its size."""
+        folder = path.parent
+
+        def tag(fd: int) -> None:
+            if not self._set_tags_xattr(fd, tags):
+                # Tags first: the object never becomes visible without its tags.
+                write_file_atomically(self._tags_path(key), tags, sync=sync)
+
+        known = folder in self._folders
         try:
-            syncfs(self.root)
+            size = write_file_atomically(
+                path, data, sync=sync, make_dirs=not known, before_rename=tag
+            )
+        except FileNotFoundError:
+            # mkstemp found the folder gone before any piece was read: writing again is
+            # safe for streamed pieces too
+            if not known:
+                raise
+            self._folders.discard(folder)  # a remembered folder was removed meanwhile
+            size = write_file_atomically(path, data, sync=sync, before_rename=tag)
+        self._folders.add(folder)
+        if not sync:
+            with self._pending_lock:
+                self._pending.append(path)
+                if not self._xattrs:
+                    self._pending.append(self._tags_path(key))
+        return size
+
+    def _set_tags_xattr(self, target: int | Path, tags: bytes) -> bool:
+        """Store ``tags`` in the xattr of ``target`` (an fd or a path); False when the
+        filesystem keeps no user xattrs (then the tags file is used, from now on)."""
+        if not self._xattrs:
+            return False
+        try:
+            os.setxattr(target, _TAGS_XATTR, tags)
         except OSError as exc:
+            if exc.errno not in _NO_XATTR:
+                raise
+            self._xattrs = False
+            return False
+        return True
+
+    def flush(self) -> None:
+        """Make the objects put with ``durable=False`` since the last flush durable: an
+        ``fdatasync`` of each of those files and an ``fsync`` of each of their folders,
+        issued in parallel (the filesystem commits them together), never other
+        programs' or other workers' dirty data."""
+        with self._pending_lock:
+            paths, self._pending = self._pending, []
+        if not paths:
+            return
+        try:
+            if self._syncers is None:
+                self._syncers = ThreadPoolExecutor(8, thread_name_prefix="vault-sync")
+            folders = sorted({path.parent for path in paths})
+            list(self._syncers.map(_sync_file, paths))
+            list(self._syncers.map(fsync_dir, folders))
+        except OSError as exc:
+            with self._pending_lock:  # flushed again next time
+                self._pending.extend(paths)
             raise VaultUnavailable(f"cannot flush vault {str(self.root)!r}: {exc}") from exc
 
     def get(self, key: str) -> bytes:
@@ -230,10 +303,22 @@ class LocalVault:
     def put_tags(self, key: str, tags: Mapping[str, str], *, version_id: str | None = None) -> None:
         del version_id  # a folder keeps one version per key
         checked = validate_tags(tags)
+        path = self._object_path(key)
         if not self.exists(key):
             raise RecordingNotFound(f"no vault object {key!r} in {self.url}")
         try:
-            write_file_atomically(self._tags_path(key), _encode_tags(checked))
+            if self._set_tags_xattr(path, _encode_tags(checked)):
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                try:
+                    os.fsync(fd)  # the xattr is inode metadata: durable with the inode
+                finally:
+                    os.close(fd)
+                with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                    self._tags_path(key).unlink()  # an older object's tags file
+            else:
+                write_file_atomically(self._tags_path(key), _encode_tags(checked))
+        except FileNotFoundError as exc:
+            raise RecordingNotFound(f"no vault object {key!r} in {self.url}") from exc
         except OSError as exc:
             raise VaultUnavailable(f"cannot write tags of vault object {key!r}: {exc}") from exc
 
@@ -241,11 +326,18 @@ class LocalVault:
 
     def _read_tags(self, key: str) -> dict[str, str]:
         try:
-            raw = self._tags_path(key).read_bytes()
+            raw = os.getxattr(self._object_path(key), _TAGS_XATTR)
         except FileNotFoundError:
             return {}
         except OSError as exc:
-            raise VaultUnavailable(f"cannot read tags of vault object {key!r}: {exc}") from exc
+            if exc.errno not in (errno.ENODATA, *_NO_XATTR):
+                raise VaultUnavailable(f"cannot read tags of vault object {key!r}: {exc}") from exc
+            try:  # no xattr: an object written before, or a filesystem without them
+                raw = self._tags_path(key).read_bytes()
+            except FileNotFoundError:
+                return {}
+            except OSError as exc:
+                raise VaultUnavailable(f"cannot read tags of vault object {key!r}: {exc}") from exc
         try:
             tags = json.loads(raw)
         except ValueError as exc:
@@ -258,6 +350,18 @@ class LocalVault:
         if isinstance(exc, FileNotFoundError | IsADirectoryError | NotADirectoryError):
             return RecordingNotFound(f"no vault object {key!r} in {self.url}")
         return VaultUnavailable(f"cannot read vault object {key!r}: {exc}")
+
+
+def _sync_file(path: Path) -> None:
+    """fdatasync ``path`` (gone since is fine: a later put or delete replaced it)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    try:
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
 
 
 def _encode_tags(tags: Mapping[str, str]) -> bytes:

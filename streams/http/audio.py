@@ -160,7 +160,10 @@ async def _decide(
         raise await audited_denial(
             request, principal, mode, str(decision.reason), rid, purpose, **details
         )
-    verdict = ctx.rate_guard.admit(principal, rid, now)
+    # Blocking: the window is counted in the catalog, across every worker.
+    verdict = await asyncio.get_running_loop().run_in_executor(
+        None, ctx.rate_guard.admit, principal, rid, now
+    )
     if not verdict.allowed:
         ctx.metrics.rate_guard_trips.labels(
             principal.role if principal.role in policy.roles else "other"

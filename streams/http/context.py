@@ -16,6 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
+from storage.catalog.ratewindow import AccessRateWindow
 from streams.endoflife import EndOfLife
 from streams.evaluations import EvaluationService
 from streams.http.auth import TokenVerifier, local_tokens
@@ -96,7 +97,11 @@ class WebContext:
             metrics=metrics,
             tokens=tokens,
             endoflife=endoflife,
-            rate_guard=rate_guard or RateGuard(services.policy.rate_limit_for),
+            rate_guard=rate_guard
+            or RateGuard(
+                services.policy.rate_limit_for,
+                window_store=AccessRateWindow(services.catalog.database),
+            ),
             grants=grants or PlaybackGrants(services.keyring),
             publish_recording=publish_recording,
             health=health,

@@ -15,15 +15,16 @@ What a caller may rely on:
 - Principals are keyed by (role, org, user); nothing else is kept, and entries older
   than the window are dropped on the next call for that principal.
 
-Limitation: the state lives in memory, per worker process. With N workers behind a
-load balancer a principal may pull up to N x limit per window, and a restart forgets
-the window. A multi-worker deployment that needs a hard global limit should back the
-guard with the catalog database (count ``access.*`` grants in the audit log per
-actor over the window) or a shared store; the interface stays the same.
+- With a ``window_store`` (:class:`storage.catalog.ratewindow.AccessRateWindow`, what
+  the worker uses) the window lives in the catalog: every worker process and host
+  counts into the same window, so N workers allow the limit, not N x the limit, and a
+  restart forgets nothing. Without one (unit tests, benchmarks) it lives in memory,
+  per process.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from policies import Principal
+from storage.catalog.ratewindow import AccessRateWindow
 
 __all__ = ["RateGuard", "RateVerdict", "RATE_LIMITED"]
 
@@ -64,11 +66,13 @@ class RateGuard:
         limit_for: Callable[[str], int | None],
         *,
         window: timedelta = timedelta(hours=1),
+        window_store: AccessRateWindow | None = None,
     ) -> None:
         if window <= timedelta(0):
             raise ValueError("the rate window must be positive")
         self._limit_for = limit_for
         self._window = window
+        self._store = window_store
         self._seen: dict[tuple[str, str, str], OrderedDict[str, datetime]] = {}
         self._lock = threading.Lock()
 
@@ -77,9 +81,21 @@ class RateGuard:
         return self._window
 
     def admit(self, principal: Principal, recording_id: str, now: datetime) -> RateVerdict:
-        """Count ``recording_id`` for ``principal`` at ``now`` unless over the limit."""
+        """Count ``recording_id`` for ``principal`` at ``now`` unless over the limit
+        (blocking with a ``window_store``: call it off the event loop).
+
+        Raises:
+            CatalogError: the window store failed (with a ``window_store``).
+        """
         limit = self._limit_for(principal.role)
         key = (principal.role, principal.org or "", principal.user)
+        if self._store is not None:
+            got = self._store.admit(_store_key(key), recording_id, now, now - self._window, limit)
+            retry = 0
+            if not got.allowed:
+                oldest = got.oldest or now
+                retry = max(1, int((oldest + self._window - now).total_seconds()) + 1)
+            return RateVerdict(got.allowed, got.used, limit, retry)
         with self._lock:
             seen = self._seen.setdefault(key, OrderedDict())
             horizon = now - self._window
@@ -99,6 +115,13 @@ class RateGuard:
     def used(self, principal: Principal, now: datetime) -> int:
         """Distinct recordings counted for ``principal`` in the window ending at ``now``."""
         key = (principal.role, principal.org or "", principal.user)
+        if self._store is not None:
+            return self._store.used(_store_key(key), now - self._window)
         with self._lock:
             seen: Mapping[str, datetime] = self._seen.get(key, {})
             return sum(1 for at in seen.values() if at > now - self._window)
+
+
+def _store_key(key: tuple[str, str, str]) -> str:
+    """One text key per principal (role, org, user), unambiguous whatever they hold."""
+    return json.dumps(list(key), separators=(",", ":"))

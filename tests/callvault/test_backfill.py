@@ -107,9 +107,12 @@ EXPECTED = {
 }
 
 
+@pytest.mark.parametrize("workers", ["1", "3"])
 def test_mixed_archive_exact_outcomes_then_rerun_skips_everything(
-    tmp_path: Path, archive: Path
+    tmp_path: Path, archive: Path, workers: str
 ) -> None:
+    # --workers 3: rows sharded over three import processes; the outcomes, row numbers,
+    # duplicate detection and the one import.completed record are those of one process.
     env = {"CALLVAULT_DATA_DIR": str(tmp_path / "var"), "CALLVAULT_WORKER_ID": "t1"}
     manifest = write_csv(tmp_path / "manifest.csv", MIXED)
     before = {p: p.read_bytes() for p in archive.rglob("*") if p.is_file()}
@@ -124,6 +127,8 @@ def test_mixed_archive_exact_outcomes_then_rerun_skips_everything(
         str(tmp_path / "r1.jsonl"),
         "--batch-size",
         "4",
+        "--workers",
+        workers,
     )
     assert result.exit_code == 1, result.output  # some rows are not under governance
     report = report_of(tmp_path / "r1.jsonl")
@@ -177,6 +182,8 @@ def test_mixed_archive_exact_outcomes_then_rerun_skips_everything(
         str(manifest),
         "--report",
         str(tmp_path / "r2.jsonl"),
+        "--workers",
+        workers,
     )
     assert result.exit_code == 1
     rerun = report_of(tmp_path / "r2.jsonl")

@@ -164,3 +164,38 @@ def test_rotate_with_a_broken_keyring_is_a_clear_error(tmp_path: Path) -> None:
     env = {"CALLVAULT_DATA_DIR": str(tmp_path / "var"), "CALLVAULT_KEYRING": "kms://"}
     result = invoke(env, "keys", "rotate")
     assert result.exit_code == 2 and "kms://key-id" in result.output
+
+
+def test_a_second_rotation_waits_for_the_first_one_s_lease(tmp_path: Path) -> None:
+    """Key rotation runs in one worker (or shell) at a time: while another holds the
+    key-rotation lease, `callvault keys rotate` refuses and rotates nothing."""
+    from datetime import timedelta
+
+    from storage.catalog.leases import KEY_ROTATION_LEASE, LeaseStore
+
+    env = {"CALLVAULT_DATA_DIR": str(tmp_path / "var")}
+
+    def current_master() -> str:
+        opened = build_services(load_settings(env))
+        try:
+            return str(opened.keyring.current_key_id)
+        finally:
+            opened.close()
+
+    services = build_services(load_settings(env))
+    try:
+        before = current_master()
+        leases = LeaseStore(services.catalog.database)
+        assert leases.acquire(KEY_ROTATION_LEASE, "cli:other-host:4242", timedelta(minutes=5))
+        result = invoke(env, "keys", "rotate")
+        assert result.exit_code == 1, result.output
+        assert "key-rotation is running elsewhere (lease held by cli:other-host:4242" in (
+            result.output
+        )
+        assert current_master() == before
+        assert leases.release(KEY_ROTATION_LEASE, "cli:other-host:4242")
+        assert invoke(env, "keys", "rotate").exit_code == 0
+        assert leases.get(KEY_ROTATION_LEASE) is None  # released after the rotation
+        assert current_master() != before
+    finally:
+        services.close()

@@ -13,6 +13,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,8 @@ class WorkerProcess:
 
     env: dict[str, str]
     log_path: Path
+    #: ``callvault worker --processes N``: N consumers of one group behind one port.
+    processes: int = 1
     proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     @property
@@ -76,17 +79,26 @@ class WorkerProcess:
         return f"http://127.0.0.1:{self.env['CALLVAULT_WEB_PORT']}"
 
     def start(self, timeout: float = 60.0) -> WorkerProcess:
+        self.spawn()
+        return self.wait_healthy(timeout)
+
+    def wait_healthy(self, timeout: float = 60.0) -> WorkerProcess:
+        wait_until(self._healthy, timeout, f"worker health (log: {self.log_path})")
+        return self
+
+    def spawn(self) -> WorkerProcess:
+        """Start the process without waiting for it (several workers starting at once)."""
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("CALLVAULT_")}
         full_env.update(self.env)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "callvault.cli", "worker"],
+                [sys.executable, "-m", "callvault.cli", "worker"]
+                + (["--processes", str(self.processes)] if self.processes > 1 else []),
                 env=full_env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
             )
-        wait_until(self._healthy, timeout, f"worker health (log: {self.log_path})")
         return self
 
     def _healthy(self) -> bool:
@@ -98,6 +110,29 @@ class WorkerProcess:
                 return resp.status == 200
         except OSError:
             return False
+
+    def pids(self) -> list[int]:
+        """The worker's process and, with ``processes`` > 1, its children."""
+        assert self.proc is not None
+        pid = self.proc.pid
+        try:
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except OSError:
+            children = []
+        return [pid, *map(int, children)]
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the worker and its live children, from /proc."""
+        ticks = os.sysconf("SC_CLK_TCK")
+        total = 0
+        for pid in self.pids():
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text()
+            except OSError:
+                continue
+            fields_ = stat.rsplit(")", 1)[1].split()
+            total += int(fields_[11]) + int(fields_[12])  # utime, stime
+        return total / ticks
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-6000:]
@@ -118,15 +153,20 @@ class WorkerProcess:
             self.proc.wait(10)
 
 
-def produce(bootstrap: str, topic: str, payloads: Iterable[bytes]) -> None:
+def produce(
+    bootstrap: str, topic: str, payloads: Iterable[bytes], keys: Iterable[bytes] | None = None
+) -> None:
+    """Produce ``payloads`` (keyed by ``keys``, as the worker keys recordings by their id,
+    which spreads them over the partitions; unkeyed, librdkafka's sticky partitioner puts
+    a burst into few partitions)."""
     from confluent_kafka import Producer
 
     # message.max.bytes: let a test send what a careless PBX might (the broker decides).
     producer = Producer(
         {"bootstrap.servers": bootstrap, "acks": "all", "message.max.bytes": 4_000_000}
     )
-    for payload in payloads:
-        producer.produce(topic, payload)
+    for payload, key in zip(payloads, keys if keys is not None else repeat(None), strict=False):
+        producer.produce(topic, payload, key)
     remaining = producer.flush(30)
     assert remaining == 0, f"{remaining} messages not delivered"
 

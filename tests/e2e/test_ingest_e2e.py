@@ -128,6 +128,9 @@ def test_mixed_batch_ends_in_exactly_the_expected_state(
 def test_worker_killed_mid_batch_stores_every_recording_exactly_once(
     env: dict[str, str], worker: WorkerProcess, kafka_broker: EmbeddedBroker
 ) -> None:
+    # Two processes of one consumer group (`callvault worker --processes 2`): the SIGKILL
+    # of the parent takes both children mid-batch; the restarted group redoes the rest.
+    worker.processes = 2
     services = open_services(env)
     bootstrap = kafka_broker.url.removeprefix("kafka://")
     count = 300
@@ -140,7 +143,8 @@ def test_worker_killed_mid_batch_stores_every_recording_exactly_once(
                 landed_call(services, f"kill-{i:04d}", audio, customer=f"c{i % 17}")
             ).encode()
         )
-    produce(bootstrap, TOPIC, events)
+    # keyed by recording id, as the worker keys them: spread over every partition
+    produce(bootstrap, TOPIC, events, keys=[f"kill-{i:04d}".encode() for i in range(count)])
     vault_root = Path(services.settings.vault.removeprefix("file://"))
 
     worker.start()
@@ -150,7 +154,11 @@ def test_worker_killed_mid_batch_stores_every_recording_exactly_once(
         "first vault write",
         0.02,
     )
+    pids = worker.pids()
+    assert len(pids) == 3, f"expected a parent and two worker processes: {pids}"
     worker.kill()
+    wait_until(lambda: not any(Path(f"/proc/{pid}").exists() for pid in pids[1:]), 10,
+               "the children to die with their parent")  # fmt: skip
     in_vault_at_kill = len(list(vault_root.rglob("*.cvlt")))
     rows_at_kill = len(
         services.catalog.recording_ids_present(f"kill-{i:04d}" for i in range(count))
@@ -171,6 +179,8 @@ def test_worker_killed_mid_batch_stores_every_recording_exactly_once(
     actions = _audit_actions(services)
     assert actions["ingest.stored"] == count
     assert actions["ingest.rejected"] == 0
+    storers = Counter(e.actor for e in services.audit.iter_entries() if e.action == "ingest.stored")
+    assert set(storers) == {"worker:e2e-1", "worker:e2e-2"}, storers  # both shared the work
     assert services.audit.verify().ok
     assert not list(services.settings.landing_dir.glob("kill-*.wav"))
     print(f"killed with {in_vault_at_kill} objects and {rows_at_kill} rows written")

@@ -442,3 +442,35 @@ def test_named_records_are_sealed_under_the_subject_key_and_shredded_with_it(
     with pytest.raises(KeyDestroyed):
         service.seal_named(key_id, "qa-note/n-3", b"x")
     assert store.get_subject_key("A") is None  # no fresh key was made for the erased customer
+
+
+def test_live_subject_keys_hand_sealing_the_batch_s_lookup(tmp_path: Path) -> None:
+    """Ingest looks the batch's subject keys up once (creating the missing ones) and
+    seals with those records: no store query per recording; a record of another
+    subject or tenant is not used."""
+    store = MemoryKeyStore()
+    service = KeyService(LocalKeyring(tmp_path / "keys" / "master.json"), store)
+    service.seal_recording(recording_id="r-0", tenant="acme", subject_ref="s-0", plaintext=b"x")
+    records = service.live_subject_keys([("acme", "s-0"), ("acme", "s-1"), ("acme", "s-0")])
+    assert set(records) == {"s-0", "s-1"} and store.batches == 1
+    assert records["s-1"].key_id == store.get_subject_key("s-1").key_id  # type: ignore[union-attr]
+    lookups = 0
+    original = store.get_subject_key
+
+    def counting(subject_ref: str):  # type: ignore[no-untyped-def]
+        nonlocal lookups
+        lookups += 1
+        return original(subject_ref)
+
+    store.get_subject_key = counting  # type: ignore[method-assign]
+    sealed = service.seal_recording(
+        recording_id="r-1", tenant="acme", subject_ref="s-1", plaintext=b"y",
+        subject_key_record=records["s-1"],
+    )  # fmt: skip
+    assert lookups == 0 and sealed.subject_key_id == records["s-1"].key_id
+    assert service.open_recording(sealed.blob) == b"y"
+    other = service.seal_recording(  # a record of another subject: looked up instead
+        recording_id="r-2", tenant="acme", subject_ref="s-0", plaintext=b"z",
+        subject_key_record=records["s-1"],
+    )  # fmt: skip
+    assert lookups == 1 and other.subject_key_id == records["s-0"].key_id

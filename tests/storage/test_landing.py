@@ -476,3 +476,35 @@ def test_a_missing_landing_root_is_unavailable_not_missing_audio(root: Path) -> 
     root.rmdir()  # the landing volume is gone (unmounted): retry, do not dead-letter
     with pytest.raises(LandingStoreUnavailable):
         landing.read((root / "a.wav").as_uri())
+
+
+def test_folder_swapped_for_symlink_after_resolve_is_refused_by_every_step(
+    landing: Landing, root: Path, tmp_path: Path
+) -> None:
+    """A read of a resolved ref does not resolve it again (one realpath walk fewer), but
+    the read's own re-check still refuses a folder swapped for a symlink since; so does
+    discard, which resolves once for the audio and its sidecar."""
+    (root / "sub").mkdir()
+    (root / "sub" / "a.wav").write_bytes(b"audio")
+    landing.write_sidecar((root / "sub" / "a.wav").as_uri(), {"recording_id": "r-1"})
+    ref = landing.resolve((root / "sub" / "a.wav").as_uri())
+    assert landing.read(ref) == b"audio" and landing.read_sidecar(ref) == {"recording_id": "r-1"}
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "a.wav").write_bytes(b"secret")
+    (outside / "a.wav.event.json").write_text('{"recording_id": "evil"}')
+    (root / "sub").rename(tmp_path / "moved")
+    (root / "sub").symlink_to(outside)
+    for step in (landing.read, landing.read_sidecar, landing.discard):
+        with pytest.raises(LandingRejected) as caught:
+            step(ref)
+        assert caught.value.reason == "uri-outside-landing", step
+    assert (outside / "a.wav").exists() and (outside / "a.wav.event.json").exists()
+
+
+def test_discard_deletes_the_audio_and_its_sidecar(landing: Landing, root: Path) -> None:
+    (root / "b.wav").write_bytes(b"audio")
+    landing.write_sidecar((root / "b.wav").as_uri(), {"recording_id": "r-2"})
+    landing.discard(landing.resolve((root / "b.wav").as_uri()))
+    assert sorted(p.name for p in root.iterdir()) == []
+    landing.discard((root / "b.wav").as_uri())  # already gone is fine

@@ -7,6 +7,8 @@ prefix), with signed requests.
 
 from __future__ import annotations
 
+import errno
+import json
 import os
 import stat
 import threading
@@ -608,9 +610,50 @@ class TestLocalVault:
         vault.put("a/b", b"22", tags={"purpose": "qa"})
         vault.put_tags("a/b", {"purpose": "training"})
         names = [p.relative_to(tmp_path / "v").as_posix() for p in _all_paths(tmp_path / "v")]
-        assert names == [".tags", ".tags/a", ".tags/a/b.json", "a", "a/b"]
+        assert names == ["a", "a/b"]  # one file per object: its tags ride in an xattr
         assert (tmp_path / "v" / "a" / "b").read_bytes() == b"22"
+        assert json.loads(os.getxattr(tmp_path / "v" / "a" / "b", "user.callvault.tags")) == {
+            "purpose": "training"
+        }
         assert list(vault.iter_keys()) == ["a/b"]
+
+    def test_tags_files_of_older_objects_and_filesystems_without_xattrs(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        root = tmp_path / "v"
+        vault = LocalVault(root)
+        # An object written before tags moved into the xattr: its tags file still counts.
+        (root / "old").write_bytes(b"o")
+        (root / ".tags").mkdir()
+        (root / ".tags" / "old.json").write_text('{"purpose": "qa"}')
+        assert vault.head("old").tags == {"purpose": "qa"}
+        vault.put_tags("old", {"purpose": "training"})  # now in the xattr, file gone
+        assert vault.head("old").tags == {"purpose": "training"}
+        assert not (root / ".tags" / "old.json").exists()
+
+        def refuse(*_args: object) -> None:
+            raise OSError(errno.ENOTSUP, "Operation not supported")
+
+        monkeypatch.setattr(os, "setxattr", refuse)  # e.g. a filesystem without user xattrs
+        plain = LocalVault(tmp_path / "w")
+        plain.put("a/b", b"1", tags={"purpose": "qa"})
+        assert plain.head("a/b").tags == {"purpose": "qa"}
+        assert json.loads((tmp_path / "w" / ".tags" / "a" / "b.json").read_text()) == {
+            "purpose": "qa"
+        }
+        plain.put_tags("a/b", {"purpose": "training"})
+        assert plain.head("a/b").tags == {"purpose": "training"}
+        plain.delete("a/b")
+        assert not (tmp_path / "w" / ".tags" / "a" / "b.json").exists()
+        assert list(plain.iter_keys()) == []
+
+    def test_a_folder_removed_behind_its_back_is_created_again(self, tmp_path: Path) -> None:
+        vault = LocalVault(tmp_path / "v")
+        vault.put("a/b/c", b"1", tags={"purpose": "qa"})
+        vault.delete("a/b/c")
+        (tmp_path / "v" / "a" / "b").rmdir()  # e.g. an operator tidying up
+        vault.put("a/b/d", b"2", tags={"purpose": "qa"})
+        assert vault.get("a/b/d") == b"2" and vault.head("a/b/d").tags == {"purpose": "qa"}
 
     def test_permissions_do_not_depend_on_umask(self, tmp_path: Path) -> None:
         old = os.umask(0)
@@ -682,8 +725,13 @@ class TestLocalVault:
     def test_corrupt_tags_file(self, tmp_path: Path) -> None:
         vault = LocalVault(tmp_path / "v")
         vault.put("k", b"x", tags={"purpose": "qa"})
-        (tmp_path / "v" / ".tags" / "k.json").write_text("{not json")
+        os.setxattr(tmp_path / "v" / "k", "user.callvault.tags", b"{not json")
         with pytest.raises(StorageError, match="not valid JSON"):
+            vault.head("k")
+        os.removexattr(tmp_path / "v" / "k", "user.callvault.tags")  # an older object's file
+        (tmp_path / "v" / ".tags").mkdir()
+        (tmp_path / "v" / ".tags" / "k.json").write_text("[1]")
+        with pytest.raises(StorageError, match="not a JSON object"):
             vault.head("k")
 
 
@@ -709,3 +757,36 @@ def _all_names(vault: Vault) -> list[str]:
     """Every file name under a LocalVault root (temp files included); [] for S3."""
     root = getattr(vault, "root", None)
     return [str(p) for p in root.rglob("*")] if root is not None else []
+
+
+def test_local_flush_syncs_exactly_the_files_put_since_the_last_flush(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The group commit of a folder vault flushes its own batch (each file, each folder),
+    not the whole filesystem: other programs' and other workers' dirty pages wait."""
+    vault = LocalVault(tmp_path / "v")
+    synced: list[str] = []
+    real_fdatasync, real_fsync = os.fdatasync, os.fsync
+
+    def record(real):  # type: ignore[no-untyped-def]
+        def call(fd: int) -> None:
+            synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+            real(fd)
+
+        return call
+
+    vault.put("a/one", b"1", tags={"purpose": "qa"}, durable=False)
+    vault.put("b/two", b"2", tags={"purpose": "qa"}, durable=False)
+    vault.put("b/gone", b"3", tags={"purpose": "qa"}, durable=False)
+    vault.delete("b/gone")  # deleted before the flush: nothing to sync
+    (tmp_path / "other").write_bytes(b"not the vault's")
+    monkeypatch.setattr(os, "fdatasync", record(real_fdatasync))
+    monkeypatch.setattr(os, "fsync", record(real_fsync))
+    vault.flush()
+    root = tmp_path / "v"
+    assert sorted(synced) == sorted(
+        [str(root / "a" / "one"), str(root / "b" / "two"), str(root / "a"), str(root / "b")]
+    )
+    synced.clear()
+    vault.flush()  # nothing put since
+    assert synced == []
