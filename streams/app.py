@@ -49,6 +49,7 @@ from streams.http import WebContext, build_web_app
 from streams.http.auth import LocalTokens, TokenVerifier
 from streams.http.oidc import verifier_for
 from streams.ingest import IngestOutcome, IngestPipeline
+from streams.janitor import JanitorReport, LandingJanitor
 from streams.metrics import Metrics
 from streams.refs import landing_key, redact_text
 from streams.services import Services
@@ -192,6 +193,7 @@ class Worker:
             window=settings.call_window,
         )
         self.dead_letters = DeadLetterQueue.from_services(services)
+        self.janitor = LandingJanitor(services)
         self.endoflife = EndOfLife.from_services(
             services, actor=f"worker:{settings.worker_id}", metrics=self.metrics
         )
@@ -459,25 +461,54 @@ class Worker:
         await self.recordings.send(key=recording_id.encode(), value=event)
 
     async def reconcile_landing(self) -> int:
-        """Re-announce landing audio whose event was lost (e.g. the in-memory broker
-        restarted): stale files with a sidecar event and no catalog entry. A file whose
-        event was dead-lettered is never re-announced; any other file at most
-        :data:`MAX_ANNOUNCEMENTS` times, the reconcile age doubling between two (counted
-        in the catalog, so restarts do not reset it)."""
+        """One pass of the landing reconciler (what its timer calls; a lease may wrap it).
+
+        First the janitor (:mod:`streams.janitor`) removes what stored, declined or
+        dead-lettered recordings left behind (audio after the vault object verified,
+        sidecars without audio); then landing audio whose event was lost (e.g. the
+        broker lost its topics) is re-announced: stale files with a sidecar event and no
+        catalog entry. A file whose event was dead-lettered is never re-announced; any
+        other file at most :data:`MAX_ANNOUNCEMENTS` times, the reconcile age doubling
+        between two (counted in the catalog, so restarts do not reset it). Returns how
+        many were re-announced; infrastructure failures are logged (the next tick
+        retries)."""
+        try:
+            return await self._reconcile_landing()
+        except Exception as exc:
+            if not is_unavailable(exc):
+                raise
+            log.error(
+                "landing reconciler: %s unavailable (%s); the next pass retries",
+                unavailable_backend(exc),
+                type(exc).__name__,
+            )
+            return 0
+
+    async def _reconcile_landing(self) -> int:
         services = self.services
         loop = asyncio.get_running_loop()
         older = float(services.config.reconcile_after_seconds)
-        stale = await loop.run_in_executor(None, lambda: list(services.landing.iter_stale(older)))
-        self.metrics.landing_backlog.set(len(stale))
+
+        def clean() -> JanitorReport:
+            stale = services.landing.iter_stale(older, orphan_sidecars=True)
+            return self.janitor.sweep(stale)
+
+        report = await loop.run_in_executor(None, clean)
+        self.metrics.landing_cleaned.labels("audio").inc(report.removed_audio)
+        self.metrics.landing_cleaned.labels("sidecar").inc(report.removed_sidecars)
+        self.metrics.landing_orphan_sidecars.set(report.kept_sidecars)
+        backlog = report.backlog
         sent = 0
-        for item in stale:
-            if not item.has_sidecar:
-                continue
+        for item in report.announceable:
             try:
                 event = await loop.run_in_executor(None, self._announceable, item.uri, older)
             except LandingError as exc:
+                if is_unavailable(exc):
+                    raise
                 log.warning("landing sidecar unusable (%s); not re-announced", type(exc).__name__)
+                backlog += 1
                 continue
+            backlog += 1  # until its recording is stored
             if event is None:
                 continue
             rid = event["recording_id"]
@@ -486,6 +517,7 @@ class Worker:
             await loop.run_in_executor(None, services.claims.announced, key)
             self.metrics.reconciled.inc()
             sent += 1
+        self.metrics.landing_backlog.set(backlog)
         if sent:
             log.warning("re-announced %d landing recordings with no catalog entry", sent)
         return sent

@@ -63,7 +63,21 @@ class Metrics:
         )
         self.landing_backlog = Gauge(
             "callvault_landing_backlog",
-            "Landing audio files older than the reconcile age with no catalog entry.",
+            "Landing audio files and event sidecars older than the reconcile age that no "
+            "stored, declined or dead-lettered recording accounts for yet.",
+            registry=r,
+        )
+        self.landing_orphan_sidecars = Gauge(
+            "callvault_landing_orphan_sidecars",
+            "Event sidecars whose audio is gone, their recording not stored, declined or "
+            "dead-lettered yet (part of callvault_landing_backlog).",
+            registry=r,
+        )
+        self.landing_cleaned = Counter(
+            "callvault_landing_cleaned",
+            "Landing audio files and sidecars the janitor removed after their recording was "
+            "stored (vault object verified), declined or dead-lettered, by kind.",
+            ["kind"],
             registry=r,
         )
         self.ingest_batch_failures = Counter(
