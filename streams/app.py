@@ -19,11 +19,12 @@ references (:mod:`streams.refs`), never recording ids or landing URIs.
 from __future__ import annotations
 
 import asyncio
-import collections
+import contextlib
 import functools
 import inspect
 import json
 import logging
+import os
 import socket
 import time
 from collections.abc import Callable, Sequence
@@ -35,10 +36,9 @@ from aiohttp import web
 from mode import Service
 
 from callvault.errors import CallvaultError, StartupError, is_unavailable, unavailable_backend
-from storage.catalog.audit import entry_json
 from storage.catalog.claims import ClaimState
+from storage.catalog.outbox import OutboxCursors
 from storage.errors import LandingError
-from storage.types import AuditEntry
 from streams._faust import task, timer
 from streams.dlq import DeadLetterQueue, DlqMessage, DlqSource
 from streams.endoflife import EndOfLife
@@ -50,6 +50,7 @@ from streams.http.auth import LocalTokens, TokenVerifier
 from streams.http.oidc import verifier_for
 from streams.ingest import IngestOutcome, IngestPipeline
 from streams.janitor import JanitorReport, LandingJanitor
+from streams.outbox import ROUND_MAX, AuditPublisher, KafkaTopicTail
 from streams.metrics import Metrics
 from streams.refs import landing_key, redact_text
 from streams.services import Services
@@ -126,7 +127,6 @@ class Worker:
         self.metrics = metrics or Metrics()
         self.broker_url = broker_url
         self.started_at = time.monotonic()
-        self._audit_buffer: collections.deque[AuditEntry] = collections.deque()
         settings = services.config
         self.tokens = tokens or verifier_for(
             services.policy, LocalTokens(services.keyring, frozenset(services.policy.roles))
@@ -138,7 +138,6 @@ class Worker:
         self.web_socket = web_socket
         self.retry_first, self.retry_cap = retry_first, retry_cap
         self.sweep_interval = sweep_interval or 60.0
-        services.audit_listeners.append(self._audit_buffer.append)  # publish committed entries
 
         self.app = faust.App(
             "callvault",
@@ -154,6 +153,7 @@ class Worker:
             broker_commit_interval=0.5,
             consumer_auto_offset_reset="earliest",
             producer_acks=-1,
+            producer_request_timeout=30.0,
             stream_wait_empty=False,
         )
         self.recordings = self.app.topic(
@@ -194,6 +194,15 @@ class Worker:
         )
         self.dead_letters = DeadLetterQueue.from_services(services)
         self.janitor = LandingJanitor(services)
+        self._audit_wakeup = asyncio.Event()
+        self.audit_publisher = AuditPublisher(
+            services.audit,
+            OutboxCursors(services.catalog.database, clock=services.clock),
+            lambda: self.audit_topic.send,
+            holder=f"{settings.worker_id}:{os.getpid()}:{id(self):x}",
+            metrics=self.metrics,
+            tail=KafkaTopicTail(kafka_bootstrap(broker_url), TOPICS["audit"]),
+        )
         self.endoflife = EndOfLife.from_services(
             services, actor=f"worker:{settings.worker_id}", metrics=self.metrics
         )
@@ -241,9 +250,9 @@ class Worker:
                     await self._source_message(event, handle)
                     await stream.ack(event)
 
-        @timer(app, 1.0, name="audit-publisher")
+        @task(app)
         async def publish_audit() -> None:
-            await self._flush_audit()
+            await self.run_audit_publisher()
 
         @app.agent(self.privacy_requests, name="privacy-requests")
         async def privacy_requests(stream: faust.StreamT[bytes]) -> None:
@@ -449,11 +458,22 @@ class Worker:
         await self.s3_events.send(key=key.encode(), value=notification)
 
     async def _flush_audit(self) -> None:
-        while self._audit_buffer:
-            entry = self._audit_buffer.popleft()
-            await self.audit_topic.send(
-                value=json.dumps(entry_json(entry), separators=(",", ":"), sort_keys=True).encode()
-            )
+        """Wake the audit publisher (it runs on its own: nothing waits for the topic)."""
+        self._audit_wakeup.set()
+
+    async def run_audit_publisher(self, interval: float = 1.0) -> None:
+        """The audit outbox (:mod:`streams.outbox`): a round at least every ``interval``
+        seconds, and at once after new audit records; until cancelled."""
+        try:
+            while True:
+                self._audit_wakeup.clear()
+                sent = await self.audit_publisher.publish()
+                if sent >= ROUND_MAX:
+                    continue  # more waiting
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._audit_wakeup.wait(), interval)
+        finally:
+            await self.audit_publisher.stop()
 
     async def publish_recording(self, event: bytes, recording_id: str) -> None:
         # Keyed by recording id: every (re)delivery of one recording lands on the same
@@ -593,6 +613,19 @@ class Worker:
             code = exit_.code
             return code if isinstance(code, int) else (0 if code is None else 1)
         return 0  # pragma: no cover - execute_from_commandline always exits
+
+
+def kafka_bootstrap(broker_url: str) -> str:
+    """``kafka://a:9092;kafka://b:9092`` (or ``kafka://a:9092,b:9092``) as a bootstrap
+    list for aiokafka: ``a:9092,b:9092``."""
+    hosts = []
+    for part in broker_url.replace(";", ",").split(","):
+        part = part.strip()
+        if "://" in part:
+            part = part.split("://", 1)[1]
+        if part:
+            hosts.append(part.rstrip("/"))
+    return ",".join(hosts)
 
 
 def _source(event: Any, topic: str) -> DlqSource:

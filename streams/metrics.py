@@ -97,6 +97,17 @@ class Metrics:
             "Dead letters not replayed yet (callvault dlq list).",
             registry=r,
         )
+        self.audit_published = Counter(
+            "callvault_audit_published",
+            "Audit records published to callvault.audit and acknowledged by the broker.",
+            registry=r,
+        )
+        self.audit_publish_failures = Counter(
+            "callvault_audit_publish_failures",
+            "Rounds of the audit publisher that failed (broker or catalog); the next round "
+            "resumes after the last acknowledged record.",
+            registry=r,
+        )
         self.reconciled = Counter(
             "callvault_landing_reannounced",
             "Landing files re-announced by the reconciler (event presumed lost).",
