@@ -50,8 +50,8 @@ from streams.http.auth import LocalTokens, TokenVerifier
 from streams.http.oidc import verifier_for
 from streams.ingest import IngestOutcome, IngestPipeline
 from streams.janitor import JanitorReport, LandingJanitor
-from streams.outbox import ROUND_MAX, AuditPublisher, KafkaTopicTail
 from streams.metrics import Metrics
+from streams.outbox import ROUND_MAX, AuditPublisher, KafkaTopicTail
 from streams.refs import landing_key, redact_text
 from streams.services import Services
 from streams.sources import CONNECT_CTR_TOPIC, S3_EVENTS_TOPIC, SourceOutcome, Sources
