@@ -7,8 +7,9 @@ thread, records and publishes DLQ entries (:mod:`streams.dlq`), and only then le
 faust ack (commit) the offsets.
 
 Failures are typed (:mod:`callvault.errors`): an infrastructure failure (vault,
-catalog, keyring, landing store or broker unavailable) is retried with capped
-exponential back-off (0.5 s doubling to 30 s) inside the body and counted in
+catalog, keyring, landing store or broker unavailable) is retried with capped,
+jittered exponential back-off (0.5 s doubling to ``CALLVAULT_RETRY_CAP_SECONDS``, 5 s
+by default; each pause drawn between half and all of it) inside the body and counted in
 ``callvault_ingest_infrastructure_retries_total{backend}``, so the offsets of an
 unprocessed batch are never committed and nothing is skipped; anything else is
 permanent for the event that caused it and comes back from the pipeline as a DLQ
@@ -25,6 +26,7 @@ import inspect
 import json
 import logging
 import os
+import random
 import socket
 import time
 from collections.abc import Callable, Sequence
@@ -52,6 +54,7 @@ from streams.ingest import IngestOutcome, IngestPipeline
 from streams.janitor import JanitorReport, LandingJanitor
 from streams.metrics import Metrics
 from streams.outbox import ROUND_MAX, AuditPublisher, KafkaTopicTail
+from streams.readiness import Readiness
 from streams.refs import landing_key, redact_text
 from streams.services import Services
 from streams.sources import CONNECT_CTR_TOPIC, S3_EVENTS_TOPIC, SourceOutcome, Sources
@@ -76,7 +79,7 @@ PARTITIONS = 4
 #: How often the reconciler re-announces one landing file at most (with back-off).
 MAX_ANNOUNCEMENTS = 3
 RETRY_FIRST = 0.5
-RETRY_CAP = 30.0
+READY_INTERVAL = 2.0
 
 
 def bind_web(host: str, port: int) -> socket.socket:
@@ -121,7 +124,7 @@ class Worker:
         sweep_interval: float | None = None,
         web_socket: socket.socket | None = None,
         retry_first: float = RETRY_FIRST,
-        retry_cap: float = RETRY_CAP,
+        retry_cap: float | None = None,
     ) -> None:
         self.services = services
         self.metrics = metrics or Metrics()
@@ -136,7 +139,8 @@ class Worker:
             5.0, settings.reconcile_after_seconds / 4
         )
         self.web_socket = web_socket
-        self.retry_first, self.retry_cap = retry_first, retry_cap
+        self.retry_first = retry_first
+        self.retry_cap = settings.retry_cap_seconds if retry_cap is None else retry_cap
         self.sweep_interval = sweep_interval or 60.0
 
         self.app = faust.App(
@@ -202,6 +206,16 @@ class Worker:
             holder=f"{settings.worker_id}:{os.getpid()}:{id(self):x}",
             metrics=self.metrics,
             tail=KafkaTopicTail(kafka_bootstrap(broker_url), TOPICS["audit"]),
+        )
+        self._recordings_lag: int | None = None
+        self._broker_tail = KafkaTopicTail(
+            kafka_bootstrap(broker_url), TOPICS["audit"], request_timeout=3.0
+        )
+        self.readiness = Readiness(
+            services,
+            self.metrics,
+            broker_probe=self._broker_tail.end_offset,
+            lag=lambda: self._recordings_lag,
         )
         self.endoflife = EndOfLife.from_services(
             services, actor=f"worker:{settings.worker_id}", metrics=self.metrics
@@ -279,7 +293,12 @@ class Worker:
             await refresh_worker_gauges(
                 self.governance, app, self.metrics,
                 recordings_topic=TOPICS["recordings"], topics=set(TOPICS.values()),
+                on_lag=self._lag_seen,
             )  # fmt: skip
+
+        @timer(app, READY_INTERVAL, name="readiness")
+        async def readiness() -> None:
+            await self.readiness.refresh()
 
         @timer(app, max(1, self.services.config.metrics_interval_seconds), name="qa-evaluations")
         async def qa_evaluations() -> None:
@@ -299,6 +318,7 @@ class Worker:
                     evaluations=worker.evaluations,
                     publish_recording=worker.publish_recording,
                     health=worker.health,
+                    readiness=worker.readiness.report,
                     sources=worker.sources,
                     publish_s3_event=worker.publish_s3_event,
                 )
@@ -319,13 +339,23 @@ class Worker:
             async def on_stop(self) -> None:
                 if self.runner is not None:
                     await self.runner.cleanup()
+                await worker._broker_tail.close()
+                worker.readiness.close()
 
         app.service(WebServer)
 
     # -- behaviour ------------------------------------------------------------------------
+    def _lag_seen(self, lag: int | None) -> None:
+        self._recordings_lag = lag
+
+    def _pause(self, delay: float) -> float:
+        """The pause before the next retry: between half and all of ``delay`` (jitter, so
+        that workers cut off together do not come back together)."""
+        return delay * (0.5 + random.random() / 2)
+
     async def _until_done(self, what: str, call: Callable[[], T]) -> T:
         """Run ``call`` in a thread until it succeeds; infrastructure failures are retried
-        with capped back-off (never skipped), anything else is raised."""
+        with capped, jittered back-off (never skipped), anything else is raised."""
         loop = asyncio.get_running_loop()
         delay = self.retry_first
         while True:
@@ -334,13 +364,15 @@ class Worker:
             except Exception as exc:
                 if not is_unavailable(exc):
                     raise
-                self._retrying(what, unavailable_backend(exc), exc, delay)
-            await asyncio.sleep(delay)
+                pause = self._pause(delay)
+                self._retrying(what, unavailable_backend(exc), exc, pause)
+            await asyncio.sleep(pause)
             delay = min(delay * 2, self.retry_cap)
 
     def _retrying(self, what: str, backend: str, exc: BaseException, delay: float) -> None:
         self.metrics.infrastructure_retries.labels(backend).inc()
         self.metrics.ingest_batch_failures.inc()
+        self.readiness.write_failed(exc)
         log.error(
             "%s: %s unavailable (%s: %s); retrying in %.1fs",
             what,
@@ -371,6 +403,7 @@ class Worker:
         ]
         if dead:
             await self._dead_letter(dead)
+        self.readiness.progressed()
         await self._flush_audit()
         return outcomes
 
@@ -413,8 +446,9 @@ class Worker:
                 log.error("dead letter %s too large for the broker", message.header("cv-dlq-id"))
                 return
             except (TimeoutError, KafkaError, OSError) as exc:
-                self._retrying("dead letter", "broker", exc, delay)
-            await asyncio.sleep(delay)
+                pause = self._pause(delay)
+                self._retrying("dead letter", "broker", exc, pause)
+            await asyncio.sleep(pause)
             delay = min(delay * 2, self.retry_cap)
 
     def _ctr_outcomes(self, value: bytes) -> list[SourceOutcome]:
@@ -586,14 +620,13 @@ class Worker:
         await self._flush_audit()
 
     def health(self) -> dict[str, Any]:
-        status: dict[str, Any] = {"status": "ok", "worker": self.services.config.worker_id}
-        try:
-            self.services.catalog.database.fetch_one("SELECT 1")  # a real round trip
-            status["catalog"] = "ok"
-        except CallvaultError as exc:
-            status.update(status="degraded", catalog=str(exc))
-        status["uptime_seconds"] = round(time.monotonic() - self.started_at, 1)
-        return status
+        """Liveness (``/healthz``): answered on the event loop without any I/O, so it
+        answers exactly when the loop does; what the worker depends on is readiness."""
+        return {
+            "status": "ok",
+            "worker": self.services.config.worker_id,
+            "uptime_seconds": round(time.monotonic() - self.started_at, 1),
+        }
 
     def run(self) -> int:
         """Run the worker until SIGINT/SIGTERM (blocks); return the exit status (0 after a

@@ -97,6 +97,25 @@ class Metrics:
             "Dead letters not replayed yet (callvault dlq list).",
             registry=r,
         )
+        self.ready = Gauge(
+            "callvault_ready",
+            "1 when this worker is ready (GET /readyz answers 200), else 0.",
+            registry=r,
+        )
+        self.not_ready = Gauge(
+            "callvault_not_ready",
+            "1 for each reason this worker is not ready (catalog-unreachable, "
+            "catalog-timeout, vault-unreachable, broker-unreachable, ingest-stalled, "
+            "disk-full, not-checked), else 0.",
+            ["reason"],
+            registry=r,
+        )
+        self.ingest_stalled_seconds = Gauge(
+            "callvault_ingest_stalled_seconds",
+            "Seconds since the last ingest batch finished while events wait (0 while "
+            "ingest moves or nothing waits; counted once past CALLVAULT_READY_STALL_SECONDS).",
+            registry=r,
+        )
         self.audit_published = Counter(
             "callvault_audit_published",
             "Audit records published to callvault.audit and acknowledged by the broker.",

@@ -23,11 +23,12 @@ def audit_verify(ctx: click.Context) -> None:
     """Recompute the hash chain; name the first broken record if any."""
     from tqdm import tqdm
 
+    from callvault.services import sql_timeouts
     from storage.catalog import open_catalog
 
     settings = settings_of(ctx)
     try:
-        catalog = open_catalog(settings.catalog)
+        catalog = open_catalog(settings.catalog, timeouts=sql_timeouts(settings))
         log = catalog.audit
         head = log.head()
         total = head.seq if head else 0

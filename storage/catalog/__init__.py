@@ -21,6 +21,7 @@ module                      holds
 ``deadletters``             the index of callvault.dlq (sealed originals, attempts)
 ``vaultsync``               the vault mirror queue (tags, S3 legal holds to write)
 ``holdsql``                 the SQL form of "an active hold covers this row"
+``outbox``                  outbox cursors: how far the audit log reached its topic
 ==========================  =====================================================
 """
 
@@ -39,12 +40,16 @@ from storage.catalog.disclosures import Disclosure, DisclosureLedger
 from storage.catalog.endoflife import DeletionIntent, EndOfLifeStore, ObjectCleanup, ScheduleChange
 from storage.catalog.evaluations import Assignment, AssignmentState, EvaluationStore
 from storage.catalog.holds import HoldScope, HoldStore, LegalHold
+from storage.catalog.outbox import OutboxCursor, OutboxCursors
 from storage.catalog.receipts import DeletionReceipt, ReceiptSigner, ReceiptStore
 from storage.catalog.requests import PrivacyRequest, PrivacyRequestStore, RequestStatus
 from storage.catalog.restrictions import SubjectRestrictions
-from storage.catalog.sql import Database, open_database
+from storage.catalog.sql import Database, SqlTimeouts, open_database
 
 __all__ = [
+    "OutboxCursor",
+    "OutboxCursors",
+    "SqlTimeouts",
     "Assignment",
     "AssignmentState",
     "EvaluationStore",
