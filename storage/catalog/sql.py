@@ -403,6 +403,12 @@ def _postgres_error(message: str, exc: Exception) -> CatalogError:
     # failures and deadlocks; InterfaceError: the connection is unusable.
     if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
         return CatalogUnavailable(message)
+    # The server ended the session (idle-in-transaction or transaction timeout, admin
+    # shutdown, crash), the connection broke, or resources ran out (disk full, too many
+    # connections): whatever the driver's class, the work is worth retrying.
+    state = str(getattr(exc, "sqlstate", "") or "")
+    if state in ("25P03", "25P04") or state.startswith(("08", "53", "57P")):
+        return CatalogUnavailable(message)
     return CatalogError(message)
 
 
