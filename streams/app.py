@@ -208,6 +208,7 @@ class Worker:
             tail=KafkaTopicTail(kafka_bootstrap(broker_url), TOPICS["audit"]),
         )
         self._recordings_lag: int | None = None
+        self._outages: set[str] = set()
         self._broker_tail = KafkaTopicTail(
             kafka_bootstrap(broker_url), TOPICS["audit"], request_timeout=3.0
         )
@@ -366,8 +367,14 @@ class Worker:
                     raise
                 pause = self._pause(delay)
                 self._retrying(what, unavailable_backend(exc), exc, pause)
-            await asyncio.sleep(pause)
+            await self._retry_pause(pause)
             delay = min(delay * 2, self.retry_cap)
+
+    async def _retry_pause(self, pause: float) -> None:
+        """Sleep ``pause`` seconds, or less when readiness sees a failing backend answer
+        again (so recovery does not wait out the back-off)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.readiness.recovered(), pause)
 
     def _retrying(self, what: str, backend: str, exc: BaseException, delay: float) -> None:
         self.metrics.infrastructure_retries.labels(backend).inc()
@@ -448,7 +455,7 @@ class Worker:
             except (TimeoutError, KafkaError, OSError) as exc:
                 pause = self._pause(delay)
                 self._retrying("dead letter", "broker", exc, pause)
-            await asyncio.sleep(pause)
+            await self._retry_pause(pause)
             delay = min(delay * 2, self.retry_cap)
 
     def _ctr_outcomes(self, value: bytes) -> list[SourceOutcome]:
@@ -598,12 +605,29 @@ class Worker:
         return event
 
     async def run_sweep(self) -> None:
-        """One retention sweep off the event loop (errors logged; the next tick retries)."""
+        """One retention sweep off the event loop (errors logged once per outage; the next
+        tick retries)."""
         try:
             await asyncio.get_running_loop().run_in_executor(None, self.endoflife.sweep_and_resume)
         except CallvaultError as exc:
-            log.error("retention sweep failed: %s", exc)
+            self._failing("retention sweep", exc)
+        else:
+            self._passing("retention sweep")
         await self._flush_audit()
+
+    def _failing(self, what: str, exc: BaseException) -> None:
+        """Log a periodic task's failure, once until it passes again (an outage of the
+        catalog would otherwise write the same line every tick)."""
+        if what in self._outages:
+            log.debug("%s failed again: %s", what, exc)
+            return
+        self._outages.add(what)
+        log.error("%s failed: %s (logged once until it works again)", what, redact_text(str(exc)))
+
+    def _passing(self, what: str) -> None:
+        if what in self._outages:
+            self._outages.discard(what)
+            log.warning("%s works again", what)
 
     async def tend_evaluations(self) -> None:
         """Purge scores and notes of recordings no longer stored; refresh the assignment
@@ -616,7 +640,9 @@ class Worker:
         try:
             await asyncio.get_running_loop().run_in_executor(None, tend)
         except CallvaultError as exc:
-            log.error("evaluation housekeeping failed: %s", exc)
+            self._failing("evaluation housekeeping", exc)
+        else:
+            self._passing("evaluation housekeeping")
         await self._flush_audit()
 
     def health(self) -> dict[str, Any]:
@@ -631,6 +657,9 @@ class Worker:
     def run(self) -> int:
         """Run the worker until SIGINT/SIGTERM (blocks); return the exit status (0 after a
         clean stop, non-zero when the worker crashed)."""
+        # faust imports its Kafka driver lazily, on the event loop (about 370 ms that
+        # block every other callback): import it before the loop starts
+        import faust.transport.drivers.aiokafka  # noqa: F401
         from faust.worker import Worker as FaustWorker
 
         level = self.services.config.log_level.lower()

@@ -126,6 +126,8 @@ class Readiness:
         self._report: dict[str, Any] = {"ready": False, "reasons": ["not-checked"]}
         self._report_at = 0.0
         self._last_free: list[tuple[Path, int]] = []
+        self._failing: set[str] = set()
+        self._recovered: list[asyncio.Future[None]] = []
         for reason in REASONS:
             metrics.not_ready.labels(reason).set(0)
 
@@ -145,6 +147,17 @@ class Readiness:
                 self._disk_error = errno.errorcode.get(seen.errno or 0, "disk-full")
                 return
             seen = seen.__cause__ or seen.__context__
+
+    async def recovered(self) -> None:
+        """Return once a check that failed passes again (the catalog, vault or broker
+        answers): retry loops wait on it beside their back-off."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._recovered.append(future)
+        try:
+            await future
+        finally:
+            if future in self._recovered:
+                self._recovered.remove(future)
 
     def report(self) -> dict[str, Any]:
         """The last readiness report (cheap; what ``/readyz`` answers)."""
@@ -182,6 +195,12 @@ class Readiness:
             checks["disk"] = f"writes fail ({self._disk_error})"
         if "disk" in checks:
             reasons.append("disk-full")
+        failing = set(checks) & {"catalog", "vault", "broker"}
+        if self._failing - failing:  # something answers again: wake the retry loops
+            for future in self._recovered:
+                if not future.done():
+                    future.set_result(None)
+        self._failing = failing
         report = {"ready": not reasons, "reasons": reasons, "checks": checks}
         self._report, self._report_at = report, time.monotonic()
         self.metrics.ready.set(0 if reasons else 1)

@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import os
 import re
+import select
 import sqlite3
 import stat
 import threading
@@ -605,7 +606,20 @@ class PostgresDatabase(Database):
             ) from exc
 
     def _is_usable(self, connection: Any) -> bool:
-        return not connection.closed
+        """Open, and not told off by the server while idle: an idle connection whose
+        socket is readable got an EOF, a reset or a termination notice (a cut network,
+        a restarted server, an idle-in-transaction timeout), so it is replaced before
+        use instead of failing the next statement (no round trip: a zero-timeout poll)."""
+        if connection.closed:
+            return False
+        try:
+            fd = connection.pgconn.socket
+            readable, _, _ = select.select([fd], [], [], 0)
+        except (OSError, ValueError, AttributeError, TypeError):
+            return False
+        except Exception:  # psycopg.OperationalError: no socket any more
+            return False
+        return not readable
 
     def _close_connection(self, connection: Any) -> None:
         import psycopg
