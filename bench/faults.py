@@ -107,6 +107,20 @@ class ReadyWatch:
             except OSError:
                 pass
 
+    def arm(self, timeout: float = 60) -> ReadyWatch:
+        """Start collecting once ``/readyz`` is green (a worker just started is not)."""
+
+        def green() -> bool:
+            try:
+                with urllib.request.urlopen(f"{self.worker.web_url}/readyz", timeout=3) as r:
+                    return r.status == 200
+            except OSError:
+                return False
+
+        wait_until(green, timeout, "the worker to be ready", 0.5)
+        self.armed = True
+        return self
+
     def stop(self) -> str:
         self._stop.set()
         self._thread.join(5)
@@ -218,7 +232,7 @@ def run_kills(base: Path, count: int, kills: int) -> list[Row]:
         broker.stop()
         broker.start()
         worker.start()
-        watch = ReadyWatch(worker)
+        watch = ReadyWatch(worker).arm()
         seconds = settle(services, ids, 900)
         row = _fill(Row("R3 broker memory loss", count), services, ids)
         row.recover_seconds = seconds
@@ -257,8 +271,7 @@ def run_s3(base: Path, count: int) -> Row:
             services = open_services(env)
             ids, producer = pbx_calls(services, broker.url.removeprefix("kafka://"), count, "s")
             worker = WorkerProcess(env, base / "worker-s3.log").start()
-            watch = ReadyWatch(worker)
-            watch.armed = True
+            watch = ReadyWatch(worker).arm()
             proxy.http_faults(0.10, stall_seconds=2.5, seed=7)
             producer.start()
             producer.join()
@@ -338,8 +351,7 @@ def run_catalog(base: Path, fault_seconds: float, per_fault: int = 80) -> list[R
         ]
         for number, (name, start_fault) in enumerate(faults):
             ids, producer = pbx_calls(services, bootstrap, per_fault, f"pg{number}")
-            watch = ReadyWatch(worker)
-            watch.armed = True
+            watch = ReadyWatch(worker).arm()
             end_fault = start_fault()
             producer.start()
             end_fault()  # waits for the fault's end

@@ -127,6 +127,7 @@ class Readiness:
         self._report_at = 0.0
         self._last_free: list[tuple[Path, int]] = []
         self._failing: set[str] = set()
+        self._last_lag = 0
         self._recovered: list[asyncio.Future[None]] = []
         for reason in REASONS:
             metrics.not_ready.labels(reason).set(0)
@@ -218,8 +219,12 @@ class Readiness:
         self._last_free = found
 
     def _stall(self) -> str | None:
-        """What stalls, and since when, or ``None``; logs once per stall."""
-        lag = self.lag()
+        """What stalls, and since when, or ``None``; logs once per stall. An unknown lag
+        (the broker did not answer the lag query) counts as the last one known."""
+        known = self.lag()
+        if known is not None:
+            self._last_lag = known
+        lag = self._last_lag
         idle = time.monotonic() - self.last_progress
         stalled = bool(lag) and idle >= self.stall_after
         if not stalled:
