@@ -30,8 +30,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from callvault.errors import is_unavailable
 from storage.catalog.claims import ClaimState, LandingClaim
@@ -44,6 +46,10 @@ from streams.services import Services
 __all__ = ["LandingJanitor", "JanitorReport"]
 
 log = logging.getLogger(__name__)
+
+#: Seconds a landing file's mtime may lie after its recording was settled (clock skew
+#: between the PBX's file system and the catalog).
+_CLOCK_SLACK = 2.0
 
 
 @dataclass
@@ -130,17 +136,22 @@ class LandingJanitor:
             report.kept_audio += 1  # a sidecar naming another recording: not this file
             return
         row = rows.get(owner)
-        if row is not None:
-            if row.state is RecordingState.STORED and not self._vault_verifies(row):
-                report.mismatched += 1
-                report.kept_audio += 1
-                return
-        elif not self._declined(owner):
+        settled_at = row.created_at if row is not None else self._declined(owner)
+        if settled_at is None:
             # pending (an upload claims its file at once): its event may have been lost
             if item.has_sidecar:
                 report.announceable.append(item)
             else:
                 report.kept_audio += 1
+            return
+        if time.time() - item.age_seconds > settled_at.timestamp() + _CLOCK_SLACK:
+            # written after its recording was settled: a PBX reused the name for a new
+            # call whose event has not claimed it yet; not the settled recording's file
+            report.kept_audio += 1
+            return
+        if row is not None and row.state is RecordingState.STORED and not self._vault_verifies(row):
+            report.mismatched += 1
+            report.kept_audio += 1
             return
         services.landing.delete(item.uri)
         services.landing.delete_sidecar(item.uri)
@@ -173,14 +184,15 @@ class LandingJanitor:
         )
         return False
 
-    def _declined(self, recording_id: str) -> bool:
+    def _declined(self, recording_id: str) -> datetime | None:
+        """When the recording was declined with its landing copy to be destroyed, if so."""
         for entry in self.services.audit.iter_entries(
             recording_id=recording_id, action_prefix="ingest.declined"
         ):
             details = entry.details if isinstance(entry.details, dict) else {}
             if details.get("landing_destroyed"):
-                return True
-        return False
+                return entry.at
+        return None
 
     # -- sidecars without audio ---------------------------------------------------------
     def _sidecar(
@@ -191,26 +203,28 @@ class LandingJanitor:
         report: JanitorReport,
     ) -> None:
         services = self.services
-        if claim is not None and claim.state is ClaimState.RELEASED:
-            settled = True  # its file was deleted after its recording was settled
+        try:
+            event = services.landing.read_sidecar(item.uri)
+        except LandingError as exc:
+            if is_unavailable(exc):
+                raise
+            event = None
+        named = event.get("recording_id") if isinstance(event, dict) else None
+        if claim is not None and claim.state is not ClaimState.RELEASED:
+            rid: object = claim.recording_id
+            if isinstance(named, str) and named and named != rid:
+                rid = named  # a new sidecar under a reused name: its own recording decides
         else:
-            try:
-                event = services.landing.read_sidecar(item.uri)
-            except LandingError as exc:
-                if is_unavailable(exc):
-                    raise
-                event = None
-            rid = event.get("recording_id") if isinstance(event, dict) else None
-            if claim is not None:
-                rid = claim.recording_id
-            settled = isinstance(rid, str) and bool(rid) and self._settled(rid, rows, claim)
+            rid = named  # a released claim says nothing of a sidecar written since
+        owned = claim if claim is not None and claim.recording_id == rid else None
+        settled = isinstance(rid, str) and bool(rid) and self._settled(rid, rows, owned)
         if not settled:
             report.kept_sidecars += 1
             return
         services.landing.delete_sidecar(item.uri)
-        if claim is not None and claim.state is ClaimState.CLAIMED:
+        if owned is not None and owned.state is ClaimState.CLAIMED:
             services.claims.set_state(
-                [(claim.landing_key, claim.recording_id)], ClaimState.RELEASED
+                [(owned.landing_key, owned.recording_id)], ClaimState.RELEASED
             )
         report.removed_sidecars += 1
 
@@ -228,7 +242,7 @@ class LandingJanitor:
             return True
         if services.dead_letters.list(recording_id=recording_id, limit=1):
             return True
-        return self._declined(recording_id)
+        return self._declined(recording_id) is not None
 
 
 def _rows(services: Services, recording_ids: set[str]) -> dict[str, RecordingRow]:

@@ -14,6 +14,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +30,14 @@ from streams.dlq import DlqSource
 from streams.refs import landing_key
 from tests.streams.test_agents import Recorder
 
-AGE = 3600.0
+AGE = 7200.0  # left-behind files: written before their recording was stored
 
 
 @pytest.fixture
 def services(tmp_path: Path) -> Iterator[Services]:
     env = {"CALLVAULT_DATA_DIR": str(tmp_path / "data"), "CALLVAULT_RECONCILE_AFTER_SECONDS": "60"}
-    built = build_services(load_settings(env))
+    # the catalog's clock an hour behind: recordings were stored an hour ago
+    built = build_services(load_settings(env), clock=lambda: datetime.now(UTC) - timedelta(hours=1))
     built.settings.landing_dir.mkdir(parents=True, exist_ok=True)
     yield built
     built.close()
@@ -115,8 +117,10 @@ def test_the_janitor_removes_only_what_settled_recordings_left_behind(
     tampered = Call(services, "left-tampered", 3)
     declined = Call(services, "left-declined", 4, consent="declined")
     reused = Call(services, "left-reused", 5)
-    assert _ingest(worker, both, sidecar_only, tampered, declined, reused) == [
-        "stored", "stored", "stored", "declined", "stored",
+    newer = Call(services, "left-newer", 8)
+    released = Call(services, "left-released", 9)
+    assert _ingest(worker, both, sidecar_only, tampered, declined, reused, newer, released) == [
+        "stored", "stored", "stored", "declined", "stored", "stored", "stored",
     ]  # fmt: skip
     both.left_behind()
     sidecar_only.left_behind(audio=False)  # killed between the audio and the sidecar delete
@@ -126,6 +130,14 @@ def test_the_janitor_removes_only_what_settled_recordings_left_behind(
     other = dict(reused.event, recording_id="someone-else")  # a PBX reused the file name
     services.landing.write_sidecar(reused.uri, other)
     _aged(reused.path)
+    # a new call's audio under a stored recording's name, written after it was stored
+    # (its claim still held: the worker died before releasing it), no sidecar yet
+    newer.left_behind(sidecar=False)
+    after = time.time() - 120  # stale for the janitor, yet later than the stored row
+    os.utime(newer.path, (after, after))
+    # a new call's sidecar under a name whose claim was released: its audio comes later
+    services.landing.write_sidecar(released.uri, dict(released.event, recording_id="next-call"))
+    _aged(released.path)
     row = services.catalog.get_recording(tampered.rid)
     assert row is not None
     object_path = Path(services.settings.vault.removeprefix("file://")) / row.object_key
@@ -146,13 +158,15 @@ def test_the_janitor_removes_only_what_settled_recordings_left_behind(
         assert done.claim_state() is ClaimState.RELEASED, done.rid
     assert tampered.path.exists() and tampered.sidecar.exists()  # the vault copy is bad
     assert reused.path.exists() and reused.sidecar.exists()  # not the stored one's file
+    assert newer.path.exists()  # written after the stored recording: not its file
+    assert released.sidecar.exists()  # names a recording nobody settled yet
     assert pending.path.exists() and pending.claim_state() is ClaimState.CLAIMED
     assert waiting.sidecar.exists()
     assert sent == 1 and json.loads(recorder.values[0])["recording_id"] == "pending"
-    assert _gauge(worker, "callvault_landing_orphan_sidecars") == 1  # waiting
+    assert _gauge(worker, "callvault_landing_orphan_sidecars") == 2  # waiting, released
     # tampered, reused (its sidecar names a recording the catalog does not know: it is
     # re-announced, an operator sees landing-claimed), pending, waiting
-    assert _gauge(worker, "callvault_landing_backlog") == 4
+    assert _gauge(worker, "callvault_landing_backlog") == 6  # + newer, released
     assert _gauge(worker, 'callvault_landing_cleaned_total{kind="audio"}') == 2
     assert _gauge(worker, 'callvault_landing_cleaned_total{kind="sidecar"}') == 3
 
@@ -165,4 +179,4 @@ def test_the_janitor_removes_only_what_settled_recordings_left_behind(
     _aged(waiting.path)
     _reconcile(worker)
     assert not waiting.sidecar.exists()
-    assert _gauge(worker, "callvault_landing_orphan_sidecars") == 0
+    assert _gauge(worker, "callvault_landing_orphan_sidecars") == 1  # released's
