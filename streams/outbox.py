@@ -8,7 +8,10 @@ on:
 
 - **never skipped, in order**: a failed send stops the round; the next round starts
   again after the last acknowledged record (one record in flight at most, so an
-  ambiguous failure is settled by reading the topic's last record back).
+  ambiguous failure is settled by reading the topic's last record back). A record may
+  appear twice in a row when the Kafka client retried a send the broker had written
+  (tansu has no idempotent producer): consumers take the key (the seq) as the
+  record's identity.
 - **a topic that lost records is refilled**: before each round the topic's end offset
   is compared with the cursor's; a topic that holds fewer records than were
   acknowledged (a broker that lost its memory) is refilled from its last record that
@@ -55,8 +58,13 @@ class TopicTail(Protocol):
         """The offset the next record will get (0: empty)."""
         ...
 
-    async def last_key(self) -> bytes | None:
-        """The key of the last record (``None``: the topic is empty)."""
+    async def last_seq(self) -> int | None:
+        """The audit seq of the last record (``None``: the topic is empty, or its last
+        record names no seq)."""
+        ...
+
+    async def first(self) -> tuple[int, int | None]:
+        """The earliest offset the topic still holds and the seq of its record."""
         ...
 
     async def close(self) -> None: ...
@@ -108,12 +116,12 @@ class KafkaTopicTail:
 
         return int(await self._guarded(ask))
 
-    async def last_key(self) -> bytes | None:
+    async def last_seq(self) -> int | None:
         from aiokafka import TopicPartition
 
         part = TopicPartition(self.topic, 0)
 
-        async def read(consumer: Any) -> bytes | None:
+        async def read(consumer: Any) -> int | None:
             end = int((await consumer.end_offsets([part]))[part])
             if end == 0:
                 return None
@@ -122,11 +130,31 @@ class KafkaTopicTail:
                 batch = await consumer.getmany(part, timeout_ms=1000)
                 records = batch.get(part, [])
                 if records:
-                    key = records[-1].key
-                    return key if isinstance(key, bytes) else b""
+                    return _seq_of(records[-1].key, records[-1].value)
 
         result = await self._guarded(read)
-        return result if isinstance(result, bytes) else None
+        return result if isinstance(result, int) else None
+
+    async def first(self) -> tuple[int, int | None]:
+        from aiokafka import TopicPartition
+
+        part = TopicPartition(self.topic, 0)
+
+        async def read(consumer: Any) -> tuple[int, int | None]:
+            start = int((await consumer.beginning_offsets([part]))[part])
+            end = int((await consumer.end_offsets([part]))[part])
+            if end <= start:
+                return start, None
+            consumer.seek(part, start)
+            while True:
+                batch = await consumer.getmany(part, timeout_ms=1000, max_records=1)
+                records = batch.get(part, [])
+                if records:
+                    return start, _seq_of(records[0].key, records[0].value)
+
+        found = await self._guarded(read)
+        assert isinstance(found, tuple)
+        return found
 
     async def close(self) -> None:
         consumer, self._consumer = self._consumer, None
@@ -138,6 +166,18 @@ class KafkaTopicTail:
 
 
 Send = Callable[..., Awaitable[Any]]
+
+
+def _seq_of(key: Any, value: Any) -> int | None:
+    """The audit seq a record carries: its key, or the ``seq`` of its JSON value (records
+    published before the keys were)."""
+    if isinstance(key, bytes) and key.isdigit():
+        return int(key)
+    try:
+        seq = json.loads(value).get("seq")
+    except (TypeError, ValueError, AttributeError):
+        return None
+    return seq if isinstance(seq, int) and not isinstance(seq, bool) else None
 
 
 class AuditPublisher:
@@ -163,6 +203,8 @@ class AuditPublisher:
         self._failing = False
         self._checked = False
         self._tail_retry_at = 0.0
+        self._cursor: OutboxCursor | None = None
+        self._renew_at = 0.0
 
     async def publish(self) -> int:
         """One round: publish what the catalog holds beyond the cursor; return how many
@@ -182,6 +224,7 @@ class AuditPublisher:
     def _failed(self, exc: BaseException) -> None:
         self.metrics.audit_publish_failures.inc()
         self._checked = False  # read the topic back before the next send
+        self._cursor, self._renew_at = None, 0.0  # and the cursor from the catalog
         if not self._failing:
             self._failing = True
             log.error(
@@ -190,11 +233,31 @@ class AuditPublisher:
                 str(exc)[:200],
             )
 
-    async def _round(self) -> int:
-        loop = asyncio.get_running_loop()
-        cursor = await loop.run_in_executor(
+    async def _held(self) -> OutboxCursor | None:
+        """The cursor while this publisher holds it: the lease is taken or renewed in the
+        catalog when a third of it has passed, not at every round (the holder alone
+        moves the cursor, so its own copy is current)."""
+        now = time.monotonic()
+        if self._cursor is not None and now < self._renew_at:
+            return self._cursor
+        cursor = await asyncio.get_running_loop().run_in_executor(
             None, lambda: self.cursors.take(self.name, self.holder, lease=LEASE)
         )
+        self._cursor = cursor
+        self._renew_at = now + LEASE.total_seconds() / 3
+        return cursor
+
+    async def _advance(self, seq: int, offset: int) -> None:
+        moved = await asyncio.get_running_loop().run_in_executor(
+            None, lambda: self.cursors.advance(self.name, self.holder, seq, offset)
+        )
+        self._cursor = OutboxCursor(self.name, seq, offset) if moved else None
+        if not moved:
+            self._renew_at = 0.0  # the lease was lost meanwhile: take it again
+
+    async def _round(self) -> int:
+        loop = asyncio.get_running_loop()
+        cursor = await self._held()
         if cursor is None:
             return 0  # another worker publishes
         cursor = await self._checked_cursor(cursor)
@@ -213,23 +276,31 @@ class AuditPublisher:
                 metadata = await future if inspect.isawaitable(future) else None
                 got = getattr(metadata, "offset", None)
                 if isinstance(got, int):
-                    if self.tail is not None and offset >= 0 and got != offset + 1:
+                    if self.tail is not None and offset >= 0 and got < offset + 1:
+                        # the topic went back (a broker that lost its memory): stop here,
+                        # the cursor at the last record that fitted; the next round reads
+                        # the topic back and refills it
                         log.error(
                             "audit publisher: record %d got offset %d, not %d: the topic "
-                            "changed underneath (lost records?); reading it back",
+                            "lost records; reading it back",
                             entry.seq, got, offset + 1,
                         )  # fmt: skip
                         self._checked = False
+                        break
+                    if offset >= 0 and got > offset + 1:
+                        # a send the client retried was written twice (the broker
+                        # acknowledged the retry): a repeat of the same record
+                        log.warning(
+                            "audit publisher: record %d got offset %d, not %d (a retried "
+                            "send written twice)",
+                            entry.seq, got, offset + 1,
+                        )  # fmt: skip
                     offset = got
                 seq = entry.seq
                 sent += 1
         finally:
             if seq != cursor.published_seq:
-                final_seq, final_offset = seq, offset
-                await loop.run_in_executor(
-                    None,
-                    lambda: self.cursors.advance(self.name, self.holder, final_seq, final_offset),
-                )
+                await self._advance(seq, offset)
         self.metrics.audit_published.inc(sent)
         return sent
 
@@ -237,46 +308,56 @@ class AuditPublisher:
         """The cursor, corrected by what the topic holds (first round, after a failure,
         and every round where the topic's end is not where the cursor says). A topic
         that cannot be read back leaves the cursor as it is (checked again after
-        :data:`TAIL_RETRY` seconds: a broker that is down fails the sends anyway)."""
+        :data:`TAIL_RETRY` seconds: a broker that is down fails the sends anyway).
+
+        The topic's last record (seq ``L`` at offset ``end - 1``) against the cursor's
+        seq ``P``: ``L >= P`` moves the cursor to it (acknowledged, the cursor not
+        written); ``L < P`` means the topic lost records: when it still starts with seq 1
+        (or retention trimmed its head: offsets are never renumbered) it lost its tail
+        only, and publishing resumes after ``L``; otherwise (a broker that lost its
+        memory and then got the record in flight) and for an empty topic the whole log
+        is published again, from seq 1."""
         if self.tail is None or time.monotonic() < self._tail_retry_at:
             return cursor
         try:
             end = await self.tail.end_offset()
+            if self._checked and end == cursor.topic_offset + 1:
+                return cursor
+            last = await self.tail.last_seq() if end > 0 else None
         except Exception as exc:
             self._tail_retry_at = time.monotonic() + TAIL_RETRY
             self._checked = False
             log.warning("audit publisher: cannot read the topic back (%s)", type(exc).__name__)
             return cursor
-        if self._checked and end == cursor.topic_offset + 1:
-            return cursor
-        if end == cursor.topic_offset + 1 and cursor.published_seq == 0:
-            self._checked = True
-            return cursor  # nothing published, nothing there
-        key = await self.tail.last_key() if end > 0 else None
-        if key is None:
-            seq, offset = 0, -1  # the topic is empty: refill it from the first record
-        else:
+        published, offset = cursor.published_seq, cursor.topic_offset
+        if last is None:
+            target = (0, end - 1)  # empty (or unreadable records): the whole log again
+        elif last >= published:
+            target = (last, end - 1)  # acknowledged, the cursor not written (or repeats)
+        else:  # the topic lost records: only its tail, or everything (then a stray)?
             try:
-                seq = int(key.decode("ascii"))
-            except ValueError:
-                seq = cursor.published_seq  # a record of someone else: trust the cursor
-            offset = end - 1
-        if (seq, offset) != (cursor.published_seq, cursor.topic_offset):
-            if seq < cursor.published_seq:
+                start, first_seq = await self.tail.first()
+            except Exception as exc:
+                self._tail_retry_at = time.monotonic() + TAIL_RETRY
+                self._checked = False
+                log.warning("audit publisher: cannot read the topic back (%s)", type(exc).__name__)
+                return cursor
+            intact = start > 0 or first_seq == 1  # retention trims, it never renumbers
+            target = (last, end - 1) if intact else (0, end - 1)
+        if target != (published, offset):
+            if target[0] < published:
                 log.error(
-                    "audit publisher: the topic holds records up to seq %d only, %d were "
-                    "acknowledged: publishing them again",
-                    seq, cursor.published_seq,
+                    "audit publisher: the topic lost records (its last is seq %s at offset "
+                    "%d; %d were acknowledged up to offset %d): publishing from seq %d",
+                    last, end - 1, published, offset, target[0] + 1,
                 )  # fmt: skip
-            loop = asyncio.get_running_loop()
-            await loop.run_in_executor(
-                None, lambda: self.cursors.advance(self.name, self.holder, seq, offset)
-            )
-            cursor = OutboxCursor(cursor.name, seq, offset)
+            await self._advance(*target)
+            cursor = OutboxCursor(cursor.name, *target)
         self._checked = True
         return cursor
 
     async def stop(self) -> None:
+        self._cursor = None
         if self.tail is not None:
             await self.tail.close()
         with contextlib.suppress(CallvaultError):  # else the lease lapses by itself

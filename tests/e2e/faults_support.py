@@ -70,15 +70,17 @@ def _landing_of(services: Services, rid: str) -> Path:
 def kill_in_window(
     services: Services, worker: WorkerProcess, ids: list[str], at_least: int, timeout: float = 120
 ) -> tuple[int, int]:
-    """SIGKILL ``worker`` once ``at_least`` recordings are in the catalog and one of them
-    still has its landing copy (polled every few ms); return (rows, stored recordings
-    whose landing audio or sidecar was still there at the kill)."""
+    """SIGKILL ``worker`` once ``at_least`` recordings are in the catalog and one stored
+    since this call still has its landing copy (polled every few ms: right after a
+    commit, before its landing deletes); return (rows, stored recordings whose landing
+    audio or sidecar was still there at the kill)."""
+    before = services.catalog.recording_ids_present(ids)
 
     def in_window() -> bool:
         present = services.catalog.recording_ids_present(ids)
         if len(present) < at_least:
             return False
-        return any(_landing_of(services, rid).exists() for rid in present)
+        return any(_landing_of(services, rid).exists() for rid in present - before)
 
     try:
         wait_until(in_window, timeout, "a commit before its landing deletes", 0.003)
