@@ -585,7 +585,9 @@ def main() -> None:
         inputs = Inputs(services, rng, workdir)
         issuer = LocalTokens(services.keyring, frozenset(services.policy.roles))
         tokens = {
-            role: issuer.issue(user="fuzz", role=role, org=None, ttl=timedelta(hours=6))
+            role: issuer.issue(
+                user="fuzz", role=role, org=None, ttl=timedelta(hours=6), tenant="demo"
+            )
             for role in ("telephony", "qa-reviewer", "compliance-officer")
         }
 

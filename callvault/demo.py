@@ -177,12 +177,14 @@ def _outcome(services: Any, rid: str) -> str | None:
 def run_demo(settings: Settings, *, url: str, calls: int, timeout: float) -> bool:
     """Run the demo against the system at ``url``; True when every call got its expected fate."""
     from callvault.services import build_services
-    from streams.http.auth import LocalTokens
+    from streams.http.auth import local_tokens
 
     services = build_services(settings)
     try:
-        tokens = LocalTokens(services.keyring, frozenset(services.policy.roles))
-        token = tokens.issue(user="demo-pbx", role="telephony", org=None, ttl=timedelta(minutes=10))
+        tokens = local_tokens(services.keyring, services.policy)
+        token = tokens.issue(
+            user="demo-pbx", role="telephony", org=None, ttl=timedelta(minutes=10), tenant="demo"
+        )
         demo_calls = _calls(calls, settings.landing_dir)
         click.echo(f"pushing {len(demo_calls)} synthetic calls to {url} ...")
         for call in demo_calls:

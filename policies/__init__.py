@@ -13,7 +13,7 @@ always passed in). See policies/README.md for the decision table.
 
 from __future__ import annotations
 
-from policies.access import could_use, decide_access, decide_capability
+from policies.access import could_use, decide_access, decide_capability, in_tenant, tenant_scope
 from policies.clauses import ClauseCoverage, clause_report, format_clause_report, uncovered_clauses
 from policies.errors import PolicyError, PolicyFileError, PolicyInputError
 from policies.evaluations import (
@@ -46,6 +46,7 @@ from policies.ingest import (
 )
 from policies.loader import Problem, check_policy, default_policy_path, load_policy, parse_policy
 from policies.model import (
+    ALL_TENANTS,
     BUILTIN_RULES,
     LEGAL_BASES,
     AccessDecision,
@@ -66,6 +67,7 @@ from policies.model import (
     Reason,
     RecordingFacts,
     RecordingStatus,
+    RefusalReason,
     RetentionClass,
     RetentionRule,
     Role,
@@ -102,6 +104,8 @@ __all__ = [
     "RateLimit",
     "Clause",
     "Principal",
+    "ALL_TENANTS",
+    "RefusalReason",
     "RecordingFacts",
     "RecordingStatus",
     "AccessRequest",
@@ -137,6 +141,8 @@ __all__ = [
     "decide_access",
     "decide_capability",
     "could_use",
+    "tenant_scope",
+    "in_tenant",
     "decide_ingest",
     "resolve_purposes",
     "IngestDecision",

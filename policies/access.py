@@ -5,7 +5,10 @@ clock, no state. Anything not granted by a rule below is denied (default deny).
 Checks run in a fixed order and the first failing one gives the reason, so a
 caller without a right learns nothing about the recording's state:
 
-1. the role is defined (``unknown-role``);
+1. the role is defined (``unknown-role``); a token for every tenant needs a role
+   that spans tenants (``tenant-span-not-allowed``); a recording of another tenant
+   than the principal's (:func:`tenant_scope`) is never used (``tenant-mismatch``,
+   rule ``access:tenant``);
 2. an entrusted role names a listed organisation (``no-org``, ``unknown-org``)
    whose contract is live: ``start <= now < end`` (``contract-not-live``);
 3. ``list``/``metadata`` need the ``list-recordings`` capability
@@ -42,6 +45,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from policies.model import (
+    ALL_TENANTS,
     LEGAL_BASES,
     AccessDecision,
     AccessRequest,
@@ -59,7 +63,7 @@ from policies.model import (
     require_aware,
 )
 
-__all__ = ["decide_access", "decide_capability", "could_use"]
+__all__ = ["decide_access", "decide_capability", "could_use", "tenant_scope", "in_tenant"]
 
 
 def _deny(reason: Reason, rule: str) -> AccessDecision:
@@ -70,11 +74,33 @@ def _allow(rule: str) -> AccessDecision:
     return AccessDecision(Decision.ALLOW, Reason.GRANTED, rule)
 
 
+def tenant_scope(principal: Principal, policy: Policy) -> str | None:
+    """The one tenant ``principal`` acts in, or None for every tenant (a token naming
+    :data:`ALL_TENANTS` of a role with ``spans_tenants``). A token naming no tenant acts
+    in the policy's ``default_tenant``. A spanning claim on any other role is scoped to
+    no tenant at all (``""``): :func:`decide_access` denies it first anyway."""
+    if principal.tenant is None:
+        return policy.default_tenant
+    if principal.tenant == ALL_TENANTS:
+        role = policy.roles.get(principal.role)
+        return None if role is not None and role.spans_tenants else ""
+    return principal.tenant
+
+
+def in_tenant(principal: Principal, tenant: str | None, policy: Policy) -> bool:
+    """True when ``principal`` may act on something of ``tenant`` (None: no tenant,
+    e.g. a dead letter too malformed to name one: only spanning principals)."""
+    scope = tenant_scope(principal, policy)
+    return scope is None or (tenant is not None and scope == tenant)
+
+
 def _principal_check(principal: Principal, policy: Policy, now: datetime) -> AccessDecision | None:
     """A denial when the principal may do nothing at all now, else None."""
     role = policy.roles.get(principal.role)
     if role is None:
         return _deny(Reason.UNKNOWN_ROLE, "access:unknown-role")
+    if principal.tenant == ALL_TENANTS and not role.spans_tenants:
+        return _deny(Reason.TENANT_SPAN_NOT_ALLOWED, "access:tenant")
     if role.entrusted:
         if not principal.org:
             return _deny(Reason.NO_ORG, "access:entrusted-contract")
@@ -162,6 +188,8 @@ def could_use(
     require_aware(now, "now")
     if _principal_check(principal, policy, now) is not None:
         return False
+    if not in_tenant(principal, recording.tenant, policy):
+        return False
     role = policy.roles[principal.role]
     if _assignment_gate(principal, role, recording, assignment, purpose) is not None:
         return False
@@ -222,6 +250,8 @@ def decide_access(
             if action is Action.LIST:
                 return _allow(role.rule)
             return _deny(Reason.NO_RECORDING, "access:default-deny")
+        if not in_tenant(principal, recording.tenant, policy):
+            return _deny(Reason.TENANT_MISMATCH, "access:tenant")
         gate = _assignment_gate(principal, role, recording, request.assignment, request.purpose)
         if gate is not None:
             return gate
@@ -241,6 +271,8 @@ def decide_access(
 
     if recording is None:
         return _deny(Reason.NO_RECORDING, "access:default-deny")
+    if not in_tenant(principal, recording.tenant, policy):
+        return _deny(Reason.TENANT_MISMATCH, "access:tenant")
     if not request.purpose:
         return _deny(Reason.NO_PURPOSE, "access:purpose-declared")
     gate = _assignment_gate(principal, role, recording, request.assignment, request.purpose)

@@ -2,9 +2,12 @@
 
 :func:`clause_report` lists every clause of the policy file with its mechanism,
 rules (explicit ones first, then the policy rules naming the clause) and the
-tests that show it, for ``callvault policy clauses``. A clause is *covered* when
-it is organizational or has a mechanism; :func:`uncovered_clauses` lists the
-others (the loader already refuses them, so for a loaded policy it is empty).
+tests that exercise its wording, for ``callvault policy clauses``. A clause is
+*covered* when it is organizational or has a mechanism; :func:`uncovered_clauses`
+lists the others (the loader already refuses them, so for a loaded policy it is
+empty). A clause is *enforced* only when its mechanism has tests: rules alone do
+not count, and each listed test carries the pytest marker ``clause("<id>")``
+(``tests/policies/test_clauses.py`` checks that the map and the markers agree).
 :func:`format_clause_report` renders the report as plain text.
 """
 
@@ -38,12 +41,13 @@ class ClauseCoverage:
 
     @property
     def status(self) -> str:
-        """``organizational``, ``enforced`` (rules or tests), ``mechanism`` or ``UNCOVERED``."""
+        """``organizational``, ``enforced`` (a mechanism with tests), ``untested`` (a
+        mechanism, maybe rules, but no test exercising the wording) or ``UNCOVERED``."""
         if self.organizational:
             return "organizational"
         if not self.covered:
             return "UNCOVERED"
-        return "enforced" if self.rules or self.tests else "mechanism"
+        return "enforced" if self.tests else "untested"
 
 
 def clause_report(policy: Policy) -> list[ClauseCoverage]:
@@ -77,8 +81,10 @@ def format_clause_report(report: list[ClauseCoverage]) -> str:
             lines.append(f"    mechanism: {entry.mechanism}")
         if entry.rules:
             lines.append(f"    rules: {', '.join(entry.rules)}")
+        if not entry.organizational:
+            lines.append(f"    tests ({len(entry.tests)}):" if entry.tests else "    tests: none")
         for test in entry.tests:
-            lines.append(f"    test: {test}")
+            lines.append(f"      {test}")
     counts: dict[str, int] = {}
     for entry in report:
         counts[entry.status] = counts.get(entry.status, 0) + 1

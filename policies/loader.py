@@ -27,6 +27,7 @@ evaluate, organisations; ``sso`` keys and its role map.
 from __future__ import annotations
 
 import importlib.resources
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
@@ -64,6 +65,18 @@ DISCLOSURE_ROLE = "compliance-officer"
 #: overrides restrictions counts as a disclosure too.
 DISCLOSURE_PURPOSES = frozenset({"legal-disclosure", "customer-disclosure"})
 
+#: A tenant id (the same shape tokens and events use).
+_TENANT = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+#: The privacy request kinds an SLA may name (streams.privacy.kinds.RequestKind).
+REQUEST_KINDS = (
+    "disclose",
+    "restrict",
+    "lift-restriction",
+    "erase",
+    "correct",
+    "contract-terminated",
+)
+
 _TOP_LEVEL_REQUIRED = (
     "version",
     "purposes",
@@ -78,6 +91,7 @@ _TOP_LEVEL_OPTIONAL = (
     "entrusted_organisations",
     "rate_limits",
     "privacy_requests",
+    "tenancy",
     "evaluation_forms",
     "sampling_plans",
     "sso",
@@ -294,15 +308,29 @@ class _Checker:
         rate_limits = self.rate_limits(top.get("rate_limits", {}), roles)
         clauses = self.clauses(top.get("clauses"))
         response_days, response_clause = 30, ""
+        sla_days: dict[str, int] = {}
         if "privacy_requests" in top:
             requests = self.entry(
-                top.get("privacy_requests"), "privacy_requests", ("response_days", "clause")
+                top.get("privacy_requests"),
+                "privacy_requests",
+                ("response_days", "clause"),
+                ("sla_days",),
             )
             if requests is not None:
                 response_days = (
                     self.get(requests, "response_days", "privacy_requests", self.positive) or 30
                 )
                 response_clause = self.clause_ref(requests, "privacy_requests")
+                sla_days = self.sla_days(requests.get("sla_days", {}))
+        default_tenant, tenancy_clause = "default", ""
+        if "tenancy" in top:
+            tenancy = self.entry(top.get("tenancy"), "tenancy", ("default_tenant", "clause"))
+            if tenancy is not None:
+                name = self.get(tenancy, "default_tenant", "tenancy", self.text)
+                if name is not None and not _TENANT.match(name):
+                    self.problem("tenancy.default_tenant", f"{name!r} must match {_TENANT.pattern}")
+                default_tenant = name or default_tenant
+                tenancy_clause = self.clause_ref(tenancy, "tenancy")
         forms = _load_qa.evaluation_forms(self, top.get("evaluation_forms", {}))
         plans = _load_qa.sampling_plans(
             self,
@@ -327,11 +355,15 @@ class _Checker:
             rate_limits=rate_limits,
             clauses=clauses,
             request_response_days=response_days,
+            request_sla_days=sla_days,
+            default_tenant=default_tenant,
             evaluation_forms=forms,
             sampling_plans=plans,
             sso=sso,
         )
         self.known_clause(policy, response_clause, "privacy_requests.clause")
+        if tenancy_clause:
+            self.known_clause(policy, tenancy_clause, "tenancy.clause")
         self.cross_checks(policy)
         return None if self.problems else policy
 
@@ -395,7 +427,7 @@ class _Checker:
                 raw,
                 p,
                 ("description", "clause"),
-                ("purposes", "capabilities", "entrusted", "requires_assignment"),
+                ("purposes", "capabilities", "entrusted", "requires_assignment", "spans_tenants"),
             )
             if fields is None:
                 continue
@@ -419,6 +451,12 @@ class _Checker:
                             child_path(p, "capabilities"),
                             f"entrusted role {rid!r} must not have capability {cap.value!r}",
                         )
+            spans = bool(self.get(fields, "spans_tenants", p, self.flag, False))
+            if spans and (entrusted or role_purposes):
+                self.problem(
+                    child_path(p, "spans_tenants"),
+                    f"role {rid!r} hears audio or is entrusted: it must not span tenants",
+                )
             found[rid] = Role(
                 id=rid,
                 description=self.get(fields, "description", p, self.text) or "",
@@ -429,7 +467,23 @@ class _Checker:
                 requires_assignment=bool(
                     self.get(fields, "requires_assignment", p, self.flag, False)
                 ),
+                spans_tenants=spans,
             )
+        return found
+
+    def sla_days(self, value: Any) -> dict[str, int]:
+        """``privacy_requests.sla_days``: days per request kind."""
+        found: dict[str, int] = {}
+        for kind, raw in (self.mapping(value, "privacy_requests.sla_days") or {}).items():
+            p = child_path("privacy_requests.sla_days", kind)
+            if kind not in REQUEST_KINDS:
+                self.problem(
+                    p, f"unknown request kind {kind!r} (known: {', '.join(REQUEST_KINDS)})"
+                )
+                continue
+            days = self.positive(raw, p)
+            if days is not None:
+                found[kind] = days
         return found
 
     def role_purpose(self, rid: str, pid: str, path: str, purposes: dict[str, Purpose]) -> None:

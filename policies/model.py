@@ -45,6 +45,8 @@ __all__ = [
     "Clause",
     "Policy",
     "Principal",
+    "ALL_TENANTS",
+    "RefusalReason",
     "RecordingFacts",
     "AccessRequest",
     "AccessDecision",
@@ -127,6 +129,8 @@ class Reason(StrEnum):
     ASSIGNMENT_OTHER_RECORDING = "assignment-other-recording"
     ASSIGNMENT_PURPOSE = "assignment-purpose"
     ASSIGNMENT_CLOSED = "assignment-closed"
+    TENANT_MISMATCH = "tenant-mismatch"
+    TENANT_SPAN_NOT_ALLOWED = "tenant-span-not-allowed"
 
 
 #: Rules implemented in code, by id, with what they check. The policy file's
@@ -148,6 +152,10 @@ BUILTIN_RULES: Mapping[str, str] = {
     "access:justification": "purposes that require it need a justification",
     "access:legal-basis": "third-party disclosure needs a legal basis from the closed list",
     "access:reference": "disclosures need a reference (case / privacy request id)",
+    "access:tenant": (
+        "a principal acts only within its tenant; only a role the policy lets span "
+        "tenants may hold a token for every tenant"
+    ),
     "access:assignment": (
         "an open evaluation assignment lets its reviewer use its recording for its purpose "
         "(the assignment id is the justification); a role requiring assignments gets audio "
@@ -225,6 +233,8 @@ class Role:
     entrusted: bool = False
     #: Audio (and metadata) only through an open evaluation assignment to the principal.
     requires_assignment: bool = False
+    #: Its principals may hold a token for every tenant (``ALL_TENANTS``).
+    spans_tenants: bool = False
 
     @property
     def rule(self) -> str:
@@ -370,6 +380,11 @@ class Policy:
     #: Days within which a customer's privacy request must be answered
     #: (``privacy_requests.response_days``); an open request past it is overdue.
     request_response_days: int = 30
+    #: Days per request kind (``privacy_requests.sla_days``), overriding ``response_days``.
+    request_sla_days: Mapping[str, int] = field(default_factory=dict)
+    #: The tenant of a principal whose token names none (tokens issued before tenants,
+    #: an identity provider that sends no tenant claim): ``tenancy.default_tenant``.
+    default_tenant: str = "default"
     #: Quality evaluation forms and sampling plans (``evaluation_forms``, ``sampling_plans``).
     evaluation_forms: Mapping[str, EvaluationForm] = field(default_factory=dict)
     sampling_plans: Mapping[str, SamplingPlan] = field(default_factory=dict)
@@ -377,6 +392,10 @@ class Policy:
     #: policy roles); ``streams.http.oidc.SsoConfig.from_mapping`` makes the verifier's
     #: config of it. None: no single sign-on, local tokens only.
     sso: Mapping[str, Any] | None = None
+
+    def request_days(self, kind: str) -> int:
+        """Days within which a request of ``kind`` must be answered (its SLA)."""
+        return self.request_sla_days.get(kind, self.request_response_days)
 
     def rate_limit_for(self, role: str) -> int | None:
         """Recordings per hour a principal of ``role`` may fetch; ``None`` = no audio limit set."""
@@ -434,10 +453,26 @@ class Policy:
 # --------------------------------------------------------------------------- decision inputs
 
 
+class RefusalReason(StrEnum):
+    """Why the privacy office may refuse a customer's request: the privacy policy's
+    "unless there is a reasonable basis to refuse", as a closed list (a note says more)."""
+
+    IDENTITY_UNVERIFIED = "identity-unverified"
+    LEGAL_HOLD = "legal-hold"
+    MANIFESTLY_UNFOUNDED = "manifestly-unfounded"
+    LEGAL_OBLIGATION = "legal-obligation"
+
+
+#: A token's tenant claim for every tenant (only roles with ``spans_tenants``).
+ALL_TENANTS = "*"
+
+
 @dataclass(frozen=True)
 class Principal:
     """Who is asking. ``org`` is the entrusted organisation id, for entrusted roles;
-    ``tenant`` the tenant the identity provider put the user in (None: not stated)."""
+    ``tenant`` the tenant the token names: a tenant id, :data:`ALL_TENANTS` (``"*"``,
+    only for a role the policy lets span tenants) or None (not stated: the policy's
+    ``default_tenant``). :func:`policies.tenant_scope` says which tenant it acts in."""
 
     user: str
     role: str

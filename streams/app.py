@@ -48,7 +48,7 @@ from streams.evaluations import EvaluationService
 from streams.events import RejectReason
 from streams.governance import GovernanceCollector, refresh_worker_gauges
 from streams.http import WebContext, build_web_app
-from streams.http.auth import LocalTokens, TokenVerifier
+from streams.http.auth import TokenVerifier, local_tokens
 from streams.http.oidc import verifier_for
 from streams.ingest import IngestOutcome, IngestPipeline
 from streams.janitor import JanitorReport, LandingJanitor
@@ -132,7 +132,7 @@ class Worker:
         self.started_at = time.monotonic()
         settings = services.config
         self.tokens = tokens or verifier_for(
-            services.policy, LocalTokens(services.keyring, frozenset(services.policy.roles))
+            services.policy, local_tokens(services.keyring, services.policy)
         )
         self.web_port = settings.web_port if web_port is None else web_port
         self.reconcile_interval = reconcile_interval or max(

@@ -73,7 +73,7 @@ class EndOfLife:
 
     def sweep_and_resume(self, **kwargs: Any) -> SweepResult:
         """One sweep, then erasures waiting on released holds and every request left
-        open (received, in-progress, failed) or with deletion intents; the vault mirror
+        open (approved, executing, failed) or with deletion intents; the vault mirror
         runs before (placed and released holds) and after (the tags of up to
         :data:`MIRROR_PER_SWEEP` rescheduled recordings).
 

@@ -164,7 +164,9 @@ class AccessDenied(RequestError):
     """A decision refused the request; its audit record is already committed.
 
     ``reason`` is the decision's reason code; ``detail`` None means the standard text
-    for that reason; ``retry_after`` (seconds) is set for ``rate-limited``.
+    for that reason; ``retry_after`` (seconds) is set for ``rate-limited``. A
+    ``tenant-mismatch`` without a detail (something of another tenant) is answered as
+    404 ``no-recording``, like something that does not exist.
     """
 
     def __init__(

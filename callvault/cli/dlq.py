@@ -1,6 +1,6 @@
 """Dead letters: what ingest refused, kept (sealed) until an operator acts.
 
-callvault dlq list [--reason R] [--all] [--limit N] [--json]
+callvault dlq list [--reason R] [--tenant T] [--all] [--limit N] [--json]
 callvault dlq show ID
 callvault dlq replay ID | --reason R [--by USER]
 
@@ -32,12 +32,18 @@ def dlq() -> None:
 
 @dlq.command("list")
 @click.option("--reason", default=None, help="Only entries with this reason code.")
+@click.option("--tenant", default=None, help="Only entries of this tenant.")
 @click.option("--all", "everything", is_flag=True, help="Include entries already replayed.")
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 10_000))
 @click.option("--json", "as_json", is_flag=True, help="JSON lines instead of a table.")
 @click.pass_context
 def dlq_list(
-    ctx: click.Context, reason: str | None, everything: bool, limit: int, as_json: bool
+    ctx: click.Context,
+    reason: str | None,
+    tenant: str | None,
+    everything: bool,
+    limit: int,
+    as_json: bool,
 ) -> None:
     """Dead letters, most recently seen first (no personal data)."""
     from storage.catalog.deadletters import DeadLetterState
@@ -47,7 +53,10 @@ def dlq_list(
         queue = DeadLetterQueue.from_services(services)
         try:
             letters = services.dead_letters.list(
-                reason=reason, state=None if everything else DeadLetterState.OPEN, limit=limit
+                reason=reason,
+                state=None if everything else DeadLetterState.OPEN,
+                limit=limit,
+                tenant=tenant,
             )
             rows = [queue.summary(letter) for letter in letters]
         except CallvaultError as exc:

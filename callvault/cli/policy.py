@@ -47,7 +47,14 @@ def policy_check(ctx: click.Context, path: Path | None) -> None:
 @policy.command("clauses")
 @click.pass_context
 def policy_clauses(ctx: click.Context) -> None:
-    """Every privacy-policy clause with the rules, mechanism and tests that enforce it."""
+    """Every privacy-policy clause: its status, text, mechanism, rules and the tests
+    that exercise its wording (one per line).
+
+    \b
+    Status: enforced (a mechanism with tests), untested (a mechanism without tests),
+    organizational, NOT COVERED. Each listed test carries @pytest.mark.clause("<id>").
+    Exit 1 when a clause is not covered.
+    """
     from policies import clause_report, load_policy
 
     try:
@@ -56,16 +63,24 @@ def policy_clauses(ctx: click.Context) -> None:
         fail(str(exc))
     uncovered = 0
     for item in report:
-        click.secho(f"[{item.clause_id}] {item.title}", bold=True)
+        click.secho(f"[{item.clause_id}] {item.title} ({item.status})", bold=True)
         click.echo(f"  text:      {item.excerpt}")
         if item.organizational:
             click.echo(f"  organizational: {item.mechanism}")
         else:
             click.echo(f"  mechanism: {item.mechanism}")
             click.echo(f"  rules:     {', '.join(item.rules) or '-'}")
-            click.echo(f"  tests:     {', '.join(item.tests) or '-'}")
+            click.echo(f"  tests:     {len(item.tests) or 'none'}")
+            for test in item.tests:
+                click.echo(f"    {test}")
         if not item.covered:
             uncovered += 1
             click.secho("  NOT COVERED", fg="red")
         click.echo()
+    counts: dict[str, int] = {}
+    for item in report:
+        counts[item.status] = counts.get(item.status, 0) + 1
+    click.echo(
+        f"{len(report)} clauses: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    )
     sys.exit(1 if uncovered else 0)

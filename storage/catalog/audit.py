@@ -220,7 +220,13 @@ class AuditVerification:
 
 
 _COLUMNS = "seq, at, actor, action, outcome, reason, recording_id, details, prev_hash, hash"
-_INSERT = f"INSERT INTO audit_log ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+# ``tenant`` (migration 12) says whose auditors see a record: its recording's tenant,
+# else the tenant its details name (None: the policy's default tenant). It is a read
+# filter beside the chain, not hashed: what the record says stays in ``details``.
+_INSERT = (
+    f"INSERT INTO audit_log ({_COLUMNS}, tenant) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+    "COALESCE((SELECT r.tenant FROM recordings r WHERE r.recording_id = ?), ?))"
+)
 
 
 def _validate_draft(draft: AuditDraft) -> dict[str, Any]:
@@ -238,6 +244,11 @@ def _validate_draft(draft: AuditDraft) -> dict[str, Any]:
     # Normalize through JSON so the entry returned is exactly what verify will re-read.
     details: dict[str, Any] = json.loads(canonical_json(dict(draft.details)))
     return details
+
+
+def _tenant_named(details: dict[str, Any]) -> str | None:
+    tenant = details.get("tenant")
+    return tenant if isinstance(tenant, str) and tenant else None
 
 
 def _entry_from_row(row: Row) -> AuditEntry:
@@ -357,6 +368,8 @@ class AuditLog:
                         canonical_json(e.details),
                         e.prev_hash,
                         e.hash,
+                        e.recording_id,
+                        _tenant_named(e.details),
                     )
                     for e in entries
                 ],
@@ -393,8 +406,12 @@ class AuditLog:
         limit: int | None = None,
         recording_id: str | None = None,
         action_prefix: str | None = None,
+        tenant: str | None = None,
+        untenanted: bool = False,
     ) -> Iterator[AuditEntry]:
-        """Records with seq > ``after_seq`` in seq order, optionally filtered.
+        """Records with seq > ``after_seq`` in seq order, optionally filtered: by
+        ``tenant`` (the record's recording's tenant, else the one its details name), with
+        ``untenanted`` also the records naming no tenant (the default tenant's).
 
         Reads in pages, so it holds no database cursor between items.
 
@@ -410,6 +427,9 @@ class AuditLog:
         if recording_id is not None:
             where.append("recording_id = ?")
             filters.append(recording_id)
+        if tenant is not None:
+            where.append("(tenant = ? OR tenant IS NULL)" if untenanted else "tenant = ?")
+            filters.append(tenant)
         if action_prefix:
             escaped = action_prefix.replace("!", "!!").replace("%", "!%").replace("_", "!_")
             where.append("action LIKE ? ESCAPE '!'")

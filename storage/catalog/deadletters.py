@@ -157,9 +157,14 @@ class DeadLetterStore:
         state: DeadLetterState | None = DeadLetterState.OPEN,
         recording_id: str | None = None,
         limit: int = 100,
+        tenant: str | None = None,
     ) -> list[DeadLetter]:
-        """Entries, most recently seen first."""
+        """Entries, most recently seen first (of one ``tenant`` only, when given: an
+        event too malformed to name a tenant is of none)."""
         where, params = ["1 = 1"], []
+        if tenant is not None:
+            where.append("tenant = ?")
+            params.append(tenant)
         if reason is not None:
             where.append("reason = ?")
             params.append(reason)

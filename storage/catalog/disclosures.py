@@ -184,8 +184,10 @@ class DisclosureLedger:
         recording_id: str | None = None,
         after: tuple[datetime, str] | None = None,
         limit: int = 100,
+        tenant: str | None = None,
     ) -> list[Disclosure]:
-        """Disclosures in (disclosed_at, disclosure_id) order, after ``after`` (exclusive).
+        """Disclosures in (disclosed_at, disclosure_id) order, after ``after`` (exclusive),
+        optionally of one ``tenant`` only.
 
         Raises:
             CatalogError: ``limit`` outside 1..1000, or the database failed.
@@ -197,6 +199,9 @@ class DisclosureLedger:
         if recording_id is not None:
             where.append("recording_id = ?")
             params.append(recording_id)
+        if tenant is not None:
+            where.append("tenant = ?")
+            params.append(tenant)
         if after is not None:
             at = to_db_time(after[0])
             where.append("(disclosed_at > ? OR (disclosed_at = ? AND disclosure_id > ?))")

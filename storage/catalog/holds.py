@@ -268,6 +268,7 @@ class HoldStore:
                     recording_id=hold.target if hold.scope is HoldScope.RECORDING else None,
                     details={
                         "hold_id": hold_id,
+                        "tenant": hold.tenant,  # whose auditors see it (audit_log.tenant)
                         "scope": hold.scope.value,
                         "released_by": by,
                         "release_reason": why,

@@ -440,6 +440,34 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        12,
+        "tenants on audit records; the privacy request workflow (verify, approve or refuse, "
+        "execute)",
+        (
+            # Which tenant's auditors see a record: its recording's tenant, else the tenant
+            # its details name; NULL (system records, and records naming no tenant) belongs
+            # to the policy's default tenant. A read filter, not part of the hash chain.
+            "ALTER TABLE audit_log ADD COLUMN tenant TEXT",
+            """
+            UPDATE audit_log SET tenant = (
+                SELECT r.tenant FROM recordings r WHERE r.recording_id = audit_log.recording_id
+            ) WHERE recording_id IS NOT NULL
+            """,
+            "CREATE INDEX audit_log_tenant ON audit_log (tenant, seq)",
+            "ALTER TABLE privacy_requests ADD COLUMN decided_by TEXT",
+            "ALTER TABLE privacy_requests ADD COLUMN decided_at TEXT",
+            "ALTER TABLE privacy_requests ADD COLUMN refusal_reason TEXT",
+            "ALTER TABLE privacy_requests ADD COLUMN refusal_note TEXT",
+            "ALTER TABLE privacy_requests ADD COLUMN executing_at TEXT",
+            # Requests filed before the workflow were approved by whoever filed them.
+            "UPDATE privacy_requests SET decided_by = requested_by, decided_at = received_at"
+            " WHERE status <> 'received'",
+            "UPDATE privacy_requests SET status = 'executing' WHERE status = 'in-progress'",
+            # A held-then-finished request kept the held time as completed_at.
+            "UPDATE privacy_requests SET completed_at = NULL WHERE status = 'held'",
+        ),
+    ),
 )
 
 _CREATE_MIGRATIONS_TABLE = """

@@ -10,11 +10,16 @@ What a caller may rely on:
   its ``status`` and timestamps, and JSON ``params`` / ``progress`` / ``result`` that
   hold codes, counts, recording ids and pseudonyms only: the customer appears as
   ``subject_ref`` (keyed hash), never as the raw reference.
-- Statuses: ``received`` -> ``in-progress`` -> ``completed`` | ``held`` (done except
-  recordings a legal hold keeps; an erasure resumes when the hold is released) |
-  ``failed`` (an infrastructure error; processing it again continues where it stopped).
-  ``received`` and ``in-progress`` (and ``failed``) are *open*; an open request past
-  ``due_at`` is *overdue*.
+- The workflow (statuses): ``received`` -> ``verified`` (the customer's identity, who
+  verified it and how) -> ``approved`` | ``refused`` (a closed reason,
+  :class:`policies.RefusalReason`, and a note; final) -> ``executing`` ->
+  ``completed`` | ``held`` (done except recordings a legal hold keeps; an erasure
+  resumes when the hold is released) | ``failed`` (an infrastructure error; processing
+  it again continues where it stopped). Each step keeps its true time: ``received_at``,
+  ``verified_at``, ``decided_at`` (+ ``decided_by``), ``executing_at`` (the first start),
+  ``completed_at`` (only when ``completed`` or ``refused``: a held erasure gets it when
+  it finally completes). Every status but ``completed``, ``refused`` and ``held`` is
+  *open*; an open request past ``due_at`` (the policy's SLA for its kind) is *overdue*.
 
 Errors: :class:`PrivacyRequestError`, :class:`PrivacyRequestNotFound`,
 :class:`~storage.errors.CatalogError`.
@@ -36,6 +41,7 @@ from storage.errors import PrivacyRequestError, PrivacyRequestNotFound, StorageE
 
 __all__ = [
     "OPEN_STATUSES",
+    "RUNNABLE_STATUSES",
     "PrivacyRequest",
     "PrivacyRequestError",
     "PrivacyRequestNotFound",
@@ -46,19 +52,31 @@ __all__ = [
 _COLUMNS = (
     "request_id, kind, tenant, subject_ref, status, requested_by, verified_by, "
     "verification_method, verified_at, received_at, due_at, updated_at, completed_at, "
-    "params, progress, result"
+    "params, progress, result, decided_by, decided_at, refusal_reason, refusal_note, "
+    "executing_at"
 )
 
 
 class RequestStatus(StrEnum):
     RECEIVED = "received"
-    IN_PROGRESS = "in-progress"
+    VERIFIED = "verified"
+    APPROVED = "approved"
+    REFUSED = "refused"
+    EXECUTING = "executing"
     COMPLETED = "completed"
     HELD = "held"
     FAILED = "failed"
 
 
-OPEN_STATUSES = (RequestStatus.RECEIVED, RequestStatus.IN_PROGRESS, RequestStatus.FAILED)
+OPEN_STATUSES = (
+    RequestStatus.RECEIVED,
+    RequestStatus.VERIFIED,
+    RequestStatus.APPROVED,
+    RequestStatus.EXECUTING,
+    RequestStatus.FAILED,
+)
+#: Approved and not finished: what processing (again) carries out.
+RUNNABLE_STATUSES = (RequestStatus.APPROVED, RequestStatus.EXECUTING, RequestStatus.FAILED)
 
 
 @dataclass(frozen=True)
@@ -81,6 +99,11 @@ class PrivacyRequest:
     params: dict[str, Any] = field(default_factory=dict)
     progress: dict[str, Any] = field(default_factory=dict)
     result: dict[str, Any] = field(default_factory=dict)
+    decided_by: str | None = None
+    decided_at: datetime | None = None
+    refusal_reason: str | None = None
+    refusal_note: str | None = None
+    executing_at: datetime | None = None
 
     @property
     def open(self) -> bool:
@@ -88,6 +111,28 @@ class PrivacyRequest:
 
     def overdue(self, now: datetime) -> bool:
         return self.open and now >= self.due_at
+
+    @property
+    def approved(self) -> bool:
+        return self.decided_at is not None and self.refusal_reason is None
+
+    def timeline(self) -> list[dict[str, Any]]:
+        """The workflow's steps so far, in order: ``{step, at, by}``."""
+        steps: list[tuple[str, datetime | None, str | None]] = [
+            ("received", self.received_at, self.requested_by),
+            ("verified", self.verified_at, self.verified_by),
+        ]
+        if self.refusal_reason is not None:
+            steps.append(("refused", self.decided_at, self.decided_by))
+        else:
+            steps.append(("approved", self.decided_at, self.decided_by))
+            steps.append(("executing", self.executing_at, None))
+            steps.append(("completed", self.completed_at, None))
+        return [
+            {"step": step, "at": at.isoformat(), "by": by}
+            for step, at, by in steps
+            if at is not None
+        ]
 
     def to_json(self, now: datetime | None = None) -> dict[str, Any]:
         """What ``GET /v1/privacy-requests/{id}`` returns (no raw customer data)."""
@@ -107,6 +152,17 @@ class PrivacyRequest:
             "due_at": self.due_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),
             "completed_at": self.completed_at.isoformat() if self.completed_at else None,
+            "decision": None
+            if self.decided_at is None
+            else {
+                "outcome": "refused" if self.refusal_reason else "approved",
+                "by": self.decided_by,
+                "at": self.decided_at.isoformat(),
+                "reason": self.refusal_reason,
+                "note": self.refusal_note,
+            },
+            "executing_at": self.executing_at.isoformat() if self.executing_at else None,
+            "timeline": self.timeline(),
             "params": self.params,
             "progress": self.progress,
             "result": self.result,
@@ -134,6 +190,11 @@ def _from_row(values: Row) -> PrivacyRequest:
         params,
         progress,
         result,
+        decided_by,
+        decided_at,
+        refusal_reason,
+        refusal_note,
+        executing_at,
     ) = values
     return PrivacyRequest(
         request_id=request_id,
@@ -152,7 +213,20 @@ def _from_row(values: Row) -> PrivacyRequest:
         params=json.loads(params),
         progress=json.loads(progress),
         result=json.loads(result),
+        decided_by=decided_by,
+        decided_at=_time(decided_at),
+        refusal_reason=refusal_reason,
+        refusal_note=refusal_note,
+        executing_at=_time(executing_at),
     )
+
+
+def _time(value: str | None) -> datetime | None:
+    return None if value is None else from_db_time(value)
+
+
+def _db(value: datetime | None) -> str | None:
+    return None if value is None else to_db_time(value)
 
 
 class PrivacyRequestStore:
@@ -182,7 +256,7 @@ class PrivacyRequestStore:
         with self._db.transaction() as tx:
             inserted = tx.execute(
                 f"INSERT INTO privacy_requests ({_COLUMNS}) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (request_id) DO NOTHING",
                 (
                     request.request_id,
@@ -201,6 +275,11 @@ class PrivacyRequestStore:
                     params,
                     progress,
                     result,
+                    request.decided_by,
+                    _db(request.decided_at),
+                    request.refusal_reason,
+                    request.refusal_note,
+                    _db(request.executing_at),
                 ),
             )
             row = tx.fetch_one(
@@ -232,8 +311,9 @@ class PrivacyRequestStore:
         progress: Mapping[str, Any] | None = None,
         result: Mapping[str, Any] | None = None,
     ) -> PrivacyRequest:
-        """Store a new status / progress / result; ``completed_at`` is stamped when the
-        status becomes ``completed`` or ``held``.
+        """Store a new status / progress / result. ``executing_at`` is stamped the first
+        time the status becomes ``executing``, ``completed_at`` when it becomes
+        ``completed`` (not ``held``: a held erasure is not complete).
 
         Raises:
             CatalogError: the database failed.
@@ -246,21 +326,117 @@ class PrivacyRequestStore:
             result=dict(result) if result is not None else request.result,
             updated_at=now,
         )
-        if new.status in (RequestStatus.COMPLETED, RequestStatus.HELD):
-            new = replace(new, completed_at=request.completed_at or now)
-        with self._db.transaction() as tx:
-            tx.execute(
-                "UPDATE privacy_requests SET status = ?, progress = ?, result = ?, "
-                "updated_at = ?, completed_at = ? WHERE request_id = ?",
-                (
-                    new.status.value,
-                    canonical_json(new.progress),
-                    canonical_json(new.result),
-                    to_db_time(now),
-                    None if new.completed_at is None else to_db_time(new.completed_at),
-                    new.request_id,
-                ),
+        if new.status is RequestStatus.EXECUTING and new.executing_at is None:
+            new = replace(new, executing_at=now)
+        if new.status is RequestStatus.COMPLETED:
+            if request.status is not RequestStatus.COMPLETED or request.completed_at is None:
+                new = replace(new, completed_at=now)
+        elif new.status is not RequestStatus.REFUSED:
+            new = replace(new, completed_at=None)
+        return self._write(new)
+
+    def verify(
+        self, request: PrivacyRequest, *, verified_by: str, method: str, verified_at: datetime
+    ) -> PrivacyRequest:
+        """Record who verified the customer's identity and how: ``received`` -> ``verified``.
+
+        Raises:
+            PrivacyRequestError: the request is not ``received``.
+            CatalogError: the database failed.
+        """
+        if request.status is not RequestStatus.RECEIVED:
+            raise PrivacyRequestError(
+                f"request {request.request_id} is {request.status.value}, not received"
             )
+        return self._write(
+            replace(
+                request,
+                status=RequestStatus.VERIFIED,
+                verified_by=verified_by,
+                verification_method=method,
+                verified_at=verified_at,
+                updated_at=self._clock(),
+            ),
+            expect=RequestStatus.RECEIVED,
+        )
+
+    def decide(
+        self,
+        request: PrivacyRequest,
+        *,
+        by: str,
+        refusal_reason: str | None = None,
+        note: str | None = None,
+    ) -> PrivacyRequest:
+        """Approve (``refusal_reason`` None: -> ``approved``) or refuse (-> ``refused``,
+        final, ``completed_at`` stamped) a request. Approval needs ``verified``; a refusal
+        may come before verification (``identity-unverified``).
+
+        Raises:
+            PrivacyRequestError: the request was decided already, or is not verified.
+            CatalogError: the database failed.
+        """
+        allowed = (
+            (RequestStatus.VERIFIED,)
+            if refusal_reason is None
+            else (RequestStatus.RECEIVED, RequestStatus.VERIFIED)
+        )
+        if request.status not in allowed:
+            raise PrivacyRequestError(
+                f"request {request.request_id} is {request.status.value}: it can be "
+                + (
+                    "approved only once verified"
+                    if refusal_reason is None
+                    else "refused only before it is approved"
+                )
+            )
+        now = self._clock()
+        refused = refusal_reason is not None
+        return self._write(
+            replace(
+                request,
+                status=RequestStatus.REFUSED if refused else RequestStatus.APPROVED,
+                decided_by=by,
+                decided_at=now,
+                refusal_reason=refusal_reason,
+                refusal_note=note,
+                completed_at=now if refused else None,
+                updated_at=now,
+            ),
+            expect=request.status,
+        )
+
+    def _write(self, new: PrivacyRequest, *, expect: RequestStatus | None = None) -> PrivacyRequest:
+        """Store every mutable column of ``new`` (only while its status is ``expect``)."""
+        sql = (
+            "UPDATE privacy_requests SET status = ?, progress = ?, result = ?, "
+            "updated_at = ?, completed_at = ?, verified_by = ?, verification_method = ?, "
+            "verified_at = ?, decided_by = ?, decided_at = ?, refusal_reason = ?, "
+            "refusal_note = ?, executing_at = ? WHERE request_id = ?"
+        )
+        values: list[Any] = [
+            new.status.value,
+            canonical_json(new.progress),
+            canonical_json(new.result),
+            to_db_time(new.updated_at),
+            _db(new.completed_at),
+            new.verified_by,
+            new.verification_method,
+            _db(new.verified_at),
+            new.decided_by,
+            _db(new.decided_at),
+            new.refusal_reason,
+            new.refusal_note,
+            _db(new.executing_at),
+            new.request_id,
+        ]
+        if expect is not None:
+            sql += " AND status = ?"
+            values.append(expect.value)
+        with self._db.transaction() as tx:
+            changed = tx.execute(sql, values)
+        if expect is not None and changed != 1:
+            raise PrivacyRequestError(f"request {new.request_id} changed meanwhile; reload it")
         return new
 
     def list_requests(
@@ -269,8 +445,9 @@ class PrivacyRequestStore:
         statuses: tuple[RequestStatus, ...] | None = None,
         kind: str | None = None,
         limit: int = 100,
+        tenant: str | None = None,
     ) -> list[PrivacyRequest]:
-        """Requests (optionally by status / kind), oldest received first.
+        """Requests (optionally by status / kind / tenant), oldest received first.
 
         Raises:
             CatalogError: the database failed.
@@ -283,6 +460,9 @@ class PrivacyRequestStore:
         if kind is not None:
             where.append("kind = ?")
             params.append(kind)
+        if tenant is not None:
+            where.append("tenant = ?")
+            params.append(tenant)
         sql = f"SELECT {_COLUMNS} FROM privacy_requests"
         if where:
             sql += " WHERE " + " AND ".join(where)

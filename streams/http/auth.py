@@ -1,10 +1,12 @@
 """Bearer tokens: the local issuer (embedded default) and the verifier seam.
 
 A local token is ``cv1.<payload>.<signature>`` where ``payload`` is url-safe base64
-of a JSON object ``{"sub", "role", "org", "aud", "iat", "exp", "jti"}`` and the
+of a JSON object ``{"sub", "role", "org", "tenant", "aud", "iat", "exp", "jti"}`` and the
 signature is the keyring's HMAC signature (``<key-id>.<sig>``), so rotating the
 keyring rotates token keys while tokens signed by older keys stay valid until they
-expire.
+expire. ``tenant`` is the tenant the token acts in (``"*"``: every tenant, only for a
+role the policy lets span tenants); a token without it (issued before tenants) acts in
+the policy's default tenant (:func:`policies.tenant_scope`).
 
 Production may verify tokens of an external identity provider instead: anything
 with ``verify(token: str, now: datetime) -> Principal`` (the :class:`TokenVerifier`
@@ -23,15 +25,25 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from callvault.errors import CallvaultError
-from policies import Principal
+from policies import Policy, Principal
 from storage.crypto.keyring import Keyring
 from streams.errors import AuthError
 
-__all__ = ["AuthError", "TokenVerifier", "LocalTokens", "parse_ttl", "AUDIENCE"]
+__all__ = [
+    "AuthError",
+    "TokenVerifier",
+    "LocalTokens",
+    "parse_ttl",
+    "AUDIENCE",
+    "TENANT",
+    "local_tokens",
+]
 
 AUDIENCE = "callvault"
 MAX_TOKEN_LENGTH = 4096
 _USER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
+#: A tenant id (the event's ``tenant`` shape) or ``*`` (every tenant).
+TENANT = re.compile(r"^(?:\*|[a-z0-9][a-z0-9-]{0,62})$")
 _TTL = re.compile(r"^(\d+)([smhd])$")
 
 
@@ -59,6 +71,15 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+def local_tokens(keyring: Keyring, policy: Policy) -> LocalTokens:
+    """The local issuer/verifier for ``policy``'s roles (and the roles spanning tenants)."""
+    return LocalTokens(
+        keyring,
+        frozenset(policy.roles),
+        spanning_roles=frozenset(r.id for r in policy.roles.values() if r.spans_tenants),
+    )
+
+
 @dataclass
 class LocalTokens:
     """Issues and verifies tokens signed with the keyring. ``roles``: the known roles."""
@@ -66,19 +87,37 @@ class LocalTokens:
     keyring: Keyring
     roles: frozenset[str]
     audience: str = AUDIENCE
+    #: Roles that may hold a token for every tenant (``tenant="*"``).
+    spanning_roles: frozenset[str] = frozenset()
 
     def issue(
-        self, *, user: str, role: str, org: str | None, ttl: timedelta, now: datetime | None = None
+        self,
+        *,
+        user: str,
+        role: str,
+        org: str | None,
+        ttl: timedelta,
+        now: datetime | None = None,
+        tenant: str | None = None,
     ) -> str:
-        """A signed token. Raises ValueError for an unknown role or a malformed user/org."""
+        """A signed token. Raises ValueError for an unknown role, a malformed user, org or
+        tenant, or ``tenant="*"`` for a role that may not span tenants."""
         if role not in self.roles:
             raise ValueError(f"unknown role {role!r}; known roles: {', '.join(sorted(self.roles))}")
         if not _USER.match(user):
             raise ValueError(f"user {user!r} must match {_USER.pattern}")
         if org is not None and not _USER.match(org):
             raise ValueError(f"org {org!r} must match {_USER.pattern}")
+        if tenant is not None and not TENANT.match(tenant):
+            raise ValueError(f"tenant {tenant!r} must match {TENANT.pattern}")
+        if tenant == "*" and role not in self.spanning_roles:
+            spanning = ", ".join(sorted(self.spanning_roles)) or "none"
+            raise ValueError(
+                f"role {role!r} may not span tenants (the policy lets: {spanning}); "
+                "name one tenant with --tenant"
+            )
         issued = now or datetime.now(UTC)
-        claims = {
+        claims: dict[str, object] = {
             "sub": user,
             "role": role,
             "org": org,
@@ -87,6 +126,8 @@ class LocalTokens:
             "exp": int((issued + ttl).timestamp()),
             "jti": secrets.token_hex(8),
         }
+        if tenant is not None:
+            claims["tenant"] = tenant
         payload = _b64(json.dumps(claims, separators=(",", ":"), sort_keys=True).encode())
         return f"cv1.{payload}.{self.keyring.sign(payload.encode())}"
 
@@ -128,4 +169,7 @@ class LocalTokens:
             raise AuthError("token-malformed", "bad subject")
         if org is not None and not isinstance(org, str):
             raise AuthError("token-malformed", "bad org")
-        return Principal(user=user, role=role, org=org)
+        tenant = claims.get("tenant")
+        if tenant is not None and (not isinstance(tenant, str) or not TENANT.match(tenant)):
+            raise AuthError("token-malformed", "bad tenant")
+        return Principal(user=user, role=role, org=org, tenant=tenant)

@@ -18,7 +18,7 @@ from aiohttp import web
 
 from streams.endoflife import EndOfLife
 from streams.evaluations import EvaluationService
-from streams.http.auth import LocalTokens, TokenVerifier
+from streams.http.auth import TokenVerifier, local_tokens
 from streams.http.oidc import OidcVerifier, sso_of, verifier_for
 from streams.http.playback import PlaybackGrants
 from streams.http.rateguard import RateGuard
@@ -88,7 +88,7 @@ class WebContext:
         ``sso:`` section), the policy's rate limits, grants signed by the keyring and an
         :class:`EndOfLife` bundle unless given."""
         if tokens is None:
-            local = LocalTokens(services.keyring, frozenset(services.policy.roles))
+            local = local_tokens(services.keyring, services.policy)
             tokens = verifier_for(services.policy, local)
         if endoflife is None:
             endoflife = EndOfLife.from_services(

@@ -2,6 +2,8 @@
 
 - :func:`authenticate` / :func:`require`: the caller's principal, or a refusal that
   is audited (``auth.denied``, ``<capability>.denied``) before it is raised.
+- :func:`require_tenant` / :func:`scope_of`: the caller acts only in its tenant
+  (``tenant-mismatch``, audited); the tenant a caller's listings are confined to.
 - :func:`audit_or_503`: append an audit record durably, or raise
   :class:`~streams.errors.AuditUnavailable` (no decision goes out unaudited).
 - :func:`audited_denial`: audit and count an access denial, and return the
@@ -23,7 +25,7 @@ from typing import Any
 
 from aiohttp import web
 
-from policies import AssignmentFacts, Principal, Reason, decide_capability
+from policies import AssignmentFacts, Principal, Reason, decide_capability, in_tenant, tenant_scope
 from storage.catalog.audit import AuditDraft
 from storage.errors import AuditError, StorageError
 from storage.types import AuditEntry, RecordingRow
@@ -35,6 +37,8 @@ __all__ = [
     "authenticate",
     "auth_denied",
     "require",
+    "require_tenant",
+    "scope_of",
     "audit_or_503",
     "draft",
     "audited_denial",
@@ -115,6 +119,31 @@ async def require(request: web.Request, capability: str) -> Principal:
     return principal
 
 
+def scope_of(request: web.Request, principal: Principal) -> str | None:
+    """The one tenant ``principal`` acts in (None: every tenant, a spanning role)."""
+    return tenant_scope(principal, ctx_of(request).services.policy)
+
+
+async def require_tenant(
+    request: web.Request, principal: Principal, tenant: str | None, capability: str
+) -> None:
+    """Refuse (403 ``tenant-mismatch``, audited ``<capability>.denied``) a caller naming a
+    tenant other than its own.
+
+    Raises:
+        AccessDenied: ``tenant`` is not the principal's.
+        AuditUnavailable: the refusal could not be audited.
+    """
+    if in_tenant(principal, tenant, ctx_of(request).services.policy):
+        return
+    record = draft(principal, f"{capability}.denied", "denied", str(Reason.TENANT_MISMATCH), None)
+    record.details["route"] = _route(request)
+    await audit_or_503(request, record)
+    raise AccessDenied(
+        str(Reason.TENANT_MISMATCH), "your token is for another tenant than the one named"
+    )
+
+
 async def audit_or_503(
     request: web.Request,
     draft: AuditDraft,
@@ -145,6 +174,8 @@ def draft(
     base: dict[str, Any] = {"role": principal.role}
     if principal.org:
         base["org"] = principal.org
+    if principal.tenant:
+        base["tenant"] = principal.tenant
     base.update({k: v for k, v in details.items() if v is not None})
     return AuditDraft(
         actor=f"user:{principal.user}",

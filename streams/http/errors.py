@@ -18,7 +18,9 @@ match wins ("its own": the exception's ``reason`` and ``detail``)::
     AccessDenied              by reason: 404 not-found    the decision's reason; its detail
                               (no-recording), 410 gone    or the reason's standard text
                               (recording-not-stored),
-                              429 rate-limited (+ Retry-After), else 403 forbidden
+                              429 rate-limited (+ Retry-After), else 403 forbidden;
+                              tenant-mismatch without a detail (another tenant's):
+                              404 not-found, no-recording, "no such recording"
     AuditUnavailable          503 audit-unavailable       -, its detail
     LandingUnavailable        503 landing-unavailable     -, its detail
     Unprocessable             422 unprocessable           its own
@@ -29,7 +31,8 @@ match wins ("its own": the exception's ``reason`` and ``detail``)::
                               403 forbidden, 413 too-large, reason code)
                               502 media-unavailable
     LandingRejected           400 invalid-event           its reason, "cannot land this audio"
-    PrivacyRequestRejected    400 bad-request             its own
+    PrivacyRequestRejected    400 bad-request; 409        its own
+                              conflict for wrong-status
     HoldNotFound,
     PrivacyRequestNotFound,
     ReceiptNotFound           404 not-found               not-found, the message
@@ -123,6 +126,7 @@ _DENIAL_DETAILS: dict[str, str] = {
     str(Reason.CAPABILITY_NOT_GRANTED): "your role may not do this",
     str(Reason.UNKNOWN_ROLE): "your role is not defined by the policy",
     str(Reason.ASSIGNMENT_REQUIRED): "your role reviews only recordings assigned to you",
+    str(Reason.TENANT_SPAN_NOT_ALLOWED): "your role may not hold a token for every tenant",
     str(Reason.ASSIGNMENT_UNKNOWN): "there is no such evaluation assignment",
     str(Reason.ASSIGNMENT_NOT_YOURS): "the evaluation assignment is someone else's",
     str(Reason.ASSIGNMENT_OTHER_RECORDING): "the evaluation assignment is for another recording",
@@ -169,6 +173,11 @@ def error_response(exc: Exception, route: str) -> web.Response:
                 f"the audio has {exc.size} bytes",
                 headers={"Content-Range": f"bytes */{exc.size}", "Accept-Ranges": "bytes"},
             )
+        case AccessDenied() if exc.reason == str(Reason.TENANT_MISMATCH) and not exc.detail:
+            # Another tenant's recording (or request, hold) is answered exactly like one
+            # that does not exist (the audit record keeps the true reason); a tenant the
+            # caller named itself in a body is a 403 with a detail.
+            return _answer(404, "not-found", "no such recording", str(Reason.NO_RECORDING))
         case AccessDenied():
             status = _DENIAL_STATUS.get(exc.reason, 403)
             retry = None if exc.retry_after is None else {"Retry-After": str(exc.retry_after)}
@@ -193,6 +202,8 @@ def error_response(exc: Exception, route: str) -> web.Response:
             return _answer(exc.status, error, exc.detail, exc.reason)
         case LandingRejected():
             return _answer(400, "invalid-event", "cannot land this audio", exc.reason)
+        case PrivacyRequestRejected() if exc.reason == "wrong-status":
+            return _answer(409, "conflict", exc.detail, exc.reason)
         case PrivacyRequestRejected():
             return _answer(400, "bad-request", exc.detail, exc.reason)
         case HoldNotFound() | PrivacyRequestNotFound() | ReceiptNotFound():

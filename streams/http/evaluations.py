@@ -44,6 +44,7 @@ from policies import (
     decide_capability,
 )
 from storage.catalog.evaluations import Assignment, AssignmentState
+from storage.errors import AssignmentNotFound
 from storage.types import RecordingRow
 from streams.errors import BadRequest
 from streams.evaluations import assignment_facts, form_json
@@ -56,6 +57,8 @@ from streams.http.decisions import (
     draft,
     recording_row,
     require,
+    require_tenant,
+    scope_of,
     store_call,
 )
 from streams.http.params import json_object, query_text, query_when
@@ -96,6 +99,9 @@ async def _own_or_managed(
     """
     ctx = ctx_of(request)
     assignment = await run(ctx.services.evaluations.get, _assignment_id(request))
+    own = scope_of(request, principal)
+    if own is not None and assignment.tenant != own:  # another tenant's: as if none
+        raise AssignmentNotFound(f"no assignment {assignment.assignment_id!r}")
     mine = assignment.reviewer == principal.user
     if not mine:
         if write or not _may_manage(request, principal):
@@ -213,6 +219,8 @@ async def run_plan(request: web.Request) -> web.Response:
     plan_id = request.match_info["plan_id"]
     if plan_id not in ctx.services.policy.sampling_plans:
         raise BadRequest(f"unknown sampling plan {plan_id!r}", "bad-field")
+    tenant = tenant or scope_of(request, principal)  # a plan runs in the caller's tenant
+    await require_tenant(request, principal, tenant, "manage-evaluations")
     outcome = await _call(
         lambda: ctx.evaluations.run_plan(
             plan_id,
@@ -250,6 +258,7 @@ async def list_assignments(request: web.Request) -> web.Response:
             reviewer=reviewer,
             statuses=None if status is None else [status],
             plan_id=query_text(query, "plan"),
+            tenant=scope_of(request, principal),
             limit=500,
         )
     )
@@ -399,10 +408,12 @@ async def summary(request: web.Request) -> web.Response:
     by = query_text(query, "by") or "agent"
     if by not in ("agent", "queue"):
         raise BadRequest("by must be agent or queue")
+    tenant = query_text(query, "tenant") or scope_of(request, principal)
+    await require_tenant(request, principal, tenant, "manage-evaluations")
     groups = await run(
         lambda: ctx.evaluations.summary(
             by=by,
-            tenant=query_text(query, "tenant"),
+            tenant=tenant,
             plan_id=query_text(query, "plan"),
             completed_from=query_when(query, "from", end=False),
             completed_to=query_when(query, "to", end=True),

@@ -11,6 +11,10 @@ A hold body: ``{"scope": "recording"|"customer"|"call", "tenant", "recording_id"
 "customer_ref" | "call_id", "reason", "reference"}`` (``tenant`` may be left out for
 ``recording``). A customer is held by its pseudonymous subject_ref; the raw reference
 is not stored.
+
+Holds are the caller's tenant's only: ``tenant`` defaults to it, another is 403
+``tenant-mismatch``; another tenant's recording or hold is 404, like one that does not
+exist, and listings show the caller's tenant's holds only.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from aiohttp import web
 from storage.catalog import HoldScope, LegalHold
 from streams.errors import BadRequest, NotFound
 from streams.http.context import WebContext, ctx_of
-from streams.http.decisions import require, store_call
+from streams.http.decisions import require, require_tenant, scope_of, store_call
 from streams.http.params import json_object
 
 __all__ = ["ROUTES", "hold_json"]
@@ -63,14 +67,17 @@ async def place_hold(request: web.Request) -> web.Response:
     value = body.get(field)
     if not isinstance(value, str) or not value:
         raise BadRequest(f"{field} is required for scope {scope}", "invalid-hold")
+    own = scope_of(request, principal)
     tenant = body.get("tenant")
     if scope == "recording" and not tenant:
         row = await store_call(ctx.services.catalog.get_recording, value)
-        if row is None:
+        if row is None or (own is not None and row.tenant != own):
             raise NotFound(f"no recording {value!r}")
         tenant = row.tenant
+    tenant = tenant or own
     if not isinstance(tenant, str) or not tenant:
         raise BadRequest("tenant is required", "invalid-hold")
+    await require_tenant(request, principal, tenant, "manage-holds")
     target = value
     if scope == "customer":
         target = await store_call(ctx.services.keys.subject_ref, tenant, value)
@@ -95,28 +102,36 @@ async def place_hold(request: web.Request) -> web.Response:
 
 async def list_holds(request: web.Request) -> web.Response:
     holds = ctx_of(request).services.holds
-    await require(request, "manage-holds")
+    principal = await require(request, "manage-holds")
+    own = scope_of(request, principal)
     every = request.query.get("all", "") in ("1", "true", "yes")
     found = await store_call(lambda: holds.list_holds(active_only=not every))
-    return web.json_response({"holds": [hold_json(h) for h in found]})
+    return web.json_response(
+        {"holds": [hold_json(h) for h in found if own is None or h.tenant == own]}
+    )
+
+
+async def _own_hold(request: web.Request, own: str | None) -> LegalHold:
+    """The hold the path names, if it is of the caller's tenant (else 404)."""
+    hold_id = request.match_info["hold_id"]
+    hold: LegalHold = await store_call(ctx_of(request).services.holds.get, hold_id)
+    if own is not None and hold.tenant != own:
+        raise NotFound(f"no legal hold {hold_id!r}")
+    return hold
 
 
 async def get_hold(request: web.Request) -> web.Response:
     holds = ctx_of(request).services.holds
-    await require(request, "manage-holds")
-    hold_id = request.match_info["hold_id"]
-
-    def fetch() -> tuple[LegalHold, list[str]]:
-        hold = holds.get(hold_id)
-        return hold, holds.covered_recording_ids(hold)
-
-    hold, covers = await store_call(fetch)
+    principal = await require(request, "manage-holds")
+    hold = await _own_hold(request, scope_of(request, principal))
+    covers = await store_call(holds.covered_recording_ids, hold)
     return web.json_response(hold_json(hold, covers))
 
 
 async def release_hold(request: web.Request) -> web.Response:
     ctx = ctx_of(request)
     principal = await require(request, "manage-holds")
+    await _own_hold(request, scope_of(request, principal))
     body = await json_object(request)
     reason = body.get("reason") or request.query.get("reason") or ""
 

@@ -12,9 +12,10 @@ its sidecar event, audits ``ingest.accepted`` and produces the event to
 
 ``GET /v1/recordings/{id}/status``: ``accepted | stored | declined | dead-lettered``
 with the reason code (and nothing else: no personal data, no URI, no digest), for a
-caller whose token is of the recording's tenant (a token naming no tenant sees every
-tenant, as it may push for every tenant). A recording it does not know, or of another
-tenant, is 404 ``no-recording``.
+caller whose token is of the recording's tenant (a token naming no tenant is of the
+policy's default tenant). A recording it does not know, or of another tenant, is 404
+``no-recording``. A token pushes only for its own tenant: an event of another tenant is
+403 ``tenant-mismatch`` (audited ``ingest.denied``), before anything is landed.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 
 from aiohttp import web
 
+from policies import in_tenant
 from storage.audio_probe import probe
 from storage.catalog.audit import AuditDraft
 from storage.errors import (
@@ -47,7 +49,7 @@ from streams.errors import (
 )
 from streams.events import SCHEMA_V1, RejectReason, parse_recording_event
 from streams.http.context import ctx_of, run
-from streams.http.decisions import audit_or_503, require
+from streams.http.decisions import audit_or_503, require, require_tenant
 from streams.http.params import recording_id_of
 from streams.ingest import decide_event
 from streams.refs import landing_key, recording_ref
@@ -130,6 +132,7 @@ async def post_recording(request: web.Request) -> web.Response:
     # EventRejected: 400 invalid-event (before anything is landed)
     parsed = parse_recording_event(event, now=ctx.now(), window=ctx.services.config.call_window)
     decide_event(parsed, ctx.services.policy)  # an unknown purpose: 400 now, not a DLQ entry
+    await require_tenant(request, principal, parsed.tenant, "ingest")
     await run(_probe, audio, parsed.audio.format)  # Unprocessable: 422, nothing landed
     services = ctx.services
     # The landing file is named by a keyed hash: recording ids may hold characters a
@@ -211,7 +214,7 @@ async def recording_status(request: web.Request) -> web.Response:
     principal = await require(request, "ingest")
     rid = recording_id_of(request)
     status = await run(ingest_status, ctx.services, rid)
-    if status is None or (principal.tenant is not None and status["tenant"] != principal.tenant):
+    if status is None or not in_tenant(principal, status["tenant"], ctx.services.policy):
         raise NotFound("no such recording", "no-recording")
     return web.json_response(status, headers={"Cache-Control": "no-store"})
 

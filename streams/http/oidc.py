@@ -71,7 +71,7 @@ import jwt
 from jwt import PyJWK, PyJWKClient
 
 from callvault.errors import ConfigError
-from policies import Policy, Principal
+from policies import ALL_TENANTS, Policy, Principal
 from streams.errors import AuthError
 from streams.http.auth import TokenVerifier
 
@@ -625,7 +625,11 @@ class OidcVerifier:
     def _principal(self, claims: Mapping[str, Any]) -> Principal:
         names = self.config.claims
         user = _name_claim(claims, names.user, required=True)
-        tenant = _name_claim(claims, names.tenant, required=self.config.tenant_required)
+        tenant = (
+            ALL_TENANTS  # every tenant: only a role the policy lets span tenants gets anything
+            if claims.get(names.tenant) == ALL_TENANTS
+            else _name_claim(claims, names.tenant, required=self.config.tenant_required)
+        )
         org = _name_claim(claims, names.org, required=False) if names.org else None
         if names.role not in claims:
             raise AuthError("token-claims", f"claim {names.role!r} is missing")

@@ -7,6 +7,9 @@ client id, audience and scope when the policy has an ``sso:`` section) and
 capabilities and purposes the policy gives that role now, and ``blocked``: the reason
 when it may do nothing, e.g. ``contract-not-live``).
 
+``GET /privacy`` is the privacy office's page (``static/privacy.html`` +
+``privacy.js`` + ``privacy.css``, signed in with a compliance officer's token).
+
 Served with a strict CSP: scripts, styles, media and images from ``'self'`` only;
 ``connect-src`` adds the IdP's origins (the page exchanges its code at the token
 endpoint with ``fetch``). The sign-in itself is a top-level navigation to the IdP's
@@ -20,7 +23,7 @@ from typing import Any
 
 from aiohttp import web
 
-from policies import Capability, decide_capability
+from policies import Capability, decide_capability, tenant_scope
 from streams.errors import AuthError, NotFound
 from streams.http.context import WebContext, ctx_of, run
 from streams.http.decisions import authenticate
@@ -28,7 +31,12 @@ from streams.http.decisions import authenticate
 __all__ = ["ROUTES", "CALLBACK_PATH", "page_headers"]
 
 CALLBACK_PATH = "/oidc/callback"
-_STATIC = {"qa.js": "application/javascript", "qa.css": "text/css"}
+_STATIC = {
+    "qa.js": "application/javascript",
+    "qa.css": "text/css",
+    "privacy.js": "application/javascript",
+    "privacy.css": "text/css",
+}
 _BASE_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Content-Type-Options": "nosniff",
@@ -55,6 +63,17 @@ def _read(name: str) -> bytes:
 async def index(request: web.Request) -> web.Response:
     return web.Response(
         body=_read("index.html"),
+        content_type="text/html",
+        charset="utf-8",
+        headers=page_headers(ctx_of(request)),
+    )
+
+
+async def privacy_office(request: web.Request) -> web.Response:
+    """The privacy office page (``GET /privacy``): requests by status and SLA, the
+    workflow's steps, exports, legal holds; the same CSP as the QA page."""
+    return web.Response(
+        body=_read("privacy.html"),
         content_type="text/html",
         charset="utf-8",
         headers=page_headers(ctx_of(request)),
@@ -102,7 +121,8 @@ async def whoami(request: web.Request) -> web.Response:
             "user": principal.user,
             "role": principal.role,
             "org": principal.org,
-            "tenant": principal.tenant,
+            # the tenant it acts in: the token's, else the policy's default; * for all
+            "tenant": tenant_scope(principal, policy) or "*",
             "capabilities": granted,
             "purposes": list(role.purposes) if role and granted else [],
             "blocked": blocked,
@@ -114,6 +134,7 @@ async def whoami(request: web.Request) -> web.Response:
 ROUTES = [
     web.get("/", index),
     web.get(CALLBACK_PATH, index),
+    web.get("/privacy", privacy_office),
     web.get("/static/{name}", static),
     web.get("/v1/auth/config", auth_config),
     web.get("/v1/auth/me", whoami),

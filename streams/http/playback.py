@@ -88,6 +88,8 @@ class PlaybackGrants:
         }
         if grant.assignment_id is not None:
             claims["asg"] = grant.assignment_id
+        if grant.principal.tenant is not None:
+            claims["ten"] = grant.principal.tenant
         payload = _b64(json.dumps(claims, separators=(",", ":"), sort_keys=True).encode())
         return f"pg1.{payload}.{self._keyring.sign(_DOMAIN + payload.encode())}"
 
@@ -125,6 +127,7 @@ class PlaybackGrants:
             or claims["mode"] not in _MODES
             or not (claims.get("org") is None or isinstance(claims.get("org"), str))
             or not (claims.get("asg") is None or isinstance(claims.get("asg"), str))
+            or not (claims.get("ten") is None or isinstance(claims.get("ten"), str))
         ):
             raise AuthError("grant-malformed", "grant fields missing or of the wrong type")
         if now.timestamp() >= exp:
@@ -132,7 +135,12 @@ class PlaybackGrants:
         if claims["rid"] != recording_id:
             raise AuthError("grant-recording", "the grant is for another recording")
         return PlaybackGrant(
-            principal=Principal(user=claims["sub"], role=claims["role"], org=claims.get("org")),
+            principal=Principal(
+                user=claims["sub"],
+                role=claims["role"],
+                org=claims.get("org"),
+                tenant=claims.get("ten"),
+            ),
             recording_id=claims["rid"],
             purpose=claims["pur"],
             mode=claims["mode"],

@@ -48,6 +48,7 @@ from streams.http.decisions import (
     count_decision,
     draft,
     recording_row,
+    scope_of,
 )
 from streams.http.params import query_int, query_text, query_when, recording_id_of
 
@@ -184,9 +185,16 @@ async def list_recordings(request: web.Request) -> web.Response:
         )
     if purpose is not None and policy.purposes[purpose].tag_bound:
         filters["purpose"] = purpose
+    own = scope_of(request, principal)
+    # A tenant lists its own recordings only; a filter naming another finds none.
+    foreign = own is not None and filters["tenant"] not in (None, own)
+    if own is not None:
+        filters["tenant"] = own
 
     def scan() -> tuple[list[tuple[RecordingRow, list[str]]], str | None]:
         found: list[tuple[RecordingRow, list[str]]] = []
+        if foreign:
+            return found, None
         after, scanned = cursor, 0
         batch = min(1000, max(100, 2 * limit))
         while scanned < _MAX_SCAN:

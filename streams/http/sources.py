@@ -25,6 +25,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
+from policies import in_tenant
 from storage.catalog.audit import AuditDraft
 from storage.errors import LandingError
 from storage.landing import SIDECAR_SUFFIX
@@ -96,7 +97,7 @@ async def post_s3_events(request: web.Request) -> web.Response:
                 raise refuse(
                     SourceReason.UNKNOWN_SOURCE, "no S3 source covers an object named", status=403
                 )
-            if principal.tenant is not None and principal.tenant != binding.defaults.tenant:
+            if not in_tenant(principal, binding.defaults.tenant, ctx.services.policy):
                 raise refuse(
                     SourceReason.TENANT_MISMATCH,
                     "an object named lies under another tenant's source",

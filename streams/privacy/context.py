@@ -122,6 +122,7 @@ class PrivacyContext:
                 reason=request.kind,
                 details={
                     "request_id": request.request_id,
+                    "tenant": request.tenant,
                     "subject_ref": request.subject_ref,
                     **details,
                 },

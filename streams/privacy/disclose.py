@@ -38,6 +38,42 @@ def _rows_json(rows: list[RecordingRow], held: Mapping[str, Any]) -> list[dict[s
     ]
 
 
+def _withheld(row: RecordingRow, reason: str, held: Mapping[str, Any]) -> dict[str, str]:
+    """Why a stored recording is not exported, in words an officer can pass on: a
+    recording a legal hold keeps is restricted to legal disclosure (an erasure waits)."""
+    if row.recording_id in held and reason == "recording-restricted":
+        return {
+            "recording_id": row.recording_id,
+            "reason": "legal-hold",
+            "note": "kept under a legal hold and restricted to legal disclosure until it "
+            "is released; ask the privacy office's counsel",
+        }
+    if reason == "recording-restricted":
+        return {
+            "recording_id": row.recording_id,
+            "reason": reason,
+            "note": "the customer asked to stop using it",
+        }
+    return {"recording_id": row.recording_id, "reason": reason}
+
+
+def _summary(
+    rows: list[RecordingRow], exported: list[dict[str, Any]], withheld: list[dict[str, str]]
+) -> str:
+    """``exported 0 of 7 stored recordings (7 withheld: legal-hold 7); 1 not stored``."""
+    stored = sum(1 for row in rows if row.state is RecordingState.STORED)
+    text = f"exported {len(exported)} of {stored} stored recordings"
+    if withheld:
+        counts: dict[str, int] = {}
+        for item in withheld:
+            counts[item["reason"]] = counts.get(item["reason"], 0) + 1
+        why = ", ".join(f"{reason} {n}" for reason, n in sorted(counts.items()))
+        text += f" ({len(withheld)} withheld: {why})"
+    if len(rows) > stored:
+        text += f"; {len(rows) - stored} no longer stored (expired or erased)"
+    return text
+
+
 class DiscloseHandler(BaseHandler):
     """``disclose``: a listing, WAV files and ``manifest.json`` under the export root
     (``<data_dir>/exports/<request_id>/``)."""
@@ -47,7 +83,9 @@ class DiscloseHandler(BaseHandler):
         held = self.ctx.holds.holds_for(rows)
         folder = self.ctx.services.config.data_dir / "exports" / request.request_id
         officer = Principal(
-            user=request.verified_by or request.requested_by, role="compliance-officer"
+            user=request.decided_by or request.verified_by or request.requested_by,
+            role="compliance-officer",
+            tenant=request.tenant,  # the request's tenant, never another's recordings
         )
         access = AccessRequest("download", "customer-disclosure", reference=request.request_id)
         exported: list[dict[str, Any]] = []
@@ -58,7 +96,7 @@ class DiscloseHandler(BaseHandler):
                 continue
             decision = decide_access(officer, access, facts_of(row), self.ctx.policy, now)
             if not decision.allowed:
-                withheld.append({"recording_id": row.recording_id, "reason": str(decision.reason)})
+                withheld.append(_withheld(row, str(decision.reason), held))
                 continue
             try:
                 audio = self.ctx.keys.open_recording(self.ctx.vault.get(row.object_key))
@@ -123,6 +161,7 @@ class DiscloseHandler(BaseHandler):
             "recordings": listing,
             "exported": exported,
             "withheld": withheld,
+            "summary": _summary(rows, exported, withheld),
             "export_dir": str(folder) if rows else None,
         }
         return self.ctx.store.update(

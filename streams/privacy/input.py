@@ -25,6 +25,7 @@ __all__ = [
     "RequestInput",
     "parse_privacy_request",
     "parse_time",
+    "parse_identity",
 ]
 
 #: Every request type, as the ``type`` field spells it.
@@ -47,6 +48,9 @@ class RequestInput:
     verification_method: str | None
     verified_at: datetime | None
     received_at: datetime
+    #: Approve at once (the filer's decision) when the identity is verified already;
+    #: ``"approve": false`` leaves a verified request for another officer to decide.
+    approve: bool = True
     #: The kind-specific fields its handler validated (``read_input``), raw values.
     kind_input: dict[str, Any] = field(default_factory=dict)
     recording_ids: tuple[str, ...] | None = None
@@ -70,6 +74,33 @@ def parse_time(value: Any, name: str) -> datetime:
         return parse_instant(value)
     except ValueError as exc:  # year 1 with a positive offset cannot move to UTC
         raise PrivacyRequestRejected("bad-field", f"{name}: {exc}") from None
+
+
+def parse_identity(identity: Any, *, now: datetime) -> tuple[str, str, datetime]:
+    """``{verified_by, method[, verified_at]}`` -> (verified_by, method, verified_at).
+
+    Raises:
+        PrivacyRequestRejected: ``identity-not-verified``, ``missing-field``, ``bad-field``.
+    """
+    if not isinstance(identity, dict):
+        raise PrivacyRequestRejected(
+            "identity-not-verified", "send {verified_by, method[, verified_at]}"
+        )
+    verified_by = _text(identity, "verified_by", limit=128)
+    if not _USER.match(verified_by):
+        raise PrivacyRequestRejected("bad-field", "verified_by must be a user id")
+    method = identity.get("method")
+    if method not in VERIFICATION_METHODS:
+        raise PrivacyRequestRejected(
+            "identity-not-verified",
+            f"method must be one of {', '.join(VERIFICATION_METHODS)}",
+        )
+    verified_at = (
+        parse_time(identity["verified_at"], "verified_at") if "verified_at" in identity else now
+    )
+    if verified_at > now + timedelta(minutes=5):
+        raise PrivacyRequestRejected("bad-field", "verified_at is in the future")
+    return verified_by, str(method), verified_at
 
 
 def _text(data: Mapping[str, Any], name: str, *, limit: int = 256) -> str:
@@ -117,30 +148,17 @@ def parse_privacy_request(data: Any, *, now: datetime) -> RequestInput:
     received_at = parse_time(data["received_at"], "received_at") if "received_at" in data else now
     if received_at > now + timedelta(minutes=5):
         raise PrivacyRequestRejected("bad-field", "received_at is in the future")
-    verified_by = method = None
+    verified_by: str | None = None
+    method: str | None = None
     verified_at: datetime | None = None
     identity = data.get("identity_verification")
-    if handler.needs_identity or identity is not None:
-        if not isinstance(identity, dict):
-            raise PrivacyRequestRejected(
-                "identity-not-verified",
-                "identity_verification {verified_by, method} is required: the customer's "
-                "identity must be verified before a request is handled",
-            )
-        verified_by = _text(identity, "verified_by", limit=128)
-        if not _USER.match(verified_by):
-            raise PrivacyRequestRejected("bad-field", "verified_by must be a user id")
-        method = identity.get("method")
-        if method not in VERIFICATION_METHODS:
-            raise PrivacyRequestRejected(
-                "identity-not-verified",
-                f"identity_verification.method must be one of {', '.join(VERIFICATION_METHODS)}",
-            )
-        verified_at = (
-            parse_time(identity["verified_at"], "identity_verification.verified_at")
-            if "verified_at" in identity
-            else now
-        )
+    approve = data.get("approve", True)
+    if not isinstance(approve, bool):
+        raise PrivacyRequestRejected("bad-field", "approve must be true or false")
+    if identity is not None:
+        # Without it a customer's request is stored ``received``: nothing is done until
+        # an officer verifies the identity (``verify``) and approves it.
+        verified_by, method, verified_at = parse_identity(identity, now=now)
     kind_input = handler.read_input(data, customer_ref)
     recording_ids = None
     if "recording_ids" in data:
@@ -164,6 +182,7 @@ def parse_privacy_request(data: Any, *, now: datetime) -> RequestInput:
         verification_method=method,
         verified_at=verified_at,
         received_at=received_at,
+        approve=approve,
         kind_input=kind_input,
         recording_ids=recording_ids,
     )

@@ -19,11 +19,17 @@ What a caller may rely on:
   billing system and needs ``terminated_at`` instead.
 - The customer reference is turned into the pseudonymous ``subject_ref`` at once
   (``KeyService.subject_ref``) and never stored or audited in clear.
-- :meth:`PrivacyService.submit` stores the request (status ``received``, due
-  ``received_at + policy.request_response_days``), processes it, and returns it with
-  its status, progress and result. Re-submitting the same ``request_id`` returns the
-  stored request; one that ``failed`` is processed again and continues where it
-  stopped (every step is idempotent).
+- The workflow (:mod:`storage.catalog.requests`): ``received`` -> ``verified`` ->
+  ``approved`` | ``refused`` (closed reasons :class:`policies.RefusalReason` and a
+  note) -> ``executing`` -> ``completed`` | ``held`` | ``failed``, each step with its
+  time and who took it. :meth:`PrivacyService.submit` stores the request, due
+  ``received_at + policy.request_days(kind)`` (the SLA per kind), ``received`` without
+  an identity verification, else ``verified`` and (unless ``"approve": false``)
+  approved by its filer and carried out at once; :meth:`~PrivacyService.verify`,
+  :meth:`~PrivacyService.approve` and :meth:`~PrivacyService.refuse` take the other
+  steps. Re-submitting the same ``request_id`` returns the stored request; one that
+  ``failed`` is processed again and continues where it stopped (every step is
+  idempotent). Only approved requests are ever carried out.
 - ``erase``: a legal hold wins (policies.erasure_decision). Without holds: the subject
   key is destroyed first (crypto-shredding: every copy, backup and old version of
   every recording of the customer becomes unreadable at that instant), then every
@@ -34,8 +40,8 @@ What a caller may rely on:
   need it) and the request is ``held``; :meth:`PrivacyService.resume_held` (run by
   every sweep) finishes it once the holds are released.
 - **Resuming**: :meth:`PrivacyService.resume_held` (every sweep, so also at worker
-  start) also processes again every request left ``received``, ``in-progress`` (a
-  crash inside processing) or ``failed``, and every request that still has deletion
+  start) also processes again every approved request left ``approved``, ``executing``
+  (a crash inside processing) or ``failed``, and every request that still has deletion
   intents, after deleting objects an interrupted correction superseded. Every request
   type is idempotent: erase continues from its intents (receipts once), restrict and
   lift set only what differs, disclose writes its export again (a release already in
@@ -70,14 +76,17 @@ from datetime import timedelta
 from typing import Any
 
 from callvault.errors import CallvaultError
+from policies import RefusalReason
 from storage.catalog import AuditDraft, PrivacyRequest, PrivacyRequestStore, RequestStatus
-from storage.errors import PrivacyRequestNotFound
+from storage.catalog.audit import check_details
+from storage.catalog.requests import RUNNABLE_STATUSES
+from storage.errors import PrivacyRequestError, PrivacyRequestNotFound
 from storage.types import RecordingState
 from storage.vault import Vault
 from streams.errors import PrivacyRequestRejected
 from streams.metrics import Metrics
 from streams.privacy.context import PrivacyContext, RequestHandler
-from streams.privacy.input import parse_privacy_request
+from streams.privacy.input import parse_identity, parse_privacy_request
 from streams.privacy.kinds import RequestKind, handler_class
 from streams.retention import RetentionService
 from streams.services import Services
@@ -129,7 +138,13 @@ class PrivacyService:
 
     # -- filing -----------------------------------------------------------------------------
     def submit(self, data: Any, *, requested_by: str) -> PrivacyRequest:
-        """Validate, store and carry out a request; return it with its outcome.
+        """Validate and store a request; carry it out when it is approved at filing.
+
+        A request without ``identity_verification`` stays ``received`` (then
+        :meth:`verify`, :meth:`approve` or :meth:`refuse`); with it, it is ``verified``
+        and, unless the body says ``"approve": false``, approved by its filer and carried
+        out at once (what a request filed before the workflow did). ``contract-terminated``
+        (from billing, no identity to verify) is always approved at filing.
 
         Raises:
             PrivacyRequestRejected: the request is malformed (nothing is stored).
@@ -139,27 +154,37 @@ class PrivacyService:
         ctx = self.ctx
         now = ctx.clock()
         parsed = parse_privacy_request(data, now=now)
+        handler = self.handler(parsed.kind)
         subject_ref = ctx.keys.subject_ref(parsed.tenant, parsed.customer_ref)
-        params: dict[str, Any] = self.handler(parsed.kind).stored_params(
-            parsed.tenant, parsed.kind_input
-        )
+        params: dict[str, Any] = handler.stored_params(parsed.tenant, parsed.kind_input)
         if parsed.recording_ids is not None:
             params["recording_ids"] = list(parsed.recording_ids)
+        verified = parsed.verified_at is not None or not handler.needs_identity
+        approved = verified and (parsed.approve or not handler.needs_identity)
+        status = (
+            RequestStatus.APPROVED
+            if approved
+            else RequestStatus.VERIFIED
+            if parsed.verified_at is not None
+            else RequestStatus.RECEIVED
+        )
         request, created = ctx.store.create(
             PrivacyRequest(
                 request_id=parsed.request_id,
                 kind=parsed.kind.value,
                 tenant=parsed.tenant,
                 subject_ref=subject_ref,
-                status=RequestStatus.RECEIVED,
+                status=status,
                 requested_by=requested_by,
                 verified_by=parsed.verified_by,
                 verification_method=parsed.verification_method,
                 verified_at=parsed.verified_at,
                 received_at=parsed.received_at,
-                due_at=parsed.received_at + timedelta(days=ctx.policy.request_response_days),
+                due_at=parsed.received_at + timedelta(days=ctx.policy.request_days(parsed.kind)),
                 updated_at=now,
                 params=params,
+                decided_by=requested_by if approved else None,
+                decided_at=now if approved else None,
             )
         )
         if created:
@@ -177,16 +202,97 @@ class PrivacyService:
                         "verified_by": parsed.verified_by,
                         "verification_method": parsed.verification_method,
                         "due_at": request.due_at.isoformat(),
+                        "status": status.value,
                     },
                 )
             )
+            if approved:
+                ctx.audit(
+                    request, "privacy.approved", "ok", {"by": requested_by, "at_filing": True}
+                )
         elif request.subject_ref != subject_ref or request.kind != parsed.kind:
             raise PrivacyRequestRejected(
                 "request-id-reused", f"request {request.request_id} exists for another request"
             )
-        if request.status in (RequestStatus.COMPLETED, RequestStatus.HELD):
+        if request.status not in RUNNABLE_STATUSES:
             return request
         return self.process(request)
+
+    # -- the workflow: verify, approve, refuse ----------------------------------------------
+    def verify(self, request_id: str, identity: Any, *, by: str) -> PrivacyRequest:
+        """Record the customer's verified identity (``{verified_by, method[, verified_at]}``):
+        ``received`` -> ``verified``; audited ``privacy.verified``.
+
+        Raises:
+            PrivacyRequestNotFound: no such request.
+            PrivacyRequestRejected: a malformed verification, or ``wrong-status``.
+            CallvaultError: the catalog failed.
+        """
+        ctx = self.ctx
+        verified_by, method, verified_at = parse_identity(identity, now=ctx.clock())
+        request = ctx.store.get(request_id)
+        try:
+            done = ctx.store.verify(
+                request, verified_by=verified_by, method=method, verified_at=verified_at
+            )
+        except PrivacyRequestError as exc:
+            raise PrivacyRequestRejected("wrong-status", str(exc)) from None
+        ctx.audit(done, "privacy.verified", "ok", {"by": by, "verified_by": verified_by,
+                                                   "verification_method": method})  # fmt: skip
+        self.refresh_gauges()
+        return done
+
+    def approve(self, request_id: str, *, by: str) -> PrivacyRequest:
+        """Approve a verified request and carry it out (``approved`` -> ``executing`` ->
+        ``completed`` | ``held``); audited ``privacy.approved``.
+
+        Raises:
+            PrivacyRequestNotFound: no such request.
+            PrivacyRequestRejected: ``wrong-status`` (not verified, or decided already).
+            CallvaultError: an infrastructure failure (the request is left ``failed``).
+        """
+        ctx = self.ctx
+        request = ctx.store.get(request_id)
+        try:
+            approved = ctx.store.decide(request, by=by)
+        except PrivacyRequestError as exc:
+            raise PrivacyRequestRejected("wrong-status", str(exc)) from None
+        ctx.audit(approved, "privacy.approved", "ok", {"by": by})
+        return self.process(approved)
+
+    def refuse(self, request_id: str, *, by: str, reason: str, note: str) -> PrivacyRequest:
+        """Refuse a request that is not yet approved, for one of the closed reasons
+        (:class:`policies.RefusalReason`) with a note (kept with the request, never in the
+        audit log, which records the reason and the note's length); final.
+
+        Raises:
+            PrivacyRequestNotFound: no such request.
+            PrivacyRequestRejected: ``bad-field`` (reason not in the list, no note, a note
+                longer than 1000 characters), ``wrong-status``.
+            AuditError: the note looks like personal data (an e-mail, a phone number).
+            CallvaultError: the catalog failed.
+        """
+        ctx = self.ctx
+        if reason not in set(RefusalReason):
+            known = ", ".join(RefusalReason)
+            raise PrivacyRequestRejected(
+                "bad-field", f"refusal reason must be one of {known}, got {reason!r}"
+            )
+        if not isinstance(note, str) or not note.strip():
+            raise PrivacyRequestRejected("bad-field", "a refusal needs a note saying why")
+        note = note.strip()
+        if len(note) > 1000:
+            raise PrivacyRequestRejected("bad-field", "the note is longer than 1000 characters")
+        check_details({"note": note})  # AuditError: it looks like personal data
+        request = ctx.store.get(request_id)
+        try:
+            refused = ctx.store.decide(request, by=by, refusal_reason=reason, note=note)
+        except PrivacyRequestError as exc:
+            raise PrivacyRequestRejected("wrong-status", str(exc)) from None
+        ctx.audit(refused, "privacy.refused", "ok", {"by": by, "refusal_reason": reason,
+                                                     "note_chars": len(note)})  # fmt: skip
+        self.refresh_gauges()
+        return refused
 
     def get(self, request_id: str) -> PrivacyRequest:
         """The stored request.
@@ -203,8 +309,10 @@ class PrivacyService:
             CallvaultError: an infrastructure failure (the request is left ``failed``).
         """
         ctx = self.ctx
+        if request.status not in (*RUNNABLE_STATUSES, RequestStatus.HELD):
+            return request  # not approved (or refused, or done): nothing to carry out
         handler = self.handler(request.kind)
-        request = ctx.store.update(request, status=RequestStatus.IN_PROGRESS)
+        request = ctx.store.update(request, status=RequestStatus.EXECUTING)
         try:
             done = handler.execute(request)
         except CallvaultError as exc:
@@ -245,10 +353,7 @@ class PrivacyService:
                 pending.append(self.ctx.store.get(request_id))
             except PrivacyRequestNotFound:
                 log.error("deletion intents of unknown privacy request %s", request_id)
-        stuck = self.ctx.store.list_requests(
-            statuses=(RequestStatus.RECEIVED, RequestStatus.IN_PROGRESS, RequestStatus.FAILED),
-            limit=1000,
-        )
+        stuck = self.ctx.store.list_requests(statuses=RUNNABLE_STATUSES, limit=1000)
         seen: set[str] = set()
         for request in [*stuck, *pending]:
             if request.request_id in seen:

@@ -342,7 +342,7 @@ def test_the_player_names_lanes_and_marks_pci_pauses_from_the_metadata(
     real recording's metadata plus those two fields, as issue 11 will serve them."""
     from selenium.webdriver.common.by import By
 
-    token = env.token("rita", "qa-reviewer")
+    token = env.token("rita", "qa-reviewer", tenant="acme")
     meta = env.get("/v1/recordings/rec-conn-1", token=token).json()
     assert "channel_roles" not in meta  # the fallback the page shows today: channel count only
     grant = env.request(

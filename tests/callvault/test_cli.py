@@ -41,9 +41,31 @@ def test_token_issue_prints_a_token_that_verifies(env: dict[str, str]) -> None:
     assert (principal.user, principal.role) == ("alice", "qa-reviewer")
 
 
+def test_token_issue_names_the_tenant(env: dict[str, str]) -> None:
+    from callvault.services import build_services
+    from streams.http.auth import local_tokens
+
+    services = build_services(load_settings(env))
+    tokens = local_tokens(services.keyring, services.policy)
+    try:
+        for args, tenant in (
+            (["--role", "qa-reviewer", "--tenant", "globex"], "globex"),
+            (["--role", "operator", "--tenant", "*"], "*"),
+            (["--role", "qa-reviewer"], None),  # the policy's default tenant
+        ):
+            code, out = run(env, "token", "issue", "--user", "alice", *args)
+            assert code == 0, out
+            principal = tokens.verify(out.strip().splitlines()[-1], datetime.now(UTC))
+            assert principal.tenant == tenant
+    finally:
+        services.close()
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
+        (["--role", "qa-reviewer", "--tenant", "*"], "may not span tenants"),
+        (["--role", "qa-reviewer", "--tenant", "Bad Tenant"], "tenant 'Bad Tenant' must match"),
         (["--role", "admin"], "unknown role 'admin'"),
         (["--role", "qa-reviewer", "--ttl", "forever"], "must look like 30m, 8h or 2d"),
         (["--role", "qa-reviewer", "--ttl", "90d"], "longer than 30 days"),
@@ -106,3 +128,17 @@ def test_config_reference_lists_every_variable(env: dict[str, str]) -> None:
         "CALLVAULT_LANDING_ROOTS",
     ):
         assert f"`{name}`" in out
+
+
+def test_policy_clauses_prints_status_mechanism_and_tests_per_clause(env: dict[str, str]) -> None:
+    code, out = run(env, "policy", "clauses")
+    assert code == 0
+    block = out.split("[management.safety]")[1].split("\n\n")[0]
+    assert block.splitlines()[0].endswith("(enforced)")
+    assert "mechanism: Against unauthorized access" in block
+    assert "    tests/storage/test_envelope.py::test_every_single_bit_flip_is_detected" in block
+    assert (
+        "    tests/storage/test_audit.py::test_forged_row_inserted_in_the_middle_is_named" in block
+    )
+    assert "[contact] Contact information (organizational)" in out
+    assert out.strip().splitlines()[-1] == "30 clauses: 25 enforced, 5 organizational"

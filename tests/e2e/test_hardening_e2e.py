@@ -175,7 +175,9 @@ def test_every_file_the_worker_creates_is_private(
         {**landed_call(services, "private-1", audio, write=False), "audio": {"format": "wav"}}
     ).encode()
     body, content_type = multipart_upload(meta, audio)
-    token = cli(env, "token", "issue", "--user", "pbx-1", "--role", "telephony").stdout.strip()
+    token = cli(
+        env, "token", "issue", "--user", "pbx-1", "--role", "telephony", "--tenant", "demo"
+    ).stdout.strip()
     import urllib.request
 
     request = urllib.request.Request(

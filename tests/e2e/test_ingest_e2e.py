@@ -31,6 +31,7 @@ def _audit_actions(services) -> Counter[str]:  # type: ignore[no-untyped-def]
     return Counter(entry.action for entry in services.audit.iter_entries())
 
 
+@pytest.mark.clause("collection.no-harmful")
 def test_mixed_batch_ends_in_exactly_the_expected_state(
     env: dict[str, str], worker: WorkerProcess, kafka_broker: EmbeddedBroker
 ) -> None:

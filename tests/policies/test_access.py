@@ -32,6 +32,7 @@ TELEPHONY = Principal("pbx-1", "telephony")
 QA_PLAY = AccessRequest("play", "quality-improvement", justification="QA-2026-311 coaching")
 
 
+@pytest.mark.clause("purpose.3-improvement")
 def test_qa_reviewer_may_play_for_quality_improvement(
     policy: Policy, facts: Facts, now: datetime
 ) -> None:
@@ -43,6 +44,7 @@ def test_qa_reviewer_may_play_for_quality_improvement(
     assert decide_access(REVIEWER, download, facts(), policy, now).allowed
 
 
+@pytest.mark.clause("purpose.4-requests")
 def test_supervisor_may_play_for_customer_response(
     policy: Policy, facts: Facts, now: datetime
 ) -> None:
@@ -56,6 +58,7 @@ def test_supervisor_may_play_for_customer_response(
 
 
 @pytest.mark.parametrize("justification", [None, "", "   "])
+@pytest.mark.clause("purpose.necessary-range")
 def test_quality_review_needs_a_justification(
     policy: Policy, facts: Facts, now: datetime, justification: str | None
 ) -> None:
@@ -65,12 +68,14 @@ def test_quality_review_needs_a_justification(
     assert decision.rule == "access:justification"
 
 
+@pytest.mark.clause("purpose.limitation")
 def test_audio_without_a_purpose_is_denied(policy: Policy, facts: Facts, now: datetime) -> None:
     for principal in (SUPERVISOR, REVIEWER, VENDOR, COMPLIANCE):
         decision = decide_access(principal, AccessRequest("play"), facts(), policy, now)
         assert (decision.decision, decision.reason) == (Decision.DENY, Reason.NO_PURPOSE)
 
 
+@pytest.mark.clause("purpose.limitation")
 def test_audio_for_a_purpose_the_recording_was_not_tagged_with_is_denied(
     policy: Policy, facts: Facts, now: datetime
 ) -> None:
@@ -84,6 +89,7 @@ def test_audio_for_a_purpose_the_recording_was_not_tagged_with_is_denied(
 
 
 @pytest.mark.parametrize("purpose", ["sales-promotion", "contract-confirmation", "marketing"])
+@pytest.mark.clause("purpose.1-contracts", "purpose.2-sales")
 def test_purposes_outside_the_policy_are_denied(
     policy: Policy, facts: Facts, now: datetime, purpose: str
 ) -> None:
@@ -105,6 +111,7 @@ def test_purposes_outside_the_policy_are_denied(
         (datetime(2028, 1, 1, tzinfo=UTC), False),  # end is exclusive
     ],
 )
+@pytest.mark.clause("entrustment")
 def test_vendor_needs_a_live_contract(
     policy: Policy, facts: Facts, at: datetime, allowed: bool
 ) -> None:
@@ -124,6 +131,7 @@ def test_vendor_needs_a_live_contract(
 @pytest.mark.parametrize(
     ("org", "reason"), [(None, Reason.NO_ORG), ("", Reason.NO_ORG), ("evil-qa", Reason.UNKNOWN_ORG)]
 )
+@pytest.mark.clause("entrustment")
 def test_vendor_without_a_known_org_is_denied(
     policy: Policy, facts: Facts, now: datetime, org: str | None, reason: Reason
 ) -> None:
@@ -132,6 +140,7 @@ def test_vendor_without_a_known_org_is_denied(
     assert (decision.decision, decision.reason) == (Decision.DENY, reason)
 
 
+@pytest.mark.clause("third-party")
 def test_legal_disclosure_needs_basis_and_reference(
     policy: Policy, facts: Facts, now: datetime
 ) -> None:
@@ -153,6 +162,7 @@ def test_legal_disclosure_needs_basis_and_reference(
 
 
 @pytest.mark.parametrize("basis", ["consent", "protect-life-body-property", "legal-requirement"])
+@pytest.mark.clause("third-party.1-consent", "third-party.2-vital", "third-party.3-law")
 def test_each_legal_basis_of_the_closed_list_is_accepted(
     policy: Policy, facts: Facts, now: datetime, basis: str
 ) -> None:
@@ -162,6 +172,7 @@ def test_each_legal_basis_of_the_closed_list_is_accepted(
     assert basis in policy.legal_bases
 
 
+@pytest.mark.clause("requests.confirmation")
 def test_customer_disclosure_needs_a_reference(policy: Policy, facts: Facts, now: datetime) -> None:
     without = AccessRequest("download", "customer-disclosure")
     decision = decide_access(COMPLIANCE, without, facts(), policy, now)
@@ -171,6 +182,7 @@ def test_customer_disclosure_needs_a_reference(policy: Policy, facts: Facts, now
     assert not decide_access(SUPERVISOR, with_ref, facts(), policy, now).allowed
 
 
+@pytest.mark.clause("requests.cessation")
 def test_restricted_recording_is_only_released_for_legal_disclosure(
     policy: Policy, facts: Facts, now: datetime
 ) -> None:
@@ -209,6 +221,7 @@ def test_a_held_recording_is_still_usable(policy: Policy, facts: Facts, now: dat
     assert decide_access(REVIEWER, QA_PLAY, facts(held=True), policy, now).allowed
 
 
+@pytest.mark.clause("requests.identity")
 def test_only_compliance_handles_privacy_requests(policy: Policy, now: datetime) -> None:
     for capability in ("privacy-requests", "manage-holds", "read-audit"):
         allowed = {
@@ -240,6 +253,7 @@ def test_capabilities_of_each_role(policy: Policy, now: datetime) -> None:
     assert (ingest.decision, ingest.rule) == (Decision.ALLOW, "role:telephony")
 
 
+@pytest.mark.clause("management.safety")
 def test_operator_and_telephony_never_get_audio(
     policy: Policy, facts: Facts, now: datetime
 ) -> None:
@@ -334,3 +348,29 @@ def test_rate_limit_for(policy: Policy) -> None:
     assert policy.rate_limit_for("qa-reviewer") == 60
     assert policy.rate_limit_for("operator") is None
     assert policy.rate_limit_for("no-such-role") is None
+
+
+@pytest.mark.clause("management.safety")
+def test_tenants_cannot_see_each_other(policy: Policy, facts: Facts, now: datetime) -> None:
+    from policies import ALL_TENANTS, tenant_scope
+
+    globex = facts(tenant="globex")
+    play = AccessRequest("play", "quality-improvement", justification="QA-1")
+    own = Principal("quinn", "qa-reviewer", tenant="globex")
+    other = Principal("quinn", "qa-reviewer", tenant="acme")
+    legacy = Principal("quinn", "qa-reviewer")  # a token naming no tenant: the default
+    assert decide_access(own, play, globex, policy, now).allowed
+    for stranger in (other, legacy):
+        denied = decide_access(stranger, play, globex, policy, now)
+        assert (denied.reason, denied.rule) == (Reason.TENANT_MISMATCH, "access:tenant")
+        listed = decide_access(stranger, AccessRequest("metadata"), globex, policy, now)
+        assert listed.reason is Reason.TENANT_MISMATCH
+    assert tenant_scope(legacy, policy) == policy.default_tenant == "acme"
+    # Only a role the policy lets span tenants may hold a token for every tenant.
+    spanning = Principal("cora", "compliance-officer", tenant=ALL_TENANTS)
+    denied = decide_access(spanning, AccessRequest("metadata"), globex, policy, now)
+    assert (denied.reason, denied.rule) == (Reason.TENANT_SPAN_NOT_ALLOWED, "access:tenant")
+    assert not decide_capability(spanning, "read-audit", policy, now).allowed
+    operator = Principal("otto", "operator", tenant=ALL_TENANTS)
+    assert decide_capability(operator, "view-metrics", policy, now).allowed
+    assert tenant_scope(operator, policy) is None

@@ -1,5 +1,5 @@
-"""Every combination of role x purpose x action x recording state x restriction x hold x
-tags x contract state x evidence, checked against an explicit allow-list.
+"""Every combination of role x tenant x purpose x action x recording state x restriction x
+hold x tags x contract state x evidence, checked against an explicit allow-list.
 
 The allow-list below is written out by hand from the privacy policy, not derived
 from the implementation: a grant anywhere outside it (or a denial inside it) fails.
@@ -10,6 +10,8 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 from datetime import UTC, datetime
+
+import pytest
 
 from policies import (
     LEGAL_BASES,
@@ -59,6 +61,17 @@ CONTRACTS = {
     "no-org": (None, datetime(2026, 11, 25, 12, tzinfo=UTC)),
     "unknown-org": ("shadow-qa", datetime(2026, 11, 25, 12, tzinfo=UTC)),
 }
+# (principal's token tenant, recording's tenant); the shipped policy's default tenant
+# is acme (a token naming none acts there); "*" spans tenants, which only operator may
+# hold (and operator never gets a recording).
+TENANTS = {
+    "own-default": (None, "acme"),
+    "foreign-default": (None, "globex"),
+    "own": ("globex", "globex"),
+    "foreign": ("globex", "acme"),
+    "span": ("*", "globex"),
+}
+SPANS_TENANTS = {"operator"}
 JUSTIFICATIONS = [None, "QA-2026-311"]
 LEGAL_BASIS_VALUES = [None, "consent", "astrology"]
 REFERENCES = [None, "CASE-9"]
@@ -71,8 +84,14 @@ def expected_allow(
     recording: RecordingFacts,
     contract: str,
     evidence: dict[str, str | None],
+    token_tenant: str | None = None,
 ) -> bool:
     if role not in ROLES[:4]:
+        return False
+    if token_tenant == "*":
+        if role not in SPANS_TENANTS:
+            return False
+    elif (token_tenant or "acme") != recording.tenant:
         return False
     if role == "qa-vendor" and contract != "live":
         return False
@@ -100,15 +119,19 @@ def expected_allow(
     return True
 
 
+@pytest.mark.clause("management.safety", "purpose.limitation")
 def test_no_combination_outside_the_allow_list_is_granted(
     policy: Policy, facts: Callable[..., RecordingFacts]
 ) -> None:
-    recordings = [
-        facts(state=state, restricted=restricted, held=held, purposes=tags)
-        for state, restricted, held, tags in itertools.product(
-            STATES, (False, True), (False, True), TAGS
-        )
-    ]
+    recordings = {
+        tenant: [
+            facts(state=state, restricted=restricted, held=held, purposes=tags, tenant=tenant)
+            for state, restricted, held, tags in itertools.product(
+                STATES, (False, True), (False, True), TAGS
+            )
+        ]
+        for tenant in ("acme", "globex")
+    }
     requests = [
         (purpose, action, AccessRequest(action, purpose, justification, basis, reference))
         for purpose, action, justification, basis, reference in itertools.product(
@@ -117,30 +140,35 @@ def test_no_combination_outside_the_allow_list_is_granted(
     ]
     mismatches: list[str] = []
     granted_pairs: set[tuple[str, str]] = set()
+    granted_tenancy: set[str] = set()
     checked = 0
-    for role_name, (contract, (org, now)) in itertools.product(
-        [*ROLES, "intruder"], CONTRACTS.items()
-    ):
-        principal = Principal("u1", role_name, org)
+    for role_name, (contract, (org, now)), (
+        tenancy,
+        (token_tenant, rec_tenant),
+    ) in itertools.product([*ROLES, "intruder"], CONTRACTS.items(), TENANTS.items()):
+        principal = Principal("u1", role_name, org, token_tenant)
         for purpose, action, request in requests:
             evidence = {
                 "justification": request.justification,
                 "legal_basis": request.legal_basis,
                 "reference": request.reference,
             }
-            for recording in recordings:
+            for recording in recordings[rec_tenant]:
                 checked += 1
                 decision = decide_access(principal, request, recording, policy, now)
-                want = expected_allow(role_name, purpose, action, recording, contract, evidence)
+                want = expected_allow(
+                    role_name, purpose, action, recording, contract, evidence, token_tenant
+                )
                 if decision.allowed != want:
                     mismatches.append(
-                        f"{role_name}/{contract} {action} {purpose} {evidence} "
+                        f"{role_name}/{contract}/{tenancy} {action} {purpose} {evidence} "
                         f"{recording.state} restricted={recording.restricted} "
                         f"tags={recording.purposes}: got {decision}"
                     )
                     continue
                 assert decision.rule is not None
                 if decision.allowed:
+                    granted_tenancy.add(tenancy)
                     assert decision.reason is Reason.GRANTED
                     if action in ("play", "download"):
                         assert purpose is not None
@@ -152,10 +180,12 @@ def test_no_combination_outside_the_allow_list_is_granted(
                     assert decision.decision is Decision.DENY
                     assert decision.reason is not Reason.GRANTED
                     assert decision.rule.startswith("access:")
-    assert checked == 7 * 5 * len(requests) * len(recordings)
+    assert checked == 7 * 5 * len(TENANTS) * len(requests) * len(recordings["acme"])
     assert not mismatches, f"{len(mismatches)} mismatches, e.g.\n" + "\n".join(mismatches[:20])
     # every allow-list entry is actually reachable: the test is not vacuous
     assert granted_pairs == set(AUDIO_ALLOW_LIST)
+    # 0 wrongful grants across tenants, and grants within one's own tenant do happen
+    assert granted_tenancy == {"own-default", "own"}
 
 
 # -- evaluation assignments ----------------------------------------------------------------
@@ -208,6 +238,7 @@ def expected_with_assignment(
     return expected_allow(role, purpose, action, recording, contract, evidence)
 
 
+@pytest.mark.clause("purpose.3-improvement")
 def test_assignments_in_the_access_matrix(
     policy: Policy,
     facts: Callable[..., RecordingFacts],

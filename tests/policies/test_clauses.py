@@ -3,6 +3,7 @@ is quoted verbatim, and the tests it names exist."""
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import re
 from pathlib import Path
@@ -79,17 +80,79 @@ def test_every_rule_is_tied_to_a_clause(policy: Policy) -> None:
         assert clause_id in policy.clauses_for_rule(rule)
     non_organizational = [c for c in policy.clauses.values() if not c.organizational]
     enforced = [c for c in non_organizational if policy.rules_for_clause(c.id) or c.tests]
-    # only the clauses enforced outside policies (PCI silencing) lack both; the
-    # statistics clause lists the retention/erasure tests that prove stats survive
-    assert {c.id for c in non_organizational} - {c.id for c in enforced} == {
-        "collection.no-harmful",
+    # every clause with a mechanism has tests (PCI silencing's are storage and e2e
+    # tests; the statistics clause lists the retention/erasure tests that prove stats
+    # survive)
+    assert {c.id for c in non_organizational} - {c.id for c in enforced} == set()
+
+
+def _clause_markers() -> dict[str, set[str]]:
+    """``tests/...::test_name`` -> the clause ids of its ``@pytest.mark.clause(...)``
+    (read from the source, so the whole suite need not be collected)."""
+    found: dict[str, set[str]] = {}
+    for path in sorted((REPO / "tests").rglob("test_*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        relative = path.relative_to(REPO).as_posix()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == "pytestmark" for t in node.targets
+            ):
+                assert "clause" not in ast.unparse(node.value), (
+                    f"{relative}: mark tests one by one with @pytest.mark.clause, not pytestmark"
+                )
+            if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            for decorator in node.decorator_list:
+                if (
+                    isinstance(decorator, ast.Call)
+                    and ast.unparse(decorator.func) == "pytest.mark.clause"
+                ):
+                    ids = {ast.literal_eval(arg) for arg in decorator.args}
+                    assert ids, f"{relative}::{node.name}: clause() needs an id"
+                    found.setdefault(f"{relative}::{node.name}", set()).update(ids)
+    return found
+
+
+def test_the_clause_map_and_the_test_markers_agree(policy: Policy) -> None:
+    markers = _clause_markers()
+    mapped: dict[str, set[str]] = {}
+    for clause in policy.clauses.values():
+        for test_id in clause.tests:
+            mapped.setdefault(test_id, set()).add(clause.id)
+    unknown = {
+        t: ids - set(policy.clauses) for t, ids in markers.items() if ids - set(policy.clauses)
     }
+    assert unknown == {}, "markers naming clauses the policy does not have"
+    # every test the map lists carries the marker, and every marker is in the map
+    this = "tests/policies/test_clauses.py::test_the_clause_map_and_the_test_markers_agree"
+    markers.pop(this, None)
+    assert {t: sorted(ids) for t, ids in mapped.items()} == {
+        t: sorted(ids) for t, ids in markers.items()
+    }
+    # no clause with a mechanism is left without a test; one stripped of them is shown so
+    untested = [e.clause_id for e in clause_report(policy) if e.status == "untested"]
+    assert untested == []
+    stripped = dict(policy.clauses)
+    stripped["storage-period"] = dataclasses.replace(stripped["storage-period"], tests=())
+    report = clause_report(dataclasses.replace(policy, clauses=stripped))
+    assert [e.clause_id for e in report if e.status == "untested"] == ["storage-period"]
+    # the two clauses that only pretended: management.safety is shown by envelope,
+    # audit, rate-guard and tenant tests, not only role tests; purpose.necessary-range
+    # by a rate guard that trips, not by a config entry existing
+    safety = set(policy.clauses["management.safety"].tests)
+    for needed in ("test_envelope.py", "test_audit.py", "test_qa_audio.py", "tenant"):
+        assert any(needed in t for t in safety), needed
+    necessary = policy.clauses["purpose.necessary-range"].tests
+    assert not any("test_rate_limits_exist" in t for t in necessary)
+    assert any("rate_guard_trips" in t for t in necessary)
 
 
 def test_clause_report_text(policy: Policy) -> None:
     text = format_clause_report(clause_report(policy))
     assert "[organizational] contact - Contact information" in text
     assert "[enforced] storage-period.law" in text
+    assert "[enforced] collection.no-harmful" in text
+    assert "    tests (3):\n      tests/storage/test_audio.py::" in text
     assert "rules: retention:legal-hold" in text
     assert "rules: access:legal-basis, access:reference, purpose:legal-disclosure" in text
     assert text.splitlines()[-1].startswith(f"{len(policy.clauses)} clauses: ")

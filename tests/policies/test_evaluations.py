@@ -107,6 +107,7 @@ def test_periods() -> None:
         period_of("week", datetime(2026, 1, 1))  # naive
 
 
+@pytest.mark.clause("purpose.3-improvement")
 def test_sampling_excludes_what_may_not_be_reviewed(
     policy: Policy, facts: Callable[..., RecordingFacts], policy_variant: Callable[..., Policy]
 ) -> None:

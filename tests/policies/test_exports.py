@@ -30,7 +30,8 @@ def test_public_surface_is_pinned() -> None:
             "FormSection", "FormQuestion", "Scale", "SamplingPlan", "SamplePer", "SamplePeriod",
             "EvaluationScore", "SampleCandidate", "SampleExclusion", "score_evaluation",
             "period_of", "period_bounds", "previous_period", "sampling_exclusion",
-            "pick_sample", "balanced_reviewers",
+            "pick_sample", "balanced_reviewers", "ALL_TENANTS", "RefusalReason", "tenant_scope",
+            "in_tenant",
         ]
     )  # fmt: skip
     for name in policies.__all__:

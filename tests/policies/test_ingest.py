@@ -17,6 +17,7 @@ def ingest(policy: Policy, consent: str, purposes: Any = None) -> Any:
     return decide_ingest(consent, purposes, policy, started_at=STARTED, ended_at=ENDED)
 
 
+@pytest.mark.clause("collection.necessary-range")
 def test_declined_consent_is_not_stored(policy: Policy) -> None:
     decision = ingest(policy, "declined")
     assert (decision.store, decision.reason, decision.rule) == (
@@ -30,6 +31,7 @@ def test_declined_consent_is_not_stored(policy: Policy) -> None:
 
 
 @pytest.mark.parametrize("consent", ["notified", "granted"])
+@pytest.mark.clause("collection.fair-methods")
 def test_notified_and_granted_consent_are_stored(policy: Policy, consent: str) -> None:
     decision = ingest(policy, consent, ["quality-improvement"])
     assert decision.store is True
@@ -39,6 +41,7 @@ def test_notified_and_granted_consent_are_stored(policy: Policy, consent: str) -
     assert decision.retain_until == ENDED + timedelta(days=90)
 
 
+@pytest.mark.clause("collection.call-recording", "collection.necessary-range")
 def test_missing_purposes_default_to_the_operational_ones(policy: Policy) -> None:
     decision = ingest(policy, "notified")
     assert decision.purposes == ("customer-response", "quality-improvement")
@@ -50,6 +53,7 @@ def test_missing_purposes_default_to_the_operational_ones(policy: Policy) -> Non
 
 
 @pytest.mark.parametrize("consent", ["", "yes", "DECLINED", "unknown"])
+@pytest.mark.clause("collection.fair-methods")
 def test_unknown_consent_is_a_bad_event(policy: Policy, consent: str) -> None:
     with pytest.raises(
         PolicyInputError, match="consent must be one of notified, granted, declined"

@@ -150,6 +150,7 @@ def test_shipped_policy_is_valid() -> None:
     assert set(policy.legal_bases) == {"consent", "protect-life-body-property", "legal-requirement"}
 
 
+@pytest.mark.clause("collection.call-recording")
 def test_shipped_policy_defaults_to_the_two_operational_purposes() -> None:
     policy = load_policy()
     assert policy.default_purposes == ("customer-response", "quality-improvement")
@@ -466,6 +467,7 @@ def test_each_problem_is_reported_with_its_location(
     assert str(problem) in str(raised.value)
 
 
+@pytest.mark.clause("entrustment.selection")
 def test_organisation_problems_are_located(tmp_path: Path) -> None:
     text = MINIMAL.replace("contract_end: 2027-01-01", "contract_end: 2025-12-31").replace(
         "    confidentiality_contract: NDA-1\n", ""
@@ -478,6 +480,7 @@ def test_organisation_problems_are_located(tmp_path: Path) -> None:
     assert any("vendor-1: missing key 'confidentiality_contract'" in p for p in problems)
 
 
+@pytest.mark.clause("third-party")
 def test_disclosure_purpose_for_another_role_is_a_problem(tmp_path: Path) -> None:
     text = MINIMAL.replace(
         "    capabilities: [view-metrics]",
@@ -490,6 +493,7 @@ def test_disclosure_purpose_for_another_role_is_a_problem(tmp_path: Path) -> Non
     ]
 
 
+@pytest.mark.clause("management.safety")
 def test_audio_for_operator_or_telephony_is_a_problem(tmp_path: Path) -> None:
     text = MINIMAL.replace(
         "    capabilities: [view-metrics]",
@@ -565,3 +569,25 @@ def test_parse_policy_names_its_source() -> None:
 def test_an_invalid_class_is_not_reported_again_where_it_is_used(tmp_path: Path) -> None:
     problems = check_policy(write(tmp_path, MINIMAL.replace("days: 30", "days: 0")))
     assert [p.path for p in problems] == ["retention_classes.short.days"]
+
+
+def test_tenancy_and_request_sla_sections_are_checked(tmp_path: Path) -> None:
+    import yaml
+
+    data = yaml.safe_load(default_policy_path().read_text(encoding="utf-8"))
+    data["tenancy"]["default_tenant"] = "Not A Tenant"
+    data["privacy_requests"]["sla_days"]["gossip"] = 3
+    data["privacy_requests"]["sla_days"]["erase"] = 0
+    data["roles"]["qa-reviewer"]["spans_tenants"] = True
+    path = write(tmp_path, yaml.safe_dump(data, sort_keys=False))
+    problems = {p.path: p.message for p in check_policy(path)}
+    assert "must match" in problems["tenancy.default_tenant"], problems
+    assert "unknown request kind 'gossip'" in problems["privacy_requests.sla_days.gossip"]
+    assert "greater than zero" in problems["privacy_requests.sla_days.erase"]
+    assert "must not span tenants" in problems["roles.qa-reviewer.spans_tenants"]
+
+    data = yaml.safe_load(default_policy_path().read_text(encoding="utf-8"))
+    data["privacy_requests"]["sla_days"]["erase"] = 5
+    variant = parse_policy(yaml.safe_dump(data, sort_keys=False), "v.yaml")
+    assert variant.request_days("erase") == 5
+    assert variant.request_days("correct") == variant.request_response_days == 14

@@ -33,6 +33,7 @@ def test_operational_purposes_keep_recordings_90_days(policy: Policy) -> None:
     assert retain_until(STARTED, ENDED, retention_class, policy) == ENDED + timedelta(days=90)
 
 
+@pytest.mark.clause("storage-period")
 def test_deletion_is_due_at_exactly_retain_until(policy: Policy, facts: Facts) -> None:
     until = ENDED + timedelta(days=90)
     recording = facts(started_at=STARTED, ended_at=ENDED, retain_until=until)
@@ -44,6 +45,7 @@ def test_deletion_is_due_at_exactly_retain_until(policy: Policy, facts: Facts) -
     assert after.delete is True
 
 
+@pytest.mark.clause("storage-period.law")
 def test_hold_beats_retention(policy: Policy, facts: Facts) -> None:
     until = ENDED + timedelta(days=90)
     long_after = until + timedelta(days=400)
@@ -55,6 +57,7 @@ def test_hold_beats_retention(policy: Policy, facts: Facts) -> None:
     assert by_ids.rule == "retention:legal-hold"
 
 
+@pytest.mark.clause("requests.removal")
 def test_hold_beats_erasure(policy: Policy, facts: Facts, now: datetime) -> None:
     decision = erasure_decision(facts(), policy, now, ["HOLD-7"])
     assert (decision.delete, decision.reason, decision.hold_id) == (
@@ -65,6 +68,7 @@ def test_hold_beats_erasure(policy: Policy, facts: Facts, now: datetime) -> None
     assert not erasure_decision(facts(held=True), policy, now).delete
 
 
+@pytest.mark.clause("requests.removal")
 def test_erasure_ends_a_stored_recording(policy: Policy, facts: Facts, now: datetime) -> None:
     decision = erasure_decision(facts(), policy, now)
     assert (decision.delete, decision.reason, decision.rule) == (
@@ -89,6 +93,7 @@ def test_ended_recordings_are_not_deleted_again(
     assert (decision.delete, decision.reason) == (False, RetentionReason.NOT_STORED)
 
 
+@pytest.mark.clause("storage-period")
 def test_contract_termination_shortens_retention(policy: Policy) -> None:
     standard = policy.retention_classes["standard-90d"]
     period = timedelta(days=policy.termination_class.days)

@@ -359,6 +359,7 @@ def _samples(audio: DecodedAudio) -> tuple[int, ...]:
     return struct.unpack(f"<{len(audio.pcm) // 2}h", audio.pcm)
 
 
+@pytest.mark.clause("collection.no-harmful")
 def test_silence_is_sample_accurate_at_8khz() -> None:
     audio = DecodedAudio(_ramp(8000), 8000, 1, "pcm_s16le")
     out, ms = silence(audio, [(100, 200)])
@@ -414,6 +415,7 @@ def test_silence_rejects_bad_intervals(interval) -> None:
 @pytest.mark.parametrize(
     ("name", "silence_byte", "silence_value"), [("mu", 0xFF, 0), ("a", 0xD5, 8)]
 )
+@pytest.mark.clause("collection.no-harmful")
 def test_silenced_g711_is_stored_as_the_codec_silence(
     sox_dir, name, silence_byte, silence_value
 ) -> None:

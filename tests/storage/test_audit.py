@@ -218,6 +218,7 @@ def _insert(catalog: Catalog, entry: AuditEntry) -> None:
     )
 
 
+@pytest.mark.clause("management.safety")
 def test_forged_row_inserted_in_the_middle_is_named(catalog: Catalog) -> None:
     entries = fill(catalog.audit, 6)
     raw(catalog, "UPDATE audit_log SET seq = seq + 1000 WHERE seq >= 3")

@@ -649,3 +649,76 @@ def test_unpadded_years_older_versions_wrote_are_read_and_repadded(catalog: Cata
 
     due = EndOfLifeStore(catalog).due(datetime(2026, 1, 1, tzinfo=UTC), 10)
     assert [r.recording_id for r in due] == ["old-999"]  # due again: the sweep finds it
+
+
+def _append_as_before_12(catalog: Catalog, recording_id: str | None, action: str) -> None:
+    """An audit record written the way the code before migration 12 did (no tenant)."""
+    from storage.catalog.audit import canonical_json, entry_hash
+    from storage.catalog.sql import to_db_time
+    from storage.types import AuditEntry
+
+    with catalog.database.transaction() as tx:
+        seq, prev = catalog.audit.lock_head(tx)
+        entry = AuditEntry(
+            seq=seq + 1, at=T0, actor="worker:w", action=action, outcome="ok", reason="",
+            recording_id=recording_id, details={}, prev_hash=prev,
+        )  # fmt: skip
+        entry = replace(entry, hash=entry_hash(entry))
+        tx.execute(
+            "INSERT INTO audit_log (seq, at, actor, action, outcome, reason, recording_id,"
+            " details, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (entry.seq, to_db_time(entry.at), entry.actor, entry.action, entry.outcome,
+             entry.reason, entry.recording_id, canonical_json(entry.details),
+             entry.prev_hash, entry.hash),
+        )  # fmt: skip
+        tx.execute("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", (entry.seq, entry.hash))
+
+
+def test_migration_12_gives_old_audit_records_their_tenant_and_old_requests_the_workflow(
+    catalog_url: str,
+) -> None:
+    from storage.catalog.migrations import apply_migrations
+    from storage.catalog.requests import PrivacyRequestStore
+
+    with open_catalog(catalog_url) as old:
+        apply_migrations(old.database, tuple(m for m in MIGRATIONS if m.version < 12))
+        columns = [
+            "recording_id", "call_id", "tenant", "subject_ref", "agent_id", "queue",
+            "direction", "started_at", "ended_at", "duration_ms", "consent", "purposes",
+            "retention_class", "retain_until", "object_key", "subject_key_id",
+            "ciphertext_sha256", "stored_size", "audio_bytes", "audio_format", "sample_rate",
+            "channels", "pci_redacted_ms", "created_at", "state",
+        ]  # fmt: skip
+        at = "2026-11-20T10:00:00.000000Z"
+        values = ["r-old", "c", "globex", "s", "a", "q", "inbound", at, at, 1, "notified",
+                  "[]", "standard-90d", at, "k", "sk", "x", 1, 1, "wav", 8000, 1, 0, at,
+                  "stored"]  # fmt: skip
+        with old.database.transaction() as tx:
+            marks = ", ".join("?" for _ in columns)
+            tx.execute(f"INSERT INTO recordings ({', '.join(columns)}) VALUES ({marks})", values)
+        _append_as_before_12(old, "r-old", "ingest.stored")
+        _append_as_before_12(old, None, "retention.sweep")
+        for request_id, status, completed in (
+            ("PR-RUN", "in-progress", None),
+            ("PR-HELD", "held", at),
+            ("PR-DONE", "completed", at),
+        ):
+            with old.database.transaction() as tx:
+                tx.execute(
+                    "INSERT INTO privacy_requests (request_id, kind, tenant, subject_ref,"
+                    " status, requested_by, received_at, due_at, updated_at, completed_at,"
+                    " params, progress, result) VALUES (?, 'erase', 'acme', 's', ?, 'o-7',"
+                    " ?, ?, ?, ?, '{}', '{}', '{}')",
+                    (request_id, status, at, at, at, completed),
+                )
+    with open_catalog(catalog_url) as new:
+        assert new.migrate() == [12]
+        assert [e.action for e in new.audit.iter_entries(tenant="globex")] == ["ingest.stored"]
+        untenanted = list(new.audit.iter_entries(tenant="acme", untenanted=True))
+        assert [e.action for e in untenanted] == ["retention.sweep"]
+        assert new.audit.verify().ok  # the chain is untouched
+        store = PrivacyRequestStore(new)
+        running, held, done = (store.get(i) for i in ("PR-RUN", "PR-HELD", "PR-DONE"))
+        assert (running.status.value, running.decided_by) == ("executing", "o-7")
+        assert (held.status.value, held.completed_at) == ("held", None)
+        assert done.completed_at is not None and done.approved

@@ -104,6 +104,7 @@ def test_header_records_what_the_reader_needs() -> None:
     assert header.content_type == "audio/wav"
 
 
+@pytest.mark.clause("management.safety")
 def test_every_single_bit_flip_is_detected() -> None:
     plaintext = os.urandom(2 * SMALL + 10)
     blob, key = make(plaintext)
@@ -141,6 +142,7 @@ def test_whole_trailing_chunk_cut_is_detected_even_when_header_is_rewritten() ->
         open_sealed(forged, key)
 
 
+@pytest.mark.clause("management.safety")
 def test_chunk_swap_drop_and_duplicate_are_detected() -> None:
     blob, key = make(os.urandom(4 * SMALL))
     head, pieces = chunks_of(blob)

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from callvault.services import Services
-from tests.streams.lifecycle_support import Clock, make_services
+from streams.metrics import Metrics
+from tests.streams.lifecycle_support import Clock, WebServer, lifecycle_of, make_services
 
 
 @pytest.fixture(params=["file", "s3"])
@@ -62,3 +63,12 @@ def s3_services(
     )
     yield opened
     opened.close()
+
+
+@pytest.fixture
+def server(file_services: Services) -> Iterator[WebServer]:
+    """The web app over ``file_services`` in a thread (privacy requests, holds, audit)."""
+    metrics = Metrics()
+    started = WebServer(file_services, lifecycle_of(file_services, metrics), metrics).start()
+    yield started
+    started.stop()

@@ -22,7 +22,7 @@ from callvault.services import Services, build_services
 from callvault.settings import load_settings
 from callvault.synth import call_wav
 from streams.http import WebContext, build_web_app
-from streams.http.auth import LocalTokens
+from streams.http.auth import LocalTokens, local_tokens
 from streams.http.oidc import verifier_for
 from streams.ingest import IngestPipeline
 from streams.metrics import Metrics
@@ -112,10 +112,19 @@ class QaEnv:
     wavs: dict[str, bytes] = field(default_factory=dict)
 
     # -- tokens -----------------------------------------------------------------------------
-    def token(self, user: str, role: str, org: str | None = None, ttl: float = 3600) -> str:
+    def token(
+        self,
+        user: str,
+        role: str,
+        org: str | None = None,
+        ttl: float = 3600,
+        tenant: str | None = "demo",
+    ) -> str:
+        """A token of ``tenant`` (default: the tenant ``demo_event`` stores calls in)."""
         return self.tokens.issue(
-            user=user, role=role, org=org, ttl=timedelta(seconds=ttl), now=self.clock()
-        )
+            user=user, role=role, org=org, ttl=timedelta(seconds=ttl), now=self.clock(),
+            tenant=tenant,
+        )  # fmt: skip
 
     # -- HTTP -------------------------------------------------------------------------------
     def request(
@@ -252,7 +261,7 @@ def make_env(
     services = build_services(load_settings(env), clock=clock)
     metrics = Metrics()
     wavs = ingest(services, metrics, calls, clock)
-    tokens = LocalTokens(services.keyring, frozenset(services.policy.roles))
+    tokens = local_tokens(services.keyring, services.policy)
 
     async def publish(_event: bytes, _recording_id: str) -> None:
         raise AssertionError("no ingest over HTTP in these tests")

@@ -112,7 +112,7 @@ def test_a_range_header_with_a_non_ascii_byte_is_ignored_and_audited(env: QaEnv)
             json.dumps(
                 {
                     "type": "erase",
-                    "tenant": "acme",
+                    "tenant": "demo",
                     "customer_ref": "\ud800",
                     "identity_verification": {"verified_by": "o-1", "method": "id-document"},
                 }
@@ -124,7 +124,7 @@ def test_a_range_header_with_a_non_ascii_byte_is_ignored_and_audited(env: QaEnv)
             json.dumps(
                 {
                     "type": "contract-terminated",
-                    "tenant": "acme",
+                    "tenant": "demo",
                     "customer_ref": "C-1",
                     "received_at": "0001-01-01T00:00:00+01:00",
                 }

@@ -33,7 +33,10 @@ def services(tmp_path: Path) -> Iterator[Services]:
 
 def _token(services: Services, role: str, ttl: timedelta = timedelta(hours=1), **kw: Any) -> str:
     tokens = LocalTokens(services.keyring, frozenset(services.policy.roles))
-    return tokens.issue(user="pbx-1", role=role, org=kw.get("org"), ttl=ttl, now=kw.get("now"))
+    return tokens.issue(
+        user="pbx-1", role=role, org=kw.get("org"), ttl=ttl, now=kw.get("now"),
+        tenant=kw.get("tenant", "demo"),
+    )  # fmt: skip
 
 
 def _form(metadata: Any, audio: bytes | None) -> aiohttp.FormData:
@@ -231,3 +234,26 @@ def test_a_refused_token_is_503_when_the_audit_log_cannot_be_written(services: S
     )
     assert results[0][0] == 503 and results[0][1]["error"] == "audit-unavailable"
     assert published == []
+
+
+@pytest.mark.clause("collection.call-recording", "management.safety")
+def test_a_telephony_token_ingests_only_for_its_tenant(services: Services) -> None:
+    audio = call_wav(1.0, codec="mulaw", seed=8)
+    meta = _metadata("t-1", audio)  # tenant demo
+    for tenant in ("acme", None):  # another tenant, and a token naming none (the default)
+        headers = {"Authorization": f"Bearer {_token(services, 'telephony', tenant=tenant)}"}
+        results, published = asyncio.run(
+            _call(services, [("/v1/recordings", headers, _form(meta, audio))])
+        )
+        assert results[0] == (
+            403,
+            {"error": "forbidden", "detail": "your token is for another tenant than the one named",
+             "reason": "tenant-mismatch"},
+        )  # fmt: skip
+        assert published == []
+    assert not any(services.settings.landing_dir.glob("*"))  # nothing was landed
+    denied = [e for e in services.audit.iter_entries() if e.action == "ingest.denied"]
+    assert [(e.reason, e.details.get("tenant")) for e in denied] == [
+        ("tenant-mismatch", "acme"),
+        ("tenant-mismatch", None),
+    ]

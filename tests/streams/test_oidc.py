@@ -109,6 +109,11 @@ def test_claim_names_and_role_values_come_from_the_config(oidc_provider: TestIdp
         )
     )
     assert verifier.verify(token, _now()) == Principal("sso:a.smith", "supervisor", None, "globex")
+    # "*" names every tenant (policies.tenant_scope grants it only to spanning roles)
+    spanning = oidc_provider.sign(
+        _claims(oidc_provider, preferred_username="a.smith", groups=["supervisor"], org_unit="*")
+    )
+    assert verifier.verify(spanning, _now()).tenant == "*"
     # The provider's own token has neither claim under those names.
     error = _refused(verifier, oidc_provider.token("alice"))
     assert error.reason == "token-claims"

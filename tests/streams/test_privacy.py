@@ -6,7 +6,6 @@ served in-process."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlencode
@@ -37,6 +36,7 @@ ERASE = {
 }
 
 
+@pytest.mark.clause("requests.removal", "storage-period.statistics")
 def test_erase_shreds_every_copy_and_leaves_tombstones(services: Services, clock: Clock) -> None:
     metrics = Metrics()
     lifecycle = lifecycle_of(services, metrics)
@@ -80,6 +80,7 @@ def test_erase_shreds_every_copy_and_leaves_tombstones(services: Services, clock
     assert again.status.value == "completed"
 
 
+@pytest.mark.clause("storage-period.law")
 def test_a_hold_beats_erasure_until_it_is_released(file_services: Services, clock: Clock) -> None:
     services = file_services
     lifecycle = lifecycle_of(services)
@@ -117,6 +118,7 @@ def test_a_hold_beats_erasure_until_it_is_released(file_services: Services, cloc
     assert not services.vault.exists(held.object_key)
 
 
+@pytest.mark.clause("requests.confirmation")
 def test_disclose_lists_and_exports_the_customers_audio(
     file_services: Services, clock: Clock
 ) -> None:
@@ -145,6 +147,7 @@ def test_disclose_lists_and_exports_the_customers_audio(
     assert all(e.details["purpose"] == "customer-disclosure" for e in granted)
 
 
+@pytest.mark.clause("requests.cessation")
 def test_restrict_and_lift_restriction(catalog_url: str, tmp_path: Path, clock: Clock) -> None:
     services = make_services(tmp_path, catalog_url, "file", clock)
     try:
@@ -163,6 +166,7 @@ def test_restrict_and_lift_restriction(catalog_url: str, tmp_path: Path, clock: 
         services.close()
 
 
+@pytest.mark.clause("requests.revision")
 def test_correcting_the_customer_rekeys_the_recording(
     file_services: Services, clock: Clock
 ) -> None:
@@ -213,7 +217,7 @@ def test_an_erasure_interrupted_by_a_crash_is_finished_on_resume(
         patch.setattr(services.vault, "delete_many", crash)
         with pytest.raises(Crash):
             lifecycle.privacy.submit({**ERASE, "request_id": "PR-KILLED"}, requested_by="officer-7")
-    assert lifecycle.privacy.get("PR-KILLED").status.value == "in-progress"
+    assert lifecycle.privacy.get("PR-KILLED").status.value == "executing"
     assert services.catalog.get_subject_key(rows[0].subject_ref) is None  # shredded
     store = lifecycle.retention.endoflife
     assert {i.recording_id for i in store.pending_intents(request_id="PR-KILLED")} == {
@@ -262,7 +266,7 @@ def test_a_correction_interrupted_before_the_old_object_is_deleted_is_cleaned_up
     row = services.catalog.get_recording("r-misfiled")
     assert row is not None and row.object_key != wrong.object_key
     assert services.vault.exists(wrong.object_key)  # under the wrong customer's key
-    assert lifecycle.privacy.get("PR-FIX").status.value == "in-progress"
+    assert lifecycle.privacy.get("PR-FIX").status.value == "executing"
 
     lifecycle.sweep_and_resume()
     assert object_versions(services, wrong.object_key) == 0
@@ -275,8 +279,8 @@ def test_a_correction_interrupted_before_the_old_object_is_deleted_is_cleaned_up
 @pytest.mark.parametrize(
     ("body", "reason"),
     [
-        ({**ERASE, "identity_verification": None}, "identity-not-verified"),
-        ({k: v for k, v in ERASE.items() if k != "identity_verification"}, "identity-not-verified"),
+        ({**ERASE, "identity_verification": "yes"}, "identity-not-verified"),
+        ({**ERASE, "approve": "yes"}, "bad-field"),
         (
             {
                 **ERASE,
@@ -295,18 +299,21 @@ def test_a_correction_interrupted_before_the_old_object_is_deleted_is_cleaned_up
         ([1, 2], "malformed"),
     ],
 )
+@pytest.mark.clause("requests.identity")
 def test_malformed_requests_are_rejected_with_a_reason(body: object, reason: str) -> None:
     with pytest.raises(PrivacyRequestRejected) as caught:
         parse_privacy_request(body, now=NOW)
     assert caught.value.reason == reason
 
 
+@pytest.mark.clause("requests.identity")
 def test_an_overdue_request_raises_the_metric(file_services: Services, clock: Clock) -> None:
     services = file_services
     metrics = Metrics()
     lifecycle = lifecycle_of(services, metrics)
     request = lifecycle.privacy.submit({**ERASE, "type": "restrict"}, requested_by="officer-7")
-    assert request.due_at == request.received_at + timedelta(days=14)
+    # the SLA per kind, from the policy (privacy_requests.sla_days): restrict 3, erase 14
+    assert request.due_at == request.received_at + timedelta(days=3)
     # a failed request stays open; make one by breaking the vault for an erasure
     store_call(services, "r-fail")
     lifecycle.privacy.vault = _BrokenVault(services.vault)  # type: ignore[assignment]
@@ -339,14 +346,7 @@ class _BrokenVault:
 # -- HTTP ------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def server(file_services: Services) -> Iterator[WebServer]:
-    metrics = Metrics()
-    started = WebServer(file_services, lifecycle_of(file_services, metrics), metrics).start()
-    yield started
-    started.stop()
-
-
+@pytest.mark.clause("requests.identity")
 def test_http_privacy_requests_and_holds_are_compliance_only(server: WebServer) -> None:
     services = server.services
     store_call(services, "r-http")
@@ -405,7 +405,7 @@ def test_http_privacy_requests_and_holds_are_compliance_only(server: WebServer) 
     assert got.status == 200 and got.json()["progress"] == {"erased": 0, "held": 1}
     assert server.request("GET", "/v1/privacy-requests/PR-missing", token=officer).status == 404
     rejected = server.request(
-        "POST", "/v1/privacy-requests", token=officer, body={**ERASE, "identity_verification": None}
+        "POST", "/v1/privacy-requests", token=officer, body={**ERASE, "identity_verification": 7}
     )
     assert rejected.status == 400 and rejected.json()["reason"] == "identity-not-verified"
 
@@ -426,6 +426,7 @@ def test_http_privacy_requests_and_holds_are_compliance_only(server: WebServer) 
     )
 
 
+@pytest.mark.clause("requests.removal")
 def test_after_erase_no_role_or_purpose_obtains_the_audio_over_http(server: WebServer) -> None:
     services = server.services
     row = store_call(services, "r-gone")
@@ -477,6 +478,7 @@ def test_after_erase_no_role_or_purpose_obtains_the_audio_over_http(server: WebS
     assert services.audit.verify().ok
 
 
+@pytest.mark.clause("requests.cessation")
 def test_a_restricted_customer_s_later_recordings_are_restricted_at_ingest(
     file_services: Services, clock: Clock
 ) -> None:

@@ -222,6 +222,7 @@ def _flip(path: Path, offset: int) -> None:
     path.write_bytes(bytes(data))
 
 
+@pytest.mark.clause("management.safety")
 def test_tampered_first_chunk_is_502_audited_counted_and_serves_nothing(env: QaEnv) -> None:
     path = env.object_path("rec-a")
     header_len = len(path.read_bytes()) - len(env.plaintext("rec-a")) - 3 * 16
@@ -355,6 +356,7 @@ def test_grant_request_must_be_json(env: QaEnv) -> None:
 # -- rate guard --------------------------------------------------------------------------
 
 
+@pytest.mark.clause("management.safety", "purpose.necessary-range")
 def test_rate_guard_trips_on_the_third_distinct_recording(tmp_path: Path) -> None:
     env = make_env(tmp_path, CALLS, rate_guard=RateGuard(lambda role: 2))
     try:

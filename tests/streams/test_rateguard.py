@@ -13,6 +13,7 @@ T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 ALICE = Principal("alice", "qa-reviewer")
 
 
+@pytest.mark.clause("purpose.necessary-range")
 def test_limit_comes_from_the_policy_per_role() -> None:
     policy = load_policy()
     guard = RateGuard(policy.rate_limit_for)

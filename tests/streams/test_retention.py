@@ -36,6 +36,7 @@ def object_versions(services: Services, key: str) -> int:
     return 1 if services.vault.exists(key) else 0
 
 
+@pytest.mark.clause("storage-period", "storage-period.statistics")
 def test_recordings_expire_exactly_at_the_boundary_everywhere(
     services: Services, clock: Clock
 ) -> None:
@@ -78,6 +79,7 @@ def test_recordings_expire_exactly_at_the_boundary_everywhere(
     assert lifecycle.sweep_and_resume().expired == []
 
 
+@pytest.mark.clause("storage-period.law")
 def test_a_hold_beats_retention_and_a_released_hold_is_swept(
     file_services: Services, clock: Clock
 ) -> None:
@@ -143,6 +145,7 @@ def test_a_hold_beats_retention_and_a_released_hold_is_swept(
     assert services.audit.verify().ok
 
 
+@pytest.mark.clause("storage-period")
 def test_a_policy_change_reschedules_stored_recordings(
     catalog_url: str, tmp_path: Path, clock: Clock
 ) -> None:
@@ -179,6 +182,7 @@ def test_a_policy_change_reschedules_stored_recordings(
         services.close()
 
 
+@pytest.mark.clause("storage-period")
 def test_contract_termination_moves_recordings_to_the_end_of_contract_schedule(
     file_services: Services, clock: Clock
 ) -> None:
@@ -212,6 +216,7 @@ def test_contract_termination_moves_recordings_to_the_end_of_contract_schedule(
     ).retain_until == late.ended_at + timedelta(days=30)  # type: ignore[union-attr]
 
 
+@pytest.mark.clause("storage-period")
 def test_a_sweep_interrupted_after_deleting_objects_is_finished_next_time(
     file_services: Services, clock: Clock
 ) -> None:

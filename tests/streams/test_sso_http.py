@@ -200,4 +200,10 @@ def test_who_am_i(env: QaEnv, oidc_provider: TestIdp) -> None:
     vendor = env.token("vera", "qa-vendor", org="acme-qa")
     blocked = env.get("/v1/auth/me", token=vendor).json()
     assert (blocked["capabilities"], blocked["blocked"]) == ([], "contract-not-live")
+    # the tenant it acts in: the token's, else the policy's default (tokens naming none)
+    assert blocked["tenant"] == "demo"
+    legacy = env.token("otto", "operator", tenant=None)
+    assert env.get("/v1/auth/me", token=legacy).json()["tenant"] == "acme"
+    spanning = env.token("otto", "operator", tenant="*")
+    assert env.get("/v1/auth/me", token=spanning).json()["tenant"] == "*"
     assert env.get("/v1/auth/me").status == 401

@@ -1,0 +1,276 @@
+// callvault privacy office page: plain JS, no build step, no external resources.
+//
+// Signed in with a compliance officer's bearer token (sessionStorage, this tab; the
+// same key as the QA page). Lists the tenant's privacy requests (overdue first), shows
+// one request's timeline and result, and takes the workflow's steps through the API:
+// POST /v1/privacy-requests (file), .../{id}/verify, .../{id}/approve, .../{id}/refuse;
+// downloads a disclosure's export from GET /v1/privacy-requests/{id}/export (a fetch
+// with the token, saved from a blob: URL); lists the active legal holds with their scope.
+"use strict";
+
+(function () {
+  const TOKEN_KEY = "callvault.token";
+  const REASONS = {
+    "wrong-status": "That step is not possible in the request's current status.",
+    "tenant-mismatch": "Your token is for another tenant.",
+    "capability-not-granted": "Your role may not handle privacy requests.",
+    "personal-data": "Leave personal data (e-mail addresses, phone numbers) out of the note.",
+    "bad-field": "A field is missing or not valid.",
+    "missing-field": "A field is missing.",
+    "token-expired": "Your session has expired; sign in again.",
+    "token-signature": "The token is not valid.",
+    "token-malformed": "That does not look like a callvault token.",
+  };
+  const $ = (id) => document.getElementById(id);
+  let selected = null;
+
+  function token() { return sessionStorage.getItem(TOKEN_KEY); }
+  function status(message) { $("status").textContent = message || ""; }
+  function showError(id, message) {
+    const box = $(id);
+    box.textContent = message || "";
+    box.hidden = !message;
+    if (message) { box.scrollIntoView({ block: "nearest" }); }
+  }
+  function describe(body, httpStatus) {
+    const reason = body && body.reason;
+    const detail = body && body.detail;
+    const text = (reason && REASONS[reason]) || detail || ("HTTP " + httpStatus);
+    return reason ? "Refused (" + reason + "): " + text + (detail && REASONS[reason] ? " " + detail : "") : text;
+  }
+  async function api(path, options) {
+    const init = Object.assign({ headers: {} }, options || {});
+    init.headers = Object.assign({ Authorization: "Bearer " + token() }, init.headers);
+    if (init.json !== undefined) {
+      init.body = JSON.stringify(init.json);
+      init.headers["Content-Type"] = "application/json";
+      delete init.json;
+    }
+    const response = await fetch(path, init);
+    let body = null;
+    try { body = await response.json(); } catch (e) { body = null; }
+    if (!response.ok) {
+      if (response.status === 401) { signOut(); showError("error", describe(body, 401)); }
+      throw new Error(describe(body, response.status));
+    }
+    return body;
+  }
+  function when(iso) { return iso ? iso.slice(0, 16).replace("T", " ") : "—"; }
+  function cell(row, text, cls, label) {
+    const td = document.createElement("td");
+    td.textContent = text;
+    td.dataset.label = label || "";  // the card view's label (qa.css, below 720 px)
+    if (cls) { td.className = cls; }
+    row.appendChild(td);
+    return td;
+  }
+  function slaText(request) {
+    const days = request.days_left;
+    if (request.overdue) { return "overdue by " + Math.max(0, -days) + " d (" + request.sla_days + " d SLA)"; }
+    if (!["received", "verified", "approved", "executing", "failed"].includes(request.status)) {
+      return request.sla_days + " d SLA";
+    }
+    return days + " d left of " + request.sla_days;
+  }
+
+  // ---------------------------------------------------------------- sign-in
+  function signOut() {
+    sessionStorage.removeItem(TOKEN_KEY);
+    $("office").hidden = true;
+    $("whoami").hidden = true;
+    $("signin").hidden = false;
+  }
+  async function start() {
+    try {
+      const me = await api("/v1/auth/me");
+      if (!me.capabilities.includes("privacy-requests")) {
+        showError("error", "Refused (capability-not-granted): " + REASONS["capability-not-granted"]);
+        return;
+      }
+      $("who-text").textContent = me.user + " · " + me.role + (me.tenant ? " · " + me.tenant : "");
+      $("whoami").hidden = false;
+      $("signin").hidden = true;
+      $("office").hidden = false;
+      showError("error", "");
+      await Promise.all([loadRequests(), loadHolds()]);
+    } catch (e) {
+      showError("error", e.message);
+    }
+  }
+
+  // ---------------------------------------------------------------- requests
+  async function loadRequests() {
+    const wanted = $("f-status").value;
+    const body = await api("/v1/privacy-requests" + (wanted ? "?status=" + encodeURIComponent(wanted) : ""));
+    const rows = $("requests");
+    rows.textContent = "";
+    for (const request of body.requests) {
+      const row = document.createElement("tr");
+      row.dataset.requestId = request.request_id;
+      row.dataset.status = request.status;
+      if (request.overdue) { row.classList.add("overdue"); }
+      if (selected && selected === request.request_id) { row.classList.add("selected"); }
+      const idCell = cell(row, "", null, "Request");
+      const open = document.createElement("button");
+      open.type = "button";
+      open.className = "link open-request";
+      open.textContent = request.request_id;
+      open.addEventListener("click", () => showRequest(request.request_id));
+      idCell.appendChild(open);
+      cell(row, request.type, null, "Type");
+      cell(row, request.status + (request.overdue ? " · OVERDUE" : ""), "state", "Status");
+      cell(row, when(request.received_at), null, "Received");
+      cell(row, when(request.due_at), null, "Due");
+      cell(row, slaText(request), "sla", "SLA");
+      rows.appendChild(row);
+    }
+    $("requests-empty").hidden = body.requests.length > 0;
+    status(body.requests.length + " request(s)");
+  }
+
+  function render(request) {
+    selected = request.request_id;
+    $("detail").hidden = false;
+    $("d-id").textContent = request.request_id;
+    $("d-type").textContent = request.type;
+    $("d-tenant").textContent = request.tenant;
+    $("d-status").textContent = request.status + (request.overdue ? " · OVERDUE" : "");
+    $("d-due").textContent = when(request.due_at) + " (" + slaText(request) + ")";
+    $("d-subject").textContent = request.subject_ref.slice(0, 16) + "… (pseudonym)";
+    const result = request.result || {};
+    const decision = request.decision;
+    let summary = result.summary || "";
+    if (decision && decision.outcome === "refused") {
+      summary = "Refused: " + decision.reason + " — " + decision.note;
+    } else if (!summary && request.progress && Object.keys(request.progress).length) {
+      summary = Object.entries(request.progress).map(([k, v]) => k + " " + v).join(", ");
+    }
+    $("d-result").textContent = summary || "—";
+    const steps = $("d-timeline");
+    steps.textContent = "";
+    for (const step of request.timeline) {
+      const item = document.createElement("li");
+      item.dataset.step = step.step;
+      item.textContent = step.step + " · " + when(step.at) + (step.by ? " · by " + step.by : "");
+      steps.appendChild(item);
+    }
+    const withheld = $("d-withheld");
+    withheld.textContent = "";
+    for (const item of result.withheld || []) {
+      const li = document.createElement("li");
+      li.textContent = "Not exported " + item.recording_id + ": " + item.reason + (item.note ? " (" + item.note + ")" : "");
+      withheld.appendChild(li);
+    }
+    $("verify-block").hidden = request.status !== "received";
+    $("decide-block").hidden = !["received", "verified"].includes(request.status);
+    $("approve").disabled = request.status !== "verified";
+    $("export-block").hidden = !(request.type === "disclose" && request.status === "completed");
+    $("download").dataset.href = "/v1/privacy-requests/" + encodeURIComponent(request.request_id) + "/export";
+    showError("detail-error", "");
+    for (const row of $("requests").querySelectorAll("tr")) {
+      row.classList.toggle("selected", row.dataset.requestId === selected);
+    }
+  }
+
+  async function showRequest(id) {
+    try {
+      render(await api("/v1/privacy-requests/" + encodeURIComponent(id)));
+    } catch (e) {
+      showError("error", e.message);
+    }
+  }
+
+  async function step(path, json, done) {
+    showError("detail-error", "");
+    try {
+      const request = await api("/v1/privacy-requests/" + encodeURIComponent(selected) + "/" + path,
+        { method: "POST", json: json });
+      render(request);
+      status(done);
+      await Promise.all([loadRequests(), loadHolds()]);
+    } catch (e) {
+      showError("detail-error", e.message);
+    }
+  }
+
+  async function download() {
+    showError("detail-error", "");
+    const href = $("download").dataset.href;
+    try {
+      const response = await fetch(href, { headers: { Authorization: "Bearer " + token() } });
+      if (!response.ok) {
+        let body = null;
+        try { body = await response.json(); } catch (e) { body = null; }
+        throw new Error(describe(body, response.status));
+      }
+      const url = URL.createObjectURL(await response.blob());
+      const link = document.createElement("a");
+      link.href = url;
+      link.download = selected + ".zip";
+      document.body.appendChild(link);
+      link.click();
+      link.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 10000);
+      status("Export downloaded (the download is audited).");
+    } catch (e) {
+      showError("detail-error", e.message);
+    }
+  }
+
+  async function submit(event) {
+    event.preventDefault();
+    showError("submit-error", "");
+    const body = { type: $("s-type").value, customer_ref: $("s-customer").value };
+    if ($("s-id").value.trim()) { body.request_id = $("s-id").value.trim(); }
+    try {
+      const request = await api("/v1/privacy-requests", { method: "POST", json: body });
+      $("s-customer").value = "";
+      $("s-id").value = "";
+      status("Filed " + request.request_id + ": verify the customer's identity next.");
+      await loadRequests();
+      render(request);
+    } catch (e) {
+      showError("submit-error", e.message);
+    }
+  }
+
+  // ---------------------------------------------------------------- holds
+  async function loadHolds() {
+    const body = await api("/v1/holds");
+    const rows = $("holds");
+    rows.textContent = "";
+    for (const hold of body.holds) {
+      const row = document.createElement("tr");
+      row.dataset.holdId = hold.hold_id;
+      cell(row, hold.hold_id, "mono", "Hold");
+      cell(row, hold.scope === "subject" ? "customer" : hold.scope, "scope", "Scope");
+      cell(row, hold.scope === "subject" ? hold.target.slice(0, 16) + "… (pseudonym)" : hold.target, "mono", "Target");
+      cell(row, hold.reason, null, "Reason");
+      cell(row, hold.reference, null, "Reference");
+      cell(row, when(hold.placed_at) + " · " + hold.placed_by, null, "Placed");
+      rows.appendChild(row);
+    }
+    $("holds-empty").hidden = body.holds.length > 0;
+  }
+
+  // ---------------------------------------------------------------- wiring
+  document.addEventListener("DOMContentLoaded", () => {
+    $("signin-form").addEventListener("submit", (event) => {
+      event.preventDefault();
+      sessionStorage.setItem(TOKEN_KEY, $("token").value.trim());
+      $("token").value = "";
+      start();
+    });
+    $("sign-out").addEventListener("click", signOut);
+    $("refresh").addEventListener("click", () => loadRequests().catch((e) => showError("error", e.message)));
+    $("f-status").addEventListener("change", () => loadRequests().catch((e) => showError("error", e.message)));
+    $("verify").addEventListener("click", () => step("verify", { method: $("v-method").value },
+      "Identity verified: approve or refuse."));
+    $("approve").addEventListener("click", () => step("approve", {}, "Approved and carried out."));
+    $("refuse").addEventListener("click", () => step("refuse",
+      { reason: $("r-reason").value, note: $("r-note").value }, "Refused."));
+    $("download").addEventListener("click", download);
+    $("submit-form").addEventListener("submit", submit);
+    if (token()) { start(); }
+  });
+})();
