@@ -12,22 +12,18 @@ from __future__ import annotations
 
 import json
 import re
-import secrets
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
-from psycopg import sql
 
 from callvault.broker import EmbeddedBroker
 from tests.e2e.faults_support import pbx_calls
 from tests.e2e.harness import WorkerProcess, e2e_settings, open_services, wait_until
 from tests.fixtures.faults import FaultProxy
-from tests.fixtures.postgres import pg_schema_url
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -36,15 +32,8 @@ SLOW = re.compile(r"Executing .* took (\d+\.\d+) seconds")
 
 
 @pytest.fixture
-def schema_url(postgres_url: str) -> Iterator[str]:
-    schema = f"t_{secrets.token_hex(6)}"
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-    try:
-        yield pg_schema_url(postgres_url, schema)
-    finally:
-        with psycopg.connect(postgres_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+def schema_url(postgres_schema_url: str) -> str:
+    return postgres_schema_url
 
 
 def _get(url: str) -> tuple[int, dict[str, object], float]:

@@ -7,13 +7,10 @@ the next call reconnects."""
 
 from __future__ import annotations
 
-import secrets
 import time
-from collections.abc import Iterator
 
 import psycopg
 import pytest
-from psycopg import sql
 
 from callvault.errors import CallvaultError, is_unavailable
 from storage.catalog import open_catalog
@@ -21,7 +18,6 @@ from storage.catalog.audit import AuditDraft
 from storage.catalog.sql import PostgresDatabase, SqlTimeouts, open_database
 from storage.errors import CatalogUnavailable
 from tests.fixtures.faults import FaultProxy
-from tests.fixtures.postgres import pg_schema_url
 
 pytestmark = [pytest.mark.integration]
 
@@ -29,15 +25,8 @@ FAST = SqlTimeouts(statement=3, lock=1, idle_in_transaction=1, connect=2, keepal
 
 
 @pytest.fixture
-def schema_url(postgres_url: str) -> Iterator[str]:
-    schema = f"t_{secrets.token_hex(6)}"
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-    try:
-        yield pg_schema_url(postgres_url, schema)
-    finally:
-        with psycopg.connect(postgres_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+def schema_url(postgres_schema_url: str) -> str:
+    return postgres_schema_url
 
 
 def _show(database: PostgresDatabase, name: str) -> str:
