@@ -123,12 +123,12 @@ def leftovers(services: Services, ids: list[str]) -> Leftovers:
     landing = services.settings.landing_dir
     files = [p for p in landing.rglob("*") if p.is_file()] if landing.exists() else []
     vault_root = Path(services.settings.vault.removeprefix("file://"))
-    plaintext = 0
-    objects = 0
-    for path in vault_root.rglob("*"):
-        if path.is_file():
-            objects += path.suffix == ".cvlt"
-            head = path.read_bytes()[:64]
+    objects = sum(1 for path in vault_root.rglob("*.cvlt") if path.is_file())
+    plaintext = 0  # audio in clear anywhere under the data folder but the landing area
+    for path in services.settings.data_dir.rglob("*"):
+        if path.is_file() and landing not in path.parents:
+            with open(path, "rb") as handle:
+                head = handle.read(64)
             plaintext += any(marker in head for marker in _PLAINTEXT)
     return Leftovers(
         stored_once=sum(1 for rid in ids if stored[rid] == 1 and rid in present),
