@@ -17,6 +17,7 @@ so a caller can catch one type at the edge (CLI, HTTP view, stream agent)::
     │   ├── IntegrityError            tampered, truncated or spliced object
     │   ├── BackendUnavailable        (also Unavailable)
     │   │   └── VaultUnavailable      the vault folder / bucket cannot be used now
+    │   ├── CustomerRefNotCanonical   a customer reference not in canonical form
     │   ├── KeyringError
     │   │   ├── KeyDestroyed          the subject key was shredded (erasure)
     │   │   └── KeyringUnavailable    key file / KMS unreachable (BackendUnavailable)
@@ -30,6 +31,7 @@ so a caller can catch one type at the edge (CLI, HTTP view, stream agent)::
     │   ├── CatalogError
     │   │   └── CatalogUnavailable    database unreachable, locked, full (BackendUnavailable)
     │   ├── AuditError
+    │   │   └── CheckpointError       storage.checkpoints: a rewritten log is not signed
     │   ├── HoldError
     │   │   └── HoldNotFound
     │   ├── ReceiptError

@@ -49,6 +49,8 @@ def worker_config(settings: Settings) -> WorkerConfig:
         web_port=settings.web_port,
         reconcile_after_seconds=settings.reconcile_after_seconds,
         metrics_interval_seconds=settings.metrics_interval_seconds,
+        audit_checkpoint_records=settings.audit_checkpoint_records,
+        audit_checkpoint_seconds=settings.audit_checkpoint_seconds,
         log_level=settings.log_level,
         max_audio_bytes=settings.max_audio_bytes,
         retry_cap_seconds=settings.retry_cap_seconds,

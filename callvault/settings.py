@@ -254,6 +254,24 @@ class Settings:
             "268435456",
         ),
     )
+    audit_checkpoint_records: int = field(
+        default=1000,
+        metadata=_meta(
+            "Audit records after which a worker signs a checkpoint of the audit chain's head "
+            "(kept in the vault under audit/checkpoints/ and sent to callvault.audit).",
+            "200",
+            "1000",
+        ),
+    )
+    audit_checkpoint_seconds: int = field(
+        default=300,
+        metadata=_meta(
+            "Seconds after which a worker signs a checkpoint of the audit chain's head "
+            "if any record was appended since the last one.",
+            "60",
+            "300",
+        ),
+    )
 
     # Derived paths --------------------------------------------------------------
     @property
@@ -348,6 +366,8 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "retry_cap_seconds": _parse_float,
     "ready_stall_seconds": _parse_int,
     "ready_min_free_bytes": _parse_int,
+    "audit_checkpoint_records": _parse_int,
+    "audit_checkpoint_seconds": _parse_int,
     "max_audio_bytes": _parse_int,
     "landing_roots": _parse_roots,
     "data_dir": lambda _n, raw: Path(raw),

@@ -28,6 +28,7 @@ from policies.evaluations import (
     sampling_exclusion,
     score_evaluation,
 )
+from policies.evidence import PERSONAL_DATA, justification_problem
 from policies.forms import (
     EvaluationForm,
     FormQuestion,
@@ -152,6 +153,9 @@ __all__ = [
     "retain_until",
     "deletion_decision",
     "erasure_decision",
+    # justifications
+    "PERSONAL_DATA",
+    "justification_problem",
     "expiry_cut",
     "is_overdue",
     "retention_rules_digest",

@@ -39,6 +39,7 @@ from policies._yaml import child_path, read_located
 from policies.errors import PolicyFileError
 from policies.model import (
     BUILTIN_RULES,
+    DEFAULT_REFERENCE_PATTERN,
     LEGAL_BASES,
     Anchor,
     Capability,
@@ -95,6 +96,8 @@ _TOP_LEVEL_OPTIONAL = (
     "evaluation_forms",
     "sampling_plans",
     "sso",
+    "justifications",
+    "exports",
 )
 #: Capabilities an entrusted role may hold (it acts only through its contract).
 ENTRUSTED_CAPABILITIES = frozenset({Capability.LIST_RECORDINGS, Capability.EVALUATE})
@@ -224,6 +227,23 @@ class _Checker:
             return None
         return value
 
+    def reference_pattern(self, value: Any) -> str:
+        """``justifications.reference_pattern``: a regular expression (full match)."""
+        if value is None:
+            return DEFAULT_REFERENCE_PATTERN
+        fields = self.entry(value, "justifications", ("reference_pattern",))
+        pattern = fields and self.get(fields, "reference_pattern", "justifications", self.text)
+        if not pattern:
+            return DEFAULT_REFERENCE_PATTERN
+        try:
+            compiled = re.compile(pattern)
+        except re.error as exc:
+            self.problem("justifications.reference_pattern", f"not a regular expression: {exc}")
+            return DEFAULT_REFERENCE_PATTERN
+        if compiled.fullmatch("") is not None:
+            self.problem("justifications.reference_pattern", "must not match the empty text")
+        return pattern
+
     def positive(self, value: Any, path: str) -> int | None:
         if isinstance(value, bool) or not isinstance(value, int):
             self.problem(path, f"must be a whole number, got {_kind(value)}")
@@ -331,6 +351,12 @@ class _Checker:
                     self.problem("tenancy.default_tenant", f"{name!r} must match {_TENANT.pattern}")
                 default_tenant = name or default_tenant
                 tenancy_clause = self.clause_ref(tenancy, "tenancy")
+        reference_pattern = self.reference_pattern(top.get("justifications"))
+        export_days = 7
+        if "exports" in top:
+            exports = self.entry(top.get("exports"), "exports", ("expiry_days",))
+            if exports is not None:
+                export_days = self.get(exports, "expiry_days", "exports", self.positive) or 7
         forms = _load_qa.evaluation_forms(self, top.get("evaluation_forms", {}))
         plans = _load_qa.sampling_plans(
             self,
@@ -360,6 +386,8 @@ class _Checker:
             evaluation_forms=forms,
             sampling_plans=plans,
             sso=sso,
+            justification_reference_pattern=reference_pattern,
+            export_expiry_days=export_days,
         )
         self.known_clause(policy, response_clause, "privacy_requests.clause")
         if tenancy_clause:

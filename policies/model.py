@@ -34,6 +34,7 @@ __all__ = [
     "Decision",
     "Reason",
     "BUILTIN_RULES",
+    "DEFAULT_REFERENCE_PATTERN",
     "LEGAL_BASES",
     "Purpose",
     "Role",
@@ -362,6 +363,14 @@ _PolicyItem = (
 )
 
 
+#: Ticket, case, request and evaluation ids: the justification references the policy
+#: accepts when its ``justifications.reference_pattern`` names none.
+DEFAULT_REFERENCE_PATTERN = (
+    r"(?:QA|CASE|TKT|TICKET|INC|EVAL|REQ|PR)-[A-Za-z0-9]{1,12}(?:-[A-Za-z0-9]{1,12}){0,3}"
+    r"|asg-[0-9a-f]{12}"
+)
+
+
 @dataclass(frozen=True, eq=False)
 class Policy:
     """A validated policy. Mappings are keyed by id, in file order; treat them as read-only."""
@@ -392,6 +401,12 @@ class Policy:
     #: policy roles); ``streams.http.oidc.SsoConfig.from_mapping`` makes the verifier's
     #: config of it. None: no single sign-on, local tokens only.
     sso: Mapping[str, Any] | None = None
+    #: A justification matching this (``justifications.reference_pattern``, full match)
+    #: is a reference and accepted as is; other text is checked for personal data
+    #: (:mod:`policies.evidence`).
+    justification_reference_pattern: str = DEFAULT_REFERENCE_PATTERN
+    #: Days a disclosure's export may be downloaded (``exports.expiry_days``).
+    export_expiry_days: int = 7
 
     def request_days(self, kind: str) -> int:
         """Days within which a request of ``kind`` must be answered (its SLA)."""

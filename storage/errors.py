@@ -9,6 +9,7 @@ no caller ever sees them. The tree (part of the one drawn in :mod:`callvault.err
     ├── IntegrityError              tampered, truncated or spliced object
     ├── BackendUnavailable          (also callvault.errors.Unavailable) worth retrying
     │   └── VaultUnavailable        the vault folder / bucket cannot be used now
+    ├── CustomerRefNotCanonical     a customer reference not in canonical form (storage.customer)
     ├── KeyringError
     │   ├── KeyDestroyed            the subject key was shredded (erasure)
     │   └── KeyringUnavailable      key file or KMS unreachable (BackendUnavailable)
@@ -22,6 +23,7 @@ no caller ever sees them. The tree (part of the one drawn in :mod:`callvault.err
     ├── CatalogError
     │   └── CatalogUnavailable      database unreachable, locked, full (BackendUnavailable)
     ├── AuditError
+    │   └── CheckpointError         storage.checkpoints: the log no longer matches a checkpoint
     ├── HoldError                   a malformed hold
     │   └── HoldNotFound
     ├── ReceiptError                a malformed deletion receipt
@@ -47,6 +49,7 @@ __all__ = [
     "AudioMislabelled",
     "RecordingNotFound",
     "IntegrityError",
+    "CustomerRefNotCanonical",
     "KeyringError",
     "KeyDestroyed",
     "AudioError",
@@ -96,6 +99,13 @@ class IntegrityError(StorageError):
 
 class KeyringError(StorageError):
     """A key could not be created, wrapped or unwrapped."""
+
+
+class CustomerRefNotCanonical(StorageError):
+    """A customer reference breaks the canonical form (:mod:`storage.customer`); ``reason``
+    is ``customer-ref-not-canonical``. Never carries the reference itself."""
+
+    reason = "customer-ref-not-canonical"
 
 
 class KeyDestroyed(KeyringError):

@@ -12,7 +12,9 @@ What a caller may rely on:
     the row ended but its object (or an old version) is still there. Objects a
     deletion in progress names (deletion intents, superseded objects awaiting
     cleanup) are ``pending``, not orphans: the sweep finishes them; sealed dead-letter
-    originals the DLQ index names (``dead_letters.blob_key``) are ``dead_letters``.
+    originals the DLQ index names (``dead_letters.blob_key``) are ``dead_letters``;
+    signed audit checkpoints and erasure journal entries (``audit/``) are
+    ``audit_objects``, never orphans.
   * **missing**: stored recordings without their object (``no-object``), or whose
     object no longer has the version the catalog kept (``version-missing``).
 
@@ -39,6 +41,7 @@ from datetime import UTC, datetime, timedelta
 
 from storage.catalog.audit import AuditDraft
 from storage.catalog.catalog import Catalog
+from storage.checkpoints import AUDIT_PREFIX
 from storage.types import RecordingState, StoredObject
 from storage.vault.base import Vault
 
@@ -70,6 +73,7 @@ class VaultCheckResult:
     missing: list[Finding] = field(default_factory=list)
     pending: int = 0  # objects a deletion in progress names
     dead_letters: int = 0  # sealed dead-letter blobs the DLQ index names (not recordings)
+    audit_objects: int = 0  # signed audit checkpoints and erasure journal entries (audit/)
     repaired: list[str] = field(default_factory=list)  # orphan keys deleted
     too_young: int = 0  # orphans within the grace period (left alone)
     failed: list[str] = field(default_factory=list)  # orphans the vault did not delete
@@ -100,6 +104,7 @@ class VaultCheckResult:
             "missing": len(self.missing),
             "pending": self.pending,
             "dead_letters": self.dead_letters,
+            "audit_objects": self.audit_objects,
             "repaired": len(self.repaired),
             "too_young": self.too_young,
             "failed": len(self.failed),
@@ -174,6 +179,9 @@ class VaultCheck:
             seen.add(stored.key)
             if stored.key in dead_letter_keys:
                 result.dead_letters += 1
+                continue
+            if stored.key.startswith(AUDIT_PREFIX):  # evidence, never an orphan
+                result.audit_objects += 1
                 continue
             self._judge(stored, entries.get(stored.key), pending_keys, result)
         if progress is not None and listed:

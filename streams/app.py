@@ -40,6 +40,7 @@ from mode import Service
 from callvault.errors import CallvaultError, StartupError, is_unavailable, unavailable_backend
 from storage.catalog.claims import ClaimState
 from storage.catalog.outbox import OutboxCursors
+from storage.checkpoints import Checkpoint, CheckpointError
 from storage.errors import LandingError
 from streams._faust import task, timer
 from streams.dlq import DeadLetterQueue, DlqMessage, DlqSource
@@ -54,6 +55,8 @@ from streams.ingest import IngestOutcome, IngestPipeline
 from streams.janitor import JanitorReport, LandingJanitor
 from streams.metrics import Metrics
 from streams.outbox import ROUND_MAX, AuditPublisher, KafkaTopicTail
+from streams.privacy.disclose import remove_legacy_exports
+from streams.privacy.reapply import reapply_erasures
 from streams.readiness import Readiness
 from streams.refs import landing_key, redact_text
 from streams.services import Services
@@ -142,6 +145,8 @@ class Worker:
         self.retry_first = retry_first
         self.retry_cap = settings.retry_cap_seconds if retry_cap is None else retry_cap
         self.sweep_interval = sweep_interval or 60.0
+        self._checkpoints = services.audit_checkpoints()
+        self._checkpoint_refusal = ""
 
         self.app = faust.App(
             "callvault",
@@ -268,6 +273,10 @@ class Worker:
         @task(app)
         async def publish_audit() -> None:
             await self.run_audit_publisher()
+
+        @timer(app, 5.0, name="audit-checkpoints")
+        async def audit_checkpoints() -> None:
+            await self.checkpoint_audit()
 
         @app.agent(self.privacy_requests, name="privacy-requests")
         async def privacy_requests(stream: faust.StreamT[bytes]) -> None:
@@ -516,6 +525,33 @@ class Worker:
         finally:
             await self.audit_publisher.stop()
 
+    async def checkpoint_audit(self) -> Checkpoint | None:
+        """Sign a checkpoint of the audit head when one is due (storage.checkpoints),
+        stored in the vault and handed to the audit outbox (published right after the
+        record it pins; one the broker lost stays in the vault). A log that no longer matches
+        the last checkpoint is reported (error log), never signed."""
+        loop = asyncio.get_running_loop()
+        now = self.services.clock()
+        try:
+            written = await loop.run_in_executor(None, self._checkpoints.write_due, now)
+        except CheckpointError as exc:
+            if str(exc) != self._checkpoint_refusal:  # once per problem, not every tick
+                log.error("audit checkpoint refused: %s", exc)
+                self._checkpoint_refusal = str(exc)
+            return None
+        except CallvaultError as exc:
+            log.warning("audit checkpoint not written (%s); retried", type(exc).__name__)
+            return None
+        if written is not None:
+            self._checkpoint_refusal = ""
+            body = {"checkpoint": written.to_json()}
+            # through the outbox: right after the record it pins, in the topic's order
+            self.audit_publisher.add_checkpoint(
+                written.seq, json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
+            )
+            await self._flush_audit()
+        return written
+
     async def publish_recording(self, event: bytes, recording_id: str) -> None:
         # Keyed by recording id: every (re)delivery of one recording lands on the same
         # partition, so two workers never process it at the same time.
@@ -655,13 +691,21 @@ class Worker:
         }
 
     def run(self) -> int:
-        """Run the worker until SIGINT/SIGTERM (blocks); return the exit status (0 after a
-        clean stop, non-zero when the worker crashed)."""
+        """Re-apply the erasure journal, then run the worker until SIGINT/SIGTERM (blocks);
+        return the exit status (0 after a clean stop, non-zero when the worker crashed).
+
+        Raises:
+            CallvaultError: the erasure journal could not be re-applied (nothing started).
+        """
         # faust imports its Kafka driver lazily, on the event loop (about 370 ms that
         # block every other callback): import it before the loop starts
         import faust.transport.drivers.aiokafka  # noqa: F401
         from faust.worker import Worker as FaustWorker
 
+        # Before anything is served: a catalog restored from an older backup must not
+        # bring an erased customer back (storage.erasures). A failure stops the start.
+        reapply_erasures(self.services, actor=self.services.config.actor)
+        remove_legacy_exports(self.services.config.data_dir)
         level = self.services.config.log_level.lower()
         worker = FaustWorker(
             self.app,

@@ -12,7 +12,8 @@ call_id, tenant yes      as in the event
 started_at      yes      ISO 8601 with offset
 ended_at        yes      ISO 8601 with offset
 agent_id, queue yes      as in the event
-customer_ref    yes      pseudonymized on import, never logged or reported
+customer_ref    yes      canonical (storage.customer: NFC, no surrounding space), taken as
+                         written; pseudonymized on import, never logged or reported
 direction       yes      inbound / outbound / internal
 consent         yes      notified / granted / declined
 format          yes      wav, ulaw, ... (empty: taken from the file's extension)
@@ -213,7 +214,12 @@ def _csv_rows(path: Path, text: str) -> list[dict[str, Any]]:
         reader.fieldnames = header
         _check_columns(path, set(header), True)
         return [
-            {key: (value or "").strip() for key, value in row.items() if key is not None}
+            {
+                # the customer reference as written: refused if not canonical, never stripped
+                key: (value or "") if key == "customer_ref" else (value or "").strip()
+                for key, value in row.items()
+                if key is not None
+            }
             for row in reader
         ]
     except csv.Error as exc:
@@ -233,6 +239,11 @@ def _check_columns(path: Path, present: set[str], have_rows: bool) -> None:
 
 def _text(value: Any) -> str:
     return value.strip() if isinstance(value, str) else "" if value is None else str(value)
+
+
+def _raw(value: Any) -> str:
+    """A customer reference exactly as the manifest holds it (storage.customer)."""
+    return value if isinstance(value, str) else "" if value is None else str(value)
 
 
 def _purposes(value: Any) -> Any:
@@ -545,6 +556,7 @@ def _event(item: _Pending, schema: str) -> dict[str, Any]:
     event: dict[str, Any] = {
         "schema": schema,
         **{name: _text(row.get(name)) for name in _EVENT_COLUMNS},
+        "customer_ref": _raw(row.get("customer_ref")),
         "consent": {"recording": _text(row.get("consent"))},
         "audio": {"uri": item.uri, "format": fmt, "sha256": item.sha256},
     }

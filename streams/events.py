@@ -23,6 +23,7 @@ from enum import StrEnum
 from typing import Any
 
 from storage.audio import SUPPORTED_FORMATS
+from storage.customer import NOT_CANONICAL, customer_ref_problem
 from streams.bounds import DEFAULT_WINDOW, TimeWindow, check_tree, load_json, parse_instant
 from streams.errors import EventRejected, InputRejected
 
@@ -92,6 +93,7 @@ class RejectReason(StrEnum):
     AUDIO_MISLABELLED = "audio-mislabelled"  # the container is not the declared format
     AUDIO_TOO_LONG = "audio-too-long"  # decodes to more than the declared call allows
     PCI_OUT_OF_RANGE = "pci-out-of-range"
+    CUSTOMER_REF_NOT_CANONICAL = NOT_CANONICAL  # storage.customer: NFC, no outer space
     INTERNAL_ERROR = "internal-error"  # an unexpected failure; detail: the exception type
 
 
@@ -218,6 +220,9 @@ def parse_recording_event(
     customer_ref = data.get("customer_ref")
     if not isinstance(customer_ref, str) or not customer_ref.strip() or len(customer_ref) > 256:
         raise _reject(RejectReason.SCHEMA, "customer_ref: expected a string of 1-256 characters")
+    problem = customer_ref_problem(customer_ref)
+    if problem is not None:  # refused, never altered: every path pseudonymizes it as sent
+        raise _reject(RejectReason.CUSTOMER_REF_NOT_CANONICAL, problem)
 
     consent = data.get("consent")
     if not isinstance(consent, Mapping):

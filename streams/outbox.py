@@ -39,6 +39,7 @@ from typing import Any, Protocol
 from callvault.errors import CallvaultError
 from storage.catalog.audit import AuditLog, entry_json
 from storage.catalog.outbox import OutboxCursor, OutboxCursors
+from storage.types import AuditEntry
 from streams.metrics import Metrics
 
 __all__ = ["AuditPublisher", "TopicTail", "KafkaTopicTail", "OUTBOX_NAME"]
@@ -49,6 +50,11 @@ OUTBOX_NAME = "callvault.audit"
 ROUND_MAX = 500
 LEASE = timedelta(seconds=30)
 TAIL_RETRY = 5.0
+_CHECKPOINT_KEY = b"checkpoint"
+
+
+def _entry_value(entry: AuditEntry) -> bytes:
+    return json.dumps(entry_json(entry), separators=(",", ":"), sort_keys=True).encode()
 
 
 class TopicTail(Protocol):
@@ -170,12 +176,16 @@ Send = Callable[..., Awaitable[Any]]
 
 def _seq_of(key: Any, value: Any) -> int | None:
     """The audit seq a record carries: its key, or the ``seq`` of its JSON value (records
-    published before the keys were)."""
+    published before the keys were); for a signed checkpoint, the seq it pins (it follows
+    that record)."""
     if isinstance(key, bytes) and key.isdigit():
         return int(key)
     try:
-        seq = json.loads(value).get("seq")
-    except (TypeError, ValueError, AttributeError):
+        body = json.loads(value)
+        seq = body.get("seq")
+        if seq is None and isinstance(body.get("checkpoint"), dict):
+            seq = body["checkpoint"]["payload"]["seq"]
+    except (TypeError, ValueError, AttributeError, KeyError):
         return None
     return seq if isinstance(seq, int) and not isinstance(seq, bool) else None
 
@@ -205,6 +215,14 @@ class AuditPublisher:
         self._tail_retry_at = 0.0
         self._cursor: OutboxCursor | None = None
         self._renew_at = 0.0
+        self._pending_checkpoints: list[tuple[int, bytes]] = []
+
+    def add_checkpoint(self, seq: int, value: bytes) -> None:
+        """Publish a signed checkpoint of the log (key ``checkpoint``) right after the
+        record ``seq`` it pins (kept in memory until the broker acknowledged it: the
+        vault holds every checkpoint anyway)."""
+        self._pending_checkpoints.append((seq, value))
+        self._pending_checkpoints.sort(key=lambda item: item[0])
 
     async def publish(self) -> int:
         """One round: publish what the catalog holds beyond the cursor; return how many
@@ -268,14 +286,12 @@ class AuditPublisher:
         sent = 0
         seq, offset = cursor.published_seq, cursor.topic_offset
         try:
-            for entry in entries:
-                value = json.dumps(entry_json(entry), separators=(",", ":"), sort_keys=True)
-                future = await self._send()(
-                    key=str(entry.seq).encode(), value=value.encode(), partition=0
-                )
-                metadata = await future if inspect.isawaitable(future) else None
-                got = getattr(metadata, "offset", None)
-                if isinstance(got, int):
+            records = [
+                (entry.seq, str(entry.seq).encode(), _entry_value(entry)) for entry in entries
+            ]
+            for record_seq, key, value in self._with_checkpoints(seq, records):
+                got = await self._produce(key, value)
+                if got is not None:
                     if self.tail is not None and offset >= 0 and got < offset + 1:
                         # the topic went back (a broker that lost its memory): stop here,
                         # the cursor at the last record that fitted; the next round reads
@@ -283,7 +299,7 @@ class AuditPublisher:
                         log.error(
                             "audit publisher: record %d got offset %d, not %d: the topic "
                             "lost records; reading it back",
-                            entry.seq, got, offset + 1,
+                            record_seq, got, offset + 1,
                         )  # fmt: skip
                         self._checked = False
                         break
@@ -293,16 +309,41 @@ class AuditPublisher:
                         log.warning(
                             "audit publisher: record %d got offset %d, not %d (a retried "
                             "send written twice)",
-                            entry.seq, got, offset + 1,
+                            record_seq, got, offset + 1,
                         )  # fmt: skip
                     offset = got
-                seq = entry.seq
+                if key == _CHECKPOINT_KEY:
+                    self._pending_checkpoints.remove((record_seq, value))
+                    continue
+                seq = record_seq
                 sent += 1
         finally:
-            if seq != cursor.published_seq:
+            if (seq, offset) != (cursor.published_seq, cursor.topic_offset):
                 await self._advance(seq, offset)
         self.metrics.audit_published.inc(sent)
         return sent
+
+    def _with_checkpoints(
+        self, published: int, records: list[tuple[int, bytes, bytes]]
+    ) -> list[tuple[int, bytes, bytes]]:
+        """The round's records with the pending checkpoints, each right after the record
+        it pins (those of records already published first)."""
+        pending = list(self._pending_checkpoints)
+        out: list[tuple[int, bytes, bytes]] = []
+        while pending and pending[0][0] <= published:
+            out.append((pending[0][0], _CHECKPOINT_KEY, pending.pop(0)[1]))
+        for record in records:
+            out.append(record)
+            while pending and pending[0][0] <= record[0]:
+                out.append((pending[0][0], _CHECKPOINT_KEY, pending.pop(0)[1]))
+        return out
+
+    async def _produce(self, key: bytes, value: bytes) -> int | None:
+        """Send one record and wait for the broker's acknowledgement; its offset."""
+        future = await self._send()(key=key, value=value, partition=0)
+        metadata = await future if inspect.isawaitable(future) else None
+        got = getattr(metadata, "offset", None)
+        return got if isinstance(got, int) else None
 
     async def _checked_cursor(self, cursor: OutboxCursor) -> OutboxCursor:
         """The cursor, corrected by what the topic holds (first round, after a failure,

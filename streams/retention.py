@@ -68,6 +68,7 @@ from storage.catalog.endoflife import ScheduleChange
 from storage.catalog.holds import LegalHold, first_hold
 from storage.catalog.receipts import DeletionReceipt
 from storage.catalog.sql import to_db_time
+from storage.subjectdetails import sealed_subject
 from storage.types import RecordingRow, RecordingState
 from streams.facts import facts_of
 from streams.metrics import Metrics
@@ -270,7 +271,7 @@ class RetentionService:
         rows = self.endoflife.rows_of_subject(tenant, subject_ref, [RecordingState.STORED])
         extra = {
             "rule": "retention:contract-termination",
-            "subject_ref": subject_ref,
+            **sealed_subject(self.keys, subject_ref),
             "terminated_at": effective.isoformat(),
             "request_id": request_id,
         }

@@ -31,7 +31,10 @@ from storage.catalog import (
 )
 from storage.catalog.claims import LandingClaims
 from storage.catalog.deadletters import DeadLetterStore
+from storage.catalog.exports import ExportStore
+from storage.checkpoints import AuditCheckpoints, Checkpoint
 from storage.crypto import Keyring, KeyService
+from storage.erasures import ErasureJournal
 from storage.landing import Landing
 from storage.mirror import VaultMirror
 from storage.types import AuditEntry
@@ -54,6 +57,9 @@ class WorkerConfig:
     web_port: int = 8080
     reconcile_after_seconds: int = 600
     metrics_interval_seconds: int = 15
+    #: A signed audit checkpoint every so many records or seconds (storage.checkpoints).
+    audit_checkpoint_records: int = 1000
+    audit_checkpoint_seconds: int = 300
     log_level: str = "info"
     max_audio_bytes: int = DEFAULT_MAX_AUDIO_BYTES
     #: Longest pause between two retries of infrastructure failures (with jitter).
@@ -107,6 +113,27 @@ class Services:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.catalog.close()
+
+    def exports(self) -> ExportStore:
+        """Disclosure exports: signed manifests (storage.catalog.exports)."""
+        return ExportStore(self.catalog.database, self.audit, self.keyring, clock=self.clock)
+
+    def erasure_journal(self) -> ErasureJournal:
+        """The signed erasure journal in the vault (storage.erasures)."""
+        return ErasureJournal(self.vault, self.keyring)
+
+    def audit_checkpoints(
+        self, publish: Callable[[Checkpoint], None] | None = None
+    ) -> AuditCheckpoints:
+        """The signed checkpoints of the audit chain in the vault (storage.checkpoints)."""
+        return AuditCheckpoints(
+            self.audit,
+            self.vault,
+            self.keyring,
+            every_records=max(1, self.config.audit_checkpoint_records),
+            every_seconds=float(self.config.audit_checkpoint_seconds),
+            publish=publish,
+        )
 
     @classmethod
     def over(

@@ -20,30 +20,128 @@ def audit() -> None:
 @audit.command("verify")
 @click.pass_context
 def audit_verify(ctx: click.Context) -> None:
-    """Recompute the hash chain; name the first broken record if any."""
+    """Prove the audit log intact: recompute the hash chain, then check every signed
+    checkpoint in the vault (signature, continuity, and that the log still holds the
+    record each one signed). Names what broke and exits 1; exits 0 when intact.
+
+    \b
+    Example:
+      callvault audit verify
+      audit chain intact: 5210 records verified
+      checkpoints intact: 6 signed checkpoints, the last at seq 5000
+    """
     from tqdm import tqdm
 
-    from callvault.services import sql_timeouts
-    from storage.catalog import open_catalog
+    from callvault.services import build_services
+    from storage.checkpoints import verify_audit
 
     settings = settings_of(ctx)
     try:
-        catalog = open_catalog(settings.catalog, timeouts=sql_timeouts(settings))
-        log = catalog.audit
+        services = build_services(settings, migrate=False)
+    except CallvaultError as exc:
+        fail(str(exc))
+    try:
+        log = services.audit
         head = log.head()
         total = head.seq if head else 0
         with tqdm(
             total=total, unit="rec", desc="verifying", disable=total < 1000, file=sys.stderr
         ) as bar:
-            result = log.verify(progress=lambda done: bar.update(done - bar.n))
+            chain, signed = verify_audit(
+                log,
+                services.audit_checkpoints(),
+                progress=lambda done: bar.update(done - bar.n),
+            )
     except CallvaultError as exc:
         fail(str(exc))
-    if result.ok:
-        click.echo(f"audit chain intact: {result.checked} records verified")
-        return
-    click.secho(
-        f"audit chain BROKEN at record {result.first_broken_seq}: {result.problem} "
-        f"({result.checked} records checked)",
-        fg="red",
-    )
-    sys.exit(1)
+    finally:
+        services.close()
+    if chain.ok:
+        click.echo(f"audit chain intact: {chain.checked} records verified")
+    else:
+        click.secho(
+            f"audit chain BROKEN at record {chain.first_broken_seq}: {chain.problem} "
+            f"({chain.checked} records checked)",
+            fg="red",
+        )
+    for note in signed.notes:
+        click.secho(f"note: {note}", fg="yellow")
+    if signed.ok:
+        click.echo(
+            f"checkpoints intact: {signed.checkpoints} signed checkpoint(s)"
+            + (f", the last at seq {signed.last_seq}" if signed.checkpoints else "")
+        )
+    else:
+        click.secho(
+            f"checkpoints BROKEN (first affected record {signed.first_broken_seq}):", fg="red"
+        )
+        for problem in signed.problems:
+            click.secho(f"  {problem}", fg="red")
+    if not (chain.ok and signed.ok):
+        sys.exit(1)
+
+
+@audit.command("checkpoint")
+@click.option(
+    "--restart",
+    "reason",
+    default=None,
+    metavar="REASON",
+    help="After deliberately restoring an older catalog backup: begin a new epoch at "
+    "the current head, naming the last checkpoint and this reason (kept forever; "
+    "`audit verify` reports the discarded checkpoints as a note).",
+)
+@click.pass_context
+def audit_checkpoint(ctx: click.Context, reason: str | None) -> None:
+    """Sign a checkpoint of the audit chain's head now (workers do it every
+    CALLVAULT_AUDIT_CHECKPOINT_RECORDS records or CALLVAULT_AUDIT_CHECKPOINT_SECONDS).
+    Refuses (exit 1) when the log no longer matches the last checkpoint; after a
+    deliberate restore, --restart begins a new epoch (the records up to the head must
+    still match the checkpoints that covered them).
+
+    \b
+    Examples:
+      callvault audit checkpoint
+      checkpoint signed at seq 5210 (audit/checkpoints/e0000/000000005210.json)
+      callvault audit checkpoint --restart "restored the 2026-12-01 backup (INC-42)"
+    """
+    from callvault.services import build_services
+    from storage.catalog.audit import AuditDraft
+    from storage.checkpoints import CheckpointError
+
+    try:
+        services = build_services(settings_of(ctx))
+    except CallvaultError as exc:
+        fail(str(exc))
+    try:
+        checkpoints = services.audit_checkpoints()
+        head = services.audit.head()
+        if head is None:
+            click.echo("the audit log is empty: nothing to sign")
+            return
+        if reason is not None:
+            services.audit.append(
+                AuditDraft(
+                    actor=f"cli:{services.config.worker_id}",
+                    action="audit.checkpoints-restarted",
+                    outcome="ok",
+                    reason="catalog-restored",
+                    details={"restored_head_seq": head.seq},
+                )
+            )
+            written = checkpoints.restart(reason)
+            click.echo(f"new checkpoint epoch {written.epoch} at seq {written.seq} ({written.key})")
+            return
+        last = checkpoints.latest()
+        if last is not None and last.seq == head.seq:
+            click.echo(f"seq {head.seq} is checkpointed already ({last.key})")
+            return
+        written = checkpoints.write(head, last)
+    except CheckpointError as exc:
+        click.secho(f"checkpoint refused: {exc}", fg="red")
+        sys.exit(1)
+    except CallvaultError as exc:
+        fail(str(exc))
+    finally:
+        services.close()
+    click.echo(f"checkpoint signed at seq {written.seq} ({written.key})")

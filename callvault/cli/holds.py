@@ -45,6 +45,7 @@ def hold_place(
 ) -> None:
     """Place a legal hold."""
     from storage.catalog.holds import HoldScope
+    from storage.subjectdetails import sealed_subject
 
     with open_endoflife(ctx, actor=f"user:{placed_by}") as lifecycle:
         try:
@@ -69,6 +70,9 @@ def hold_place(
                 reference=reference,
                 placed_by=placed_by,
                 actor=f"user:{placed_by}",
+                sealed_target=(
+                    sealed_subject(lifecycle.services.keys, key) if scope == "customer" else None
+                ),
             )
             covers = lifecycle.holds.covered_recording_ids(placed)
             mirrored = lifecycle.sync_vault(holds_only=True)

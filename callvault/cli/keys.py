@@ -150,7 +150,8 @@ def rotate_master_key(
 
 @click.group()
 def keys() -> None:
-    """The master key: status and rotation (subject keys are rewrapped, audio untouched)."""
+    """The master key: status and rotation (subject keys are rewrapped, audio untouched);
+    reconcile: re-apply the erasure journal after a catalog restore."""
 
 
 @keys.command("status")
@@ -220,3 +221,50 @@ def keys_rotate(ctx: click.Context, resume: bool) -> None:
         f"master key {verb} {result.master_key_id}: "
         f"{result.rewrapped} subject key(s) rewrapped, {result.examined} examined"
     )
+
+
+@keys.command("reconcile")
+@click.option(
+    "--full",
+    is_flag=True,
+    help="Read the whole journal, not only what was journaled since the last run.",
+)
+@click.pass_context
+def keys_reconcile(ctx: click.Context, full: bool) -> None:
+    """Re-apply the erasure journal kept in the vault: after restoring a catalog backup,
+    destroy again every subject key an erasure destroyed and erase again every
+    recording it erased (audited, with receipts). Workers do it at start; run it right
+    after a restore. Reads what was journaled since the catalog's last run (which a
+    restored backup carries), or everything with --full. Exits 1 if a journal entry's
+    signature does not verify.
+
+    \b
+    Example:
+      callvault keys reconcile
+      erasure journal: 12 entries; 1 subject key(s) destroyed again, 3 recording(s) erased again
+    """
+    from callvault.services import build_services
+    from streams.privacy.reapply import reapply_erasures
+
+    settings = settings_of(ctx)
+    try:
+        services = build_services(settings)
+    except CallvaultError as exc:
+        fail(str(exc))
+    try:
+        report = reapply_erasures(services, actor=f"cli:{settings.worker_id}", full=full)
+    except CallvaultError as exc:
+        fail(f"{exc}; nothing applied is undone: run it again", 1)
+    finally:
+        services.close()
+    click.echo(
+        f"erasure journal: {report.entries} entries; {len(report.keys_destroyed)} subject "
+        f"key(s) destroyed again, {len(report.recordings_erased)} recording(s) erased again"
+    )
+    if report.unsigned_entries:
+        click.secho(
+            f"{len(report.unsigned_entries)} entr(ies) do not verify and were not applied: "
+            + ", ".join(report.unsigned_entries[:10]),
+            fg="red",
+        )
+        sys.exit(1)

@@ -89,7 +89,7 @@ def vault_check(ctx: click.Context, repair: bool, grace: str, prefix: str, as_js
             f"{result.objects} object(s) in {services.vault.url}, "
             f"{result.recordings} stored recording(s): {len(result.orphans)} orphan(s), "
             f"{len(result.missing)} missing, {result.pending} awaiting a deletion in progress, "
-            f"{result.dead_letters} dead-letter original(s)"
+            f"{result.dead_letters} dead-letter original(s), {result.audit_objects} audit object(s)"
         )
         for finding in result.orphans[:20]:
             age = f", written {finding.modified_at:%Y-%m-%d %H:%M}" if finding.modified_at else ""

@@ -283,6 +283,31 @@ class EndOfLifeStore:
                 found[row.recording_id] = row
         return found
 
+    def rows_erased_elsewhere(
+        self, subject_key_ids: Iterable[str], object_keys: Iterable[str]
+    ) -> list[RecordingRow]:
+        """Stored or expired recordings sealed under one of ``subject_key_ids`` or kept
+        under one of ``object_keys``: what an erasure journaled outside the catalog
+        erased and a restored catalog brought back.
+
+        Raises:
+            CatalogError: the database failed.
+        """
+        found: dict[str, RecordingRow] = {}
+        live = (RecordingState.STORED.value, RecordingState.EXPIRED.value)
+        for column, values in (("subject_key_id", subject_key_ids), ("object_key", object_keys)):
+            items = list(dict.fromkeys(values))
+            for start in range(0, len(items), _IN_CHUNK):
+                chunk = items[start : start + _IN_CHUNK]
+                for row_values in self._db.fetch_all(
+                    f"{_SELECT} WHERE r.state IN (?, ?) AND "
+                    f"r.{column} IN ({', '.join('?' for _ in chunk)})",
+                    [*live, *chunk],
+                ):
+                    row = recording_from_row(row_values)
+                    found[row.recording_id] = row
+        return list(found.values())
+
     def objects_of(
         self, recording_ids: Iterable[str]
     ) -> dict[str, tuple[RecordingState, str, str | None]]:

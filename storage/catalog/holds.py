@@ -28,10 +28,11 @@ database and audit layers.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any
 
 from storage.catalog.audit import AuditDraft
 from storage.catalog.catalog import Catalog
@@ -170,10 +171,13 @@ class HoldStore:
         reference: str,
         placed_by: str,
         actor: str,
+        sealed_target: Mapping[str, Any] | None = None,
     ) -> LegalHold:
         """Place an active hold (audited ``hold.placed``) and return it.
 
         ``target`` is a recording id, a subject_ref or a call id according to ``scope``.
+        For a customer hold, ``sealed_target`` (``storage.subjectdetails.sealed_subject``)
+        is what the audit record carries instead of the pseudonym.
 
         Raises:
             HoldError: an unknown scope or an empty / overlong field.
@@ -204,7 +208,11 @@ class HoldStore:
                 "hold_id": hold.hold_id,
                 "tenant": hold.tenant,
                 "scope": kind.value,
-                "target": hold.target,
+                **(
+                    dict(sealed_target)
+                    if kind is HoldScope.SUBJECT and sealed_target is not None
+                    else {"target": hold.target}
+                ),
                 "hold_reason": hold.reason,
                 "reference": hold.reference,
                 "placed_by": hold.placed_by,

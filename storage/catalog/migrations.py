@@ -441,6 +441,25 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(
+        11,
+        "disclosure exports: signed manifests, no files (storage/catalog/exports.py)",
+        (
+            """
+            CREATE TABLE privacy_exports (
+                export_id TEXT PRIMARY KEY,
+                request_id TEXT NOT NULL UNIQUE,
+                tenant TEXT NOT NULL,
+                subject_ref TEXT NOT NULL,
+                created_at TEXT NOT NULL,
+                expires_at TEXT NOT NULL,
+                manifest TEXT NOT NULL,
+                signature TEXT NOT NULL,
+                downloads INTEGER NOT NULL DEFAULT 0
+            )
+            """,
+        ),
+    ),
+    Migration(
         12,
         "tenants on audit records; the privacy request workflow (verify, approve or refuse, "
         "execute)",

@@ -31,7 +31,8 @@ from typing import Protocol, runtime_checkable
 from storage.crypto import envelope
 from storage.crypto.envelope import EnvelopeHeader
 from storage.crypto.keyring import Keyring, recording_digest
-from storage.errors import IntegrityError, KeyDestroyed, KeyringError
+from storage.customer import NOT_CANONICAL, customer_ref_problem
+from storage.errors import CustomerRefNotCanonical, IntegrityError, KeyDestroyed, KeyringError
 from storage.types import SubjectKeyRecord
 
 __all__ = [
@@ -124,9 +125,16 @@ class KeyService:
     def subject_ref(self, tenant: str, customer_ref: str) -> str:
         """The pseudonymous subject reference of a customer (keyed hash, per tenant).
 
+        ``customer_ref`` must be canonical (:mod:`storage.customer`): a reference that
+        is not is refused here too, so no path can pseudonymize an altered form.
+
         Raises:
-            KeyringError: ``tenant`` or ``customer_ref`` is empty.
+            CustomerRefNotCanonical: ``customer_ref`` breaks a rule of the canonical form.
+            KeyringError: ``tenant`` is empty.
         """
+        problem = customer_ref_problem(customer_ref)
+        if problem is not None:
+            raise CustomerRefNotCanonical(f"{NOT_CANONICAL}: {problem}")
         return self._keyring.pseudonymize(tenant, customer_ref)
 
     # -- sealing / opening ------------------------------------------------------------
@@ -334,6 +342,33 @@ class KeyService:
             return False
         self._store.destroy_subject_key(record.key_id)
         self._forget(record.key_id)
+        return True
+
+    def live_subject_key(self, subject_ref: str) -> SubjectKeyRecord | None:
+        """The live key of ``subject_ref`` (None: none yet, or destroyed by an erasure).
+
+        Raises:
+            CatalogError: the store failed.
+        """
+        record = self._store.get_subject_key(subject_ref)
+        if record is None or record.wrapped_key is None:
+            return None
+        return record
+
+    def destroy_key(self, key_id: str) -> bool:
+        """Crypto-shred the subject key ``key_id`` (not a newer key of the same subject).
+
+        Returns True if it was live and is destroyed now, False if it was destroyed
+        already or is unknown.
+
+        Raises:
+            KeyringError / CatalogError: the store failed.
+        """
+        record = self._store.get_subject_key_by_id(key_id)
+        if record is None or record.wrapped_key is None:
+            return False
+        self._store.destroy_subject_key(key_id)
+        self._forget(key_id)
         return True
 
     def rewrap_all(self, progress: Callable[[int], None] | None = None) -> int:

@@ -46,6 +46,7 @@ from policies import (
     AccessDecision,
     AccessRequest,
     Decision,
+    Policy,
     Principal,
     Reason,
     could_use,
@@ -92,7 +93,7 @@ class _AudioAsk:
     assignment_id: str | None = None
 
 
-def _ask(principal: Principal, values: Mapping[str, str]) -> _AudioAsk:
+def _ask(principal: Principal, values: Mapping[str, str], policy: Policy) -> _AudioAsk:
     """The audio request in ``values`` (query or grant body). Raises BadRequest.
 
     An evaluation assignment is named by ``assignment`` (or given as the justification):
@@ -101,7 +102,7 @@ def _ask(principal: Principal, values: Mapping[str, str]) -> _AudioAsk:
     if mode not in ("play", "download"):
         raise BadRequest("mode must be play or download")
     purpose = query_text(values, "purpose")
-    justification = check_evidence(query_text(values, "justification"), "justification")
+    justification = check_evidence(query_text(values, "justification"), "justification", policy)
     legal_basis = query_text(values, "legal_basis")
     reference = query_text(values, "reference")
     if reference is not None and not REFERENCE_PATTERN.match(reference):
@@ -220,7 +221,7 @@ async def issue_grant(request: web.Request) -> web.Response:
     body = await json_object(request)  # bounded: size, depth, text
     if not body or not all(isinstance(v, str) for v in body.values() if v is not None):
         raise BadRequest("body must be a JSON object of strings")
-    ask = _ask(principal, {k: v for k, v in body.items() if v is not None})
+    ask = _ask(principal, {k: v for k, v in body.items() if v is not None}, ctx.services.policy)
     row, seq, _ = await _decide(request, ask, rid, via="grant")
     assert ask.request.purpose is not None
     expires = ctx.now() + ctx.grant_ttl + timedelta(milliseconds=row.duration_ms)
@@ -250,7 +251,7 @@ async def audio(request: web.Request) -> web.StreamResponse:
     if grant_text is not None:
         return await _audio_by_grant(request, rid, grant_text)
     principal = await authenticate(request)
-    ask = _ask(principal, request.query)
+    ask = _ask(principal, request.query, ctx_of(request).services.policy)
     continuation = range_header is not None and not _starts_at_zero(range_header)
     row, _, prepared = await _decide(
         request, ask, rid, prefetch=True, via="bearer",

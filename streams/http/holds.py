@@ -23,7 +23,10 @@ from typing import Any
 
 from aiohttp import web
 
+from policies import justification_problem
 from storage.catalog import HoldScope, LegalHold
+from storage.customer import NOT_CANONICAL, customer_ref_problem
+from storage.subjectdetails import sealed_subject
 from streams.errors import BadRequest, NotFound
 from streams.http.context import WebContext, ctx_of
 from streams.http.decisions import require, require_tenant, scope_of, store_call
@@ -80,9 +83,20 @@ async def place_hold(request: web.Request) -> web.Response:
     await require_tenant(request, principal, tenant, "manage-holds")
     target = value
     if scope == "customer":
+        problem = customer_ref_problem(value)
+        if problem is not None:  # refused as every path refuses it, never stripped
+            raise BadRequest(problem, NOT_CANONICAL)
         target = await store_call(ctx.services.keys.subject_ref, tenant, value)
 
+    for name in ("reason", "reference"):
+        text = body.get(name)
+        if isinstance(text, str) and (problem := justification_problem(text, ctx.services.policy)):
+            raise BadRequest(
+                problem.replace("the justification", f"the hold's {name}"), "personal-data"
+            )
+
     def place() -> tuple[LegalHold, list[str]]:
+        sealed = sealed_subject(ctx.services.keys, target) if scope == "customer" else None
         hold = holds.place(
             tenant=tenant,
             scope=HoldScope.SUBJECT if scope == "customer" else HoldScope(scope),
@@ -91,6 +105,7 @@ async def place_hold(request: web.Request) -> web.Response:
             reference=str(body.get("reference") or ""),
             placed_by=principal.user,
             actor=f"user:{principal.user}",
+            sealed_target=sealed,
         )
         _refresh_gauge(ctx)
         ctx.endoflife.sync_vault(holds_only=True)  # the S3 legal hold of what it covers, now

@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
+from policies import PERSONAL_DATA, Policy, justification_problem
 from storage.catalog.audit import check_details
 from storage.errors import AuditError
 from streams.bounds import load_json, parse_instant, text_problem
@@ -104,17 +105,24 @@ def recording_id_of(request: web.Request) -> str:
     return rid
 
 
-def check_evidence(value: str | None, name: str) -> str | None:
-    """Free text that goes into the audit log: no personal data there."""
+def check_evidence(value: str | None, name: str, policy: Policy) -> str | None:
+    """Free text that goes into the audit log (a justification): a reference matching
+    the policy's pattern, or text with no e-mail address and no digit run that can be a
+    phone or card number (:func:`policies.justification_problem`).
+
+    Raises:
+        BadRequest: reason ``justification-personal-data``.
+    """
     if value is None:
         return None
-    try:
-        check_details({name: value})
-    except AuditError:
-        raise BadRequest(
-            f"{name} must not contain personal data (e-mail addresses, phone numbers); "
-            "use an evaluation or case id"
-        ) from None
+    problem = justification_problem(value, policy)
+    if problem is None:
+        try:
+            check_details({name: value})
+        except AuditError:
+            problem = f"{name} must not contain personal data (e-mail addresses, phone numbers)"
+    if problem is not None:
+        raise BadRequest(problem.replace("the justification", f"the {name}", 1), PERSONAL_DATA)
     return value
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, Protocol
 
+from callvault.errors import CallvaultError
 from policies import Policy
 from storage.catalog import (
     AuditDraft,
@@ -27,6 +28,7 @@ from storage.catalog import (
     SubjectRestrictions,
 )
 from storage.crypto import KeyService
+from storage.subjectdetails import sealed_subject
 from storage.types import RecordingRow, RecordingState
 from storage.vault import Vault
 from streams.metrics import Metrics
@@ -113,7 +115,12 @@ class PrivacyContext:
     def audit(
         self, request: PrivacyRequest, action: str, outcome: str, details: dict[str, Any]
     ) -> None:
-        """Append one audit record about ``request`` (its id and subject reference)."""
+        """Append one audit record about ``request``: its id, and the customer sealed
+        under their subject key (``storage.subjectdetails``; nothing once erased)."""
+        try:
+            subject = sealed_subject(self.keys, request.subject_ref)
+        except CallvaultError:  # the key store failing must not hide what is recorded
+            subject = {}
         self.catalog.audit.append(
             AuditDraft(
                 actor=self.actor,
@@ -123,7 +130,7 @@ class PrivacyContext:
                 details={
                     "request_id": request.request_id,
                     "tenant": request.tenant,
-                    "subject_ref": request.subject_ref,
+                    **subject,
                     **details,
                 },
             )

@@ -19,6 +19,7 @@ from storage.catalog.requests import PrivacyRequest, RequestStatus
 from storage.types import RecordingRow, RecordingState
 from streams.errors import PrivacyRequestRejected
 from streams.privacy.context import BaseHandler, RequestParams
+from streams.privacy.input import customer_ref_of
 
 __all__ = ["CorrectHandler", "CORRECTABLE"]
 
@@ -40,6 +41,9 @@ class CorrectHandler(BaseHandler):
         for key, value in raw.items():
             if key not in CORRECTABLE:
                 raise PrivacyRequestRejected("bad-field", f"cannot correct {key!r}")
+            if key == "customer_ref":  # canonical, as sent: never stripped
+                corrections[key] = customer_ref_of(raw, key)
+                continue
             if not isinstance(value, str) or not value.strip() or len(value) > 256:
                 raise PrivacyRequestRejected(
                     "bad-field", f"corrections.{key} must be a non-empty string"

@@ -1,24 +1,50 @@
-"""The ``disclose`` request: list the customer's recordings and export the audio the
-policy releases for ``customer-disclosure`` (see :mod:`streams.privacy`).
+"""The ``disclose`` request: list the customer's recordings and prepare the export of
+the audio the policy releases for ``customer-disclosure`` (see :mod:`streams.privacy`).
+
+Nothing is decrypted here and nothing is written to disk: the export is a **signed
+manifest** (:mod:`storage.catalog.exports`) naming the recordings released (with their
+object key, ciphertext digest and stored format), the ones withheld and why, and the
+listing of everything held about the customer. ``GET /v1/privacy-requests/{id}/export``
+streams the ZIP, decrypting on the fly, to a compliance officer until the manifest
+expires (``exports.expiry_days`` in the policy, default 7); after an erasure it answers
+410.
 """
 
 from __future__ import annotations
 
-import json
-import os
+import logging
+import shutil
 from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from policies import AccessRequest, Principal, decide_access
 from storage.catalog.audit import AuditDraft
 from storage.catalog.requests import PrivacyRequest, RequestStatus
-from storage.catalog.sql import to_db_time
-from storage.errors import KeyDestroyed, RecordingNotFound
 from storage.types import RecordingRow, RecordingState
 from streams.facts import facts_of
 from streams.privacy.context import BaseHandler
 
-__all__ = ["DiscloseHandler"]
+__all__ = ["DiscloseHandler", "export_url", "remove_legacy_exports"]
+
+log = logging.getLogger(__name__)
+
+
+def export_url(request_id: str) -> str:
+    """Where the export of ``request_id`` is downloaded."""
+    return f"/v1/privacy-requests/{request_id}/export"
+
+
+def remove_legacy_exports(data_dir: Path) -> bool:
+    """Delete ``<data_dir>/exports/``, where disclosures of earlier versions wrote
+    decrypted WAVs: no plaintext audio stays on a worker's disk. True if it existed."""
+    folder = data_dir / "exports"
+    if not folder.exists():
+        return False
+    shutil.rmtree(folder)
+    log.warning("removed the plaintext exports of an earlier version under the data dir")
+    return True
 
 
 def _rows_json(rows: list[RecordingRow], held: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -75,13 +101,11 @@ def _summary(
 
 
 class DiscloseHandler(BaseHandler):
-    """``disclose``: a listing, WAV files and ``manifest.json`` under the export root
-    (``<data_dir>/exports/<request_id>/``)."""
+    """``disclose``: a listing and a signed export manifest; no files."""
 
     def execute(self, request: PrivacyRequest) -> PrivacyRequest:
         rows = self.ctx.rows(request)
         held = self.ctx.holds.holds_for(rows)
-        folder = self.ctx.services.config.data_dir / "exports" / request.request_id
         officer = Principal(
             user=request.decided_by or request.verified_by or request.requested_by,
             role="compliance-officer",
@@ -98,16 +122,6 @@ class DiscloseHandler(BaseHandler):
             if not decision.allowed:
                 withheld.append(_withheld(row, str(decision.reason), held))
                 continue
-            try:
-                audio = self.ctx.keys.open_recording(self.ctx.vault.get(row.object_key))
-            except (RecordingNotFound, KeyDestroyed) as exc:
-                withheld.append({"recording_id": row.recording_id, "reason": type(exc).__name__})
-                continue
-            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-            path = folder / f"{row.recording_id}.wav"
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as out:
-                out.write(audio)
             already = any(  # a resumed request: this release is on record already
                 d.reference == request.request_id and d.purpose == "customer-disclosure"
                 for d in self.ctx.ledger.list(recording_id=row.recording_id, limit=1000)
@@ -138,31 +152,38 @@ class DiscloseHandler(BaseHandler):
                     ),
                 )
             exported.append(
-                {"recording_id": row.recording_id, "file": path.name, "bytes": len(audio)}
+                {
+                    "recording_id": row.recording_id,
+                    "object_key": row.object_key,
+                    "object_version": row.object_version,
+                    "ciphertext_sha256": row.ciphertext_sha256,
+                    "stored_size": row.stored_size,
+                    "audio_bytes": row.audio_bytes,
+                    "audio_format": row.audio_format,
+                }
             )
         listing = _rows_json(rows, held)
-        if rows:
-            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-            manifest = folder / "manifest.json"
-            fd = os.open(manifest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as out:
-                json.dump(
-                    {
-                        "request_id": request.request_id,
-                        "recordings": listing,
-                        "exported": exported,
-                        "withheld": withheld,
-                        "generated_at": to_db_time(now),
-                    },
-                    out,
-                    indent=2,
-                )
+        expires_at = now + timedelta(days=self.ctx.policy.export_expiry_days)
+        export = self.ctx.services.exports().save(
+            request_id=request.request_id,
+            tenant=request.tenant,
+            subject_ref=request.subject_ref,
+            expires_at=expires_at,
+            manifest={"recordings": listing, "exported": exported, "withheld": withheld},
+        )
         result = {
             "recordings": listing,
-            "exported": exported,
+            "exported": [
+                {"recording_id": e["recording_id"], "bytes": e["audio_bytes"]} for e in exported
+            ],
             "withheld": withheld,
+            "export": {
+                "export_id": export.export_id,
+                "url": export_url(request.request_id),
+                "expires_at": export.expires_at.isoformat(),
+                "recordings": len(exported),
+            },
             "summary": _summary(rows, exported, withheld),
-            "export_dir": str(folder) if rows else None,
         }
         return self.ctx.store.update(
             request,

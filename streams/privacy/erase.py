@@ -3,7 +3,10 @@ a legal hold wins (see :mod:`streams.privacy`).
 
 Order of effects: deletion intents (``EndOfLifeStore.mark``, which re-checks holds: a
 recording a hold covers by then is reported held) and the marked ids in the request's
-``progress``; the subject key destroyed; the objects deleted; the tombstones, audit
+``progress``; the erasure journaled in the vault (the subject key ids and object keys it
+erases, signed: :mod:`storage.erasures`, re-applied after a catalog restore; once done,
+a second entry adds the ids of the signed receipts); the
+subject key destroyed; the objects deleted; the tombstones, audit
 records and receipts in one commit; the request's status. Re-running after a crash at
 any point continues (the intents are found again, receipts are issued once, and the
 result counts what earlier runs erased).
@@ -11,19 +14,22 @@ result counts what earlier runs erased).
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 from policies import erasure_decision
 from storage.catalog.audit import AuditDraft
 from storage.catalog.holds import first_hold
-from storage.catalog.receipts import DeletionReceipt
+from storage.catalog.receipts import DeletionReceipt, ReceiptSigner
 from storage.catalog.requests import PrivacyRequest, RequestStatus
+from storage.erasures import ErasureEntry
 from storage.errors import StorageError
 from storage.types import RecordingRow, RecordingState
 from streams.facts import facts_of
 from streams.privacy.context import BaseHandler
 
-__all__ = ["EraseHandler"]
+__all__ = ["EraseHandler", "erasure_items"]
 
 
 class EraseHandler(BaseHandler):
@@ -97,6 +103,21 @@ class EraseHandler(BaseHandler):
         request = self.ctx.store.update(
             request, progress={**request.progress, "marked": earlier, "shred": shred}
         )
+        # Journaled outside the catalog before any effect, so that a catalog restored
+        # from an older backup gets the same erasure again (storage.erasures).
+        key_ids: set[str] = set()
+        if shred:
+            live = self.ctx.catalog.get_subject_key(request.subject_ref)
+            key_ids = {row.subject_key_id for row in rows} | ({live.key_id} if live else set())
+        journaled = ErasureEntry(
+            request_id=request.request_id,
+            tenant=request.tenant,
+            erased_at=now,
+            subject_key_ids=tuple(sorted(key_ids)),
+            object_keys=tuple(sorted(row.object_key for row in erasable)),
+        )
+        if key_ids or erasable:
+            self.ctx.services.erasure_journal().record(journaled)
         destroyed = False
         if shred:
             # Crypto-shred first: from here on no copy anywhere can be decrypted.
@@ -138,6 +159,19 @@ class EraseHandler(BaseHandler):
                 if r.payload.get("request_id") == request.request_id
             ],
         }
+        if erased:  # the signed receipts' ids beside what the erasure did (same effects)
+            self.ctx.services.erasure_journal().record(
+                replace(
+                    journaled,
+                    erased_at=self.ctx.clock(),
+                    receipt_ids=tuple(
+                        r.receipt_id
+                        for rid in erased
+                        for r in self.ctx.receipts.for_recording(rid)
+                        if r.payload.get("request_id") == request.request_id
+                    ),
+                )
+            )
         status = RequestStatus.HELD if held else RequestStatus.COMPLETED
         return self.ctx.store.update(
             request,
@@ -149,51 +183,70 @@ class EraseHandler(BaseHandler):
     def _finish_erasure(
         self, request: PrivacyRequest, rows: list[RecordingRow], key_gone: bool
     ) -> list[str]:
-        clauses = self.ctx.policy.clauses_for_rule("retention:erasure")
-        deleted_at = self.ctx.clock()
-        items: list[tuple[str, AuditDraft, DeletionReceipt]] = []
-        for row in rows:
-            receipt = self.ctx.signer.issue(
-                recording_id=row.recording_id,
-                tenant=row.tenant,
-                reason="erasure-requested",
-                rule="retention:erasure",
-                clauses=clauses,
-                deleted_at=deleted_at,
-                actor=self.ctx.actor,
-                request_id=request.request_id,
-                effects={
-                    "object_versions_deleted": True,
-                    "data_key": "removed with the object",
-                    "subject_key_destroyed": key_gone,
-                    "catalog_state": "erased",
-                    "tombstone": "no subject_ref, call_id or agent_id",
-                },
-                facts={
-                    "object_key": row.object_key,
-                    "ciphertext_sha256": row.ciphertext_sha256,
-                    "retention_class": row.retention_class,
-                    "previous_state": row.state.value,
-                },
-            )
-            items.append(
-                (
-                    row.recording_id,
-                    AuditDraft(
-                        actor=self.ctx.actor,
-                        action="privacy.erased",
-                        outcome="ok",
-                        reason="erasure-requested",
-                        recording_id=row.recording_id,
-                        details={
-                            "request_id": request.request_id,
-                            "rule": "retention:erasure",
-                            "clauses": list(clauses),
-                            "subject_key_destroyed": key_gone,
-                            "receipt_id": receipt.receipt_id,
-                        },
-                    ),
-                    receipt,
-                )
-            )
+        items = erasure_items(
+            self.ctx.signer,
+            rows,
+            request_id=request.request_id,
+            actor=self.ctx.actor,
+            reason="erasure-requested",
+            clauses=self.ctx.policy.clauses_for_rule("retention:erasure"),
+            deleted_at=self.ctx.clock(),
+            effects={
+                "object_versions_deleted": True,
+                "data_key": "removed with the object",
+                "subject_key_destroyed": key_gone,
+                "catalog_state": "erased",
+                "tombstone": "no subject_ref, call_id or agent_id",
+            },
+        )
         return self.ctx.endoflife.finish_erasure(items)
+
+
+def erasure_items(
+    signer: ReceiptSigner,
+    rows: list[RecordingRow],
+    *,
+    request_id: str,
+    actor: str,
+    reason: str,
+    clauses: tuple[str, ...],
+    deleted_at: datetime,
+    effects: dict[str, Any],
+) -> list[tuple[str, AuditDraft, DeletionReceipt]]:
+    """Per recording: a signed receipt and its ``privacy.erased`` audit record, for
+    ``EndOfLifeStore.finish_erasure`` (the tombstones, in one commit)."""
+    items: list[tuple[str, AuditDraft, DeletionReceipt]] = []
+    for row in rows:
+        receipt = signer.issue(
+            recording_id=row.recording_id,
+            tenant=row.tenant,
+            reason=reason,
+            rule="retention:erasure",
+            clauses=clauses,
+            deleted_at=deleted_at,
+            actor=actor,
+            request_id=request_id,
+            effects=effects,
+            facts={
+                "object_key": row.object_key,
+                "ciphertext_sha256": row.ciphertext_sha256,
+                "retention_class": row.retention_class,
+                "previous_state": row.state.value,
+            },
+        )
+        draft = AuditDraft(
+            actor=actor,
+            action="privacy.erased",
+            outcome="ok",
+            reason=reason,
+            recording_id=row.recording_id,
+            details={
+                "request_id": request_id,
+                "rule": "retention:erasure",
+                "clauses": list(clauses),
+                "subject_key_destroyed": bool(effects.get("subject_key_destroyed")),
+                "receipt_id": receipt.receipt_id,
+            },
+        )
+        items.append((row.recording_id, draft, receipt))
+    return items

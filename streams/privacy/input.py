@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from storage.customer import NOT_CANONICAL, customer_ref_problem
 from streams.bounds import check_tree, load_json, parse_instant
 from streams.errors import InputRejected, PrivacyRequestRejected
 from streams.privacy.kinds import VERIFICATION_METHODS, RequestKind, handler_class
@@ -23,6 +24,7 @@ __all__ = [
     "REQUEST_TYPES",
     "PrivacyRequestRejected",
     "RequestInput",
+    "customer_ref_of",
     "parse_privacy_request",
     "parse_time",
     "parse_identity",
@@ -112,12 +114,29 @@ def _text(data: Mapping[str, Any], name: str, *, limit: int = 256) -> str:
     return value.strip()
 
 
+def customer_ref_of(data: Mapping[str, Any], name: str) -> str:
+    """The customer reference under ``name``, exactly as sent (never stripped or
+    normalized: :mod:`storage.customer`).
+
+    Raises:
+        PrivacyRequestRejected: ``missing-field``, or ``customer-ref-not-canonical``.
+    """
+    value = data.get(name)
+    if not isinstance(value, str) or not value.strip():
+        raise PrivacyRequestRejected("missing-field", f"{name} is required (a non-empty string)")
+    problem = customer_ref_problem(value)
+    if problem is not None:
+        raise PrivacyRequestRejected(NOT_CANONICAL, problem.replace("customer_ref", name, 1))
+    return value
+
+
 def parse_privacy_request(data: Any, *, now: datetime) -> RequestInput:
     """Validate one request body (see the module docstring).
 
     Raises:
         PrivacyRequestRejected: with reason ``malformed``, ``unknown-type``,
-            ``missing-field``, ``bad-field`` or ``identity-not-verified``.
+            ``missing-field``, ``bad-field``, ``customer-ref-not-canonical`` or
+            ``identity-not-verified``.
     """
     try:
         if isinstance(data, bytes | bytearray | str):
@@ -139,7 +158,7 @@ def parse_privacy_request(data: Any, *, now: datetime) -> RequestInput:
         ) from None
     handler = handler_class(kind)
     tenant = _text(data, "tenant", limit=64)
-    customer_ref = _text(data, "customer_ref")
+    customer_ref = customer_ref_of(data, "customer_ref")
     request_id = data.get("request_id") or f"pr_{secrets.token_hex(10)}"
     if not isinstance(request_id, str) or not _REQUEST_ID.match(request_id):
         raise PrivacyRequestRejected(

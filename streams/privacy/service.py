@@ -44,14 +44,21 @@ What a caller may rely on:
   (a crash inside processing) or ``failed``, and every request that still has deletion
   intents, after deleting objects an interrupted correction superseded. Every request
   type is idempotent: erase continues from its intents (receipts once), restrict and
-  lift set only what differs, disclose writes its export again (a release already in
-  the disclosure ledger for the request is not recorded twice), correct skips
+  lift set only what differs, disclose signs its manifest again (a release already
+  in the disclosure ledger for the request is not recorded twice), correct skips
   recordings already corrected.
 - ``disclose``: every recording held about the customer (any state) with purposes,
-  dates and state, and the decrypted audio of those the policy releases for
-  ``customer-disclosure`` (reference = the request id) written as WAV files with a
-  ``manifest.json`` under ``<data_dir>/exports/<request_id>/`` (mode 0600/0700), each
-  release recorded in the disclosure ledger and the audit log.
+  dates and state, and a **signed export manifest** (:mod:`storage.catalog.exports`)
+  naming the recordings the policy releases for ``customer-disclosure`` (reference =
+  the request id) and why the others are withheld; each release recorded in the
+  disclosure ledger and the audit log. Nothing is decrypted or written to disk: a
+  compliance officer downloads the ZIP from ``GET /v1/privacy-requests/{id}/export``
+  (decrypted on the fly, until ``exports.expiry_days``; 410 after an erasure).
+- The customer reference must be canonical (:mod:`storage.customer`), refused
+  ``customer-ref-not-canonical`` otherwise; audit records name the customer only
+  sealed under their subject key (:mod:`storage.subjectdetails`).
+- ``erase`` also journals what it erases in the vault (:mod:`storage.erasures`),
+  re-applied after a catalog restore (:mod:`streams.privacy.reapply`).
 - ``restrict`` / ``lift-restriction``: ``Catalog.set_restricted`` on the customer's
   stored recordings (audited per recording).
 - ``correct``: ``corrections`` may fix the customer reference (the recordings are
@@ -81,6 +88,7 @@ from storage.catalog import AuditDraft, PrivacyRequest, PrivacyRequestStore, Req
 from storage.catalog.audit import check_details
 from storage.catalog.requests import RUNNABLE_STATUSES
 from storage.errors import PrivacyRequestError, PrivacyRequestNotFound
+from storage.subjectdetails import sealed_subject
 from storage.types import RecordingState
 from storage.vault import Vault
 from streams.errors import PrivacyRequestRejected
@@ -198,7 +206,8 @@ class PrivacyService:
                         "request_id": request.request_id,
                         "type": parsed.kind.value,
                         "tenant": parsed.tenant,
-                        "subject_ref": subject_ref,
+                        # the customer, sealed under their key: shredded by an erasure
+                        **sealed_subject(ctx.keys, subject_ref),
                         "verified_by": parsed.verified_by,
                         "verification_method": parsed.verification_method,
                         "due_at": request.due_at.isoformat(),
@@ -382,5 +391,5 @@ def _summary(result: Mapping[str, Any]) -> dict[str, Any]:
     return {
         key: (len(value) if isinstance(value, (list, dict)) else value)
         for key, value in result.items()
-        if key != "export_dir"
+        if key not in ("export_dir", "export")
     }

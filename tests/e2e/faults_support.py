@@ -161,7 +161,14 @@ def audit_topic_matches(services: Services, bootstrap: str, timeout: float = 60)
 
     def caught_up() -> list[dict[str, Any]] | None:
         messages = consume_messages(bootstrap, "callvault.audit", len(expected), timeout=10)
-        got = [json.loads(m.value) for m in messages]
+        got, last = [], 0
+        for message in messages:
+            body = json.loads(message.value)
+            if message.key == b"checkpoint":  # a signed checkpoint: after the record it pins
+                assert body["checkpoint"]["payload"]["seq"] == last, "checkpoint out of place"
+                continue
+            got.append(body)
+            last = body["seq"]
         return got if len(got) >= len(expected) else None
 
     got = wait_until(caught_up, timeout, "the audit topic to catch up", 1.0)

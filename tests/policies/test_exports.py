@@ -31,7 +31,7 @@ def test_public_surface_is_pinned() -> None:
             "EvaluationScore", "SampleCandidate", "SampleExclusion", "score_evaluation",
             "period_of", "period_bounds", "previous_period", "sampling_exclusion",
             "pick_sample", "balanced_reviewers", "ALL_TENANTS", "RefusalReason", "tenant_scope",
-            "in_tenant",
+            "in_tenant", "PERSONAL_DATA", "justification_problem",
         ]
     )  # fmt: skip
     for name in policies.__all__:

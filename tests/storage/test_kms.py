@@ -306,3 +306,30 @@ def test_forged_signing_key_ids_cost_no_kms_call(
     other.rotate()
     assert keyring.verify(b"x", other.sign(b"x"))
     assert counting.decrypts == 2
+
+
+def test_audit_checkpoints_are_signed_under_the_kms_keyring(
+    make_keyring: Callable[..., KmsKeyring], tmp_path: Path
+) -> None:
+    from dataclasses import replace
+
+    from storage.catalog import open_catalog
+    from storage.catalog.audit import AuditDraft
+    from storage.checkpoints import AuditCheckpoints, checkpoint_key
+    from storage.vault import LocalVault
+
+    keyring = make_keyring()
+    catalog = open_catalog(f"sqlite:///{tmp_path}/catalog.sqlite3", migrate=True)
+    try:
+        vault = LocalVault(tmp_path / "vault")
+        for n in range(3):
+            catalog.audit.append(AuditDraft(actor="user:a", action="access.play", outcome=str(n)))
+        checkpoints = AuditCheckpoints(catalog.audit, vault, keyring)
+        written = checkpoints.write(catalog.audit.head(), None)  # type: ignore[arg-type]
+        assert written.signature.split(".")[0] == keyring.sign(b"x").split(".")[0]
+        assert checkpoints.verify().ok
+        forged = replace(written, hash="f" * 64)
+        vault.put(checkpoint_key(written.seq), forged.to_bytes(), tags={})
+        assert "signature does not verify" in checkpoints.verify().problems[0]
+    finally:
+        catalog.close()

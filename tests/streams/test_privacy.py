@@ -1,5 +1,6 @@
 """Customers' privacy requests against real backends: erase (crypto-shredding, all
-versions, tombstones, receipts), holds winning over erasure, disclose with export,
+versions, tombstones, receipts), holds winning over erasure, disclose with a signed
+export manifest,
 restrict / lift, correct (re-keying), validation, the overdue metric, and the HTTP API
 served in-process."""
 
@@ -134,14 +135,16 @@ def test_disclose_lists_and_exports_the_customers_audio(
     assert set(listed) == {"r-disc-0", "r-disc-1"}
     assert listed["r-disc-0"]["purposes"] == list(rows[0].purposes)
     assert listed["r-disc-0"]["retain_until"] == rows[0].retain_until.isoformat()
-    folder = Path(out.result["export_dir"])
-    assert (folder.stat().st_mode & 0o777) == 0o700
-    for row in rows:
-        wav = folder / f"{row.recording_id}.wav"
-        assert wav.read_bytes() == services.keys.open_recording(services.vault.get(row.object_key))
-        assert wav.read_bytes()[:4] == b"RIFF" and (wav.stat().st_mode & 0o777) == 0o600
-    manifest = json.loads((folder / "manifest.json").read_text())
-    assert manifest["request_id"] == out.request_id and len(manifest["exported"]) == 2
+    # a signed manifest, no files: nothing under the data dir is plaintext audio
+    assert "export_dir" not in out.result
+    export = services.exports().get(out.request_id)
+    assert export.verified and len(export.manifest["exported"]) == 2
+    assert export.expires_at == NOW + timedelta(days=services.policy.export_expiry_days)
+    assert out.result["export"]["url"] == f"/v1/privacy-requests/{out.request_id}/export"
+    assert not (services.config.data_dir / "exports").exists()
+    for path in services.config.data_dir.rglob("*"):
+        if path.is_file():
+            assert not path.read_bytes().startswith(b"RIFF"), path
     granted = [e for e in services.audit.iter_entries(action_prefix="access.granted")]
     assert {e.recording_id for e in granted} == {"r-disc-0", "r-disc-1"}
     assert all(e.details["purpose"] == "customer-disclosure" for e in granted)
@@ -387,6 +390,14 @@ def test_http_privacy_requests_and_holds_are_compliance_only(server: WebServer) 
         },
     )
     assert personal.status == 400 and personal.json()["reason"] == "personal-data"
+    phone = server.request(
+        "POST",
+        "/v1/holds",
+        token=officer,
+        body={"scope": "recording", "recording_id": "r-http",
+              "reason": "customer on 415-555-0100 sued", "reference": "X-1"},
+    )  # fmt: skip
+    assert phone.status == 400 and phone.json()["reason"] == "personal-data"
 
     filed = server.request(
         "POST", "/v1/privacy-requests", token=officer, body={**ERASE, "request_id": "PR-77"}

@@ -250,13 +250,41 @@ def test_destroyed_subject_key_is_410_and_audited(env: QaEnv) -> None:
     assert (last.action, last.outcome, last.reason) == ("access.play", "failed", "key-destroyed")
 
 
-def test_personal_data_in_a_justification_is_refused(env: QaEnv) -> None:
+@pytest.mark.parametrize(
+    "justification",
+    [
+        "call back jane@example.com",
+        "+14155550100",
+        "call back +1 415 555 0100",
+        "415-555-0100",
+        "card 4111 1111 1111 1111",
+        "customer (415) 555.0100 complained",
+    ],
+)
+def test_personal_data_in_a_justification_is_refused(env: QaEnv, justification: str) -> None:
+    before = env.audit_after(0)
     reply = env.audio(
         "rec-qa-1", env.token("alice", "qa-reviewer"), purpose="quality-improvement",
-        justification="call back jane@example.com",
+        justification=justification,
     )  # fmt: skip
     assert reply.status == 400
+    assert reply.json()["reason"] == "justification-personal-data"
     assert "personal data" in reply.json()["detail"]
+    assert justification not in reply.body.decode()
+    written = env.audit_after(before[-1].seq if before else 0)
+    assert all(justification not in json.dumps(e.details) for e in written)
+
+
+@pytest.mark.parametrize(
+    "justification", ["QA-123", "CASE-2026-0042", "re-check of 2026-11-25 10:30"]
+)
+def test_references_and_plain_text_pass_as_justifications(env: QaEnv, justification: str) -> None:
+    reply = env.audio(
+        "rec-qa-1", env.token("alice", "qa-reviewer"), purpose="quality-improvement",
+        justification=justification,
+    )  # fmt: skip
+    assert reply.status == 200, reply.json()
+    assert env.audit_after(0)[-1].details["justification"] == justification
 
 
 # -- legal disclosure --------------------------------------------------------------------

@@ -22,6 +22,8 @@
   const SPEEDS = [0.5, 0.75, 1, 1.25, 1.5, 2];
   const REASONS = {
     "justification-required": "State a justification (for example the evaluation id).",
+    "justification-personal-data":
+      "A justification must not hold a phone, card number or e-mail address: give a ticket, case or evaluation id.",
     "purpose-not-tagged": "This recording was not collected for that purpose.",
     "role-not-allowed-purpose": "Your role may not use recordings for that purpose.",
     "recording-restricted": "The customer asked us to stop using this recording.",
