@@ -87,6 +87,9 @@ class AuditEntry:
 
     ``hash`` = sha256 over ``prev_hash`` and the canonical JSON of every other field;
     ``details`` must never hold personal data (pseudonyms and codes only).
+    ``tenant`` is whose auditors see the record (``None``: the policy's default tenant);
+    ``hash_form`` says what the hash covers: 1 (records written before migration 14)
+    leaves ``tenant`` out, 2 covers it (see :func:`storage.catalog.audit.entry_hash`).
     """
 
     seq: int
@@ -99,6 +102,8 @@ class AuditEntry:
     details: dict[str, Any] = field(default_factory=dict)
     prev_hash: str = ""
     hash: str = ""
+    tenant: str | None = None
+    hash_form: int = 1
 
 
 @dataclass(frozen=True)

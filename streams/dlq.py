@@ -4,14 +4,22 @@ A rejected record is kept whole, but nobody who reads the topic (or the catalog)
 read the personal data in it:
 
 - the entry's **key** is the original record key; its **value** is the original value
-  sealed with the keyring (:mod:`storage.crypto.sealed`), or empty when the sealed
-  value is larger than :data:`INLINE_MAX` -- then it is a vault object
-  (``dlq/<xx>/<entry id>.cvsr``) named by the ``cv-original`` header, so an entry
-  never exceeds the broker's message size;
+  sealed, or empty when the sealed value is larger than :data:`INLINE_MAX` -- then it
+  is a vault object (``dlq/<xx>/<entry id>.cvsr``) named by the ``cv-original``
+  header, so an entry never exceeds the broker's message size;
+- **sealing**: an event that names a tenant and a canonical ``customer_ref`` is sealed
+  under that customer's subject key (the same pseudonym as ingest; the key is created
+  if the customer has none yet) with :meth:`storage.crypto.KeyService.seal_named`
+  (name ``dlq:<entry id>``), so erasing the customer shreds the original in the
+  catalog, the vault and every copy of the topic alike; ``show`` and ``replay`` then
+  answer that the original was erased (:data:`ORIGINAL_ERASED`). Any other event (no
+  or a non-canonical customer reference, not JSON) is sealed under the master keyring
+  (:mod:`storage.crypto.sealed`) and lives as long as its entry;
 - **headers** (all ASCII): ``cv-dlq-id``, ``cv-reason``, ``cv-detail`` (for humans,
   never a value), ``cv-source-topic``, ``cv-source-partition``, ``cv-source-offset``,
   ``cv-first-seen``, ``cv-attempts``, ``cv-recording-ref`` (keyed, see
-  :mod:`streams.refs`), ``cv-value-size``, ``cv-sealing`` (``keyring-v1``),
+  :mod:`streams.refs`), ``cv-value-size``, ``cv-sealing`` (``subject-v1`` or
+  ``keyring-v1``),
   ``cv-original`` (``inline`` or ``vault:<key>``).
 
 The entry id is a keyed digest of the source topic and the original value, so the same
@@ -26,6 +34,7 @@ original key and value once more to its source topic and audits ``dlq.replayed``
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -34,14 +43,19 @@ from storage.catalog.audit import AuditDraft, AuditLog
 from storage.catalog.deadletters import DeadLetter, DeadLetterDraft, DeadLetterStore
 from storage.catalog.sql import Database
 from storage.crypto.keyring import Keyring
+from storage.crypto.keys import KeyService
 from storage.crypto.sealed import open_record, seal_record
+from storage.customer import customer_ref_problem
+from storage.errors import KeyDestroyed
 from storage.vault import Vault
+from streams.events import TENANT
 from streams.ingest import IngestOutcome, redacted_event
 from streams.refs import ref_or_dash
 from streams.services import Services
 
 __all__ = [
     "INLINE_MAX",
+    "ORIGINAL_ERASED",
     "DlqMessage",
     "DlqSource",
     "DeadLetterQueue",
@@ -50,6 +64,9 @@ __all__ = [
 #: Largest sealed value carried inside a DLQ message (brokers default to 1 MB messages).
 INLINE_MAX = 256 * 1024
 SEALING = "keyring-v1"
+SUBJECT_SEALING = "subject-v1"
+#: Reason code of a dead letter whose original was shredded by its customer's erasure.
+ORIGINAL_ERASED = "dlq-original-erased"
 _PURPOSE = "dlq-entry"
 _DETAIL_MAX = 200
 
@@ -97,6 +114,7 @@ class DeadLetterQueue:
         *,
         store: DeadLetterStore,
         keyring: Keyring,
+        keys: KeyService,
         vault: Vault,
         audit: AuditLog,
         database: Database,
@@ -105,6 +123,7 @@ class DeadLetterQueue:
         self.store = store
         self.database = database
         self.keyring = keyring
+        self.keys = keys
         self.vault = vault
         self.audit = audit
         self.inline_max = inline_max
@@ -115,6 +134,7 @@ class DeadLetterQueue:
         return cls(
             store=services.dead_letters,
             keyring=services.keyring,
+            keys=services.keys,
             vault=services.vault,
             audit=services.audit,
             database=services.catalog.database,
@@ -133,10 +153,13 @@ class DeadLetterQueue:
             StorageError / KeyringError: the vault, catalog or keyring failed (retry).
         """
         drafts: list[DeadLetterDraft] = []
-        for outcome, source in items:
+        subjects = [self.subject_of(outcome.payload or b"") for outcome, _ in items]
+        # New customers' keys of the whole batch in one commit, as ingest does.
+        self.keys.ensure_subject_keys(subject for subject in subjects if subject is not None)
+        for (outcome, source), subject in zip(items, subjects, strict=True):
             value = outcome.payload or b""
             entry_id = self.entry_id(source.topic, value)
-            sealed = seal_record(self.keyring, value, purpose=_PURPOSE, name=entry_id)
+            sealed, subject_key_id = self._seal(value, entry_id, subject)
             blob_key: str | None = None
             inline: bytes | None = sealed
             if len(sealed) > self.inline_max:
@@ -157,9 +180,51 @@ class DeadLetterQueue:
                     value_size=len(value),
                     recording_id=outcome.recording_id,
                     tenant=outcome.tenant,
+                    subject_key_id=subject_key_id,
                 )
             )
         return [self.message(letter) for letter in self.store.record(drafts)]
+
+    def subject_of(self, value: bytes) -> tuple[str, str] | None:
+        """``(tenant, subject_ref)`` of the customer a dead-lettered event names, or None
+        when it names no tenant or no canonical ``customer_ref`` (or is not JSON: also
+        too deeply nested to parse, as a poison event may be)."""
+        try:
+            data = json.loads(value)
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            return None
+        if not isinstance(data, dict):
+            return None
+        tenant, customer_ref = data.get("tenant"), data.get("customer_ref")
+        if not isinstance(tenant, str) or not TENANT.match(tenant):
+            return None
+        if customer_ref_problem(customer_ref) is not None:
+            return None
+        assert isinstance(customer_ref, str)
+        return tenant, self.keys.subject_ref(tenant, customer_ref)
+
+    def _seal(
+        self, value: bytes, entry_id: str, subject: tuple[str, str] | None
+    ) -> tuple[bytes, str | None]:
+        """The sealed value and the subject key id it is sealed under (None: master)."""
+        if subject is None:
+            return seal_record(self.keyring, value, purpose=_PURPOSE, name=entry_id), None
+        for _ in range(3):  # an erasure may destroy the key between lookup and use
+            record = self.keys.live_subject_key(subject[1])
+            if record is None:
+                self.keys.ensure_subject_keys([subject])
+                continue
+            try:
+                sealed = self.keys.seal_named(
+                    record.key_id,
+                    _sealed_name(entry_id),
+                    value,
+                    content_type="application/octet-stream",
+                )
+            except KeyDestroyed:
+                continue
+            return sealed, record.key_id
+        raise KeyDestroyed(f"dead letter {entry_id}: its customer's key keeps being destroyed")
 
     def message(self, letter: DeadLetter) -> DlqMessage:
         """The ``callvault.dlq`` message of an entry (module docstring)."""
@@ -174,7 +239,7 @@ class DeadLetterQueue:
             ("cv-attempts", _ascii(str(letter.attempts))),
             ("cv-recording-ref", _ascii(ref_or_dash(self.keyring, letter.recording_id))),
             ("cv-value-size", _ascii(str(letter.value_size))),
-            ("cv-sealing", SEALING.encode()),
+            ("cv-sealing", (SUBJECT_SEALING if letter.subject_key_id else SEALING).encode()),
             ("cv-original", _ascii(f"vault:{letter.blob_key}" if letter.blob_key else "inline")),
         ]
         return DlqMessage(letter.original_key, letter.sealed_value or b"", headers)
@@ -184,13 +249,28 @@ class DeadLetterQueue:
         """The original value (unsealed). Personal data: never print it.
 
         Raises:
+            KeyDestroyed: the customer was erased: the original is shredded (its message
+                starts with :data:`ORIGINAL_ERASED`).
             IntegrityError / KeyringError / StorageError: it cannot be opened.
         """
         sealed = letter.sealed_value
         if sealed is None:
             assert letter.blob_key is not None
             sealed = self.vault.get(letter.blob_key)
-        return open_record(self.keyring, sealed, purpose=_PURPOSE, name=letter.entry_id)
+        if letter.subject_key_id is None:
+            return open_record(self.keyring, sealed, purpose=_PURPOSE, name=letter.entry_id)
+        try:
+            return self.keys.open_named(sealed, _sealed_name(letter.entry_id))
+        except KeyDestroyed as exc:
+            raise KeyDestroyed(_erased_message(letter)) from exc
+
+    def erased(self, letter: DeadLetter) -> bool:
+        """Whether the entry's original was shredded by its customer's erasure.
+
+        Raises:
+            CatalogError: the catalog cannot be read.
+        """
+        return letter.subject_key_id is not None and self.keys.key_destroyed(letter.subject_key_id)
 
     def summary(self, letter: DeadLetter) -> dict[str, Any]:
         """What ``callvault dlq list`` shows of an entry (no personal data)."""
@@ -211,17 +291,24 @@ class DeadLetterQueue:
             "state": str(letter.state),
             "size": letter.value_size,
             "stored": "vault" if letter.blob_key else "inline",
+            "sealing": "subject" if letter.subject_key_id else "keyring",
         }
 
     def show(self, letter: DeadLetter) -> dict[str, Any]:
         """The redacted view of an entry (``callvault dlq show``): the summary, the
         recording id, and the event with its customer reference, landing URI and sha256
-        replaced by markers (``None`` when the original is not a JSON object)."""
+        replaced by markers (``None`` when the original is not a JSON object, or was
+        erased: then ``original`` is :data:`ORIGINAL_ERASED`, else ``available``)."""
         view = self.summary(letter)
         view["recording_id"] = letter.recording_id
         view["replayed_at"] = letter.replayed_at.isoformat() if letter.replayed_at else None
         view["replayed_by"] = letter.replayed_by
-        view["event"] = redacted_event(self.original(letter))
+        try:
+            original = self.original(letter)
+        except KeyDestroyed:
+            view["original"], view["event"] = ORIGINAL_ERASED, None
+        else:
+            view["original"], view["event"] = "available", redacted_event(original)
         return view
 
     # -- replaying ----------------------------------------------------------------------
@@ -236,7 +323,11 @@ class DeadLetterQueue:
         """Produce the original record once more to its source topic (``produce(topic,
         key, value)``, awaited until the broker acknowledged it), then mark the entry
         replayed and audit ``dlq.replayed``. An entry already replayed is skipped
-        (False). ``run(fn, *args)`` runs a blocking call off the event loop."""
+        (False). ``run(fn, *args)`` runs a blocking call off the event loop.
+
+        Raises:
+            KeyDestroyed: the original was erased with its customer (nothing produced).
+        """
         current = await run(self.store.get, letter.entry_id)
         if current is None or current.state != "open":
             return False
@@ -263,6 +354,17 @@ class DeadLetterQueue:
                 tx=tx,
             )
         return True
+
+
+def _sealed_name(entry_id: str) -> str:
+    return f"dlq:{entry_id}"
+
+
+def _erased_message(letter: DeadLetter) -> str:
+    return (
+        f"{ORIGINAL_ERASED}: dead letter {letter.entry_id}: its original was erased with "
+        "its customer (subject key destroyed); it can no longer be shown or replayed"
+    )
 
 
 def _number(value: int | None) -> str:

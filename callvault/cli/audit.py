@@ -23,6 +23,8 @@ def audit_verify(ctx: click.Context) -> None:
     """Prove the audit log intact: recompute the hash chain, then check every signed
     checkpoint in the vault (signature, continuity, and that the log still holds the
     record each one signed). Names what broke and exits 1; exits 0 when intact.
+    Records written since migration 14 hash their tenant too, so a record moved to
+    another tenant is named like any other edit.
 
     \b
     Example:

@@ -8,7 +8,9 @@ callvault dlq replay ID | --reason R [--by USER]
 customer reference, landing URI or sha256). ``replay`` produces the original record
 once more to its source topic (``callvault.recordings``) once the cause is fixed, and
 audits ``dlq.replayed``; an entry is replayed once (if it fails again it comes back as
-one more attempt of the same entry). Exit 0: done (also: nothing to replay); 1: an
+one more attempt of the same entry). An event naming a canonical customer reference is
+sealed under that customer's subject key: once the customer is erased, ``show`` and
+``replay`` answer ``dlq-original-erased``. Exit 0: done (also: nothing to replay); 1: an
 entry that does not exist or could not be replayed; 2: configuration or broker errors.
 """
 
@@ -84,7 +86,8 @@ def dlq_list(
 @click.pass_context
 def dlq_show(ctx: click.Context, entry_id: str) -> None:
     """One dead letter, redacted: reason, source, attempts, and the event without its
-    customer reference, landing URI or sha256."""
+    customer reference, landing URI or sha256. When the original was erased with its
+    customer, "original" is "dlq-original-erased" and "event" is null."""
     from streams.dlq import DeadLetterQueue
 
     with open_services(ctx) as services:
@@ -105,9 +108,15 @@ def dlq_show(ctx: click.Context, entry_id: str) -> None:
 def dlq_replay(
     ctx: click.Context, entry_id: str | None, reason: str | None, by: str | None
 ) -> None:
-    """Produce dead-lettered records once more to their source topic (audited)."""
+    """Produce dead-lettered records once more to their source topic (audited).
+
+    An entry whose original was erased with its customer (sealed under the customer's
+    subject key, now destroyed) is not replayed: it is reported as
+    "dlq-original-erased" (exit 1 when it was the one entry named; skipped with
+    --reason).
+    """
     from callvault.cli.run import broker_url
-    from streams.dlq import DeadLetterQueue
+    from streams.dlq import ORIGINAL_ERASED, DeadLetterQueue
 
     if (entry_id is None) == (reason is None):
         fail("name one entry id, or --reason R")
@@ -126,6 +135,13 @@ def dlq_replay(
             if not letters:
                 click.echo(f"nothing to replay with reason {reason}")
                 return
+            erased = [letter for letter in letters if queue.erased(letter)]
+            letters = [letter for letter in letters if letter not in erased]
+            for letter in erased:
+                click.echo(f"{letter.entry_id}: not replayed: {ORIGINAL_ERASED} (its original "
+                           "was erased with its customer)")  # fmt: skip
+            if not letters:
+                raise SystemExit(1 if entry_id is not None else 0)
             done = asyncio.run(_replay(queue, letters, actor, broker_url(settings)))
         except CallvaultError as exc:
             fail(str(exc))

@@ -8,6 +8,13 @@ What a caller may rely on:
   has sorted keys, no spaces, UTF-8, and timestamps as ``YYYY-MM-DDTHH:MM:SS.ffffffZ``
   (see :func:`entry_hash`). The table ``audit_head`` anchors the last seq and hash, so
   a truncated tail or a record appended by raw SQL is noticed too.
+- The record's ``tenant`` (whose auditors see it) is hashed too in **hash form 2**,
+  which every record written since migration 14 carries (column ``hash_form``): moving
+  such a record to another tenant breaks its hash. Records written before (form 1) are
+  verified as they were written, tenant excluded: their tenant column is protected
+  only by the database's access control. A record whose form was edited no longer
+  matches its hash either (the form is hashed in form 2, and a form-2 hash never
+  equals the form-1 one).
 - Appends are serialized across threads, connections and processes: on SQLite inside
   ``BEGIN IMMEDIATE``, on PostgreSQL by row-locking ``audit_head`` (``FOR UPDATE``)
   before the chain head is read. The chain therefore never forks, however many workers
@@ -50,6 +57,7 @@ __all__ = [
     "AuditLog",
     "AuditVerification",
     "GENESIS_HASH",
+    "HASH_FORM",
     "canonical_json",
     "check_details",
     "entry_hash",
@@ -58,6 +66,8 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 _PAGE = 2000
+# The hash form new records are written in (see entry_hash); 1 = before migration 14.
+HASH_FORM = 2
 
 _PERSONAL_KEYS = frozenset(
     {
@@ -157,7 +167,8 @@ def canonical_json(value: Any) -> str:
 
 def entry_json(entry: AuditEntry) -> dict[str, Any]:
     """The entry as JSON-ready data (ISO 8601 time, hash included), as the HTTP API and
-    the ``callvault.audit`` topic publish it."""
+    the ``callvault.audit`` topic publish it; ``tenant`` and ``hash_form`` too, so a
+    reader can recompute the hash (:func:`entry_hash`)."""
     return {
         "seq": entry.seq,
         "at": entry.at.isoformat(),
@@ -169,12 +180,21 @@ def entry_json(entry: AuditEntry) -> dict[str, Any]:
         "details": entry.details,
         "prev_hash": entry.prev_hash,
         "hash": entry.hash,
+        "tenant": entry.tenant,
+        "hash_form": entry.hash_form,
     }
 
 
 def entry_hash(entry: AuditEntry) -> str:
-    """The hash a record must carry: sha256(prev_hash || canonical JSON of the rest)."""
-    body = {
+    """The hash a record must carry: sha256(prev_hash || canonical JSON of the rest).
+
+    Form 1 covers every field but ``tenant`` (and ``hash_form``); form 2 adds
+    ``tenant`` and ``"form": 2``.
+
+    Raises:
+        AuditError: an unknown hash form, or details that are not JSON.
+    """
+    body: dict[str, Any] = {
         "seq": entry.seq,
         "at": to_db_time(entry.at),
         "actor": entry.actor,
@@ -185,6 +205,11 @@ def entry_hash(entry: AuditEntry) -> str:
         "details": entry.details,
         "prev_hash": entry.prev_hash,
     }
+    if entry.hash_form == HASH_FORM:
+        body["tenant"] = entry.tenant
+        body["form"] = HASH_FORM
+    elif entry.hash_form != 1:
+        raise AuditError(f"unknown audit hash form {entry.hash_form!r} (known: 1, {HASH_FORM})")
     digest = hashlib.sha256(entry.prev_hash.encode("ascii"))
     digest.update(canonical_json(body).encode("utf-8"))
     return digest.hexdigest()
@@ -219,14 +244,14 @@ class AuditVerification:
     problem: str = ""
 
 
-_COLUMNS = "seq, at, actor, action, outcome, reason, recording_id, details, prev_hash, hash"
-# ``tenant`` (migration 12) says whose auditors see a record: its recording's tenant,
-# else the tenant its details name (None: the policy's default tenant). It is a read
-# filter beside the chain, not hashed: what the record says stays in ``details``.
-_INSERT = (
-    f"INSERT INTO audit_log ({_COLUMNS}, tenant) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-    "COALESCE((SELECT r.tenant FROM recordings r WHERE r.recording_id = ?), ?))"
+_COLUMNS = (
+    "seq, at, actor, action, outcome, reason, recording_id, details, prev_hash, hash, "
+    "tenant, hash_form"
 )
+# ``tenant`` (migration 12) says whose auditors see a record: its recording's tenant,
+# else the tenant its details name (None: the policy's default tenant). Since migration
+# 14 it is hashed (form 2), so it is resolved before the hash is taken.
+_INSERT = f"INSERT INTO audit_log ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
 
 def _validate_draft(draft: AuditDraft) -> dict[str, Any]:
@@ -251,8 +276,24 @@ def _tenant_named(details: dict[str, Any]) -> str | None:
     return tenant if isinstance(tenant, str) and tenant else None
 
 
+def _recording_tenants(tx: Transaction, recording_ids: set[str]) -> dict[str, str]:
+    tenants: dict[str, str] = {}
+    ids = sorted(recording_ids)
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        marks = ", ".join("?" for _ in chunk)
+        for recording_id, tenant in tx.fetch_all(
+            f"SELECT recording_id, tenant FROM recordings WHERE recording_id IN ({marks})",
+            chunk,
+        ):
+            if tenant:
+                tenants[str(recording_id)] = str(tenant)
+    return tenants
+
+
 def _entry_from_row(row: Row) -> AuditEntry:
-    seq, at, actor, action, outcome, reason, recording_id, details, prev_hash, hash_ = row
+    (seq, at, actor, action, outcome, reason, recording_id, details, prev_hash, hash_,
+     tenant, hash_form) = row  # fmt: skip
     return AuditEntry(
         seq=int(seq),
         at=from_db_time(at),
@@ -264,6 +305,8 @@ def _entry_from_row(row: Row) -> AuditEntry:
         details=json.loads(details),
         prev_hash=prev_hash,
         hash=hash_,
+        tenant=tenant,
+        hash_form=int(hash_form),
     )
 
 
@@ -336,6 +379,12 @@ class AuditLog:
     ) -> list[AuditEntry]:
         seq, prev_hash = self.lock_head(tx)
         at = self._clock()
+        try:
+            recording_tenants = _recording_tenants(
+                tx, {d.recording_id for d, _ in prepared if d.recording_id is not None}
+            )
+        except CatalogError as exc:
+            raise AuditError(f"audit append failed: {exc}") from exc
         entries: list[AuditEntry] = []
         for draft, details in prepared:
             seq += 1
@@ -349,6 +398,8 @@ class AuditLog:
                 recording_id=draft.recording_id,
                 details=details,
                 prev_hash=prev_hash,
+                tenant=recording_tenants.get(draft.recording_id or "") or _tenant_named(details),
+                hash_form=HASH_FORM,
             )
             entry = replace(entry, hash=entry_hash(entry))
             entries.append(entry)
@@ -368,8 +419,8 @@ class AuditLog:
                         canonical_json(e.details),
                         e.prev_hash,
                         e.hash,
-                        e.recording_id,
-                        _tenant_named(e.details),
+                        e.tenant,
+                        e.hash_form,
                     )
                     for e in entries
                 ],

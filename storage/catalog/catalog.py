@@ -289,7 +289,9 @@ class Catalog:
         return winners
 
     def destroy_subject_key(self, key_id: str) -> None:
-        """Crypto-shred: drop the wrapped key and stamp ``destroyed_at``.
+        """Crypto-shred: drop the wrapped key, stamp ``destroyed_at`` and empty
+        ``subject_ref``, so the row no longer links the destroyed key to its customer's
+        pseudonym (nothing looks a destroyed key up by subject; see storage/README.md).
 
         Destroying an already destroyed key changes nothing.
 
@@ -298,7 +300,7 @@ class Catalog:
         """
         with self._database.transaction() as tx:
             changed = tx.execute(
-                "UPDATE subject_keys SET wrapped_key = NULL, destroyed_at = ? "
+                "UPDATE subject_keys SET wrapped_key = NULL, destroyed_at = ?, subject_ref = '' "
                 "WHERE key_id = ? AND destroyed_at IS NULL",
                 (to_db_time(self._clock()), key_id),
             )

@@ -3,10 +3,13 @@
 
 One row per distinct dead-lettered record (the ``entry_id`` is derived from the
 record, so the same poison event arriving again bumps ``attempts`` instead of adding
-rows). A row keeps the original record key and, sealed with the keyring, its value
-(inline, or in the vault under ``blob_key`` when large), so it can be replayed even
-after the broker lost its topics. Nothing in a row is readable personal data: the
-reason code, a detail written for humans without values, ids and offsets.
+rows). A row keeps the original record key and, sealed, its value (inline, or in the
+vault under ``blob_key`` when large), so it can be replayed even after the broker lost
+its topics. The value is sealed under its customer's subject key (``subject_key_id``,
+migration 14: an erasure shreds it) when the event names a canonical customer
+reference, else under the master keyring (``subject_key_id`` NULL). Nothing in a row
+is readable personal data: the reason code, a detail written for humans without
+values, ids and offsets.
 
 Raises:
     CatalogError: from every method, when the database fails.
@@ -45,6 +48,8 @@ class DeadLetterDraft:
     value_size: int
     recording_id: str | None = None
     tenant: str | None = None
+    #: The subject key the value is sealed under (None: sealed under the master keyring).
+    subject_key_id: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,14 +67,18 @@ class DeadLetter(DeadLetterDraft):
 _COLUMNS = (
     "entry_id, reason, detail, source_topic, source_partition, source_offset, original_key, "
     "sealed_value, blob_key, value_size, recording_id, tenant, first_seen, last_seen, "
-    "attempts, state, replayed_at, replayed_by"
+    "attempts, state, replayed_at, replayed_by, subject_key_id"
 )
 _UPSERT = (
     "INSERT INTO dead_letters (entry_id, reason, detail, source_topic, source_partition, "
     "source_offset, original_key, sealed_value, blob_key, value_size, recording_id, tenant, "
-    "first_seen, last_seen, attempts, state) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, 'open') "
+    "first_seen, last_seen, attempts, state, subject_key_id) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, 'open', ?) "
+    # The value is sealed afresh each time: after an erasure, a new attempt of the same
+    # event is sealed under the customer's new key, not left under the destroyed one.
     "ON CONFLICT (entry_id) DO UPDATE SET reason = excluded.reason, "
+    "sealed_value = excluded.sealed_value, blob_key = excluded.blob_key, "
+    "subject_key_id = excluded.subject_key_id, "
     "detail = excluded.detail, source_topic = excluded.source_topic, "
     "source_partition = excluded.source_partition, source_offset = excluded.source_offset, "
     "last_seen = excluded.last_seen, attempts = dead_letters.attempts + 1, state = 'open'"
@@ -103,6 +112,7 @@ def _letter(row: tuple[object, ...]) -> DeadLetter:
         state=DeadLetterState(str(row[15])),
         replayed_at=None if row[16] is None else from_db_time(str(row[16])),
         replayed_by=None if row[17] is None else str(row[17]),
+        subject_key_id=None if row[18] is None else str(row[18]),
     )
 
 
@@ -130,7 +140,7 @@ class DeadLetterStore:
                 (
                     d.entry_id, d.reason, d.detail[:500], d.source_topic, d.source_partition,
                     d.source_offset, d.original_key, d.sealed_value, d.blob_key, d.value_size,
-                    d.recording_id, d.tenant, now, now,
+                    d.recording_id, d.tenant, now, now, d.subject_key_id,
                 )
                 for d in drafts
             ],

@@ -466,7 +466,8 @@ MIGRATIONS: tuple[Migration, ...] = (
         (
             # Which tenant's auditors see a record: its recording's tenant, else the tenant
             # its details name; NULL (system records, and records naming no tenant) belongs
-            # to the policy's default tenant. A read filter, not part of the hash chain.
+            # to the policy's default tenant. A read filter, not part of the hash chain
+            # here; migration 14 makes it part of the hash of every record written after.
             "ALTER TABLE audit_log ADD COLUMN tenant TEXT",
             """
             UPDATE audit_log SET tenant = (
@@ -485,6 +486,22 @@ MIGRATIONS: tuple[Migration, ...] = (
             "UPDATE privacy_requests SET status = 'executing' WHERE status = 'in-progress'",
             # A held-then-finished request kept the held time as completed_at.
             "UPDATE privacy_requests SET completed_at = NULL WHERE status = 'held'",
+        ),
+    ),
+    Migration(
+        14,
+        "audit records hash their tenant (hash form 2); destroyed subject keys forget "
+        "their pseudonym; dead letters sealed under their customer's subject key",
+        (
+            # Existing records keep the form they were hashed in (1: tenant not covered);
+            # the audit log writes form 2 (tenant covered) from now on.
+            "ALTER TABLE audit_log ADD COLUMN hash_form INTEGER NOT NULL DEFAULT 1",
+            # Nothing reads a destroyed key by its subject: erasure replay, audio and
+            # exports find keys by key_id, and a customer ingested again gets a new key.
+            "UPDATE subject_keys SET subject_ref = '' WHERE destroyed_at IS NOT NULL",
+            # The subject key a dead letter's original is sealed under (NULL: the master
+            # keyring, as every entry recorded before).
+            "ALTER TABLE dead_letters ADD COLUMN subject_key_id TEXT",
         ),
     ),
 )

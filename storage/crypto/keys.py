@@ -70,7 +70,8 @@ class SubjectKeyStore(Protocol):
         ...
 
     def destroy_subject_key(self, key_id: str) -> None:
-        """Forget the wrapped key for good (``wrapped_key`` NULL, ``destroyed_at`` set)."""
+        """Forget the wrapped key for good (``wrapped_key`` NULL, ``destroyed_at`` set,
+        ``subject_ref`` emptied: a destroyed key names no customer)."""
         ...
 
     def replace_wrapped_subject_key(
@@ -343,6 +344,16 @@ class KeyService:
         self._store.destroy_subject_key(record.key_id)
         self._forget(record.key_id)
         return True
+
+    def key_destroyed(self, key_id: str) -> bool:
+        """Whether the subject key ``key_id`` was destroyed (or is unknown: never stored,
+        so nothing it sealed can be opened either).
+
+        Raises:
+            CatalogError: the store failed.
+        """
+        record = self._store.get_subject_key_by_id(key_id)
+        return record is None or record.wrapped_key is None or record.destroyed_at is not None
 
     def live_subject_key(self, subject_ref: str) -> SubjectKeyRecord | None:
         """The live key of ``subject_ref`` (None: none yet, or destroyed by an erasure).

@@ -11,7 +11,9 @@ another entry does not open. Format (integers big-endian)::
     | AES-256-GCM(data key, record, aad = b"callvault-sealed-record/1" | purpose | 0 | name)
 
 Unlike recordings, these are not crypto-shredded per customer: they live as long as
-their DLQ entry (see storage/README.md).
+their DLQ entry (see storage/README.md). Only dead letters that name no canonical
+customer reference are sealed this way; the others are sealed under their customer's
+subject key (:mod:`streams.dlq`), so an erasure shreds them.
 """
 
 from __future__ import annotations

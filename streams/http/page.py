@@ -10,6 +10,11 @@ when it may do nothing, e.g. ``contract-not-live``).
 ``GET /privacy`` is the privacy office's page (``static/privacy.html`` +
 ``privacy.js`` + ``privacy.css``, signed in with a compliance officer's token).
 
+Both pages are served as one shared top (``static/frame.html``: the head with meta,
+``qa.css``, the shared helpers ``common.js`` and the page's own script; the header bar,
+the error and status lines, the sign-in card's heading) followed by the rest of the
+page (``static/qa.html``, ``static/privacy.html``).
+
 Served with a strict CSP: scripts, styles, media and images from ``'self'`` only;
 ``connect-src`` adds the IdP's origins (the page exchanges its code at the token
 endpoint with ``fetch``). The sign-in itself is a top-level navigation to the IdP's
@@ -18,6 +23,8 @@ authorization endpoint (authorization code + PKCE S256, state in ``sessionStorag
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import cache
 from importlib import resources
 from typing import Any
 
@@ -32,6 +39,7 @@ __all__ = ["ROUTES", "CALLBACK_PATH", "page_headers"]
 
 CALLBACK_PATH = "/oidc/callback"
 _STATIC = {
+    "common.js": "application/javascript",
     "qa.js": "application/javascript",
     "qa.css": "text/css",
     "privacy.js": "application/javascript",
@@ -60,24 +68,51 @@ def _read(name: str) -> bytes:
     return resources.files("streams.http").joinpath(f"static/{name}").read_bytes()
 
 
-async def index(request: web.Request) -> web.Response:
+@dataclass(frozen=True)
+class _Page:
+    """A page: the rest of it after the shared top (a static file), its title, extra
+    style sheets and own script."""
+
+    body: str
+    title: str
+    script: str
+    styles: tuple[str, ...] = ()
+
+
+_QA_PAGE = _Page(body="qa.html", title="QA review", script="qa.js")
+_PRIVACY_PAGE = _Page(
+    body="privacy.html", title="Privacy office", script="privacy.js", styles=("privacy.css",)
+)
+
+
+@cache
+def _html(page: _Page) -> bytes:
+    styles = "".join(f'  <link rel="stylesheet" href="/static/{name}">\n' for name in page.styles)
+    head = (
+        _read("frame.html")
+        .decode("utf-8")
+        .format(title=page.title, styles=styles, script=page.script)
+    )
+    return head.encode("utf-8") + _read(page.body)
+
+
+def _page_response(request: web.Request, page: _Page) -> web.Response:
     return web.Response(
-        body=_read("index.html"),
+        body=_html(page),
         content_type="text/html",
         charset="utf-8",
         headers=page_headers(ctx_of(request)),
     )
+
+
+async def index(request: web.Request) -> web.Response:
+    return _page_response(request, _QA_PAGE)
 
 
 async def privacy_office(request: web.Request) -> web.Response:
     """The privacy office page (``GET /privacy``): requests by status and SLA, the
     workflow's steps, exports, legal holds; the same CSP as the QA page."""
-    return web.Response(
-        body=_read("privacy.html"),
-        content_type="text/html",
-        charset="utf-8",
-        headers=page_headers(ctx_of(request)),
-    )
+    return _page_response(request, _PRIVACY_PAGE)
 
 
 async def static(request: web.Request) -> web.Response:

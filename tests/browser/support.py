@@ -1,6 +1,8 @@
-"""Headless Chromium for the QA page tests: the system browser through Selenium, waits
-and screenshots (each saved in the test's folder, and copied to
-``$CALLVAULT_TEST_SCREENSHOTS/<test>/`` when that is set, to look at them afterwards)."""
+"""Headless Chromium for the page tests (the QA page and the privacy office page): the
+system browser through Selenium, waits, element helpers, the local-token sign-in both
+pages share, and screenshots (each saved in the test's folder, and copied to
+``$CALLVAULT_TEST_SCREENSHOTS/<test>/`` when that is set, to look at them afterwards).
+The ``env`` and ``driver`` fixtures are in ``tests/browser/conftest.py``."""
 
 from __future__ import annotations
 
@@ -14,7 +16,16 @@ from typing import Any
 
 import pytest
 
-__all__ = ["CHROMIUM", "CHROMEDRIVER", "chromium", "wait", "Screens"]
+__all__ = [
+    "CHROMIUM",
+    "CHROMEDRIVER",
+    "chromium",
+    "wait",
+    "shown",
+    "text_of",
+    "sign_in_with_token",
+    "Screens",
+]
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -65,6 +76,29 @@ def wait(driver: Any, condition: Any, what: str, timeout: float = 20) -> Any:
     ignored = (NoSuchElementException, StaleElementReferenceException)
     waiter = WebDriverWait(driver, timeout, poll_frequency=0.1, ignored_exceptions=ignored)
     return waiter.until(condition, message=what)
+
+
+def text_of(driver: Any, element_id: str) -> str:
+    """The visible text of the element ``element_id``."""
+    from selenium.webdriver.common.by import By
+
+    return str(driver.find_element(By.ID, element_id).text)
+
+
+def shown(driver: Any, element_id: str) -> Any:
+    """The element ``element_id`` when it is displayed, else None (for ``wait``)."""
+    from selenium.webdriver.common.by import By
+
+    element = driver.find_element(By.ID, element_id)
+    return element if element.is_displayed() else None
+
+
+def sign_in_with_token(driver: Any, token: str) -> None:
+    """Paste a local token into the sign-in form both pages have, and submit it."""
+    from selenium.webdriver.common.by import By
+
+    driver.find_element(By.ID, "token").send_keys(token)
+    driver.find_element(By.ID, "signin-button").click()
 
 
 class Screens:

@@ -21,10 +21,12 @@ import pytest
 
 from policies import Principal, load_policy
 from streams.http.oidc import OidcVerifier
-from tests.browser.support import chromium, wait
+from tests.browser.support import text_of, wait
 from tests.fixtures.oidc import REDIRECT_PATH, TestIdp
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
+
+WINDOW = (1000, 900)
 
 
 # The page: PKCE and state in sessionStorage, the code exchanged by fetch() (what the
@@ -177,23 +179,11 @@ def pages(oidc_provider: TestIdp) -> Iterator[PageServer]:
     server.close()
 
 
-@pytest.fixture
-def driver(tmp_path: Path) -> Iterator[Any]:
-    with chromium(tmp_path, width=1000, height=900) as browser:
-        yield browser
-
-
 def _shot(driver: Any, folder: Path, name: str) -> Path:
     path = folder / f"{name}.png"
     assert driver.save_screenshot(str(path)), f"screenshot {name} failed"
     assert path.stat().st_size > 1000
     return path
-
-
-def _text(driver: Any, element_id: str) -> str:
-    from selenium.webdriver.common.by import By
-
-    return str(driver.find_element(By.ID, element_id).text)
 
 
 def test_pkce_sign_in_through_login_and_consent(
@@ -229,14 +219,14 @@ def test_pkce_sign_in_through_login_and_consent(
 
     # 4. Back on our page: code exchanged with the PKCE verifier, token shown.
     wait(driver, lambda d: d.current_url.startswith(pages.redirect_uri), "redirect back")
-    wait(driver, lambda d: _text(d, "status") != "Exchanging the code...", "exchange")
+    wait(driver, lambda d: text_of(d, "status") != "Exchanging the code...", "exchange")
     _shot(driver, tmp_path, "04-signed-in")
-    assert _text(driver, "error") == ""
-    assert _text(driver, "status") == "Signed in as alice"
-    assert _text(driver, "role") == '"cv-qa-reviewers"'
-    assert _text(driver, "tenant") == "acme"
-    assert _text(driver, "aud") == oidc_provider.audience
-    assert _text(driver, "replay") == "invalid_grant"  # a code is redeemed once
+    assert text_of(driver, "error") == ""
+    assert text_of(driver, "status") == "Signed in as alice"
+    assert text_of(driver, "role") == '"cv-qa-reviewers"'
+    assert text_of(driver, "tenant") == "acme"
+    assert text_of(driver, "aud") == oidc_provider.audience
+    assert text_of(driver, "replay") == "invalid_grant"  # a code is redeemed once
     token = driver.find_element(By.ID, "access-token").get_attribute("textContent")
     callback = next(p for p in pages.requests if p.startswith(REDIRECT_PATH))
     assert "code=" in callback and "state=" in callback
@@ -271,8 +261,8 @@ def test_authorization_without_pkce_is_refused(
     )
     driver.get(f"{oidc_provider.authorization_endpoint}?{query}")
     wait(driver, lambda d: d.current_url.startswith(pages.redirect_uri), "error redirect")
-    wait(driver, lambda d: _text(d, "status") == "Sign-in failed", "error shown")
+    wait(driver, lambda d: text_of(d, "status") == "Sign-in failed", "error shown")
     _shot(driver, tmp_path, "01-no-pkce")
-    assert _text(driver, "error").startswith("invalid_request:")
-    assert "requires PKCE" in _text(driver, "error")
-    assert _text(driver, "user") == ""
+    assert text_of(driver, "error").startswith("invalid_request:")
+    assert "requires PKCE" in text_of(driver, "error")
+    assert text_of(driver, "user") == ""

@@ -5,15 +5,14 @@ each step in the test's folder."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.browser.support import Screens, chromium, wait
-from tests.streams.qa_support import QaEnv, make_env
+from tests.browser.support import Screens, shown, sign_in_with_token, wait
+from tests.streams.qa_support import QaEnv
 
 pytestmark = [pytest.mark.browser]
 
@@ -24,17 +23,7 @@ CALLS = {
 }
 
 
-@pytest.fixture
-def env(tmp_path: Path) -> Iterator[QaEnv]:
-    made = make_env(tmp_path, CALLS)
-    yield made
-    made.close()
-
-
-@pytest.fixture
-def driver(tmp_path: Path) -> Iterator[Any]:
-    with chromium(tmp_path, width=1280, height=1100) as browser:
-        yield browser
+WINDOW = (1280, 1100)
 
 
 def _rows(driver: Any) -> list[tuple[str, str]]:
@@ -59,13 +48,6 @@ def _steps(driver: Any) -> list[str]:
 
     items = driver.find_elements(By.CSS_SELECTOR, "#d-timeline li")
     return [item.get_attribute("data-step") for item in items]
-
-
-def _shown(driver: Any, element_id: str) -> Any:
-    from selenium.webdriver.common.by import By
-
-    element = driver.find_element(By.ID, element_id)
-    return element if element.is_displayed() else None
 
 
 def _status_is(driver: Any, wanted: str) -> bool:
@@ -105,8 +87,7 @@ def test_the_privacy_office_works_a_request_through(
 
     driver.get(env.server.url + "/privacy")
     screens.shot("sign-in")
-    driver.find_element(By.ID, "token").send_keys(officer)
-    driver.find_element(By.ID, "signin-button").click()
+    sign_in_with_token(driver, officer)
     wait(driver, lambda d: len(_rows(d)) == 2, "the request list")
     assert _rows(driver) == [("PR-OLD", "received"), ("PR-NEW", "received")]  # overdue first
     overdue = driver.find_element(By.CSS_SELECTOR, '#requests tr[data-request-id="PR-OLD"]')
@@ -155,10 +136,10 @@ def test_the_privacy_office_works_a_request_through(
         wait(driver, lambda d: "Export downloaded" in d.find_element(By.ID, "status").text,
              "the export downloaded")  # fmt: skip
     else:
-        shown = wait(driver, lambda d: _shown(d, "detail-error"), "the export's refusal")
+        refusal = wait(driver, lambda d: shown(d, "detail-error"), "the export's refusal")
         json_error = served.headers.get("Content-Type", "").startswith("application/json")
         expected = served.json()["detail"] if json_error else f"HTTP {served.status}"
-        assert expected in shown.text
+        assert expected in refusal.text
     screens.shot("export-download")
 
     # Refuse the restriction request: a closed reason and a note.

@@ -3,15 +3,13 @@ and see why a request is denied."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from storage.catalog.audit import AuditDraft
-from tests.browser.support import chromium, wait
-from tests.streams.qa_support import QaEnv, make_env
+from tests.browser.support import sign_in_with_token, wait
+from tests.streams.qa_support import QaEnv
 
 pytestmark = [pytest.mark.browser]
 
@@ -22,27 +20,12 @@ CALLS = {
 }
 
 
-@pytest.fixture
-def env(tmp_path: Path) -> Iterator[QaEnv]:
-    made = make_env(tmp_path, CALLS)
-    yield made
-    made.close()
-
-
-@pytest.fixture
-def driver(tmp_path: Path) -> Iterator[Any]:
-    with chromium(tmp_path) as browser:
-        yield browser
-
-
 def _sign_in(driver: Any, env: QaEnv, token: str) -> None:
     from selenium.webdriver.common.by import By
 
     driver.get(env.server.url + "/")
-    field = driver.find_element(By.ID, "token")
     assert driver.find_element(By.CSS_SELECTOR, "label[for=token]").text == "Access token"
-    field.send_keys(token)
-    driver.find_element(By.ID, "signin-button").click()
+    sign_in_with_token(driver, token)
     wait(driver, lambda d: d.find_element(By.ID, "tab-search").is_displayed(), "workspace")
     driver.find_element(By.ID, "tab-search").click()
     wait(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#rows tr")) > 0, "recordings")
@@ -145,8 +128,7 @@ def test_vendor_outside_its_contract_sees_the_reason(env: QaEnv, driver: Any) ->
 
     env.clock.now = datetime(2028, 1, 2, tzinfo=UTC)
     driver.get(env.server.url + "/")
-    driver.find_element(By.ID, "token").send_keys(env.token("vera", "qa-vendor", org="acme-qa"))
-    driver.find_element(By.ID, "signin-button").click()
+    sign_in_with_token(driver, env.token("vera", "qa-vendor", org="acme-qa"))
     wait(
         driver,
         lambda d: "contract-not-live" in d.find_element(By.ID, "error").text,

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from streams.evaluations import EvaluationService
-from tests.browser.support import Screens, chromium, wait
+from tests.browser.support import Screens, chromium, shown, sign_in_with_token, text_of, wait
 from tests.fixtures.oidc import TestIdp
 from tests.fixtures.telephony import TelephonySamples
 from tests.streams.qa_support import QaEnv, make_env
@@ -53,18 +53,6 @@ def env(
     made.clock.now = datetime.now(UTC)  # the IdP's tokens are issued in real time
     yield made
     made.close()
-
-
-def _text(driver: Any, element_id: str) -> str:
-    from selenium.webdriver.common.by import By
-
-    return str(driver.find_element(By.ID, element_id).text)
-
-
-def _shown(driver: Any, element_id: str) -> bool:
-    from selenium.webdriver.common.by import By
-
-    return bool(driver.find_element(By.ID, element_id).is_displayed())
 
 
 def _state(driver: Any) -> dict[str, Any]:
@@ -107,7 +95,7 @@ def _sign_in_with_sso(driver: Any, env: QaEnv, idp: TestIdp, screens: Screens) -
     from selenium.webdriver.common.by import By
 
     driver.get(env.server.url + "/")
-    wait(driver, lambda d: _shown(d, "sso-signin"), "the SSO button")
+    wait(driver, lambda d: shown(d, "sso-signin"), "the SSO button")
     screens.shot("sign-in")
     driver.find_element(By.ID, "sso-signin").click()
     wait(driver, lambda d: d.current_url.startswith(idp.issuer + "/interaction/"), "IdP login")
@@ -119,7 +107,7 @@ def _sign_in_with_sso(driver: Any, env: QaEnv, idp: TestIdp, screens: Screens) -
     wait(driver, lambda d: d.find_element(By.TAG_NAME, "h1").text == "Authorize", "consent")
     screens.shot("idp-consent")
     driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    wait(driver, lambda d: _shown(d, "workspace"), "signed in")
+    wait(driver, lambda d: shown(d, "workspace"), "signed in")
 
 
 def test_a_reviewers_day(env: QaEnv, oidc_provider: TestIdp, tmp_path: Path) -> None:
@@ -138,7 +126,7 @@ def test_a_reviewers_day(env: QaEnv, oidc_provider: TestIdp, tmp_path: Path) -> 
         # 1-3. Sign in through the identity provider (authorization code + PKCE).
         _sign_in_with_sso(driver, env, oidc_provider, screens)
         assert driver.current_url == env.server.url + "/"  # the code left the address bar
-        assert "sso:alice" in _text(driver, "who-text") and "qa-reviewer" in _text(
+        assert "sso:alice" in text_of(driver, "who-text") and "qa-reviewer" in text_of(
             driver, "who-text"
         )
         assert driver.execute_script("return sessionStorage.getItem('callvault.pkce')") is None
@@ -172,7 +160,7 @@ def test_a_reviewers_day(env: QaEnv, oidc_provider: TestIdp, tmp_path: Path) -> 
         # 6. Open the assignment and play both lanes.
         driver.find_element(By.ID, "tab-assignments").click()
         _click(driver, f'tr[data-assignment-id="{aid}"] button', "the assignment's button")
-        wait(driver, lambda d: _shown(d, "evaluation"), "evaluation panel")
+        wait(driver, lambda d: shown(d, "evaluation"), "evaluation panel")
         justification = driver.find_element(By.ID, "justification")
         assert justification.get_attribute("value") == aid and justification.get_attribute(
             "readonly"
@@ -213,7 +201,7 @@ def test_a_reviewers_day(env: QaEnv, oidc_provider: TestIdp, tmp_path: Path) -> 
         screens.shot("solo-agent")
 
         # 8. The PCI pause: 4.5 s silenced (the catalog keeps its length; see the note below).
-        assert "4.5 s of card details silenced" in _text(driver, "pci-list")
+        assert "4.5 s of card details silenced" in text_of(driver, "pci-list")
         screens.shot("pci-silenced")
 
         # Speed and keys: 1.5x, space pauses, the right arrow jumps 5 s.
@@ -255,10 +243,10 @@ def test_a_reviewers_day(env: QaEnv, oidc_provider: TestIdp, tmp_path: Path) -> 
             Select(driver.find_element(By.ID, f"q-{question}")).select_by_value(value)
         driver.find_element(By.ID, "comment").send_keys("Clear, careful with the card details.")
         driver.find_element(By.ID, "save-draft").click()
-        wait(driver, lambda d: "Draft saved" in _text(d, "status"), "draft saved")
+        wait(driver, lambda d: "Draft saved" in text_of(d, "status"), "draft saved")
         driver.find_element(By.ID, "complete").click()
-        wait(driver, lambda d: "completed" in _text(d, "evaluation-state"), "completed")
-        score = _text(driver, "score")
+        wait(driver, lambda d: "completed" in text_of(d, "evaluation-state"), "completed")
+        score = text_of(driver, "score")
         assert score.startswith("Score: 92.5%") and "passed" in score, score
         driver.execute_script("document.getElementById('score').scrollIntoView({block: 'center'})")
         screens.shot("scored")
@@ -288,7 +276,7 @@ def test_a_reviewers_day(env: QaEnv, oidc_provider: TestIdp, tmp_path: Path) -> 
             "review",
         )
         driver.find_element(By.ID, "listen").click()
-        wait(driver, lambda d: _shown(d, "access-error"), "refusal shown")
+        wait(driver, lambda d: shown(d, "access-error"), "refusal shown")
         error = driver.find_element(By.ID, "access-error")
         assert "justification-required" in error.text
         listen = driver.find_element(By.ID, "listen").rect
@@ -300,7 +288,7 @@ def test_a_reviewers_day(env: QaEnv, oidc_provider: TestIdp, tmp_path: Path) -> 
             <= viewport - box["height"]
         )
         assert 0 <= box["y"] - (listen["y"] + listen["height"]) < 40  # right under the button
-        assert not _shown(driver, "player-ui")
+        assert not shown(driver, "player-ui")
         screens.shot("refused-next-to-the-button")
 
         # 12-13. The same page at 420 px and at 1920 px: nothing overflows sideways.
@@ -354,11 +342,10 @@ def test_the_player_names_lanes_and_marks_pci_pauses_from_the_metadata(
     with chromium(tmp_path) as driver:
         screens = Screens(driver, tmp_path, "player-contract")
         driver.get(env.server.url + "/")
-        wait(driver, lambda d: _shown(d, "sso-signin"), "sign-in page")
+        wait(driver, lambda d: shown(d, "sso-signin"), "sign-in page")
         driver.find_element(By.CSS_SELECTOR, "#token-block summary").click()  # a local token
-        driver.find_element(By.ID, "token").send_keys(token)
-        driver.find_element(By.ID, "signin-button").click()
-        wait(driver, lambda d: _shown(d, "workspace"), "signed in")
+        sign_in_with_token(driver, token)
+        wait(driver, lambda d: shown(d, "workspace"), "signed in")
         driver.execute_script(
             "document.getElementById('review').hidden = false;"
             "window.callvaultPlayer.start(arguments[0], arguments[1]);",
@@ -381,6 +368,6 @@ def test_the_player_names_lanes_and_marks_pci_pauses_from_the_metadata(
         left = float(marks[0].value_of_css_property("left").removesuffix("px"))
         track = driver.find_element(By.CSS_SELECTOR, '.lane[data-channel="0"] .track').rect["width"]
         assert abs(left / track - 5000 / 20000) < 0.01
-        assert "PCI pause 0:14–0:15: card details silenced" in _text(driver, "pci-list")
+        assert "PCI pause 0:14–0:15: card details silenced" in text_of(driver, "pci-list")
         driver.execute_script("document.getElementById('player-ui').scrollIntoView()")
         screens.shot("named-lanes-and-pci-marks")

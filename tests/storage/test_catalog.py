@@ -197,6 +197,7 @@ def test_subject_key_protocol(catalog: Catalog) -> None:
     destroyed = catalog.get_subject_key_by_id("k1")
     assert destroyed is not None
     assert destroyed.wrapped_key is None and destroyed.destroyed_at is not None
+    assert destroyed.subject_ref == ""  # the destroyed key no longer names its customer
     with pytest.raises(KeyDestroyed):
         catalog.replace_wrapped_subject_key("k1", b"again", "master-3")
 
@@ -712,7 +713,7 @@ def test_migration_12_gives_old_audit_records_their_tenant_and_old_requests_the_
                     (request_id, status, at, at, at, completed),
                 )
     with open_catalog(catalog_url) as new:
-        assert new.migrate() == [12]
+        assert [v for v in new.migrate() if v <= 12] == [12]
         assert [e.action for e in new.audit.iter_entries(tenant="globex")] == ["ingest.stored"]
         untenanted = list(new.audit.iter_entries(tenant="acme", untenanted=True))
         assert [e.action for e in untenanted] == ["retention.sweep"]

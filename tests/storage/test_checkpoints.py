@@ -57,8 +57,8 @@ def _rewrite(services: Services, seq: int) -> None:
     every later record and update the head, by SQL on the catalog."""
     db = services.catalog.database
     rows = db.fetch_all(
-        "SELECT seq, at, actor, action, outcome, reason, recording_id, details, prev_hash, hash "
-        "FROM audit_log WHERE seq >= ? ORDER BY seq",
+        "SELECT seq, at, actor, action, outcome, reason, recording_id, details, prev_hash, hash, "
+        "tenant, hash_form FROM audit_log WHERE seq >= ? ORDER BY seq",
         (seq - 1,),
     )
     prev = rows[0][9]
@@ -68,6 +68,7 @@ def _rewrite(services: Services, seq: int) -> None:
                 seq=int(row[0]), at=from_db_time(row[1]), actor=row[2], action=row[3],
                 outcome="denied" if int(row[0]) == seq else row[4], reason=row[5],
                 recording_id=row[6], details=json.loads(row[7]), prev_hash=prev,
+                tenant=row[10], hash_form=int(row[11]),
             )  # fmt: skip
             entry = replace(entry, hash=entry_hash(entry))
             tx.execute(

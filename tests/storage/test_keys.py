@@ -48,7 +48,7 @@ class MemoryKeyStore:
 
     def destroy_subject_key(self, key_id: str) -> None:
         self.records[key_id] = replace(
-            self.records[key_id], wrapped_key=None, destroyed_at=datetime.now(UTC)
+            self.records[key_id], wrapped_key=None, destroyed_at=datetime.now(UTC), subject_ref=""
         )
 
     def replace_wrapped_subject_key(

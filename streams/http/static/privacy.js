@@ -9,7 +9,7 @@
 "use strict";
 
 (function () {
-  const TOKEN_KEY = "callvault.token";
+  const { TOKEN_KEY, $, token, status, showError, cell } = window.callvault;
   const REASONS = {
     "wrong-status": "That step is not possible in the request's current status.",
     "tenant-mismatch": "Your token is for another tenant.",
@@ -21,49 +21,11 @@
     "token-signature": "The token is not valid.",
     "token-malformed": "That does not look like a callvault token.",
   };
-  const $ = (id) => document.getElementById(id);
+  const describe = window.callvault.describer(REASONS, "Refused", true);
+  const api = window.callvault.client(describe, () => signOut());
   let selected = null;
 
-  function token() { return sessionStorage.getItem(TOKEN_KEY); }
-  function status(message) { $("status").textContent = message || ""; }
-  function showError(id, message) {
-    const box = $(id);
-    box.textContent = message || "";
-    box.hidden = !message;
-    if (message) { box.scrollIntoView({ block: "nearest" }); }
-  }
-  function describe(body, httpStatus) {
-    const reason = body && body.reason;
-    const detail = body && body.detail;
-    const text = (reason && REASONS[reason]) || detail || ("HTTP " + httpStatus);
-    return reason ? "Refused (" + reason + "): " + text + (detail && REASONS[reason] ? " " + detail : "") : text;
-  }
-  async function api(path, options) {
-    const init = Object.assign({ headers: {} }, options || {});
-    init.headers = Object.assign({ Authorization: "Bearer " + token() }, init.headers);
-    if (init.json !== undefined) {
-      init.body = JSON.stringify(init.json);
-      init.headers["Content-Type"] = "application/json";
-      delete init.json;
-    }
-    const response = await fetch(path, init);
-    let body = null;
-    try { body = await response.json(); } catch (e) { body = null; }
-    if (!response.ok) {
-      if (response.status === 401) { signOut(); showError("error", describe(body, 401)); }
-      throw new Error(describe(body, response.status));
-    }
-    return body;
-  }
   function when(iso) { return iso ? iso.slice(0, 16).replace("T", " ") : "—"; }
-  function cell(row, text, cls, label) {
-    const td = document.createElement("td");
-    td.textContent = text;
-    td.dataset.label = label || "";  // the card view's label (qa.css, below 720 px)
-    if (cls) { td.className = cls; }
-    row.appendChild(td);
-    return td;
-  }
   function slaText(request) {
     const days = request.days_left;
     if (request.overdue) { return "overdue by " + Math.max(0, -days) + " d (" + request.sla_days + " d SLA)"; }
@@ -110,18 +72,18 @@
       row.dataset.status = request.status;
       if (request.overdue) { row.classList.add("overdue"); }
       if (selected && selected === request.request_id) { row.classList.add("selected"); }
-      const idCell = cell(row, "", null, "Request");
+      const idCell = cell(row, "Request", "", null);
       const open = document.createElement("button");
       open.type = "button";
       open.className = "link open-request";
       open.textContent = request.request_id;
       open.addEventListener("click", () => showRequest(request.request_id));
       idCell.appendChild(open);
-      cell(row, request.type, null, "Type");
-      cell(row, request.status + (request.overdue ? " · OVERDUE" : ""), "state", "Status");
-      cell(row, when(request.received_at), null, "Received");
-      cell(row, when(request.due_at), null, "Due");
-      cell(row, slaText(request), "sla", "SLA");
+      cell(row, "Type", request.type, null);
+      cell(row, "Status", request.status + (request.overdue ? " · OVERDUE" : ""), "state");
+      cell(row, "Received", when(request.received_at), null);
+      cell(row, "Due", when(request.due_at), null);
+      cell(row, "SLA", slaText(request), "sla");
       rows.appendChild(row);
     }
     $("requests-empty").hidden = body.requests.length > 0;
@@ -242,12 +204,12 @@
     for (const hold of body.holds) {
       const row = document.createElement("tr");
       row.dataset.holdId = hold.hold_id;
-      cell(row, hold.hold_id, "mono", "Hold");
-      cell(row, hold.scope === "subject" ? "customer" : hold.scope, "scope", "Scope");
-      cell(row, hold.scope === "subject" ? hold.target.slice(0, 16) + "… (pseudonym)" : hold.target, "mono", "Target");
-      cell(row, hold.reason, null, "Reason");
-      cell(row, hold.reference, null, "Reference");
-      cell(row, when(hold.placed_at) + " · " + hold.placed_by, null, "Placed");
+      cell(row, "Hold", hold.hold_id, "mono");
+      cell(row, "Scope", hold.scope === "subject" ? "customer" : hold.scope, "scope");
+      cell(row, "Target", hold.scope === "subject" ? hold.target.slice(0, 16) + "… (pseudonym)" : hold.target, "mono");
+      cell(row, "Reason", hold.reason, null);
+      cell(row, "Reference", hold.reference, null);
+      cell(row, "Placed", when(hold.placed_at) + " · " + hold.placed_by, null);
       rows.appendChild(row);
     }
     $("holds-empty").hidden = body.holds.length > 0;

@@ -16,7 +16,7 @@
 "use strict";
 
 (function () {
-  const TOKEN_KEY = "callvault.token";
+  const { TOKEN_KEY, $, token, status, showError, el, cell, ApiError } = window.callvault;
   const PKCE_KEY = "callvault.pkce";
   const DISCLOSURE_PURPOSES = ["legal-disclosure", "customer-disclosure"];
   const SPEEDS = [0.5, 0.75, 1, 1.25, 1.5, 2];
@@ -51,7 +51,8 @@
     "stale": "Someone saved this evaluation in the meantime; reload it.",
   };
 
-  const $ = (id) => document.getElementById(id);
+  const describe = window.callvault.describer(REASONS, "Denied", false);
+  const api = window.callvault.client(describe, () => signOut());
   let authConfig = null;
   let me = null;
   let nextCursor = null;
@@ -61,47 +62,6 @@
   let waveform = null;
 
   // ---------------------------------------------------------------- helpers
-  function token() { return sessionStorage.getItem(TOKEN_KEY); }
-  function status(message) { $("status").textContent = message || ""; }
-
-  function showError(id, message) {
-    const box = $(id);
-    box.textContent = message || "";
-    box.hidden = !message;
-    if (message) { box.scrollIntoView({ block: "nearest" }); }
-  }
-
-  function describe(body, httpStatus) {
-    const reason = body && body.reason;
-    const text = (reason && REASONS[reason]) || (body && body.detail) || ("HTTP " + httpStatus);
-    return reason ? "Denied (" + reason + "): " + text : text;
-  }
-
-  class ApiError extends Error {
-    constructor(message, httpStatus, reason) { super(message); this.status = httpStatus; this.reason = reason; }
-  }
-
-  async function api(path, options) {
-    const init = Object.assign({ headers: {} }, options || {});
-    init.headers = Object.assign({ Authorization: "Bearer " + token() }, init.headers);
-    if (init.json !== undefined) {
-      init.body = JSON.stringify(init.json);
-      init.headers["Content-Type"] = "application/json";
-      delete init.json;
-    }
-    const response = await fetch(path, init);
-    let body = null;
-    try { body = await response.json(); } catch (e) { body = null; }
-    if (response.status === 401 && !(body && String(body.reason || "").startsWith("grant-"))) {
-      signOut();
-      showError("error", describe(body, response.status));
-    }
-    if (!response.ok) {
-      throw new ApiError(describe(body, response.status), response.status, body && body.reason);
-    }
-    return body;
-  }
-
   function minutes(ms) {
     const s = Math.max(0, Math.round(ms / 1000));
     return Math.floor(s / 60) + ":" + String(s % 60).padStart(2, "0");
@@ -116,14 +76,6 @@
 
   function when(iso) { return new Date(iso).toLocaleString(); }
   function secondsText(ms) { return (ms / 1000).toFixed(ms % 1000 ? 1 : 0) + " s"; }
-  function el(tag, attrs, text) {
-    const node = document.createElement(tag);
-    for (const [k, v] of Object.entries(attrs || {})) {
-      if (k === "class") { node.className = v; } else if (k.startsWith("data-") || k.startsWith("aria-")) { node.setAttribute(k, v); } else { node[k] = v; }
-    }
-    if (text !== undefined) { node.textContent = text; }
-    return node;
-  }
 
   function laneName(rec, index) {
     const roles = rec && Array.isArray(rec.channel_roles) ? rec.channel_roles : null;
@@ -259,13 +211,6 @@
       status("");
       showError("search-error", err.message);
     }
-  }
-
-  function cell(row, label, text, cls) {
-    const td = el("td", { "data-label": label }, text);
-    if (cls) { td.className = cls; }
-    row.appendChild(td);
-    return td;
   }
 
   function addRow(rec) {

@@ -1,0 +1,195 @@
+"""Dead letters do not escape erasure: an event naming a canonical customer reference
+is sealed under that customer's subject key (the pseudonym ingest uses), so erasing the
+customer shreds the original in the catalog, in the vault and in the copy on
+``callvault.dlq``; ``dlq show`` and ``dlq replay`` then answer ``dlq-original-erased``.
+Events without a canonical reference keep the master-key sealing."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from callvault.cli import cli
+from callvault.services import Services
+from storage.errors import KeyDestroyed
+from streams.dlq import ORIGINAL_ERASED, DeadLetterQueue, DlqMessage, DlqSource
+from streams.ingest import IngestOutcome
+from tests.streams.lifecycle_support import (
+    Clock,
+    lifecycle_of,
+    make_services,
+    store_call,
+    verification,
+)
+
+CUSTOMER = "C-7788"
+PHONE = "+14155550123"
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return {
+        "CALLVAULT_DATA_DIR": str(tmp_path / "data"),
+        "CALLVAULT_CATALOG": f"sqlite:///{tmp_path / 'data' / 'catalog.sqlite3'}",
+        "CALLVAULT_WORKER_ID": "test",
+    }
+
+
+@pytest.fixture
+def services(tmp_path: Path, env: dict[str, str]) -> Iterator[Services]:
+    opened = make_services(tmp_path, env["CALLVAULT_CATALOG"], "local", Clock())
+    yield opened
+    opened.close()
+
+
+def _cli(env: dict[str, str], *args: str) -> Any:
+    clean: dict[str, str | None] = {k: None for k in os.environ if k.startswith("CALLVAULT_")}
+    clean.update(env)
+    return CliRunner().invoke(cli, list(args), env=clean, catch_exceptions=False)
+
+
+def _event(recording_id: str, customer_ref: object, **extra: Any) -> bytes:
+    event: dict[str, Any] = {
+        "schema": "callvault.recording.v1",
+        "recording_id": recording_id,
+        "tenant": "acme",
+        "audio": {"uri": f"landing://{PHONE}/{recording_id}.wav", "format": "wav"},
+        **extra,
+    }
+    if customer_ref is not None:
+        event["customer_ref"] = customer_ref
+    return json.dumps(event).encode()
+
+
+def _dead(queue: DeadLetterQueue, *payloads: bytes) -> list[DlqMessage]:
+    return queue.record(
+        [
+            (
+                IngestOutcome(
+                    "dlq", f"r-dead-{i}", "landing-missing", "no such file", payload=payload,
+                    tenant="acme",
+                ),
+                DlqSource("callvault.recordings", 0, i, key=f"r-dead-{i}".encode()),
+            )
+            for i, payload in enumerate(payloads)
+        ]
+    )  # fmt: skip
+
+
+def _files_holding(root: Path, needle: bytes) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file() and needle in p.read_bytes()]
+
+
+@pytest.mark.clause("requests.removal")
+def test_a_customer_s_dead_letters_are_shredded_by_the_erasure(
+    services: Services, env: dict[str, str], tmp_path: Path
+) -> None:
+    queue = DeadLetterQueue.from_services(services)
+    queue.inline_max = 2048  # the padded event below goes to the vault
+    store_call(services, "r-stored", customer=CUSTOMER)
+    big = _event("r-dead-1", CUSTOMER, note="x" * 4000)
+    messages = _dead(
+        queue,
+        _event("r-dead-0", CUSTOMER),
+        big,
+        _event("r-dead-2", f" {CUSTOMER}"),  # not canonical: the master keyring
+        _event("r-dead-3", None),  # names no customer: the master keyring
+    )
+    letters = [services.dead_letters.get(m.header("cv-dlq-id") or "") for m in messages]
+    assert all(letters)
+    subject_key = services.keys.live_subject_key(services.keys.subject_ref("acme", CUSTOMER))
+    assert subject_key is not None  # the same key as the customer's recordings
+    assert [m.header("cv-sealing") for m in messages] == [
+        "subject-v1", "subject-v1", "keyring-v1", "keyring-v1",
+    ]  # fmt: skip
+    assert [letter.subject_key_id for letter in letters] == [  # type: ignore[union-attr]
+        subject_key.key_id, subject_key.key_id, None, None,
+    ]  # fmt: skip
+    assert (messages[1].header("cv-original") or "").startswith("vault:")
+    # before the erasure the original opens and the redacted view shows it
+    assert queue.original(letters[0]) == _event("r-dead-0", CUSTOMER)  # type: ignore[arg-type]
+    assert queue.original(letters[1]) == big  # type: ignore[arg-type]
+    shown = _cli(env, "dlq", "show", letters[0].entry_id)  # type: ignore[union-attr]
+    assert shown.exit_code == 0, shown.output
+    view = json.loads(shown.output)
+    assert view["original"] == "available" and view["event"]["recording_id"] == "r-dead-0"
+    assert CUSTOMER not in shown.output and view["sealing"] == "subject"
+    topic_copies = [m.value for m in messages]  # what a reader of callvault.dlq holds
+
+    lifecycle = lifecycle_of(services)
+    done = lifecycle.privacy.submit(
+        {"type": "erase", "tenant": "acme", "customer_ref": CUSTOMER,
+         "identity_verification": verification()},
+        requested_by="officer-7",
+    )  # fmt: skip
+    assert done.status.value == "completed" and done.result["subject_key_destroyed"] is True
+
+    for letter in letters[:2]:
+        with pytest.raises(KeyDestroyed, match=ORIGINAL_ERASED):
+            queue.original(letter)  # type: ignore[arg-type]
+        assert queue.erased(letter)  # type: ignore[arg-type]
+    # the copy on the topic and the vault object are ciphertext under the destroyed key
+    with pytest.raises(KeyDestroyed):
+        services.keys.open_named(topic_copies[0], f"dlq:{letters[0].entry_id}")  # type: ignore[union-attr]
+    blob = services.vault.get(letters[1].blob_key)  # type: ignore[arg-type, union-attr]
+    with pytest.raises(KeyDestroyed):
+        services.keys.open_named(blob, f"dlq:{letters[1].entry_id}")  # type: ignore[union-attr]
+    # the master-sealed entries are as before (README: they live as long as the entry)
+    assert queue.original(letters[2]) == _event("r-dead-2", f" {CUSTOMER}")  # type: ignore[arg-type]
+    assert not queue.erased(letters[3])  # type: ignore[arg-type]
+
+    shown = _cli(env, "dlq", "show", letters[0].entry_id)  # type: ignore[union-attr]
+    assert shown.exit_code == 0, shown.output
+    view = json.loads(shown.output)
+    assert (view["original"], view["event"]) == (ORIGINAL_ERASED, None)
+    replayed = _cli(env, "dlq", "replay", letters[1].entry_id)  # type: ignore[union-attr]
+    assert replayed.exit_code == 1
+    assert f"not replayed: {ORIGINAL_ERASED}" in replayed.output
+    assert not [e for e in services.audit.iter_entries() if e.action == "dlq.replayed"]
+
+    # the destroyed key's row no longer carries the customer's pseudonym (only the
+    # erasure request itself names it), and nothing under the data dir holds the
+    # customer or the phone number in clear
+    rows = services.catalog.database.fetch_all(
+        "SELECT key_id, subject_ref FROM subject_keys WHERE key_id = ?", (subject_key.key_id,)
+    )
+    assert [tuple(r) for r in rows] == [(subject_key.key_id, "")]
+    services.close()
+    for needle in (CUSTOMER.encode(), PHONE.encode()):
+        assert _files_holding(tmp_path / "data", needle) == [], needle
+
+
+def test_a_dead_letter_after_the_erasure_is_sealed_under_the_new_key(
+    tmp_path: Path, catalog_url: str
+) -> None:
+    services = make_services(tmp_path, catalog_url, "local", Clock())  # SQLite and PostgreSQL
+    try:
+        _renewed_after_erasure(services)
+    finally:
+        services.close()
+
+
+def _renewed_after_erasure(services: Services) -> None:
+    queue = DeadLetterQueue.from_services(services)
+    event = _event("r-dead-0", CUSTOMER)
+    (first,) = _dead(queue, event)
+    entry_id = first.header("cv-dlq-id") or ""
+    old = services.dead_letters.get(entry_id)
+    assert old is not None and old.subject_key_id is not None
+    assert services.keys.destroy_key(old.subject_key_id)  # the customer was erased
+    assert queue.erased(old)
+    (again,) = _dead(queue, event)  # the same event arrives once more: new personal data
+    renewed = services.dead_letters.get(entry_id)
+    assert renewed is not None and renewed.attempts == 2
+    assert renewed.subject_key_id not in (None, old.subject_key_id)
+    assert queue.original(renewed) == event and again.value != first.value
+    # poison that names nobody (too deep to parse, not JSON, no customer) is master-sealed
+    poison = [b"[" * 60_000, b"\xff\xfe", b'{"tenant": "acme"}', b'{"customer_ref": "C-1"}']
+    sealed = [m.header("cv-sealing") for m in _dead(queue, *poison)]
+    assert sealed == ["keyring-v1"] * 4
