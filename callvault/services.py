@@ -16,7 +16,7 @@ from typing import Any
 
 from callvault.settings import Settings
 from policies import load_policy
-from storage.catalog import open_catalog
+from storage.catalog import SqlTimeouts, open_catalog
 from storage.crypto import Keyring, open_keyring
 from storage.landing import Landing
 from storage.types import AuditEntry
@@ -54,9 +54,24 @@ def worker_config(settings: Settings) -> WorkerConfig:
         audit_checkpoint_seconds=settings.audit_checkpoint_seconds,
         log_level=settings.log_level,
         max_audio_bytes=settings.max_audio_bytes,
+        retry_cap_seconds=settings.retry_cap_seconds,
+        ready_stall_seconds=settings.ready_stall_seconds,
+        ready_min_free_bytes=settings.ready_min_free_bytes,
+        landing_roots=tuple(settings.landing_roots),
         call_window=TimeWindow(
             settings.earliest_call_time, timedelta(seconds=settings.call_time_ahead_seconds)
         ),
+    )
+
+
+def sql_timeouts(settings: Settings) -> SqlTimeouts:
+    """The bounds of every catalog connection (``CALLVAULT_SQL_*``)."""
+    return SqlTimeouts(
+        statement=settings.sql_statement_timeout_seconds,
+        lock=settings.sql_lock_timeout_seconds,
+        idle_in_transaction=settings.sql_idle_in_transaction_timeout_seconds,
+        connect=settings.sql_connect_timeout_seconds,
+        keepalive=settings.sql_keepalive_seconds,
     )
 
 
@@ -121,7 +136,13 @@ def build_services(
         for listener in listeners:
             listener(entry)
 
-    catalog = open_catalog(settings.catalog, migrate=migrate, on_append=fan_out, clock=clock)
+    catalog = open_catalog(
+        settings.catalog,
+        migrate=migrate,
+        on_append=fan_out,
+        clock=clock,
+        timeouts=sql_timeouts(settings),
+    )
     vault = open_vault(
         settings.vault, s3_endpoint=settings.s3_endpoint, **s3_client_options(settings)
     )

@@ -201,6 +201,70 @@ class Settings:
             "How often a worker refreshes the catalog-wide gauges and consumer lag.", "30", "15"
         ),
     )
+    sql_statement_timeout_seconds: int = field(
+        default=60,
+        metadata=_meta(
+            "PostgreSQL statement_timeout of every catalog connection (0: none).", "30", "60"
+        ),
+    )
+    sql_lock_timeout_seconds: int = field(
+        default=10,
+        metadata=_meta(
+            "PostgreSQL lock_timeout: the longest a statement waits for a lock before it "
+            "fails and is retried (0: none).",
+            "5",
+            "10",
+        ),
+    )
+    sql_idle_in_transaction_timeout_seconds: int = field(
+        default=60,
+        metadata=_meta(
+            "PostgreSQL idle_in_transaction_session_timeout: a session idle inside a "
+            "transaction that long is ended, its locks released (0: none).",
+            "30",
+            "60",
+        ),
+    )
+    sql_connect_timeout_seconds: int = field(
+        default=5,
+        metadata=_meta("Seconds a catalog connection attempt may take.", "3", "5"),
+    )
+    sql_keepalive_seconds: int = field(
+        default=10,
+        metadata=_meta(
+            "TCP keepalive idle time of catalog connections (both ends); a dead network "
+            "fails a query after about twice this (tcp_user_timeout).",
+            "5",
+            "10",
+        ),
+    )
+    retry_cap_seconds: float = field(
+        default=5.0,
+        metadata=_meta(
+            "Longest pause between two retries of work that failed on infrastructure "
+            "(catalog, vault, broker down): 0.5 s doubling to this, with jitter.",
+            "2",
+            "5",
+        ),
+    )
+    ready_stall_seconds: int = field(
+        default=120,
+        metadata=_meta(
+            "Seconds without ingest progress, while events wait (consumer lag), after "
+            "which /readyz answers 503 ingest-stalled and a warning is logged.",
+            "60",
+            "120",
+        ),
+    )
+    ready_min_free_bytes: int = field(
+        default=256 * 1024 * 1024,
+        metadata=_meta(
+            "Free bytes under the data folder and each landing folder below which "
+            "/readyz answers 503 disk-full.",
+            "1073741824",
+            "268435456",
+        ),
+    )
     audit_checkpoint_records: int = field(
         default=1000,
         metadata=_meta(
@@ -240,6 +304,16 @@ def _parse_int(name: str, raw: str) -> int:
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def _parse_float(name: str, raw: Any) -> float:
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a number") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ConfigError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a finite number")
+    return value
 
 
 def _parse_port(name: str, raw: Any) -> int:
@@ -296,6 +370,14 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "reconcile_after_seconds": _parse_int,
     "metrics_interval_seconds": _parse_int,
     "partitions": _parse_int,
+    "sql_statement_timeout_seconds": _parse_int,
+    "sql_lock_timeout_seconds": _parse_int,
+    "sql_idle_in_transaction_timeout_seconds": _parse_int,
+    "sql_connect_timeout_seconds": _parse_int,
+    "sql_keepalive_seconds": _parse_int,
+    "retry_cap_seconds": _parse_float,
+    "ready_stall_seconds": _parse_int,
+    "ready_min_free_bytes": _parse_int,
     "audit_checkpoint_records": _parse_int,
     "audit_checkpoint_seconds": _parse_int,
     "max_audio_bytes": _parse_int,
@@ -320,13 +402,22 @@ def _finish(values: dict[str, Any]) -> Settings:
     if not values.get("worker_id"):
         values["worker_id"] = os.uname().nodename
     for name in (
-        "s3_connect_timeout_seconds",
-        "s3_read_timeout_seconds",
-        "s3_max_attempts",
+        "s3_connect_timeout_seconds", "s3_read_timeout_seconds", "s3_max_attempts",
+        "sql_connect_timeout_seconds", "sql_keepalive_seconds", "ready_stall_seconds",
         "partitions",
-    ):
+    ):  # fmt: skip
         if int(values[name]) < 1:
             raise ConfigError(f"{ENV_PREFIX}{name.upper()}={values[name]!r} must be at least 1")
+    for name in (
+        "sql_statement_timeout_seconds", "sql_lock_timeout_seconds",
+        "sql_idle_in_transaction_timeout_seconds", "ready_min_free_bytes",
+    ):  # fmt: skip
+        if int(values[name]) < 0:
+            raise ConfigError(f"{ENV_PREFIX}{name.upper()}={values[name]!r} must not be negative")
+    if not 0.5 <= float(values["retry_cap_seconds"]) <= 300:
+        raise ConfigError(
+            f"{ENV_PREFIX}RETRY_CAP_SECONDS={values['retry_cap_seconds']!r} must be 0.5-300"
+        )
     if values.get("embedded_broker_storage") not in ("s3", "memory"):
         raise ConfigError(
             f"{ENV_PREFIX}EMBEDDED_BROKER_STORAGE={values.get('embedded_broker_storage')!r} "

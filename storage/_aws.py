@@ -204,7 +204,8 @@ def make_client(
 
     options: dict[str, Any] = {
         "region_name": region,
-        "retries": {"max_attempts": max_attempts, "mode": "standard"},
+        # total_max_attempts counts the first try (botocore reads max_attempts as retries)
+        "retries": {"total_max_attempts": max_attempts, "mode": "standard"},
         "max_pool_connections": POOL_CONNECTIONS,
         "connect_timeout": connect_timeout,
         "read_timeout": read_timeout,

@@ -32,7 +32,8 @@ and reads, writes and deletes audio only inside them. What a caller may rely on:
   the FIRST root, overwriting a file of the same name (retries are idempotent).
 - Next to ``<audio>`` a sidecar ``<audio>.event.json`` may hold the
   ``RecordingCompleted`` event, so a reconciler can re-announce audio whose event the
-  broker lost (:meth:`Landing.iter_stale` lists audio, never sidecars or ``.tmp-*``).
+  broker lost (:meth:`Landing.iter_stale` lists audio, never ``.tmp-*``, and on request
+  the sidecars whose audio is gone, so that a janitor can remove them).
 - Deleting is idempotent; on S3 it removes every version of the object.
 - Files are written ``0600`` in folders ``0700``.
 """
@@ -169,11 +170,16 @@ class LandingObject:
 
 @dataclass(frozen=True)
 class StaleLanding:
-    """Landing audio older than asked, and whether its event sidecar is there."""
+    """Landing audio older than asked, and whether its event sidecar is there.
+
+    With ``orphan_sidecars=True``, :meth:`Landing.iter_stale` also yields sidecars
+    whose audio is gone: ``uri`` is then the (missing) audio's URI and ``has_audio``
+    is False; the age is the sidecar's."""
 
     uri: str
     age_seconds: float
     has_sidecar: bool
+    has_audio: bool = True
 
 
 @dataclass(frozen=True)
@@ -492,9 +498,11 @@ class Landing:
     # -- reconciling -----------------------------------------------------------------
 
     def iter_stale(
-        self, older_than_seconds: float, now: float | None = None
+        self, older_than_seconds: float, now: float | None = None, *, orphan_sidecars: bool = False
     ) -> Iterator[StaleLanding]:
-        """Yield landing audio (not sidecars, not temp files) at least this old, all roots.
+        """Yield landing audio (not sidecars, not temp files) at least this old, all roots;
+        with ``orphan_sidecars`` also event sidecars at least this old whose audio is
+        gone (``has_audio=False``).
 
         ``now`` is a Unix timestamp (default: the current time); age is measured from
         the file's mtime or the object's LastModified.
@@ -507,12 +515,12 @@ class Landing:
         current = time.time() if now is None else float(now)
         for root in self._roots:
             listing = self._list_file(root) if isinstance(root, _FileRoot) else self._list_s3(root)
-            for uri, modified, has_sidecar in listing:
+            for uri, modified, has_sidecar, has_audio in listing:
                 age = current - modified
-                if age >= older_than_seconds:
-                    yield StaleLanding(uri=uri, age_seconds=age, has_sidecar=has_sidecar)
+                if age >= older_than_seconds and (has_audio or orphan_sidecars):
+                    yield StaleLanding(uri, age, has_sidecar, has_audio)
 
-    def _list_file(self, root: _FileRoot) -> Iterator[tuple[str, float, bool]]:
+    def _list_file(self, root: _FileRoot) -> Iterator[tuple[str, float, bool, bool]]:
         def fail(exc: OSError) -> None:
             raise LandingStoreUnavailable(f"cannot list landing folder {root.uri}: {exc}") from exc
 
@@ -522,7 +530,25 @@ class Landing:
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             names = set(filenames)
             for name in sorted(names):
-                if name.startswith(".") or name.endswith(SIDECAR_SUFFIX):
+                if name.startswith("."):
+                    continue
+                orphan = name.endswith(SIDECAR_SUFFIX)
+                if orphan:
+                    name = name.removesuffix(SIDECAR_SUFFIX)
+                    if name in names or not name or name.startswith("."):
+                        continue  # listed with its audio
+                    path = Path(folder, name + SIDECAR_SUFFIX)
+                    try:
+                        info = os.lstat(path)
+                    except FileNotFoundError:
+                        continue
+                    except OSError as exc:
+                        raise LandingStoreUnavailable(
+                            f"cannot stat landing sidecar {path}: {exc}"
+                        ) from exc
+                    audio_uri = Path(folder, name).as_uri()
+                    if stat.S_ISREG(info.st_mode) and self._resolvable(audio_uri):
+                        yield audio_uri, info.st_mtime, True, False
                     continue
                 path = Path(folder, name)
                 try:
@@ -535,9 +561,9 @@ class Landing:
                     ) from exc
                 if not stat.S_ISREG(info.st_mode) or not self._resolvable(path.as_uri()):
                     continue
-                yield path.as_uri(), info.st_mtime, name + SIDECAR_SUFFIX in names
+                yield path.as_uri(), info.st_mtime, name + SIDECAR_SUFFIX in names, True
 
-    def _list_s3(self, root: _S3Root) -> Iterator[tuple[str, float, bool]]:
+    def _list_s3(self, root: _S3Root) -> Iterator[tuple[str, float, bool, bool]]:
         items: dict[str, float] = {}
 
         def collect() -> None:
@@ -548,10 +574,16 @@ class Landing:
 
         self._s3_guard("list", root.uri, collect)
         for key in sorted(items):
-            uri = f"s3://{root.bucket}/{key}"
-            if key.endswith(SIDECAR_SUFFIX) or not self._resolvable(uri):
+            if key.endswith(SIDECAR_SUFFIX):
+                audio = key.removesuffix(SIDECAR_SUFFIX)
+                uri = f"s3://{root.bucket}/{audio}"
+                if audio not in items and audio and self._resolvable(uri):
+                    yield uri, items[key], True, False
                 continue
-            yield uri, items[key], key + SIDECAR_SUFFIX in items
+            uri = f"s3://{root.bucket}/{key}"
+            if not self._resolvable(uri):
+                continue
+            yield uri, items[key], key + SIDECAR_SUFFIX in items, True
 
     def _resolvable(self, uri: str) -> bool:
         """Whether ``uri`` resolves to itself (so the reconciler can use it as is)."""

@@ -7,8 +7,9 @@ thread, records and publishes DLQ entries (:mod:`streams.dlq`), and only then le
 faust ack (commit) the offsets.
 
 Failures are typed (:mod:`callvault.errors`): an infrastructure failure (vault,
-catalog, keyring, landing store or broker unavailable) is retried with capped
-exponential back-off (0.5 s doubling to 30 s) inside the body and counted in
+catalog, keyring, landing store or broker unavailable) is retried with capped,
+jittered exponential back-off (0.5 s doubling to ``CALLVAULT_RETRY_CAP_SECONDS``, 5 s
+by default; each pause drawn between half and all of it) inside the body and counted in
 ``callvault_ingest_infrastructure_retries_total{backend}``, so the offsets of an
 unprocessed batch are never committed and nothing is skipped; anything else is
 permanent for the event that caused it and comes back from the pipeline as a DLQ
@@ -19,13 +20,13 @@ references (:mod:`streams.refs`), never recording ids or landing URIs.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import functools
 import inspect
 import json
 import logging
 import os
+import random
 import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -37,12 +38,11 @@ from aiohttp import web
 from mode import Service
 
 from callvault.errors import CallvaultError, StartupError, is_unavailable, unavailable_backend
-from storage.catalog.audit import entry_json
 from storage.catalog.claims import ClaimState
 from storage.catalog.leases import RECONCILER_LEASE, SWEEP_LEASE, LeaseStore
+from storage.catalog.outbox import OutboxCursors
 from storage.checkpoints import Checkpoint, CheckpointError
 from storage.errors import LandingError
-from storage.types import AuditEntry
 from streams._faust import task, timer
 from streams.dlq import DeadLetterQueue, DlqMessage, DlqSource
 from streams.endoflife import EndOfLife
@@ -53,9 +53,12 @@ from streams.http import WebContext, build_web_app
 from streams.http.auth import TokenVerifier, local_tokens
 from streams.http.oidc import verifier_for
 from streams.ingest import IngestOutcome, IngestPipeline
+from streams.janitor import JanitorReport, LandingJanitor
 from streams.metrics import Metrics
+from streams.outbox import ROUND_MAX, AuditPublisher, KafkaTopicTail
 from streams.privacy.disclose import remove_legacy_exports
 from streams.privacy.reapply import reapply_erasures
+from streams.readiness import Readiness
 from streams.refs import landing_key, redact_text
 from streams.services import Services
 from streams.sources import CONNECT_CTR_TOPIC, S3_EVENTS_TOPIC, SourceOutcome, Sources
@@ -82,7 +85,7 @@ PARTITIONS = 8
 #: How often the reconciler re-announces one landing file at most (with back-off).
 MAX_ANNOUNCEMENTS = 3
 RETRY_FIRST = 0.5
-RETRY_CAP = 30.0
+READY_INTERVAL = 2.0
 #: A singleton's lease lasts this many of its intervals (at least LEASE_MIN_SECONDS): the
 #: holder renews it on every tick, another worker takes over this long after it died.
 LEASE_INTERVALS = 3
@@ -131,13 +134,12 @@ class Worker:
         sweep_interval: float | None = None,
         web_socket: socket.socket | None = None,
         retry_first: float = RETRY_FIRST,
-        retry_cap: float = RETRY_CAP,
+        retry_cap: float | None = None,
     ) -> None:
         self.services = services
         self.metrics = metrics or Metrics()
         self.broker_url = broker_url
         self.started_at = time.monotonic()
-        self._audit_buffer: collections.deque[AuditEntry] = collections.deque()
         settings = services.config
         self.tokens = tokens or verifier_for(
             services.policy, local_tokens(services.keyring, services.policy)
@@ -147,10 +149,10 @@ class Worker:
             5.0, settings.reconcile_after_seconds / 4
         )
         self.web_socket = web_socket
-        self.retry_first, self.retry_cap = retry_first, retry_cap
+        self.retry_first = retry_first
+        self.retry_cap = settings.retry_cap_seconds if retry_cap is None else retry_cap
         self.sweep_interval = sweep_interval or 60.0
         partitions = self.partitions = settings.partitions or PARTITIONS
-        services.audit_listeners.append(self._audit_buffer.append)  # publish committed entries
         # The retention sweep and the landing reconciler run in one worker at a time,
         # whatever the number of workers and hosts: each tick takes (or renews) a lease in
         # the catalog first (storage/catalog/leases.py).
@@ -174,6 +176,7 @@ class Worker:
             broker_commit_interval=0.5,
             consumer_auto_offset_reset="earliest",
             producer_acks=-1,
+            producer_request_timeout=30.0,
             stream_wait_empty=False,
         )
         self.recordings = self.app.topic(
@@ -213,6 +216,27 @@ class Worker:
             window=settings.call_window,
         )
         self.dead_letters = DeadLetterQueue.from_services(services)
+        self.janitor = LandingJanitor(services)
+        self._audit_wakeup = asyncio.Event()
+        self.audit_publisher = AuditPublisher(
+            services.audit,
+            OutboxCursors(services.catalog.database, clock=services.clock),
+            lambda: self.audit_topic.send,
+            holder=f"{settings.worker_id}:{os.getpid()}:{id(self):x}",
+            metrics=self.metrics,
+            tail=KafkaTopicTail(kafka_bootstrap(broker_url), TOPICS["audit"]),
+        )
+        self._recordings_lag: int | None = None
+        self._outages: set[str] = set()
+        self._broker_tail = KafkaTopicTail(
+            kafka_bootstrap(broker_url), TOPICS["audit"], request_timeout=3.0
+        )
+        self.readiness = Readiness(
+            services,
+            self.metrics,
+            broker_probe=self._broker_tail.end_offset,
+            lag=lambda: self._recordings_lag,
+        )
         self.endoflife = EndOfLife.from_services(
             services, actor=f"worker:{settings.worker_id}", metrics=self.metrics
         )
@@ -260,9 +284,9 @@ class Worker:
                     await self._source_message(event, handle)
                     await stream.ack(event)
 
-        @timer(app, 1.0, name="audit-publisher")
+        @task(app)
         async def publish_audit() -> None:
-            await self._flush_audit()
+            await self.run_audit_publisher()
 
         @timer(app, 5.0, name="audit-checkpoints")
         async def audit_checkpoints() -> None:
@@ -296,7 +320,12 @@ class Worker:
             await refresh_worker_gauges(
                 self.governance, app, self.metrics,
                 recordings_topic=TOPICS["recordings"], topics=set(TOPICS.values()),
+                on_lag=self._lag_seen,
             )  # fmt: skip
+
+        @timer(app, READY_INTERVAL, name="readiness")
+        async def readiness() -> None:
+            await self.readiness.refresh()
 
         @timer(app, max(1, self.services.config.metrics_interval_seconds), name="qa-evaluations")
         async def qa_evaluations() -> None:
@@ -316,6 +345,7 @@ class Worker:
                     evaluations=worker.evaluations,
                     publish_recording=worker.publish_recording,
                     health=worker.health,
+                    readiness=worker.readiness.report,
                     sources=worker.sources,
                     publish_s3_event=worker.publish_s3_event,
                 )
@@ -336,6 +366,8 @@ class Worker:
             async def on_stop(self) -> None:
                 if self.runner is not None:
                     await self.runner.cleanup()
+                await worker._broker_tail.close()
+                worker.readiness.close()
 
         class LeaseRelease(Service):
             async def on_stop(self) -> None:  # a clean stop hands the singletons on at once
@@ -345,9 +377,17 @@ class Worker:
         app.service(LeaseRelease)
 
     # -- behaviour ------------------------------------------------------------------------
+    def _lag_seen(self, lag: int | None) -> None:
+        self._recordings_lag = lag
+
+    def _pause(self, delay: float) -> float:
+        """The pause before the next retry: between half and all of ``delay`` (jitter, so
+        that workers cut off together do not come back together)."""
+        return delay * (0.5 + random.random() / 2)
+
     async def _until_done(self, what: str, call: Callable[[], T]) -> T:
         """Run ``call`` in a thread until it succeeds; infrastructure failures are retried
-        with capped back-off (never skipped), anything else is raised."""
+        with capped, jittered back-off (never skipped), anything else is raised."""
         loop = asyncio.get_running_loop()
         delay = self.retry_first
         while True:
@@ -356,13 +396,21 @@ class Worker:
             except Exception as exc:
                 if not is_unavailable(exc):
                     raise
-                self._retrying(what, unavailable_backend(exc), exc, delay)
-            await asyncio.sleep(delay)
+                pause = self._pause(delay)
+                self._retrying(what, unavailable_backend(exc), exc, pause)
+            await self._retry_pause(pause)
             delay = min(delay * 2, self.retry_cap)
+
+    async def _retry_pause(self, pause: float) -> None:
+        """Sleep ``pause`` seconds, or less when readiness sees a failing backend answer
+        again (so recovery does not wait out the back-off)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.readiness.recovered(), pause)
 
     def _retrying(self, what: str, backend: str, exc: BaseException, delay: float) -> None:
         self.metrics.infrastructure_retries.labels(backend).inc()
         self.metrics.ingest_batch_failures.inc()
+        self.readiness.write_failed(exc)
         log.error(
             "%s: %s unavailable (%s: %s); retrying in %.1fs",
             what,
@@ -393,6 +441,7 @@ class Worker:
         ]
         if dead:
             await self._dead_letter(dead)
+        self.readiness.progressed()
         await self._flush_audit()
         return outcomes
 
@@ -435,8 +484,9 @@ class Worker:
                 log.error("dead letter %s too large for the broker", message.header("cv-dlq-id"))
                 return
             except (TimeoutError, KafkaError, OSError) as exc:
-                self._retrying("dead letter", "broker", exc, delay)
-            await asyncio.sleep(delay)
+                pause = self._pause(delay)
+                self._retrying("dead letter", "broker", exc, pause)
+            await self._retry_pause(pause)
             delay = min(delay * 2, self.retry_cap)
 
     def _ctr_outcomes(self, value: bytes) -> list[SourceOutcome]:
@@ -480,15 +530,27 @@ class Worker:
         await self.s3_events.send(key=key.encode(), value=notification)
 
     async def _flush_audit(self) -> None:
-        while self._audit_buffer:
-            entry = self._audit_buffer.popleft()
-            await self.audit_topic.send(
-                value=json.dumps(entry_json(entry), separators=(",", ":"), sort_keys=True).encode()
-            )
+        """Wake the audit publisher (it runs on its own: nothing waits for the topic)."""
+        self._audit_wakeup.set()
+
+    async def run_audit_publisher(self, interval: float = 1.0) -> None:
+        """The audit outbox (:mod:`streams.outbox`): a round at least every ``interval``
+        seconds, and at once after new audit records; until cancelled."""
+        try:
+            while True:
+                self._audit_wakeup.clear()
+                sent = await self.audit_publisher.publish()
+                if sent >= ROUND_MAX:
+                    continue  # more waiting
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._audit_wakeup.wait(), interval)
+        finally:
+            await self.audit_publisher.stop()
 
     async def checkpoint_audit(self) -> Checkpoint | None:
         """Sign a checkpoint of the audit head when one is due (storage.checkpoints),
-        stored in the vault and sent to the audit topic. A log that no longer matches
+        stored in the vault and handed to the audit outbox (published right after the
+        record it pins; one the broker lost stays in the vault). A log that no longer matches
         the last checkpoint is reported (error log), never signed."""
         loop = asyncio.get_running_loop()
         now = self.services.clock()
@@ -505,10 +567,11 @@ class Worker:
         if written is not None:
             self._checkpoint_refusal = ""
             body = {"checkpoint": written.to_json()}
-            await self.audit_topic.send(
-                key=b"checkpoint",
-                value=json.dumps(body, separators=(",", ":"), sort_keys=True).encode(),
+            # through the outbox: right after the record it pins, in the topic's order
+            self.audit_publisher.add_checkpoint(
+                written.seq, json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
             )
+            await self._flush_audit()
         return written
 
     async def publish_recording(self, event: bytes, recording_id: str) -> None:
@@ -557,25 +620,54 @@ class Worker:
         self._held_leases.clear()
 
     async def reconcile_landing(self) -> int:
-        """Re-announce landing audio whose event was lost (e.g. the in-memory broker
-        restarted): stale files with a sidecar event and no catalog entry. A file whose
-        event was dead-lettered is never re-announced; any other file at most
-        :data:`MAX_ANNOUNCEMENTS` times, the reconcile age doubling between two (counted
-        in the catalog, so restarts do not reset it)."""
+        """One pass of the landing reconciler (what its timer calls; a lease may wrap it).
+
+        First the janitor (:mod:`streams.janitor`) removes what stored, declined or
+        dead-lettered recordings left behind (audio after the vault object verified,
+        sidecars without audio); then landing audio whose event was lost (e.g. the
+        broker lost its topics) is re-announced: stale files with a sidecar event and no
+        catalog entry. A file whose event was dead-lettered is never re-announced; any
+        other file at most :data:`MAX_ANNOUNCEMENTS` times, the reconcile age doubling
+        between two (counted in the catalog, so restarts do not reset it). Returns how
+        many were re-announced; infrastructure failures are logged (the next tick
+        retries)."""
+        try:
+            return await self._reconcile_landing()
+        except Exception as exc:
+            if not is_unavailable(exc):
+                raise
+            log.error(
+                "landing reconciler: %s unavailable (%s); the next pass retries",
+                unavailable_backend(exc),
+                type(exc).__name__,
+            )
+            return 0
+
+    async def _reconcile_landing(self) -> int:
         services = self.services
         loop = asyncio.get_running_loop()
         older = float(services.config.reconcile_after_seconds)
-        stale = await loop.run_in_executor(None, lambda: list(services.landing.iter_stale(older)))
-        self.metrics.landing_backlog.set(len(stale))
+
+        def clean() -> JanitorReport:
+            stale = services.landing.iter_stale(older, orphan_sidecars=True)
+            return self.janitor.sweep(stale)
+
+        report = await loop.run_in_executor(None, clean)
+        self.metrics.landing_cleaned.labels("audio").inc(report.removed_audio)
+        self.metrics.landing_cleaned.labels("sidecar").inc(report.removed_sidecars)
+        self.metrics.landing_orphan_sidecars.set(report.kept_sidecars)
+        backlog = report.backlog
         sent = 0
-        for item in stale:
-            if not item.has_sidecar:
-                continue
+        for item in report.announceable:
             try:
                 event = await loop.run_in_executor(None, self._announceable, item.uri, older)
             except LandingError as exc:
+                if is_unavailable(exc):
+                    raise
                 log.warning("landing sidecar unusable (%s); not re-announced", type(exc).__name__)
+                backlog += 1
                 continue
+            backlog += 1  # until its recording is stored
             if event is None:
                 continue
             rid = event["recording_id"]
@@ -584,6 +676,7 @@ class Worker:
             await loop.run_in_executor(None, services.claims.announced, key)
             self.metrics.reconciled.inc()
             sent += 1
+        self.metrics.landing_backlog.set(backlog)
         if sent:
             log.warning("re-announced %d landing recordings with no catalog entry", sent)
         return sent
@@ -610,12 +703,29 @@ class Worker:
         return event
 
     async def run_sweep(self) -> None:
-        """One retention sweep off the event loop (errors logged; the next tick retries)."""
+        """One retention sweep off the event loop (errors logged once per outage; the next
+        tick retries)."""
         try:
             await asyncio.get_running_loop().run_in_executor(None, self.endoflife.sweep_and_resume)
         except CallvaultError as exc:
-            log.error("retention sweep failed: %s", exc)
+            self._failing("retention sweep", exc)
+        else:
+            self._passing("retention sweep")
         await self._flush_audit()
+
+    def _failing(self, what: str, exc: BaseException) -> None:
+        """Log a periodic task's failure, once until it passes again (an outage of the
+        catalog would otherwise write the same line every tick)."""
+        if what in self._outages:
+            log.debug("%s failed again: %s", what, exc)
+            return
+        self._outages.add(what)
+        log.error("%s failed: %s (logged once until it works again)", what, redact_text(str(exc)))
+
+    def _passing(self, what: str) -> None:
+        if what in self._outages:
+            self._outages.discard(what)
+            log.warning("%s works again", what)
 
     async def tend_evaluations(self) -> None:
         """Purge scores and notes of recordings no longer stored; refresh the assignment
@@ -628,18 +738,19 @@ class Worker:
         try:
             await asyncio.get_running_loop().run_in_executor(None, tend)
         except CallvaultError as exc:
-            log.error("evaluation housekeeping failed: %s", exc)
+            self._failing("evaluation housekeeping", exc)
+        else:
+            self._passing("evaluation housekeeping")
         await self._flush_audit()
 
     def health(self) -> dict[str, Any]:
-        status: dict[str, Any] = {"status": "ok", "worker": self.services.config.worker_id}
-        try:
-            self.services.catalog.database.fetch_one("SELECT 1")  # a real round trip
-            status["catalog"] = "ok"
-        except CallvaultError as exc:
-            status.update(status="degraded", catalog=str(exc))
-        status["uptime_seconds"] = round(time.monotonic() - self.started_at, 1)
-        return status
+        """Liveness (``/healthz``): answered on the event loop without any I/O, so it
+        answers exactly when the loop does; what the worker depends on is readiness."""
+        return {
+            "status": "ok",
+            "worker": self.services.config.worker_id,
+            "uptime_seconds": round(time.monotonic() - self.started_at, 1),
+        }
 
     def declare_topics(self) -> dict[str, int]:
         """Create the topics that do not exist yet with their partition counts (the input
@@ -663,6 +774,9 @@ class Worker:
         Raises:
             CallvaultError: the erasure journal could not be re-applied (nothing started).
         """
+        # faust imports its Kafka driver lazily, on the event loop (about 370 ms that
+        # block every other callback): import it before the loop starts
+        import faust.transport.drivers.aiokafka  # noqa: F401
         from faust.worker import Worker as FaustWorker
 
         # Before anything is served: a catalog restored from an older backup must not
@@ -683,6 +797,19 @@ class Worker:
             code = exit_.code
             return code if isinstance(code, int) else (0 if code is None else 1)
         return 0  # pragma: no cover - execute_from_commandline always exits
+
+
+def kafka_bootstrap(broker_url: str) -> str:
+    """``kafka://a:9092;kafka://b:9092`` (or ``kafka://a:9092,b:9092``) as a bootstrap
+    list for aiokafka: ``a:9092,b:9092``."""
+    hosts = []
+    for part in broker_url.replace(";", ",").split(","):
+        part = part.strip()
+        if "://" in part:
+            part = part.split("://", 1)[1]
+        if part:
+            hosts.append(part.rstrip("/"))
+    return ",".join(hosts)
 
 
 def _source(event: Any, topic: str) -> DlqSource:

@@ -170,15 +170,24 @@ async def refresh_worker_gauges(
     *,
     recordings_topic: str,
     topics: Collection[str],
-) -> None:
-    """The worker timer's body: governance gauges (in a thread) and consumer lag."""
+    on_lag: Callable[[int | None], None] | None = None,
+) -> int | None:
+    """The worker timer's body: consumer lag, then the governance gauges (in a thread:
+    a catalog that does not answer never delays the lag). Returns this worker's lag on
+    ``recordings_topic`` (``None`` when it is unknown: broker hiccup, nothing assigned)."""
     loop = asyncio.get_running_loop()
-    await loop.run_in_executor(None, collector.refresh)
+    owned_lag: int | None = None
     try:
         lags = await update_consumer_lag(app, metrics, topics)
     except Exception as exc:  # broker hiccup: try again at the next tick
         log.warning("consumer lag unavailable: %s", exc)
-        return
-    owned = [lag for (topic, _), lag in lags.items() if topic == recordings_topic]
-    if owned and sum(owned) == 0:
-        metrics.oldest_event_age.set(0)
+    else:
+        owned = [lag for (topic, _), lag in lags.items() if topic == recordings_topic]
+        if owned:
+            owned_lag = sum(owned)
+            if owned_lag == 0:
+                metrics.oldest_event_age.set(0)
+    if on_lag is not None:
+        on_lag(owned_lag)
+    await loop.run_in_executor(None, collector.refresh)
+    return owned_lag

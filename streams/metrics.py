@@ -64,7 +64,21 @@ class Metrics:
         )
         self.landing_backlog = Gauge(
             "callvault_landing_backlog",
-            "Landing audio files older than the reconcile age with no catalog entry.",
+            "Landing audio files and event sidecars older than the reconcile age that no "
+            "stored, declined or dead-lettered recording accounts for yet.",
+            registry=r,
+        )
+        self.landing_orphan_sidecars = Gauge(
+            "callvault_landing_orphan_sidecars",
+            "Event sidecars whose audio is gone, their recording not stored, declined or "
+            "dead-lettered yet (part of callvault_landing_backlog).",
+            registry=r,
+        )
+        self.landing_cleaned = Counter(
+            "callvault_landing_cleaned",
+            "Landing audio files and sidecars the janitor removed after their recording was "
+            "stored (vault object verified), declined or dead-lettered, by kind.",
+            ["kind"],
             registry=r,
         )
         self.ingest_batch_failures = Counter(
@@ -82,6 +96,36 @@ class Metrics:
         self.dlq_open = Gauge(
             "callvault_dlq_open_entries",
             "Dead letters not replayed yet (callvault dlq list).",
+            registry=r,
+        )
+        self.ready = Gauge(
+            "callvault_ready",
+            "1 when this worker is ready (GET /readyz answers 200), else 0.",
+            registry=r,
+        )
+        self.not_ready = Gauge(
+            "callvault_not_ready",
+            "1 for each reason this worker is not ready (catalog-unreachable, "
+            "catalog-timeout, vault-unreachable, broker-unreachable, ingest-stalled, "
+            "disk-full, not-checked), else 0.",
+            ["reason"],
+            registry=r,
+        )
+        self.ingest_stalled_seconds = Gauge(
+            "callvault_ingest_stalled_seconds",
+            "Seconds since the last ingest batch finished while events wait (0 while "
+            "ingest moves or nothing waits; counted once past CALLVAULT_READY_STALL_SECONDS).",
+            registry=r,
+        )
+        self.audit_published = Counter(
+            "callvault_audit_published",
+            "Audit records published to callvault.audit and acknowledged by the broker.",
+            registry=r,
+        )
+        self.audit_publish_failures = Counter(
+            "callvault_audit_publish_failures",
+            "Rounds of the audit publisher that failed (broker or catalog); the next round "
+            "resumes after the last acknowledged record.",
             registry=r,
         )
         self.reconciled = Counter(

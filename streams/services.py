@@ -64,6 +64,13 @@ class WorkerConfig:
     audit_checkpoint_seconds: int = 300
     log_level: str = "info"
     max_audio_bytes: int = DEFAULT_MAX_AUDIO_BYTES
+    #: Longest pause between two retries of infrastructure failures (with jitter).
+    retry_cap_seconds: float = 5.0
+    #: No ingest progress this long while events wait: not ready (ingest-stalled).
+    ready_stall_seconds: int = 120
+    #: Free bytes under the data folder and file:// landing roots below which: not ready.
+    ready_min_free_bytes: int = 256 * 1024 * 1024
+    landing_roots: tuple[str, ...] = ()
     #: The range call times of events, uploads and imports must fall in.
     call_window: TimeWindow = DEFAULT_WINDOW
 

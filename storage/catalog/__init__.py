@@ -23,6 +23,7 @@ module                      holds
 ``holdsql``                 the SQL form of "an active hold covers this row"
 ``leases``                  who runs a singleton job (sweep, reconciler, key rotation)
 ``ratewindow``              the access rate guard's window, shared by every worker
+``outbox``                  outbox cursors: how far the audit log reached its topic
 ==========================  =====================================================
 """
 
@@ -42,14 +43,18 @@ from storage.catalog.endoflife import DeletionIntent, EndOfLifeStore, ObjectClea
 from storage.catalog.evaluations import Assignment, AssignmentState, EvaluationStore
 from storage.catalog.holds import HoldScope, HoldStore, LegalHold
 from storage.catalog.leases import Lease, LeaseStore
+from storage.catalog.outbox import OutboxCursor, OutboxCursors
 from storage.catalog.ratewindow import AccessRateWindow
 from storage.catalog.receipts import DeletionReceipt, ReceiptSigner, ReceiptStore
 from storage.catalog.requests import PrivacyRequest, PrivacyRequestStore, RequestStatus
 from storage.catalog.restrictions import SubjectRestrictions
-from storage.catalog.sql import Database, open_database
+from storage.catalog.sql import Database, SqlTimeouts, open_database
 
 __all__ = [
     "AccessRateWindow",
+    "OutboxCursor",
+    "OutboxCursors",
+    "SqlTimeouts",
     "Assignment",
     "AssignmentState",
     "EvaluationStore",

@@ -49,6 +49,7 @@ from storage.catalog.rows import (
 from storage.catalog.sql import (
     Database,
     Row,
+    SqlTimeouts,
     Transaction,
     from_db_time,
     open_database,
@@ -631,8 +632,10 @@ def open_catalog(
     migrate: bool = False,
     on_append: Callable[[AuditEntry], None] | None = None,
     clock: Callable[[], datetime] | None = None,
+    timeouts: SqlTimeouts | None = None,
 ) -> Catalog:
-    """Open the catalog at ``url`` (``sqlite:///abs/path`` or ``postgresql://...``).
+    """Open the catalog at ``url`` (``sqlite:///abs/path`` or ``postgresql://...``;
+    PostgreSQL connections bounded by ``timeouts``, see :class:`SqlTimeouts`).
 
     ``migrate=True`` applies pending migrations (idempotent; the worker does this at
     start, or calls :meth:`Catalog.migrate`); read-only tools leave the schema alone.
@@ -644,7 +647,7 @@ def open_catalog(
         ConfigError: the URL is malformed or names an unsupported database.
         CatalogError: the database cannot be opened or migrated.
     """
-    database = open_database(url)
+    database = open_database(url, timeouts=timeouts)
     try:
         catalog = Catalog(
             database, audit=AuditLog(database, on_append=on_append, clock=clock), clock=clock

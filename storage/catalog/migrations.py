@@ -431,6 +431,26 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(
+        10,
+        "outbox cursors: how far the audit log was published to callvault.audit "
+        "(storage/catalog/outbox.py)",
+        (
+            # published_seq: the last audit seq the topic holds; topic_offset: the offset
+            # of that record (-1: none), so that a topic that lost records is noticed;
+            # holder / lease_until: the one worker publishing (others wait for it to lapse)
+            """
+            CREATE TABLE outbox_cursors (
+                name TEXT PRIMARY KEY,
+                published_seq INTEGER NOT NULL,
+                topic_offset INTEGER NOT NULL,
+                holder TEXT NOT NULL,
+                lease_until TEXT NOT NULL,
+                updated_at TEXT NOT NULL
+            )
+            """,
+        ),
+    ),
+    Migration(
         11,
         "disclosure exports: signed manifests, no files (storage/catalog/exports.py)",
         (

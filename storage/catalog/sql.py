@@ -28,6 +28,11 @@ What a caller may rely on:
   :meth:`Transaction.on_commit` run after the outermost commit, never on rollback.
 - The SQLite file (and with it its ``-wal`` / ``-shm`` files) is created ``0600``;
   a missing folder ``0700``.
+- Every PostgreSQL connection is bounded (:class:`SqlTimeouts`, settings
+  ``CALLVAULT_SQL_*``): ``statement_timeout``, ``lock_timeout``,
+  ``idle_in_transaction_session_timeout``, a connect timeout, TCP keepalives on both
+  ends and ``tcp_user_timeout``; a statement that hits one raises
+  :class:`~storage.errors.CatalogUnavailable` (retried), never waits for minutes.
 - SQLite runs in WAL mode with foreign keys on, a 30 s busy timeout and
   ``synchronous=FULL`` (each commit is durable on disk; the audit log relies on it).
   ``?synchronous=normal`` in the URL trades that for speed.
@@ -42,6 +47,7 @@ from __future__ import annotations
 
 import os
 import re
+import select
 import sqlite3
 import stat
 import threading
@@ -63,6 +69,7 @@ __all__ = [
     "Dialect",
     "PostgresDatabase",
     "Row",
+    "SqlTimeouts",
     "SqliteDatabase",
     "Transaction",
     "from_db_time",
@@ -397,6 +404,12 @@ def _postgres_error(message: str, exc: Exception) -> CatalogError:
     # failures and deadlocks; InterfaceError: the connection is unusable.
     if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
         return CatalogUnavailable(message)
+    # The server ended the session (idle-in-transaction or transaction timeout, admin
+    # shutdown, crash), the connection broke, or resources ran out (disk full, too many
+    # connections): whatever the driver's class, the work is worth retrying.
+    state = str(getattr(exc, "sqlstate", "") or "")
+    if state in ("25P03", "25P04") or state.startswith(("08", "53", "57P")):
+        return CatalogUnavailable(message)
     return CatalogError(message)
 
 
@@ -499,14 +512,64 @@ def _to_pyformat(sql: str) -> str:
     return _PLACEHOLDER_TOKENS.sub(replace, sql)
 
 
+@dataclass(frozen=True)
+class SqlTimeouts:
+    """Bounds on every PostgreSQL connection (seconds; 0 turns one off).
+
+    - ``statement``: ``statement_timeout``, the longest one statement may run.
+    - ``lock``: ``lock_timeout``, the longest a statement waits for a row or table lock
+      (a lock held by an orphaned session fails the waiter, retried, instead of
+      stalling it for minutes).
+    - ``idle_in_transaction``: ``idle_in_transaction_session_timeout``: the server ends
+      a session idle inside a transaction that long, releasing its locks.
+    - ``connect``: how long a connection attempt may take.
+    - ``keepalive``: TCP keepalives on both ends (idle ``keepalive`` s, then every
+      ``keepalive / 2`` s, 3 probes) and the client's ``tcp_user_timeout`` (a dead
+      network fails a query in about ``keepalive * 2`` s instead of the kernel's ~15 min).
+    """
+
+    statement: float = 60.0
+    lock: float = 10.0
+    idle_in_transaction: float = 60.0
+    connect: float = 5.0
+    keepalive: float = 10.0
+
+    def server_options(self) -> str:
+        """The ``-c name=value`` options sent at connection start."""
+        interval = max(1, int(self.keepalive / 2))
+        settings = {
+            "statement_timeout": f"{int(self.statement * 1000)}",
+            "lock_timeout": f"{int(self.lock * 1000)}",
+            "idle_in_transaction_session_timeout": f"{int(self.idle_in_transaction * 1000)}",
+            "tcp_keepalives_idle": f"{max(1, int(self.keepalive))}",
+            "tcp_keepalives_interval": f"{interval}",
+            "tcp_keepalives_count": "3",
+        }
+        return " ".join(f"-c {name}={value}" for name, value in settings.items())
+
+    def client_options(self) -> dict[str, Any]:
+        """libpq keyword options of the client's side."""
+        return {
+            "connect_timeout": max(1, int(self.connect)),
+            "keepalives": 1,
+            "keepalives_idle": max(1, int(self.keepalive)),
+            "keepalives_interval": max(1, int(self.keepalive / 2)),
+            "keepalives_count": 3,
+            "tcp_user_timeout": int(self.keepalive * 2 * 1000),
+        }
+
+
 class PostgresDatabase(Database):
-    """PostgreSQL through psycopg 3 (production)."""
+    """PostgreSQL through psycopg 3 (production), every connection bounded by
+    :class:`SqlTimeouts`."""
 
     dialect = POSTGRESQL
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, timeouts: SqlTimeouts | None = None) -> None:
         super().__init__(url)
         self._conninfo = url
+        self.timeouts = timeouts or SqlTimeouts()
+        self._connect_options = self._options()
         self._translated: dict[str, str] = {}
         self._close_connection(self._connect())  # fail now, not at first use
 
@@ -516,11 +579,26 @@ class PostgresDatabase(Database):
             translated = self._translated[sql] = _to_pyformat(sql)
         return translated
 
+    def _options(self) -> dict[str, Any]:
+        """The client options, and the URL's own ``options`` followed by the timeouts."""
+        from psycopg.conninfo import conninfo_to_dict
+
+        try:
+            given = conninfo_to_dict(self._conninfo)
+        except Exception as exc:  # psycopg.ProgrammingError: a malformed URL
+            raise ConfigError(f"catalog URL {self.url!r} is malformed: {exc}") from None
+        options = " ".join(
+            part
+            for part in (str(given.get("options") or ""), self.timeouts.server_options())
+            if part
+        )
+        return {**self.timeouts.client_options(), "options": options}
+
     def _connect(self) -> Any:
         import psycopg
 
         try:
-            return psycopg.connect(self._conninfo, autocommit=True, connect_timeout=10)
+            return psycopg.connect(self._conninfo, autocommit=True, **self._connect_options)
         except psycopg.Error as exc:
             message = str(exc).replace(self._conninfo, self.url).strip()
             raise CatalogUnavailable(
@@ -528,7 +606,20 @@ class PostgresDatabase(Database):
             ) from exc
 
     def _is_usable(self, connection: Any) -> bool:
-        return not connection.closed
+        """Open, and not told off by the server while idle: an idle connection whose
+        socket is readable got an EOF, a reset or a termination notice (a cut network,
+        a restarted server, an idle-in-transaction timeout), so it is replaced before
+        use instead of failing the next statement (no round trip: a zero-timeout poll)."""
+        if connection.closed:
+            return False
+        try:
+            fd = connection.pgconn.socket
+            readable, _, _ = select.select([fd], [], [], 0)
+        except (OSError, ValueError, AttributeError, TypeError):
+            return False
+        except Exception:  # psycopg.OperationalError: no socket any more
+            return False
+        return not readable
 
     def _close_connection(self, connection: Any) -> None:
         import psycopg
@@ -598,8 +689,9 @@ def _open_sqlite(url: str) -> SqliteDatabase:
     return SqliteDatabase(url, path, synchronous=_SYNCHRONOUS[synchronous])
 
 
-def open_database(url: str) -> Database:
-    """Open the catalog database named by ``url``.
+def open_database(url: str, *, timeouts: SqlTimeouts | None = None) -> Database:
+    """Open the catalog database named by ``url`` (PostgreSQL connections bounded by
+    ``timeouts``, default :class:`SqlTimeouts`; SQLite waits at most its busy timeout).
 
     Raises:
         ConfigError: the URL is empty, malformed or names an unsupported scheme.
@@ -621,7 +713,7 @@ def open_database(url: str) -> Database:
             _ = parts.port  # raises ValueError on a non-numeric port
         except ValueError as exc:
             raise ConfigError(f"catalog URL {redact_url(url)!r} is malformed: {exc}") from exc
-        return PostgresDatabase(url)
+        return PostgresDatabase(url, timeouts=timeouts)
     raise ConfigError(
         f"unsupported catalog URL {redact_url(url)!r}: expected sqlite:///abs/path.sqlite3 "
         "or postgresql://user@host/db"

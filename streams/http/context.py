@@ -35,7 +35,8 @@ class WebContext:
     """What the views talk to. Build it with :meth:`over` (defaults for the rest).
 
     ``publish_recording(event, recording_id)`` produces an ingested event;
-    ``health()`` is the ``/healthz`` body (``status`` ``ok`` or not). ``grant_ttl`` is
+    ``health()`` is the ``/healthz`` body (liveness: no I/O), ``readiness()`` the
+    ``/readyz`` body (``ready`` true or false, ``reasons``). ``grant_ttl`` is
     added to a recording's duration to give a playback grant's lifetime;
     ``first_window`` / ``window`` are the plaintext bytes decrypted before the first
     write of an audio response and per later write.
@@ -57,6 +58,7 @@ class WebContext:
     #: notification to the ``callvault.s3-events`` topic (notification, key).
     sources: Sources | None = None
     publish_s3_event: Callable[[bytes, str], Awaitable[None]] | None = None
+    readiness: Callable[[], dict[str, Any]] | None = None
 
     @property
     def sso(self) -> OidcVerifier | None:
@@ -81,6 +83,7 @@ class WebContext:
         window: int = 1024 * 1024,
         sources: Sources | None = None,
         publish_s3_event: Callable[[bytes, str], Awaitable[None]] | None = None,
+        readiness: Callable[[], dict[str, Any]] | None = None,
     ) -> WebContext:
         """The context over ``services``: local tokens (and the IdP's when the policy has an
         ``sso:`` section), the policy's rate limits, grants signed by the keyring and an
@@ -119,6 +122,7 @@ class WebContext:
                 max_bytes=services.config.max_audio_bytes,
             ),
             publish_s3_event=publish_s3_event,
+            readiness=readiness,
         )
 
     def now(self) -> datetime:

@@ -1,5 +1,7 @@
-"""``GET /healthz`` (the worker's health, 503 when degraded) and ``GET /metrics``
-(Prometheus exposition). Neither needs a token."""
+"""``GET /healthz`` (liveness: the event loop answers; no I/O, so a slow catalog never
+gets a live worker restarted), ``GET /readyz`` (readiness: 200 ``{"ready": true}`` or
+503 with the reasons, from the worker's last check, see :mod:`streams.readiness`) and
+``GET /metrics`` (Prometheus exposition). None needs a token."""
 
 from __future__ import annotations
 
@@ -15,6 +17,14 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response(status, status=200 if status.get("status") == "ok" else 503)
 
 
+async def readyz(request: web.Request) -> web.Response:
+    ctx = ctx_of(request)
+    report = ctx.readiness() if ctx.readiness is not None else {"ready": True, "reasons": []}
+    return web.json_response(
+        report, status=200 if report.get("ready") else 503, headers={"Cache-Control": "no-store"}
+    )
+
+
 async def metrics(request: web.Request) -> web.Response:
     body = ctx_of(request).metrics.exposition()
     return web.Response(
@@ -24,5 +34,6 @@ async def metrics(request: web.Request) -> web.Response:
 
 ROUTES = [
     web.get("/healthz", healthz),
+    web.get("/readyz", readyz),
     web.get("/metrics", metrics),
 ]

@@ -77,8 +77,10 @@ def test_worker_deployment_probes_resources_and_scrape_annotations() -> None:
     (container,) = spec["containers"]
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports == {"http": 8080}
-    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+    for probe in ("startupProbe", "livenessProbe"):  # liveness: the loop answers
         assert container[probe]["httpGet"] == {"path": "/healthz", "port": "http"}, probe
+    # readiness: catalog, vault, broker, ingest progress, disk (streams/readiness.py)
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     assert {"cpu", "memory"} <= set(container["resources"]["requests"])
     assert {"cpu", "memory"} <= set(container["resources"]["limits"])
     annotations = deployment["spec"]["template"]["metadata"]["annotations"]

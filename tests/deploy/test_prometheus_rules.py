@@ -30,6 +30,8 @@ REQUIRED_ALERTS = {
     "CallvaultPrivacyRequestOverdue",
     "CallvaultWorkerDown",
     "CallvaultMasterKeyOld",
+    "CallvaultIngestStalled",
+    "CallvaultWorkerNotReady",
 }
 
 
@@ -104,6 +106,7 @@ def test_rules_use_only_callvault_series_or_up_and_carry_severity() -> None:
         ("for: 1h", "for: 5m"),  # overdue deletions would page too early
         ("> 365 * 86400", "> 400 * 86400"),  # key-age threshold moved
         ('up{job="callvault-worker"} == 0', 'up{job="callvault-worker"} == 2'),
+        ("(callvault_ingest_stalled_seconds) > 0", "(callvault_ingest_stalled_seconds) > 600"),
     ],
 )
 def test_a_broken_rule_fails_the_unit_tests(tmp_path: Path, old: str, new: str) -> None:

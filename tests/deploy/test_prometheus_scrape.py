@@ -263,7 +263,7 @@ def test_prometheus_scrapes_the_known_batch(
         "callvault-ingest",
     }
     states = {rule["name"]: rule["state"] for group in groups for rule in group["rules"]}
-    assert len(states) == 10
+    assert len(states) == 12
     assert [name for name, state in states.items() if state == "firing"] == []
     assert states["CallvaultOverdueDeletions"] == "inactive"
     assert states["CallvaultWorkerDown"] == "inactive"

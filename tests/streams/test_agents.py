@@ -84,6 +84,7 @@ def test_ingest_agent_stores_dead_letters_and_publishes_audit(
                 if services.catalog.get_recording("agent-1") and dlq.values:
                     break
                 await asyncio.sleep(0.05)
+        await worker.audit_publisher.publish()  # the audit outbox's round (its own task)
 
     asyncio.run(scenario())
     assert services.catalog.get_recording("agent-1") is not None

@@ -1,0 +1,64 @@
+"""Nothing left behind, through real worker processes and the real broker (issue 17).
+
+A small version of bench/faults.py's R1 and R3 in one run: 200 PBX-dropped recordings
+(audio + sidecar); a worker SIGKILLed right after a batch's catalog commit (while
+stored recordings' landing copies still exist), then the broker loses every
+undelivered event (tansu in memory, restarted); a second worker, fed by the
+reconciler's re-announcements, is SIGKILLed the same way; a third one finishes. The
+end: every recording stored exactly once, no landing audio, no sidecar, no plaintext
+anywhere, and the audit topic (refilled after the broker lost it) equal to the
+catalog's audit log, record by record."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from callvault.broker import EmbeddedBroker
+from tests.e2e.faults_support import (
+    audit_topic_matches,
+    kill_in_window,
+    leftovers,
+    pbx_calls,
+    settle,
+)
+from tests.e2e.harness import WorkerProcess, e2e_settings, open_services
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+
+
+def test_sigkills_and_broker_memory_loss_leave_nothing_behind(
+    tmp_path: Path, kafka_broker: EmbeddedBroker
+) -> None:
+    # the reconciler looks at files older than 2 s, every 5 s
+    env = e2e_settings(tmp_path / "data", kafka_broker.url, CALLVAULT_RECONCILE_AFTER_SECONDS="2")
+    services = open_services(env)
+    bootstrap = kafka_broker.url.removeprefix("kafka://")
+    ids, producer = pbx_calls(services, bootstrap, 200, "kill", wave=25)
+    worker = WorkerProcess(env, tmp_path / "worker.log")
+    try:
+        worker.start()
+        producer.start()
+        first = kill_in_window(services, worker, ids, 40)
+        producer.join()
+        assert first[0] < 200, "the kill came too late to leave a backlog"
+        kafka_broker.stop()  # tansu in memory: every undelivered event is gone
+        kafka_broker.start()
+        worker.start()
+        second = kill_in_window(services, worker, ids, first[0] + 1)
+        worker.start()
+        seconds = settle(services, ids, 150)
+        found = leftovers(services, ids)
+        assert (found.stored_once, found.lost, found.duplicated) == (200, 0, 0)
+        assert (found.landing_audio, found.sidecars, found.plaintext_files) == (0, 0, 0)
+        assert found.objects == 200
+        assert services.audit.verify().ok
+        records = audit_topic_matches(services, bootstrap)
+    finally:
+        worker.stop()
+        services.close()
+    print(
+        f"\nkills at (rows, stored with landing files left): {first}, {second}; settled "
+        f"{seconds:.1f}s after the last start; audit topic == catalog ({records} records)"
+    )
