@@ -200,7 +200,6 @@ def _known_payload_signer() -> type:
             known = request.headers.get(_CHECKSUM_SHA256)
             if (
                 known
-                and isinstance(request.body, bytes | bytearray)
                 and not self._is_streaming_checksum_payload(request)
                 and self._should_sha256_sign_payload(request)
             ):
@@ -215,10 +214,15 @@ def _known_payload_signer() -> type:
     return KnownPayloadS3SigV4Auth
 
 
-def _choose_known_payload_signer(signature_version: Any = None, **_: Any) -> str | None:
-    """``choose-signer`` hook of PutObject / UploadPart: plain ``s3v4`` becomes
-    :data:`KNOWN_PAYLOAD_SIGNER`; presigning and other versions are left alone."""
-    return KNOWN_PAYLOAD_SIGNER if signature_version == "s3v4" else None
+def _choose_known_payload_signer(context: Any, signing_name: str, **kwargs: Any) -> str | None:
+    """``choose-signer`` hook of PutObject / UploadPart: where botocore would sign with
+    plain ``s3v4`` (its own operation-specific choice, asked here), sign with
+    :data:`KNOWN_PAYLOAD_SIGNER`; anything else (unsigned, presigning, v4a) is left to
+    botocore's handlers (None)."""
+    from botocore.handlers import set_operation_specific_signer
+
+    chosen = set_operation_specific_signer(context=context, signing_name=signing_name, **kwargs)
+    return KNOWN_PAYLOAD_SIGNER if chosen == "s3v4" else None
 
 
 def _use_known_payload_signer(client: Any) -> None:

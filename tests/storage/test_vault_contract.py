@@ -507,7 +507,11 @@ class TestS3Vault:
             storage._aws.timestamp("yesterday")
 
     def test_hashed_pieces_sign_with_their_own_digest_and_s3_checks_it(
-        self, seaweed_endpoint: str, seaweed_env: None, s3_bucket: str
+        self,
+        seaweed_endpoint: str,
+        seaweed_env: None,
+        s3_bucket: str,
+        monkeypatch: pytest.MonkeyPatch,
     ) -> None:
         """Pieces that hashed themselves (a SealingStream) lend botocore their sha256: it
         signs the payload with it and sends it as x-amz-checksum-sha256 (no CRC32, no
@@ -528,13 +532,26 @@ class TestS3Vault:
         opened._client.meta.events.register(
             "before-send.s3.PutObject",
             lambda request, **_: sent.append(
-                {k.lower(): v.decode() if isinstance(v, bytes) else v
-                 for k, v in request.headers.items()}  # fmt: skip
+                {
+                    k.lower(): v.decode() if isinstance(v, bytes) else v
+                    for k, v in request.headers.items()
+                }  # fmt: skip
             ),
         )
+        import botocore.auth
+
+        hashed_bodies: list[int] = []  # botocore's own pass over a body (SigV4Auth.payload)
+        botocore_payload = botocore.auth.SigV4Auth.payload
+
+        def payload(signer: Any, request: Any) -> Any:
+            hashed_bodies.append(1)
+            return botocore_payload(signer, request)
+
+        monkeypatch.setattr(botocore.auth.S3SigV4Auth, "payload", payload, raising=False)
         pieces = [BLOB[:100], BLOB[100:]]
         digest = hashlib.sha256(BLOB).hexdigest()
         opened.put("k", Hashed(pieces, digest), tags=TAGS)
+        assert hashed_bodies == []
         assert opened.get("k") == BLOB
         headers = sent[-1]
         assert headers["x-amz-content-sha256"] == digest
@@ -546,6 +563,7 @@ class TestS3Vault:
         with pytest.raises(RecordingNotFound):
             opened.get("bad")
         opened.put("plain", iter(pieces), tags=TAGS)  # no digest: botocore hashes, as before
+        assert hashed_bodies
         assert sent[-1]["x-amz-content-sha256"] == digest
 
     def test_delete_many_on_unversioned_bucket(
