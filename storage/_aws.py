@@ -177,6 +177,62 @@ def translated(make: Callable[[AwsFailure], Exception]) -> Iterator[None]:
         raise make(failure) from exc
 
 
+#: The signature version of S3 requests whose payload hash the caller already knows
+#: (:func:`_known_payload_signer`); every other request is signed as ``s3v4`` signs it.
+KNOWN_PAYLOAD_SIGNER = "callvault-s3v4"
+_CHECKSUM_SHA256 = "x-amz-checksum-sha256"
+
+
+def _known_payload_signer() -> type:
+    """SigV4 for S3 that takes the payload hash from the request's own
+    ``x-amz-checksum-sha256`` (``ChecksumSHA256``: the sha256 the caller computed of
+    exactly this body, e.g. while sealing it) instead of hashing the body a second time.
+    The payload stays signed (the server checks the body against the signed hash, and
+    the checksum header as well); only who computes the digest changes. Requests without
+    that header, streamed ones and unsigned-payload ones are signed as ``s3v4`` does."""
+    import base64
+    import binascii
+
+    from botocore.auth import S3SigV4Auth
+
+    class KnownPayloadS3SigV4Auth(S3SigV4Auth):  # type: ignore[misc]  # botocore is untyped
+        def payload(self, request: Any) -> Any:
+            known = request.headers.get(_CHECKSUM_SHA256)
+            if (
+                known
+                and not self._is_streaming_checksum_payload(request)
+                and self._should_sha256_sign_payload(request)
+            ):
+                try:
+                    digest = base64.b64decode(known, validate=True)
+                except (binascii.Error, ValueError):
+                    digest = b""
+                if len(digest) == 32:
+                    return digest.hex()
+            return super().payload(request)
+
+    return KnownPayloadS3SigV4Auth
+
+
+def _choose_known_payload_signer(context: Any, signing_name: str, **kwargs: Any) -> str | None:
+    """``choose-signer`` hook of PutObject / UploadPart: where botocore would sign with
+    plain ``s3v4`` (its own operation-specific choice, asked here), sign with
+    :data:`KNOWN_PAYLOAD_SIGNER`; anything else (unsigned, presigning, v4a) is left to
+    botocore's handlers (None)."""
+    from botocore.handlers import set_operation_specific_signer
+
+    chosen = set_operation_specific_signer(context=context, signing_name=signing_name, **kwargs)
+    return KNOWN_PAYLOAD_SIGNER if chosen == "s3v4" else None
+
+
+def _use_known_payload_signer(client: Any) -> None:
+    import botocore.auth
+
+    botocore.auth.AUTH_TYPE_MAPS.setdefault(KNOWN_PAYLOAD_SIGNER, _known_payload_signer())
+    for operation in ("PutObject", "UploadPart"):
+        client.meta.events.register(f"choose-signer.s3.{operation}", _choose_known_payload_signer)
+
+
 def make_client(
     service: str,
     *,
@@ -216,13 +272,16 @@ def make_client(
     if not parse_timestamps:
         core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=str)
     try:
-        return boto3.session.Session(botocore_session=core).client(
+        made = boto3.session.Session(botocore_session=core).client(
             service, endpoint_url=endpoint_url or None, config=Config(**options)
         )
     except (BotoCoreError, ValueError) as exc:
         raise error(
             f"cannot create a {service.upper()} client for {endpoint_url or 'AWS'}: {exc}"
         ) from exc
+    if service == "s3":
+        _use_known_payload_signer(made)
+    return made
 
 
 def timestamp(value: Any) -> datetime:

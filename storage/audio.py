@@ -416,6 +416,12 @@ class SilencePlan:
                 cuts.append((first, last, chans))
         return cls(tuple(cuts), channels, silenced_ms)
 
+    def touches(self, first_frame: int, frames: int) -> bool:
+        """Whether a cut falls in the ``frames`` frames starting at ``first_frame`` (no:
+        those samples are stored exactly as they came, without a copy)."""
+        end_frame = first_frame + frames
+        return any(first < end_frame and first_frame < last for first, last, _ in self.cuts)
+
     def apply(self, buffer: bytearray, first_frame: int, width: int, fill: bytes) -> None:
         """Silence, in place, the cut samples that fall in ``buffer``: whole frames of
         ``width`` bytes per sample starting at frame ``first_frame``; ``fill`` is one

@@ -152,11 +152,16 @@ def _samples(plan: StreamPlan, head: bytes, source: SupportsRead) -> Iterator[by
     buffered = bytearray(head)
 
     def take(size: int) -> bytes:
-        nonlocal buffered
-        if len(buffered) < size:
-            buffered += read_exactly(source, size - len(buffered))
-        out = bytes(buffered[:size])
-        del buffered[:size]
+        # Past the head the samples come straight from the source (no staging copy).
+        if not buffered:
+            return read_exactly(source, size)
+        if len(buffered) >= size:
+            out = bytes(buffered[:size])
+            del buffered[:size]
+            return out
+        rest = read_exactly(source, size - len(buffered))
+        out = bytes(buffered) + rest
+        buffered.clear()
         return out
 
     width, channels = plan.source_width, plan.channels
@@ -191,12 +196,15 @@ def _stored_wav(
     frame = 0
     pending: bytes | None = None
     for chunk in chunks:
-        samples = bytearray(chunk)
-        silence.apply(samples, frame, width, fill)
-        frame += len(samples) // (width * channels)
+        count = len(chunk) // (width * channels)
+        if silence.touches(frame, count):
+            samples = bytearray(chunk)
+            silence.apply(samples, frame, width, fill)
+            chunk = bytes(samples)
+        frame += count
         if pending is not None:
             yield pending
-        pending = bytes(samples)
+        pending = chunk
     finish()
     if frames * channels * width & 1:
         pending = (pending or b"") + b"\x00"

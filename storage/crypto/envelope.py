@@ -565,23 +565,33 @@ def _check_length(view: memoryview, header: EnvelopeHeader, header_len: int) -> 
 
 
 class PieceReader:
-    """Adapts an iterable of byte pieces to ``read(n)`` (what the sealer reads)."""
+    """Adapts an iterable of byte pieces to ``read(n)`` (what the sealer reads).
+
+    A read that falls inside one piece is one copy of what it returns (the piece is
+    never staged in a buffer); only a read spanning pieces joins them."""
 
     def __init__(self, pieces: Iterable[bytes]) -> None:
         self._pieces = iter(pieces)
-        self._buffer = bytearray()
+        self._piece = memoryview(b"")
+        self._offset = 0
 
     def read(self, size: int = -1, /) -> bytes:
-        while size < 0 or len(self._buffer) < size:
-            piece = next(self._pieces, None)
-            if piece is None:
-                break
-            self._buffer += piece
-        if size < 0:
-            size = len(self._buffer)
-        out = bytes(self._buffer[:size])
-        del self._buffer[:size]
-        return out
+        parts: list[bytes | memoryview] = []
+        wanted = size
+        while size < 0 or wanted > 0:
+            if self._offset >= len(self._piece):
+                piece = next(self._pieces, None)
+                if piece is None:
+                    break
+                self._piece, self._offset = memoryview(piece).cast("B"), 0
+                continue
+            end = len(self._piece) if size < 0 else min(len(self._piece), self._offset + wanted)
+            parts.append(self._piece[self._offset : end])
+            wanted -= end - self._offset
+            self._offset = end
+        if len(parts) == 1:
+            return bytes(parts[0])
+        return b"".join(parts)
 
 
 def _as_reader(source: SupportsRead | Iterable[bytes]) -> SupportsRead:

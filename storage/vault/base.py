@@ -47,6 +47,7 @@ from storage.types import ObjectInfo, StoredObject
 
 __all__ = [
     "Vault",
+    "HashedPieces",
     "validate_key",
     "validate_prefix",
     "validate_tags",
@@ -68,6 +69,19 @@ _TAG_CHARS = re.compile(r"[\w\s+\-=.:/@]*")
 
 
 @runtime_checkable
+class HashedPieces(Protocol):
+    """Pieces for :meth:`Vault.put` that hash themselves as they are iterated
+    (``storage.crypto.keys.SealingStream``): once iterated, ``sha256`` (hex) is the
+    digest of every piece given. A backend that must hash the body (S3 signs it) uses
+    that digest instead of hashing the same bytes again."""
+
+    @property
+    def sha256(self) -> str: ...
+
+    def __iter__(self) -> Iterator[bytes]: ...
+
+
+@runtime_checkable
 class Vault(Protocol):
     """A store of immutable-by-convention objects with tags (see the module docstring)."""
 
@@ -85,7 +99,8 @@ class Vault(Protocol):
 
         ``data`` may be an iterable of pieces (a sealed recording being produced): it is
         consumed once, and whatever it raises propagates after the partial write was
-        discarded.
+        discarded. Pieces that are :class:`HashedPieces` lend their digest to a backend
+        that needs one (S3's signed payload).
 
         With ``durable=False`` the object is visible at once but may only survive a
         crash after the next :meth:`flush` (group commit: ingest writes a batch of

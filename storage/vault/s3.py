@@ -28,6 +28,7 @@ as the local vault). What a caller may rely on beyond the protocol:
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import re
@@ -42,7 +43,13 @@ from storage import _aws
 from storage._aws import AwsFailure, Failure
 from storage.errors import RecordingNotFound, StorageError, VaultUnavailable
 from storage.types import ObjectInfo, StoredObject
-from storage.vault.base import check_data, validate_key, validate_prefix, validate_tags
+from storage.vault.base import (
+    HashedPieces,
+    check_data,
+    validate_key,
+    validate_prefix,
+    validate_tags,
+)
 
 __all__ = ["S3Vault", "make_s3_client"]
 
@@ -194,15 +201,29 @@ class S3Vault:
             buffer += piece
             if len(buffer) >= MULTIPART_THRESHOLD:
                 return self._put_multipart(key, full, buffer, pieces, checked)
-        return self._put_object(key, full, bytes(buffer), checked)
+        known = data.sha256 if isinstance(data, HashedPieces) else None
+        return self._put_object(key, full, bytes(buffer), checked, sha256=known)
 
-    def _put_object(self, key: str, full: str, body: bytes, checked: dict[str, str]) -> ObjectInfo:
+    def _put_object(
+        self,
+        key: str,
+        full: str,
+        body: bytes,
+        checked: dict[str, str],
+        *,
+        sha256: str | None = None,
+    ) -> ObjectInfo:
+        """One PUT of ``body``; ``sha256`` (hex), when the caller computed it of exactly
+        these bytes, is sent as ``ChecksumSHA256`` (S3 checks it) and signs the payload
+        (:func:`storage._aws._known_payload_signer`): botocore hashes nothing again."""
         request: dict[str, Any] = {
             "Bucket": self.bucket,
             "Key": full,
             "Body": body,
             "ContentType": "application/octet-stream",
         }
+        if sha256 is not None:
+            request["ChecksumSHA256"] = base64.b64encode(bytes.fromhex(sha256)).decode("ascii")
         if checked:
             request["Tagging"] = urlencode(checked)
         with self._errors("put", key):

@@ -163,6 +163,19 @@ def test_piece_reader_reads_across_pieces() -> None:
         b"abc", b"d", b"efg", b"",
     ]  # fmt: skip
     assert audioop.rms(b"\0\0", 2) == 0
+    rest = PieceReader(iter([b"xy", bytearray(b"z"), memoryview(b"0123")]))
+    assert [rest.read(1), rest.read(-1), rest.read(1)] == [b"x", b"yz0123", b""]
+    assert all(type(piece) is bytes for piece in (PieceReader([b"ab"]).read(1),))
+
+
+def test_silence_plan_touches_only_frames_it_cuts() -> None:
+    """Chunks no pause falls in are stored as they came (no copy): ``touches`` is exact
+    at both edges of a cut."""
+    cuts = SilencePlan.of([(1000, 2000)], sample_rate=RATE, channels=1, frames=RATE * 3)
+    first, last, _ = cuts.cuts[0]
+    assert not cuts.touches(0, first) and cuts.touches(0, first + 1)
+    assert cuts.touches(last - 1, 10) and not cuts.touches(last, 10)
+    assert not SilencePlan.of([], sample_rate=RATE, channels=1, frames=RATE).touches(0, RATE)
 
 
 @pytest.mark.parametrize(("tag", "bits"), [(1, 16), (7, 8)])

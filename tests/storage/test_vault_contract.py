@@ -506,6 +506,66 @@ class TestS3Vault:
         with pytest.raises(StorageError, match="unreadable time"):
             storage._aws.timestamp("yesterday")
 
+    def test_hashed_pieces_sign_with_their_own_digest_and_s3_checks_it(
+        self,
+        seaweed_endpoint: str,
+        seaweed_env: None,
+        s3_bucket: str,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """Pieces that hashed themselves (a SealingStream) lend botocore their sha256: it
+        signs the payload with it and sends it as x-amz-checksum-sha256 (no CRC32, no
+        second pass over the body). The payload stays signed: a digest that is not the
+        body's is refused by the server, nothing is stored."""
+        import hashlib
+
+        class Hashed:
+            def __init__(self, pieces: list[bytes], digest: str) -> None:
+                self.pieces, self.sha256 = pieces, digest
+
+            def __iter__(self) -> Iterator[bytes]:
+                yield from self.pieces
+
+        opened = open_vault(f"s3://{s3_bucket}", s3_endpoint=seaweed_endpoint)
+        assert isinstance(opened, S3Vault)
+        sent: list[dict[str, str]] = []
+        opened._client.meta.events.register(
+            "before-send.s3.PutObject",
+            lambda request, **_: sent.append(
+                {
+                    k.lower(): v.decode() if isinstance(v, bytes) else v
+                    for k, v in request.headers.items()
+                }  # fmt: skip
+            ),
+        )
+        import botocore.auth
+
+        hashed_bodies: list[int] = []  # botocore's own pass over a body (SigV4Auth.payload)
+        botocore_payload = botocore.auth.SigV4Auth.payload
+
+        def payload(signer: Any, request: Any) -> Any:
+            hashed_bodies.append(1)
+            return botocore_payload(signer, request)
+
+        monkeypatch.setattr(botocore.auth.S3SigV4Auth, "payload", payload, raising=False)
+        pieces = [BLOB[:100], BLOB[100:]]
+        digest = hashlib.sha256(BLOB).hexdigest()
+        opened.put("k", Hashed(pieces, digest), tags=TAGS)
+        assert hashed_bodies == []
+        assert opened.get("k") == BLOB
+        headers = sent[-1]
+        assert headers["x-amz-content-sha256"] == digest
+        assert "x-amz-checksum-sha256" in headers and "x-amz-checksum-crc32" not in headers
+        assert "Signature=" in headers["authorization"]
+        wrong = hashlib.sha256(b"not the body").hexdigest()
+        with pytest.raises(StorageError):
+            opened.put("bad", Hashed(pieces, wrong), tags=TAGS)
+        with pytest.raises(RecordingNotFound):
+            opened.get("bad")
+        opened.put("plain", iter(pieces), tags=TAGS)  # no digest: botocore hashes, as before
+        assert hashed_bodies
+        assert sent[-1]["x-amz-content-sha256"] == digest
+
     def test_delete_many_on_unversioned_bucket(
         self, s3_client: Any, seaweed_buckets: BucketFactory
     ) -> None:
