@@ -381,7 +381,7 @@ def run_import(
         StorageError: the vault, catalog or audit log failed (re-run to resume).
     """
     from storage.vault.s3 import make_s3_client
-    from streams.ingest import IngestPipeline
+    from streams.ingest import IngestPipeline, work_folder
     from streams.metrics import Metrics
 
     if batch_size < 1:
@@ -407,6 +407,7 @@ def run_import(
         restrictions=services.restrictions,
         claims=services.claims,
         window=config.call_window,
+        work_dir=work_folder(config.data_dir),
     )
     summary = ImportSummary()
     done_ids: set[str] = set()  # stored or declined in this run
