@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import stat
 import threading
 from collections.abc import Iterator
@@ -24,7 +25,7 @@ from botocore.config import Config
 import storage._aws
 from callvault.errors import ConfigError
 from callvault.seaweed import S3Credentials
-from storage.errors import RecordingNotFound, StorageError
+from storage.errors import RecordingNotFound, StorageError, VaultUnavailable
 from storage.types import ObjectInfo
 from storage.vault import LocalVault, Vault, open_vault
 from storage.vault.s3 import S3Vault
@@ -646,6 +647,71 @@ class TestLocalVault:
         plain.delete("a/b")
         assert not (tmp_path / "w" / ".tags" / "a" / "b.json").exists()
         assert list(plain.iter_keys()) == []
+
+    def test_a_rename_failing_after_streamed_pieces_stores_nothing(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        vault = LocalVault(tmp_path / "v")
+        vault.put("a/first", b"1", tags={"purpose": "qa"})  # the folder is remembered
+        folder, real_replace, calls = tmp_path / "v" / "a", os.replace, []
+
+        def folder_gone_then_replace(src: str, dst: str) -> None:
+            calls.append(dst)
+            if len(calls) == 1:  # removed between mkstemp and rename (an operator)
+                shutil.rmtree(folder)
+            real_replace(src, dst)
+
+        monkeypatch.setattr(os, "replace", folder_gone_then_replace)
+        pieces = iter([b"abc" * 1000, b"def" * 1000])
+        with pytest.raises(VaultUnavailable):
+            vault.put("a/big", pieces, tags={"purpose": "qa"})
+        monkeypatch.undo()
+        assert not vault.exists("a/big")  # never an empty object under the key
+        vault.put("a/big", [b"abc", b"def"], tags={"purpose": "qa"})  # the retry
+        assert vault.get("a/big") == b"abcdef"
+
+    def test_put_tags_after_a_fallback_reads_back_the_new_tags(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        vault = LocalVault(tmp_path / "v")
+        vault.put("k", b"1", tags={"purpose": "qa"})  # tags in the xattr
+        real_setxattr = os.setxattr
+
+        def refuse(*_args: object) -> None:
+            raise OSError(errno.ENOTSUP, "Operation not supported")
+
+        monkeypatch.setattr(os, "setxattr", refuse)
+        vault.put_tags("k", {"purpose": "training"})  # falls back to the tags file
+        assert vault.head("k").tags == {"purpose": "training"}  # not the stale xattr
+        with pytest.raises(OSError):
+            os.getxattr(tmp_path / "v" / "k", "user.callvault.tags")
+        monkeypatch.setattr(os, "setxattr", real_setxattr)
+        vault.put_tags("k", {"purpose": "legal"})  # still the tags file (for good)
+        assert vault.head("k").tags == {"purpose": "legal"}
+
+    def test_a_transient_xattr_error_is_unavailable_not_a_fallback(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        vault = LocalVault(tmp_path / "v")
+        vault.put("k", b"1", tags={"purpose": "qa"})
+        real_setxattr = os.setxattr
+        for code in (errno.ENOSPC, errno.E2BIG, errno.EPERM):
+
+            def refuse(*_args: object, code: int = code) -> None:
+                raise OSError(code, os.strerror(code))
+
+            monkeypatch.setattr(os, "setxattr", refuse)
+            with pytest.raises(VaultUnavailable):
+                vault.put_tags("k", {"purpose": "training"})
+            with pytest.raises(VaultUnavailable):
+                vault.put("n", b"2", tags={"purpose": "qa"})
+            monkeypatch.setattr(os, "setxattr", real_setxattr)
+            assert vault.head("k").tags == {"purpose": "qa"} and not vault.exists("n")
+        vault.put_tags("k", {"purpose": "training"})  # the xattrs are still used
+        assert json.loads(os.getxattr(tmp_path / "v" / "k", "user.callvault.tags")) == {
+            "purpose": "training"
+        }
+        assert not (tmp_path / "v" / ".tags").exists()
 
     def test_a_folder_removed_behind_its_back_is_created_again(self, tmp_path: Path) -> None:
         vault = LocalVault(tmp_path / "v")
