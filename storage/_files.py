@@ -63,12 +63,12 @@ def write_file_atomically(
     sees all of it or the previous content; return the bytes written.
 
     Missing folders are created with mode 0700 (with ``make_dirs`` False, the caller
-    knows the folder exists: it is created only when the temp file finds it gone). A temp file ``.tmp-*`` in the same folder (mode
-    0600) is written, handed to ``before_rename(fd)`` (e.g. to set an xattr that must
-    appear with the content), fsynced, renamed over ``path`` and the folder fsynced, so
-    the rename survives a crash; no temp file is left behind on error. With
-    ``sync=False`` both fsyncs are skipped: the caller makes the write durable later
-    (``LocalVault.flush``).
+    knows the folder exists: it is created only when the temp file finds it gone). A
+    temp file ``.tmp-*`` in the same folder (mode 0600) is written, handed to
+    ``before_rename(fd)`` (e.g. to set an xattr that must appear with the content),
+    fsynced, renamed over ``path`` and the folder fsynced, so the rename survives a
+    crash; no temp file is left behind on error. With ``sync=False`` both fsyncs are
+    skipped: the caller makes the write durable later (``LocalVault.flush``).
 
     Raises:
         OSError: as raised by the filesystem (callers translate it).

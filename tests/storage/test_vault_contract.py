@@ -8,6 +8,7 @@ prefix), with signed requests.
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import shutil
@@ -27,7 +28,8 @@ from callvault.errors import ConfigError
 from callvault.seaweed import S3Credentials
 from storage.errors import RecordingNotFound, StorageError, VaultUnavailable
 from storage.types import ObjectInfo
-from storage.vault import LocalVault, Vault, open_vault
+from storage.vault import LocalVault, Vault, object_sha256, open_vault
+from storage.vault.base import HASH_WINDOW
 from storage.vault.s3 import S3Vault
 from tests.fixtures.seaweedfs import BucketFactory
 
@@ -87,6 +89,32 @@ class TestVaultContract:
         assert isinstance(info, ObjectInfo)
         assert (info.key, info.size, info.tags) == ("recordings/ab/rec-1.cvr", len(BLOB), TAGS)
         assert vault.get("recordings/ab/rec-1.cvr") == BLOB
+
+    def test_object_sha256_reads_ranges_never_the_whole_object(
+        self, vault: Vault, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        data = os.urandom(2 * HASH_WINDOW + 12345)
+        vault.put(
+            "big/rec.cvr", [data[i : i + 65536] for i in range(0, len(data), 65536)], tags=TAGS
+        )
+        vault.put("big/empty.cvr", b"", tags=TAGS)
+        ranges: list[int] = []
+        real_range = vault.get_range
+
+        def counted(key: str, start: int, end: int) -> bytes:
+            ranges.append(end - start + 1)
+            return real_range(key, start, end)
+
+        def whole(key: str) -> bytes:
+            raise AssertionError("the whole object was read")
+
+        monkeypatch.setattr(vault, "get", whole)
+        monkeypatch.setattr(vault, "get_range", counted)
+        assert object_sha256(vault, "big/rec.cvr") == hashlib.sha256(data).hexdigest()
+        assert len(ranges) == 3 and max(ranges) == HASH_WINDOW
+        assert object_sha256(vault, "big/empty.cvr") == hashlib.sha256(b"").hexdigest()
+        with pytest.raises(RecordingNotFound):
+            object_sha256(vault, "big/none.cvr")
 
     def test_group_commit_put_is_visible_and_flushes(self, vault: Vault) -> None:
         keys = [f"batch/rec-{i}.cvr" for i in range(5)]
