@@ -136,8 +136,9 @@ def test_ffmpeg_output_on_a_full_disk_is_infrastructure(tmp_path: Path) -> None:
     folder = tmp_path / "work"
     folder.mkdir()
     (folder / "encoded.flac").symlink_to("/dev/full")  # every write: ENOSPC
+    options = STORAGE_CODECS["flac"].options(1)
     with pytest.raises(BackendUnavailable, match="No space left"):
         transcode_file(
-            source, "mp3", Layout(), SilencePlan((), 1, 0), options=STORAGE_CODECS["flac"].options(1),
-            muxer="flac", limit=DecodeLimit.for_call(2000), folder=folder,
+            source, "mp3", Layout(), SilencePlan((), 1, 0), options=options, muxer="flac",
+            limit=DecodeLimit.for_call(2000), folder=folder,
         )  # fmt: skip
