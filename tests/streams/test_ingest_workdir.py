@@ -142,3 +142,29 @@ def test_ffmpeg_output_on_a_full_disk_is_infrastructure(tmp_path: Path) -> None:
             source, "mp3", Layout(), SilencePlan((), 1, 0), options=options, muxer="flac",
             limit=DecodeLimit.for_call(2000), folder=folder,
         )  # fmt: skip
+
+
+def test_the_worker_clears_its_work_folder_before_it_consumes(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from streams.app import Worker
+
+    leftover = work_folder(services.settings.data_dir) / "callvault-ingest-999999999-k"
+    leftover.mkdir(parents=True)
+    (leftover / "sent.mp3").write_bytes(b"ID3 plaintext of a killed worker")
+    worker = Worker(services, broker_url="kafka://127.0.0.1:1")
+
+    class Started(Exception):
+        pass
+
+    def started() -> None:  # the step before faust starts consuming
+        raise Started
+
+    monkeypatch.setattr(worker, "declare_topics", started)
+    try:
+        with pytest.raises(Started):
+            worker.run()
+    finally:
+        worker.pipeline.close()
+    assert not leftover.exists()
+    assert worker.pipeline.work_dir == work_folder(services.settings.data_dir)
