@@ -62,13 +62,13 @@ def write_file_atomically(
     """Write ``data`` (bytes, or pieces written as they come) to ``path`` so a reader
     sees all of it or the previous content; return the bytes written.
 
-    Missing folders are created with mode 0700 (unless ``make_dirs`` is False: the
-    caller knows the folder exists). A temp file ``.tmp-*`` in the same folder (mode
-    0600) is written, handed to ``before_rename(fd)`` (e.g. to set an xattr that must
-    appear with the content), fsynced, renamed over ``path`` and the folder fsynced, so
-    the rename survives a crash; no temp file is left behind on error. With
-    ``sync=False`` both fsyncs are skipped: the caller makes the write durable later
-    (``LocalVault.flush``).
+    Missing folders are created with mode 0700 (with ``make_dirs`` False, the caller
+    knows the folder exists: it is created only when the temp file finds it gone). A
+    temp file ``.tmp-*`` in the same folder (mode 0600) is written, handed to
+    ``before_rename(fd)`` (e.g. to set an xattr that must appear with the content),
+    fsynced, renamed over ``path`` and the folder fsynced, so the rename survives a
+    crash; no temp file is left behind on error. With ``sync=False`` both fsyncs are
+    skipped: the caller makes the write durable later (``LocalVault.flush``).
 
     Raises:
         OSError: as raised by the filesystem (callers translate it).
@@ -76,7 +76,16 @@ def write_file_atomically(
     folder = path.parent
     if make_dirs:
         make_private_dirs(folder)
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=folder)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=folder)
+    except FileNotFoundError:
+        if make_dirs:
+            raise
+        # The folder the caller knew was removed meanwhile: create it and try once
+        # more, here, where no piece of ``data`` was consumed yet (a streamed write
+        # cannot be repeated once its pieces are read).
+        make_private_dirs(folder)
+        fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=folder)
     size = 0
     try:
         with os.fdopen(fd, "wb") as handle:

@@ -30,7 +30,9 @@ PCM WAV of 8/24/32-bit or float samples is stored as 16-bit PCM (what decode giv
 
 from __future__ import annotations
 
+import errno
 import itertools
+import os
 import shutil
 import subprocess
 import threading
@@ -46,7 +48,7 @@ from storage.audio import (
     SilencePlan,
     ffmpeg_decoder,
 )
-from storage.errors import AudioError, UnsupportedAudioFormat
+from storage.errors import AudioError, BackendUnavailable, UnsupportedAudioFormat
 
 __all__ = [
     "CONTENT_TYPES",
@@ -190,6 +192,11 @@ STORAGE_CODECS: dict[str, StorageCodec] = {
 }
 
 
+#: ffmpeg's output could not be written for want of space: not the audio's fault.
+#: (ffmpeg still exits 0 then, with a truncated output.)
+_DISK_ERRORS = tuple(os.strerror(code) for code in (errno.ENOSPC, errno.EDQUOT))
+
+
 def transcode_file(
     source: Path,
     declared_format: str,
@@ -210,6 +217,7 @@ def transcode_file(
         UnsupportedAudioFormat: ffmpeg missing, or a format it does not read.
         AudioTooLong: the audio decodes to more than ``limit`` allows.
         AudioError: either ffmpeg failed.
+        BackendUnavailable: ``folder`` is full (retried: infrastructure).
     """
     name = declared_format.strip().lower().lstrip(".")
     ffmpeg = which("ffmpeg")
@@ -255,8 +263,12 @@ def transcode_file(
                 if process.poll() is None:
                     process.kill()
                     process.wait()
+    text = log_path.read_text(errors="replace")
+    full = [line for line in text.splitlines() if any(m in line for m in _DISK_ERRORS)]
+    if full:  # ffmpeg exits 0 then, its output truncated: infrastructure (retried)
+        raise BackendUnavailable(f"ffmpeg could not write {target}: {full[0]}")
     if returncode != 0 or not target.exists():
-        lines = [line for line in log_path.read_text(errors="replace").splitlines() if line]
+        lines = [line for line in text.splitlines() if line]
         reason = lines[-1] if lines else f"exit status {returncode}"
         raise AudioError(f"ffmpeg could not encode ({' '.join(options)}): {reason}")
     return target

@@ -52,7 +52,7 @@ from streams.governance import GovernanceCollector, refresh_worker_gauges
 from streams.http import WebContext, build_web_app
 from streams.http.auth import TokenVerifier, local_tokens
 from streams.http.oidc import verifier_for
-from streams.ingest import IngestOutcome, IngestPipeline
+from streams.ingest import IngestOutcome, IngestPipeline, clear_work_folder, work_folder
 from streams.janitor import JanitorReport, LandingJanitor
 from streams.metrics import Metrics
 from streams.outbox import ROUND_MAX, AuditPublisher, KafkaTopicTail
@@ -214,6 +214,7 @@ class Worker:
             restrictions=services.restrictions,
             claims=services.claims,
             window=settings.call_window,
+            work_dir=work_folder(settings.data_dir),
         )
         self.dead_letters = DeadLetterQueue.from_services(services)
         self.janitor = LandingJanitor(services)
@@ -783,6 +784,7 @@ class Worker:
         # bring an erased customer back (storage.erasures). A failure stops the start.
         reapply_erasures(self.services, actor=self.services.config.actor)
         remove_legacy_exports(self.services.config.data_dir)
+        clear_work_folder(work_folder(self.services.config.data_dir))  # plaintext a kill left
         self.declare_topics()
         level = self.services.config.log_level.lower()
         worker = FaustWorker(

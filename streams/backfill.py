@@ -381,13 +381,14 @@ def run_import(
         StorageError: the vault, catalog or audit log failed (re-run to resume).
     """
     from storage.vault.s3 import make_s3_client
-    from streams.ingest import IngestPipeline
+    from streams.ingest import IngestPipeline, clear_work_folder, work_folder
     from streams.metrics import Metrics
 
     if batch_size < 1:
         raise ConfigError("batch size must be at least 1")
     config = services.config
     root = archive_root(source)
+    clear_work_folder(work_folder(config.data_dir))  # what a killed import left (plaintext)
     landing = _archive_landing(
         root,
         s3_client_factory=services.s3_client_factory or make_s3_client,
@@ -407,6 +408,7 @@ def run_import(
         restrictions=services.restrictions,
         claims=services.claims,
         window=config.call_window,
+        work_dir=work_folder(config.data_dir),
     )
     summary = ImportSummary()
     done_ids: set[str] = set()  # stored or declined in this run

@@ -39,6 +39,8 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -90,6 +92,7 @@ from storage.errors import (
     AudioError,
     AudioMismatch,
     AudioTooLong,
+    BackendUnavailable,
     LandingError,
     UnsupportedAudioFormat,
 )
@@ -319,6 +322,11 @@ _LANDING_DETAIL = {
 }
 
 
+def _work_unavailable(exc: OSError) -> BackendUnavailable:
+    """A write to the ingest work folder failed (disk full, folder gone): retried."""
+    return BackendUnavailable(f"the ingest work folder cannot be written: {exc.strerror or exc}")
+
+
 def _landing_rejection(exc: LandingError) -> EventRejected:
     reason = exc.reason if isinstance(exc, LandingRejected) else "landing-unreadable"
     return EventRejected(reason, _LANDING_DETAIL.get(reason, "landing audio rejected"))
@@ -381,6 +389,63 @@ def _loose_fields(payload: bytes | str | dict[str, Any]) -> tuple[str | None, st
     )
 
 
+#: Where a pipeline copies compressed audio aside (``<data_dir>/work/ingest``, 0700);
+#: one ``callvault-ingest-<pid>-*`` folder per recording, removed when it is stored.
+WORK_FOLDER = Path("work") / "ingest"
+_WORK_PREFIX = "callvault-ingest-"
+
+
+def work_folder(data_dir: Path) -> Path:
+    """The private folder under ``data_dir`` where ingest keeps its working copies."""
+    return data_dir / WORK_FOLDER
+
+
+def _private_folder(folder: Path) -> Path:
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        folder.chmod(0o700)
+    except OSError as exc:
+        raise BackendUnavailable(
+            f"cannot use the ingest work folder {folder}: {exc.strerror or exc}"
+        ) from exc
+    return folder
+
+
+def _default_work_dir() -> Path:
+    return Path(tempfile.gettempdir()) / f"callvault-work-{os.getuid()}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # someone else's live process
+    return True
+
+
+def clear_work_folder(folder: Path) -> int:
+    """Create the private work folder and delete the working copies (plaintext) a
+    killed pipeline left in it: every ``callvault-ingest-*`` entry except those of
+    another live process (sibling workers share the data dir). Returns how many
+    were removed. Called by the worker before it consumes."""
+    _private_folder(folder)
+    removed = 0
+    for entry in folder.glob(f"{_WORK_PREFIX}*"):
+        owner = entry.name.removeprefix(_WORK_PREFIX).split("-", 1)[0]
+        if owner.isdigit() and int(owner) != os.getpid() and _alive(int(owner)):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed += 1
+    if removed:
+        log.info("removed %d leftover ingest work folder(s) in %s", removed, folder)
+    return removed
+
+
 class IngestPipeline:
     """Processes batches of raw events. Thread-safe for one caller at a time."""
 
@@ -401,6 +466,7 @@ class IngestPipeline:
         claims: LandingClaims | None = None,
         window: TimeWindow = DEFAULT_WINDOW,
         max_pcm_bytes: int = DEFAULT_MAX_PCM_BYTES,
+        work_dir: Path | None = None,
     ) -> None:
         self.landing = landing
         self.vault = vault
@@ -415,6 +481,10 @@ class IngestPipeline:
         self.claims = claims or LandingClaims(catalog.database, clock=clock)
         self.window = window
         self.max_pcm_bytes = max_pcm_bytes
+        #: Working copies of compressed audio (plaintext): the worker, ``over`` and the
+        #: import pass ``<data_dir>/work/ingest`` (:func:`work_folder`); ``None`` (a bare
+        #: library pipeline) uses a private folder in the system temp folder.
+        self.work_dir = work_dir if work_dir is not None else _default_work_dir()
         self._executor = executor or ThreadPoolExecutor(max_workers=4, thread_name_prefix="ingest")
 
     @classmethod
@@ -442,6 +512,7 @@ class IngestPipeline:
             restrictions=services.restrictions,
             claims=services.claims,
             window=services.config.call_window,
+            work_dir=work_folder(services.config.data_dir),
         )
 
     def close(self) -> None:
@@ -748,6 +819,28 @@ class IngestPipeline:
         item.verified = True
         return files
 
+    def _check_verified(self, item: _Prepared) -> None:
+        """What :meth:`_read_verified` checks, streaming: each file's sha256 is
+        computed 1 MiB at a time (constant memory: a declined 2-hour call is checked,
+        never read whole, before it is destroyed)."""
+        self._check_sidecar(item)
+        for ref, (_, expected) in zip(item.refs, item.event.audio.files, strict=True):
+            digest = hashlib.sha256()
+            try:
+                with self.landing.open(ref) as stream:
+                    while piece := stream.read(1 << 20):
+                        digest.update(piece)
+            except LandingError as exc:
+                if is_unavailable(exc):
+                    raise  # the landing store is down: retried
+                raise _landing_rejection(exc) from exc
+            if digest.hexdigest() != expected:
+                where = "audio.sha256" if not item.event.audio.legs else "its leg's sha256"
+                raise EventRejected(
+                    str(RejectReason.SHA256_MISMATCH), f"landing audio does not match {where}"
+                )
+        item.verified = True
+
     def _prepare(self, item: _Prepared) -> _Prepared:
         fmt = item.event.audio.format
         if item.event.audio.legs:
@@ -783,7 +876,7 @@ class IngestPipeline:
         limit = DecodeLimit.for_call(event.duration_ms, max_pcm_bytes=self.max_pcm_bytes)
         layout = Layout(event.audio.sample_rate, event.audio.channels)
         fmt = event.audio.format
-        with tempfile.TemporaryDirectory(prefix="callvault-ingest-") as folder:
+        with self._work_copy() as folder:
             sent = Path(folder) / f"sent.{fmt}"
             item.bytes_in = self._copy_verified(item, sent)
             try:
@@ -815,6 +908,8 @@ class IngestPipeline:
                     )
             except AudioError as exc:
                 raise _audio_rejection(exc) from exc
+            except OSError as exc:  # the work folder is full or gone: infrastructure
+                raise _work_unavailable(exc) from exc
             size = stored.stat().st_size
             with stored.open("rb") as plaintext:
                 self._seal_and_put(
@@ -829,9 +924,24 @@ class IngestPipeline:
                     redacted_ms=cuts.silenced_ms,
                 )
 
+    @contextlib.contextmanager
+    def _work_copy(self) -> Iterator[str]:
+        """A fresh private folder under :attr:`work_dir` (removed on the way out); a
+        failure to create it is infrastructure (retried)."""
+        _private_folder(self.work_dir)
+        try:
+            holder = tempfile.TemporaryDirectory(
+                prefix=f"{_WORK_PREFIX}{os.getpid()}-", dir=self.work_dir
+            )
+        except OSError as exc:
+            raise _work_unavailable(exc) from exc
+        with holder as folder:
+            yield folder
+
     def _copy_verified(self, item: _Prepared, target: Path) -> int:
         """Copy the landing file to ``target`` chunk by chunk, checking its sha256
-        (``item.verified``); return its size."""
+        (``item.verified``); return its size. A failed write of the copy (disk full) is
+        infrastructure (retried), not the event's fault."""
         digest = hashlib.sha256()
         try:
             with self.landing.open(item.ref) as stream, target.open("wb") as out:
@@ -843,6 +953,8 @@ class IngestPipeline:
             if is_unavailable(exc):
                 raise
             raise _landing_rejection(exc) from exc
+        except OSError as exc:
+            raise _work_unavailable(exc) from exc
         if digest.hexdigest() != item.event.audio.sha256:
             raise _sha256_mismatch()
         item.verified = True
@@ -1173,7 +1285,7 @@ class IngestPipeline:
         rid, tenant = item.event.recording_id, item.event.tenant
         destroy = True
         try:
-            self._read_verified(item)
+            self._check_verified(item)
         except EventRejected as exc:
             if exc.reason == RejectReason.LANDING_CLAIMED:
                 raise  # another recording's audio: refused, not declined

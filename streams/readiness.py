@@ -40,6 +40,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from streams.ingest import work_folder
 from streams.metrics import Metrics
 from streams.services import Services
 
@@ -109,7 +110,9 @@ class Readiness:
         config = services.config
         self.stall_after = float(config.ready_stall_seconds)
         self.min_free = int(config.ready_min_free_bytes)
-        self.folders = [config.data_dir] + [
+        # the data dir, ingest's work folder (compressed audio is copied there; it may
+        # be a mount of its own) and the landing folders
+        self.folders = [config.data_dir, work_folder(config.data_dir)] + [
             Path(root.removeprefix("file://"))
             for root in config.landing_roots
             if root.startswith("file://")

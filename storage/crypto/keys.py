@@ -244,14 +244,21 @@ class KeyService:
     ) -> tuple[str, SubjectKeyRecord, bytes, bytes]:
         """A fresh data key for one recording: its reference, the subject key record,
         the key and the key wrapped by the subject key (``subject_key_record``: the
-        subject's live key when the batch looked it up already)."""
+        subject's live key when the batch looked it up already; checked again by key id,
+        the subject's live or a new key instead when it was destroyed meanwhile)."""
         if not recording_id or not tenant or not subject_ref:
             raise ValueError("recording_id, tenant and subject_ref must not be empty")
+        record: SubjectKeyRecord | None = None
         if subject_key_record is not None and (
             subject_key_record.subject_ref == subject_ref and subject_key_record.tenant == tenant
         ):
-            record = subject_key_record  # looked up for the whole batch already
-        else:
+            # looked up for the whole batch already: an erasure since then must not leave
+            # this recording sealed under the destroyed key (one primary-key read)
+            record = self._store.get_subject_key_by_id(subject_key_record.key_id)
+            if record is None or record.wrapped_key is None or record.destroyed_at is not None:
+                self._forget(subject_key_record.key_id)
+                record = None
+        if record is None:
             record = self._live_or_new_subject_key(tenant, subject_ref)
         subject_key = self._subject_key(record)
         data_key = envelope.new_data_key()

@@ -38,6 +38,7 @@ What a caller may rely on, whatever the backend:
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Protocol, runtime_checkable
@@ -52,6 +53,8 @@ __all__ = [
     "validate_prefix",
     "validate_tags",
     "check_range",
+    "object_sha256",
+    "HASH_WINDOW",
     "MAX_KEY_LENGTH",
     "MAX_KEY_SEGMENT_LENGTH",
     "MAX_TAGS",
@@ -348,3 +351,28 @@ def check_range(start: int, end: int) -> None:
         raise StorageError("byte range bounds must be integers")
     if start < 0 or end < start:
         raise StorageError(f"bad byte range {start}-{end}: need 0 <= start <= end")
+
+
+#: Bytes :func:`object_sha256` reads per range request.
+HASH_WINDOW = 1 << 20
+
+
+def object_sha256(vault: Vault, key: str, *, window: int = HASH_WINDOW) -> str:
+    """The sha256 (hex) of the object ``key``, read in ranges of ``window`` bytes (its
+    size from :meth:`Vault.head`): constant memory, however long the recording, on
+    any backend. An object that shrinks meanwhile hashes short (a mismatch).
+
+    Raises:
+        RecordingNotFound: no such object.
+        VaultUnavailable: the vault cannot be read now.
+    """
+    size = vault.head(key).size
+    digest = hashlib.sha256()
+    position = 0
+    while position < size:
+        piece = vault.get_range(key, position, min(position + window, size) - 1)
+        if not piece:
+            break
+        digest.update(piece)
+        position += len(piece)
+    return digest.hexdigest()

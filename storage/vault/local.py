@@ -43,8 +43,9 @@ __all__ = ["LocalVault"]
 
 _TAGS_DIR = ".tags"
 _TAGS_XATTR = "user.callvault.tags"
-#: errnos meaning "no user xattrs here" (not supported, or no room for the value)
-_NO_XATTR = frozenset({errno.ENOTSUP, errno.EOPNOTSUPP, errno.E2BIG, errno.ENOSPC, errno.EPERM})
+#: errnos meaning "no user xattrs on this filesystem" (the tags file from then on); any
+#: other (ENOSPC, E2BIG, EPERM, ...) may pass: VaultUnavailable, retried
+_NO_XATTR = frozenset({errno.ENOTSUP, errno.EOPNOTSUPP})
 
 
 class LocalVault:
@@ -143,16 +144,15 @@ class LocalVault:
 
         known = folder in self._folders
         try:
+            # A remembered folder removed meanwhile is created again inside, before any
+            # piece is read; a later failure (even FileNotFoundError from the rename)
+            # is not retried here: streamed pieces read once cannot be written again.
             size = write_file_atomically(
                 path, data, sync=sync, make_dirs=not known, before_rename=tag
             )
-        except FileNotFoundError:
-            # mkstemp found the folder gone before any piece was read: writing again is
-            # safe for streamed pieces too
-            if not known:
-                raise
-            self._folders.discard(folder)  # a remembered folder was removed meanwhile
-            size = write_file_atomically(path, data, sync=sync, before_rename=tag)
+        except OSError:
+            self._folders.discard(folder)
+            raise
         self._folders.add(folder)
         if not sync:
             with self._pending_lock:
@@ -163,7 +163,9 @@ class LocalVault:
 
     def _set_tags_xattr(self, target: int | Path, tags: bytes) -> bool:
         """Store ``tags`` in the xattr of ``target`` (an fd or a path); False when the
-        filesystem keeps no user xattrs (then the tags file is used, from now on)."""
+        filesystem keeps no user xattrs (ENOTSUP: the tags file is used from now on).
+        Any other refusal (ENOSPC, E2BIG, EPERM) raises: the caller's VaultUnavailable,
+        retried, and the xattrs stay in use."""
         if not self._xattrs:
             return False
         try:
@@ -317,6 +319,7 @@ class LocalVault:
                     self._tags_path(key).unlink()  # an older object's tags file
             else:
                 write_file_atomically(self._tags_path(key), _encode_tags(checked))
+                _remove_tags_xattr(path)  # else reads would find the old tags first
         except FileNotFoundError as exc:
             raise RecordingNotFound(f"no vault object {key!r} in {self.url}") from exc
         except OSError as exc:
@@ -350,6 +353,15 @@ class LocalVault:
         if isinstance(exc, FileNotFoundError | IsADirectoryError | NotADirectoryError):
             return RecordingNotFound(f"no vault object {key!r} in {self.url}")
         return VaultUnavailable(f"cannot read vault object {key!r}: {exc}")
+
+
+def _remove_tags_xattr(path: Path) -> None:
+    """Remove the tags xattr of ``path`` (none, or no xattrs at all, is fine)."""
+    try:
+        os.removexattr(path, _TAGS_XATTR)
+    except OSError as exc:
+        if exc.errno not in (errno.ENODATA, *_NO_XATTR):
+            raise
 
 
 def _sync_file(path: Path) -> None:

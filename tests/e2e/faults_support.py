@@ -124,7 +124,9 @@ def leftovers(services: Services, ids: list[str]) -> Leftovers:
     files = [p for p in landing.rglob("*") if p.is_file()] if landing.exists() else []
     vault_root = Path(services.settings.vault.removeprefix("file://"))
     objects = sum(1 for path in vault_root.rglob("*.cvlt") if path.is_file())
-    plaintext = 0  # audio in clear anywhere under the data folder but the landing area
+    # audio in clear anywhere under the data folder but the landing area (ingest's work
+    # folder, <data_dir>/work/ingest, included: a kill must not leave copies there)
+    plaintext = 0
     for path in services.settings.data_dir.rglob("*"):
         if path.is_file() and landing not in path.parents:
             with open(path, "rb") as handle:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
@@ -442,6 +443,37 @@ def test_named_records_are_sealed_under_the_subject_key_and_shredded_with_it(
     with pytest.raises(KeyDestroyed):
         service.seal_named(key_id, "qa-note/n-3", b"x")
     assert store.get_subject_key("A") is None  # no fresh key was made for the erased customer
+
+
+def test_a_key_erased_after_the_batch_lookup_is_not_sealed_under(tmp_path: Path) -> None:
+    """An erasure (another worker, its own process) between the batch's lookup and the
+    seal: the recording is sealed under a new live key, never the destroyed one."""
+    store = MemoryKeyStore()
+    service = KeyService(LocalKeyring(tmp_path / "keys" / "master.json"), store)
+    records = service.live_subject_keys([("acme", "s-1")])
+    old = records["s-1"].key_id
+    service.seal_recording(
+        recording_id="r-0",
+        tenant="acme",
+        subject_ref="s-1",
+        plaintext=b"x",
+        subject_key_record=records["s-1"],
+    )  # fmt: skip  (its key is in this service's cache now)
+    store.destroy_subject_key(old)  # the erasure, not through this service
+    sealed = service.seal_recording(
+        recording_id="r-1", tenant="acme", subject_ref="s-1", plaintext=b"y",
+        subject_key_record=records["s-1"],
+    )  # fmt: skip
+    streamed = service.seal_recording_stream(
+        recording_id="r-2", tenant="acme", subject_ref="s-1", plaintext=io.BytesIO(b"zz"),
+        size=2, subject_key_record=records["s-1"],
+    )  # fmt: skip
+    blob = b"".join(streamed)
+    live = store.get_subject_key("s-1")
+    assert live is not None and live.key_id != old and live.destroyed_at is None
+    assert sealed.subject_key_id == streamed.subject_key_id == live.key_id
+    assert service.open_recording(sealed.blob) == b"y" and service.open_recording(blob) == b"zz"
+    assert service.key_destroyed(old)
 
 
 def test_live_subject_keys_hand_sealing_the_batch_s_lookup(tmp_path: Path) -> None:

@@ -8,8 +8,10 @@ prefix), with signed requests.
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
+import shutil
 import stat
 import threading
 from collections.abc import Iterator
@@ -24,9 +26,10 @@ from botocore.config import Config
 import storage._aws
 from callvault.errors import ConfigError
 from callvault.seaweed import S3Credentials
-from storage.errors import RecordingNotFound, StorageError
+from storage.errors import RecordingNotFound, StorageError, VaultUnavailable
 from storage.types import ObjectInfo
-from storage.vault import LocalVault, Vault, open_vault
+from storage.vault import LocalVault, Vault, object_sha256, open_vault
+from storage.vault.base import HASH_WINDOW
 from storage.vault.s3 import S3Vault
 from tests.fixtures.seaweedfs import BucketFactory
 
@@ -86,6 +89,32 @@ class TestVaultContract:
         assert isinstance(info, ObjectInfo)
         assert (info.key, info.size, info.tags) == ("recordings/ab/rec-1.cvr", len(BLOB), TAGS)
         assert vault.get("recordings/ab/rec-1.cvr") == BLOB
+
+    def test_object_sha256_reads_ranges_never_the_whole_object(
+        self, vault: Vault, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        data = os.urandom(2 * HASH_WINDOW + 12345)
+        vault.put(
+            "big/rec.cvr", [data[i : i + 65536] for i in range(0, len(data), 65536)], tags=TAGS
+        )
+        vault.put("big/empty.cvr", b"", tags=TAGS)
+        ranges: list[int] = []
+        real_range = vault.get_range
+
+        def counted(key: str, start: int, end: int) -> bytes:
+            ranges.append(end - start + 1)
+            return real_range(key, start, end)
+
+        def whole(key: str) -> bytes:
+            raise AssertionError("the whole object was read")
+
+        monkeypatch.setattr(vault, "get", whole)
+        monkeypatch.setattr(vault, "get_range", counted)
+        assert object_sha256(vault, "big/rec.cvr") == hashlib.sha256(data).hexdigest()
+        assert len(ranges) == 3 and max(ranges) == HASH_WINDOW
+        assert object_sha256(vault, "big/empty.cvr") == hashlib.sha256(b"").hexdigest()
+        with pytest.raises(RecordingNotFound):
+            object_sha256(vault, "big/none.cvr")
 
     def test_group_commit_put_is_visible_and_flushes(self, vault: Vault) -> None:
         keys = [f"batch/rec-{i}.cvr" for i in range(5)]
@@ -706,6 +735,71 @@ class TestLocalVault:
         plain.delete("a/b")
         assert not (tmp_path / "w" / ".tags" / "a" / "b.json").exists()
         assert list(plain.iter_keys()) == []
+
+    def test_a_rename_failing_after_streamed_pieces_stores_nothing(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        vault = LocalVault(tmp_path / "v")
+        vault.put("a/first", b"1", tags={"purpose": "qa"})  # the folder is remembered
+        folder, real_replace, calls = tmp_path / "v" / "a", os.replace, []
+
+        def folder_gone_then_replace(src: str, dst: str) -> None:
+            calls.append(dst)
+            if len(calls) == 1:  # removed between mkstemp and rename (an operator)
+                shutil.rmtree(folder)
+            real_replace(src, dst)
+
+        monkeypatch.setattr(os, "replace", folder_gone_then_replace)
+        pieces = iter([b"abc" * 1000, b"def" * 1000])
+        with pytest.raises(VaultUnavailable):
+            vault.put("a/big", pieces, tags={"purpose": "qa"})
+        monkeypatch.undo()
+        assert not vault.exists("a/big")  # never an empty object under the key
+        vault.put("a/big", [b"abc", b"def"], tags={"purpose": "qa"})  # the retry
+        assert vault.get("a/big") == b"abcdef"
+
+    def test_put_tags_after_a_fallback_reads_back_the_new_tags(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        vault = LocalVault(tmp_path / "v")
+        vault.put("k", b"1", tags={"purpose": "qa"})  # tags in the xattr
+        real_setxattr = os.setxattr
+
+        def refuse(*_args: object) -> None:
+            raise OSError(errno.ENOTSUP, "Operation not supported")
+
+        monkeypatch.setattr(os, "setxattr", refuse)
+        vault.put_tags("k", {"purpose": "training"})  # falls back to the tags file
+        assert vault.head("k").tags == {"purpose": "training"}  # not the stale xattr
+        with pytest.raises(OSError):
+            os.getxattr(tmp_path / "v" / "k", "user.callvault.tags")
+        monkeypatch.setattr(os, "setxattr", real_setxattr)
+        vault.put_tags("k", {"purpose": "legal"})  # still the tags file (for good)
+        assert vault.head("k").tags == {"purpose": "legal"}
+
+    def test_a_transient_xattr_error_is_unavailable_not_a_fallback(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        vault = LocalVault(tmp_path / "v")
+        vault.put("k", b"1", tags={"purpose": "qa"})
+        real_setxattr = os.setxattr
+        for code in (errno.ENOSPC, errno.E2BIG, errno.EPERM):
+
+            def refuse(*_args: object, code: int = code) -> None:
+                raise OSError(code, os.strerror(code))
+
+            monkeypatch.setattr(os, "setxattr", refuse)
+            with pytest.raises(VaultUnavailable):
+                vault.put_tags("k", {"purpose": "training"})
+            with pytest.raises(VaultUnavailable):
+                vault.put("n", b"2", tags={"purpose": "qa"})
+            monkeypatch.setattr(os, "setxattr", real_setxattr)
+            assert vault.head("k").tags == {"purpose": "qa"} and not vault.exists("n")
+        vault.put_tags("k", {"purpose": "training"})  # the xattrs are still used
+        assert json.loads(os.getxattr(tmp_path / "v" / "k", "user.callvault.tags")) == {
+            "purpose": "training"
+        }
+        assert not (tmp_path / "v" / ".tags").exists()
 
     def test_a_folder_removed_behind_its_back_is_created_again(self, tmp_path: Path) -> None:
         vault = LocalVault(tmp_path / "v")

@@ -69,6 +69,33 @@ def test_redelivered_batch_changes_nothing(services: Services) -> None:
     assert sum(1 for e in services.audit.iter_entries() if e.action == "ingest.stored") == 1
 
 
+def test_declined_legs_are_checked_streaming_not_read_whole(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    legs, paths = [], []
+    for role, seed in (("customer", 21), ("agent", 22)):
+        audio = call_wav(2.0, codec="mulaw", seed=seed)
+        path = services.settings.landing_dir / f"dec-legs-{role}.wav"
+        path.write_bytes(audio)
+        paths.append(path)
+        legs.append({"uri": f"file://{path}", "sha256": hashlib.sha256(audio).hexdigest(),
+                     "role": role})  # fmt: skip
+    event = demo_event("dec-legs", audio=b"", consent="declined", seconds=2.0)
+    event["audio"] = {"format": "wav", "legs": legs}
+
+    def whole(*_args: Any, **_kwargs: Any) -> bytes:
+        raise AssertionError("a declined leg was read whole into memory")
+
+    monkeypatch.setattr(services.landing, "read", whole)
+    pipeline = _pipeline(services)
+    bad = json.loads(json.dumps(event))
+    bad["recording_id"], bad["audio"]["legs"][1]["sha256"] = "dec-legs-bad", "0" * 64
+    assert [o.status for o in pipeline.process_batch([json.dumps(bad).encode()])] == ["declined"]
+    assert all(path.exists() for path in paths)  # a leg is not this event's: both kept
+    assert [o.status for o in pipeline.process_batch([json.dumps(event).encode()])] == ["declined"]
+    assert not any(path.exists() for path in paths)  # verified by streaming, destroyed
+
+
 def test_declined_consent_destroys_audio_once_even_when_redelivered(services: Services) -> None:
     pipeline = _pipeline(services)
     payload = _land(services, "p-dec", call_wav(2.0, codec="mulaw", seed=2), consent="declined")

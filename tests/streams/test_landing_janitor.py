@@ -180,3 +180,37 @@ def test_the_janitor_removes_only_what_settled_recordings_left_behind(
     _reconcile(worker)
     assert not waiting.sidecar.exists()
     assert _gauge(worker, "callvault_landing_orphan_sidecars") == 1  # released's
+
+
+def test_the_janitor_checks_the_vault_copy_in_ranges_not_whole(
+    services: Services, worker: Worker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The digest check before a left-behind copy is removed reads the vault object 1 MiB
+    at a time (constant memory for a 2-hour call): ``get`` is never called."""
+    call = Call(services, "left-long", 11)
+    call.audio = call_wav(75.0, codec="pcm16", seed=11)  # > 1 MiB once sealed
+    call.path.write_bytes(call.audio)
+    call.event["audio"]["sha256"] = hashlib.sha256(call.audio).hexdigest()
+    call.event["started_at"] = (
+        datetime.fromisoformat(call.event["ended_at"]) - timedelta(seconds=75)
+    ).isoformat()
+    services.landing.write_sidecar(call.uri, call.event)
+    assert _ingest(worker, call) == ["stored"]
+    call.left_behind()
+    row = services.catalog.get_recording(call.rid)
+    assert row is not None and services.vault.head(row.object_key).size > 1 << 20
+    ranges: list[int] = []
+    real_range = services.vault.get_range
+
+    def counted(key: str, start: int, end: int) -> bytes:
+        ranges.append(end - start + 1)
+        return real_range(key, start, end)
+
+    def whole(key: str) -> bytes:
+        raise AssertionError("the janitor read a whole recording into memory")
+
+    monkeypatch.setattr(services.vault, "get", whole)
+    monkeypatch.setattr(services.vault, "get_range", counted)
+    _reconcile(worker)
+    assert not call.path.exists() and call.claim_state() is ClaimState.RELEASED
+    assert len(ranges) >= 2 and max(ranges) <= 1 << 20
