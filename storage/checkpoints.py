@@ -28,6 +28,11 @@ What a caller may rely on:
 - After a deliberate restore of an older catalog backup, :meth:`AuditCheckpoints.restart`
   begins a new epoch at the restored head (signed, naming the last checkpoint and the
   reason); ``verify`` then reports the checkpoints the restore discarded as notes.
+- One writer at a time: the worker signs only under the ``audit-checkpoint`` lease
+  (:data:`~storage.catalog.leases.CHECKPOINT_LEASE`). ``write_due`` re-reads the last
+  checkpoint from the vault before signing (never a cached copy), and a checkpoint key
+  that already exists is never overwritten (:class:`CheckpointError`), so two writers
+  that race anyway cannot orphan a checkpoint the next one names.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -176,7 +181,6 @@ class AuditCheckpoints:
     every_records: int = 1000
     every_seconds: float = 300.0
     publish: Callable[[Checkpoint], None] | None = None
-    _last: Checkpoint | None = field(default=None, init=False, repr=False)
 
     # -- reading --------------------------------------------------------------------------
     def iter_checkpoints(self) -> Iterator[Checkpoint | CheckpointError]:
@@ -223,10 +227,9 @@ class AuditCheckpoints:
         head = self.audit.head()
         if head is None:
             return None
-        last = self._last or self.latest()
-        if last is not None and head.seq < last.seq and self._last is not None:
-            self._last = None  # a restart elsewhere may have begun a new epoch
-            last = self.latest()
+        # Read from the vault every time, never a cached copy: another worker process
+        # (or host) may have signed since, and a checkpoint must name the stored one.
+        last = self.latest()
         last_seq = last.seq if last else 0
         if head.seq <= last_seq:
             if last is not None and head.seq < last_seq:
@@ -329,12 +332,17 @@ class AuditCheckpoints:
             unsigned, signature=self.keyring.sign(canonical_json(unsigned.payload()).encode())
         )
         key = checkpoint.key
+        if self.vault.exists(key):
+            # another writer signed this seq first: overwriting would orphan the
+            # checkpoint that names its digest (a false tampering alarm in verify)
+            raise CheckpointError(
+                f"checkpoint {key} already exists (signed by another writer); not overwriting it"
+            )
         written = self.vault.put(key, checkpoint.to_bytes(), tags=_TAGS)
         if self.vault.object_lock_enabled():
             refused = self.vault.set_legal_holds([key], on=True, versions={key: written.version_id})
             if refused:
                 raise CheckpointError(f"the vault refused the legal hold of {key}")
-        self._last = checkpoint
         if self.publish is not None:
             try:
                 self.publish(checkpoint)
