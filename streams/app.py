@@ -453,11 +453,16 @@ class Worker:
         await self._flush_audit()
         return outcomes
 
-    async def _dead_letter(self, dead: list[tuple[IngestOutcome, DlqSource]]) -> None:
-        """Record (sealed, in the catalog and, when large, the vault) and publish."""
+    async def _dead_letter(
+        self,
+        dead: list[tuple[IngestOutcome, DlqSource]],
+        customers: list[tuple[str, str] | None] | None = None,
+    ) -> None:
+        """Record (sealed, in the catalog and, when large, the vault) and publish;
+        ``customers``: see :meth:`DeadLetterQueue.record`."""
         try:
             messages = await self._until_done(
-                "dead letters", lambda: self.dead_letters.record(dead)
+                "dead letters", lambda: self.dead_letters.record(dead, customers)
             )
         except Exception as exc:  # not infrastructure: the rejection is audited, audio kept
             log.error("could not record %d dead letters (%s)", len(dead), type(exc).__name__)
@@ -518,6 +523,7 @@ class Worker:
                               type(exc).__name__)
             ]  # fmt: skip
         refused: list[tuple[IngestOutcome, DlqSource]] = []
+        customers: list[tuple[str, str] | None] = []
         for outcome in outcomes:
             if outcome.status == "mapped" and outcome.recording_id:
                 await self.publish_recording(outcome.payload, outcome.recording_id)
@@ -528,10 +534,12 @@ class Worker:
                     reason=outcome.reason,
                     detail=f"{outcome.source}: {outcome.detail}",
                     payload=event.value if isinstance(event.value, bytes) else None,
+                    tenant=outcome.customer[0] if outcome.customer else None,
                 )
                 refused.append((dead, _source(event, topic)))
+                customers.append(outcome.customer)  # sealed under that customer's key
         if refused:
-            await self._dead_letter(refused)
+            await self._dead_letter(refused, customers)
         return outcomes
 
     async def publish_s3_event(self, notification: bytes, key: str) -> None:
