@@ -453,17 +453,7 @@ class PrivacyRequestStore:
         Raises:
             CatalogError: the database failed.
         """
-        where: list[str] = []
-        params: list[Any] = []
-        if statuses:
-            where.append(f"status IN ({', '.join('?' for _ in statuses)})")
-            params.extend(s.value for s in statuses)
-        if kind is not None:
-            where.append("kind = ?")
-            params.append(kind)
-        if tenant is not None:
-            where.append("tenant = ?")
-            params.append(tenant)
+        where, params = _filters(statuses, kind, tenant)
         sql = f"SELECT {_COLUMNS} FROM privacy_requests"
         if where:
             sql += " WHERE " + " AND ".join(where)
@@ -493,14 +483,7 @@ class PrivacyRequestStore:
         marks = ", ".join("?" for _ in OPEN_STATUSES)
         rank = f"(CASE WHEN status IN ({marks}) THEN 0 ELSE 1 END)"
         open_values = [s.value for s in OPEN_STATUSES]
-        where: list[str] = []
-        params: list[Any] = []
-        if statuses:
-            where.append(f"status IN ({', '.join('?' for _ in statuses)})")
-            params.extend(s.value for s in statuses)
-        if tenant is not None:
-            where.append("tenant = ?")
-            params.append(tenant)
+        where, params = _filters(statuses, None, tenant)
         if after is not None:
             after_rank, after_due, after_id = _decode_page_cursor(after)
             where.append(
@@ -534,6 +517,24 @@ class PrivacyRequestStore:
         )
         assert row is not None
         return int(row[0]), int(row[1])
+
+
+def _filters(
+    statuses: tuple[RequestStatus, ...] | None, kind: str | None, tenant: str | None
+) -> tuple[list[str], list[Any]]:
+    """The ``WHERE`` terms and parameters of a request listing."""
+    where: list[str] = []
+    params: list[Any] = []
+    if statuses:
+        where.append(f"status IN ({', '.join('?' for _ in statuses)})")
+        params.extend(s.value for s in statuses)
+    if kind is not None:
+        where.append("kind = ?")
+        params.append(kind)
+    if tenant is not None:
+        where.append("tenant = ?")
+        params.append(tenant)
+    return where, params
 
 
 def _page_cursor(last: PrivacyRequest) -> str:

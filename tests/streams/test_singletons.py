@@ -10,12 +10,10 @@ import asyncio
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from callvault.services import Services, build_services
-from callvault.settings import load_settings
+from callvault.services import Services
 from storage.catalog.audit import AuditDraft
 from storage.catalog.leases import CHECKPOINT_LEASE, SWEEP_LEASE
 from storage.catalog.outbox import OutboxCursors
@@ -26,10 +24,9 @@ from streams.outbox import LEASE, PENDING_CHECKPOINTS_MAX, AuditPublisher
 
 
 @pytest.fixture
-def services(tmp_path: Path) -> Iterator[Services]:
-    built = build_services(load_settings({"CALLVAULT_DATA_DIR": str(tmp_path / "data")}))
-    yield built
-    built.close()
+def services(file_services: Services) -> Services:
+    """One catalog (SQLite) and one folder vault for every process of a test."""
+    return file_services
 
 
 @pytest.fixture
