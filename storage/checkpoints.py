@@ -41,7 +41,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -181,6 +181,7 @@ class AuditCheckpoints:
     every_records: int = 1000
     every_seconds: float = 300.0
     publish: Callable[[Checkpoint], None] | None = None
+    _last: Checkpoint | None = field(default=None, init=False, repr=False)
 
     # -- reading --------------------------------------------------------------------------
     def iter_checkpoints(self) -> Iterator[Checkpoint | CheckpointError]:
@@ -203,11 +204,15 @@ class AuditCheckpoints:
         Raises:
             StorageError: the vault failed.
         """
-        best: Checkpoint | None = None
-        for item in self.iter_checkpoints():
-            if isinstance(item, Checkpoint) and self._signed(item):
-                best = item
-        return best
+        # the newest key first (epoch, then seq): only the tail is read, not every one
+        for key in sorted(self.vault.iter_keys(CHECKPOINT_PREFIX), reverse=True):
+            try:
+                item = Checkpoint.from_bytes(self.vault.get(key))
+            except (RecordingNotFound, CheckpointError):
+                continue
+            if self._signed(item):
+                return item
+        return None
 
     def _signed(self, checkpoint: Checkpoint) -> bool:
         return self.keyring.verify(
@@ -227,9 +232,14 @@ class AuditCheckpoints:
         head = self.audit.head()
         if head is None:
             return None
-        # Read from the vault every time, never a cached copy: another worker process
-        # (or host) may have signed since, and a checkpoint must name the stored one.
-        last = self.latest()
+        # The copy this writer cached only decides whether anything may be due (a cheap
+        # tick); before signing or refusing, the vault's latest is read again: another
+        # process (or host) may have signed since, and a checkpoint must name it.
+        cached = self._last
+        if cached is None or head.seq < cached.seq or self._due(head, cached, now):
+            last = self._last = self.latest()
+        else:
+            return None
         last_seq = last.seq if last else 0
         if head.seq <= last_seq:
             if last is not None and head.seq < last_seq:
@@ -239,12 +249,16 @@ class AuditCheckpoints:
                     "callvault audit checkpoint --restart)"
                 )
             return None
-        due = head.seq - last_seq >= self.every_records or (
-            last is None or now - last.at >= timedelta(seconds=self.every_seconds)
-        )
-        if not due:
+        if not self._due(head, last, now):
             return None
         return self.write(head, last)
+
+    def _due(self, head: AuditEntry, last: Checkpoint | None, now: datetime) -> bool:
+        if last is None:
+            return True
+        return head.seq - last.seq >= self.every_records or (
+            head.seq > last.seq and now - last.at >= timedelta(seconds=self.every_seconds)
+        )
 
     def write(self, head: AuditEntry, last: Checkpoint | None) -> Checkpoint:
         """Check the records since ``last`` chain to it, then sign and store ``head``.
@@ -343,6 +357,7 @@ class AuditCheckpoints:
             refused = self.vault.set_legal_holds([key], on=True, versions={key: written.version_id})
             if refused:
                 raise CheckpointError(f"the vault refused the legal hold of {key}")
+        self._last = checkpoint
         if self.publish is not None:
             try:
                 self.publish(checkpoint)
