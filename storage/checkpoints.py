@@ -28,6 +28,11 @@ What a caller may rely on:
 - After a deliberate restore of an older catalog backup, :meth:`AuditCheckpoints.restart`
   begins a new epoch at the restored head (signed, naming the last checkpoint and the
   reason); ``verify`` then reports the checkpoints the restore discarded as notes.
+- One writer at a time: the worker signs only under the ``audit-checkpoint`` lease
+  (:data:`~storage.catalog.leases.CHECKPOINT_LEASE`). ``write_due`` re-reads the last
+  checkpoint from the vault before signing (never a cached copy), and a checkpoint key
+  that already exists is never overwritten (:class:`CheckpointError`), so two writers
+  that race anyway cannot orphan a checkpoint the next one names.
 """
 
 from __future__ import annotations
@@ -199,11 +204,15 @@ class AuditCheckpoints:
         Raises:
             StorageError: the vault failed.
         """
-        best: Checkpoint | None = None
-        for item in self.iter_checkpoints():
-            if isinstance(item, Checkpoint) and self._signed(item):
-                best = item
-        return best
+        # the newest key first (epoch, then seq): only the tail is read, not every one
+        for key in sorted(self.vault.iter_keys(CHECKPOINT_PREFIX), reverse=True):
+            try:
+                item = Checkpoint.from_bytes(self.vault.get(key))
+            except (RecordingNotFound, CheckpointError):
+                continue
+            if self._signed(item):
+                return item
+        return None
 
     def _signed(self, checkpoint: Checkpoint) -> bool:
         return self.keyring.verify(
@@ -223,10 +232,14 @@ class AuditCheckpoints:
         head = self.audit.head()
         if head is None:
             return None
-        last = self._last or self.latest()
-        if last is not None and head.seq < last.seq and self._last is not None:
-            self._last = None  # a restart elsewhere may have begun a new epoch
-            last = self.latest()
+        # The copy this writer cached only decides whether anything may be due (a cheap
+        # tick); before signing or refusing, the vault's latest is read again: another
+        # process (or host) may have signed since, and a checkpoint must name it.
+        cached = self._last
+        if cached is None or head.seq < cached.seq or self._due(head, cached, now):
+            last = self._last = self.latest()
+        else:
+            return None
         last_seq = last.seq if last else 0
         if head.seq <= last_seq:
             if last is not None and head.seq < last_seq:
@@ -236,12 +249,16 @@ class AuditCheckpoints:
                     "callvault audit checkpoint --restart)"
                 )
             return None
-        due = head.seq - last_seq >= self.every_records or (
-            last is None or now - last.at >= timedelta(seconds=self.every_seconds)
-        )
-        if not due:
+        if not self._due(head, last, now):
             return None
         return self.write(head, last)
+
+    def _due(self, head: AuditEntry, last: Checkpoint | None, now: datetime) -> bool:
+        if last is None:
+            return True
+        return head.seq - last.seq >= self.every_records or (
+            head.seq > last.seq and now - last.at >= timedelta(seconds=self.every_seconds)
+        )
 
     def write(self, head: AuditEntry, last: Checkpoint | None) -> Checkpoint:
         """Check the records since ``last`` chain to it, then sign and store ``head``.
@@ -329,6 +346,12 @@ class AuditCheckpoints:
             unsigned, signature=self.keyring.sign(canonical_json(unsigned.payload()).encode())
         )
         key = checkpoint.key
+        if self.vault.exists(key):
+            # another writer signed this seq first: overwriting would orphan the
+            # checkpoint that names its digest (a false tampering alarm in verify)
+            raise CheckpointError(
+                f"checkpoint {key} already exists (signed by another writer); not overwriting it"
+            )
         written = self.vault.put(key, checkpoint.to_bytes(), tags=_TAGS)
         if self.vault.object_lock_enabled():
             refused = self.vault.set_legal_holds([key], on=True, versions={key: written.version_id})

@@ -28,6 +28,7 @@ import logging
 import os
 import random
 import socket
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
@@ -39,10 +40,10 @@ from mode import Service
 
 from callvault.errors import CallvaultError, StartupError, is_unavailable, unavailable_backend
 from storage.catalog.claims import ClaimState
-from storage.catalog.leases import RECONCILER_LEASE, SWEEP_LEASE, LeaseStore
+from storage.catalog.leases import CHECKPOINT_LEASE, RECONCILER_LEASE, SWEEP_LEASE, LeaseStore
 from storage.catalog.outbox import OutboxCursors
 from storage.checkpoints import Checkpoint, CheckpointError
-from storage.errors import LandingError
+from storage.errors import LandingError, LeaseHeld
 from streams._faust import task, timer
 from streams.dlq import DeadLetterQueue, DlqMessage, DlqSource
 from streams.endoflife import EndOfLife
@@ -90,6 +91,8 @@ READY_INTERVAL = 2.0
 #: holder renews it on every tick, another worker takes over this long after it died.
 LEASE_INTERVALS = 3
 LEASE_MIN_SECONDS = 30.0
+#: How often the audit checkpoint writer looks whether one is due (seconds).
+CHECKPOINT_INTERVAL = 5.0
 
 
 def bind_web(host: str, port: int) -> socket.socket:
@@ -159,6 +162,10 @@ class Worker:
         self.leases = LeaseStore(services.catalog.database, services.clock)
         self.lease_holder = f"{settings.worker_id}:{os.getpid()}"
         self._held_leases: set[str] = set()
+        self._singleton_locks: dict[str, asyncio.Lock] = {}
+        self._lease_lost: dict[str, threading.Event] = {}
+        #: Renewals of a singleton's lease per ttl (tests raise it to notice a loss soon).
+        self.lease_renewals = 3.0
         self._checkpoints = services.audit_checkpoints()
         self._checkpoint_refusal = ""
 
@@ -289,9 +296,10 @@ class Worker:
         async def publish_audit() -> None:
             await self.run_audit_publisher()
 
-        @timer(app, 5.0, name="audit-checkpoints")
+        @timer(app, CHECKPOINT_INTERVAL, name="audit-checkpoints")
         async def audit_checkpoints() -> None:
-            await self.checkpoint_audit()
+            # one signer across every process and host (storage.checkpoints)
+            await self.as_singleton(CHECKPOINT_LEASE, CHECKPOINT_INTERVAL, self.checkpoint_audit)
 
         @app.agent(self.privacy_requests, name="privacy-requests")
         async def privacy_requests(stream: faust.StreamT[bytes]) -> None:
@@ -446,11 +454,16 @@ class Worker:
         await self._flush_audit()
         return outcomes
 
-    async def _dead_letter(self, dead: list[tuple[IngestOutcome, DlqSource]]) -> None:
-        """Record (sealed, in the catalog and, when large, the vault) and publish."""
+    async def _dead_letter(
+        self,
+        dead: list[tuple[IngestOutcome, DlqSource]],
+        customers: list[tuple[str, str] | None] | None = None,
+    ) -> None:
+        """Record (sealed, in the catalog and, when large, the vault) and publish;
+        ``customers``: see :meth:`DeadLetterQueue.record`."""
         try:
             messages = await self._until_done(
-                "dead letters", lambda: self.dead_letters.record(dead)
+                "dead letters", lambda: self.dead_letters.record(dead, customers)
             )
         except Exception as exc:  # not infrastructure: the rejection is audited, audio kept
             log.error("could not record %d dead letters (%s)", len(dead), type(exc).__name__)
@@ -511,6 +524,7 @@ class Worker:
                               type(exc).__name__)
             ]  # fmt: skip
         refused: list[tuple[IngestOutcome, DlqSource]] = []
+        customers: list[tuple[str, str] | None] = []
         for outcome in outcomes:
             if outcome.status == "mapped" and outcome.recording_id:
                 await self.publish_recording(outcome.payload, outcome.recording_id)
@@ -521,10 +535,12 @@ class Worker:
                     reason=outcome.reason,
                     detail=f"{outcome.source}: {outcome.detail}",
                     payload=event.value if isinstance(event.value, bytes) else None,
+                    tenant=outcome.customer[0] if outcome.customer else None,
                 )
                 refused.append((dead, _source(event, topic)))
+                customers.append(outcome.customer)  # sealed under that customer's key
         if refused:
-            await self._dead_letter(refused)
+            await self._dead_letter(refused, customers)
         return outcomes
 
     async def publish_s3_event(self, notification: bytes, key: str) -> None:
@@ -584,8 +600,28 @@ class Worker:
         self, name: str, interval: float, body: Callable[[], Awaitable[Any]]
     ) -> bool:
         """Run ``body`` if this worker holds (or can take) the lease ``name``, renewed
-        while it runs; False (and nothing run) when another worker holds it or the
-        catalog cannot tell (the next tick asks again)."""
+        while it runs; False (and nothing run) when another worker holds it, the catalog
+        cannot tell (the next tick asks again) or the job of ``name`` still runs in this
+        worker (a tick never starts a second one beside it).
+
+        When a renewal finds the lease taken by another worker, the body is stopped:
+        its task is cancelled and :meth:`lease_lost` turns true for work running off
+        the event loop, which checks it between batches (the retention sweep)."""
+        lock = self._singleton_locks.setdefault(name, asyncio.Lock())
+        if lock.locked():
+            log.debug("%s still runs in this worker; this tick skipped", name)
+            return False
+        async with lock:
+            return await self._run_singleton(name, interval, body)
+
+    def lease_lost(self, name: str) -> bool:
+        """True while the job of lease ``name`` runs after this worker lost the lease."""
+        lost = self._lease_lost.get(name)
+        return lost is not None and lost.is_set()
+
+    async def _run_singleton(
+        self, name: str, interval: float, body: Callable[[], Awaitable[Any]]
+    ) -> bool:
         ttl = timedelta(seconds=max(LEASE_MIN_SECONDS, LEASE_INTERVALS * interval))
         loop = asyncio.get_running_loop()
         acquire = functools.partial(self.leases.acquire, name, self.lease_holder, ttl)
@@ -596,21 +632,33 @@ class Worker:
             log.warning("lease %s not taken (%s); skipping this run", name, exc)
             return False
         self._held_leases.add(name)
+        lost = self._lease_lost[name] = threading.Event()
+        job = asyncio.ensure_future(body())
 
         async def renew() -> None:
             while True:
-                await asyncio.sleep(ttl.total_seconds() / 3)
-                with contextlib.suppress(CallvaultError):
-                    if not await loop.run_in_executor(None, acquire):
-                        log.error("lease %s lost while its job runs", name)
-                        return
+                await asyncio.sleep(ttl.total_seconds() / self.lease_renewals)
+                try:
+                    renewed = await loop.run_in_executor(None, acquire)
+                except CallvaultError:
+                    continue  # the catalog cannot tell: ours until it expires
+                if not renewed:
+                    log.error("lease %s lost while its job runs: stopping the job", name)
+                    lost.set()
+                    self._held_leases.discard(name)
+                    job.cancel()
+                    return
 
         renewing = asyncio.ensure_future(renew())
         try:
-            await body()
+            await job
+        except asyncio.CancelledError:
+            if not lost.is_set():
+                raise  # the worker stops
+            return False
         finally:
             renewing.cancel()
-        return True
+        return not lost.is_set()
 
     async def release_leases(self) -> None:
         """Release the leases this worker holds (a clean stop)."""
@@ -707,12 +755,20 @@ class Worker:
         """One retention sweep off the event loop (errors logged once per outage; the next
         tick retries)."""
         try:
-            await asyncio.get_running_loop().run_in_executor(None, self.endoflife.sweep_and_resume)
+            await asyncio.get_running_loop().run_in_executor(
+                None, functools.partial(self.endoflife.sweep_and_resume, progress=self._sweeping)
+            )
         except CallvaultError as exc:
             self._failing("retention sweep", exc)
         else:
             self._passing("retention sweep")
         await self._flush_audit()
+
+    def _sweeping(self, done: int) -> None:
+        """Between two batches of the sweep: stop once the sweep's lease was lost."""
+        del done
+        if self.lease_lost(SWEEP_LEASE):
+            raise LeaseHeld(f"the {SWEEP_LEASE} lease was lost: sweep stopped between batches")
 
     def _failing(self, what: str, exc: BaseException) -> None:
         """Log a periodic task's failure, once until it passes again (an outage of the

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -146,14 +146,34 @@ class DeadLetterQueue:
         return "dlq-" + self.keyring.pseudonymize("callvault:dlq", f"{source_topic}:{digest}")[:24]
 
     # -- recording ----------------------------------------------------------------------
-    def record(self, items: list[tuple[IngestOutcome, DlqSource]]) -> list[DlqMessage]:
+    def record(
+        self,
+        items: list[tuple[IngestOutcome, DlqSource]],
+        customers: Sequence[tuple[str, str] | None] | None = None,
+    ) -> list[DlqMessage]:
         """Seal and index each dead-lettered record; return the messages to produce.
+
+        ``customers`` names, per item, the ``(tenant, customer_ref)`` its payload
+        belongs to when the caller knows it from another shape than an event (a
+        Connect CTR: the mapping's binding tenant and customer attribute or
+        ``CustomerEndpoint.Address``); a canonical one seals the item under that
+        customer's subject key. Otherwise (None) the payload's own top-level
+        ``tenant``/``customer_ref`` decide (:meth:`subject_of`).
 
         Raises:
             StorageError / KeyringError: the vault, catalog or keyring failed (retry).
         """
         drafts: list[DeadLetterDraft] = []
-        subjects = [self.subject_of(outcome.payload or b"") for outcome, _ in items]
+        named = list(customers) if customers is not None else [None] * len(items)
+        if len(named) != len(items):
+            raise ValueError("record: one customer (or None) per item")
+        subjects = [
+            self._subject(*customer) if customer is not None else None for customer in named
+        ]
+        subjects = [
+            subject or self.subject_of(outcome.payload or b"")
+            for subject, (outcome, _) in zip(subjects, items, strict=True)
+        ]
         # New customers' keys of the whole batch in one commit, as ingest does.
         self.keys.ensure_subject_keys(subject for subject in subjects if subject is not None)
         for (outcome, source), subject in zip(items, subjects, strict=True):
@@ -195,7 +215,10 @@ class DeadLetterQueue:
             return None
         if not isinstance(data, dict):
             return None
-        tenant, customer_ref = data.get("tenant"), data.get("customer_ref")
+        return self._subject(data.get("tenant"), data.get("customer_ref"))
+
+    def _subject(self, tenant: object, customer_ref: object) -> tuple[str, str] | None:
+        """``(tenant, subject_ref)`` of a well-formed tenant and canonical reference."""
         if not isinstance(tenant, str) or not TENANT.match(tenant):
             return None
         if customer_ref_problem(customer_ref) is not None:

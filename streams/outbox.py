@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 OUTBOX_NAME = "callvault.audit"
 ROUND_MAX = 500
 LEASE = timedelta(seconds=30)
+#: Checkpoints kept in memory for the topic at most (the vault holds every one).
+PENDING_CHECKPOINTS_MAX = 64
 TAIL_RETRY = 5.0
 _CHECKPOINT_KEY = b"checkpoint"
 
@@ -220,9 +222,17 @@ class AuditPublisher:
     def add_checkpoint(self, seq: int, value: bytes) -> None:
         """Publish a signed checkpoint of the log (key ``checkpoint``) right after the
         record ``seq`` it pins (kept in memory until the broker acknowledged it: the
-        vault holds every checkpoint anyway)."""
+        vault holds every checkpoint anyway). Bounded: at most ``PENDING_CHECKPOINTS_MAX``
+        wait (the oldest dropped first), and none while another process holds the
+        cursor (they would never be published from here)."""
         self._pending_checkpoints.append((seq, value))
         self._pending_checkpoints.sort(key=lambda item: item[0])
+        del self._pending_checkpoints[:-PENDING_CHECKPOINTS_MAX]
+
+    @property
+    def pending_checkpoints(self) -> int:
+        """How many checkpoints wait to be published from this process."""
+        return len(self._pending_checkpoints)
 
     async def publish(self) -> int:
         """One round: publish what the catalog holds beyond the cursor; return how many
@@ -277,6 +287,13 @@ class AuditPublisher:
         loop = asyncio.get_running_loop()
         cursor = await self._held()
         if cursor is None:
+            if self._pending_checkpoints:  # another worker publishes: not from here
+                log.info(
+                    "audit publisher: %d checkpoint(s) not published from this process "
+                    "(another holds the cursor; they stay in the vault)",
+                    len(self._pending_checkpoints),
+                )
+                self._pending_checkpoints.clear()
             return 0  # another worker publishes
         cursor = await self._checked_cursor(cursor)
         entries = await loop.run_in_executor(

@@ -163,7 +163,11 @@ def privacy_submit(ctx: click.Context, path: Path, requested_by: str, as_json: b
 @click.option("--status", default=None, help="Only this status (received, verified, ...).")
 @click.option("--tenant", default=None, help="Only this tenant's requests.")
 @click.option("--overdue", is_flag=True, help="Only open requests past their due date.")
-@click.option("--limit", default=200, show_default=True, type=click.IntRange(1, 10_000))
+@click.option(
+    "--limit", default=200, show_default=True, type=click.IntRange(1, 10_000),
+    help="Requests per page; past it, the cursor of the next page is printed.",
+)  # fmt: skip
+@click.option("--after", default=None, metavar="CURSOR", help="The page after this cursor.")
 @_JSON
 @click.pass_context
 def privacy_list(
@@ -172,9 +176,12 @@ def privacy_list(
     tenant: str | None,
     overdue: bool,
     limit: int,
+    after: str | None,
     as_json: bool,
 ) -> None:
-    """Privacy requests, overdue first, then by due date.
+    """Privacy requests: open ones first (overdue leading), then by due date, a page of
+    --limit at a time; when more follow, the page ends with their cursor ("more:
+    --after CURSOR"; "next" with --json).
 
     \b
     Examples:
@@ -191,17 +198,20 @@ def privacy_list(
     with open_endoflife(ctx) as lifecycle:
         now: datetime = lifecycle.services.clock()
         try:
-            found = lifecycle.services.requests.list_requests(
-                statuses=statuses, tenant=tenant, limit=limit
+            found, following = lifecycle.services.requests.page_requests(
+                statuses=statuses, tenant=tenant, limit=limit, after=after
             )
         except CallvaultError as exc:
             fail(str(exc))
-        found.sort(key=lambda r: (not r.overdue(now), not r.open, r.due_at, r.request_id))
+        if overdue and not all(r.overdue(now) for r in found):
+            following = None  # the overdue lead the order: none follow the first other
         rows = [_json_of(lifecycle, r) for r in found if not overdue or r.overdue(now)]
     if as_json:
-        echo_json({"requests": rows})
+        echo_json({"requests": rows, "next": following})
     else:
         _echo_table(rows)
+        if following is not None:
+            click.echo(f"more: --after {following}")
 
 
 @privacy.command("show")

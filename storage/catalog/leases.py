@@ -1,6 +1,7 @@
 """Leases: a job that must run in one worker at a time, whatever the number of workers.
 
-The retention sweep, the landing reconciler and key rotation each take the lease of
+The retention sweep, the landing reconciler, key rotation and the audit checkpoint
+writer each take the lease of
 their name before they run (``leases`` table, migration 13). Every worker process on
 every host shares the catalog, so the lease is the one place where they agree who runs
 a singleton job.
@@ -39,11 +40,20 @@ from storage.errors import CatalogError, LeaseHeld
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Lease", "LeaseStore", "SWEEP_LEASE", "RECONCILER_LEASE", "KEY_ROTATION_LEASE"]
+__all__ = [
+    "CHECKPOINT_LEASE",
+    "KEY_ROTATION_LEASE",
+    "Lease",
+    "LeaseStore",
+    "RECONCILER_LEASE",
+    "SWEEP_LEASE",
+]
 
 SWEEP_LEASE = "retention-sweep"
 RECONCILER_LEASE = "landing-reconciler"
 KEY_ROTATION_LEASE = "key-rotation"
+#: Signing the audit checkpoints (storage.checkpoints): one writer at a time.
+CHECKPOINT_LEASE = "audit-checkpoint"
 
 
 @dataclass(frozen=True)

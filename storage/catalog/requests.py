@@ -27,6 +27,7 @@ Errors: :class:`PrivacyRequestError`, :class:`PrivacyRequestNotFound`,
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -452,23 +453,55 @@ class PrivacyRequestStore:
         Raises:
             CatalogError: the database failed.
         """
-        where: list[str] = []
-        params: list[Any] = []
-        if statuses:
-            where.append(f"status IN ({', '.join('?' for _ in statuses)})")
-            params.extend(s.value for s in statuses)
-        if kind is not None:
-            where.append("kind = ?")
-            params.append(kind)
-        if tenant is not None:
-            where.append("tenant = ?")
-            params.append(tenant)
+        where, params = _filters(statuses, kind, tenant)
         sql = f"SELECT {_COLUMNS} FROM privacy_requests"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY received_at, request_id LIMIT ?"
         params.append(limit)
         return [_from_row(row) for row in self._db.fetch_all(sql, params)]
+
+    def page_requests(
+        self,
+        *,
+        statuses: tuple[RequestStatus, ...] | None = None,
+        tenant: str | None = None,
+        limit: int = 100,
+        after: str | None = None,
+    ) -> tuple[list[PrivacyRequest], str | None]:
+        """One page of requests in the office's order: open ones first, then by due
+        time (so the overdue lead: they are the open ones due earliest), then id; ordered
+        and cut in SQL (keyset paging, however many there are). Returns the page and the
+        cursor of the next one (``after``), None on the last page.
+
+        Raises:
+            PrivacyRequestError: ``after`` is not a cursor this method returned.
+            CatalogError: the database failed.
+        """
+        if limit < 1:
+            raise ValueError("a page holds at least one request")
+        marks = ", ".join("?" for _ in OPEN_STATUSES)
+        rank = f"(CASE WHEN status IN ({marks}) THEN 0 ELSE 1 END)"
+        open_values = [s.value for s in OPEN_STATUSES]
+        where, params = _filters(statuses, None, tenant)
+        if after is not None:
+            after_rank, after_due, after_id = _decode_page_cursor(after)
+            where.append(
+                f"({rank} > ? OR ({rank} = ? AND due_at > ?) "
+                f"OR ({rank} = ? AND due_at = ? AND request_id > ?))"
+            )
+            params.extend([*open_values, after_rank, *open_values, after_rank, after_due])
+            params.extend([*open_values, after_rank, after_due, after_id])
+        sql = f"SELECT {_COLUMNS} FROM privacy_requests"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += f" ORDER BY {rank}, due_at, request_id LIMIT ?"
+        params.extend([*open_values, limit + 1])
+        found = [_from_row(row) for row in self._db.fetch_all(sql, params)]
+        if len(found) <= limit:
+            return found, None
+        page = found[:limit]
+        return page, _page_cursor(page[-1])
 
     def count_open(self, now: datetime) -> tuple[int, int]:
         """(open, overdue) request counts.
@@ -484,3 +517,39 @@ class PrivacyRequestStore:
         )
         assert row is not None
         return int(row[0]), int(row[1])
+
+
+def _filters(
+    statuses: tuple[RequestStatus, ...] | None, kind: str | None, tenant: str | None
+) -> tuple[list[str], list[Any]]:
+    """The ``WHERE`` terms and parameters of a request listing."""
+    where: list[str] = []
+    params: list[Any] = []
+    if statuses:
+        where.append(f"status IN ({', '.join('?' for _ in statuses)})")
+        params.extend(s.value for s in statuses)
+    if kind is not None:
+        where.append("kind = ?")
+        params.append(kind)
+    if tenant is not None:
+        where.append("tenant = ?")
+        params.append(tenant)
+    return where, params
+
+
+def _page_cursor(last: PrivacyRequest) -> str:
+    """The opaque cursor after ``last`` (:meth:`PrivacyRequestStore.page_requests`)."""
+    raw = json.dumps([0 if last.open else 1, last.due_at.isoformat(), last.request_id])
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode_page_cursor(cursor: str) -> tuple[int, str, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        rank, due, request_id = json.loads(raw)
+        at = datetime.fromisoformat(due)
+        if rank not in (0, 1) or not isinstance(request_id, str) or at.tzinfo is None:
+            raise ValueError(cursor)
+    except (ValueError, TypeError, UnicodeDecodeError):
+        raise PrivacyRequestError("not a privacy-request list cursor (take 'next')") from None
+    return int(rank), to_db_time(at), request_id

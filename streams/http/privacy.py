@@ -4,7 +4,10 @@
 already known: the stored request, not a second one): without
 ``identity_verification`` it waits ``received``; with it, it is approved by its filer
 and carried out at once unless the body says ``"approve": false``.
-``GET /v1/privacy-requests[?status=]`` lists them, overdue first, then by due date;
+``GET /v1/privacy-requests[?status=&limit=&after=]`` lists them, open first (so
+the overdue lead), then by due date, a page of ``limit`` (default
+:data:`PAGE_DEFAULT`, at most :data:`PAGE_MAX`) at a time: ``next`` is the ``after``
+of the following page (null on the last; an unknown cursor is 400 ``bad-cursor``);
 ``GET /v1/privacy-requests/{id}`` gives one's status, timeline, SLA, progress and
 result. The workflow's steps: ``POST .../{id}/verify`` ``{verified_by, method[,
 verified_at]}`` (``verified_by`` defaults to the caller), ``POST .../{id}/approve``
@@ -26,13 +29,17 @@ from aiohttp import web
 
 from policies import Principal
 from storage.catalog import PrivacyRequest, RequestStatus
-from storage.errors import PrivacyRequestNotFound
+from storage.errors import PrivacyRequestError, PrivacyRequestNotFound
 from streams.errors import BadRequest
 from streams.http.context import ctx_of, run
 from streams.http.decisions import require, require_tenant, scope_of, store_call
-from streams.http.params import json_object
+from streams.http.params import json_object, query_int
 
-__all__ = ["ROUTES", "own_request", "request_json"]
+__all__ = ["PAGE_DEFAULT", "PAGE_MAX", "ROUTES", "own_request", "request_json"]
+
+#: Requests per page of ``GET /v1/privacy-requests`` unless ``limit`` says otherwise.
+PAGE_DEFAULT = 200
+PAGE_MAX = 1000
 
 
 def request_json(found: PrivacyRequest, request: web.Request) -> dict[str, Any]:
@@ -48,8 +55,10 @@ def request_json(found: PrivacyRequest, request: web.Request) -> dict[str, Any]:
 
 async def own_request(request: web.Request, principal: Principal) -> PrivacyRequest:
     """The request the path's ``{request_id}`` names, if it is of the caller's tenant
-    (another tenant's: :class:`PrivacyRequestNotFound`, 404). Every route under
-    ``/v1/privacy-requests/{request_id}`` (the export too) reads it through this."""
+    (another tenant's: :class:`PrivacyRequestNotFound`, 404). The routes of this module
+    under ``/v1/privacy-requests/{request_id}`` read it through this; the export route
+    (:mod:`streams.http.exports`) does not: it looks the export up by request id
+    (``exports.find``) and checks its tenant itself (``in_tenant``), also a 404."""
     request_id = request.match_info["request_id"]
     found: PrivacyRequest = await store_call(ctx_of(request).services.requests.get, request_id)
     own = scope_of(request, principal)
@@ -83,10 +92,6 @@ async def file_request(request: web.Request) -> web.Response:
     return web.json_response(request_json(stored, request), status=200 if known else 201)
 
 
-def _overdue_first(found: list[PrivacyRequest], now: Any) -> list[PrivacyRequest]:
-    return sorted(found, key=lambda r: (not r.overdue(now), not r.open, r.due_at, r.request_id))
-
-
 async def list_requests(request: web.Request) -> web.Response:
     ctx = ctx_of(request)
     principal = await require(request, "privacy-requests")
@@ -99,11 +104,19 @@ async def list_requests(request: web.Request) -> web.Response:
             known = ", ".join(RequestStatus)
             raise BadRequest(f"unknown status {status!r} (known: {known})", "bad-field") from None
     own = scope_of(request, principal)
-    found = await store_call(
-        lambda: ctx.services.requests.list_requests(statuses=statuses, tenant=own, limit=1000)
+    limit = query_int(request.query, "limit", PAGE_DEFAULT, 1, PAGE_MAX)
+    after = request.query.get("after") or None
+    try:
+        found, following = await store_call(
+            lambda: ctx.services.requests.page_requests(
+                statuses=statuses, tenant=own, limit=limit, after=after
+            )
+        )
+    except PrivacyRequestError as exc:
+        raise BadRequest(str(exc), "bad-cursor") from None
+    return web.json_response(
+        {"requests": [request_json(r, request) for r in found], "next": following}
     )
-    ordered = _overdue_first(found, ctx.now())
-    return web.json_response({"requests": [request_json(r, request) for r in ordered]})
 
 
 async def get_request(request: web.Request) -> web.Response:

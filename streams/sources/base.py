@@ -96,6 +96,9 @@ class SourceOutcome:
     detail: str = ""
     recording_id: str | None = None
     event: dict[str, Any] | None = field(default=None, repr=False)
+    #: ``(tenant, customer_ref)`` a refused notification names, as its mapping would
+    #: derive them (a Connect CTR): its dead letter is sealed under that customer.
+    customer: tuple[str, str] | None = field(default=None, repr=False)
 
     @classmethod
     def mapped(cls, source: str, event: dict[str, Any]) -> SourceOutcome:

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -192,7 +193,30 @@ class ConnectSource:
         try:
             return self._on_ctr(payload)
         except SourceRefused as exc:
-            return SourceOutcome.refused(SOURCE, exc)
+            return replace(SourceOutcome.refused(SOURCE, exc), customer=self.customer_of(payload))
+
+    def customer_of(self, payload: bytes | str | Mapping[str, Any]) -> tuple[str, str] | None:
+        """``(tenant, customer_ref)`` of a CTR as the mapping derives them (the binding's
+        tenant; the binding's customer attribute, else ``CustomerEndpoint.Address``), or
+        None when the CTR is not a JSON object of a bound instance or names no customer.
+        The caller checks the reference is canonical (a dead letter's sealing)."""
+        ctr: Any = payload
+        if not isinstance(payload, Mapping):
+            if len(payload) > MAX_CTR_BYTES:
+                return None
+            try:
+                ctr = json.loads(payload)
+            except (ValueError, UnicodeDecodeError, RecursionError):
+                return None
+        if not isinstance(ctr, Mapping) or not isinstance(ctr.get("InstanceARN"), str):
+            return None
+        binding = self.bindings.connect_for_instance(ctr["InstanceARN"])
+        if binding is None:
+            return None
+        attributes = ctr.get("Attributes") if isinstance(ctr.get("Attributes"), Mapping) else {}
+        assert isinstance(attributes, Mapping)
+        ref = attributes.get(binding.customer_attribute) or _get(ctr, "CustomerEndpoint", "Address")
+        return (binding.defaults.tenant, ref) if isinstance(ref, str) else None
 
     def _on_ctr(self, payload: bytes | str | Mapping[str, Any]) -> SourceOutcome:
         ctr: Any = payload

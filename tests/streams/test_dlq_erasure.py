@@ -6,9 +6,11 @@ Events without a canonical reference keep the master-key sealing."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +18,10 @@ import pytest
 from click.testing import CliRunner
 
 from callvault.cli import cli
-from callvault.services import Services
+from callvault.services import Services, build_services
+from callvault.settings import load_settings
 from storage.errors import KeyDestroyed
+from streams.app import Worker
 from streams.dlq import ORIGINAL_ERASED, DeadLetterQueue, DlqMessage, DlqSource
 from streams.ingest import IngestOutcome
 from tests.streams.lifecycle_support import (
@@ -193,3 +197,80 @@ def _renewed_after_erasure(services: Services) -> None:
     poison = [b"[" * 60_000, b"\xff\xfe", b'{"tenant": "acme"}', b'{"customer_ref": "C-1"}']
     sealed = [m.header("cv-sealing") for m in _dead(queue, *poison)]
     assert sealed == ["keyring-v1"] * 4
+
+
+CONNECT_ARN = "arn:aws:connect:us-east-1:123456789012:instance/4f1c2d3e-0000-4000-8000-000000000001"
+CONTACT = "6a8f0d3c-2b1e-4c9d-8e7f-1a2b3c4d5e6f"
+
+
+@dataclass
+class _Message:
+    topic: str
+
+
+@dataclass
+class _Event:
+    """The part of a faust event the worker reads of a source message."""
+
+    value: bytes
+    message: _Message
+    key: bytes | None = None
+
+
+@pytest.mark.clause("requests.removal")
+def test_a_refused_connect_ctr_is_sealed_under_its_customer_and_erased(tmp_path: Path) -> None:
+    """A CTR the Connect source refuses carries the customer's phone number: its dead
+    letter is sealed under the customer the mapping would name (the binding's tenant and
+    ``CustomerEndpoint.Address``, no customer attribute here), and erasing that customer
+    shreds it."""
+    sources = tmp_path / "sources.toml"
+    sources.write_text(
+        f'[[connect]]\ninstance_arn = "{CONNECT_ARN}"\n'
+        'prefix = "s3://acme-connect/connect/CallRecordings/"\ntenant = "acme"\n'
+    )
+    env = {"CALLVAULT_DATA_DIR": str(tmp_path / "data"), "CALLVAULT_SOURCES": str(sources)}
+    services = build_services(load_settings(env), clock=Clock())
+    worker = Worker(services, broker_url="kafka://127.0.0.1:1")
+    published: list[DlqMessage] = []
+
+    async def publish(message: DlqMessage) -> None:
+        published.append(message)
+
+    worker._publish_dead_letter = publish  # type: ignore[method-assign]
+    ctr = {
+        "ContactId": CONTACT,
+        "InstanceARN": CONNECT_ARN,
+        "Channel": "VOICE",
+        "Attributes": {},
+        "CustomerEndpoint": {"Address": PHONE, "Type": "TELEPHONE_NUMBER"},
+        # outside the binding's prefix: refused (unknown-source) before any S3 access
+        "Recording": {"Location": f"acme-connect/elsewhere/{CONTACT}.wav", "Status": "AVAILABLE"},
+    }
+    value = json.dumps(ctr).encode()
+    event = _Event(value, _Message("callvault.connect-ctr"))
+    try:
+        (outcome,) = asyncio.run(worker._source_message(event, lambda: worker._ctr_outcomes(value)))
+        assert (outcome.status, outcome.reason) == ("refused", "unknown-source")
+        (message,) = published
+        assert message.header("cv-sealing") == "subject-v1"
+        letter = services.dead_letters.get(message.header("cv-dlq-id") or "")
+        assert letter is not None and letter.tenant == "acme"
+        key = services.keys.live_subject_key(services.keys.subject_ref("acme", PHONE))
+        assert key is not None and letter.subject_key_id == key.key_id
+        queue = DeadLetterQueue.from_services(services)
+        assert queue.original(letter) == value
+
+        done = lifecycle_of(services).privacy.submit(
+            {"type": "erase", "tenant": "acme", "customer_ref": PHONE,
+             "identity_verification": verification()},
+            requested_by="officer-7",
+        )  # fmt: skip
+        assert done.status.value == "completed", done.result
+        with pytest.raises(KeyDestroyed, match=ORIGINAL_ERASED):
+            queue.original(letter)
+        assert queue.erased(letter)
+        with pytest.raises(KeyDestroyed):  # the copy on callvault.dlq too
+            services.keys.open_named(message.value, f"dlq:{letter.entry_id}")
+    finally:
+        worker.pipeline.close()
+        services.close()

@@ -23,6 +23,8 @@
   };
   const describe = window.callvault.describer(REASONS, "Refused", true);
   const api = window.callvault.client(describe, () => signOut());
+  const PAGE = 500; // requests per page of the list
+  const MAX_PAGES = 4; // pages the office loads before saying more exist
   let selected = null;
 
   function when(iso) { return iso ? iso.slice(0, 16).replace("T", " ") : "—"; }
@@ -63,7 +65,17 @@
   // ---------------------------------------------------------------- requests
   async function loadRequests() {
     const wanted = $("f-status").value;
-    const body = await api("/v1/privacy-requests" + (wanted ? "?status=" + encodeURIComponent(wanted) : ""));
+    // pages of the list (open first, overdue leading), followed by "next" up to
+    // MAX_PAGES; past them the status line says more exist, never cut silently
+    const base = "/v1/privacy-requests?limit=" + PAGE + (wanted ? "&status=" + encodeURIComponent(wanted) : "");
+    const body = { requests: [], next: null };
+    let page = await api(base);
+    body.requests.push(...page.requests);
+    for (let pages = 1; page.next && pages < MAX_PAGES; pages++) {
+      page = await api(base + "&after=" + encodeURIComponent(page.next));
+      body.requests.push(...page.requests);
+    }
+    body.next = page.next;
     const rows = $("requests");
     rows.textContent = "";
     for (const request of body.requests) {
@@ -87,7 +99,7 @@
       rows.appendChild(row);
     }
     $("requests-empty").hidden = body.requests.length > 0;
-    status(body.requests.length + " request(s)");
+    status(body.requests.length + " request(s)" + (body.next ? "; more not shown: filter by status" : ""));
   }
 
   function render(request) {
