@@ -113,8 +113,9 @@ def audit_checkpoint(ctx: click.Context, reason: str | None) -> None:
 
     from callvault.services import build_services
     from storage.catalog.audit import AuditDraft
-    from storage.catalog.leases import CHECKPOINT_LEASE, LeaseHeld, LeaseStore
+    from storage.catalog.leases import CHECKPOINT_LEASE, LeaseStore
     from storage.checkpoints import CheckpointError
+    from storage.errors import LeaseHeld
 
     try:
         services = build_services(settings_of(ctx))
