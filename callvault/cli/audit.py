@@ -97,7 +97,8 @@ def audit_verify(ctx: click.Context) -> None:
 def audit_checkpoint(ctx: click.Context, reason: str | None) -> None:
     """Sign a checkpoint of the audit chain's head now (workers do it every
     CALLVAULT_AUDIT_CHECKPOINT_RECORDS records or CALLVAULT_AUDIT_CHECKPOINT_SECONDS).
-    Refuses (exit 1) when the log no longer matches the last checkpoint; after a
+    Refuses (exit 1) when the log no longer matches the last checkpoint, or while a
+    worker is signing one (the audit-checkpoint lease); after a
     deliberate restore, --restart begins a new epoch (the records up to the head must
     still match the checkpoints that covered them).
 
@@ -107,38 +108,53 @@ def audit_checkpoint(ctx: click.Context, reason: str | None) -> None:
       checkpoint signed at seq 5210 (audit/checkpoints/e0000/000000005210.json)
       callvault audit checkpoint --restart "restored the 2026-12-01 backup (INC-42)"
     """
+    import os
+    from datetime import timedelta
+
     from callvault.services import build_services
     from storage.catalog.audit import AuditDraft
+    from storage.catalog.leases import CHECKPOINT_LEASE, LeaseStore
     from storage.checkpoints import CheckpointError
+    from storage.errors import LeaseHeld
 
     try:
         services = build_services(settings_of(ctx))
     except CallvaultError as exc:
         fail(str(exc))
+    # One signer at a time: the workers sign under the same lease (a second signer
+    # could sign from a stale head and leave a checkpoint that breaks continuity).
+    leases = LeaseStore(services.catalog.database, services.clock)
+    holder = f"cli:{services.config.worker_id}:{os.getpid()}"
     try:
-        checkpoints = services.audit_checkpoints()
-        head = services.audit.head()
-        if head is None:
-            click.echo("the audit log is empty: nothing to sign")
-            return
-        if reason is not None:
-            services.audit.append(
-                AuditDraft(
-                    actor=f"cli:{services.config.worker_id}",
-                    action="audit.checkpoints-restarted",
-                    outcome="ok",
-                    reason="catalog-restored",
-                    details={"restored_head_seq": head.seq},
+        with leases.holding(CHECKPOINT_LEASE, holder, timedelta(minutes=1)):
+            checkpoints = services.audit_checkpoints()
+            head = services.audit.head()
+            if head is None:
+                click.echo("the audit log is empty: nothing to sign")
+                return
+            if reason is not None:
+                services.audit.append(
+                    AuditDraft(
+                        actor=f"cli:{services.config.worker_id}",
+                        action="audit.checkpoints-restarted",
+                        outcome="ok",
+                        reason="catalog-restored",
+                        details={"restored_head_seq": head.seq},
+                    )
                 )
-            )
-            written = checkpoints.restart(reason)
-            click.echo(f"new checkpoint epoch {written.epoch} at seq {written.seq} ({written.key})")
-            return
-        last = checkpoints.latest()
-        if last is not None and last.seq == head.seq:
-            click.echo(f"seq {head.seq} is checkpointed already ({last.key})")
-            return
-        written = checkpoints.write(head, last)
+                written = checkpoints.restart(reason)
+                click.echo(
+                    f"new checkpoint epoch {written.epoch} at seq {written.seq} ({written.key})"
+                )
+                return
+            last = checkpoints.latest()
+            if last is not None and last.seq == head.seq:
+                click.echo(f"seq {head.seq} is checkpointed already ({last.key})")
+                return
+            written = checkpoints.write(head, last)
+    except LeaseHeld as exc:
+        click.secho(f"checkpoint not signed now: {exc}; try again in a minute", fg="red")
+        sys.exit(1)
     except CheckpointError as exc:
         click.secho(f"checkpoint refused: {exc}", fg="red")
         sys.exit(1)

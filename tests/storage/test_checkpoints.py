@@ -277,3 +277,28 @@ def test_a_restart_over_a_rewritten_log_is_refused(services: Services) -> None:
     _rewrite(services, 2)  # not a restore: the kept records differ
     with pytest.raises(CheckpointError, match="rewritten"):
         checkpoints.restart("cover it up")
+
+
+def test_the_checkpoint_command_waits_for_the_signing_worker(
+    services: Services, env: dict[str, str]
+) -> None:
+    """`callvault audit checkpoint` signs under the workers' audit-checkpoint lease: while
+    a worker holds it, the command signs nothing (exit 1); once released, it signs."""
+    from datetime import timedelta
+
+    from storage.catalog.leases import CHECKPOINT_LEASE, LeaseStore
+
+    _append(services, 3)
+    leases = LeaseStore(services.catalog.database, services.clock)
+    assert leases.acquire(CHECKPOINT_LEASE, "worker-1:4242", timedelta(minutes=5))
+    clean = {k: None for k in os.environ if k.startswith("CALLVAULT_")} | env
+    refused = CliRunner().invoke(cli, ["audit", "checkpoint"], env=clean, catch_exceptions=False)
+    assert refused.exit_code == 1, refused.output
+    assert "checkpoint not signed now" in refused.output and "worker-1:4242" in refused.output
+    assert services.audit_checkpoints().latest() is None
+    assert leases.release(CHECKPOINT_LEASE, "worker-1:4242")
+    signed = CliRunner().invoke(cli, ["audit", "checkpoint"], env=clean, catch_exceptions=False)
+    assert signed.exit_code == 0, signed.output
+    assert "checkpoint signed at seq 3" in signed.output
+    latest = services.audit_checkpoints().latest()
+    assert latest is not None and latest.seq == 3
