@@ -198,10 +198,16 @@ def _known_payload_signer() -> type:
     class KnownPayloadS3SigV4Auth(S3SigV4Auth):  # type: ignore[misc]  # botocore is untyped
         def payload(self, request: Any) -> Any:
             known = request.headers.get(_CHECKSUM_SHA256)
+            # botocore's own (private) tests of "is this payload signed, not streamed":
+            # a botocore without them gets plain s3v4 behaviour (it hashes the body)
+            streaming = getattr(self, "_is_streaming_checksum_payload", None)
+            signed = getattr(self, "_should_sha256_sign_payload", None)
             if (
                 known
-                and not self._is_streaming_checksum_payload(request)
-                and self._should_sha256_sign_payload(request)
+                and streaming is not None
+                and signed is not None
+                and not streaming(request)
+                and signed(request)
             ):
                 try:
                     digest = base64.b64decode(known, validate=True)
