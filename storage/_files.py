@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -23,6 +23,9 @@ __all__ = [
 ]
 
 TMP_PREFIX = ".tmp-"
+
+_TMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_tmp_counter = itertools.count()  # next() is atomic under the GIL: threads never share a name
 
 
 def make_private_dirs(path: Path) -> None:
@@ -77,7 +80,7 @@ def write_file_atomically(
     if make_dirs:
         make_private_dirs(folder)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=folder)
+        fd, tmp = _create_temp(folder)
     except FileNotFoundError:
         if make_dirs:
             raise
@@ -85,21 +88,21 @@ def write_file_atomically(
         # more, here, where no piece of ``data`` was consumed yet (a streamed write
         # cannot be repeated once its pieces are read).
         make_private_dirs(folder)
-        fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=folder)
+        fd, tmp = _create_temp(folder)
     size = 0
     try:
-        with os.fdopen(fd, "wb") as handle:
+        try:
             if isinstance(data, bytes | bytearray | memoryview):
-                size = handle.write(data)
+                size = _write_all(fd, data)
             else:
                 for piece in data:  # whatever the pieces raise leaves no file behind
-                    size += handle.write(piece)
+                    size += _write_all(fd, piece)
             if before_rename is not None:
-                handle.flush()
-                before_rename(handle.fileno())
+                before_rename(fd)
             if sync:
-                handle.flush()
-                os.fsync(handle.fileno())
+                os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -107,6 +110,32 @@ def write_file_atomically(
         raise
     if sync:
         fsync_dir(folder)
+    return size
+
+
+def _create_temp(folder: Path) -> tuple[int, str]:
+    """Create a new, empty temp file ``.tmp-<pid>-<n>`` (mode 0600, ``O_EXCL``: never an
+    existing file or a symlink planted under that name) in ``folder``; return its fd and
+    path. The name is unique in this process; a name taken by another process sharing
+    the folder (same pid in another PID namespace, or a leftover of a crash) is skipped."""
+    pid = os.getpid()
+    for _ in range(100):
+        tmp = f"{folder}/{TMP_PREFIX}{pid}-{next(_tmp_counter)}"
+        try:
+            return os.open(tmp, _TMP_FLAGS, 0o600), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temp file name in {folder}")
+
+
+def _write_all(fd: int, data: bytes | bytearray | memoryview) -> int:
+    """``os.write`` until all of ``data`` is written (a write may be short); its size."""
+    size = len(data) if not isinstance(data, memoryview) else data.nbytes
+    written = os.write(fd, data)
+    if written < size:
+        view = memoryview(data).cast("B")
+        while written < size:
+            written += os.write(fd, view[written:])
     return size
 
 

@@ -769,8 +769,10 @@ class Landing:
         would block ``open``, a socket fails it with ENXIO, a device could be read
         forever) with exactly one hard link (a hard link made in the landing root can
         lead to any file outside it, which ``realpath`` cannot see). It is then opened
-        with ``O_NOFOLLOW | O_NONBLOCK`` and ``fstat`` must show the same device and
-        inode, so nothing swapped in between is read.
+        with ``O_NOFOLLOW | O_NONBLOCK``; ``fstat`` must show the same device and
+        inode, so nothing swapped in between is read, and the open file's real path
+        (the kernel's name for it, :func:`_opened_path`) must still lie in a root: a
+        parent folder swapped for a symlink since ``resolve`` is caught.
         """
         assert ref.path is not None
         # lstat first: a missing file (most sidecars) needs no realpath walk to be missing.
@@ -783,9 +785,6 @@ class Landing:
             raise _reject("landing-missing", f"landing audio {ref.uri} does not exist") from None
         except OSError as exc:
             raise _os_error(f"cannot stat landing file {ref.uri}", exc) from exc
-        # Re-check: a symlink may have been swapped in since resolve().
-        if self._root_of(Path(os.path.realpath(ref.path))) is None:
-            raise _reject("uri-outside-landing", f"{ref.uri} now leads outside the landing roots")
         _check_safe(ref.uri, before, self.allow_hard_links)
         if before.st_size > limit:
             raise _reject(too_large, f"{ref.uri} has {before.st_size} bytes; limit {limit}")
@@ -802,6 +801,11 @@ class Landing:
             if (info.st_dev, info.st_ino) != (before.st_dev, before.st_ino):
                 raise _reject("landing-unsafe", f"{ref.uri} was replaced while it was opened")
             _check_safe(ref.uri, info, self.allow_hard_links)
+            # Re-check: a symlink may have been swapped in (in a parent) since resolve().
+            if self._root_of(_opened_path(fd, ref)) is None:
+                raise _reject(
+                    "uri-outside-landing", f"{ref.uri} now leads outside the landing roots"
+                )
             if info.st_size > limit:
                 raise _reject(too_large, f"{ref.uri} has {info.st_size} bytes; limit {limit}")
         except BaseException:
@@ -910,6 +914,26 @@ class Landing:
         except LandingRejected as exc:
             if exc.reason != "landing-missing":
                 raise
+
+
+def _opened_path(fd: int, ref: LandingRef) -> Path:
+    """The real path of the file open as ``fd``: the kernel's own name for it
+    (``/proc/self/fd``, one ``readlink`` and no walk of ``lstat`` calls), or, without
+    ``/proc``, ``realpath`` of the path it was opened by.
+
+    Raises:
+        LandingRejected: ``landing-missing`` (removed since it was opened).
+    """
+    assert ref.path is not None
+    try:
+        name = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return Path(os.path.realpath(ref.path))
+    if not name.startswith("/"):  # not a path (no /proc, or an anonymous file)
+        return Path(os.path.realpath(ref.path))
+    if name.endswith(" (deleted)") and os.fstat(fd).st_nlink == 0:
+        raise _reject("landing-missing", f"landing audio {ref.uri} was removed while opened")
+    return Path(name)
 
 
 def _check_safe(uri: str, info: os.stat_result, allow_hard_links: bool = False) -> None:

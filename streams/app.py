@@ -849,6 +849,10 @@ class Worker:
             quiet=True,
             redirect_stdouts=False,
         )
+        # No terminal spinner: at warning level and above faust would hang it on the
+        # root logger and set that to DEBUG for good, so every debug call of aiokafka,
+        # faust and mode (several per produced batch) built a record only to drop it.
+        worker.spinner = None
         try:
             worker.execute_from_commandline()
         except SystemExit as exit_:

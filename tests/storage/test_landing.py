@@ -508,3 +508,30 @@ def test_discard_deletes_the_audio_and_its_sidecar(landing: Landing, root: Path)
     landing.discard(landing.resolve((root / "b.wav").as_uri()))
     assert sorted(p.name for p in root.iterdir()) == []
     landing.discard((root / "b.wav").as_uri())  # already gone is fine
+
+
+def test_without_proc_the_re_check_falls_back_to_realpath(
+    landing: Landing, root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The re-check at open reads the open file's real path from /proc/self/fd; where
+    that cannot be read it walks realpath instead and still refuses the swap."""
+    (root / "sub").mkdir()
+    (root / "sub" / "a.wav").write_bytes(b"audio")
+    ref = landing.resolve((root / "sub" / "a.wav").as_uri())
+    real_readlink = os.readlink
+
+    def no_proc(path: str) -> str:
+        if str(path).startswith("/proc/self/fd/"):
+            raise FileNotFoundError(path)
+        return real_readlink(path)
+
+    monkeypatch.setattr(os, "readlink", no_proc)
+    assert landing.read(ref) == b"audio"
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "a.wav").write_bytes(b"secret")
+    (root / "sub").rename(tmp_path / "moved")
+    (root / "sub").symlink_to(outside)
+    with pytest.raises(LandingRejected) as caught:
+        landing.read(ref)
+    assert caught.value.reason == "uri-outside-landing"

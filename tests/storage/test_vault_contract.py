@@ -745,7 +745,7 @@ class TestLocalVault:
 
         def folder_gone_then_replace(src: str, dst: str) -> None:
             calls.append(dst)
-            if len(calls) == 1:  # removed between mkstemp and rename (an operator)
+            if len(calls) == 1:  # removed between the temp file and the rename (an operator)
                 shutil.rmtree(folder)
             real_replace(src, dst)
 

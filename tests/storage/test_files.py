@@ -1,0 +1,43 @@
+"""storage._files.write_file_atomically: temp names never reuse a planted file."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from storage import _files
+from storage._files import TMP_PREFIX, write_file_atomically
+
+
+def test_a_planted_temp_name_is_skipped_never_written_through(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.write_bytes(b"keep")
+    folder = tmp_path / "v"
+    folder.mkdir()
+    # The next two names this process would use: a symlink to a file outside and a
+    # leftover file of a crashed writer.
+    nxt = next(_files._tmp_counter) + 1
+    os.symlink(outside, folder / f"{TMP_PREFIX}{os.getpid()}-{nxt}")
+    (folder / f"{TMP_PREFIX}{os.getpid()}-{nxt + 1}").write_bytes(b"old")
+    assert write_file_atomically(folder / "obj", [b"ab", bytearray(b"cd"), memoryview(b"ef")]) == 6
+    assert (folder / "obj").read_bytes() == b"abcdef"
+    assert outside.read_bytes() == b"keep"
+    assert (folder / "obj").stat().st_mode & 0o777 == 0o600
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == sorted(
+        ["obj", f"{TMP_PREFIX}{os.getpid()}-{nxt}", f"{TMP_PREFIX}{os.getpid()}-{nxt + 1}"]
+    )
+
+
+def test_a_failing_piece_leaves_no_temp_file(tmp_path: Path) -> None:
+    def pieces() -> Iterator[bytes]:
+        yield b"abc"
+        raise RuntimeError("source gone")
+
+    folder = tmp_path / "v"
+    with pytest.raises(RuntimeError, match="source gone"):
+        write_file_atomically(folder / "obj", pieces())
+    assert list(folder.iterdir()) == []
