@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from callvault.cli._common import fail, settings_of
+from callvault.cli._common import fail, open_services, settings_of
 from callvault.errors import CallvaultError
 
 __all__ = ["audit"]
@@ -111,55 +111,49 @@ def audit_checkpoint(ctx: click.Context, reason: str | None) -> None:
     import os
     from datetime import timedelta
 
-    from callvault.services import build_services
     from storage.catalog.audit import AuditDraft
     from storage.catalog.leases import CHECKPOINT_LEASE, LeaseStore
     from storage.checkpoints import CheckpointError
     from storage.errors import LeaseHeld
 
-    try:
-        services = build_services(settings_of(ctx))
-    except CallvaultError as exc:
-        fail(str(exc))
-    # One signer at a time: the workers sign under the same lease (a second signer
-    # could sign from a stale head and leave a checkpoint that breaks continuity).
-    leases = LeaseStore(services.catalog.database, services.clock)
-    holder = f"cli:{services.config.worker_id}:{os.getpid()}"
-    try:
-        with leases.holding(CHECKPOINT_LEASE, holder, timedelta(minutes=1)):
-            checkpoints = services.audit_checkpoints()
-            head = services.audit.head()
-            if head is None:
-                click.echo("the audit log is empty: nothing to sign")
-                return
-            if reason is not None:
-                services.audit.append(
-                    AuditDraft(
-                        actor=f"cli:{services.config.worker_id}",
-                        action="audit.checkpoints-restarted",
-                        outcome="ok",
-                        reason="catalog-restored",
-                        details={"restored_head_seq": head.seq},
+    with open_services(ctx) as services:
+        # One signer at a time: the workers sign under the same lease (a second signer
+        # could sign from a stale head and leave a checkpoint that breaks continuity).
+        leases = LeaseStore(services.catalog.database, services.clock)
+        holder = f"cli:{services.config.worker_id}:{os.getpid()}"
+        try:
+            with leases.holding(CHECKPOINT_LEASE, holder, timedelta(minutes=1)):
+                checkpoints = services.audit_checkpoints()
+                head = services.audit.head()
+                if head is None:
+                    click.echo("the audit log is empty: nothing to sign")
+                    return
+                if reason is not None:
+                    services.audit.append(
+                        AuditDraft(
+                            actor=f"cli:{services.config.worker_id}",
+                            action="audit.checkpoints-restarted",
+                            outcome="ok",
+                            reason="catalog-restored",
+                            details={"restored_head_seq": head.seq},
+                        )
                     )
-                )
-                written = checkpoints.restart(reason)
-                click.echo(
-                    f"new checkpoint epoch {written.epoch} at seq {written.seq} ({written.key})"
-                )
-                return
-            last = checkpoints.latest()
-            if last is not None and last.seq == head.seq:
-                click.echo(f"seq {head.seq} is checkpointed already ({last.key})")
-                return
-            written = checkpoints.write(head, last)
-    except LeaseHeld as exc:
-        click.secho(f"checkpoint not signed now: {exc}; try again in a minute", fg="red")
-        sys.exit(1)
-    except CheckpointError as exc:
-        click.secho(f"checkpoint refused: {exc}", fg="red")
-        sys.exit(1)
-    except CallvaultError as exc:
-        fail(str(exc))
-    finally:
-        services.close()
+                    written = checkpoints.restart(reason)
+                    click.echo(
+                        f"new checkpoint epoch {written.epoch} at seq {written.seq} ({written.key})"
+                    )
+                    return
+                last = checkpoints.latest()
+                if last is not None and last.seq == head.seq:
+                    click.echo(f"seq {head.seq} is checkpointed already ({last.key})")
+                    return
+                written = checkpoints.write(head, last)
+        except LeaseHeld as exc:
+            click.secho(f"checkpoint not signed now: {exc}; try again in a minute", fg="red")
+            sys.exit(1)
+        except CheckpointError as exc:
+            click.secho(f"checkpoint refused: {exc}", fg="red")
+            sys.exit(1)
+        except CallvaultError as exc:
+            fail(str(exc))
     click.echo(f"checkpoint signed at seq {written.seq} ({written.key})")

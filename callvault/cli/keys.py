@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from callvault.cli._common import fail, settings_of
+from callvault.cli._common import fail, open_services, settings_of
 from callvault.errors import CallvaultError
 from storage.crypto import KmsKeyring
 from storage.errors import LeaseHeld
@@ -266,20 +266,13 @@ def keys_reconcile(ctx: click.Context, full: bool) -> None:
       callvault keys reconcile
       erasure journal: 12 entries; 1 subject key(s) destroyed again, 3 recording(s) erased again
     """
-    from callvault.services import build_services
     from streams.privacy.reapply import reapply_erasures
 
-    settings = settings_of(ctx)
-    try:
-        services = build_services(settings)
-    except CallvaultError as exc:
-        fail(str(exc))
-    try:
-        report = reapply_erasures(services, actor=f"cli:{settings.worker_id}", full=full)
-    except CallvaultError as exc:
-        fail(f"{exc}; nothing applied is undone: run it again", 1)
-    finally:
-        services.close()
+    with open_services(ctx) as services:
+        try:
+            report = reapply_erasures(services, actor=f"cli:{services.config.worker_id}", full=full)
+        except CallvaultError as exc:
+            fail(f"{exc}; nothing applied is undone: run it again", 1)
     click.echo(
         f"erasure journal: {report.entries} entries; {len(report.keys_destroyed)} subject "
         f"key(s) destroyed again, {len(report.recordings_erased)} recording(s) erased again"
