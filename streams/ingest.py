@@ -1349,12 +1349,9 @@ class IngestPipeline:
         )
 
     def _discard_landing(self, item: _Prepared) -> None:
-        if len(item.refs) == 1:
-            self.landing.discard(item.ref)  # the audio, then its sidecar, resolved once
-            return
-        for ref in item.refs:  # legs: every file, then the one sidecar
+        for ref in item.refs[1:]:  # the other legs first: the sidecar goes last
             self.landing.delete(ref)
-        self.landing.delete_sidecar(item.ref)
+        self.landing.discard(item.ref)  # the first file, then its sidecar, resolved once
 
     def _discard_duplicate(self, item: _Prepared, claim: LandingClaim | None) -> None:
         """A redelivered event of a stored recording: delete the landing copy only when
