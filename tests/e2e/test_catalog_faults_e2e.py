@@ -3,10 +3,12 @@ fault proxy and its event loop in asyncio debug mode:
 
 - ``/healthz`` (liveness) answers at once all along; ``/readyz`` goes 503
   ``catalog-unreachable`` (and ``ingest-stalled`` while events wait, logged once);
-- no callback on the event loop ever takes 100 ms or more (asyncio's slow-callback
-  warning, ``slow_callback_duration`` 0.1 s, is a test failure; on a machine with more
+- from the cut on, no callback on the event loop takes 100 ms or more (asyncio's
+  slow-callback warning, ``slow_callback_duration`` 0.1 s, is a test failure; on a machine with more
   runnable processes than cores, where the scheduler alone can hold a callback past
   100 ms, a callback of a second or more, or one name slow three times, still is);
+  the worker's start (faust declaring topics, starting its services) comes before the
+  cut and is not what this test measures;
 - recovery: every recording produced during the cut is stored within 5 s of the
   database coming back; ``/readyz`` is 200 again."""
 
@@ -81,6 +83,7 @@ def test_a_catalog_cut_turns_readiness_red_blocks_nothing_and_recovers_within_5s
         wait_until(lambda: _get(f"{worker.web_url}/readyz")[0] == 200, 30, "ready")
 
         load = [os.getloadavg()[0]]
+        log_at_cut = worker.log_path.stat().st_size
         proxy.cut()
         cut_at = time.monotonic()
         during, second = pbx_calls(services, bootstrap, 20, "during")
@@ -116,7 +119,9 @@ def test_a_catalog_cut_turns_readiness_red_blocks_nothing_and_recovers_within_5s
         worker.stop()
         proxy.stop()
         services.close()
-    log = worker.log_path.read_text(errors="replace")
+    with worker.log_path.open("rb") as f:
+        f.seek(log_at_cut)
+        log = f.read().decode(errors="replace")
     slow = [(m.group(1), float(m.group(2))) for m in SLOW.finditer(log)]
     loaded = max(load) > (os.cpu_count() or 1)
     if loaded:

@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import json
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -49,8 +50,17 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+@dataclass(frozen=True)
+class _FromNow:
+    """A time claim relative to when the token is signed, not to when the test was collected
+    (a parametrize value computed at collection is minutes old by the time a long suite runs it)."""
+
+    seconds: int
+
+
 def _claims(idp: TestIdp, **overrides: Any) -> dict[str, Any]:
     now = int(time.time())
+    overrides = {k: now + v.seconds if isinstance(v, _FromNow) else v for k, v in overrides.items()}
     claims = {
         "iss": idp.issuer,
         "aud": idp.audience,
@@ -230,8 +240,8 @@ def test_missing_or_unmapped_role(verifier: OidcVerifier, oidc_provider: TestIdp
         ({"tenant": ["acme"]}, "token-claims"),
         ({"sub": "alice smith"}, "token-claims"),
         ({"exp": "tomorrow"}, "token-claims"),
-        ({"iat": int(time.time()) + 600}, "token-not-yet-valid"),
-        ({"nbf": int(time.time()) + 600}, "token-not-yet-valid"),
+        ({"iat": _FromNow(600)}, "token-not-yet-valid"),
+        ({"nbf": _FromNow(600)}, "token-not-yet-valid"),
     ],
 )
 def test_bad_claims(
