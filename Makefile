@@ -5,6 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # The test identity provider (tests/idp, npm's oidc-provider): installed from the lock file.
 IDP_STAMP := tests/idp/node_modules/.package-lock.json
+# Test processes (pytest-xdist): most of the suite waits on real servers, so two
+# processes on two cores take about two thirds of the time of one. 0: one process.
+PYTEST_WORKERS ?= 2
 
 .PHONY: run test bench check system-deps clean
 
@@ -25,7 +28,7 @@ $(IDP_STAMP): tests/idp/package.json tests/idp/package-lock.json | system-deps
 	touch $(IDP_STAMP)
 
 test: $(STAMP) system-deps $(IDP_STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
