@@ -344,7 +344,7 @@ class Landing:
             LandingRejected, LandingStoreUnavailable, LandingError: as :meth:`read`, on
                 opening or on any read.
         """
-        ref = self._ref(ref)
+        ref = self._for_reading(ref)
         if ref.path is not None:
             handle, size = self._open_file(ref, self.max_bytes, too_large="landing-too-large")
             with handle:

@@ -43,7 +43,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -283,6 +283,16 @@ class _Digested:
         item.verified = self.matches()
         if not item.verified:
             raise _sha256_mismatch() from exc
+
+
+def _run_here(fn: Callable[[_Prepared], _Prepared], item: _Prepared) -> Future[_Prepared]:
+    """``fn(item)`` run in this thread, its result or exception held as a done future."""
+    future: Future[_Prepared] = Future()
+    try:
+        future.set_result(fn(item))
+    except Exception as exc:
+        future.set_exception(exc)
+    return future
 
 
 def _sha256_mismatch() -> EventRejected:
@@ -633,12 +643,22 @@ class IngestPipeline:
             )
             for item in prepared.values():
                 item.restricted = item.subject_ref in restricted
-        # Heavy stage: in parallel, each item independently.
-        futures = {i: self._executor.submit(self._prepare, p) for i, p in prepared.items()}
+        # Heavy stage, each item independently: what waits on the network or on ffmpeg in
+        # the threads, what only holds the GIL (a local file into a local folder) here
+        # meanwhile; threads would add contention to it, not speed (--processes scales it).
+        futures: dict[int, Future[_Prepared]] = {
+            i: self._executor.submit(self._prepare, p)
+            for i, p in prepared.items()
+            if not self._cpu_only(p)
+        }
+        for index, item in prepared.items():
+            if index not in futures:
+                futures[index] = _run_here(self._prepare, item)
         stored: list[tuple[int, _Prepared]] = []
         dead: list[tuple[int, _Prepared]] = []  # verified audio, dead-lettered: claim it
         unavailable: Exception | None = None
-        for index, future in futures.items():
+        for index in prepared:
+            future = futures[index]
             try:
                 stored.append((index, future.result()))
                 continue
@@ -840,6 +860,18 @@ class IngestPipeline:
                     str(RejectReason.SHA256_MISMATCH), f"landing audio does not match {where}"
                 )
         item.verified = True
+
+    def _cpu_only(self, item: _Prepared) -> bool:
+        """Whether preparing ``item`` only computes and writes locally: one landing file
+        in a local root, a format read and sealed in Python (no ffmpeg, no other storage
+        codec), a vault whose puts do not wait on the network."""
+        return (
+            not self.vault.puts_wait_on_network
+            and not item.event.audio.legs
+            and item.ref.path is not None
+            and item.event.audio.format in _STREAMED
+            and str(item.decision.storage_codec) not in STORAGE_CODECS
+        )
 
     def _prepare(self, item: _Prepared) -> _Prepared:
         fmt = item.event.audio.format

@@ -89,6 +89,10 @@ class Vault(Protocol):
     """A store of immutable-by-convention objects with tags (see the module docstring)."""
 
     url: str
+    #: Whether a put waits on the network (S3: round trips, worth overlapping in
+    #: threads) rather than only on the CPU and the local disk (a folder: its hashing,
+    #: sealing and writing hold the GIL, so threads add contention, not speed).
+    puts_wait_on_network: bool
 
     def put(
         self,

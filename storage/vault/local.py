@@ -55,6 +55,8 @@ class LocalVault:
         StorageError: ``root`` cannot be created or is not a folder.
     """
 
+    puts_wait_on_network = False
+
     def __init__(self, root: Path) -> None:
         root = Path(root)
         if not root.is_absolute():

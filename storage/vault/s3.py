@@ -100,6 +100,8 @@ class S3Vault:
         ConfigError: the bucket name or prefix is invalid.
     """
 
+    puts_wait_on_network = True
+
     def __init__(
         self,
         bucket: str,

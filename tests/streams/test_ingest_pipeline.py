@@ -167,6 +167,7 @@ def test_unknown_purpose_is_dead_lettered(services: Services) -> None:
 def test_a_failing_vault_raises_instead_of_dead_lettering(services: Services) -> None:
     class BrokenVault:
         url = "file:///broken"
+        puts_wait_on_network = False
 
         def put(self, *args: Any, **kwargs: Any) -> Any:
             raise VaultUnavailable("disk full")  # what LocalVault / S3Vault raise when down
