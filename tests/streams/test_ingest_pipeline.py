@@ -9,6 +9,7 @@ import json
 import subprocess
 import wave
 from collections.abc import Iterator
+from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,9 @@ from streams.metrics import Metrics
 from tests.fixtures.seaweedfs import BucketFactory
 
 
-def _pipeline(services: Services, metrics: Metrics | None = None) -> IngestPipeline:
+def _pipeline(
+    services: Services, metrics: Metrics | None = None, executor: Executor | None = None
+) -> IngestPipeline:
     return IngestPipeline(
         landing=services.landing,
         vault=services.vault,
@@ -36,6 +39,7 @@ def _pipeline(services: Services, metrics: Metrics | None = None) -> IngestPipel
         metrics=metrics or Metrics(),
         actor="worker:test",
         clock=services.clock,
+        executor=executor,
     )
 
 
@@ -135,6 +139,46 @@ def test_ffmpeg_format_is_stored_as_sent(services: Services, tmp_path: Path) -> 
     assert services.keys.open_recording(services.vault.get(row.object_key)) == audio
     with wave.open(io.BytesIO(pcm_wav)) as w:
         assert decode(audio, "flac").pcm == w.readframes(w.getnframes())
+
+
+class _CountingPool(ThreadPoolExecutor):
+    """A thread pool that counts what is submitted to it."""
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=2)
+        self.submitted = 0
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        self.submitted += 1
+        return super().submit(fn, *args, **kwargs)
+
+
+def test_local_calls_are_prepared_in_the_batch_thread_the_others_in_the_pool(
+    services: Services, tmp_path: Path
+) -> None:
+    """Into a folder vault, G.711 / PCM WAV from a local landing file only holds the GIL:
+    it is prepared in the caller's thread (threads measured 20 % more CPU per call and no
+    speed, README "Where the ingest time goes"); an ffmpeg format waits on ffmpeg and
+    still goes to the pool, in the same batch, and both are stored."""
+    assert services.vault.puts_wait_on_network is False
+    src = tmp_path / "in.wav"
+    src.write_bytes(call_wav(2.0, codec="pcm16", seed=7))
+    flac = tmp_path / "in.flac"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(src), str(flac)], check=True)
+    compressed = json.loads(_land(services, "route-flac", flac.read_bytes(), suffix="flac"))
+    compressed["audio"]["format"] = "flac"
+    batch = [
+        _land(services, f"route-{i}", call_wav(2.0, codec="mulaw", seed=30 + i)) for i in range(3)
+    ]
+    batch.append(json.dumps(compressed).encode())
+    pool = _CountingPool()
+    pipeline = _pipeline(services, executor=pool)
+    try:
+        outcomes = pipeline.process_batch(batch)
+    finally:
+        pool.shutdown()
+    assert [o.status for o in outcomes] == ["stored"] * 4
+    assert pool.submitted == 1  # the FLAC call only
 
 
 @pytest.mark.parametrize(
