@@ -148,14 +148,14 @@ def test_poison_events_are_dead_lettered_and_the_stream_goes_on(
 
 def test_an_unexpected_error_is_pinned_on_its_event(services: Services, worker: Worker) -> None:
     """An exception not known to be infrastructure is permanent for that event only."""
-    real = worker.pipeline._prepare
+    real = worker.pipeline.preparer.prepare
 
     def fragile(item: Any) -> Any:
         if item.event.recording_id == "bug-1":
             raise ZeroDivisionError("a bug in one code path")
         return real(item)
 
-    worker.pipeline._prepare = fragile  # type: ignore[method-assign]
+    worker.pipeline.preparer.prepare = fragile  # type: ignore[method-assign]
     payloads = [good_event(services, "bug-1", seed=1), good_event(services, "ok-1", seed=2)]
     run_agent(
         worker,

@@ -61,15 +61,15 @@ def test_compressed_copy_goes_to_a_private_folder_under_the_data_dir(
     services: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen: list[tuple[Path, int, int]] = []
-    original = IngestPipeline._copy_verified
+    pipeline = IngestPipeline.over(services, actor="worker:test")
+    original = pipeline.preparer.copy_verified
 
-    def spy(self: IngestPipeline, item: Any, target: Path) -> int:
-        size = original(self, item, target)
+    def spy(item: Any, target: Path) -> int:
+        size = original(item, target)
         seen.append((target, stat.S_IMODE(target.parent.stat().st_mode), target.stat().st_size))
         return size
 
-    monkeypatch.setattr(IngestPipeline, "_copy_verified", spy)
-    pipeline = IngestPipeline.over(services, actor="worker:test")
+    monkeypatch.setattr(pipeline.preparer, "copy_verified", spy)
     try:
         (outcome,) = pipeline.process_batch([_land_mp3(services, "wd-1")])
     finally:
