@@ -1,6 +1,6 @@
 """What is stored of a recording: its audio as sent, in its own codec, rate and channels.
 
-What a caller may rely on (``streams/ingest.py`` chooses the path):
+What a caller may rely on (``streams/ingest/preparer.py`` chooses the path):
 
 ============================  ==========================  ===========================
 sent                          stored without a PCI pause  stored with a PCI pause

@@ -13,7 +13,9 @@ Order of effects for one batch (what makes crash-and-redeliver safe):
 4. read -> sha256 check -> decode (bounded by the declared duration; headerless audio
    at the declared rate and channels, a container checked against them) -> join legs
    (``audio.legs``: one sample-aligned channel per file) -> silence PCI pauses on their
-   channels -> encode -> encrypt -> vault put (in a thread pool: I/O and C code overlap);
+   channels -> encode -> encrypt -> vault put (:class:`AudioPreparer`: in a thread pool
+   when it waits on the network or on ffmpeg, so I/O and C code overlap; one local file
+   read and sealed in Python into a local vault in the batch thread meanwhile);
 5. ONE catalog transaction claims the files, inserts the rows and their audit
    records (and the audit records of the rejections);
 6. only then the landing copies are deleted and their claims released; the caller
@@ -31,6 +33,13 @@ permanent for the event that caused it: it comes back as a ``dlq`` outcome with 
 reason code (``internal-error`` and the exception type for an unexpected one) and
 its landing audio is kept. A non-infrastructure failure of a batch-wide step is
 retried event by event, so it is pinned on the event that causes it.
+
+Modules: :mod:`~streams.ingest.pipeline` (:class:`IngestPipeline`: the batch, the
+commit, declines and the DLQ outcome), :mod:`~streams.ingest.preparer`
+(:class:`AudioPreparer`: step 4 for one event), :mod:`~streams.ingest.prepared` (what
+one event carries between them), :mod:`~streams.ingest.outcomes` (:class:`IngestOutcome`,
+:func:`redacted_event`, failures as reason codes), :mod:`~streams.ingest.workdir` (the
+work folder of compressed audio's copies).
 """
 
 from __future__ import annotations
