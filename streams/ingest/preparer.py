@@ -251,6 +251,8 @@ class AudioPreparer:
         )
 
     def prepare(self, item: Prepared) -> Prepared:
+        """Store ``item``'s audio in the vault (its row becomes ``item.row``) by the path
+        its format and storage codec take: streamed, through ffmpeg, or whole."""
         fmt = item.event.audio.format
         if item.event.audio.legs:
             if fmt in _STREAMED:
