@@ -82,7 +82,14 @@ __all__ = [
 MIN_SAMPLE_RATE = 4000
 MAX_SAMPLE_RATE = 192000
 MAX_CHANNELS = 8
+#: How long one ffmpeg run may take: FFMPEG_TIMEOUT_S when the audio's length is not
+#: bounded, else FFMPEG_MIN_S plus FFMPEG_S_PER_AUDIO_S per second the call may last
+#: (:meth:`DecodeLimit.ffmpeg_seconds`: a one-minute call 39 s, two hours 18 min; a
+#: decode or an Opus encode takes well under 0.01 s per audio second). An ffmpeg that
+#: hangs is killed then, and its event dead-lettered, instead of holding its batch.
 FFMPEG_TIMEOUT_S = 300.0
+FFMPEG_MIN_S = 30.0
+FFMPEG_S_PER_AUDIO_S = 0.1
 #: Absolute cap on decoded 16-bit PCM per recording (about 9 h of 16 kHz mono).
 DEFAULT_MAX_PCM_BYTES = 1 << 30
 #: Decoded audio may last this much longer than the call the event declares...
@@ -255,6 +262,12 @@ class DecodeLimit:
         and ringing), whichever is larger."""
         allowed = max(int(declared_ms * DURATION_TOLERANCE), declared_ms + DURATION_SLACK_MS)
         return cls(max_duration_ms=allowed, max_pcm_bytes=max_pcm_bytes)
+
+    def ffmpeg_seconds(self) -> float:
+        """How long one ffmpeg run over this audio may take (:data:`FFMPEG_MIN_S`)."""
+        if self.max_duration_ms is None:
+            return FFMPEG_TIMEOUT_S
+        return FFMPEG_MIN_S + FFMPEG_S_PER_AUDIO_S * self.max_duration_ms / 1000
 
     def max_bytes(self, sample_rate: int, channels: int) -> int:
         """The most 16-bit PCM bytes audio of this rate and channel count may decode to."""
@@ -866,7 +879,7 @@ class PcmStream:
     stream: iterate it for the PCM (``sample_rate``/``channels`` are set before the first
     chunk). At most ``limit.max_bytes(...)`` of samples are read; past that ffmpeg is
     killed and :class:`AudioTooLong` raised. stderr is drained in a thread (its tail is
-    kept in :attr:`log`); the run is bounded by :data:`FFMPEG_TIMEOUT_S`. Use it as a
+    kept in :attr:`log`); the run is bounded by ``limit.ffmpeg_seconds()``. Use it as a
     context manager: leaving it stops ffmpeg if it still runs.
 
     Raises (while iterating):
@@ -904,8 +917,15 @@ class PcmStream:
                 target=self._write, args=(feed,), daemon=True, name="ffmpeg-stdin"
             )
             self._feeder.start()
-        self._timer = threading.Timer(FFMPEG_TIMEOUT_S, self._process.kill)
+        self.timeout = limit.ffmpeg_seconds()
+        self.timed_out = False
+        self._timer = threading.Timer(self.timeout, self._expire)
         self._timer.start()
+
+    def _expire(self) -> None:
+        self.timed_out = True
+        with contextlib.suppress(OSError):
+            self._process.kill()
 
     def _write(self, feed: Iterator[bytes]) -> None:
         stdin = self._process.stdin
@@ -969,6 +989,11 @@ class PcmStream:
                 raise self.limit.exceeded(self.sample_rate, self.channels)
             yield chunk
         self.returncode = self._process.wait()
+        if self.timed_out:
+            raise AudioError(
+                f"ffmpeg ran longer than {self.timeout:.0f} s on the {self.what} data "
+                "and was stopped"
+            )
         if self.returncode != 0 or not self.channels:
             lines = [line.strip() for line in self.log.splitlines() if line.strip()]
             reason = lines[-1] if lines else f"exit status {self.returncode}"

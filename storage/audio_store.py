@@ -23,13 +23,14 @@ PCM WAV of 8/24/32-bit or float samples is stored as 16-bit PCM (what decode giv
   :func:`file_extension_of` answer for a label.
 - :func:`reencode_file` streams: one ffmpeg decodes (bounded by the call's
   :class:`~storage.audio.DecodeLimit`), the PCI cuts are applied chunk by chunk, a
-  second ffmpeg encodes to a file (MP4 seeks back to write its index); both bounded by
-  :data:`~storage.audio.FFMPEG_TIMEOUT_S`. Every failure is an
+  second ffmpeg encodes to a file (MP4 seeks back to write its index); each bounded by
+  the call's ``DecodeLimit.ffmpeg_seconds()``. Every failure is an
   :class:`~storage.errors.AudioError`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import itertools
 import os
@@ -41,7 +42,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from storage.audio import (
-    FFMPEG_TIMEOUT_S,
     DecodeLimit,
     Layout,
     PcmStream,
@@ -242,7 +242,15 @@ def transcode_file(
             except OSError as exc:
                 raise AudioError(f"ffmpeg could not start: {exc}") from exc
             assert process.stdin is not None
-            timer = threading.Timer(FFMPEG_TIMEOUT_S, process.kill)
+            timeout = limit.ffmpeg_seconds()
+            expired = threading.Event()
+
+            def expire() -> None:
+                expired.set()
+                with contextlib.suppress(OSError):
+                    process.kill()
+
+            timer = threading.Timer(timeout, expire)
             timer.start()
             frame_bytes = 2 * decoded.channels
             position, carry = 0, b""
@@ -263,6 +271,8 @@ def transcode_file(
                 if process.poll() is None:
                     process.kill()
                     process.wait()
+    if expired.is_set():
+        raise AudioError(f"ffmpeg ran longer than {timeout:.0f} s encoding ({' '.join(options)})")
     text = log_path.read_text(errors="replace")
     full = [line for line in text.splitlines() if any(m in line for m in _DISK_ERRORS)]
     if full:  # ffmpeg exits 0 then, its output truncated: infrastructure (retried)

@@ -6,7 +6,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import subprocess
+import time
 import wave
 from collections.abc import Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -15,6 +17,7 @@ from typing import Any
 
 import pytest
 
+import storage.audio
 from callvault.demo import demo_event
 from callvault.services import Services, build_services
 from callvault.settings import load_settings
@@ -139,6 +142,38 @@ def test_ffmpeg_format_is_stored_as_sent(services: Services, tmp_path: Path) -> 
     assert services.keys.open_recording(services.vault.get(row.object_key)) == audio
     with wave.open(io.BytesIO(pcm_wav)) as w:
         assert decode(audio, "flac").pcm == w.readframes(w.getnframes())
+
+
+def test_a_hanging_ffmpeg_is_stopped_and_only_its_event_dead_lettered(
+    services: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An ffmpeg that never finishes (a hostile file, a wedged codec) is killed after
+    ``DecodeLimit.ffmpeg_seconds()`` (here 1 s; by default 30 s plus 0.1 s per second
+    the call may last): its event is dead-lettered with the reason, its landing audio
+    kept, and the rest of the batch is stored instead of waiting on it."""
+    fake = tmp_path / "fakebin"
+    fake.mkdir()
+    (fake / "ffmpeg").write_text("#!/bin/sh\nexec sleep 600\n")
+    (fake / "ffmpeg").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
+    monkeypatch.setattr(storage.audio, "FFMPEG_MIN_S", 1.0)
+    monkeypatch.setattr(storage.audio, "FFMPEG_S_PER_AUDIO_S", 0.0)
+    flac = json.loads(_land(services, "hang-flac", b"fLaC" + bytes(4000), suffix="flac"))
+    flac["audio"]["format"] = "flac"
+    batch = [json.dumps(flac).encode()]
+    batch += [
+        _land(services, f"hang-{i}", call_wav(2.0, codec="mulaw", seed=50 + i)) for i in (1, 2)
+    ]
+    started = time.monotonic()
+    outcomes = _pipeline(services).process_batch(batch)
+    took = time.monotonic() - started
+    assert [o.status for o in outcomes] == ["dlq", "stored", "stored"]
+    assert outcomes[0].reason == "audio-undecodable"
+    assert "ran longer than 1 s" in outcomes[0].detail, outcomes[0].detail
+    assert (services.settings.landing_dir / "hang-flac.flac").exists()  # kept for a replay
+    assert took < 30, took  # the 600 s sleep was killed, not waited out
+    leftover = subprocess.run(["pgrep", "-f", "^sleep 600$"], capture_output=True, text=True)
+    assert leftover.stdout == "", leftover.stdout
 
 
 class _CountingPool(ThreadPoolExecutor):
