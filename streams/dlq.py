@@ -11,8 +11,10 @@ read the personal data in it:
   under that customer's subject key (the same pseudonym as ingest; the key is created
   if the customer has none yet) with :meth:`storage.crypto.KeyService.seal_named`
   (name ``dlq:<entry id>``), so erasing the customer shreds the original in the
-  catalog, the vault and every copy of the topic alike; ``show`` and ``replay`` then
-  answer that the original was erased (:data:`ORIGINAL_ERASED`). Any other event (no
+  catalog, the vault and every copy of the topic alike (the erasure then removes the
+  entry and the landing audio it kept: :mod:`streams.privacy.deadletters`); ``show``
+  and ``replay`` of an entry shredded otherwise answer that the original was erased
+  (:data:`ORIGINAL_ERASED`). Any other event (no
   or a non-canonical customer reference, not JSON) is sealed under the master keyring
   (:mod:`storage.crypto.sealed`) and lives as long as its entry;
 - **headers** (all ASCII): ``cv-dlq-id``, ``cv-reason``, ``cv-detail`` (for humans,

@@ -17,7 +17,7 @@ Raises:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -159,6 +159,35 @@ class DeadLetterStore:
             f"SELECT {_COLUMNS} FROM dead_letters WHERE entry_id = ?", (entry_id,)
         )
         return None if row is None else _letter(row)
+
+    def sealed_under(self, key_ids: Iterable[str]) -> list[DeadLetter]:
+        """Every entry whose original is sealed under one of these subject keys (the
+        dead letters of a customer being erased), oldest first."""
+        wanted = sorted(set(key_ids))
+        out: list[DeadLetter] = []
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ", ".join("?" for _ in chunk)
+            rows = self._database.fetch_all(
+                f"SELECT {_COLUMNS} FROM dead_letters WHERE subject_key_id IN ({marks}) "
+                "ORDER BY first_seen, entry_id",
+                tuple(chunk),
+            )
+            out.extend(_letter(row) for row in rows)
+        return out
+
+    def delete(self, entry_ids: Iterable[str], *, tx: Transaction) -> int:
+        """Remove these entries (an erasure: their originals are shredded); returns how
+        many there were."""
+        removed = 0
+        ids = sorted(set(entry_ids))
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ", ".join("?" for _ in chunk)
+            removed += tx.execute(
+                f"DELETE FROM dead_letters WHERE entry_id IN ({marks})", tuple(chunk)
+            )
+        return removed
 
     def list(
         self,

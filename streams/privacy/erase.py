@@ -28,6 +28,7 @@ from storage.errors import StorageError
 from storage.types import RecordingRow, RecordingState
 from streams.facts import facts_of
 from streams.privacy.context import BaseHandler
+from streams.privacy.deadletters import DeadLettersErased, erase_dead_letters
 
 __all__ = ["EraseHandler", "erasure_items"]
 
@@ -119,8 +120,14 @@ class EraseHandler(BaseHandler):
         if key_ids or erasable:
             self.ctx.services.erasure_journal().record(journaled)
         destroyed = False
+        dead = DeadLettersErased()
         if shred:
-            # Crypto-shred first: from here on no copy anywhere can be decrypted.
+            # Their dead letters (and the landing audio those kept) first, while the
+            # originals can still be opened for the files they name.
+            dead = erase_dead_letters(
+                self.ctx.services, key_ids, actor=self.ctx.actor, request_id=request.request_id
+            )
+            # Crypto-shred next: from here on no copy anywhere can be decrypted.
             destroyed = self.ctx.keys.destroy_subject(request.subject_ref)
         failed = set(
             self.ctx.vault.delete_many(
@@ -148,10 +155,16 @@ class EraseHandler(BaseHandler):
             or request.result.get("subject_key_destroyed")
             or (shred and self.ctx.catalog.get_subject_key(request.subject_ref) is None and earlier)
         )
+        before = request.result if isinstance(request.result, dict) else {}
         result = {
             "erased": all_erased,
             "held": held,
             "subject_key_destroyed": key_destroyed,
+            "dead_letters_removed": int(before.get("dead_letters_removed", 0)) + dead.removed,
+            "landing_files_removed": int(before.get("landing_files_removed", 0))
+            + dead.landing_files_removed,
+            "landing_files_kept": int(before.get("landing_files_kept", 0))
+            + dead.landing_files_kept,
             "receipts": [
                 r.receipt_id
                 for rid in all_erased

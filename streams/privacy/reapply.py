@@ -29,6 +29,7 @@ from storage.catalog.audit import AuditDraft
 from storage.catalog.sql import from_db_time, to_db_time
 from storage.erasures import JournalListing
 from storage.errors import StorageError
+from streams.privacy.deadletters import erase_dead_letters
 from streams.privacy.erase import erasure_items
 from streams.services import Services
 
@@ -50,10 +51,11 @@ class ReapplyReport:
     keys_destroyed: list[str] = field(default_factory=list)
     recordings_erased: list[str] = field(default_factory=list)
     unsigned_entries: list[str] = field(default_factory=list)
+    dead_letters_removed: int = 0
 
     @property
     def changed(self) -> bool:
-        return bool(self.keys_destroyed or self.recordings_erased)
+        return bool(self.keys_destroyed or self.recordings_erased or self.dead_letters_removed)
 
 
 def reapply_erasures(services: Services, *, actor: str, full: bool = False) -> ReapplyReport:
@@ -73,6 +75,14 @@ def reapply_erasures(services: Services, *, actor: str, full: bool = False) -> R
     since = from_db_time(cursor) - CURSOR_MARGIN if cursor else None
     for entry in services.erasure_journal().entries(listing, since=since, now=started):
         report.entries += 1
+        # before the keys go: the originals name the landing audio they kept
+        report.dead_letters_removed += erase_dead_letters(
+            services,
+            entry.subject_key_ids,
+            actor=actor,
+            request_id=entry.request_id,
+            reason="catalog-restored",
+        ).removed
         destroyed = [
             key_id for key_id in entry.subject_key_ids if services.keys.destroy_key(key_id)
         ]

@@ -18,12 +18,15 @@ import pytest
 from click.testing import CliRunner
 
 from callvault.cli import cli
+from callvault.demo import demo_event
 from callvault.services import Services, build_services
 from callvault.settings import load_settings
-from storage.errors import KeyDestroyed
+from callvault.synth import call_wav
+from storage.errors import KeyDestroyed, RecordingNotFound
+from storage.landing import SIDECAR_SUFFIX
 from streams.app import Worker
 from streams.dlq import ORIGINAL_ERASED, DeadLetterQueue, DlqMessage, DlqSource
-from streams.ingest import IngestOutcome
+from streams.ingest import IngestOutcome, IngestPipeline
 from tests.streams.lifecycle_support import (
     Clock,
     lifecycle_of,
@@ -134,27 +137,38 @@ def test_a_customer_s_dead_letters_are_shredded_by_the_erasure(
     )  # fmt: skip
     assert done.status.value == "completed" and done.result["subject_key_destroyed"] is True
 
+    # the customer's two letters are gone from the catalog (not left open for good), the
+    # large one's vault object with them; one audit record counts them, naming no call
+    assert done.result["dead_letters_removed"] == 2
     for letter in letters[:2]:
-        with pytest.raises(KeyDestroyed, match=ORIGINAL_ERASED):
-            queue.original(letter)  # type: ignore[arg-type]
-        assert queue.erased(letter)  # type: ignore[arg-type]
-    # the copy on the topic and the vault object are ciphertext under the destroyed key
+        assert services.dead_letters.get(letter.entry_id) is None  # type: ignore[union-attr]
+    with pytest.raises(RecordingNotFound):
+        services.vault.get(letters[1].blob_key)  # type: ignore[arg-type, union-attr]
+    (erased,) = [e for e in services.audit.iter_entries() if e.action == "dlq.erased"]
+    assert erased.recording_id is None and erased.details["dead_letters"] == 2
+    assert erased.details["request_id"] == done.request_id
+    # what a reader kept from before is ciphertext under the destroyed key: the row as
+    # read then, and the copy on the topic
+    with pytest.raises(KeyDestroyed, match=ORIGINAL_ERASED):
+        queue.original(letters[0])  # type: ignore[arg-type]
     with pytest.raises(KeyDestroyed):
         services.keys.open_named(topic_copies[0], f"dlq:{letters[0].entry_id}")  # type: ignore[union-attr]
-    blob = services.vault.get(letters[1].blob_key)  # type: ignore[arg-type, union-attr]
-    with pytest.raises(KeyDestroyed):
-        services.keys.open_named(blob, f"dlq:{letters[1].entry_id}")  # type: ignore[union-attr]
     # the master-sealed entries are as before (README: they live as long as the entry)
     assert queue.original(letters[2]) == _event("r-dead-2", f" {CUSTOMER}")  # type: ignore[arg-type]
     assert not queue.erased(letters[3])  # type: ignore[arg-type]
-
+    listed = _cli(env, "dlq", "list", "--json")
+    assert listed.exit_code == 0, listed.output
+    assert (
+        sorted(json.loads(line)["id"] for line in listed.output.splitlines())
+        == sorted(
+            letter.entry_id  # type: ignore[union-attr]
+            for letter in letters[2:]
+        )
+    )
     shown = _cli(env, "dlq", "show", letters[0].entry_id)  # type: ignore[union-attr]
-    assert shown.exit_code == 0, shown.output
-    view = json.loads(shown.output)
-    assert (view["original"], view["event"]) == (ORIGINAL_ERASED, None)
+    assert shown.exit_code == 1 and "no dead letter" in shown.output
     replayed = _cli(env, "dlq", "replay", letters[1].entry_id)  # type: ignore[union-attr]
-    assert replayed.exit_code == 1
-    assert f"not replayed: {ORIGINAL_ERASED}" in replayed.output
+    assert replayed.exit_code == 1 and "no dead letter" in replayed.output
     assert not [e for e in services.audit.iter_entries() if e.action == "dlq.replayed"]
 
     # the destroyed key's row no longer carries the customer's pseudonym (only the
@@ -274,3 +288,64 @@ def test_a_refused_connect_ctr_is_sealed_under_its_customer_and_erased(tmp_path:
     finally:
         worker.pipeline.close()
         services.close()
+
+
+@pytest.mark.clause("requests.removal")
+def test_the_erasure_removes_the_landing_audio_its_dead_letters_kept_and_only_theirs(
+    services: Services,
+) -> None:
+    """A dead-lettered event keeps its landing audio (and sidecar) for a replay: the
+    customer's voice, their reference in clear. Erasing the customer deletes what is
+    provably theirs (audio ingest verified and claimed for that recording id) and keeps
+    a file their event merely named (another call's audio, unverified)."""
+    landing = services.settings.landing_dir
+    pipeline = IngestPipeline.over(services, actor="worker:test")
+    queue = DeadLetterQueue.from_services(services)
+    own = landing / "dl-own.wav"
+    own_audio = call_wav(2.0, codec="mulaw", seed=61)
+    own.write_bytes(own_audio)
+    victim = landing / "victim.wav"
+    victim.write_bytes(call_wav(2.0, codec="mulaw", seed=62))  # another caller's audio
+    now = services.clock()
+    events = [
+        demo_event(  # verified, then refused: its PCI pause lies past the audio
+            "r-own", audio=own_audio, uri=f"file://{own}", seconds=2, customer=CUSTOMER,
+            pci_pauses=[{"start_ms": 5000, "end_ms": 6000}], ended_at=now,
+        ),
+        demo_event(  # names another call's file with its own digest: never verified
+            "r-foreign", audio=own_audio, uri=f"file://{victim}", seconds=2, customer=CUSTOMER,
+            ended_at=now,
+        ),
+    ]  # fmt: skip
+    services.landing.write_sidecar(f"file://{own}", events[0])  # as POST /v1/recordings does
+    try:
+        outcomes = pipeline.process_batch([json.dumps(e).encode() for e in events])
+    finally:
+        pipeline.close()
+    assert [(o.status, o.reason) for o in outcomes] == [
+        ("dlq", "pci-out-of-range"),
+        ("dlq", "sha256-mismatch"),
+    ]
+    queue.record(
+        [
+            (outcome, DlqSource("callvault.recordings", 0, i, key=outcome.recording_id.encode()))  # type: ignore[union-attr]
+            for i, outcome in enumerate(outcomes)
+        ]
+    )
+    assert own.exists() and services.landing.read_sidecar(f"file://{own}") is not None
+
+    done = lifecycle_of(services).privacy.submit(
+        {"type": "erase", "tenant": "demo", "customer_ref": CUSTOMER,
+         "identity_verification": verification()},
+        requested_by="officer-7",
+    )  # fmt: skip
+    assert done.status.value == "completed", done.result
+    assert (
+        done.result["dead_letters_removed"],
+        done.result["landing_files_removed"],
+        done.result["landing_files_kept"],
+    ) == (2, 1, 1)
+    assert not own.exists()
+    assert not (landing / f"dl-own.wav{SIDECAR_SUFFIX}").exists()
+    assert victim.exists()  # not theirs to erase
+    assert services.dead_letters.list(state=None) == []
