@@ -539,6 +539,15 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE dead_letters ADD COLUMN subject_key_id TEXT",
         ),
     ),
+    Migration(
+        15,
+        "ingest finds a customer's completed erasures; an erasure finds the customer's "
+        "dead letters",
+        (
+            "CREATE INDEX privacy_requests_subject ON privacy_requests (subject_ref, kind)",
+            "CREATE INDEX dead_letters_subject_key ON dead_letters (subject_key_id)",
+        ),
+    ),
 )
 
 _CREATE_MIGRATIONS_TABLE = """

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -439,6 +439,37 @@ class PrivacyRequestStore:
         if expect is not None and changed != 1:
             raise PrivacyRequestError(f"request {new.request_id} changed meanwhile; reload it")
         return new
+
+    def erased_subjects(self, subject_refs: Iterable[str]) -> dict[str, datetime]:
+        """Of these customers, those a completed erasure covered whole (not one naming
+        ``recording_ids``), each with when the latest such request was received: a call
+        that ended by then is covered by it (ingest refuses to store it again).
+
+        Raises:
+            CatalogError: the database failed.
+        """
+        refs = sorted(set(subject_refs))
+        found: dict[str, datetime] = {}
+        for start in range(0, len(refs), 500):
+            chunk = refs[start : start + 500]
+            marks = ", ".join("?" for _ in chunk)
+            rows = self._db.fetch_all(
+                "SELECT subject_ref, received_at, params FROM privacy_requests "
+                f"WHERE kind = 'erase' AND status = 'completed' AND subject_ref IN ({marks})",
+                tuple(chunk),
+            )
+            for subject_ref, received_at, params in rows:
+                try:
+                    scope = json.loads(params).get("recording_ids")
+                except (ValueError, AttributeError):
+                    scope = None
+                if scope is not None:
+                    continue
+                at = from_db_time(str(received_at))
+                ref = str(subject_ref)
+                if ref not in found or at > found[ref]:
+                    found[ref] = at
+        return found
 
     def list_requests(
         self,

@@ -20,6 +20,7 @@ from storage.audio import DEFAULT_MAX_PCM_BYTES
 from storage.catalog import Catalog
 from storage.catalog.audit import AuditDraft, AuditLog
 from storage.catalog.claims import ClaimState, LandingClaim, LandingClaims
+from storage.catalog.requests import PrivacyRequestStore
 from storage.catalog.restrictions import SubjectRestrictions
 from storage.crypto.keys import KeyService
 from storage.landing import Landing, LandingRef, LandingRejected
@@ -74,6 +75,19 @@ def _run_here(fn: Callable[[Prepared], Prepared], item: Prepared) -> Future[Prep
     return future
 
 
+#: Reason codes of a declined event: the customer declined recording, or had erased
+#: their data before the call's event arrived.
+DECLINED_CONSENT = "consent-declined"
+DECLINED_ERASED = "customer-erased"
+
+
+def _covered(item: Prepared, erased: dict[str, datetime]) -> bool:
+    """Whether a completed erasure of the item's customer covers its call (it ended by
+    the time the request was received)."""
+    at = erased.get(item.subject_ref)
+    return at is not None and item.event.ended_at <= at
+
+
 def _foreign(claim: LandingClaim | None, recording_id: str) -> bool:
     """Whether another recording id holds the file (a released claim holds nothing)."""
     return (
@@ -104,6 +118,7 @@ class IngestPipeline:
         window: TimeWindow = DEFAULT_WINDOW,
         max_pcm_bytes: int = DEFAULT_MAX_PCM_BYTES,
         work_dir: Path | None = None,
+        requests: PrivacyRequestStore | None = None,
     ) -> None:
         self.landing = landing
         self.vault = vault
@@ -116,6 +131,9 @@ class IngestPipeline:
         self.clock = clock
         self.restrictions = restrictions or SubjectRestrictions(catalog.database)
         self.claims = claims or LandingClaims(catalog.database, clock=clock)
+        #: Completed erasures: a call of an erased customer that ended before their
+        #: request is not stored again when its event comes late.
+        self.requests = requests or PrivacyRequestStore(catalog, clock=clock)
         self.window = window
         #: Reads, checks, decodes, silences, seals and writes each event's audio. Working
         #: copies of compressed audio (plaintext): the worker, ``over`` and the import pass
@@ -158,6 +176,7 @@ class IngestPipeline:
             claims=services.claims,
             window=services.config.call_window,
             work_dir=work_folder(services.config.data_dir),
+            requests=services.requests,
         )
 
     @property
@@ -274,6 +293,13 @@ class IngestPipeline:
             for index in [i for i, p in prepared.items() if not p.decision.store]:
                 item = prepared.pop(index)
                 outcomes[index] = self._guarded(item, self._decline, rejected_audit)
+
+            # A late event (a backlog, a PBX uploading hours later, a replay) of a call
+            # its customer had erased before: declined, its audio destroyed, no new key.
+            erased = self.requests.erased_subjects(p.subject_ref for p in prepared.values())
+            for index in [i for i, p in prepared.items() if _covered(p, erased)]:
+                item = prepared.pop(index)
+                outcomes[index] = self._guarded(item, self._decline_erased, rejected_audit)
 
         if prepared:
             # New customers' keys of the whole batch in one commit (not one each).
@@ -467,10 +493,13 @@ class IngestPipeline:
             },
         )
 
-    def _decline(self, item: Prepared) -> IngestOutcome:
-        """Consent declined: nothing is stored, the landing copy is destroyed -- but only
-        a copy that is this event's own (its sha256 matches, and no other recording id
-        claimed it first)."""
+    def _decline_erased(self, item: Prepared) -> IngestOutcome:
+        return self._decline(item, DECLINED_ERASED)
+
+    def _decline(self, item: Prepared, reason: str = DECLINED_CONSENT) -> IngestOutcome:
+        """Consent declined (or the customer erased, ``reason``): nothing is stored, the
+        landing copy is destroyed -- but only a copy that is this event's own (its
+        sha256 matches, and no other recording id claimed it first)."""
         rid, tenant = item.event.recording_id, item.event.tenant
         destroy = True
         try:
@@ -498,7 +527,7 @@ class IngestPipeline:
                     actor=self.actor,
                     action="ingest.declined",
                     outcome="ok",
-                    reason="consent-declined",
+                    reason=reason,
                     recording_id=rid,
                     details={"landing_destroyed": destroy, "tenant": tenant},
                 )
@@ -506,7 +535,7 @@ class IngestPipeline:
         if destroy:
             self._discard_landing(item)
             self.claims.set_state(item.release_rows(), ClaimState.RELEASED)
-        return IngestOutcome("declined", rid, reason="consent-declined", tenant=tenant)
+        return IngestOutcome("declined", rid, reason=reason, tenant=tenant)
 
     def _dlq(
         self, payload: bytes | str | dict[str, Any], exc: EventRejected, audit: list[AuditDraft]
