@@ -14,6 +14,8 @@ from callvault.cli import cli
 from callvault.services import Services
 from storage.erasures import ERASURE_PREFIX, ErasureEntry
 from storage.types import RecordingState
+from streams.dlq import DeadLetterQueue, DlqSource
+from streams.ingest import IngestOutcome
 from streams.privacy.reapply import CURSOR_SETTING, reapply_erasures
 from tests.streams.lifecycle_support import NOW, lifecycle_of, store_call, verification
 
@@ -96,3 +98,53 @@ def test_a_forged_entry_erases_nothing(file_services: Services, tmp_path: Path) 
                 "CALLVAULT_CATALOG": f"sqlite:///{tmp_path}/catalog.sqlite3"})  # fmt: skip
     result = CliRunner().invoke(cli, ["keys", "reconcile", "--full"], env=env)
     assert result.exit_code == 1 and "do not verify" in result.output
+
+
+def test_a_restored_catalog_loses_the_erased_customer_s_dead_letters_again(
+    file_services: Services,
+) -> None:
+    """A catalog restored from a backup older than the erasure brings back the
+    customer's live key and their dead letters: the reapply removes the letters (while
+    the restored key can still open them for the landing files they name), then
+    destroys the key again."""
+    services = file_services
+    store_call(services, "r-rj-dl", customer="C-RJD")
+    event = b'{"recording_id": "r-rj-dead", "tenant": "acme", "customer_ref": "C-RJD"}'
+    queue = DeadLetterQueue.from_services(services)
+    (message,) = queue.record(
+        [
+            (
+                IngestOutcome(
+                    "dlq", "r-rj-dead", "audio-undecodable", payload=event, tenant="acme"
+                ),
+                DlqSource("callvault.recordings", 0, 7, key=b"r-rj-dead"),
+            )
+        ]
+    )
+    entry_id = message.header("cv-dlq-id") or ""
+    db = services.catalog.database
+    letter_row = db.fetch_one("SELECT * FROM dead_letters WHERE entry_id = ?", (entry_id,))
+    key_row = db.fetch_one(
+        "SELECT key_id, subject_ref, wrapped_key FROM subject_keys WHERE subject_ref = ?",
+        (services.keys.subject_ref("acme", "C-RJD"),),
+    )
+    assert letter_row is not None and key_row is not None
+    _erase(services, "C-RJD", "PR-RJ-DL")
+    assert services.dead_letters.get(entry_id) is None
+
+    with db.transaction() as tx:  # the older backup comes back
+        marks = ", ".join("?" for _ in letter_row)
+        tx.execute(f"INSERT INTO dead_letters VALUES ({marks})", tuple(letter_row))
+        tx.execute(
+            "UPDATE subject_keys SET wrapped_key = ?, subject_ref = ?, destroyed_at = NULL "
+            "WHERE key_id = ?",
+            (key_row[2], key_row[1], key_row[0]),
+        )
+    assert queue.original(services.dead_letters.get(entry_id)) == event  # type: ignore[arg-type]
+
+    report = reapply_erasures(services, actor="test", full=True)
+    assert report.dead_letters_removed == 1 and key_row[0] in report.keys_destroyed
+    assert services.dead_letters.get(entry_id) is None
+    assert services.keys.key_destroyed(key_row[0])
+    reasons = [e.reason for e in services.audit.iter_entries() if e.action == "dlq.erased"]
+    assert reasons == ["erasure-requested", "catalog-restored"]
