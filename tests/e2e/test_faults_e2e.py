@@ -7,7 +7,8 @@ undelivered event (tansu in memory, restarted); a second worker, fed by the
 reconciler's re-announcements, is SIGKILLed the same way; a third one finishes. The
 end: every recording stored exactly once, no landing audio, no sidecar, no plaintext
 anywhere, and the audit topic (refilled after the broker lost it) equal to the
-catalog's audit log, record by record."""
+catalog's audit log, record by record. The second test is R1 at the issue's size: 1,000
+recordings, five SIGKILLs."""
 
 from __future__ import annotations
 
@@ -62,3 +63,41 @@ def test_sigkills_and_broker_memory_loss_leave_nothing_behind(
         f"\nkills at (rows, stored with landing files left): {first}, {second}; settled "
         f"{seconds:.1f}s after the last start; audit topic == catalog ({records} records)"
     )
+
+
+@pytest.mark.timeout(600)
+def test_five_sigkills_over_a_thousand_recordings_leave_nothing_behind(
+    tmp_path: Path, kafka_broker: EmbeddedBroker
+) -> None:
+    """R1 at the issue's size: 1,000 PBX-dropped recordings, the worker SIGKILLed five
+    times, each right after a batch's catalog commit (stored recordings' landing copies
+    still there), then started again; the sixth finishes. Every recording stored exactly
+    once, no landing audio, no sidecar, no plaintext, one object each."""
+    count, kills = 1000, 5
+    env = e2e_settings(tmp_path / "data", kafka_broker.url, CALLVAULT_RECONCILE_AFTER_SECONDS="2")
+    services = open_services(env)
+    bootstrap = kafka_broker.url.removeprefix("kafka://")
+    ids, producer = pbx_calls(services, bootstrap, count, "k5", wave=count // 20)
+    worker = WorkerProcess(env, tmp_path / "worker.log")
+    windows = []
+    try:
+        for i in range(kills):
+            worker.start()
+            if i == 0:
+                producer.start()
+            at_least = min(count - 1, (i + 1) * count // (kills + 1))
+            windows.append(kill_in_window(services, worker, ids, at_least, timeout=240))
+        producer.join()
+        worker.start()
+        seconds = settle(services, ids, 300)
+        found = leftovers(services, ids)
+        assert (found.stored_once, found.lost, found.duplicated) == (count, 0, 0)
+        assert (found.landing_audio, found.sidecars, found.plaintext_files) == (0, 0, 0)
+        assert found.objects == count
+        assert services.audit.verify().ok
+    finally:
+        worker.stop()
+        services.close()
+    # the kills came in the window: stored recordings whose landing copies were still there
+    assert sum(behind for _, behind in windows) > 0, windows
+    print(f"\nkills at (rows, stored with landing files left): {windows}; settled {seconds:.1f}s")
