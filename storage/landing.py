@@ -384,14 +384,17 @@ class Landing:
         else:
             self._s3_delete(ref)
 
-    def discard(self, ref: LandingRef | str) -> None:
+    def discard(self, ref: LandingRef | str, *legs: LandingRef | str) -> None:
         """:meth:`delete` the audio, then :meth:`delete_sidecar` its sidecar, resolving
-        the URI once (what ingest does with a stored recording's landing copy).
+        the URI once (what ingest does with a stored recording's landing copy). A
+        recording's other ``legs`` are deleted first, so the sidecar goes last.
 
         Raises:
             LandingRejected: the URI is invalid or outside the roots.
             LandingError: the audio or its sidecar could not be deleted.
         """
+        for leg in legs:
+            self.delete(leg)
         resolved = self._ref(ref)
         if resolved.path is not None:
             self._unlink(resolved.path)

@@ -307,7 +307,7 @@ def _archive_landing(root: str, *, s3_client_factory: Callable[[], Any], max_byt
         def delete_sidecar(self, ref_or_uri: LandingRef | str) -> None:
             return None
 
-        def discard(self, ref: LandingRef | str) -> None:
+        def discard(self, ref: LandingRef | str, *legs: LandingRef | str) -> None:
             return None
 
         def remove_original(self, uri: str) -> None:

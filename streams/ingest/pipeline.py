@@ -567,9 +567,7 @@ class IngestPipeline:
         )
 
     def _discard_landing(self, item: Prepared) -> None:
-        for ref in item.refs[1:]:  # the other legs first: the sidecar goes last
-            self.landing.delete(ref)
-        self.landing.discard(item.ref)  # the first file, then its sidecar, resolved once
+        self.landing.discard(item.ref, *item.refs[1:])  # the sidecar goes last
 
     def _discard_duplicate(self, item: Prepared, claim: LandingClaim | None) -> None:
         """A redelivered event of a stored recording: delete the landing copy only when

@@ -49,7 +49,7 @@ from storage.audio_store import (
 from storage.crypto.envelope import PieceReader, SupportsRead
 from storage.crypto.keys import KeyService
 from storage.errors import AudioError, AudioMismatch, LandingError
-from storage.landing import Landing, LandingStream
+from storage.landing import Landing, LandingRef, LandingStream
 from storage.mirror import recording_tags
 from storage.types import RecordingRow
 from storage.vault import Vault
@@ -154,6 +154,23 @@ def _translated(pieces: Iterator[bytes]) -> Iterator[bytes]:
         raise audio_rejection(exc) from exc
 
 
+def sidecar_owner(landing: Landing, ref: LandingRef) -> str | None:
+    """The recording id the sidecar beside ``ref`` names (its owner), or None: no
+    sidecar, or an unusable one (it proves nothing either way).
+
+    Raises:
+        LandingError: the landing store is unavailable (worth retrying).
+    """
+    try:
+        sidecar = landing.read_sidecar(ref)
+    except LandingError as exc:
+        if is_unavailable(exc):
+            raise
+        return None
+    owner = sidecar.get("recording_id") if sidecar else None
+    return owner if isinstance(owner, str) else None
+
+
 class AudioPreparer:
     """Prepares one event's audio for the catalog commit: reads and checks it, seals it
     and writes it to the vault; the row of what was stored becomes ``item.row``. Shared
@@ -184,14 +201,8 @@ class AudioPreparer:
     def _check_sidecar(self, item: Prepared) -> None:
         """A sidecar event beside the audio (written by ``POST /v1/recordings`` or the
         PBX) names the file's owner: an event of another recording id is refused."""
-        try:
-            sidecar = self.landing.read_sidecar(item.ref)
-        except LandingError as exc:
-            if is_unavailable(exc):
-                raise
-            return  # an unusable sidecar proves nothing either way
-        owner = sidecar.get("recording_id") if sidecar else None
-        if isinstance(owner, str) and owner != item.event.recording_id:
+        owner = sidecar_owner(self.landing, item.ref)
+        if owner is not None and owner != item.event.recording_id:
             raise claimed()
 
     def _read_verified(self, item: Prepared) -> list[bytes]:

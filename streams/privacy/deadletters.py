@@ -29,15 +29,14 @@ import contextlib
 import json
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Any
 
-from callvault.errors import is_unavailable
 from storage.catalog.audit import AuditDraft
 from storage.catalog.claims import ClaimState
 from storage.catalog.deadletters import DeadLetter
-from storage.errors import KeyDestroyed, LandingError, RecordingNotFound, StorageError
+from storage.errors import KeyDestroyed, RecordingNotFound, StorageError
 from storage.landing import LandingRef, LandingRejected
 from streams.dlq import DeadLetterQueue
+from streams.ingest.preparer import sidecar_owner
 from streams.refs import landing_key
 from streams.services import Services
 
@@ -51,13 +50,6 @@ class DeadLettersErased:
     removed: int = 0
     landing_files_removed: int = 0
     landing_files_kept: int = 0
-
-    def __add__(self, other: DeadLettersErased) -> DeadLettersErased:
-        return DeadLettersErased(
-            self.removed + other.removed,
-            self.landing_files_removed + other.landing_files_removed,
-            self.landing_files_kept + other.landing_files_kept,
-        )
 
 
 def erase_dead_letters(
@@ -157,21 +149,9 @@ def _discard_if_own(services: Services, letter: DeadLetter, uris: list[str]) -> 
     if claims:
         if len(claims) != len(keys) or any(c.recording_id != rid for c in claims.values()):
             return False  # another call's file (or only some legs claimed): kept
-    elif _sidecar_owner(services, refs[0]) != rid:
+    elif sidecar_owner(services.landing, refs[0]) != rid:
         return False
-    for ref in refs[1:]:
-        services.landing.delete(ref)
-    services.landing.discard(refs[0])
+    services.landing.discard(refs[0], *refs[1:])
     if claims:
         services.claims.set_state([(key, rid) for key in keys], ClaimState.RELEASED)
     return True
-
-
-def _sidecar_owner(services: Services, ref: LandingRef) -> Any:
-    try:
-        sidecar = services.landing.read_sidecar(ref)
-    except LandingError as exc:
-        if is_unavailable(exc):
-            raise
-        return None  # an unusable sidecar proves nothing
-    return sidecar.get("recording_id") if isinstance(sidecar, dict) else None
