@@ -19,7 +19,7 @@ consent         yes      notified / granted / declined
 format          yes      wav, ulaw, ... (empty: taken from the file's extension)
 purposes        no       ``;``-separated (CSV) or a list (JSON); empty: policy default
 pci_pauses      no       ``start_ms-end_ms;...`` or a JSON list of {start_ms, end_ms[, channels]}
-sha256          no       expected digest; empty: computed from the file
+sha256          no       expected digest, checked as a live event's; empty: none checked
 sample_rate     no       Hz (``audio.sample_rate``): what headerless files are read at
 channels        no       1 or 2 (``audio.channels``): e.g. MixMonitor's ``D``-option ``.raw``
 channel_roles   no       ``customer;agent`` (CSV) or a list (JSON): what each channel carries
@@ -30,8 +30,9 @@ What a caller may rely on:
 - Every row goes through the SAME pipeline as live calls
   (:meth:`streams.ingest.IngestPipeline.process_batch`, in batches): event
   validation, consent, landing-URI checks (the archive root is the only landing root,
-  so ``..`` and symlinks out of it are refused), sha256, decoding, PCI redaction,
-  encryption, vault, catalog and audit (actor ``import:<worker id>``).
+  so ``..`` and symlinks out of it are refused), the manifest's sha256 (when it
+  gives one), decoding, PCI redaction, encryption, vault, catalog and audit (actor
+  ``import:<worker id>``).
 - Originals are never deleted unless ``move=True``; then the original of a row
   stored or declined in this run is deleted after the catalog commit.
 - One bad row never stops the import: it ends as ``failed`` with the pipeline's
@@ -55,6 +56,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import gc
 import hashlib
 import io
 import json
@@ -92,7 +94,7 @@ _EVENT_COLUMNS = CALL_FIELDS
 REQUIRED_COLUMNS = ("file", *_EVENT_COLUMNS, "consent", "format")
 OPTIONAL_COLUMNS = ("purposes", "pci_pauses", "sha256", "sample_rate", "channels", "channel_roles")
 STATUSES = ("stored", "duplicate", "declined", "skipped", "failed")
-_PLACEHOLDER_SHA = "0" * 64  # audio we could not read: the pipeline rejects it with its reason
+_PLACEHOLDER_SHA = "0" * 64  # no manifest sha256: the event claims none (``unclaimed``)
 _PAUSE = re.compile(r"^\s*(\d+)\s*-\s*(\d+)\s*$")
 _ACTOR_PREFIX = "import:"
 
@@ -353,6 +355,7 @@ class _Pending:
     recording_id: str | None
     uri: str = ""
     sha256: str = ""
+    claimed: bool = True  # the manifest gave the sha256 (else a placeholder, unchecked)
 
 
 def run_import(
@@ -422,10 +425,10 @@ def run_import(
             on_outcome(outcome)
 
     try:
-        with ThreadPoolExecutor(max_workers=4, thread_name_prefix="import-hash") as hashers:
+        with ThreadPoolExecutor(max_workers=4, thread_name_prefix="import-probe") as probes:
             for batch in _batches(rows, batch_size, row_numbers):
                 finished = _import_batch(
-                    batch, root, landing, pipeline, services, hashers, done_ids,
+                    batch, root, landing, pipeline, services, probes, done_ids,
                     move=move, retry_failed=retry_failed, actor=actor,
                 )  # fmt: skip
                 for outcome in finished:
@@ -511,13 +514,19 @@ def run_import_workers(
     def shard_main(index: int) -> None:
         shard_rows, numbers = shards[index]
         name = f"import-{index + 1}"
+        finished: list[RowOutcome] = []  # a batch's outcomes, sent together
+
+        def send_batch(_rows: int) -> None:
+            queue.put(("rows", name, finished[:]))
+            finished.clear()
+
         try:
             services = open_services()
             try:
                 run_import(
                     services, source, shard_rows, move=move, retry_failed=retry_failed,
                     batch_size=batch_size, row_numbers=numbers, record_completion=False,
-                    on_outcome=lambda outcome: queue.put(("row", name, outcome)),
+                    on_outcome=finished.append, progress=send_batch,
                 )  # fmt: skip
             finally:
                 services.close()
@@ -532,8 +541,12 @@ def run_import_workers(
         for i in range(workers)
         if shards[i][0]
     ]
-    for process in processes:
-        process.start()
+    gc.freeze()  # the children's collections skip (so never copy) the heap they inherit
+    try:
+        for process in processes:
+            process.start()
+    finally:
+        gc.unfreeze()
     errors: list[str] = []
     finished: set[str] = set()
     try:
@@ -546,12 +559,13 @@ def run_import_workers(
                         finished.add(process.name)
                         errors.append(f"{process.name} died (exit {process.exitcode})")
                 continue
-            if kind == "row":
-                summary.add(payload)
-                if on_outcome is not None:
-                    on_outcome(payload)
+            if kind == "rows":
+                for outcome in payload:
+                    summary.add(outcome)
+                    if on_outcome is not None:
+                        on_outcome(outcome)
                 if progress is not None:
-                    progress(1)
+                    progress(len(payload))
                 continue
             finished.add(name)
             if kind == "error":
@@ -610,7 +624,7 @@ def _import_batch(
     landing: Any,
     pipeline: Any,
     services: Services,
-    hashers: ThreadPoolExecutor,
+    probes: ThreadPoolExecutor,
     done_ids: set[str],
     *,
     move: bool,
@@ -653,24 +667,30 @@ def _import_batch(
             else:
                 todo.append(item)
 
-    # 2. locate and fingerprint the audio (the event carries its sha256)
-    def fingerprint(item: _Pending) -> _Pending:
+    # 2. locate the audio. A manifest sha256 is the event's claim, checked as a live
+    # event's; without one the file is opened (there, readable, landing audio: a read
+    # error is this row's, retried next run) and the pipeline takes it as it is, hashing
+    # it nowhere (the digest was only ever checked, never kept).
+    def locate(item: _Pending) -> _Pending:
         item.uri = _row_uri(root, item.file)
         given = _text(item.row.get("sha256")).lower()
         if given:
             item.sha256 = given
             return item
+        item.sha256, item.claimed = _PLACEHOLDER_SHA, False
         try:
-            item.sha256 = hashlib.sha256(landing.read(item.uri)).hexdigest()
+            with landing.open(item.uri):
+                pass
         except LandingRejected:
-            item.sha256 = _PLACEHOLDER_SHA  # the pipeline rejects it with the same reason
+            pass  # the pipeline rejects it with the same reason
         return item
 
+    remote = root.startswith("s3://")  # a probe waits on the network: in parallel
     events: list[dict[str, Any]] = []
     sent: list[_Pending] = []
-    for future, item in [(hashers.submit(fingerprint, item), item) for item in todo]:
+    for item, future in [(i, probes.submit(locate, i) if remote else None) for i in todo]:
         try:
-            future.result()
+            locate(item) if future is None else future.result()
         except LandingError as exc:  # not a verdict on the row: retry it next run
             finish(item, "failed", "read-error", str(exc))
             continue
@@ -679,7 +699,8 @@ def _import_batch(
 
     # 3. the same pipeline as live calls
     if events:
-        outcomes = pipeline.process_batch(events)
+        unclaimed = [n for n, item in enumerate(sent) if not item.claimed]
+        outcomes = pipeline.process_batch(events, unclaimed=unclaimed)
         for item, outcome in zip(sent, outcomes, strict=True):
             if outcome.status == "dlq":
                 finish(item, "failed", outcome.reason, outcome.detail)

@@ -8,7 +8,7 @@ order of effects and the failure rules: :mod:`streams.ingest`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -194,9 +194,17 @@ class IngestPipeline:
 
     # -- public ---------------------------------------------------------------------------
     def process_batch(
-        self, payloads: Sequence[bytes | str | dict[str, Any]]
+        self,
+        payloads: Sequence[bytes | str | dict[str, Any]],
+        *,
+        unclaimed: Collection[int] = (),
     ) -> list[IngestOutcome]:
         """Process a batch; returns one outcome per payload, in order.
+
+        ``unclaimed``: positions of payloads whose ``audio.sha256`` is a placeholder,
+        not a claim -- for an in-process caller that vouches for the landing file (the
+        importer, for manifest rows without a sha256); their audio is taken as the file
+        holds it and not hashed. Events from outside never pass here.
 
         Raises:
             StorageError (and any error that is infrastructure, see
@@ -207,7 +215,7 @@ class IngestPipeline:
         if not payloads:
             return []
         try:
-            outcomes = self._process(payloads)
+            outcomes = self._process(payloads, frozenset(unclaimed))
         except Exception as exc:
             if is_unavailable(exc):
                 raise
@@ -219,7 +227,13 @@ class IngestPipeline:
                     type(exc).__name__,
                     len(payloads),
                 )
-                return [o for payload in payloads for o in self.process_batch([payload])]
+                return [
+                    outcome
+                    for index, payload in enumerate(payloads)
+                    for outcome in self.process_batch(
+                        [payload], unclaimed=(0,) if index in unclaimed else ()
+                    )
+                ]
         self._count(outcomes)
         return outcomes
 
@@ -238,7 +252,9 @@ class IngestPipeline:
         self.audit.append_many(drafts)
         return [outcome]
 
-    def _process(self, payloads: list[bytes | str | dict[str, Any]]) -> list[IngestOutcome]:
+    def _process(
+        self, payloads: list[bytes | str | dict[str, Any]], unclaimed: frozenset[int]
+    ) -> list[IngestOutcome]:
         now = self.clock()
         outcomes: list[IngestOutcome | None] = [None] * len(payloads)
         prepared: dict[int, Prepared] = {}
@@ -259,6 +275,7 @@ class IngestPipeline:
                         raise
                     outcomes[index] = self._dlq(payload, internal(exc), rejected_audit)
                     continue
+                item.digests_claimed = index not in unclaimed
                 if item.event.recording_id in seen:  # the same event twice in one batch
                     outcomes[index] = IngestOutcome(
                         "duplicate", item.event.recording_id, tenant=item.event.tenant
@@ -367,7 +384,10 @@ class IngestPipeline:
                 )
 
         if deferred:
-            later = self._process([payloads[i] for i in deferred])
+            later = self._process(
+                [payloads[i] for i in deferred],
+                frozenset(n for n, i in enumerate(deferred) if i in unclaimed),
+            )
             for index, outcome in zip(deferred, later, strict=True):
                 outcomes[index] = outcome
         final = [o for o in outcomes if o is not None]

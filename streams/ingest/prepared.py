@@ -24,12 +24,22 @@ class Prepared:
     row: RecordingRow | None = None
     bytes_in: int = 0
     verified: bool = False  # the landing audio matched the event's sha256
+    #: False: an in-process caller that vouches for the landing file (the importer, for
+    #: a manifest row without a sha256) claims no digest; the audio is taken as the file
+    #: holds it, and nothing hashes it (the event's sha256 is a placeholder).
+    digests_claimed: bool = True
     subject_key: SubjectKeyRecord | None = None  # the batch's lookup of the live key
 
     @property
     def ref(self) -> LandingRef:
         """The recording's first landing file (its sidecar's)."""
         return self.refs[0]
+
+    def expected_digests(self) -> list[str | None]:
+        """The sha256 each landing file must have, in channel order (``None``: any)."""
+        if not self.digests_claimed:
+            return [None] * len(self.refs)
+        return [digest for _, digest in self.event.audio.files]
 
     @property
     def landing_key(self) -> str:

@@ -96,33 +96,41 @@ _STREAMED = frozenset({"wav", "sln", "sln16", "ulaw", "mulaw", "alaw"})
 
 
 class _Digested:
-    """Landing streams read through their sha256, each to be the event's (``expected``)."""
+    """Landing streams read through their sha256, each to be the event's (``expected``;
+    ``None``: a stream whose digest nobody claimed, read as it is and not hashed)."""
 
-    def __init__(self, streams: Sequence[LandingStream], expected: Sequence[str]) -> None:
+    def __init__(self, streams: Sequence[LandingStream], expected: Sequence[str | None]) -> None:
         self._streams = list(streams)
         self._expected = list(expected)
-        self._digests = [hashlib.sha256() for _ in self._streams]
+        self._digests = [None if e is None else hashlib.sha256() for e in self._expected]
 
     def head(self, index: int) -> bytes:
         """The first bytes of stream ``index`` (a WAV header's worth), digested."""
         head = read_head(self._streams[index])
-        self._digests[index].update(head)
+        if (digest := self._digests[index]) is not None:
+            digest.update(head)
         return head
 
     def reader(self, index: int) -> SupportsRead:
         """Stream ``index`` as ``read(n)``, everything read digested."""
         stream, digest = self._streams[index], self._digests[index]
+        if digest is None:
+            return stream
+        update = digest.update
 
         class Digesting:
             def read(self, size: int = -1, /) -> bytes:
                 piece = stream.read(size)
-                digest.update(piece)
+                update(piece)
                 return piece
 
         return Digesting()
 
     def matches(self) -> bool:
-        return all(d.hexdigest() == e for d, e in zip(self._digests, self._expected, strict=True))
+        return all(
+            d is None or d.hexdigest() == e
+            for d, e in zip(self._digests, self._expected, strict=True)
+        )
 
     def finish(self, item: Prepared) -> None:
         """Every stream was read to its end: raise ``sha256-mismatch`` unless each is the
@@ -139,7 +147,7 @@ class _Digested:
         if item.verified or exc.reason == RejectReason.SHA256_MISMATCH:
             return
         for stream, digest in zip(self._streams, self._digests, strict=True):
-            while piece := stream.read(1 << 20):
+            while digest is not None and (piece := stream.read(1 << 20)):
                 digest.update(piece)
         item.verified = self.matches()
         if not item.verified:
@@ -211,14 +219,14 @@ class AudioPreparer:
         another owner."""
         self._check_sidecar(item)
         files = []
-        for ref, (_, digest) in zip(item.refs, item.event.audio.files, strict=True):
+        for ref, digest in zip(item.refs, item.expected_digests(), strict=True):
             try:
                 data = self.landing.read(ref)
             except LandingError as exc:
                 if is_unavailable(exc):
                     raise  # the landing store is down: retried
                 raise landing_rejection(exc) from exc
-            if hashlib.sha256(data).hexdigest() != digest:
+            if digest is not None and hashlib.sha256(data).hexdigest() != digest:
                 where = "audio.sha256" if not item.event.audio.legs else "its leg's sha256"
                 raise EventRejected(
                     str(RejectReason.SHA256_MISMATCH), f"landing audio does not match {where}"
@@ -230,19 +238,20 @@ class AudioPreparer:
     def check_verified(self, item: Prepared) -> None:
         """What :meth:`_read_verified` checks, streaming: each file's sha256 is
         computed 1 MiB at a time (constant memory: a declined 2-hour call is checked,
-        never read whole, before it is destroyed)."""
+        never read whole, before it is destroyed). A file whose digest nobody claimed is
+        only opened (it must be there and be landing audio)."""
         self._check_sidecar(item)
-        for ref, (_, expected) in zip(item.refs, item.event.audio.files, strict=True):
-            digest = hashlib.sha256()
+        for ref, expected in zip(item.refs, item.expected_digests(), strict=True):
+            digest = None if expected is None else hashlib.sha256()
             try:
                 with self.landing.open(ref) as stream:
-                    while piece := stream.read(1 << 20):
+                    while digest is not None and (piece := stream.read(1 << 20)):
                         digest.update(piece)
             except LandingError as exc:
                 if is_unavailable(exc):
                     raise  # the landing store is down: retried
                 raise landing_rejection(exc) from exc
-            if digest.hexdigest() != expected:
+            if digest is not None and digest.hexdigest() != expected:
                 where = "audio.sha256" if not item.event.audio.legs else "its leg's sha256"
                 raise EventRejected(
                     str(RejectReason.SHA256_MISMATCH), f"landing audio does not match {where}"
@@ -364,11 +373,13 @@ class AudioPreparer:
         """Copy the landing file to ``target`` chunk by chunk, checking its sha256
         (``item.verified``); return its size. A failed write of the copy (disk full) is
         infrastructure (retried), not the event's fault."""
-        digest = hashlib.sha256()
+        (expected,) = item.expected_digests()
+        digest = None if expected is None else hashlib.sha256()
         try:
             with self.landing.open(item.ref) as stream, target.open("wb") as out:
                 while piece := stream.read(1 << 20):
-                    digest.update(piece)
+                    if digest is not None:
+                        digest.update(piece)
                     out.write(piece)
                 size = stream.position
         except LandingError as exc:
@@ -377,7 +388,7 @@ class AudioPreparer:
             raise landing_rejection(exc) from exc
         except OSError as exc:
             raise work_unavailable(exc) from exc
-        if digest.hexdigest() != item.event.audio.sha256:
+        if digest is not None and digest.hexdigest() != expected:
             raise sha256_mismatch()
         item.verified = True
         return size
@@ -392,7 +403,7 @@ class AudioPreparer:
         layout = Layout(event.audio.sample_rate, event.audio.channels)
         try:
             with self.landing.open(item.ref) as stream:
-                digested = _Digested([stream], [event.audio.sha256])
+                digested = _Digested([stream], item.expected_digests())
                 try:
                     head = digested.head(0)
                     try:
@@ -429,7 +440,7 @@ class AudioPreparer:
         try:
             with contextlib.ExitStack() as stack:
                 streams = [stack.enter_context(self.landing.open(ref)) for ref in item.refs]
-                digested = _Digested(streams, [digest for _, digest in event.audio.files])
+                digested = _Digested(streams, item.expected_digests())
                 try:
                     heads, plans = [], []
                     for index, stream in enumerate(streams):

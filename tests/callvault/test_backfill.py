@@ -245,6 +245,41 @@ def test_clean_archive_exits_zero_and_move_deletes_originals(tmp_path: Path, arc
     assert (archive / "2024" / "05" / "good-2.wav").exists()  # not in the manifest
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_manifest_sha256_is_checked_and_a_missing_one_is_not_invented(
+    tmp_path: Path, archive: Path, workers: str
+) -> None:
+    """A manifest sha256 is the row's claim, checked as a live event's; a row without one
+    imports the file as it is (the importer vouches for its archive)."""
+    env = {"CALLVAULT_DATA_DIR": str(tmp_path / "var"), "CALLVAULT_WORKER_ID": "t1"}
+    good = archive / "2024" / "05" / "good-1.wav"
+    digest = hashlib.sha256(good.read_bytes()).hexdigest()
+    rows = [
+        row("rec-301", "2024/05/good-1.wav", sha256=digest.upper()),
+        row("rec-302", "2024/05/good-2.wav", sha256=digest),  # good-1's digest
+        row("rec-303", "2024/05/good-5.wav", sha256=""),
+    ]
+    manifest = write_csv(tmp_path / "m.csv", rows)
+    report = tmp_path / "r.jsonl"
+    result = invoke(env, "import", str(archive), "--manifest", str(manifest),
+                    "--report", str(report), "--workers", workers)  # fmt: skip
+    assert result.exit_code == 1, result.output
+    assert {n: (e["status"], e["reason"]) for n, e in report_of(report).items()} == {
+        1: ("stored", ""),
+        2: ("failed", "sha256-mismatch"),
+        3: ("stored", ""),
+    }
+    services = open_services(env)
+    try:
+        for rid, name in (("rec-301", "good-1.wav"), ("rec-303", "good-5.wav")):
+            stored = services.catalog.get_recording(rid)
+            assert stored is not None
+            plain = services.keys.open_recording(services.vault.get(stored.object_key))
+            assert plain == (archive / "2024" / "05" / name).read_bytes()
+    finally:
+        services.close()
+
+
 def test_s3_prefix_archive_keeps_originals(
     tmp_path: Path,
     seaweed_endpoint: str,

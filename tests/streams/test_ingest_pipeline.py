@@ -216,6 +216,71 @@ def test_local_calls_are_prepared_in_the_batch_thread_the_others_in_the_pool(
     assert pool.submitted == 1  # the FLAC call only
 
 
+class _NoHashing:
+    """Stands in for ``hashlib`` in the preparer: any digest taken there fails the test."""
+
+    def sha256(self, *_args: Any) -> Any:
+        raise AssertionError("the preparer hashed audio whose digest nobody claimed")
+
+
+def test_only_an_in_process_caller_leaves_a_digest_unclaimed(
+    services: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The importer (a manifest row without sha256) sends a placeholder digest with the
+    event's position in ``unclaimed``: the audio is stored as the file holds it, hashed
+    nowhere, on the streamed and the ffmpeg path, and a declined call's file is
+    destroyed. The same placeholder from anywhere else is a ``sha256-mismatch``, and a
+    claimed digest in the same batch is still checked."""
+    import streams.ingest.preparer as preparer
+
+    placeholder = "0" * 64
+    audio = call_wav(2.0, codec="mulaw", seed=41)
+    src = tmp_path / "in.wav"
+    src.write_bytes(call_wav(2.0, codec="pcm16", seed=42))
+    flac = tmp_path / "in.flac"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(src), str(flac)], check=True)
+    streamed = _land(services, "un-wav", audio, sha256=placeholder)
+    compressed = json.loads(
+        _land(services, "un-flac", flac.read_bytes(), "flac", sha256=placeholder)
+    )
+    compressed["audio"]["format"] = "flac"
+    declined = _land(services, "un-dec", call_wav(1.0, codec="mulaw", seed=43),
+                     consent="declined", sha256=placeholder)  # fmt: skip
+    wrong = _land(services, "un-wrong", call_wav(1.0, codec="mulaw", seed=44), sha256="1" * 64)
+    batch = [streamed, json.dumps(compressed).encode(), declined, wrong]
+    pipeline = _pipeline(services)
+
+    outside = pipeline.process_batch(batch)  # nobody vouches: every digest is a claim
+    assert [(o.status, o.reason) for o in outside] == [("dlq", "sha256-mismatch")] * 2 + [
+        ("declined", "consent-declined"),  # declined, but not its file: kept
+        ("dlq", "sha256-mismatch"),
+    ]
+    assert (services.settings.landing_dir / "un-dec.wav").exists()
+
+    monkeypatch.setattr(preparer, "hashlib", _NoHashing())
+    batch = [streamed, json.dumps(compressed).encode(), declined.replace(b"un-dec", b"un-dec2")]
+    (services.settings.landing_dir / "un-dec.wav").rename(
+        services.settings.landing_dir / "un-dec2.wav"
+    )
+    vouched = pipeline.process_batch(batch, unclaimed=[0, 1, 2])
+    assert [(o.status, o.reason) for o in vouched] == [
+        ("stored", ""),
+        ("stored", ""),
+        ("declined", "consent-declined"),
+    ]
+    row = services.catalog.get_recording("un-wav")
+    assert row is not None
+    assert services.keys.open_recording(services.vault.get(row.object_key)) == audio
+    assert services.catalog.get_recording("un-flac") is not None
+    assert not (services.settings.landing_dir / "un-dec2.wav").exists()
+
+    monkeypatch.undo()  # a claimed digest beside a vouched one is still checked
+    other = _land(services, "un-wav2", call_wav(1.0, codec="mulaw", seed=45), sha256=placeholder)
+    mixed = pipeline.process_batch([wrong, other], unclaimed=[1])
+    assert [(o.status, o.reason) for o in mixed] == [("dlq", "sha256-mismatch"), ("stored", "")]
+    assert (services.settings.landing_dir / "un-wrong.wav").exists()
+
+
 @pytest.mark.parametrize(
     ("audio", "fmt", "reason"),
     [
