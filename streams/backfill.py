@@ -56,7 +56,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import gc
 import hashlib
 import io
 import json
@@ -541,12 +540,8 @@ def run_import_workers(
         for i in range(workers)
         if shards[i][0]
     ]
-    gc.freeze()  # the children's collections skip (so never copy) the heap they inherit
-    try:
-        for process in processes:
-            process.start()
-    finally:
-        gc.unfreeze()
+    for process in processes:
+        process.start()
     errors: list[str] = []
     finished: set[str] = set()
     try:
