@@ -17,6 +17,11 @@ import yaml
 
 __all__ = ["Located", "read_located", "child_path"]
 
+#: libyaml's parser when PyYAML was built with it (the wheels are): the same nodes,
+#: marks and errors as the pure-Python one, about ten times faster (every process that
+#: loads the policy starts sooner).
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 
 @dataclass
 class Located:
@@ -35,7 +40,7 @@ def child_path(parent: str, key: str | int) -> str:
 def read_located(text: str) -> Located:
     """Parse one YAML document from ``text`` (never raises for bad YAML: see ``problems``)."""
     located = Located()
-    loader = yaml.SafeLoader(text)
+    loader = _Loader(text)
     try:
         try:
             node = loader.get_single_node()

@@ -507,6 +507,11 @@ def run_import_workers(
         ) % workers
         shards[shard][0].append(row)
         shards[shard][1].append(number)
+    # The children inherit this process's modules: the pipeline's are loaded once, here.
+    import storage.vault.s3  # noqa: F401
+    import streams.ingest  # noqa: F401
+    import streams.metrics  # noqa: F401
+
     context = multiprocessing.get_context("fork")
     queue: Any = context.Queue()
 
@@ -544,7 +549,12 @@ def run_import_workers(
         process.start()
     errors: list[str] = []
     finished: set[str] = set()
+    services: Services | None = None
     try:
+        # for the import.completed record, opened while the shards work (if this fails,
+        # it is tried again at the end, where its error is the one raised)
+        with contextlib.suppress(CallvaultError):
+            services = open_services()
         while len(finished) < len(processes):
             try:
                 kind, name, payload = queue.get(timeout=1.0)
@@ -571,7 +581,7 @@ def run_import_workers(
                 process.terminate()  # this process is failing (e.g. Ctrl-C)
             process.join(30)
         summary.seconds = time.perf_counter() - started
-        services = open_services()
+        services = services or open_services()
         try:
             _record_completion(
                 services, f"{_ACTOR_PREFIX}{services.config.worker_id}", summary, len(rows), move

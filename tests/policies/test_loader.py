@@ -537,6 +537,18 @@ def test_malformed_yaml_gives_a_clear_error(tmp_path: Path) -> None:
         load_policy(path)
 
 
+@pytest.mark.parametrize(
+    "nesting", ["[" * 5000 + "]" * 5000, "{a: " * 3000 + "b" + "}" * 3000, "[" * 100_000]
+)
+def test_a_deeply_nested_policy_is_a_syntax_error_not_a_crash(tmp_path: Path, nesting: str) -> None:
+    """libyaml caps nesting at 1000 levels: a hostile policy gets a located problem
+    (never a RecursionError from walking 5000 levels)."""
+    problems = check_policy(write(tmp_path, f"purposes: {nesting}\n"))
+    assert len(problems) == 1
+    assert "YAML syntax error" in problems[0].message
+    assert "maximum nesting depth" in problems[0].message and problems[0].line == 1
+
+
 def test_tab_indentation_is_a_syntax_error(tmp_path: Path) -> None:
     text = MINIMAL.replace("  qa:\n    description: QA review.", "  qa:\n\tdescription: QA review.")
     problems = check_policy(write(tmp_path, text))
