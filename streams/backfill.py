@@ -549,12 +549,12 @@ def run_import_workers(
         process.start()
     errors: list[str] = []
     finished: set[str] = set()
-    services: Services | None = None
+    ours: Services | None = None
     try:
         # for the import.completed record, opened while the shards work (if this fails,
         # it is tried again at the end, where its error is the one raised)
         with contextlib.suppress(CallvaultError):
-            services = open_services()
+            ours = open_services()
         while len(finished) < len(processes):
             try:
                 kind, name, payload = queue.get(timeout=1.0)
@@ -581,13 +581,13 @@ def run_import_workers(
                 process.terminate()  # this process is failing (e.g. Ctrl-C)
             process.join(30)
         summary.seconds = time.perf_counter() - started
-        services = services or open_services()
+        ours = ours or open_services()
         try:
             _record_completion(
-                services, f"{_ACTOR_PREFIX}{services.config.worker_id}", summary, len(rows), move
+                ours, f"{_ACTOR_PREFIX}{ours.config.worker_id}", summary, len(rows), move
             )
         finally:
-            services.close()
+            ours.close()
     if errors:
         raise CallvaultError(f"{len(errors)} import process(es) stopped: {'; '.join(errors)}")
     return summary
