@@ -29,6 +29,7 @@ class Located:
     lines: dict[str, int] = field(default_factory=dict)
     # (path, line, message); the loader turns them into Problems
     problems: list[tuple[str, int | None, str]] = field(default_factory=list)
+    built: int = 0  # values built so far (aliases count each time they are expanded)
 
 
 def child_path(parent: str, key: str | int) -> str:
@@ -40,7 +41,11 @@ def child_path(parent: str, key: str | int) -> str:
 def read_located(text: str) -> Located:
     """Parse one YAML document from ``text`` (never raises for bad YAML: see ``problems``)."""
     located = Located()
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)
+    except UnicodeEncodeError as exc:  # libyaml takes UTF-8: a lone surrogate
+        located.problems.append(("", None, f"YAML error: not valid text ({exc.reason})"))
+        return located
     try:
         try:
             node = loader.get_single_node()
@@ -57,14 +62,33 @@ def read_located(text: str) -> Located:
         if node is None:
             located.problems.append(("", 1, "the policy file is empty"))
             return located
-        located.data = _build(loader, node, "", located)
+        located.data = _build(loader, node, "", located, ())
         return located
     finally:
         loader.dispose()
 
 
-def _build(loader: yaml.SafeLoader, node: yaml.Node, path: str, located: Located) -> Any:
-    located.lines.setdefault(path, node.start_mark.line + 1)
+#: values an alias may expand the document to (a policy has a few hundred): beyond it,
+#: an alias bomb, reported instead of built
+MAX_VALUES = 100_000
+
+
+def _build(
+    loader: yaml.SafeLoader, node: yaml.Node, path: str, located: Located, inside: tuple[int, ...]
+) -> Any:
+    """``node`` as plain data; ``inside`` holds the ids of the nodes containing it (an
+    alias to one of them would nest forever)."""
+    line = node.start_mark.line + 1
+    located.lines.setdefault(path, line)
+    located.built += 1
+    if located.built == MAX_VALUES + 1:
+        located.problems.append((path, line, f"more than {MAX_VALUES} values (aliases?)"))
+    if located.built > MAX_VALUES:
+        return None
+    if id(node) in inside:
+        located.problems.append((path, line, "an alias refers to a value that contains it"))
+        return None
+    inside = (*inside, id(node))
     if isinstance(node, yaml.MappingNode):
         loader.flatten_mapping(node)  # resolve YAML merge keys (<<)
         result: dict[str, Any] = {}
@@ -81,11 +105,11 @@ def _build(loader: yaml.SafeLoader, node: yaml.Node, path: str, located: Located
                 located.problems.append((child, line, f"duplicate key {key!r}"))
                 continue
             located.lines[child] = line
-            result[key] = _build(loader, value_node, child, located)
+            result[key] = _build(loader, value_node, child, located, inside)
         return result
     if isinstance(node, yaml.SequenceNode):
         return [
-            _build(loader, item, child_path(path, index), located)
+            _build(loader, item, child_path(path, index), located, inside)
             for index, item in enumerate(node.value)
         ]
     return _scalar(loader, node)

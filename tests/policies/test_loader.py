@@ -549,6 +549,28 @@ def test_a_deeply_nested_policy_is_a_syntax_error_not_a_crash(tmp_path: Path, ne
     assert "maximum nesting depth" in problems[0].message and problems[0].line == 1
 
 
+def test_self_referential_aliases_and_alias_bombs_are_problems_not_crashes(
+    tmp_path: Path,
+) -> None:
+    loop = check_policy(write(tmp_path, "purposes: &p {qa: *p}\n"))
+    assert any("an alias refers to a value that contains it" in p.message for p in loop)
+    bomb = "a: &a [x,x,x,x,x,x,x,x,x,x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [{','.join(['*' + chr(97 + i)] * 10)}]\n" for i in range(8)
+    )  # 10**9 values once expanded
+    problems = check_policy(write(tmp_path, bomb))
+    assert any("more than 100000 values" in p.message for p in problems)
+
+
+def test_a_lone_surrogate_is_a_problem_not_a_crash() -> None:
+    from policies._yaml import read_located
+
+    located = read_located("purposes: \ud800\n")
+    assert located.data is None
+    assert [m for _, _, m in located.problems] == [
+        "YAML error: not valid text (surrogates not allowed)"
+    ]
+
+
 def test_tab_indentation_is_a_syntax_error(tmp_path: Path) -> None:
     text = MINIMAL.replace("  qa:\n    description: QA review.", "  qa:\n\tdescription: QA review.")
     problems = check_policy(write(tmp_path, text))
