@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import hashlib
 import io
 import json
@@ -690,12 +691,15 @@ def _import_batch(
             pass  # the pipeline rejects it with the same reason
         return item
 
-    remote = root.startswith("s3://")  # a probe waits on the network: in parallel
+    if root.startswith("s3://"):  # a probe waits on the network: in parallel
+        located = [probes.submit(locate, item).result for item in todo]
+    else:
+        located = [functools.partial(locate, item) for item in todo]
     events: list[dict[str, Any]] = []
     sent: list[_Pending] = []
-    for item, future in [(i, probes.submit(locate, i) if remote else None) for i in todo]:
+    for item, result in zip(todo, located, strict=True):
         try:
-            locate(item) if future is None else future.result()
+            result()
         except LandingError as exc:  # not a verdict on the row: retry it next run
             finish(item, "failed", "read-error", str(exc))
             continue

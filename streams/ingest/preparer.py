@@ -126,6 +126,13 @@ class _Digested:
 
         return Digesting()
 
+    def drain(self) -> None:
+        """Digest the rest of every claimed stream, 1 MiB at a time (unclaimed ones are
+        left unread)."""
+        for stream, digest in zip(self._streams, self._digests, strict=True):
+            while digest is not None and (piece := stream.read(1 << 20)):
+                digest.update(piece)
+
     def matches(self) -> bool:
         return all(
             d is None or d.hexdigest() == e
@@ -146,9 +153,7 @@ class _Digested:
         recording (``item.verified``), so the reconciler leaves them."""
         if item.verified or exc.reason == RejectReason.SHA256_MISMATCH:
             return
-        for stream, digest in zip(self._streams, self._digests, strict=True):
-            while digest is not None and (piece := stream.read(1 << 20)):
-                digest.update(piece)
+        self.drain()
         item.verified = self.matches()
         if not item.verified:
             raise sha256_mismatch() from exc
@@ -242,16 +247,15 @@ class AudioPreparer:
         only opened (it must be there and be landing audio)."""
         self._check_sidecar(item)
         for ref, expected in zip(item.refs, item.expected_digests(), strict=True):
-            digest = None if expected is None else hashlib.sha256()
             try:
                 with self.landing.open(ref) as stream:
-                    while digest is not None and (piece := stream.read(1 << 20)):
-                        digest.update(piece)
+                    digested = _Digested([stream], [expected])
+                    digested.drain()
             except LandingError as exc:
                 if is_unavailable(exc):
                     raise  # the landing store is down: retried
                 raise landing_rejection(exc) from exc
-            if digest is not None and digest.hexdigest() != expected:
+            if not digested.matches():
                 where = "audio.sha256" if not item.event.audio.legs else "its leg's sha256"
                 raise EventRejected(
                     str(RejectReason.SHA256_MISMATCH), f"landing audio does not match {where}"
@@ -373,13 +377,11 @@ class AudioPreparer:
         """Copy the landing file to ``target`` chunk by chunk, checking its sha256
         (``item.verified``); return its size. A failed write of the copy (disk full) is
         infrastructure (retried), not the event's fault."""
-        (expected,) = item.expected_digests()
-        digest = None if expected is None else hashlib.sha256()
         try:
             with self.landing.open(item.ref) as stream, target.open("wb") as out:
-                while piece := stream.read(1 << 20):
-                    if digest is not None:
-                        digest.update(piece)
+                digested = _Digested([stream], item.expected_digests())
+                reader = digested.reader(0)
+                while piece := reader.read(1 << 20):
                     out.write(piece)
                 size = stream.position
         except LandingError as exc:
@@ -388,7 +390,7 @@ class AudioPreparer:
             raise landing_rejection(exc) from exc
         except OSError as exc:
             raise work_unavailable(exc) from exc
-        if digest is not None and digest.hexdigest() != expected:
+        if not digested.matches():
             raise sha256_mismatch()
         item.verified = True
         return size
