@@ -958,7 +958,8 @@ class PcmStream:
 
     @property
     def codec(self) -> str | None:
-        """The codec ffmpeg reported for its input (``opus``, ``mp3``, ``aac``...)."""
+        """The codec ffmpeg reported for its input (``opus``, ``mp3``, ``aac``...); read
+        it once the stream is exhausted (the stderr log is complete only then)."""
         match = _STREAM_CODEC.search(self.log)
         return match.group(1) if match else None
 
@@ -989,6 +990,9 @@ class PcmStream:
                 raise self.limit.exceeded(self.sample_rate, self.channels)
             yield chunk
         self.returncode = self._process.wait()
+        # ffmpeg has exited, so stderr is at its end: let the drainer read it all before
+        # anything parses the log (the codec line, the failure reason).
+        self._drainer.join(5)
         if self.timed_out:
             raise AudioError(
                 f"ffmpeg ran longer than {self.timeout:.0f} s on the {self.what} data "

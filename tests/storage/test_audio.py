@@ -13,6 +13,7 @@ import random
 import shutil
 import struct
 import subprocess
+import sys
 import warnings
 import wave
 from pathlib import Path
@@ -23,6 +24,8 @@ from storage.audio import (
     FFMPEG_FORMATS,
     SUPPORTED_FORMATS,
     DecodedAudio,
+    DecodeLimit,
+    PcmStream,
     decode,
     encode_wav,
     silence,
@@ -260,6 +263,30 @@ def test_compressed_formats_decode_through_ffmpeg(sox_dir, fmt, args, codec, rat
     assert (audio.source_codec, audio.sample_rate, audio.channels) == (codec, rate, 1)
     assert 1450 <= audio.duration_ms <= 1600
     assert audioop.rms(audio.pcm, 2) > 1000
+
+
+# A decoder whose last log line reaches stderr after it exited (a child still holds the
+# pipe): the stream and the process have ended before the stderr drainer read the
+# codec line, the order ffmpeg's final lines can arrive in on a loaded machine.
+_LATE_LOG = r"""
+import os, struct, sys, time
+pcm = b"\x00\x10" * 800
+sys.stdout.buffer.write(b"RIFF" + struct.pack("<I", 36 + len(pcm)) + b"WAVEfmt "
+    + struct.pack("<IHHIIHH", 16, 1, 1, 8000, 16000, 2, 16)
+    + b"data" + struct.pack("<I", len(pcm)) + pcm)
+sys.stdout.flush()
+os.close(1)
+if os.fork() == 0:
+    time.sleep(0.3)
+    os.write(2, b"  Stream #0:0: Audio: aac (LC), 8000 Hz, mono, fltp\n")
+    os._exit(0)
+"""
+
+
+def test_the_codec_is_read_from_the_whole_log_once_the_stream_ended() -> None:
+    with PcmStream([sys.executable, "-c", _LATE_LOG], DecodeLimit(), what="m4a") as run:
+        pcm = b"".join(run)
+        assert (run.codec, run.sample_rate, run.channels, len(pcm)) == ("aac", 8000, 1, 1600)
 
 
 @pytest.mark.parametrize("fmt", sorted(FFMPEG_FORMATS))
