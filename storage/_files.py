@@ -28,8 +28,11 @@ _TMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _tmp_counter = itertools.count()  # next() is atomic under the GIL: threads never share a name
 
 
-def make_private_dirs(path: Path) -> None:
-    """Create ``path`` and missing parents with mode 0700.
+def make_private_dirs(path: Path) -> list[Path]:
+    """Create ``path`` and missing parents with mode 0700; return the folders whose
+    entries this changed (the parent of each folder created, outermost first): a caller
+    making a file in ``path`` durable fsyncs them too (:func:`fsync_dir`), or a crash can
+    lose the new folder and the file with it.
 
     Raises:
         OSError: as raised by the filesystem (callers translate it).
@@ -39,10 +42,13 @@ def make_private_dirs(path: Path) -> None:
     while not current.exists():
         missing.append(current)
         current = current.parent
+    changed: list[Path] = []
     for folder in reversed(missing):
         with contextlib.suppress(FileExistsError):
             folder.mkdir(mode=0o700)
             os.chmod(folder, 0o700)  # mkdir's mode is filtered by the umask
+            changed.append(folder.parent)
+    return changed
 
 
 def fsync_dir(path: Path) -> None:
@@ -69,16 +75,16 @@ def write_file_atomically(
     knows the folder exists: it is created only when the temp file finds it gone). A
     temp file ``.tmp-*`` in the same folder (mode 0600) is written, handed to
     ``before_rename(fd)`` (e.g. to set an xattr that must appear with the content),
-    fsynced, renamed over ``path`` and the folder fsynced, so the rename survives a
-    crash; no temp file is left behind on error. With ``sync=False`` both fsyncs are
-    skipped: the caller makes the write durable later (``LocalVault.flush``).
+    fsynced, renamed over ``path`` and the folder fsynced (and the parents of folders it
+    created), so the rename survives a crash; no temp file is left behind on error.
+    With ``sync=False`` the fsyncs are skipped: the caller makes the write durable later
+    (``LocalVault.flush``).
 
     Raises:
         OSError: as raised by the filesystem (callers translate it).
     """
     folder = path.parent
-    if make_dirs:
-        make_private_dirs(folder)
+    created = make_private_dirs(folder) if make_dirs else []
     try:
         fd, tmp = _create_temp(folder)
     except FileNotFoundError:
@@ -87,7 +93,7 @@ def write_file_atomically(
         # The folder the caller knew was removed meanwhile: create it and try once
         # more, here, where no piece of ``data`` was consumed yet (a streamed write
         # cannot be repeated once its pieces are read).
-        make_private_dirs(folder)
+        created = make_private_dirs(folder)
         fd, tmp = _create_temp(folder)
     size = 0
     try:
@@ -110,6 +116,8 @@ def write_file_atomically(
         raise
     if sync:
         fsync_dir(folder)
+        for parent in reversed(created):  # the new folders' own entries
+            fsync_dir(parent)
     return size
 
 

@@ -72,6 +72,7 @@ class LocalVault:
         self._folders: set[Path] = {root}  # known to exist (a put skips make_private_dirs)
         self._xattrs = True  # until the filesystem refuses them
         self._pending: list[Path] = []  # written with durable=False since the last flush
+        self._pending_dirs: set[Path] = set()  # folders that gained a new folder since
         self._pending_lock = threading.Lock()
         self._syncers: ThreadPoolExecutor | None = None
 
@@ -144,14 +145,17 @@ class LocalVault:
                 # Tags first: the object never becomes visible without its tags.
                 write_file_atomically(self._tags_path(key), tags, sync=sync)
 
-        known = folder in self._folders
         try:
+            # New prefix folders change their parents' entries: those are made durable
+            # with the object (now, or at the next flush).
+            created = [] if folder in self._folders else make_private_dirs(folder)
             # A remembered folder removed meanwhile is created again inside, before any
             # piece is read; a later failure (even FileNotFoundError from the rename)
             # is not retried here: streamed pieces read once cannot be written again.
-            size = write_file_atomically(
-                path, data, sync=sync, make_dirs=not known, before_rename=tag
-            )
+            size = write_file_atomically(path, data, sync=sync, make_dirs=False, before_rename=tag)
+            if sync:
+                for parent in reversed(created):
+                    fsync_dir(parent)
         except OSError:
             self._folders.discard(folder)
             raise
@@ -159,6 +163,7 @@ class LocalVault:
         if not sync:
             with self._pending_lock:
                 self._pending.append(path)
+                self._pending_dirs.update(created)
                 if not self._xattrs:
                     self._pending.append(self._tags_path(key))
         return size
@@ -181,22 +186,25 @@ class LocalVault:
 
     def flush(self) -> None:
         """Make the objects put with ``durable=False`` since the last flush durable: an
-        ``fdatasync`` of each of those files and an ``fsync`` of each of their folders,
-        issued in parallel (the filesystem commits them together), never other
-        programs' or other workers' dirty data."""
+        ``fdatasync`` of each of those files and an ``fsync`` of each of their folders
+        (and of the parents of folders those puts created), issued in parallel (the
+        filesystem commits them together), never other programs' or other workers'
+        dirty data."""
         with self._pending_lock:
             paths, self._pending = self._pending, []
+            grown, self._pending_dirs = self._pending_dirs, set()
         if not paths:
             return
         try:
             if self._syncers is None:
                 self._syncers = ThreadPoolExecutor(8, thread_name_prefix="vault-sync")
-            folders = sorted({path.parent for path in paths})
+            folders = sorted({path.parent for path in paths} | grown)
             list(self._syncers.map(_sync_file, paths))
             list(self._syncers.map(fsync_dir, folders))
         except OSError as exc:
             with self._pending_lock:  # flushed again next time
                 self._pending.extend(paths)
+                self._pending_dirs.update(grown)
             raise VaultUnavailable(f"cannot flush vault {str(self.root)!r}: {exc}") from exc
 
     def get(self, key: str) -> bytes:

@@ -41,3 +41,25 @@ def test_a_failing_piece_leaves_no_temp_file(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="source gone"):
         write_file_atomically(folder / "obj", pieces())
     assert list(folder.iterdir()) == []
+
+
+def test_a_synced_write_into_new_folders_syncs_each_changed_parent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def record(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    (tmp_path / "a").mkdir()
+    monkeypatch.setattr(os, "fsync", record)
+    write_file_atomically(tmp_path / "a" / "b" / "c" / "f", b"x")
+    # the file, its folder, then each folder that gained an entry: c in b, b in a
+    assert synced[1:] == [str(tmp_path / "a" / "b" / "c"), str(tmp_path / "a" / "b"),
+                          str(tmp_path / "a")]  # fmt: skip
+    assert (tmp_path / "a" / "b" / "c" / "f").read_bytes() == b"x"
+    synced.clear()
+    write_file_atomically(tmp_path / "a" / "b" / "c" / "g", b"y", sync=False)
+    assert synced == []

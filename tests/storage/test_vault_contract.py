@@ -938,9 +938,40 @@ def test_local_flush_syncs_exactly_the_files_put_since_the_last_flush(
     monkeypatch.setattr(os, "fsync", record(real_fsync))
     vault.flush()
     root = tmp_path / "v"
-    assert sorted(synced) == sorted(
-        [str(root / "a" / "one"), str(root / "b" / "two"), str(root / "a"), str(root / "b")]
-    )
+    assert sorted(synced) == sorted(  # the root: it gained the new folders a/ and b/
+        [str(root / "a" / "one"), str(root / "b" / "two"), str(root / "a"), str(root / "b"),
+         str(root)]
+    )  # fmt: skip
     synced.clear()
     vault.flush()  # nothing put since
     assert synced == []
+    vault.put("a/three", b"4", tags={"purpose": "qa"}, durable=False)
+    vault.put("c/d/four", b"5", tags={"purpose": "qa"}, durable=False)
+    vault.flush()  # a/ existed; c/ and c/d/ are new entries in the root and in c/
+    assert sorted(synced) == sorted(
+        [str(root / "a" / "three"), str(root / "c" / "d" / "four"), str(root / "a"),
+         str(root / "c" / "d"), str(root / "c"), str(root)]
+    )  # fmt: skip
+
+
+def test_a_durable_put_into_new_folders_syncs_their_parents(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A folder created for an object is an entry in its parent: without that parent's
+    fsync a crash can lose the folder, and the object acknowledged inside it."""
+    vault = LocalVault(tmp_path / "v")
+    root = tmp_path / "v"
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def record(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", record)
+    vault.put("rec/acme/ab/one", b"1", tags={"purpose": "qa"})
+    assert synced[1:] == [str(root / "rec" / "acme" / "ab"), str(root / "rec" / "acme"),
+                          str(root / "rec"), str(root)]  # fmt: skip
+    synced.clear()
+    vault.put("rec/acme/ab/two", b"2", tags={"purpose": "qa"})
+    assert synced[1:] == [str(root / "rec" / "acme" / "ab")]  # nothing new above it
