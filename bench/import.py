@@ -1,6 +1,6 @@
 """Backfill benchmark: N one-minute 8 kHz mu-law calls imported from a folder archive.
 
-    .venv/bin/python bench/import.py [--files 500] [--batch-size 32] [--workers 2] [--runs 3]
+    .venv/bin/python bench/import.py [--files 500] [--batch-size 128] [--workers 2] [--runs 3]
 
 Builds an archive of N one-minute calls and a CSV manifest in a temp folder, then runs
 ``callvault import`` in-process (the real pipeline: sha256, decode, redact, encrypt,
@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 from callvault.services import build_services  # noqa: E402
 from callvault.settings import load_settings  # noqa: E402
 from callvault.synth import call_wav  # noqa: E402
-from streams.backfill import read_manifest, run_import_workers  # noqa: E402
+from streams.backfill import DEFAULT_BATCH_SIZE, read_manifest, run_import_workers  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
 from ingest import summary  # noqa: E402
@@ -126,7 +126,7 @@ def one_run(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=500)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     parser.add_argument("--workers", type=int, default=1, help="import processes")
     parser.add_argument("--runs", type=int, default=1)
     args = parser.parse_args()

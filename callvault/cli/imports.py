@@ -11,6 +11,7 @@ import click
 
 from callvault.errors import CallvaultError, ConfigError
 from streams.backfill import (
+    DEFAULT_BATCH_SIZE,
     STATUSES,
     ImportSummary,
     RowOutcome,
@@ -159,7 +160,10 @@ def _define_command() -> Any:
     @click.option(
         "--retry-failed", is_flag=True, help="Retry rows that failed in an earlier import."
     )
-    @click.option("--batch-size", default=32, show_default=True, help="Rows per pipeline batch.")
+    @click.option(
+        "--batch-size", default=DEFAULT_BATCH_SIZE, show_default=True,
+        help="Rows per pipeline batch (one vault flush and one catalog commit each).",
+    )  # fmt: skip
     @click.option(
         "--workers", default=1, show_default=True, type=click.IntRange(1, 64),
         help="Import processes (one core each: encryption and hashing hold the GIL).",
