@@ -10,7 +10,9 @@ fsync, rename) of every file into a folder. ``--workers N`` imports in N process
 (``callvault import --workers N``). Printed: files/s and MB/s (of archive audio) for
 both, ratio = import files/s / baseline files/s, the CPU time per file of the import
 (this process and its children, ``os.times``), and the time a re-run (everything
-skipped) takes; with ``--runs N``, min / median / max over the runs.
+skipped) takes; with ``--runs N``, min / median / max over the runs. Each run starts
+from the same disk state: what earlier runs wrote is removed and ``sync`` settles the
+disk before the copy (else every run is slower than the one before).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -94,7 +97,9 @@ def cpu_seconds() -> float:
 def one_run(
     folder: Path, manifest: Path, files: int, batch_size: int, workers: int
 ) -> dict[str, float]:
-    base = baseline_copy(folder / "archive", folder / f"copy-{time.monotonic_ns()}")
+    os.sync()  # both measurements start from a settled disk (the archive, earlier runs)
+    copy = folder / f"copy-{time.monotonic_ns()}"
+    base = baseline_copy(folder / "archive", copy)
     data_dir = folder / f"var-{time.monotonic_ns()}"
     settings = load_settings({"CALLVAULT_DATA_DIR": str(data_dir), "CALLVAULT_WORKER_ID": "bench"})
     build_services(settings).close()  # create the key file and migrate the catalog once
@@ -114,6 +119,8 @@ def one_run(
     again = importing()
     rerun = time.perf_counter() - started
     assert again.by_status["skipped"] == files, again.as_dict()  # type: ignore[attr-defined]
+    shutil.rmtree(data_dir)  # the next run finds what this one did: only the archive
+    shutil.rmtree(copy)
     return {
         "import files/s": files / took,
         "copy files/s": files / base,
