@@ -67,6 +67,7 @@ def write_file_atomically(
     sync: bool = True,
     make_dirs: bool = True,
     before_rename: Callable[[int], None] | None = None,
+    grown: list[Path] | None = None,
 ) -> int:
     """Write ``data`` (bytes, or pieces written as they come) to ``path`` so a reader
     sees all of it or the previous content; return the bytes written.
@@ -78,7 +79,9 @@ def write_file_atomically(
     fsynced, renamed over ``path`` and the folder fsynced (and the parents of folders it
     created), so the rename survives a crash; no temp file is left behind on error.
     With ``sync=False`` the fsyncs are skipped: the caller makes the write durable later
-    (``LocalVault.flush``).
+    (``LocalVault.flush``), and needs ``grown``: the folders whose entries changed
+    because this call created folders are appended to it, for the caller to fsync with
+    the file (:func:`make_private_dirs`).
 
     Raises:
         OSError: as raised by the filesystem (callers translate it).
@@ -95,6 +98,8 @@ def write_file_atomically(
         # cannot be repeated once its pieces are read).
         created = make_private_dirs(folder)
         fd, tmp = _create_temp(folder)
+    if grown is not None:
+        grown.extend(created)
     size = 0
     try:
         try:

@@ -61,7 +61,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from callvault.errors import ConfigError
-from storage._files import make_private_dirs
+from storage._files import fsync_dir, make_private_dirs
 from storage.errors import CatalogError, CatalogUnavailable
 
 __all__ = [
@@ -423,7 +423,10 @@ def _private_database_file(path: Path) -> None:
     the umask, typically 0644), and tighten an existing one we own. SQLite creates the
     ``-wal`` and ``-shm`` files with the database file's mode."""
     if not path.parent.exists():
-        make_private_dirs(path.parent)
+        # the new folders' entries made durable now: SQLite syncs the folder it
+        # creates its WAL in, never the folders above it
+        for parent in reversed(make_private_dirs(path.parent)):
+            fsync_dir(parent)
     if not path.parent.is_dir():
         raise NotADirectoryError(f"{path.parent} is not a folder")
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)

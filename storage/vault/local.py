@@ -139,20 +139,24 @@ class LocalVault:
         """Write the object (and its tags) atomically: temp file, tags xattr, rename;
         return its size."""
         folder = path.parent
+        # folders whose entries changed as folders were created (here, again inside
+        # write_file_atomically, or for a tags file): durable with the object, now
+        # (sync) or at the next flush
+        grown: list[Path] = []
 
         def tag(fd: int) -> None:
             if not self._set_tags_xattr(fd, tags):
                 # Tags first: the object never becomes visible without its tags.
-                write_file_atomically(self._tags_path(key), tags, sync=sync)
+                write_file_atomically(self._tags_path(key), tags, sync=sync, grown=grown)
 
         try:
-            # New prefix folders change their parents' entries: those are made durable
-            # with the object (now, or at the next flush).
             created = [] if folder in self._folders else make_private_dirs(folder)
             # A remembered folder removed meanwhile is created again inside, before any
             # piece is read; a later failure (even FileNotFoundError from the rename)
             # is not retried here: streamed pieces read once cannot be written again.
-            size = write_file_atomically(path, data, sync=sync, make_dirs=False, before_rename=tag)
+            size = write_file_atomically(
+                path, data, sync=sync, make_dirs=False, before_rename=tag, grown=grown
+            )
             if sync:
                 for parent in reversed(created):
                     fsync_dir(parent)
@@ -163,7 +167,7 @@ class LocalVault:
         if not sync:
             with self._pending_lock:
                 self._pending.append(path)
-                self._pending_dirs.update(created)
+                self._pending_dirs.update(created, grown)
                 if not self._xattrs:
                     self._pending.append(self._tags_path(key))
         return size

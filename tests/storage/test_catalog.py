@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -740,3 +741,30 @@ def test_migration_12_gives_old_audit_records_their_tenant_and_old_requests_the_
         assert (running.status.value, running.decided_by) == ("executing", "o-7")
         assert (held.status.value, held.completed_at) == ("held", None)
         assert done.completed_at is not None and done.approved
+
+
+def test_a_catalog_in_new_folders_makes_their_entries_durable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite syncs the folder it creates its WAL in, never the folders above it: those
+    created for the database file are synced when it is created, or a crash can lose the
+    whole catalog folder after its first commit."""
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def record(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", record)
+    database = open_database(f"sqlite://{tmp_path}/var/catalog/db.sqlite3")
+    try:
+        assert database.fetch_one("SELECT 1") == (1,)
+    finally:
+        database.close()
+    assert synced == [str(tmp_path / "var"), str(tmp_path)]  # catalog/ in var/, var/ in tmp
+    synced.clear()
+    database = open_database(f"sqlite://{tmp_path}/var/catalog/db.sqlite3")
+    database.fetch_one("SELECT 1")
+    database.close()
+    assert synced == []  # nothing created the second time

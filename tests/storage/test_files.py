@@ -63,3 +63,26 @@ def test_a_synced_write_into_new_folders_syncs_each_changed_parent(
     synced.clear()
     write_file_atomically(tmp_path / "a" / "b" / "c" / "g", b"y", sync=False)
     assert synced == []
+
+
+def test_an_unsynced_write_reports_the_parents_its_new_folders_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With sync=False the caller makes the write durable later: it learns which folders
+    gained an entry, also when a folder it knew was gone and was created again here."""
+    synced: list[int] = []
+    monkeypatch.setattr(os, "fsync", synced.append)
+    grown: list[Path] = []
+    write_file_atomically(tmp_path / "a" / "b" / "f", b"x", sync=False, grown=grown)
+    assert grown == [tmp_path, tmp_path / "a"] and synced == []  # outermost first
+    grown.clear()
+    write_file_atomically(tmp_path / "a" / "b" / "g", b"y", sync=False, grown=grown)
+    assert grown == []  # nothing created
+    (tmp_path / "a" / "b" / "f").unlink()
+    (tmp_path / "a" / "b" / "g").unlink()
+    (tmp_path / "a" / "b").rmdir()  # removed behind the caller's back
+    write_file_atomically(
+        tmp_path / "a" / "b" / "h", b"z", sync=False, make_dirs=False, grown=grown
+    )
+    assert grown == [tmp_path / "a"] and (tmp_path / "a" / "b" / "h").read_bytes() == b"z"
+    assert synced == []

@@ -975,3 +975,62 @@ def test_a_durable_put_into_new_folders_syncs_their_parents(
     synced.clear()
     vault.put("rec/acme/ab/two", b"2", tags={"purpose": "qa"})
     assert synced[1:] == [str(root / "rec" / "acme" / "ab")]  # nothing new above it
+
+
+def _recording_syncs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The paths every later fsync and fdatasync is called on, in order."""
+    synced: list[str] = []
+    for name in ("fsync", "fdatasync"):
+        real = getattr(os, name)
+
+        def call(fd: int, real: Any = real) -> None:
+            synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+            real(fd)
+
+        monkeypatch.setattr(os, name, call)
+    return synced
+
+
+def test_a_flush_syncs_the_parent_of_a_folder_created_again_behind_the_vaults_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A remembered folder removed meanwhile is created again by the write itself: its
+    parent gained an entry, which the group flush makes durable with the object."""
+    vault = LocalVault(tmp_path / "v")
+    root = tmp_path / "v"
+    vault.put("rec/ab/one", b"1", tags={"purpose": "qa"})
+    vault.delete("rec/ab/one")
+    (root / "rec" / "ab").rmdir()  # e.g. an operator tidying up
+    synced = _recording_syncs(monkeypatch)
+    vault.put("rec/ab/two", b"2", tags={"purpose": "qa"}, durable=False)
+    assert synced == []
+    vault.flush()
+    assert sorted(synced) == sorted(
+        [str(root / "rec" / "ab" / "two"), str(root / "rec" / "ab"), str(root / "rec")]
+    )
+    assert vault.get("rec/ab/two") == b"2"
+
+
+def test_a_flush_syncs_the_new_tags_folders_where_the_filesystem_has_no_xattrs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without user xattrs the tags go to .tags/<key>.json: the folders made for it are
+    entries in their parents, flushed with the object like its own folders."""
+
+    def no_xattrs(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOTSUP, "Operation not supported")
+
+    monkeypatch.setattr(os, "setxattr", no_xattrs)
+    vault = LocalVault(tmp_path / "v")
+    root = tmp_path / "v"
+    synced = _recording_syncs(monkeypatch)
+    vault.put("rec/ab/one", b"1", tags={"purpose": "qa"}, durable=False)
+    assert synced == []
+    vault.flush()
+    tags = root / ".tags"
+    assert sorted(synced) == sorted(
+        [str(root / "rec" / "ab" / "one"), str(tags / "rec" / "ab" / "one.json"),
+         str(root / "rec" / "ab"), str(tags / "rec" / "ab"),  # the files' folders
+         str(root / "rec"), str(root), str(tags / "rec"), str(tags)]  # their new entries
+    )  # fmt: skip
+    assert vault.head("rec/ab/one").tags == {"purpose": "qa"}
