@@ -60,7 +60,10 @@ import functools
 import hashlib
 import io
 import json
+import logging
+import os
 import re
+import stat
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -70,7 +73,8 @@ from pathlib import Path, PurePosixPath
 from queue import Empty
 from typing import TYPE_CHECKING, Any
 
-from callvault.errors import CallvaultError, ConfigError
+from callvault.errors import CallvaultError, ConfigError, is_unavailable
+from streams.bounds import text_problem
 from streams.errors import ManifestError
 from streams.events import CALL_FIELDS, RECORDING_ID, SCHEMA_V1
 
@@ -90,6 +94,8 @@ __all__ = [
     "run_import_workers",
 ]
 
+log = logging.getLogger(__name__)
+
 #: Manifest columns copied as they are into the event's fields of the same name.
 _EVENT_COLUMNS = CALL_FIELDS
 REQUIRED_COLUMNS = ("file", *_EVENT_COLUMNS, "consent", "format")
@@ -98,6 +104,8 @@ STATUSES = ("stored", "duplicate", "declined", "skipped", "failed")
 _PLACEHOLDER_SHA = "0" * 64  # no manifest sha256: the event claims none (``unclaimed``)
 _PAUSE = re.compile(r"^\s*(\d+)\s*-\s*(\d+)\s*$")
 _ACTOR_PREFIX = "import:"
+#: Largest manifest read (about three million rows); a bigger archive is imported in parts.
+MAX_MANIFEST_BYTES = 1 << 30
 #: Rows per pipeline batch: one vault flush and one catalog commit each (32 made 0.52 of a
 #: durable copy's pace at the median, 128 made 0.59-0.60: bench/import.py, 2026-12-03).
 DEFAULT_BATCH_SIZE = 128
@@ -169,13 +177,12 @@ def read_manifest(path: Path) -> list[dict[str, Any]]:
     ``.ndjson``) or, failing that, from the content.
 
     Raises:
-        ManifestError: unreadable, not CSV/JSON, rows not objects, or a required
-            column missing (CSV: from the header; JSON: from every row).
+        ManifestError: unreadable, not a regular file, over
+            :data:`MAX_MANIFEST_BYTES`, not UTF-8, not CSV/JSON (or JSON nested too
+            deep), rows not objects, or a required column missing (CSV: from the
+            header; JSON: from every row).
     """
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ManifestError(f"cannot read manifest {path}: {exc}") from exc
+    text = _manifest_text(path)
     suffix = path.suffix.lower()
     head = text.lstrip()[:1]
     if suffix in (".jsonl", ".ndjson") or (suffix != ".csv" and suffix != ".json" and head == "{"):
@@ -187,10 +194,43 @@ def read_manifest(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def _manifest_text(path: Path) -> str:
+    # O_NONBLOCK: a FIFO named as the manifest is refused, not waited on forever
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        raise ManifestError(f"cannot read manifest {path}: {exc.strerror}") from exc
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise ManifestError(
+            f"manifest {path} is not a regular file (a folder, FIFO, socket or device)"
+        )
+    with open(fd, "rb") as handle:
+        if info.st_size > MAX_MANIFEST_BYTES:
+            raise ManifestError(
+                f"manifest {path} has {info.st_size} bytes, more than "
+                f"{MAX_MANIFEST_BYTES}: split it and import the parts one after another"
+            )
+        try:
+            raw = handle.read(MAX_MANIFEST_BYTES + 1)
+        except OSError as exc:
+            raise ManifestError(f"cannot read manifest {path}: {exc.strerror}") from exc
+    if len(raw) > MAX_MANIFEST_BYTES:  # grew while read
+        raise ManifestError(f"manifest {path} has more than {MAX_MANIFEST_BYTES} bytes")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ManifestError(f"cannot read manifest {path}: not UTF-8 ({exc.reason})") from exc
+
+
 def _json_array(path: Path, text: str) -> list[dict[str, Any]]:
     try:
         data = json.loads(text)
-    except json.JSONDecodeError as exc:
+    except RecursionError:
+        raise ManifestError(f"manifest {path} is not valid JSON: nested too deep") from None
+    except ValueError as exc:  # JSONDecodeError, or an integer of over 4300 digits
         raise ManifestError(f"manifest {path} is not valid JSON: {exc}") from exc
     if not isinstance(data, list) or not all(isinstance(row, dict) for row in data):
         raise ManifestError(f"manifest {path}: a JSON manifest is an array of objects")
@@ -205,7 +245,9 @@ def _json_lines(path: Path, text: str) -> list[dict[str, Any]]:
             continue
         try:
             row = json.loads(line)
-        except json.JSONDecodeError as exc:
+        except RecursionError:
+            raise ManifestError(f"manifest {path} line {number}: nested too deep") from None
+        except ValueError as exc:  # JSONDecodeError, or an integer of over 4300 digits
             raise ManifestError(f"manifest {path} line {number} is not JSON: {exc}") from exc
         if not isinstance(row, dict):
             raise ManifestError(f"manifest {path} line {number} is not a JSON object")
@@ -266,7 +308,7 @@ def _purposes(value: Any) -> Any:
     if text.startswith("["):
         try:
             return json.loads(text)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # not JSON, or nested too deep
             return text  # the pipeline rejects it (schema)
     return [p.strip() for p in re.split(r"[;,]", text) if p.strip()]
 
@@ -280,8 +322,8 @@ def _pci_pauses(value: Any) -> Any:
     if text.startswith("["):
         try:
             return json.loads(text)
-        except json.JSONDecodeError:
-            return text
+        except (ValueError, RecursionError):
+            return text  # the pipeline rejects it (schema)
     pauses = []
     for part in text.split(";"):
         match = _PAUSE.match(part)
@@ -342,7 +384,9 @@ def archive_root(source: str) -> str:
 
 
 def _row_uri(root: str, relative: str) -> str:
-    if root.startswith("s3://"):
+    """The URI of the archive file ``relative``. A name no event can carry (a lone
+    surrogate) is left unencoded in it, for the pipeline to reject the row (bad text)."""
+    if root.startswith("s3://") or text_problem(relative) is not None:
         return root + relative.lstrip("/") if relative else root
     base = Path(root.removeprefix("file://"))
     return (base / relative).as_uri() if relative else base.as_uri()
@@ -688,6 +732,8 @@ def _import_batch(
             item.sha256 = given
             return item
         item.sha256, item.claimed = _PLACEHOLDER_SHA, False
+        if text_problem(item.file) is not None:
+            return item  # not a name to open: the pipeline rejects the row (bad text)
         try:
             with landing.open(item.uri):
                 pass
@@ -704,10 +750,17 @@ def _import_batch(
     for item, result in zip(todo, located, strict=True):
         try:
             result()
+            event = _event(item, SCHEMA_V1)
         except LandingError as exc:  # not a verdict on the row: retry it next run
             finish(item, "failed", "read-error", str(exc))
             continue
-        events.append(_event(item, SCHEMA_V1))
+        except Exception as exc:  # a row nothing above foresaw: never the whole import
+            if is_unavailable(exc):
+                raise
+            log.error("manifest row %d could not be read (%s)", item.index, type(exc).__name__)
+            finish(item, "failed", "internal-error", f"{type(exc).__name__} reading the row")
+            continue
+        events.append(event)
         sent.append(item)
 
     # 3. the same pipeline as live calls
@@ -744,8 +797,9 @@ def _event(item: _Pending, schema: str) -> dict[str, Any]:
         event["pci_pauses"] = pauses
     for name in ("sample_rate", "channels"):
         number = _text(row.get(name))
-        if number:  # not a number: the pipeline rejects it (schema)
-            event["audio"][name] = int(number) if number.isdigit() else number
+        if number:  # not a number (or 40 digits, or a '²'): the pipeline rejects it (schema)
+            plain = number.isascii() and number.isdigit() and len(number) <= 9
+            event["audio"][name] = int(number) if plain else number
     roles = _purposes(row.get("channel_roles"))  # the same list syntax
     if roles is not None:
         event["audio"]["channel_roles"] = roles

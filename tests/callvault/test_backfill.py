@@ -342,6 +342,9 @@ def test_s3_prefix_archive_keeps_originals(
         ("m.json", json.dumps({"file": "x"}), "array of objects"),
         ("m.jsonl", '{"file": "x"}\n[1]\n', "line 2 is not a JSON object"),
         ("m.bin", "\x00\x01\x02binary", "neither CSV nor JSON"),
+        ("m.json", "[" * 100_000 + "]" * 100_000, "not valid JSON: nested too deep"),
+        ("m.json", "[" + "7" * 5000 + "]", "not valid JSON: Exceeds the limit"),
+        ("m.jsonl", '{"file": "x"}\n' + "[" * 100_000 + "\n", "line 2: nested too deep"),
         ("m.txt", "", "empty"),
     ],
 )
@@ -429,3 +432,139 @@ def test_a_stereo_sln_archive_is_imported_with_its_declared_layout(tmp_path: Pat
         assert left[32000:] == customer[32000:]
     finally:
         services.close()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "folder", "socket", "not-utf8"])
+def test_a_manifest_that_is_no_text_file_is_refused_at_once_exit_2(
+    tmp_path: Path, archive: Path, kind: str
+) -> None:
+    """A FIFO named as the manifest would block the import forever, /dev/zero fill the
+    memory: only a regular UTF-8 file is read."""
+    import socket
+
+    manifest = tmp_path / "calls.csv"
+    listener = None
+    if kind == "fifo":
+        os.mkfifo(manifest)
+        message = "is not a regular file"
+    elif kind == "folder":
+        manifest.mkdir()
+        message = "is a directory"  # click's own check
+    elif kind == "socket":
+        listener = socket.socket(socket.AF_UNIX)
+        listener.bind(str(manifest))
+        message = "cannot read manifest"
+    else:
+        manifest.write_bytes(b"file,recording_id\n\xff\xfe.wav,rec-1\n")
+        message = "not UTF-8"
+    try:
+        result = invoke(
+            {"CALLVAULT_DATA_DIR": str(tmp_path / "var")},
+            "import", str(archive), "--manifest", str(manifest),
+        )  # fmt: skip
+    finally:
+        if listener is not None:
+            listener.close()
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert "Traceback" not in result.output and not (tmp_path / "var").exists()
+
+
+def test_hostile_rows_each_fail_with_a_reason_and_never_stop_the_import(
+    tmp_path: Path, archive: Path
+) -> None:
+    """The ugly cases, each in one row of a JSON manifest among good ones: every row ends
+    with a reason code, the good rows are stored, and rows with a valid recording id are
+    audited as rejected (a re-run skips them as failed before)."""
+    import socket
+
+    (archive / "fifo.wav").parent.mkdir(exist_ok=True)
+    os.mkfifo(archive / "fifo.wav")
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind(str(archive / "sock.wav"))
+    good = "2024/05/good-1.wav"
+    deep = "[" * 50_000 + "]" * 50_000
+    hostile: dict[str, tuple[dict[str, str], str]] = {
+        "rec-h01": ({"file": "fifo.wav"}, "landing-not-regular"),
+        "rec-h02": ({"file": "sock.wav"}, "landing-not-regular"),
+        "rec-h03": ({"file": "\ud800.wav"}, "uri-invalid"),  # not even surrogateescape
+        "rec-h04": ({"file": "\udcff.wav"}, "uri-invalid"),  # a byte 0xff, as os spells it
+        "rec-h05": ({"purposes": deep}, "schema"),
+        "rec-h06": ({"pci_pauses": deep}, "schema"),
+        "rec-h07": ({"sample_rate": "9" * 5000}, "schema"),  # over int()'s 4300 digits
+        "rec-h08": ({"channels": "\u00b2"}, "schema"),  # '²'.isdigit() is True
+        "rec-h09": ({"tenant": "ac\udc80me"}, "invalid-field"),
+        "rec-h10": ({"started_at": "0001-01-01T00:00:00+00:00",
+                     "ended_at": "0001-01-01T00:00:03+00:00"}, "invalid-field"),
+        "rec-h11": ({"started_at": "9999-12-31T23:59:50+14:00",
+                     "ended_at": "9999-12-31T23:59:59+14:00"}, "invalid-field"),
+        "rec-h12": ({"customer_ref": "x" * 100_000}, "schema"),
+        "rec-h13": ({"started_at": "2026-13-45T99:99:99+00:00"}, "invalid-field"),
+    }  # fmt: skip
+    rows: list[dict[str, Any]] = [row("rec-g01", good)]
+    rows += [row(rid, good) | cells for rid, (cells, _) in hostile.items()]
+    rows.append(row("rec-g02", "2024/05/good-2.wav"))
+    rows.append(dict(row("rec-h14", good), consent={"recording": "granted"}))
+    manifest = tmp_path / "calls.json"
+    manifest.write_text(json.dumps(rows))  # ensure_ascii: the surrogates as \\u escapes
+    env = {"CALLVAULT_DATA_DIR": str(tmp_path / "var"), "CALLVAULT_WORKER_ID": "t1"}
+    result = invoke(
+        env, "import", str(archive), "--manifest", str(manifest),
+        "--report", str(tmp_path / "r.jsonl"), "--batch-size", "5",
+    )  # fmt: skip
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    report = {e["recording_id"] or e["row"]: e for e in report_of(tmp_path / "r.jsonl").values()}
+    assert report["rec-g01"]["status"] == report["rec-g02"]["status"] == "stored"
+    got = {rid: (report[rid]["status"], report[rid]["reason"]) for rid in hostile}
+    assert got == {rid: ("failed", reason) for rid, (_, reason) in hostile.items()}
+    assert (report["rec-h14"]["status"], report["rec-h14"]["reason"]) == ("failed", "invalid-field")
+    services = open_services(env)
+    try:
+        rejected = {
+            e.recording_id: e.reason
+            for e in services.audit.iter_entries()
+            if e.action == "ingest.rejected"
+        }
+    finally:
+        services.close()
+    assert rejected == {rid: reason for rid, (_, reason) in hostile.items()} | {
+        "rec-h14": "invalid-field"
+    }
+
+
+def test_a_row_nothing_foresaw_fails_alone(
+    tmp_path: Path, archive: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unexpected error while one row is turned into an event fails that row
+    (internal-error, retried by the next run: nothing recorded it as failed), never the
+    import."""
+    import streams.backfill
+
+    real = streams.backfill._event
+
+    def event(item: Any, schema: str) -> dict[str, Any]:
+        if item.recording_id == "rec-002":
+            raise KeyError("surprise")
+        return real(item, schema)
+
+    monkeypatch.setattr(streams.backfill, "_event", event)
+    manifest = write_csv(
+        tmp_path / "m.csv",
+        [row("rec-001", "2024/05/good-1.wav"), row("rec-002", "2024/05/good-2.wav"),
+         row("rec-005", "2024/05/good-5.wav")],
+    )  # fmt: skip
+    env = {"CALLVAULT_DATA_DIR": str(tmp_path / "var"), "CALLVAULT_WORKER_ID": "t1"}
+    args = ("import", str(archive), "--manifest", str(manifest), "--report")
+    result = invoke(env, *args, str(tmp_path / "r1.jsonl"))
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    report = report_of(tmp_path / "r1.jsonl")
+    assert [(e["status"], e["reason"]) for e in report.values()] == [
+        ("stored", ""), ("failed", "internal-error"), ("stored", "")
+    ]  # fmt: skip
+    assert "KeyError" in report[2]["detail"]
+    monkeypatch.setattr(streams.backfill, "_event", real)
+    result = invoke(env, *args, str(tmp_path / "r2.jsonl"))  # fixed: the re-run stores it
+    assert result.exit_code == 0, result.output
+    assert [e["status"] for e in report_of(tmp_path / "r2.jsonl").values()] == [
+        "skipped", "stored", "skipped"
+    ]  # fmt: skip
