@@ -40,6 +40,8 @@ What a caller may rely on:
   ``schema``, ``invalid-field``, ``sha256-mismatch``, ...) and, when it has a valid
   recording id, an ``ingest.rejected`` audit record. A read error worth retrying
   (S3 down, permissions) ends as ``failed``/``read-error`` and is not recorded.
+  A row that cannot even be made into an event (nothing here foresaw it) ends as
+  ``failed``/``internal-error``, is logged and not recorded either.
   Vault or catalog failures stop the import (:class:`~storage.errors.StorageError`);
   re-running resumes.
 - Re-running is safe and cheap: rows whose recording id is in the catalog are
@@ -48,7 +50,8 @@ What a caller may rely on:
   are ``skipped`` (``previously-failed``) unless ``retry_failed=True``. A recording
   id that repeats within one manifest is a ``duplicate`` after its first success.
 - One ``import.completed`` audit record per run (counts only).
-- Malformed manifests (not CSV/JSON, required columns missing) raise
+- Malformed manifests (not a regular UTF-8 file of at most :data:`MAX_MANIFEST_BYTES`,
+  not CSV/JSON, JSON nested too deep, required columns missing) raise
   :class:`ManifestError` before anything is imported.
 """
 
