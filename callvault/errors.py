@@ -6,6 +6,8 @@ so a caller can catch one type at the edge (CLI, HTTP view, stream agent)::
     CallvaultError
     ├── ConfigError                   callvault.errors: bad settings / URLs
     ├── StartupError                  callvault.errors: a process cannot start (web port)
+    ├── InputFileError                callvault.errors: a file an operator named cannot be
+    │                                 read (callvault.inputfiles: not a regular file, too big)
     ├── EmbeddedServerError           callvault.errors: an embedded server would not start
     │   └── BrokerError               the embedded Kafka-protocol broker (tansu)
     ├── Unavailable                   callvault.errors: a backend is unavailable (a marker
@@ -71,6 +73,7 @@ __all__ = [
     "CallvaultError",
     "ConfigError",
     "StartupError",
+    "InputFileError",
     "EmbeddedServerError",
     "BrokerError",
     "Unavailable",
@@ -97,6 +100,12 @@ class BrokerError(EmbeddedServerError):
 
 class StartupError(CallvaultError):
     """A process cannot start: its web port is taken or invalid, logging cannot be set up."""
+
+
+class InputFileError(CallvaultError):
+    """A file an operator named (config, policy, manifest, request, receipt, secret)
+    cannot be read: missing, unreadable, not a regular file, too large or not UTF-8. The
+    message names the file and why; callers re-raise it as their own error."""
 
 
 class Unavailable(CallvaultError):

@@ -20,11 +20,14 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from callvault.errors import ConfigError
+from callvault.errors import ConfigError, InputFileError
+from callvault.inputfiles import read_input_text
 
 __all__ = ["Settings", "FIELDS", "LOG_LEVELS", "load_settings"]
 
 ENV_PREFIX = "CALLVAULT_"
+#: The largest config file read (a real one has a few hundred bytes).
+MAX_CONFIG_BYTES = 1 << 20
 
 
 def _meta(help: str, example: str, default_doc: str) -> dict[str, str]:
@@ -468,8 +471,11 @@ def load_settings(
     )
     if path is not None:
         try:
-            from_file = tomllib.loads(path.read_text())
-        except (OSError, tomllib.TOMLDecodeError) as exc:
+            text = read_input_text(path, max_bytes=MAX_CONFIG_BYTES, what="config file")
+            from_file = tomllib.loads(text)
+        except InputFileError as exc:
+            raise ConfigError(str(exc)) from exc
+        except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"cannot read config file {path}: {exc}") from exc
         for key, raw in from_file.items():
             if key not in names:

@@ -34,6 +34,8 @@ from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any, TypeVar
 
+from callvault.errors import InputFileError
+from callvault.inputfiles import read_input_text
 from policies import _load_qa
 from policies._yaml import child_path, read_located
 from policies.errors import PolicyFileError
@@ -58,6 +60,10 @@ from policies.model import (
 __all__ = ["Problem", "load_policy", "check_policy", "parse_policy", "default_policy_path"]
 
 T = TypeVar("T")
+
+#: The largest policy file read (the shipped one has a few kB; a file of many MB is a
+#: mistake, or an attempt to exhaust the worker that loads it).
+MAX_POLICY_BYTES = 4 << 20
 
 #: Roles that may never receive audio, whatever the file says.
 NO_AUDIO_ROLES = frozenset({"operator", "telephony"})
@@ -157,9 +163,9 @@ def _load(path: Path | None) -> tuple[Policy | None, list[Problem]]:
     path = path or default_policy_path()
     checker = _Checker(str(path))
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        return None, [Problem(str(path), None, "", f"cannot read the policy file: {exc}")]
+        text = read_input_text(path, max_bytes=MAX_POLICY_BYTES, what="the policy file")
+    except InputFileError as exc:
+        return None, [Problem(str(path), None, "", str(exc))]
     policy = checker.run(text)
     return policy, checker.problems
 

@@ -64,9 +64,7 @@ import hashlib
 import io
 import json
 import logging
-import os
 import re
-import stat
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -76,7 +74,8 @@ from pathlib import Path, PurePosixPath
 from queue import Empty
 from typing import TYPE_CHECKING, Any
 
-from callvault.errors import CallvaultError, ConfigError, is_unavailable
+from callvault.errors import CallvaultError, ConfigError, InputFileError, is_unavailable
+from callvault.inputfiles import read_input_text
 from streams.bounds import text_problem
 from streams.errors import ManifestError
 from streams.events import CALL_FIELDS, RECORDING_ID, SCHEMA_V1
@@ -198,34 +197,11 @@ def read_manifest(path: Path) -> list[dict[str, Any]]:
 
 
 def _manifest_text(path: Path) -> str:
-    # O_NONBLOCK: a FIFO named as the manifest is refused, not waited on forever
-    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
     try:
-        fd = os.open(path, flags)
-    except OSError as exc:
-        raise ManifestError(f"cannot read manifest {path}: {exc.strerror}") from exc
-    info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode):
-        os.close(fd)
-        raise ManifestError(
-            f"manifest {path} is not a regular file (a folder, FIFO, socket or device)"
-        )
-    with open(fd, "rb") as handle:
-        if info.st_size > MAX_MANIFEST_BYTES:
-            raise ManifestError(
-                f"manifest {path} has {info.st_size} bytes, more than "
-                f"{MAX_MANIFEST_BYTES}: split it and import the parts one after another"
-            )
-        try:
-            raw = handle.read(MAX_MANIFEST_BYTES + 1)
-        except OSError as exc:
-            raise ManifestError(f"cannot read manifest {path}: {exc.strerror}") from exc
-    if len(raw) > MAX_MANIFEST_BYTES:  # grew while read
-        raise ManifestError(f"manifest {path} has more than {MAX_MANIFEST_BYTES} bytes")
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ManifestError(f"cannot read manifest {path}: not UTF-8 ({exc.reason})") from exc
+        return read_input_text(path, max_bytes=MAX_MANIFEST_BYTES, what="manifest",
+                               encoding="utf-8-sig")  # fmt: skip
+    except InputFileError as exc:
+        raise ManifestError(str(exc)) from exc
 
 
 def _json_array(path: Path, text: str) -> list[dict[str, Any]]:

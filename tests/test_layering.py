@@ -1,9 +1,9 @@
 """The import graph, read from the source (every import statement, also those inside
 functions): no cycles, and the layers import one way.
 
-    callvault -> streams -> policies, storage -> callvault.errors
+    callvault -> streams -> policies, storage -> callvault.errors, callvault.inputfiles
     policies imports neither storage nor streams; storage imports neither streams nor
-    policies; none of the three imports callvault except callvault.errors.
+    policies; none of the three imports callvault except those two leaves.
 """
 
 from __future__ import annotations
@@ -114,6 +114,16 @@ def test_there_are_no_import_cycles() -> None:
     assert _cycles() == []
 
 
+#: the leaves of callvault every layer may use: the error tree, and the reader of files
+#: an operator names (callvault.inputfiles imports nothing else of callvault)
+_SHARED = frozenset({"callvault.errors", "callvault.inputfiles"})
+
+
+def test_the_shared_leaves_import_nothing_of_the_project_but_the_error_tree() -> None:
+    assert GRAPH["callvault.errors"] == set()
+    assert GRAPH["callvault.inputfiles"] == {"callvault.errors"}
+
+
 @pytest.mark.parametrize(
     ("layer", "forbidden"),
     [
@@ -128,6 +138,6 @@ def test_layers_import_one_way(layer: str, forbidden: tuple[str, ...]) -> None:
         for module, targets in GRAPH.items()
         if module.split(".")[0] == layer
         for target in targets
-        if target.split(".")[0] in forbidden and target != "callvault.errors"
+        if target.split(".")[0] in forbidden and target not in _SHARED
     )
     assert wrong == []

@@ -5,7 +5,7 @@ end command, FreeSWITCH's post-record hook). Exit codes a dialplan can test:
     2   usage or configuration error
     65  refused: a field is missing or malformed, or the tenant is not this source's
         (the reason code is printed; nothing was moved)
-    66  the recording file is missing or unreadable (announced already?)
+    66  the recording file is missing, unreadable or no file (a FIFO; announced already?)
     73  the file could not be moved into the landing area
     75  the broker did not take the event: the file is claimed and its event waits in
         the sidecar, which the worker's reconciler re-announces; retrying is safe
@@ -30,7 +30,7 @@ from storage.errors import LandingError
 __all__ = ["announce_command", "EXIT_CODES", "produce_event"]
 
 EXIT_CODES = {"ok": 0, "usage": 2, "refused": 65, "no-input": 66, "cant-create": 73, "temp": 75}
-_NO_INPUT = frozenset({"landing-missing", "uri-invalid"})
+_NO_INPUT = frozenset({"landing-missing", "landing-not-regular", "uri-invalid"})
 RECORDINGS_TOPIC = "callvault.recordings"
 
 

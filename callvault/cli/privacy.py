@@ -23,7 +23,8 @@ from typing import Any
 import click
 
 from callvault.cli._common import echo_json, fail, open_endoflife
-from callvault.errors import CallvaultError
+from callvault.errors import CallvaultError, InputFileError
+from callvault.inputfiles import read_input_file
 from policies.model import RefusalReason
 
 __all__ = ["privacy"]
@@ -150,7 +151,10 @@ def privacy_submit(ctx: click.Context, path: Path, requested_by: str, as_json: b
       callvault privacy submit erase-c1001.json --by officer-7
       callvault privacy submit disclose.json --by officer-7 --json
     """
-    text = path.read_bytes()
+    try:  # the request's own bound (256 KiB) is checked by submit, with its reason code
+        text = read_input_file(path, max_bytes=1 << 20, what="request file")
+    except InputFileError as exc:
+        fail(str(exc))
     _step(
         ctx,
         f"user:{requested_by}",

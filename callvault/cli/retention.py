@@ -16,6 +16,7 @@ import click
 
 from callvault.cli._common import echo_json, fail, open_endoflife
 from callvault.errors import CallvaultError
+from callvault.inputfiles import read_input_text
 from policies import expiry_cut
 
 __all__ = ["retention"]
@@ -134,7 +135,9 @@ def receipt_verify(ctx: click.Context, source: str) -> None:
         try:
             path = Path(source)
             if path.is_file():
-                found = DeletionReceipt.from_json(path.read_text())
+                found = DeletionReceipt.from_json(
+                    read_input_text(path, max_bytes=1 << 20, what="receipt file")
+                )
             else:
                 found = lifecycle.receipts.get(source)
         except ReceiptError as exc:

@@ -20,6 +20,8 @@ call would escape retention and erasure).
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -55,7 +57,13 @@ def _digest(path: Path, limit: int) -> str:
     hasher = hashlib.sha256()
     size = 0
     try:
-        with path.open("rb") as handle:
+        # O_NONBLOCK: a FIFO named as the recording is refused, never waited on
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+        with open(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise refuse(
+                    "landing-not-regular", f"{path.name} is a FIFO, socket or device, not a file"
+                )
             while piece := handle.read(1 << 20):
                 size += len(piece)
                 if size > limit:

@@ -46,7 +46,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from callvault.errors import ConfigError
+from callvault.errors import ConfigError, InputFileError
+from callvault.inputfiles import read_input_text
 from streams.sources.base import CallDefaults
 
 __all__ = [
@@ -64,6 +65,8 @@ _TENANT = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _ACCOUNT_SID = re.compile(r"^AC[0-9a-f]{32}$")
 _DIRECTIONS = ("inbound", "outbound", "internal")
 _CONSENTS = ("notified", "granted", "declined")
+_MAX_FILE_BYTES = 1 << 20  # the sources file (a real one has a few kB)
+_MAX_SECRET_BYTES = 64 << 10  # a token or key file
 
 
 class Secret:
@@ -228,9 +231,9 @@ def _secret(entry: Mapping[str, Any], name: str, where: str, base: Path | None) 
     if isinstance(path, str) and path:
         file = Path(path) if base is None or Path(path).is_absolute() else base / path
         try:
-            value = file.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(f"{where}: cannot read {name}_file {file}: {exc.strerror}") from exc
+            value = read_input_text(file, max_bytes=_MAX_SECRET_BYTES, what=f"{name}_file").strip()
+        except InputFileError as exc:
+            raise ConfigError(f"{where}: {exc}") from exc
         if value:
             return Secret(value)
     raise ConfigError(f"{where}: needs {name} or {name}_file")
@@ -309,7 +312,9 @@ def load_sources(path: Path | None) -> SourceBindings:
     if path is None:
         return SourceBindings()
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+        data = tomllib.loads(read_input_text(path, max_bytes=_MAX_FILE_BYTES, what="sources file"))
+    except InputFileError as exc:
+        raise ConfigError(str(exc)) from exc
+    except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"cannot read the sources file {path}: {exc}") from exc
     return parse_sources(data, base=path.parent)

@@ -3,6 +3,7 @@ file is reported with its file, line and YAML path."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from policies import (
     load_policy,
     parse_policy,
 )
+from policies.loader import MAX_POLICY_BYTES
 
 BUILTINS = ", ".join(BUILTIN_RULES)
 
@@ -590,6 +592,30 @@ def test_tab_indentation_is_a_syntax_error(tmp_path: Path) -> None:
 def test_files_that_are_not_a_policy(tmp_path: Path, text: str, fragment: str) -> None:
     problems = check_policy(write(tmp_path, text))
     assert any(fragment in p.message for p in problems), problems
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "too-large", "not-utf8"])
+def test_a_policy_that_is_no_text_file_is_a_problem_at_once(tmp_path: Path, kind: str) -> None:
+    """A FIFO as CALLVAULT_POLICY would hang every process that loads it, /dev/zero fill
+    its memory: only a regular UTF-8 file of at most MAX_POLICY_BYTES is read."""
+    path = tmp_path / "policy.yaml"
+    if kind == "fifo":
+        os.mkfifo(path)
+        expected = "is not a regular file"
+    elif kind == "device":
+        path = Path("/dev/zero")
+        expected = "is not a regular file"
+    elif kind == "too-large":
+        with path.open("wb") as handle:
+            handle.truncate(MAX_POLICY_BYTES + 1)  # sparse: nothing is written
+        expected = f"more than the {MAX_POLICY_BYTES} allowed"
+    else:
+        path.write_bytes(b"purposes:\n  - \xff\xfe\n")
+        expected = "not UTF-8"
+    (problem,) = check_policy(path)
+    assert problem.file == str(path) and expected in problem.message, problem
+    with pytest.raises(PolicyFileError, match=expected):
+        load_policy(path)
 
 
 def test_missing_file_is_reported(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ codes, the claimed file, its sidecar, and the event the real core path stores.""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import wave
 from collections.abc import Iterator
@@ -120,6 +121,11 @@ def test_exit_codes_a_dialplan_can_test(
 
     missing = _announce(env, str(tmp_path / "nope.wav"), *CALL)
     assert missing.exit_code == 66
+    fifo = tmp_path / "spool" / "asterisk" / "monitor" / "fifo.wav"
+    os.mkfifo(fifo)  # read, it would block the hook (and the PBX's channel) forever
+    not_a_file = _announce(env, str(fifo), *CALL)
+    assert not_a_file.exit_code == 66 and "landing-not-regular" in not_a_file.output
+    assert fifo.exists()  # nothing claimed
 
     one_leg = _announce(env, "--leg", str(bad_time), "--role", "customer", *CALL)
     assert one_leg.exit_code == 65 and "twos" in one_leg.output
