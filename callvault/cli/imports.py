@@ -3,6 +3,7 @@ a summary, a JSON-lines report)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 from typing import IO, Any
@@ -89,6 +90,7 @@ def _import_cli(
     # Each row's fate goes to the summary and --report; per-row warnings would bury the bar.
     logging.getLogger("streams.ingest").setLevel(logging.ERROR)
     handle = None
+    closed = True
     try:
         handle = report.open("w", encoding="utf-8") if report is not None else None
         if workers > 1:
@@ -109,7 +111,14 @@ def _import_cli(
                     progress=bar.update,
                 )  # fmt: skip
     except OSError as exc:
-        click.secho(f"error: cannot write report {report}: {exc}", fg="red", err=True)
+        click.secho(
+            f"error: cannot write report {report}: {exc}; the import stopped (re-run the same "
+            "command to resume)", fg="red", err=True,
+        )  # fmt: skip
+        if handle is not None:  # said once: closing it fails the same way
+            with contextlib.suppress(OSError):
+                handle.close()
+            handle = None
         return 2
     except KeyboardInterrupt:
         click.secho("error: interrupted; re-run the same command to resume", fg="red", err=True)
@@ -120,10 +129,25 @@ def _import_cli(
         )
         return 1
     finally:
-        if handle is not None:
-            handle.close()
         services.close()
+        if handle is not None:
+            closed = _close_report(handle, report)
+    if not closed:  # every row was imported; the report lacks its last lines
+        _finish(summary, source, move)
+        return 2
     return _finish(summary, source, move)
+
+
+def _close_report(handle: IO[str], report: Path | None) -> bool:
+    """Close the report (its last lines are written now); False, said, if they cannot be."""
+    import click
+
+    try:
+        handle.close()
+    except OSError as exc:  # e.g. the disk filled up (/dev/full)
+        click.secho(f"error: cannot write report {report}: {exc}", fg="red", err=True)
+        return False
+    return True
 
 
 def _finish(summary: ImportSummary, source: str, move: bool) -> int:

@@ -568,3 +568,24 @@ def test_a_row_nothing_foresaw_fails_alone(
     assert [e["status"] for e in report_of(tmp_path / "r2.jsonl").values()] == [
         "skipped", "stored", "skipped"
     ]  # fmt: skip
+
+
+def test_a_report_that_cannot_be_written_stops_the_import_cleanly(
+    tmp_path: Path, archive: Path
+) -> None:
+    """A full disk under --report (/dev/full) is a clear error, exit 2; what was imported
+    is kept and a re-run with a writable report resumes."""
+    manifest = write_csv(
+        tmp_path / "m.csv",
+        [row("rec-001", "2024/05/good-1.wav"), row("rec-002", "2024/05/good-2.wav")],
+    )
+    env = {"CALLVAULT_DATA_DIR": str(tmp_path / "var"), "CALLVAULT_WORKER_ID": "t1"}
+    args = ("import", str(archive), "--manifest", str(manifest), "--report")
+    result = invoke(env, *args, "/dev/full")
+    assert result.exit_code == 2, result.output
+    assert "cannot write report /dev/full" in result.output and "re-run" in result.output
+    assert "Traceback" not in result.output
+    result = invoke(env, *args, str(tmp_path / "r.jsonl"))
+    assert result.exit_code == 0, result.output
+    statuses = Counter(e["status"] for e in report_of(tmp_path / "r.jsonl").values())
+    assert statuses["stored"] + statuses["skipped"] == 2 and statuses["skipped"] >= 1
