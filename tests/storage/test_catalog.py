@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ from storage.catalog.migrations import MIGRATIONS
 from storage.catalog.sql import Database, open_database
 from storage.errors import AuditError, CatalogError, KeyDestroyed, RecordingNotFound
 from storage.types import AuditEntry, RecordingRow, RecordingState, SubjectKeyRecord
+from tests.fixtures.syncs import record_syncs
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
@@ -749,14 +749,7 @@ def test_a_catalog_in_new_folders_makes_their_entries_durable(
     """SQLite syncs the folder it creates its WAL in, never the folders above it: those
     created for the database file are synced when it is created, or a crash can lose the
     whole catalog folder after its first commit."""
-    synced: list[str] = []
-    real_fsync = os.fsync
-
-    def record(fd: int) -> None:
-        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
-        real_fsync(fd)
-
-    monkeypatch.setattr(os, "fsync", record)
+    synced = record_syncs(monkeypatch, ("fsync",))
     database = open_database(f"sqlite://{tmp_path}/var/catalog/db.sqlite3")
     try:
         assert database.fetch_one("SELECT 1") == (1,)

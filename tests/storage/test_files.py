@@ -10,6 +10,7 @@ import pytest
 
 from storage import _files
 from storage._files import TMP_PREFIX, write_file_atomically
+from tests.fixtures.syncs import record_syncs
 
 
 def test_a_planted_temp_name_is_skipped_never_written_through(tmp_path: Path) -> None:
@@ -46,15 +47,8 @@ def test_a_failing_piece_leaves_no_temp_file(tmp_path: Path) -> None:
 def test_a_synced_write_into_new_folders_syncs_each_changed_parent(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    synced: list[str] = []
-    real_fsync = os.fsync
-
-    def record(fd: int) -> None:
-        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
-        real_fsync(fd)
-
     (tmp_path / "a").mkdir()
-    monkeypatch.setattr(os, "fsync", record)
+    synced = record_syncs(monkeypatch, ("fsync",))
     write_file_atomically(tmp_path / "a" / "b" / "c" / "f", b"x")
     # the file, its folder, then each folder that gained an entry: c in b, b in a
     assert synced[1:] == [str(tmp_path / "a" / "b" / "c"), str(tmp_path / "a" / "b"),

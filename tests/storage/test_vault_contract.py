@@ -32,6 +32,7 @@ from storage.vault import LocalVault, Vault, object_sha256, open_vault
 from storage.vault.base import HASH_WINDOW
 from storage.vault.s3 import S3Vault
 from tests.fixtures.seaweedfs import BucketFactory
+from tests.fixtures.syncs import record_syncs
 
 TAGS = {"purpose": "qa", "retention": "standard-90d"}
 BLOB = bytes(range(256)) * 40  # every byte value, 10240 bytes
@@ -919,23 +920,12 @@ def test_local_flush_syncs_exactly_the_files_put_since_the_last_flush(
     """The group commit of a folder vault flushes its own batch (each file, each folder),
     not the whole filesystem: other programs' and other workers' dirty pages wait."""
     vault = LocalVault(tmp_path / "v")
-    synced: list[str] = []
-    real_fdatasync, real_fsync = os.fdatasync, os.fsync
-
-    def record(real):  # type: ignore[no-untyped-def]
-        def call(fd: int) -> None:
-            synced.append(os.readlink(f"/proc/self/fd/{fd}"))
-            real(fd)
-
-        return call
-
     vault.put("a/one", b"1", tags={"purpose": "qa"}, durable=False)
     vault.put("b/two", b"2", tags={"purpose": "qa"}, durable=False)
     vault.put("b/gone", b"3", tags={"purpose": "qa"}, durable=False)
     vault.delete("b/gone")  # deleted before the flush: nothing to sync
     (tmp_path / "other").write_bytes(b"not the vault's")
-    monkeypatch.setattr(os, "fdatasync", record(real_fdatasync))
-    monkeypatch.setattr(os, "fsync", record(real_fsync))
+    synced = record_syncs(monkeypatch)
     vault.flush()
     root = tmp_path / "v"
     assert sorted(synced) == sorted(  # the root: it gained the new folders a/ and b/
@@ -961,34 +951,13 @@ def test_a_durable_put_into_new_folders_syncs_their_parents(
     fsync a crash can lose the folder, and the object acknowledged inside it."""
     vault = LocalVault(tmp_path / "v")
     root = tmp_path / "v"
-    synced: list[str] = []
-    real_fsync = os.fsync
-
-    def record(fd: int) -> None:
-        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
-        real_fsync(fd)
-
-    monkeypatch.setattr(os, "fsync", record)
+    synced = record_syncs(monkeypatch, ("fsync",))
     vault.put("rec/acme/ab/one", b"1", tags={"purpose": "qa"})
     assert synced[1:] == [str(root / "rec" / "acme" / "ab"), str(root / "rec" / "acme"),
                           str(root / "rec"), str(root)]  # fmt: skip
     synced.clear()
     vault.put("rec/acme/ab/two", b"2", tags={"purpose": "qa"})
     assert synced[1:] == [str(root / "rec" / "acme" / "ab")]  # nothing new above it
-
-
-def _recording_syncs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The paths every later fsync and fdatasync is called on, in order."""
-    synced: list[str] = []
-    for name in ("fsync", "fdatasync"):
-        real = getattr(os, name)
-
-        def call(fd: int, real: Any = real) -> None:
-            synced.append(os.readlink(f"/proc/self/fd/{fd}"))
-            real(fd)
-
-        monkeypatch.setattr(os, name, call)
-    return synced
 
 
 def test_a_flush_syncs_the_parent_of_a_folder_created_again_behind_the_vaults_back(
@@ -1001,7 +970,7 @@ def test_a_flush_syncs_the_parent_of_a_folder_created_again_behind_the_vaults_ba
     vault.put("rec/ab/one", b"1", tags={"purpose": "qa"})
     vault.delete("rec/ab/one")
     (root / "rec" / "ab").rmdir()  # e.g. an operator tidying up
-    synced = _recording_syncs(monkeypatch)
+    synced = record_syncs(monkeypatch)
     vault.put("rec/ab/two", b"2", tags={"purpose": "qa"}, durable=False)
     assert synced == []
     vault.flush()
@@ -1023,7 +992,7 @@ def test_a_flush_syncs_the_new_tags_folders_where_the_filesystem_has_no_xattrs(
     monkeypatch.setattr(os, "setxattr", no_xattrs)
     vault = LocalVault(tmp_path / "v")
     root = tmp_path / "v"
-    synced = _recording_syncs(monkeypatch)
+    synced = record_syncs(monkeypatch)
     vault.put("rec/ab/one", b"1", tags={"purpose": "qa"}, durable=False)
     assert synced == []
     vault.flush()
