@@ -198,8 +198,8 @@ def read_manifest(path: Path) -> list[dict[str, Any]]:
 
 def _manifest_text(path: Path) -> str:
     try:
-        return read_input_text(path, max_bytes=MAX_MANIFEST_BYTES, what="manifest",
-                               encoding="utf-8-sig")  # fmt: skip
+        limit = MAX_MANIFEST_BYTES
+        return read_input_text(path, max_bytes=limit, what="manifest", encoding="utf-8-sig")
     except InputFileError as exc:
         raise ManifestError(str(exc)) from exc
 
