@@ -95,14 +95,31 @@ def chromium(folder: Path, width: int = 1280, height: int = 900) -> Iterator[Any
         shutil.rmtree(profile, ignore_errors=True)
 
 
+#: What chromedriver answers, as a bare WebDriverException, for an element of a page that
+#: was just replaced (seen in CI while the IdP's consent page loaded): a stale element.
+_REPLACED_NODE = "does not belong to the document"
+
+
 def wait(driver: Any, condition: Any, what: str, timeout: float = 20) -> Any:
-    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    from selenium.common.exceptions import (
+        NoSuchElementException,
+        StaleElementReferenceException,
+        WebDriverException,
+    )
     from selenium.webdriver.support.ui import WebDriverWait
+
+    def check(d: Any) -> Any:
+        try:
+            return condition(d)
+        except WebDriverException as exc:
+            if _REPLACED_NODE in (exc.msg or ""):
+                return False  # the page changed under the lookup: look again
+            raise
 
     # A page being replaced (a redirect, a list re-rendered) leaves stale elements: retry.
     ignored = (NoSuchElementException, StaleElementReferenceException)
     waiter = WebDriverWait(driver, timeout, poll_frequency=0.1, ignored_exceptions=ignored)
-    return waiter.until(condition, message=what)
+    return waiter.until(check, message=what)
 
 
 def text_of(driver: Any, element_id: str) -> str:
