@@ -137,6 +137,8 @@ def period_bounds(kind: SamplePeriod | str, label: str) -> tuple[datetime, datet
     """
     kind = _kind(kind)
     try:
+        if not label.isascii():  # int() reads '２０２６' too
+            raise ValueError(label)
         if kind is SamplePeriod.DAY and len(label) == 10:
             start = date.fromisoformat(label)
             end = start + timedelta(days=1)
@@ -148,7 +150,7 @@ def period_bounds(kind: SamplePeriod | str, label: str) -> tuple[datetime, datet
             end = date(start.year + start.month // 12, start.month % 12 + 1, 1)
         else:
             raise ValueError(label)
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: the period ends after 9999
         example = {"day": "2026-11-25", "week": "2026-W48", "month": "2026-11"}[kind.value]
         raise PolicyInputError(f"period {label!r} is not a {kind.value} (e.g. {example})") from None
     return datetime.combine(start, time(0), UTC), datetime.combine(end, time(0), UTC)

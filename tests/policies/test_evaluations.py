@@ -100,7 +100,12 @@ def test_periods() -> None:
     )
     assert previous_period("week", NOW) == "2026-W47"
     assert previous_period("week", datetime(2027, 1, 4, tzinfo=UTC)) == "2026-W53"
-    for kind, label in (("week", "2026-11"), ("day", "2026-W48"), ("month", "2026-13")):
+    hostile = (
+        ("week", "9999-W52"), ("day", "9999-12-31"), ("month", "9999-12"),  # end after 9999
+        ("week", "0000-W01"), ("day", "0000-01-01"), ("week", "２０２６-W48"),
+        ("day", "2026-11-2\x00"), ("week", "2026-W\ud800\ud800"), ("month", "2026--1"),
+    )  # fmt: skip
+    for kind, label in (("week", "2026-11"), ("day", "2026-W48"), ("month", "2026-13"), *hostile):
         with pytest.raises(PolicyInputError, match="is not a"):
             period_bounds(kind, label)
     with pytest.raises(PolicyInputError):
