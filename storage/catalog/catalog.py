@@ -47,6 +47,7 @@ from storage.catalog.rows import (
     recording_select,
 )
 from storage.catalog.sql import (
+    MAX_CURSOR_CHARS,
     Database,
     Row,
     SqlTimeouts,
@@ -103,12 +104,14 @@ def listing_cursor(row: RecordingRow) -> str:
 
 def _decode_cursor(cursor: str) -> tuple[str, str]:
     try:
+        if len(cursor) > MAX_CURSOR_CHARS:  # ours have about 100
+            raise ValueError("too long")
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         started_at, recording_id = json.loads(raw)
         from_db_time(started_at)
         if not isinstance(recording_id, str):
             raise TypeError("recording id")
-    except (binascii.Error, ValueError, TypeError, CatalogError) as exc:
+    except (binascii.Error, ValueError, TypeError, RecursionError, CatalogError) as exc:
         raise CatalogError(f"invalid listing cursor {cursor[:40]!r}") from exc
     return started_at, recording_id
 

@@ -37,8 +37,8 @@ from typing import Any
 
 from storage.catalog.audit import canonical_json
 from storage.catalog.catalog import Catalog
-from storage.catalog.sql import Row, from_db_time, to_db_time
-from storage.errors import PrivacyRequestError, PrivacyRequestNotFound, StorageError
+from storage.catalog.sql import MAX_CURSOR_CHARS, Row, from_db_time, to_db_time
+from storage.errors import CatalogError, PrivacyRequestError, PrivacyRequestNotFound, StorageError
 
 __all__ = [
     "OPEN_STATUSES",
@@ -576,11 +576,14 @@ def _page_cursor(last: PrivacyRequest) -> str:
 
 def _decode_page_cursor(cursor: str) -> tuple[int, str, str]:
     try:
+        if len(cursor) > MAX_CURSOR_CHARS:  # ours have about 120
+            raise ValueError("too long")
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         rank, due, request_id = json.loads(raw)
         at = datetime.fromisoformat(due)
         if rank not in (0, 1) or not isinstance(request_id, str) or at.tzinfo is None:
             raise ValueError(cursor)
-    except (ValueError, TypeError, UnicodeDecodeError):
+        return int(rank), to_db_time(at), request_id
+    # RecursionError: JSON nested too deep; CatalogError: a time that cannot move to UTC
+    except (ValueError, TypeError, UnicodeDecodeError, RecursionError, CatalogError):
         raise PrivacyRequestError("not a privacy-request list cursor (take 'next')") from None
-    return int(rank), to_db_time(at), request_id

@@ -65,6 +65,7 @@ from storage._files import fsync_dir, make_private_dirs
 from storage.errors import CatalogError, CatalogUnavailable
 
 __all__ = [
+    "MAX_CURSOR_CHARS",
     "Database",
     "Dialect",
     "PostgresDatabase",
@@ -84,6 +85,11 @@ Params = Sequence[Any]
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 _BUSY_TIMEOUT_S = 30.0
 _SHORT_YEAR = re.compile(r"[0-9]{1,3}-[0-9]{2}-[0-9]{2}T")
+
+
+#: The longest listing cursor taken (those the catalog hands out have about 100 characters):
+#: a longer one is refused before it is decoded.
+MAX_CURSOR_CHARS = 1024
 
 
 def to_db_time(value: datetime) -> str:

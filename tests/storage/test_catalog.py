@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import threading
 import time
 from collections.abc import Iterator
@@ -388,8 +389,10 @@ def test_find_the_call_filters_and_newest_first(catalog: Catalog) -> None:
 
 
 def test_listing_rejects_bad_arguments(catalog: Catalog) -> None:
-    with pytest.raises(CatalogError, match="invalid listing cursor"):
-        catalog.list_recordings(after="not-a-cursor")
+    deep = base64.urlsafe_b64encode(b"[" * 3000).decode()  # past the JSON parser's recursion
+    for cursor in ("not-a-cursor", deep, "A" * 5000):
+        with pytest.raises(CatalogError, match="invalid listing cursor"):
+            catalog.list_recordings(after=cursor)
     with pytest.raises(CatalogError, match="limit"):
         catalog.list_recordings(limit=0)
     with pytest.raises(CatalogError, match="limit"):

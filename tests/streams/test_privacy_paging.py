@@ -5,6 +5,7 @@ store over SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 from datetime import timedelta
@@ -25,6 +26,20 @@ from tests.streams.lifecycle_support import (
     lifecycle_of,
     make_services,
     verification,
+)
+
+
+def _b64(raw: str) -> str:
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+#: Cursors no page handed out: JSON nested past the parser's recursion (a RecursionError
+#: escaped: HTTP 500), a due time that cannot move to UTC, one far too long.
+HOSTILE_CURSORS = (
+    _b64("[" * 3000),
+    _b64(json.dumps([0, "9999-12-31T23:59:59-14:00", "PR-1"])),
+    _b64(json.dumps([0, "0001-01-01T00:00:00+14:00", "PR-1"])),
+    "A" * 5000,
 )
 
 
@@ -66,8 +81,9 @@ def test_the_store_pages_in_sql_open_first(tmp_path: Path, catalog_url: str) -> 
         assert [r.request_id for r in seen] == _expected(services)
         assert [r.open for r in seen] == [True] * 4 + [False] * 3
         assert seen[0].overdue(clock()) and not seen[3].overdue(clock())
-        with pytest.raises(PrivacyRequestError, match="cursor"):
-            services.requests.page_requests(limit=2, after="not-a-cursor")
+        for cursor in ("not-a-cursor", *HOSTILE_CURSORS):
+            with pytest.raises(PrivacyRequestError, match="cursor"):
+                services.requests.page_requests(limit=2, after=cursor)
     finally:
         services.close()
 
@@ -93,8 +109,9 @@ def test_the_api_and_the_cli_say_what_follows(
     assert ids == _expected(services)
     first = server.request("GET", "/v1/privacy-requests?limit=7", token=officer).json()
     assert first["next"] is None and first["requests"][0]["overdue"] is True
-    bad = server.request("GET", "/v1/privacy-requests?after=zz", token=officer)
-    assert (bad.status, bad.json()["reason"]) == (400, "bad-cursor")
+    for cursor in ("zz", *HOSTILE_CURSORS):
+        bad = server.request("GET", f"/v1/privacy-requests?after={cursor}", token=officer)
+        assert (bad.status, bad.json()["reason"]) == (400, "bad-cursor"), cursor[:20]
 
     env = {"CALLVAULT_DATA_DIR": str(tmp_path / "data"),
            "CALLVAULT_CATALOG": f"sqlite:///{tmp_path}/catalog.sqlite3"}  # fmt: skip
