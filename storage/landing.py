@@ -479,7 +479,7 @@ class Landing:
             raise LandingError(f"event sidecar {sidecar.uri} is unusable: {exc}") from exc
         try:
             event = json.loads(raw)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
             raise LandingError(f"event sidecar {sidecar.uri} is not valid JSON") from exc
         if not isinstance(event, dict):
             raise LandingError(f"event sidecar {sidecar.uri} is not a JSON object")

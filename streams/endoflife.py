@@ -117,7 +117,7 @@ class EndOfLife:
         """
         try:
             data = json.loads(payload)
-        except ValueError:
+        except (ValueError, RecursionError):  # submit says why (malformed, too deep)
             data = None
         requested_by = data.get("requested_by") if isinstance(data, dict) else None
         if not isinstance(requested_by, str) or not requested_by.strip():

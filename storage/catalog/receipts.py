@@ -91,6 +91,8 @@ class DeletionReceipt:
         if isinstance(data, (str, bytes)):
             try:
                 data = json.loads(data)
+            except RecursionError:
+                raise ReceiptError("receipt is not JSON: nested too deep") from None
             except ValueError as exc:
                 raise ReceiptError(f"receipt is not JSON: {exc}") from exc
         if not isinstance(data, dict) or not isinstance(data.get("payload"), dict):

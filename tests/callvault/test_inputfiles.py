@@ -95,3 +95,17 @@ def test_the_cli_refuses_a_fifo_request_and_an_endless_receipt(tmp_path: Path) -
         handle.truncate(10 << 30)
     result = CliRunner().invoke(cli, ["retention", "receipt", "verify", str(receipt)], env=env)
     assert result.exit_code == 2 and "more than the 1048576 allowed" in result.output
+
+
+def test_a_receipt_file_nested_too_deep_is_not_a_receipt(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from callvault.cli import cli
+
+    receipt = tmp_path / "receipt.json"
+    receipt.write_text("[" * 60_000)  # past the JSON parser's recursion: was a traceback
+    result = CliRunner().invoke(
+        cli, ["retention", "receipt", "verify", str(receipt)],
+        env={"CALLVAULT_DATA_DIR": str(tmp_path / "var")},
+    )  # fmt: skip
+    assert result.exit_code == 2 and "receipt is not JSON: nested too deep" in result.output

@@ -285,9 +285,10 @@ def test_sidecar_errors(landing: Landing, root: Path) -> None:
     uri = landing.land("rec-1.wav", b"audio")
     with pytest.raises(LandingError, match="JSON-serialisable"):
         landing.write_sidecar(uri, {"when": object()})
-    (root / ("rec-1.wav" + SIDECAR_SUFFIX)).write_text("[1, 2")
-    with pytest.raises(LandingError, match="not valid JSON"):
-        landing.read_sidecar(uri)
+    for bad in ("[1, 2", "[" * 60_000):  # the second: past the parser's recursion
+        (root / ("rec-1.wav" + SIDECAR_SUFFIX)).write_text(bad)
+        with pytest.raises(LandingError, match="not valid JSON"):
+            landing.read_sidecar(uri)
     (root / ("rec-1.wav" + SIDECAR_SUFFIX)).write_text("[1, 2]")
     with pytest.raises(LandingError, match="not a JSON object"):
         landing.read_sidecar(uri)

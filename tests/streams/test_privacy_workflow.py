@@ -287,3 +287,19 @@ def test_tenants_cannot_see_each_others_requests_holds_recordings_or_audit(
     assert {"hold.placed", "hold.released"} <= {e["action"] for e in seen_by_acme}
     assert not any(e["recording_id"] == "r-globex" for e in seen_by_acme)
     assert services.audit.verify().ok
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b"[" * 60_000, b'{"type": "erase", "requested_by": ' + b"[" * 60_000, b"\xff\xfe", b""],
+)
+def test_a_poison_message_on_the_privacy_topic_is_rejected_not_raised(
+    file_services: Services, payload: bytes
+) -> None:
+    """The topic's agent runs every message through handle_message: one that raised
+    (JSON nested past the parser's recursion did) would stop the agent, and with it every
+    later customer's request. It is rejected and audited instead."""
+    lifecycle = lifecycle_of(file_services)
+    assert lifecycle.handle_message(payload) == "rejected:malformed"
+    (entry,) = [e for e in file_services.audit.iter_entries() if e.action == "privacy.rejected"]
+    assert entry.reason == "malformed" and entry.details == {"source": "topic"}
