@@ -30,6 +30,7 @@ class Located:
     # (path, line, message); the loader turns them into Problems
     problems: list[tuple[str, int | None, str]] = field(default_factory=list)
     built: int = 0  # values built so far (aliases count each time they are expanded)
+    too_deep: bool = False  # the nesting problem was reported (once)
 
 
 def child_path(parent: str, key: str | int) -> str:
@@ -68,6 +69,10 @@ def read_located(text: str) -> Located:
         loader.dispose()
 
 
+#: deepest nesting of a policy's values (it needs 5; libyaml itself allows 1000, deeper
+#: than Python's recursion can build)
+MAX_DEPTH = 32
+
 #: values an alias may expand the document to (a policy has a few hundred): beyond it,
 #: an alias bomb, reported instead of built
 MAX_VALUES = 100_000
@@ -87,6 +92,11 @@ def _build(
         return None
     if id(node) in inside:
         located.problems.append((path, line, "an alias refers to a value that contains it"))
+        return None
+    if len(inside) >= MAX_DEPTH:  # a policy nests 5 deep; 900 exhausted Python's recursion
+        if not located.too_deep:
+            located.too_deep = True
+            located.problems.append((path, line, f"nested deeper than {MAX_DEPTH} levels"))
         return None
     inside = (*inside, id(node))
     if isinstance(node, yaml.MappingNode):

@@ -618,6 +618,25 @@ def test_a_policy_that_is_no_text_file_is_a_problem_at_once(tmp_path: Path, kind
         load_policy(path)
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "purposes: " + "[" * 900 + "]" * 900 + "\n",  # flow nesting libyaml accepts
+        "".join(" " * i + "k:\n" for i in range(990)) + " " * 990 + "v\n",  # block nesting
+    ],
+)
+def test_a_policy_nested_past_pythons_recursion_is_one_problem(tmp_path: Path, text: str) -> None:
+    """libyaml nests up to 1000 levels; building 900 of them in Python raised
+    RecursionError (a traceback from 'callvault policy check', a worker that would not
+    start with a reason)."""
+    path = tmp_path / "policy.yaml"
+    path.write_text(text)
+    deep = [p for p in check_policy(path) if "nested deeper than 32 levels" in p.message]
+    assert len(deep) == 1, check_policy(path)[:3]
+    with pytest.raises(PolicyFileError, match="nested deeper than 32 levels"):
+        load_policy(path)
+
+
 def test_missing_file_is_reported(tmp_path: Path) -> None:
     missing = tmp_path / "nope.yaml"
     problems = check_policy(missing)
