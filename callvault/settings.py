@@ -477,6 +477,8 @@ def load_settings(
             raise ConfigError(str(exc)) from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+        except RecursionError:  # tomllib parses nested arrays recursively
+            raise ConfigError(f"cannot read config file {path}: nested too deep") from None
         for key, raw in from_file.items():
             if key not in names:
                 raise ConfigError(

@@ -317,4 +317,6 @@ def load_sources(path: Path | None) -> SourceBindings:
         raise ConfigError(str(exc)) from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"cannot read the sources file {path}: {exc}") from exc
+    except RecursionError:  # tomllib parses nested arrays recursively
+        raise ConfigError(f"cannot read the sources file {path}: nested too deep") from None
     return parse_sources(data, base=path.parent)

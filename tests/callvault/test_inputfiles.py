@@ -109,3 +109,12 @@ def test_a_receipt_file_nested_too_deep_is_not_a_receipt(tmp_path: Path) -> None
         env={"CALLVAULT_DATA_DIR": str(tmp_path / "var")},
     )  # fmt: skip
     assert result.exit_code == 2 and "receipt is not JSON: nested too deep" in result.output
+
+
+def test_config_and_sources_files_nested_too_deep_are_config_errors(tmp_path: Path) -> None:
+    deep = tmp_path / "deep.toml"
+    deep.write_text("a = " + "[" * 5000 + "]" * 5000 + "\n")  # tomllib recurses: was a traceback
+    with pytest.raises(ConfigError, match="config file .* nested too deep"):
+        load_settings({"CALLVAULT_CONFIG": str(deep)})
+    with pytest.raises(ConfigError, match="sources file .* nested too deep"):
+        load_sources(deep)
