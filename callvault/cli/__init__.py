@@ -28,9 +28,12 @@ write ``callvault/cli/<group>.py`` with a ``click`` group and add it to
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
+import re
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -86,6 +89,36 @@ def cli(ctx: click.Context, config: Path | None) -> None:
 for _target in COMMANDS:
     _module, _, _name = _target.partition(":")
     cli.add_command(getattr(importlib.import_module(_module), _name))
+
+_UNDECODABLE = re.compile(r"[\ud800-\udfff]")
+
+
+def _refuse_undecodable_text(command: click.Command) -> None:
+    """Wrap the callback of ``command`` (and of every subcommand) so that a text option
+    or argument holding bytes that are not UTF-8 (Python reads them as lone surrogates,
+    which no database, JSON or audit record can hold) is a usage error, exit 2, before
+    anything runs. File paths (``click.Path``) may hold such bytes and are let through."""
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            _refuse_undecodable_text(sub)
+    texts = [p for p in command.params if type(p.type) is click.types.StringParamType]
+    callback = command.callback
+    if not texts or callback is None:
+        return
+
+    @functools.wraps(callback)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        for param in texts:
+            value = kwargs.get(param.name or "")
+            for item in value if isinstance(value, tuple | list) else (value,):
+                if isinstance(item, str) and _UNDECODABLE.search(item):
+                    raise click.BadParameter("holds bytes that are not UTF-8 text", param=param)
+        return callback(*args, **kwargs)
+
+    command.callback = checked
+
+
+_refuse_undecodable_text(cli)
 
 
 def main() -> None:

@@ -142,3 +142,26 @@ def test_policy_clauses_prints_status_mechanism_and_tests_per_clause(env: dict[s
     )
     assert "[contact] Contact information (organizational)" in out
     assert out.strip().splitlines()[-1] == "30 clauses: 25 enforced, 5 organizational"
+
+
+BYTES = "a\udced\udca0\udc80"  # what Python makes of argv bytes ED A0 80 (not UTF-8)
+
+
+@pytest.mark.parametrize(
+    ("args", "name"),
+    [
+        (["hold", "place", "--scope", "call", "--tenant", BYTES, "--target", "c1",
+          "--reason", "litigation", "--reference", "m-1", "--by", "amy"], "'--tenant'"),
+        (["qa", "assignments", "--reviewer", BYTES], "'--reviewer'"),
+        (["dlq", "list", "--reason", BYTES], "'--reason'"),
+        (["privacy", "show", BYTES], "'REQUEST_ID'"),
+        (["ref", "rec-1", BYTES], "'RECORDING_IDS...'"),
+    ],
+)  # fmt: skip
+def test_text_that_is_not_utf8_is_a_usage_error_before_anything_runs(
+    env: dict[str, str], args: list[str], name: str
+) -> None:
+    """Each raised UnicodeEncodeError (a traceback) deep inside: a catalog query, an
+    audit record, a keyed hash."""
+    code, output = run(env, *args)
+    assert code == 2 and f"Invalid value for {name}: holds bytes that are not UTF-8" in output
