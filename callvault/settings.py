@@ -13,6 +13,7 @@ The table of variables in README.md is generated from :data:`FIELDS` (see
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -26,6 +27,7 @@ from callvault.inputfiles import read_input_text
 __all__ = ["Settings", "FIELDS", "LOG_LEVELS", "load_settings"]
 
 ENV_PREFIX = "CALLVAULT_"
+_WORKER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
 #: The largest config file read (a real one has a few hundred bytes).
 MAX_CONFIG_BYTES = 1 << 20
 
@@ -156,7 +158,12 @@ class Settings:
     )
     worker_id: str = field(
         default="",
-        metadata=_meta("Name of this worker in logs and audit records.", "worker-2", "(hostname)"),
+        metadata=_meta(
+            "Name of this worker in logs and audit records: 1-128 letters, digits, '.', '_' "
+            "or '-'.",
+            "worker-2",
+            "(hostname)",
+        ),
     )
     log_level: str = field(
         default="info",
@@ -402,8 +409,14 @@ def _finish(values: dict[str, Any]) -> Settings:
         values["keyring"] = f"file://{data_dir / 'keys' / 'master.json'}"
     if not values.get("landing_roots"):
         values["landing_roots"] = (f"file://{data_dir / 'landing'}",)
-    if not values.get("worker_id"):
-        values["worker_id"] = os.uname().nodename
+    if not values.get("worker_id"):  # a host name may hold what an id may not: replaced
+        values["worker_id"] = re.sub(r"[^A-Za-z0-9._-]", "-", os.uname().nodename)[:128]
+    if not _WORKER_ID.match(str(values["worker_id"])):
+        raise ConfigError(
+            f"{ENV_PREFIX}WORKER_ID={values['worker_id']!r} must be 1-128 letters, digits, "
+            "'.', '_' or '-', starting with a letter or digit (it names this worker in "
+            "audit records, leases and metrics)"
+        )
     for name in (
         "s3_connect_timeout_seconds", "s3_read_timeout_seconds", "s3_max_attempts",
         "sql_connect_timeout_seconds", "sql_keepalive_seconds", "ready_stall_seconds",

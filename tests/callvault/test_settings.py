@@ -44,6 +44,13 @@ def test_environment_wins_over_the_config_file(tmp_path: Path) -> None:
         ({"CALLVAULT_KEYRING": "vault://x"}, "CALLVAULT_KEYRING"),
         ({"CALLVAULT_BROKER": "localhost:9092"}, "kafka://"),
         ({"CALLVAULT_LANDING_ROOTS": "/var/spool"}, "must start with"),
+        # the worker id names actors, lease holders and metrics: was a UnicodeEncodeError
+        # at the first audit record, or 5000 characters in every one
+        ({"CALLVAULT_WORKER_ID": "w\udced\udca0\udc80"}, "CALLVAULT_WORKER_ID"),
+        ({"CALLVAULT_WORKER_ID": "w" * 129}, "must be 1-128 letters"),
+        ({"CALLVAULT_WORKER_ID": "w 1;x"}, "must be 1-128 letters"),
+        ({"CALLVAULT_WORKER_ID": "../w"}, "must be 1-128 letters"),
+        ({"CALLVAULT_WORKER_ID": "w\n"}, "must be 1-128 letters"),
     ],
 )
 def test_bad_values_get_a_clear_error(env: dict[str, str], message: str) -> None:
@@ -68,3 +75,15 @@ def test_unreadable_config_file_is_a_config_error(tmp_path: Path) -> None:
 def test_every_field_documents_itself() -> None:
     for field in FIELDS:
         assert {"help", "example", "default_doc"} <= set(field.metadata), field.name
+
+
+def test_a_host_name_an_id_may_not_hold_makes_a_worker_id(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    real = os.uname()
+    fake = type(real)((real.sysname, "host name;1", real.release, real.version, real.machine))
+    monkeypatch.setattr(os, "uname", lambda: fake)
+    assert load_settings({"CALLVAULT_DATA_DIR": str(tmp_path)}).worker_id == "host-name-1"
+    assert load_settings({"CALLVAULT_WORKER_ID": "pod-7.cv_a"}).worker_id == "pod-7.cv_a"
