@@ -229,6 +229,11 @@ class Landing:
         self.allow_hard_links = allow_hard_links
         self._s3_client_factory = s3_client_factory
         self._s3_client: Any = None
+        #: Entries of the folder roots the last :meth:`iter_stale` passed over because
+        #: nothing can ingest them as they are: a FIFO, socket, device or symlink, or a
+        #: name with control characters or bytes that are not UTF-8. They stay outside
+        #: governance until an operator moves or renames them (the reconciler counts them).
+        self.unusable_entries = 0
 
     @property
     def roots(self) -> list[str]:
@@ -516,6 +521,7 @@ class Landing:
         if not isinstance(older_than_seconds, int | float) or older_than_seconds < 0:
             raise LandingError(f"older_than_seconds must be >= 0, not {older_than_seconds!r}")
         current = time.time() if now is None else float(now)
+        self.unusable_entries = 0
         for root in self._roots:
             listing = self._list_file(root) if isinstance(root, _FileRoot) else self._list_s3(root)
             for uri, modified, has_sidecar, has_audio in listing:
@@ -552,6 +558,8 @@ class Landing:
                     audio_uri = Path(folder, name).as_uri()
                     if stat.S_ISREG(info.st_mode) and self._resolvable(audio_uri):
                         yield audio_uri, info.st_mtime, True, False
+                    else:
+                        self.unusable_entries += 1
                     continue
                 path = Path(folder, name)
                 try:
@@ -563,6 +571,7 @@ class Landing:
                         f"cannot stat landing file {path}: {exc}"
                     ) from exc
                 if not stat.S_ISREG(info.st_mode) or not self._resolvable(path.as_uri()):
+                    self.unusable_entries += 1
                     continue
                 yield path.as_uri(), info.st_mtime, name + SIDECAR_SUFFIX in names, True
 

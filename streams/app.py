@@ -161,6 +161,7 @@ class Worker:
         # the catalog first (storage/catalog/leases.py).
         self.leases = LeaseStore(services.catalog.database, services.clock)
         self.lease_holder = f"{settings.worker_id}:{os.getpid()}"
+        self._unusable_landing = 0  # landing entries the last reconcile pass could not use
         self._held_leases: set[str] = set()
         self._singleton_locks: dict[str, asyncio.Lock] = {}
         self._lease_lost: dict[str, threading.Event] = {}
@@ -705,7 +706,16 @@ class Worker:
         self.metrics.landing_cleaned.labels("audio").inc(report.removed_audio)
         self.metrics.landing_cleaned.labels("sidecar").inc(report.removed_sidecars)
         self.metrics.landing_orphan_sidecars.set(report.kept_sidecars)
-        backlog = report.backlog
+        unusable = services.landing.unusable_entries
+        if unusable and unusable != self._unusable_landing:  # said when it changes
+            log.warning(
+                "%d landing entries cannot be ingested as they are (a FIFO, socket or "
+                "symlink, or a name with control characters or bytes that are not UTF-8): "
+                "outside governance until an operator moves or renames them",
+                unusable,
+            )
+        self._unusable_landing = unusable
+        backlog = report.backlog + unusable
         sent = 0
         for item in report.announceable:
             try:

@@ -65,7 +65,9 @@ class Metrics:
         self.landing_backlog = Gauge(
             "callvault_landing_backlog",
             "Landing audio files and event sidecars older than the reconcile age that no "
-            "stored, declined or dead-lettered recording accounts for yet.",
+            "stored, declined or dead-lettered recording accounts for yet, and landing "
+            "entries nothing can ingest as they are (FIFO, socket, symlink, a name with "
+            "control characters or bytes that are not UTF-8).",
             registry=r,
         )
         self.landing_orphan_sidecars = Gauge(

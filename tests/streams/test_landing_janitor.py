@@ -214,3 +214,35 @@ def test_the_janitor_checks_the_vault_copy_in_ranges_not_whole(
     _reconcile(worker)
     assert not call.path.exists() and call.claim_state() is ClaimState.RELEASED
     assert len(ranges) >= 2 and max(ranges) <= 1 << 20
+
+
+def test_landing_entries_nothing_can_ingest_are_counted_in_the_backlog(
+    services: Services, worker: Worker, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A FIFO, a socket, a symlink, a name with a newline or with bytes that are not
+    UTF-8: no event can name them, so they were passed over without a trace (audio kept
+    outside retention and erasure, unseen). The backlog gauge counts them and the
+    reconciler says so, without naming them (a name may hold a caller's number)."""
+    import socket
+
+    landing = Path(services.settings.landing_dir)  # type: ignore[arg-type]
+    landing.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(landing / "fifo.wav")
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind(str(landing / "sock.wav"))
+    (landing / "link.wav").symlink_to("/etc/hostname")
+    (landing / "new\nline.wav").write_bytes(b"audio")
+    (landing / os.fsdecode(b"\xff-4930555.wav")).write_bytes(b"audio")
+    for entry in landing.iterdir():
+        os.utime(entry, (time.time() - 3600,) * 2, follow_symlinks=False)
+    with caplog.at_level("WARNING"):
+        _reconcile(worker)
+    assert services.landing.unusable_entries == 5
+    assert _gauge(worker, "callvault_landing_backlog") == 5
+    (warning,) = [r.getMessage() for r in caplog.records if "cannot be ingested" in r.getMessage()]
+    assert warning.startswith("5 landing entries") and "4930555" not in warning
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        _reconcile(worker)  # the same count: said once
+    assert not [r for r in caplog.records if "cannot be ingested" in r.getMessage()]
+    assert all(p.exists() or p.is_symlink() for p in landing.iterdir())  # nothing touched
